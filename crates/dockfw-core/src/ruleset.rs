@@ -1,0 +1,405 @@
+//! The backend-neutral ruleset: what the compiler produces and a backend installs.
+//!
+//! It mirrors the nftables objects one to one (one `inet` table, its named
+//! sets, chains and rules) so that a backend can encode it without any policy
+//! logic and decode what the kernel holds back into the same type: "is the
+//! installed ruleset the one we want" is then `installed == desired`.
+//!
+//! Every rule implicitly carries a counter, placed just before its verdict.
+
+use crate::interval::Interval;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// One nftables table of family `inet`, with everything in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ruleset {
+    /// Table name (family is always `inet`).
+    pub table: String,
+    /// Named sets, in the order they are created.
+    pub sets: Vec<Set>,
+    /// Chains, in the order they are created; base chains carry a hook.
+    pub chains: Vec<Chain>,
+}
+
+impl Ruleset {
+    /// The chain called `name`.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|chain| chain.name == name)
+    }
+
+    /// The set called `name`.
+    pub fn set(&self, name: &str) -> Option<&Set> {
+        self.sets.iter().find(|set| set.name == name)
+    }
+
+    /// Number of rules in all chains.
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|chain| chain.rules.len()).sum()
+    }
+
+    /// Number of intervals in all constant sets.
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|set| set.elements.len()).sum()
+    }
+}
+
+/// A named set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Set {
+    /// Set name, unique in the table.
+    pub name: String,
+    /// What it holds.
+    pub elements: SetElements,
+}
+
+/// The contents of a set. Constant sets are interval sets (`flags interval`)
+/// whose elements are normalised: sorted, non-overlapping, non-adjacent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "elements")]
+pub enum SetElements {
+    /// `type ipv4_addr; flags interval`.
+    Ipv4(Vec<Interval<Ipv4Addr>>),
+    /// `type ipv6_addr; flags interval`.
+    Ipv6(Vec<Interval<Ipv6Addr>>),
+    /// `type inet_service; flags interval`.
+    Port(Vec<Interval<u16>>),
+    /// A dynamic set filled by the packet path (`flags dynamic[,timeout]`),
+    /// keyed by source address, used for per-source limits.
+    Meter(Meter),
+}
+
+impl SetElements {
+    /// Number of constant intervals (0 for meters).
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Ipv4(elements) => elements.len(),
+            Self::Ipv6(elements) => elements.len(),
+            Self::Port(elements) => elements.len(),
+            Self::Meter(_) => 0,
+        }
+    }
+
+    /// Whether the set holds no constant intervals.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A dynamic set keyed by source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meter {
+    /// Address family of the key.
+    pub family: Family,
+    /// Maximum number of entries.
+    pub size: u32,
+    /// Seconds after which an idle entry expires; `None` for no timeout
+    /// (connection-count sets are garbage-collected by conntrack instead).
+    pub timeout_secs: Option<u32>,
+}
+
+/// A chain; a base chain has a hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chain {
+    /// Chain name, unique in the table.
+    pub name: String,
+    /// For base chains: where they hook in. Base chains are always of type
+    /// `filter` with policy `accept` (dockfw only ever drops or rejects).
+    pub hook: Option<BaseHook>,
+    /// Rules, evaluated in order.
+    pub rules: Vec<Rule>,
+}
+
+/// Where a base chain is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseHook {
+    /// The netfilter hook.
+    pub hook: Hook,
+    /// Priority: lower runs earlier; Docker's filter chains run at 0.
+    pub priority: i32,
+}
+
+/// Netfilter hooks used by dockfw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// Packets routed through the host (to containers behind DNAT or a bridge).
+    Forward,
+    /// Packets for the host itself (e.g. docker-proxy).
+    Input,
+}
+
+/// One rule: all matches must hold; then statements run, the counter counts,
+/// and the verdict (if any) applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The rule's comment: the policy rule it comes from (or what it is for).
+    pub comment: String,
+    /// Conditions, all of which must hold, in order.
+    pub matches: Vec<Match>,
+    /// Non-terminal actions, run after the matches.
+    pub statements: Vec<Statement>,
+    /// What happens to a matching packet; `None` continues with the next rule.
+    pub verdict: Option<Verdict>,
+}
+
+/// IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+/// Transport protocols that published ports use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Proto {
+    /// The lowercase name, as nft and the policy write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// An interface name pattern: exact (`eth0`) or a prefix wildcard (`wg*`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfName {
+    /// Exactly this name.
+    Exact(String),
+    /// Any name starting with this prefix (written `prefix*`).
+    Prefix(String),
+}
+
+impl IfName {
+    /// Whether the interface called `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(exact) => name == exact,
+            Self::Prefix(prefix) => name.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// Whether every name this pattern matches is also matched by `other`.
+    pub fn is_covered_by(&self, other: &IfName) -> bool {
+        match (self, other) {
+            (Self::Exact(name), _) => other.matches(name),
+            (Self::Prefix(prefix), Self::Prefix(outer)) => prefix.starts_with(outer.as_str()),
+            (Self::Prefix(_), Self::Exact(_)) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(name) => f.write_str(name),
+            Self::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
+/// Connection-tracking state tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtState {
+    /// `ct state new`.
+    New,
+    /// `ct state != new`: established, related, invalid or untracked.
+    NotNew,
+}
+
+/// How a port is matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortMatch {
+    /// One port.
+    Single(u16),
+    /// An inclusive range `first-last`.
+    Range(u16, u16),
+    /// Membership in a named port set.
+    Set(String),
+}
+
+impl PortMatch {
+    /// Whether `port` matches, looking named sets up in `ruleset`.
+    pub fn matches(&self, port: u16, ruleset: &Ruleset) -> bool {
+        match self {
+            Self::Single(single) => port == *single,
+            Self::Range(first, last) => (*first..=*last).contains(&port),
+            Self::Set(name) => match ruleset.set(name).map(|set| &set.elements) {
+                Some(SetElements::Port(ports)) => crate::interval::contains(ports, port),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A rate: `count` events per `unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rate {
+    /// Events per unit.
+    pub count: u64,
+    /// The time unit.
+    pub unit: RateUnit,
+}
+
+/// Time units for rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateUnit {
+    /// Per second.
+    Second,
+    /// Per minute.
+    Minute,
+    /// Per hour.
+    Hour,
+    /// Per day.
+    Day,
+}
+
+impl RateUnit {
+    /// Length of the unit in seconds.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Self::Second => 1,
+            Self::Minute => 60,
+            Self::Hour => 3600,
+            Self::Day => 86400,
+        }
+    }
+
+    /// The name nft and the policy use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Second => "second",
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.count, self.unit.name())
+    }
+}
+
+/// A condition on a packet. Each maps to a fixed sequence of nftables
+/// expressions, so a backend can encode and decode it without guessing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Match {
+    /// `iifname NAME` (input interface).
+    IifName(IfName),
+    /// `oifname NAME` (output interface).
+    OifName(IfName),
+    /// `meta nfproto ipv4|ipv6`.
+    NfProto(Family),
+    /// `meta l4proto tcp|udp`.
+    L4Proto(Proto),
+    /// `ct state new` / `ct state != new`.
+    CtState(CtState),
+    /// `ct status dnat`: the connection was destination-NATed (Docker-published).
+    CtStatusDnat,
+    /// `ip saddr @set` / `ip6 saddr @set`.
+    SourceIn {
+        /// Address family of the set (and of the packet).
+        family: Family,
+        /// Name of an address interval set.
+        set: String,
+    },
+    /// `ct original ip daddr @set` / `ct original ip6 daddr @set`: the address
+    /// the client dialled, before DNAT.
+    DialledAddrIn {
+        /// Address family of the set (and of the packet).
+        family: Family,
+        /// Name of an address interval set.
+        set: String,
+    },
+    /// `ct original proto-dst PORTS`: the port the client dialled, before DNAT.
+    /// Must follow an [`Match::L4Proto`].
+    DialledPort(PortMatch),
+    /// `limit rate R burst B packets`: holds while the rule's overall rate
+    /// stays under `rate` (used to rate-limit logging).
+    Limit {
+        /// The rate.
+        rate: Rate,
+        /// Burst, in packets.
+        burst: u32,
+    },
+    /// `update @set { ip saddr limit rate over R burst B packets }`: holds when
+    /// this source's new connections exceed `rate`.
+    SourceRateOver {
+        /// Address family of the source.
+        family: Family,
+        /// The meter set tracking sources.
+        set: String,
+        /// The rate.
+        rate: Rate,
+        /// Burst, in packets.
+        burst: u32,
+    },
+    /// `add @set { ip saddr ct count over N }`: holds when this source has more
+    /// than `count` tracked connections.
+    SourceConnectionsOver {
+        /// Address family of the source.
+        family: Family,
+        /// The meter set tracking sources.
+        set: String,
+        /// The connection count allowed.
+        count: u32,
+    },
+}
+
+/// A non-terminal action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Statement {
+    /// `log prefix "…"` (kernel log, default level).
+    Log {
+        /// Text put before each log line.
+        prefix: String,
+    },
+}
+
+/// How a rejected packet is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectWith {
+    /// `reject with tcp reset`.
+    TcpReset,
+    /// `reject with icmpx admin-prohibited` (ICMP or ICMPv6 by family).
+    IcmpxAdminProhibited,
+}
+
+/// What happens to a packet once a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Ends this base chain; later base chains (Docker's) still run.
+    Accept,
+    /// Discards the packet; final.
+    Drop,
+    /// Discards the packet and answers the sender; final.
+    Reject(RejectWith),
+    /// Returns to the calling chain.
+    Return,
+    /// Runs the named chain, then continues here.
+    Jump(String),
+    /// Runs the named chain instead of the rest of this one.
+    Goto(String),
+}

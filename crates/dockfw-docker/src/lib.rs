@@ -1,0 +1,1 @@
+//! dockfw-docker: Docker Engine API access. Not implemented yet: see issue 6.
