@@ -120,10 +120,14 @@ pub fn intersect<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval
 /// Splits an address interval into the fewest CIDR prefixes covering it exactly,
 /// as `(network, prefix length)`. Used to print intervals the way people write them.
 pub fn to_prefixes_v4(interval: Interval<Ipv4Addr>) -> Vec<(Ipv4Addr, u8)> {
-    to_prefixes(u32::from(interval.first).into(), u32::from(interval.last).into(), 32)
-        .into_iter()
-        .map(|(start, len)| (Ipv4Addr::from(start as u32), len))
-        .collect()
+    to_prefixes(
+        u32::from(interval.first).into(),
+        u32::from(interval.last).into(),
+        32,
+    )
+    .into_iter()
+    .map(|(start, len)| (Ipv4Addr::from(start as u32), len))
+    .collect()
 }
 
 /// IPv6 counterpart of [`to_prefixes_v4`].
@@ -138,7 +142,11 @@ fn to_prefixes(mut start: u128, last: u128, bits: u32) -> Vec<(u128, u8)> {
     let mut out = Vec::new();
     loop {
         // Largest block aligned at `start` that does not pass `last`.
-        let mut size_log = if start == 0 { bits } else { start.trailing_zeros().min(bits) };
+        let mut size_log = if start == 0 {
+            bits
+        } else {
+            start.trailing_zeros().min(bits)
+        };
         while size_log > 0 && block_end(start, size_log) > last {
             size_log -= 1;
         }
@@ -169,7 +177,14 @@ mod tests {
 
     #[test]
     fn merges_overlapping_adjacent_and_contained() {
-        let got = normalize(vec![iv(10, 20), iv(21, 25), iv(5, 8), iv(12, 14), iv(30, 30), iv(7, 9)]);
+        let got = normalize(vec![
+            iv(10, 20),
+            iv(21, 25),
+            iv(5, 8),
+            iv(12, 14),
+            iv(30, 30),
+            iv(7, 9),
+        ]);
         assert_eq!(got, vec![iv(5, 25), iv(30, 30)]);
     }
 
@@ -180,9 +195,15 @@ mod tests {
 
     #[test]
     fn handles_top_of_range() {
-        assert_eq!(normalize(vec![iv(65535, 65535), iv(1, 65535)]), vec![iv(1, 65535)]);
+        assert_eq!(
+            normalize(vec![iv(65535, 65535), iv(1, 65535)]),
+            vec![iv(1, 65535)]
+        );
         let top = Ipv6Addr::from(u128::MAX);
-        let set = normalize(vec![Interval::single(top), Interval::new(Ipv6Addr::UNSPECIFIED, top).unwrap()]);
+        let set = normalize(vec![
+            Interval::single(top),
+            Interval::new(Ipv6Addr::UNSPECIFIED, top).unwrap(),
+        ]);
         assert_eq!(set.len(), 1);
     }
 
@@ -204,7 +225,10 @@ mod tests {
         assert!(covers(&set, &[iv(6, 10), iv(30, 40)]));
         assert!(!covers(&set, &[iv(20, 31)]));
         assert!(covers(&set, &[]));
-        assert_eq!(intersect(&set, &[iv(0, 6), iv(24, 32)]), vec![iv(5, 6), iv(24, 25), iv(30, 32)]);
+        assert_eq!(
+            intersect(&set, &[iv(0, 6), iv(24, 32)]),
+            vec![iv(5, 6), iv(24, 25), iv(30, 32)]
+        );
     }
 
     #[test]
