@@ -1,6 +1,62 @@
 //! dockfw-core: the policy language of dockfw-nft and its compiler.
+//!
+//! Data flows one way: a TOML policy is [parsed and validated](parse()) into a
+//! [`Policy`], [compiled](compile()) into a backend-neutral [`Ruleset`], which a
+//! backend (the `dockfw-nft` crate) installs, or which [`render()`] prints as an
+//! nft script. [`evaluate`] says which rule decides a connection.
+//!
+//! No I/O happens here: callers read files and talk to Docker.
+//!
+//! ```
+//! use dockfw_core::{Action, Connection, Decision, Proto};
+//!
+//! let text = r#"
+//!     [guard]
+//!     interfaces = ["eth0"]
+//!     default = "drop"
+//!
+//!     [sets]
+//!     office = ["198.51.100.0/24", "2001:db8:10::/48"]
+//!
+//!     [[rule]]
+//!     name = "office ssh"
+//!     from = ["@office"]
+//!     ports = ["2222/tcp"]
+//! "#;
+//! let parsed = dockfw_core::parse("policy.toml", text).expect("valid policy");
+//! let ruleset = dockfw_core::compile(&parsed.policy, &[]);
+//! assert!(dockfw_core::render(&ruleset).contains("chain forward"));
+//!
+//! let connection = Connection {
+//!     interface: "eth0".into(),
+//!     source: "198.51.100.7".parse().unwrap(),
+//!     dialled: None,
+//!     port: 2222,
+//!     proto: Proto::Tcp,
+//! };
+//! let decision = dockfw_core::evaluate(&parsed.policy, &[], &connection);
+//! assert_eq!(decision, Decision::Rule { name: "office ssh".into(), action: Action::Allow });
+//! // The compiled ruleset agrees.
+//! assert_eq!(dockfw_core::evaluate_ruleset(&ruleset, &connection), decision);
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod compile;
+pub mod diag;
+pub mod eval;
 pub mod interval;
+mod lint;
+mod parse;
+pub mod policy;
+pub mod render;
 pub mod ruleset;
+pub mod values;
+
+pub use compile::compile;
+pub use diag::{Diagnostic, Location, PolicyError, Severity};
+pub use eval::{Connection, Decision, Explanation, Miss, evaluate, evaluate_ruleset, explain};
+pub use parse::{Parsed, parse};
+pub use policy::{Action, Container, Policy, PublishedPort};
+pub use render::render;
+pub use ruleset::{Proto, Ruleset};

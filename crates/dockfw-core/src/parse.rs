@@ -1,0 +1,868 @@
+//! Reading a policy file: TOML → validated [`Policy`], or every error found,
+//! each with its file:line:column, the rule, and a hint.
+//!
+//! The file is walked as a spanned TOML tree rather than through serde derive,
+//! so that every value keeps its place, lists may be written as a single value,
+//! ports may be integers, and unknown keys get a "did you mean" suggestion.
+
+use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
+use crate::interval;
+use crate::lint;
+use crate::policy::{
+    Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortSet, Rule,
+};
+use crate::ruleset::{IfName, Proto};
+use crate::values::{self, AddrSet, IpRange, ValueError};
+use serde_spanned::Spanned;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use toml::de::{DeTable, DeValue};
+
+/// A policy read without errors, and the warnings about it.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The policy.
+    pub policy: Policy,
+    /// Warnings: the policy works, but maybe not as meant.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Longest rule name: it goes into nftables comments and log prefixes.
+const MAX_NAME_LEN: usize = 64;
+/// Longest set name.
+const MAX_SET_NAME_LEN: usize = 32;
+/// The policy file format this version understands.
+const VERSION: i64 = 1;
+
+/// Reads and validates a policy. `file` names the source in diagnostics.
+///
+/// ```
+/// let parsed = dockfw_core::parse("policy.toml", r#"
+///     [guard]
+///     interfaces = ["eth0"]
+///     [[rule]]
+///     ports = ["80", "443"]
+/// "#).unwrap();
+/// assert_eq!(parsed.policy.rules[0].name, "rule 1");
+/// ```
+pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyError> {
+    let mut out = Collector::new(file, text);
+    let document = match DeTable::parse(text) {
+        Ok(document) => document,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            out.error(
+                span,
+                None,
+                format!("invalid TOML: {}", error.message().trim_end()),
+                None,
+            );
+            return Err(PolicyError {
+                diagnostics: out.into_sorted(),
+            });
+        }
+    };
+    let policy = read_policy(&mut out, document.get_ref());
+    match policy {
+        Some(policy) if !out.has_errors() => {
+            lint::lint(&policy, &mut out);
+            Ok(Parsed {
+                policy,
+                warnings: out.into_sorted(),
+            })
+        }
+        _ => Err(PolicyError {
+            diagnostics: out.into_sorted(),
+        }),
+    }
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// The keys of one TOML table, read one by one; what is left unread is unknown.
+struct TableReader<'t, 'i> {
+    entries: Vec<(&'t str, Range<usize>, &'t Value<'i>)>,
+    known: &'static [&'static str],
+    rule: Option<String>,
+    section: &'static str,
+}
+
+impl<'t, 'i> TableReader<'t, 'i> {
+    fn new(
+        table: &'t DeTable<'i>,
+        known: &'static [&'static str],
+        section: &'static str,
+        rule: Option<String>,
+    ) -> Self {
+        let entries = table
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_ref(), k.span(), v))
+            .collect();
+        Self {
+            entries,
+            known,
+            rule,
+            section,
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<&'t Value<'i>> {
+        let index = self.entries.iter().position(|(k, _, _)| *k == key)?;
+        Some(self.entries.swap_remove(index).2)
+    }
+
+    /// Reports the keys nobody asked for.
+    fn finish(self, out: &mut Collector<'_>) {
+        let rule = self.rule.as_deref();
+        for (key, span, _) in &self.entries {
+            let suggestion = self
+                .known
+                .iter()
+                .map(|known| (strsim::levenshtein(key, known), known))
+                .filter(|(distance, _)| *distance <= 2)
+                .min()
+                .map(|(_, known)| format!("did you mean \"{known}\"?"));
+            let hint = suggestion.unwrap_or_else(|| format!("known keys here: {}", self.known.join(", ")));
+            out.error(
+                span.clone(),
+                rule,
+                format!("unknown key \"{key}\" in {}", self.section),
+                hint,
+            );
+        }
+    }
+}
+
+fn type_error(out: &mut Collector<'_>, value: &Value<'_>, rule: Option<&str>, key: &str, expected: &str) {
+    out.error(
+        value.span(),
+        rule,
+        format!("\"{key}\" must be {expected}, not {}", value.get_ref().type_str()),
+        None,
+    );
+}
+
+fn value_error(
+    out: &mut Collector<'_>,
+    span: Range<usize>,
+    rule: Option<&str>,
+    key: &str,
+    error: ValueError,
+) {
+    out.error(span, rule, format!("{key}: {}", error.message), error.hint);
+}
+
+fn read_string<'t>(
+    out: &mut Collector<'_>,
+    value: &'t Value<'_>,
+    rule: Option<&str>,
+    key: &str,
+) -> Option<&'t str> {
+    let text = value.get_ref().as_str();
+    if text.is_none() {
+        type_error(out, value, rule, key, "a string");
+    }
+    text
+}
+
+fn read_bool(out: &mut Collector<'_>, value: Option<&Value<'_>>, rule: Option<&str>, key: &str) -> bool {
+    let Some(value) = value else { return false };
+    match value.get_ref().as_bool() {
+        Some(flag) => flag,
+        None => {
+            type_error(out, value, rule, key, "true or false");
+            false
+        }
+    }
+}
+
+fn read_integer(out: &mut Collector<'_>, value: &Value<'_>, rule: Option<&str>, key: &str) -> Option<i64> {
+    let integer = value.get_ref().as_integer();
+    let parsed = integer.and_then(|i| i64::from_str_radix(i.as_str(), i.radix()).ok());
+    if integer.is_none() {
+        type_error(out, value, rule, key, "a whole number");
+    } else if parsed.is_none() {
+        out.error(value.span(), rule, format!("\"{key}\" is too large"), None);
+    }
+    parsed
+}
+
+/// A list, or a single value standing for a list of one.
+fn read_list<'t, 'i>(
+    out: &mut Collector<'_>,
+    value: &'t Value<'i>,
+    rule: Option<&str>,
+    key: &str,
+) -> Option<Vec<&'t Value<'i>>> {
+    let items: Vec<&Value<'i>> = match value.get_ref() {
+        DeValue::Array(items) => items.iter().collect(),
+        DeValue::Table(_) => {
+            type_error(out, value, rule, key, "a list");
+            return None;
+        }
+        _ => vec![value],
+    };
+    if items.is_empty() {
+        out.error(
+            value.span(),
+            rule,
+            format!("\"{key}\" is an empty list, which would match nothing"),
+            format!("remove \"{key}\" to match anything, or list at least one entry"),
+        );
+        return None;
+    }
+    Some(items)
+}
+
+fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
+    let mut top = TableReader::new(root, &["version", "guard", "sets", "rule"], "the top level", None);
+    if let Some(version) = top.take("version")
+        && let Some(number) = read_integer(out, version, None, "version")
+        && number != VERSION
+    {
+        out.error(
+            version.span(),
+            None,
+            format!("unknown policy version {number}"),
+            format!("this dockfw-nft understands version {VERSION}; upgrade dockfw-nft or write version = {VERSION}"),
+        );
+    }
+    let guard = match top.take("guard") {
+        Some(value) => match value.get_ref().as_table() {
+            Some(table) => read_guard(out, table, value.span()),
+            None => {
+                type_error(out, value, None, "guard", "a table ([guard])");
+                None
+            }
+        },
+        None => {
+            out.push(
+                Severity::Error,
+                Some(0..0),
+                None,
+                "the [guard] section is missing",
+                Some(
+                    "add [guard] with interfaces = [\"eth0\"] naming where outside traffic arrives"
+                        .to_string(),
+                ),
+            );
+            None
+        }
+    };
+    let sets = match top.take("sets") {
+        Some(value) => match value.get_ref().as_table() {
+            Some(table) => read_sets(out, table),
+            None => {
+                type_error(out, value, None, "sets", "a table ([sets])");
+                BTreeMap::new()
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    let rule_values: Vec<&Value<'_>> = match top.take("rule") {
+        Some(value) => match value.get_ref() {
+            DeValue::Array(items) => items.iter().collect(),
+            DeValue::Table(_) => {
+                out.error(
+                    value.span(),
+                    None,
+                    "\"rule\" must be an array of tables",
+                    "write each rule under [[rule]] (two brackets)".to_string(),
+                );
+                Vec::new()
+            }
+            _ => {
+                type_error(out, value, None, "rule", "an array of tables ([[rule]])");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    top.finish(out);
+
+    let guard = guard?;
+    let mut rules = Vec::new();
+    let mut seen_names: HashMap<String, Range<usize>> = HashMap::new();
+    for (index, value) in rule_values.into_iter().enumerate() {
+        let Some(table) = value.get_ref().as_table() else {
+            type_error(out, value, None, "rule", "a table");
+            continue;
+        };
+        if let Some(rule) = read_rule(out, table, value.span(), index, &guard, &sets, &mut seen_names) {
+            rules.push(rule);
+        }
+    }
+    Some(Policy { guard, sets, rules })
+}
+
+fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) -> Option<Guard> {
+    let mut keys = TableReader::new(
+        table,
+        &["interfaces", "default", "log", "table", "priority"],
+        "[guard]",
+        None,
+    );
+    let interfaces = match keys.take("interfaces") {
+        Some(value) => read_interfaces(out, value, None),
+        None => {
+            out.error(
+                span.clone(),
+                None,
+                "[guard] needs \"interfaces\"",
+                "list where outside traffic arrives, like interfaces = [\"eth0\"] (\"wg*\" matches every name starting with wg)".to_string(),
+            );
+            None
+        }
+    };
+    let default = match keys.take("default") {
+        Some(value) => read_action(out, value, None, "default", true),
+        None => Some(Action::Drop),
+    };
+    let log = read_bool(out, keys.take("log"), None, "log");
+    let table_name = match keys.take("table") {
+        Some(value) => read_string(out, value, None, "table").and_then(|name| {
+            let valid = name.len() <= 64
+                && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                out.error(
+                    value.span(),
+                    None,
+                    format!("table name {name:?} is not a valid nftables name"),
+                    "use letters, digits, '_' and '-', starting with a letter, at most 64 characters"
+                        .to_string(),
+                );
+            }
+            valid.then(|| name.to_string())
+        }),
+        None => Some(DEFAULT_TABLE.to_string()),
+    };
+    let priority = match keys.take("priority") {
+        Some(value) => read_integer(out, value, None, "priority").and_then(|priority| {
+            let valid = (-99..=-1).contains(&priority);
+            if !valid {
+                out.error(
+                    value.span(),
+                    None,
+                    format!("priority {priority} is out of range"),
+                    "it must be between -99 and -1: below Docker's filter chains (0), after DNAT (-100)"
+                        .to_string(),
+                );
+            }
+            valid.then_some(priority as i32)
+        }),
+        None => Some(DEFAULT_PRIORITY),
+    };
+    keys.finish(out);
+    Some(Guard {
+        interfaces: interfaces?,
+        default: default?,
+        log,
+        table: table_name?,
+        priority: priority?,
+    })
+}
+
+fn read_interfaces(out: &mut Collector<'_>, value: &Value<'_>, rule: Option<&str>) -> Option<Vec<IfName>> {
+    let items = read_list(out, value, rule, "interfaces")?;
+    let mut names = Vec::new();
+    let mut ok = true;
+    for item in items {
+        let Some(text) = read_string(out, item, rule, "interfaces") else {
+            ok = false;
+            continue;
+        };
+        match values::parse_ifname(text) {
+            Ok(name) if !names.contains(&name) => names.push(name),
+            Ok(_) => {}
+            Err(error) => {
+                value_error(out, item.span(), rule, "interfaces", error);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(names)
+}
+
+fn read_action(
+    out: &mut Collector<'_>,
+    value: &Value<'_>,
+    rule: Option<&str>,
+    key: &str,
+    is_default: bool,
+) -> Option<Action> {
+    let word = read_string(out, value, rule, key)?;
+    match word.trim().to_ascii_lowercase().as_str() {
+        "allow" | "accept" => Some(Action::Allow),
+        "drop" => Some(Action::Drop),
+        "reject" => Some(Action::Reject),
+        other => {
+            let options = if is_default {
+                "\"drop\", \"reject\" or \"accept\""
+            } else {
+                "\"allow\", \"drop\" or \"reject\""
+            };
+            let hint = match other {
+                "deny" | "block" | "deny-all" => format!(
+                    "write \"drop\" to discard silently or \"reject\" to refuse at once (one of {options})"
+                ),
+                _ => format!("write one of {options}"),
+            };
+            out.error(value.span(), rule, format!("unknown {key} {word:?}"), hint);
+            None
+        }
+    }
+}
+
+fn valid_set_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SET_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn read_sets(out: &mut Collector<'_>, table: &DeTable<'_>) -> BTreeMap<String, AddrSet> {
+    let mut sets = BTreeMap::new();
+    for (key, value) in table {
+        let name = key.get_ref().as_ref();
+        if !valid_set_name(name) {
+            out.error(
+                key.span(),
+                None,
+                format!("set name {name:?} is not allowed"),
+                format!("use letters, digits, '_' and '-' (at most {MAX_SET_NAME_LEN} characters)"),
+            );
+            continue;
+        }
+        let items: Vec<&Value<'_>> = match value.get_ref() {
+            DeValue::Array(items) => items.iter().collect(),
+            DeValue::String(_) => vec![value],
+            _ => {
+                type_error(out, value, None, name, "a list of addresses");
+                continue;
+            }
+        };
+        if items.is_empty() {
+            out.warning(
+                value.span(),
+                None,
+                format!("set \"{name}\" is empty and matches nothing"),
+                None,
+            );
+        }
+        let mut ranges = Vec::new();
+        for item in items {
+            let Some(text) = read_string(out, item, None, name) else {
+                continue;
+            };
+            if text.trim().starts_with('@') || text.trim().eq_ignore_ascii_case("any") {
+                out.error(
+                    item.span(),
+                    None,
+                    format!("set \"{name}\": {text:?} cannot stand in a set"),
+                    "sets hold addresses, CIDRs and ranges; list sets side by side in a rule's \"from\" instead".to_string(),
+                );
+                continue;
+            }
+            match values::parse_ip_range(text) {
+                Ok(range) => ranges.push(range),
+                Err(error) => value_error(out, item.span(), None, &format!("set \"{name}\""), error),
+            }
+        }
+        sets.insert(name.to_string(), AddrSet::from_ranges(ranges));
+    }
+    sets
+}
+
+/// `from` / `to`: "any", "@set", address, CIDR or range. `None` means any.
+fn read_addresses(
+    out: &mut Collector<'_>,
+    value: &Value<'_>,
+    rule: &str,
+    key: &str,
+    sets: &BTreeMap<String, AddrSet>,
+) -> Result<Option<AddrMatch>, ()> {
+    let items = read_list(out, value, Some(rule), key).ok_or(())?;
+    let mut ok = true;
+    let mut any = None;
+    let mut entries = Vec::new();
+    let mut refs = Vec::new();
+    let mut ranges: Vec<IpRange> = Vec::new();
+    let mut addrs = AddrSet::default();
+    for item in &items {
+        let Some(text) = read_string(out, item, Some(rule), key) else {
+            ok = false;
+            continue;
+        };
+        let text = text.trim();
+        entries.push(text.to_string());
+        if text.eq_ignore_ascii_case("any") {
+            any = Some(item.span());
+        } else if let Some(name) = text.strip_prefix('@') {
+            match sets.get(name) {
+                Some(set) => {
+                    addrs = addrs.union(set);
+                    refs.push(name.to_string());
+                }
+                None => {
+                    let known: Vec<&str> = sets.keys().map(String::as_str).collect();
+                    let hint = match known.iter().min_by_key(|k| strsim::levenshtein(k, name)) {
+                        Some(close) if strsim::levenshtein(close, name) <= 2 => {
+                            format!("did you mean \"@{close}\"?")
+                        }
+                        _ if known.is_empty() => {
+                            format!("define it under [sets], like {name} = [\"192.0.2.0/24\"]")
+                        }
+                        _ => format!("define it under [sets]; defined sets: {}", known.join(", ")),
+                    };
+                    out.error(
+                        item.span(),
+                        Some(rule),
+                        format!("{key}: set \"@{name}\" is not defined"),
+                        hint,
+                    );
+                    ok = false;
+                }
+            }
+        } else {
+            match values::parse_ip_range(text) {
+                Ok(range) => ranges.push(range),
+                Err(error) => {
+                    value_error(out, item.span(), Some(rule), key, error);
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        return Err(());
+    }
+    if let Some(span) = any {
+        if items.len() > 1 {
+            out.warning(
+                span,
+                Some(rule),
+                format!("{key}: \"any\" makes the other entries pointless"),
+                format!("remove \"any\" to restrict \"{key}\", or the other entries"),
+            );
+        }
+        return Ok(None);
+    }
+    let only_set = (refs.len() == 1 && items.len() == 1).then(|| refs[0].clone());
+    Ok(Some(AddrMatch {
+        entries,
+        only_set,
+        addrs: addrs.union(&AddrSet::from_ranges(ranges)),
+    }))
+}
+
+fn read_ports(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Result<PortSet, ()> {
+    let items = read_list(out, value, Some(rule), "ports").ok_or(())?;
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    let mut ok = true;
+    for item in items {
+        let parsed = match item.get_ref() {
+            DeValue::String(text) => values::parse_port_range(text),
+            DeValue::Integer(_) => match read_integer(out, item, Some(rule), "ports") {
+                Some(number) => values::port_from_integer(number).map(|port| values::PortRange {
+                    proto: Proto::Tcp,
+                    ports: interval::Interval::single(port),
+                }),
+                None => {
+                    ok = false;
+                    continue;
+                }
+            },
+            _ => {
+                type_error(out, item, Some(rule), "ports", "a port like 443 or \"443/tcp\"");
+                ok = false;
+                continue;
+            }
+        };
+        match parsed {
+            Ok(range) => match range.proto {
+                Proto::Tcp => tcp.push(range.ports),
+                Proto::Udp => udp.push(range.ports),
+            },
+            Err(error) => {
+                value_error(out, item.span(), Some(rule), "ports", error);
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return Err(());
+    }
+    Ok(PortSet {
+        tcp: interval::normalize(tcp),
+        udp: interval::normalize(udp),
+    })
+}
+
+fn read_limit(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Option<Limit> {
+    let Some(table) = value.get_ref().as_table() else {
+        type_error(
+            out,
+            value,
+            Some(rule),
+            "limit",
+            "a table like { rate = \"20/second\", burst = 40 }",
+        );
+        return None;
+    };
+    let mut keys = TableReader::new(table, &["rate", "burst"], "limit", Some(rule.to_string()));
+    let rate = match keys.take("rate") {
+        Some(rate_value) => read_string(out, rate_value, Some(rule), "limit.rate").and_then(|text| {
+            values::parse_rate(text)
+                .map_err(|error| value_error(out, rate_value.span(), Some(rule), "limit.rate", error))
+                .ok()
+        }),
+        None => {
+            out.error(
+                value.span(),
+                Some(rule),
+                "limit needs a \"rate\"",
+                "write limit = { rate = \"20/second\" }".to_string(),
+            );
+            None
+        }
+    };
+    let burst = match keys.take("burst") {
+        Some(burst_value) => read_integer(out, burst_value, Some(rule), "limit.burst").and_then(|burst| {
+            let valid = (1..=i64::from(u32::MAX)).contains(&burst);
+            if !valid {
+                out.error(
+                    burst_value.span(),
+                    Some(rule),
+                    format!("limit.burst {burst} is out of range"),
+                    "a burst is at least 1".to_string(),
+                );
+            }
+            valid.then_some(burst as u32)
+        }),
+        None => rate.map(|rate| rate.count.min(u64::from(u32::MAX)) as u32),
+    };
+    keys.finish(out);
+    Some(Limit {
+        rate: rate?,
+        burst: burst?,
+    })
+}
+
+fn valid_rule_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a rule name cannot be empty".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("a rule name has at most {MAX_NAME_LEN} bytes"));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || matches!(c, '"' | '\\')) {
+        return Err(format!("a rule name cannot contain {c:?}"));
+    }
+    Ok(())
+}
+
+fn read_rule(
+    out: &mut Collector<'_>,
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    index: usize,
+    guard: &Guard,
+    sets: &BTreeMap<String, AddrSet>,
+    seen_names: &mut HashMap<String, Range<usize>>,
+) -> Option<Rule> {
+    let default_name = format!("rule {}", index + 1);
+    // The name first, so every other error can say which rule it is about.
+    let name_value = table
+        .iter()
+        .find(|(k, _)| k.get_ref().as_ref() == "name")
+        .map(|(_, v)| v);
+    let mut ok = true;
+    let name = match name_value {
+        Some(value) => match read_string(out, value, Some(&default_name), "name") {
+            Some(name) => match valid_rule_name(name) {
+                Ok(()) => name.to_string(),
+                Err(message) => {
+                    out.error(
+                        value.span(),
+                        Some(&default_name),
+                        format!("name {name:?}: {message}"),
+                        None,
+                    );
+                    ok = false;
+                    default_name.clone()
+                }
+            },
+            None => {
+                ok = false;
+                default_name.clone()
+            }
+        },
+        None => default_name.clone(),
+    };
+    let name_span = name_value.map_or(span.clone(), |v| v.span());
+    if let Some(first) = seen_names.get(&name) {
+        let first_line = out.map.locate(first.start).line;
+        out.error(
+            name_span.clone(),
+            Some(&name),
+            format!("the name \"{name}\" is already used by the rule on line {first_line}"),
+            "give each rule its own name".to_string(),
+        );
+        ok = false;
+    } else {
+        seen_names.insert(name.clone(), name_span);
+    }
+
+    let mut keys = TableReader::new(
+        table,
+        &[
+            "name",
+            "interfaces",
+            "from",
+            "to",
+            "ports",
+            "container",
+            "action",
+            "log",
+            "limit",
+            "max_connections",
+        ],
+        "[[rule]]",
+        Some(name.clone()),
+    );
+    keys.take("name");
+    let rule = Some(name.as_str());
+
+    let interfaces = match keys.take("interfaces") {
+        Some(value) => match read_interfaces(out, value, rule) {
+            Some(names) => {
+                for iface in &names {
+                    if !guard
+                        .interfaces
+                        .iter()
+                        .any(|guarded| iface.is_covered_by(guarded))
+                    {
+                        let guarded: Vec<String> = guard.interfaces.iter().map(ToString::to_string).collect();
+                        out.error(
+                            value.span(),
+                            rule,
+                            format!("interface \"{iface}\" is not guarded"),
+                            format!(
+                                "only traffic arriving on guard.interfaces ({}) is judged; add \"{iface}\" there or remove it here",
+                                guarded.join(", ")
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                Some(names)
+            }
+            None => {
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let addresses = |key: &str, keys: &mut TableReader<'_, '_>, out: &mut Collector<'_>| match keys.take(key)
+    {
+        Some(value) => read_addresses(out, value, &name, key, sets),
+        None => Ok(None),
+    };
+    let from = addresses("from", &mut keys, out);
+    let to = addresses("to", &mut keys, out);
+    let ports = match keys.take("ports") {
+        Some(value) => read_ports(out, value, &name).map(Some),
+        None => Ok(None),
+    };
+    let container = match keys.take("container") {
+        Some(value) => {
+            match read_string(out, value, rule, "container").map(|c| c.trim().trim_start_matches('/')) {
+                Some(container) if !container.is_empty() => Some(container.to_string()),
+                Some(_) => {
+                    out.error(
+                        value.span(),
+                        rule,
+                        "\"container\" is empty",
+                        "name a container, as `docker ps` shows it".to_string(),
+                    );
+                    ok = false;
+                    None
+                }
+                None => {
+                    ok = false;
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let action_value = keys.take("action");
+    let action = match action_value {
+        Some(value) => read_action(out, value, rule, "action", false),
+        None => Some(Action::Allow),
+    };
+    let log = read_bool(out, keys.take("log"), rule, "log");
+    let limit_value = keys.take("limit");
+    let limit = limit_value.and_then(|value| read_limit(out, value, &name));
+    let max_value = keys.take("max_connections");
+    let max_connections = max_value.and_then(|value| {
+        read_integer(out, value, rule, "max_connections").and_then(|count| {
+            let valid = (1..=i64::from(u32::MAX)).contains(&count);
+            if !valid {
+                out.error(
+                    value.span(),
+                    rule,
+                    format!("max_connections {count} is out of range"),
+                    "allow at least 1 connection; to block, use action = \"drop\"".to_string(),
+                );
+            }
+            valid.then_some(count as u32)
+        })
+    });
+    keys.finish(out);
+
+    if let Some(action) = action
+        && action != Action::Allow
+    {
+        for (key, value) in [("limit", limit_value), ("max_connections", max_value)] {
+            if let Some(value) = value {
+                out.error(
+                    value.span(),
+                    rule,
+                    format!("\"{key}\" only applies to allow rules, and this rule's action is \"{action}\""),
+                    format!("remove \"{key}\", or make the rule action = \"allow\""),
+                );
+                ok = false;
+            }
+        }
+    }
+    if limit_value.is_some() && limit.is_none() || max_value.is_some() && max_connections.is_none() {
+        ok = false;
+    }
+    let (from, to, ports) = match (from, to, ports) {
+        (Ok(from), Ok(to), Ok(ports)) => (from, to, ports),
+        _ => return None,
+    };
+    if !ok {
+        return None;
+    }
+    Some(Rule {
+        name,
+        interfaces,
+        from,
+        to,
+        ports,
+        container,
+        action: action?,
+        log,
+        limit,
+        max_connections,
+        location: Some(out.map.locate(span.start)),
+    })
+}

@@ -1,0 +1,206 @@
+//! The validated policy: what a user's TOML file means.
+//!
+//! Build one with [`crate::parse`]; every value in it has been checked, so
+//! compiling and evaluating it cannot fail.
+
+use crate::diag::Location;
+use crate::interval::{self, Interval};
+use crate::ruleset::{IfName, Proto, Rate};
+use crate::values::AddrSet;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Default path of the policy file.
+pub const DEFAULT_PATH: &str = "/etc/dockfw/policy.toml";
+/// Default name of dockfw's nftables table.
+pub const DEFAULT_TABLE: &str = "dockfw";
+/// Default priority of dockfw's forward-hook chain (Docker's filter chains run at 0).
+pub const DEFAULT_PRIORITY: i32 = -5;
+
+/// A whole policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    /// Where outside traffic arrives, and what happens when no rule decides.
+    pub guard: Guard,
+    /// Named address lists, by name.
+    pub sets: BTreeMap<String, AddrSet>,
+    /// Rules, judged top to bottom; the first that matches decides.
+    pub rules: Vec<Rule>,
+}
+
+/// The `[guard]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Guard {
+    /// Interfaces outside traffic arrives on; only traffic from these is judged.
+    pub interfaces: Vec<IfName>,
+    /// Fate of a new connection that no rule decides.
+    pub default: Action,
+    /// Log connections that get the default fate (rate-limited).
+    pub log: bool,
+    /// Name of dockfw's nftables table (family inet).
+    pub table: String,
+    /// Priority of the forward-hook chain, between -99 and -1.
+    pub priority: i32,
+}
+
+/// What a rule (or the default) does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// dockfw does not stop it; Docker's own rules still run after ours.
+    Allow,
+    /// Discard silently: the client times out.
+    Drop,
+    /// Discard and answer: TCP reset, or ICMP/ICMPv6 administratively prohibited.
+    Reject,
+}
+
+impl Action {
+    /// The word the policy uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Drop => "drop",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `[[rule]]`. Fields that are `None` match anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Unique name (default "rule N").
+    pub name: String,
+    /// Interfaces the connection must arrive on (a subset of the guarded ones).
+    pub interfaces: Option<Vec<IfName>>,
+    /// Source addresses.
+    pub from: Option<AddrMatch>,
+    /// Host addresses the client dialled, before DNAT.
+    pub to: Option<AddrMatch>,
+    /// Published host ports the client dialled.
+    pub ports: Option<PortSet>,
+    /// Only ports published by this container.
+    pub container: Option<String>,
+    /// What happens to matching connections.
+    pub action: Action,
+    /// Log what this rule decides (rate-limited).
+    pub log: bool,
+    /// Allow rules: per-source rate of new connections above which they are dropped.
+    pub limit: Option<Limit>,
+    /// Allow rules: per-source concurrent connections above which new ones are dropped.
+    pub max_connections: Option<u32>,
+    /// Where the rule starts in the policy file.
+    pub location: Option<Location>,
+}
+
+/// A list of addresses as written, and the addresses it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddrMatch {
+    /// The entries as written (for messages).
+    pub entries: Vec<String>,
+    /// When the list is exactly one `@set`: that set's name.
+    pub only_set: Option<String>,
+    /// The addresses, normalised.
+    pub addrs: AddrSet,
+}
+
+/// Ports per protocol, normalised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct PortSet {
+    /// TCP ports.
+    pub tcp: Vec<Interval<u16>>,
+    /// UDP ports.
+    pub udp: Vec<Interval<u16>>,
+}
+
+impl PortSet {
+    /// Every port of both protocols.
+    pub fn everything() -> Self {
+        let all = vec![Interval {
+            first: 1,
+            last: 65535,
+        }];
+        Self {
+            tcp: all.clone(),
+            udp: all,
+        }
+    }
+
+    /// The ports of `proto`.
+    pub fn of(&self, proto: Proto) -> &[Interval<u16>] {
+        match proto {
+            Proto::Tcp => &self.tcp,
+            Proto::Udp => &self.udp,
+        }
+    }
+
+    /// Whether `port/proto` is in the set.
+    pub fn contains(&self, proto: Proto, port: u16) -> bool {
+        interval::contains(self.of(proto), port)
+    }
+
+    /// Whether every port of `other` is in this set.
+    pub fn covers(&self, other: &Self) -> bool {
+        interval::covers(&self.tcp, &other.tcp) && interval::covers(&self.udp, &other.udp)
+    }
+
+    /// Ports in both sets.
+    pub fn intersection(&self, other: &Self) -> Self {
+        Self {
+            tcp: interval::intersect(&self.tcp, &other.tcp),
+            udp: interval::intersect(&self.udp, &other.udp),
+        }
+    }
+
+    /// Whether no port is in the set.
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.udp.is_empty()
+    }
+}
+
+/// A per-source rate limit on new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limit {
+    /// Sustained rate.
+    pub rate: Rate,
+    /// Connections allowed in a burst above the rate.
+    pub burst: u32,
+}
+
+/// What Docker runs, as far as a policy cares: the input for `container` rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Container {
+    /// Container name (without the leading '/').
+    pub name: String,
+    /// Container labels.
+    pub labels: BTreeMap<String, String>,
+    /// Ports published on the host.
+    pub published: Vec<PublishedPort>,
+}
+
+/// One published port: what clients dial on the host, and where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PublishedPort {
+    /// The host address the port is bound to; `None` for all addresses.
+    pub host_addr: Option<IpAddr>,
+    /// The host port clients dial.
+    pub host_port: u16,
+    /// The container's own port.
+    pub container_port: u16,
+    /// Transport protocol.
+    pub proto: Proto,
+}
+
+impl Policy {
+    /// The rule called `name`.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+}
