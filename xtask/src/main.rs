@@ -9,14 +9,16 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod bench;
+mod lab;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
+        Some("lab") => lab::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [cargo test args…] | bench apply>");
+            eprintln!("usage: cargo xtask <test [cargo test args…] | bench apply | lab up|down|status>");
             std::process::exit(2);
         }
     }

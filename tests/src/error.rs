@@ -1,0 +1,64 @@
+//! Lab errors.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Anything that can go wrong while building, using or removing the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The lab creates namespaces and runs dockerd: it needs root.
+    #[error("the Docker lab needs root (effective uid is {0})")]
+    NotRoot(u32),
+    /// A program the lab runs is not installed.
+    #[error("`{program}` not found ({hint})")]
+    MissingProgram { program: String, hint: &'static str },
+    /// The lab name prefix is unusable.
+    #[error("invalid lab prefix {0:?}: use 1-12 of [a-z0-9-], starting with a letter")]
+    BadPrefix(String),
+    /// A command ran and failed.
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    /// A command could not be started.
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn { cmd: String, source: io::Error },
+    /// A file or system call failed.
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    /// dockerd did not answer on its socket in time.
+    #[error("dockerd did not become ready within {timeout:?} ({reason}); last lines of {}:\n{tail}", log.display())]
+    DockerdNotReady {
+        timeout: Duration,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+    /// build.rs could not build the static `lab-echo` helper.
+    #[error("the static lab-echo helper was not built: {0}")]
+    NoEchoHelper(String),
+    /// A container did not report that its services are listening.
+    #[error("container {name} did not become ready within {timeout:?}; its log:\n{log}")]
+    ContainerNotReady {
+        name: String,
+        timeout: Duration,
+        log: String,
+    },
+    /// A probe could not even be attempted (e.g. source address missing).
+    #[error("probe {probe} could not run: {source}")]
+    Probe { probe: String, source: io::Error },
+    /// Teardown left something behind.
+    #[error("lab teardown incomplete: {0}")]
+    Teardown(String),
+}
+
+/// Result alias for the lab.
+pub type Result<T, E = LabError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LabError {
+    let what = what.into();
+    move |source| LabError::Io { what, source }
+}

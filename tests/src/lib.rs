@@ -1,0 +1,648 @@
+//! The dockfw-nft Docker lab: a docker host network namespace running a
+//! private `dockerd`, plus "internet" and "LAN" client namespaces wired to
+//! its eth0 and eth1, and probes that report whether a client can reach a
+//! published port. Used by the end-to-end tests and `cargo xtask lab`.
+//!
+//! ```no_run
+//! use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Proto, addr};
+//! # fn main() -> dockfw_e2e::Result<()> {
+//! let lab = Lab::up_with(LabConfig::new("dfwdoc")?)?;
+//! lab.run_echo("web", &["8081:8000"], &[(Proto::Tcp, 8000)])?;
+//! let seen = lab.probe(Client::Internet, addr::INET_SOURCES[0].into(), addr::HOST_INET_A.into(), 8081, Proto::Tcp)?;
+//! assert_eq!(seen, Outcome::Open);
+//! lab.teardown()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Everything is named after a prefix (default `dfw`, env
+//! `DOCKFW_LAB_PREFIX`): namespaces `{prefix}-host|inet|lan`, directories
+//! `/run/dockfw-lab/{prefix}` and `/var/lib/dockfw-lab/{prefix}`, cgroup
+//! parent `dockfw-lab-{prefix}`. Teardown finds leftovers from these names,
+//! so it also works after a crash.
+
+mod cleanup;
+mod cmd;
+mod dockerd;
+mod error;
+mod image;
+pub mod netns;
+mod probe;
+mod procs;
+mod topology;
+
+pub use cleanup::LabProcess;
+pub use error::{LabError, Result};
+pub use image::IMAGE_REPO;
+pub use probe::{Outcome, Probe, Proto};
+pub use topology::{Ns, Ns as Client, addr};
+
+use error::io_err;
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Where `ip netns` keeps named namespaces.
+pub(crate) fn netns_file(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+/// How to build a lab.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Name prefix for everything the lab creates (1-12 of `[a-z0-9-]`).
+    pub prefix: String,
+    /// Remove the whole lab when the [`Lab`] is dropped (tests want this;
+    /// `cargo xtask lab up` does not).
+    pub teardown_on_drop: bool,
+    /// Remove any lab left with this prefix before building (tests want a
+    /// clean start; `up` is otherwise idempotent and reuses what exists).
+    pub fresh: bool,
+    /// Start dockerd with IPv6 and (experimental) ip6tables support.
+    pub ipv6: bool,
+    /// Extra dockerd arguments.
+    pub extra_dockerd_args: Vec<String>,
+    /// How long to wait for dockerd's socket.
+    pub ready_timeout: Duration,
+    /// How long a probe waits for an answer.
+    pub probe_timeout: Duration,
+}
+
+impl LabConfig {
+    /// A configuration with the given prefix and defaults otherwise.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let ok = (1..=12).contains(&prefix.len())
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(LabError::BadPrefix(prefix.into()));
+        }
+        Ok(Self {
+            prefix: prefix.into(),
+            teardown_on_drop: false,
+            fresh: false,
+            ipv6: true,
+            extra_dockerd_args: Vec::new(),
+            ready_timeout: Duration::from_secs(60),
+            probe_timeout: Duration::from_millis(300),
+        })
+    }
+
+    /// Prefix from env `DOCKFW_LAB_PREFIX`, else `dfw`.
+    pub fn from_env() -> Result<Self> {
+        Self::new(&std::env::var("DOCKFW_LAB_PREFIX").unwrap_or_else(|_| "dfw".into()))
+    }
+
+    /// For a test: its own prefix, a fresh start, removed again when the
+    /// lab is dropped (also on panic).
+    pub fn for_test(prefix: &str) -> Result<Self> {
+        Ok(Self {
+            teardown_on_drop: true,
+            fresh: true,
+            ..Self::new(prefix)?
+        })
+    }
+}
+
+/// Every path and name the lab uses, derived from the prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    prefix: String,
+    run_dir: PathBuf,
+    data_dir: PathBuf,
+    data_root: PathBuf,
+    exec_root: PathBuf,
+    socket: PathBuf,
+    pidfile: PathBuf,
+    log: PathBuf,
+    daemon_json: PathBuf,
+    cli_config: PathBuf,
+    host_netns: PathBuf,
+    cgroup: String,
+}
+
+impl Paths {
+    fn new(prefix: &str) -> Self {
+        let run_dir = Path::new("/run/dockfw-lab").join(prefix);
+        let data_dir = Path::new("/var/lib/dockfw-lab").join(prefix);
+        Self {
+            prefix: prefix.into(),
+            data_root: data_dir.join("docker"),
+            exec_root: run_dir.join("exec"),
+            socket: run_dir.join("docker.sock"),
+            pidfile: run_dir.join("dockerd.pid"),
+            log: run_dir.join("dockerd.log"),
+            daemon_json: run_dir.join("daemon.json"),
+            cli_config: run_dir.join("cli"),
+            host_netns: netns_file(&topology::ns_name(prefix, Ns::DockerHost)),
+            cgroup: format!("dockfw-lab-{prefix}"),
+            run_dir,
+            data_dir,
+        }
+    }
+
+    fn all_netns(&self) -> Vec<PathBuf> {
+        Ns::ALL
+            .iter()
+            .map(|&ns| netns_file(&topology::ns_name(&self.prefix, ns)))
+            .collect()
+    }
+}
+
+/// Checks that the lab can run here: root, and the programs it needs.
+pub fn preflight() -> Result<()> {
+    let uid = nix::unistd::geteuid();
+    if !uid.is_root() {
+        return Err(LabError::NotRoot(uid.as_raw()));
+    }
+    let docker_hint = "apt-get install docker.io";
+    let needs: [(String, &'static str); 9] = [
+        (dockerd::dockerd_program(), docker_hint),
+        (dockerd::docker_program(), docker_hint),
+        ("containerd".into(), docker_hint),
+        ("runc".into(), docker_hint),
+        ("iptables".into(), "apt-get install iptables"),
+        (image::BUSYBOX.into(), "apt-get install busybox-static"),
+        ("ip".into(), "apt-get install iproute2"),
+        ("nsenter".into(), "apt-get install util-linux"),
+        ("nft".into(), "apt-get install nftables"),
+    ];
+    for (program, hint) in needs {
+        if cmd::which(&program).is_none() {
+            return Err(LabError::MissingProgram { program, hint });
+        }
+    }
+    Ok(())
+}
+
+/// For tests: brings a lab up, or explains why it cannot. When the machine
+/// cannot run the lab (not root, Docker missing) this panics under `CI=true`
+/// (CI must run these tests) and otherwise prints a skip notice and returns
+/// `None`. A lab that should work but fails to come up always panics.
+pub fn up_or_skip(config: LabConfig) -> Option<Lab> {
+    if let Err(e) = preflight() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("Docker lab unavailable and CI=true, so this is a failure: {e}");
+        }
+        eprintln!("SKIPPED: Docker lab unavailable: {e} (run as root with docker.io installed)");
+        return None;
+    }
+    match Lab::up_with(config) {
+        Ok(lab) => Some(lab),
+        Err(e) => panic!("cannot bring the Docker lab up: {e}"),
+    }
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    config: LabConfig,
+    paths: Paths,
+    /// dockerd when this process started it (so it can be reaped).
+    dockerd: Mutex<Option<Child>>,
+    image: String,
+}
+
+impl Lab {
+    /// Brings the lab up with [`LabConfig::from_env`].
+    pub fn up() -> Result<Lab> {
+        Self::up_with(LabConfig::from_env()?)
+    }
+
+    /// Brings the lab up, reusing whatever already exists (idempotent).
+    pub fn up_with(config: LabConfig) -> Result<Lab> {
+        preflight()?;
+        let paths = Paths::new(&config.prefix);
+        check_iptables_backend()?;
+        if config.fresh {
+            cleanup::down(&paths)?;
+        }
+        for dir in [&paths.run_dir, &paths.data_dir, &paths.cli_config] {
+            std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        }
+        // Construct early so that a failure below tears down what was made
+        // when the caller asked for teardown_on_drop.
+        let mut lab = Lab {
+            config,
+            paths,
+            dockerd: Mutex::new(None),
+            image: String::new(),
+        };
+        topology::build(&lab.config.prefix)?;
+        // Docker enables forwarding too, but only for the families it
+        // manages; set both so IPv6 works with ipv6 = false as well.
+        cmd::run(cmd::nsenter(&lab.paths.host_netns, "sysctl").args([
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ]))?;
+        // nft `log` in a non-initial namespace is silent unless this is set.
+        let _ = std::fs::write("/proc/sys/net/netfilter/nf_log_all_netns", "1");
+        let child = dockerd::start(&lab.config, &lab.paths)?;
+        *lab.dockerd.get_mut().expect("not poisoned") = child;
+        lab.image = lab.ensure_image()?;
+        Ok(lab)
+    }
+
+    /// Attaches to an existing lab without changing anything.
+    pub fn attach(config: LabConfig) -> Result<Lab> {
+        let paths = Paths::new(&config.prefix);
+        let image = image::tarball()?.1;
+        Ok(Lab {
+            config,
+            paths,
+            dockerd: Mutex::new(None),
+            image,
+        })
+    }
+
+    fn ensure_image(&self) -> Result<String> {
+        let (tar, tag) = image::tarball()?;
+        let present = cmd::output(
+            &mut self.docker_cmd(["image", "inspect", "--format", "{{.Id}}", &tag]),
+            None,
+        )?
+        .status
+        .success();
+        if !present {
+            cmd::run_with_stdin(
+                &mut self.docker_cmd(["import", "--change", r#"CMD ["/bin/sh"]"#, "-", &tag]),
+                Some(&tar),
+            )?;
+        }
+        Ok(tag)
+    }
+
+    /// The lab's configuration.
+    pub fn config(&self) -> &LabConfig {
+        &self.config
+    }
+
+    /// The name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// Path of the docker-host network namespace (`/run/netns/{prefix}-host`):
+    /// apply the firewall there.
+    pub fn netns_path(&self) -> &Path {
+        &self.paths.host_netns
+    }
+
+    /// Name of a lab namespace (for `ip -n NAME` / `ip netns exec`).
+    pub fn netns_name(&self, ns: Ns) -> String {
+        topology::ns_name(&self.config.prefix, ns)
+    }
+
+    /// Path of a lab namespace.
+    pub fn ns_path(&self, ns: Ns) -> PathBuf {
+        netns_file(&self.netns_name(ns))
+    }
+
+    /// The dockerd API socket.
+    pub fn docker_socket(&self) -> &Path {
+        &self.paths.socket
+    }
+
+    /// `DOCKER_HOST` value for the lab's daemon.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.paths.socket.display())
+    }
+
+    /// dockerd's log file.
+    pub fn dockerd_log(&self) -> &Path {
+        &self.paths.log
+    }
+
+    /// The imported busybox image (`dockfw-lab/busybox:<hash>`); it has
+    /// /bin/busybox with its applets, /bin/lab-echo and /www/index.html.
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    /// A docker CLI command aimed at the lab's daemon.
+    pub fn docker_cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        docker_command(&self.paths, args)
+    }
+
+    /// Runs `docker <args>` against the lab's daemon; returns trimmed stdout.
+    pub fn docker(&self, args: &[&str]) -> Result<String> {
+        cmd::run(&mut self.docker_cmd(args))
+    }
+
+    /// Runs `lab-echo` in a detached container named `name`, publishing
+    /// `publish` (docker `-p` syntax) and listening on `listen`, and waits
+    /// until it listens. Returns the container id.
+    pub fn run_echo(&self, name: &str, publish: &[&str], listen: &[(Proto, u16)]) -> Result<String> {
+        let mut args = vec!["run".to_string(), "-d".into(), "--name".into(), name.into()];
+        for p in publish {
+            args.push("-p".into());
+            args.push((*p).into());
+        }
+        args.push(self.image.clone());
+        args.push("/bin/lab-echo".into());
+        args.extend(listen.iter().map(|(proto, port)| format!("{proto}:{port}")));
+        let id = cmd::run(&mut self.docker_cmd(&args))?;
+        self.wait_container_log(name, "lab-echo: ready", Duration::from_secs(10))?;
+        Ok(id)
+    }
+
+    /// Waits until `docker logs name` contains `needle`.
+    pub fn wait_container_log(&self, name: &str, needle: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let out = cmd::output(&mut self.docker_cmd(["logs", name]), None)?;
+            let log = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if log.contains(needle) {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(LabError::ContainerNotReady {
+                    name: name.into(),
+                    timeout,
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A command that runs `program` inside a lab namespace.
+    pub fn ns_cmd(&self, ns: Ns, program: impl AsRef<OsStr>) -> Command {
+        cmd::nsenter(&self.ns_path(ns), program)
+    }
+
+    /// Runs `program args…` inside a lab namespace; returns trimmed stdout.
+    pub fn exec(&self, ns: Ns, program: &str, args: &[&str]) -> Result<String> {
+        cmd::run(self.ns_cmd(ns, program).args(args))
+    }
+
+    /// Feeds `script` to `nft -f -` inside the docker-host namespace (test
+    /// scaffolding; never the machine's own ruleset).
+    pub fn nft(&self, script: &str) -> Result<String> {
+        cmd::run_with_stdin(
+            self.ns_cmd(Ns::DockerHost, "nft").args(["-f", "-"]),
+            Some(script.as_bytes()),
+        )
+    }
+
+    /// One probe from `from` (bound to `src`) to `dst:port`.
+    pub fn probe(&self, from: Client, src: IpAddr, dst: IpAddr, port: u16, proto: Proto) -> Result<Outcome> {
+        let p = Probe {
+            from,
+            src,
+            dst,
+            port,
+            proto,
+        };
+        let timeout = self.config.probe_timeout;
+        netns::in_netns(&self.ns_path(from), move || probe::probe_here(&p, timeout))?
+    }
+
+    /// Runs many probes concurrently (one thread each); results in order.
+    pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<Outcome>> {
+        let timeout = self.config.probe_timeout;
+        let mut threads = Vec::with_capacity(probes.len());
+        for p in probes.iter().copied() {
+            threads.push(netns::spawn_in_netns(&self.ns_path(p.from), move || {
+                probe::probe_here(&p, timeout)
+            })?);
+        }
+        threads.into_iter().map(|t| t.join()?).collect()
+    }
+
+    /// Repeats a probe until it gives `want` or `timeout` passes; returns the
+    /// last outcome (useful right after a ruleset or container change).
+    pub fn probe_until(&self, p: Probe, want: Outcome, timeout: Duration) -> Result<Outcome> {
+        let start = Instant::now();
+        loop {
+            let got = self.probe(p.from, p.src, p.dst, p.port, p.proto)?;
+            if got == want || start.elapsed() >= timeout {
+                return Ok(got);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the lab's dockerd runs.
+    pub fn dockerd_pid(&self) -> Option<i32> {
+        dockerd::running_pid(&self.paths)
+    }
+
+    /// Stops dockerd (SIGTERM; it stops containers that lack a restart
+    /// policy for good). Namespaces and data stay.
+    pub fn stop_dockerd(&self) -> Result<()> {
+        let child = self.dockerd.lock().expect("not poisoned").take();
+        dockerd::stop(&self.paths, child, Duration::from_secs(30));
+        Ok(())
+    }
+
+    /// Starts dockerd again (no-op if it runs) and waits for it.
+    pub fn start_dockerd(&self) -> Result<()> {
+        let child = dockerd::start(&self.config, &self.paths)?;
+        let mut slot = self.dockerd.lock().expect("not poisoned");
+        if child.is_some() {
+            *slot = child;
+        }
+        Ok(())
+    }
+
+    /// Stops and starts dockerd (containers with `--restart` come back).
+    pub fn restart_dockerd(&self) -> Result<()> {
+        self.stop_dockerd()?;
+        self.start_dockerd()
+    }
+
+    /// Removes the whole lab now.
+    pub fn teardown(self) -> Result<()> {
+        let child = self.dockerd.lock().expect("not poisoned").take();
+        dockerd::stop(&self.paths, child, Duration::from_secs(20));
+        let r = cleanup::down(&self.paths);
+        // Already torn down: skip the Drop teardown.
+        std::mem::forget(self);
+        r
+    }
+
+    /// Removes the lab named by `config` (running or left over).
+    pub fn down(config: &LabConfig) -> Result<()> {
+        cleanup::down(&Paths::new(&config.prefix))
+    }
+
+    /// What exists of the lab named by `config`.
+    pub fn status(config: &LabConfig) -> LabStatus {
+        let paths = Paths::new(&config.prefix);
+        let netns = Ns::ALL
+            .iter()
+            .map(|&ns| {
+                let name = topology::ns_name(&config.prefix, ns);
+                let exists = netns_file(&name).exists();
+                (name, exists)
+            })
+            .collect();
+        let dockerd_pid = dockerd::running_pid(&paths);
+        let answering = dockerd::ping(&paths);
+        let containers = if answering {
+            let ps = ["ps", "-a", "--format", "{{.Names}}\t{{.Status}}\t{{.Ports}}"];
+            cmd::run(&mut docker_command(&paths, ps))
+                .map(|s| s.lines().map(String::from).collect())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        LabStatus {
+            prefix: config.prefix.clone(),
+            netns,
+            dockerd_pid,
+            answering,
+            socket: paths.socket.clone(),
+            containers,
+            processes: cleanup::lab_processes(&paths),
+            mounts: cleanup::lab_mounts(&paths),
+            cgroups: cleanup::lab_cgroups(&paths),
+            dirs: [&paths.run_dir, &paths.data_dir]
+                .into_iter()
+                .filter(|d| d.exists())
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.config.teardown_on_drop {
+            let child = self.dockerd.get_mut().ok().and_then(Option::take);
+            dockerd::stop(&self.paths, child, Duration::from_secs(20));
+            if let Err(e) = cleanup::down(&self.paths) {
+                eprintln!("dockfw lab {}: {e}", self.config.prefix);
+            }
+        }
+    }
+}
+
+fn docker_command<I, S>(paths: &Paths, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut c = Command::new(dockerd::docker_program());
+    // DOCKER_CONFIG: keep the CLI away from the user's ~/.docker.
+    c.arg("--host")
+        .arg(format!("unix://{}", paths.socket.display()))
+        .args(args)
+        .env("DOCKER_CONFIG", &paths.cli_config);
+    c
+}
+
+/// Docker must program nftables (through iptables-nft) so that its rules
+/// and dockfw's table meet in the same hooks.
+fn check_iptables_backend() -> Result<()> {
+    let v = cmd::run(Command::new("iptables").arg("-V"))?;
+    if v.contains("nf_tables") {
+        Ok(())
+    } else {
+        Err(LabError::Command {
+            cmd: "iptables -V".into(),
+            status: "legacy backend".into(),
+            stderr: format!(
+                "{v}: the lab needs iptables-nft (update-alternatives --set iptables /usr/sbin/iptables-nft)"
+            ),
+        })
+    }
+}
+
+/// What exists of a lab, from [`Lab::status`].
+#[derive(Debug, Clone)]
+pub struct LabStatus {
+    /// The lab prefix.
+    pub prefix: String,
+    /// Each namespace name and whether it exists.
+    pub netns: Vec<(String, bool)>,
+    /// dockerd's pid when it runs.
+    pub dockerd_pid: Option<i32>,
+    /// Whether the socket answers /_ping.
+    pub answering: bool,
+    /// The API socket path.
+    pub socket: PathBuf,
+    /// `docker ps -a` lines: name, status, ports.
+    pub containers: Vec<String>,
+    /// Processes that belong to the lab.
+    pub processes: Vec<LabProcess>,
+    /// Mounts below the lab's directories.
+    pub mounts: Vec<PathBuf>,
+    /// The lab's cgroup directories.
+    pub cgroups: Vec<PathBuf>,
+    /// The lab's directories that exist.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl LabStatus {
+    /// Whether nothing of the lab exists.
+    pub fn is_empty(&self) -> bool {
+        self.netns.iter().all(|(_, e)| !e)
+            && self.dockerd_pid.is_none()
+            && self.processes.is_empty()
+            && self.mounts.is_empty()
+            && self.cgroups.is_empty()
+            && self.dirs.is_empty()
+    }
+}
+
+impl fmt::Display for LabStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "lab {}:", self.prefix)?;
+        for (name, exists) in &self.netns {
+            writeln!(
+                f,
+                "  netns {name}: {}",
+                if *exists { "present" } else { "absent" }
+            )?;
+        }
+        match self.dockerd_pid {
+            Some(pid) => writeln!(
+                f,
+                "  dockerd: pid {pid}, {} (DOCKER_HOST=unix://{})",
+                if self.answering {
+                    "answering"
+                } else {
+                    "NOT answering"
+                },
+                self.socket.display()
+            )?,
+            None => writeln!(f, "  dockerd: not running")?,
+        }
+        for c in &self.containers {
+            writeln!(f, "  container {c}")?;
+        }
+        writeln!(f, "  processes: {}", self.processes.len())?;
+        for p in &self.processes {
+            writeln!(f, "    {} [{}] {}", p.pid, p.reason, p.cmdline)?;
+        }
+        writeln!(
+            f,
+            "  mounts: {}, cgroups: {}",
+            self.mounts.len(),
+            self.cgroups.len()
+        )?;
+        for d in &self.dirs {
+            writeln!(f, "  dir {}", d.display())?;
+        }
+        if self.is_empty() {
+            writeln!(f, "  (nothing exists)")?;
+        }
+        Ok(())
+    }
+}
