@@ -1,0 +1,348 @@
+//! Compilation: layout, sets, containers, determinism, normalisation.
+
+use dockfw_core::compile::{CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_POLICY};
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::{
+    CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
+};
+use dockfw_core::{Container, Proto, PublishedPort, Ruleset, compile, parse, render};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn compiled(text: &str, containers: &[Container]) -> Ruleset {
+    compile(&parse("p.toml", text).expect("valid policy").policy, containers)
+}
+
+const GUARD: &str = "[guard]\ninterfaces = [\"eth0\", \"wg*\"]\n";
+
+fn policy_rules(ruleset: &Ruleset, comment: &str) -> Vec<Vec<Match>> {
+    let chain = ruleset.chain(CHAIN_POLICY).unwrap();
+    chain
+        .rules
+        .iter()
+        .filter(|r| r.comment == comment)
+        .map(|r| r.matches.clone())
+        .collect()
+}
+
+#[test]
+fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
+    let ruleset = compiled(
+        &format!("{GUARD}default = \"reject\"\nlog = true\npriority = -7\ntable = \"fw\"\n"),
+        &[],
+    );
+    assert_eq!(ruleset.table, "fw");
+    let forward = ruleset.chain(CHAIN_FORWARD).unwrap();
+    let hook = forward.hook.unwrap();
+    assert_eq!((hook.hook, hook.priority), (Hook::Forward, -7));
+    assert_eq!(forward.rules[0].matches, vec![Match::CtState(CtState::NotNew)]);
+    assert_eq!(forward.rules[0].verdict, Some(Verdict::Accept));
+    assert_eq!(
+        forward.rules[1].matches,
+        vec![Match::IifName(IfName::Exact("eth0".into()))]
+    );
+    assert_eq!(
+        forward.rules[2].matches,
+        vec![Match::IifName(IfName::Prefix("wg".into()))]
+    );
+    assert!(
+        forward.rules[1..]
+            .iter()
+            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_GUARDED.into())))
+    );
+    let guarded = ruleset.chain(CHAIN_GUARDED).unwrap();
+    assert_eq!(guarded.rules[0].matches, vec![Match::CtStatusDnat]);
+    assert_eq!(
+        guarded.rules[1].matches,
+        vec![Match::OifName(IfName::Exact("docker0".into()))]
+    );
+    assert_eq!(
+        guarded.rules[2].matches,
+        vec![Match::OifName(IfName::Prefix("br-".into()))]
+    );
+    // Only the forward chain is a base chain.
+    assert_eq!(ruleset.chains.iter().filter(|c| c.hook.is_some()).count(), 1);
+    // Default fate: counted, logged (rate-limited), rejected (reset for TCP, ICMP otherwise).
+    let default = ruleset.chain(CHAIN_DEFAULT).unwrap();
+    assert_eq!(default.rules.len(), 4);
+    assert_eq!(
+        default.rules[1].statements,
+        vec![Statement::Log {
+            prefix: "dockfw: ".into()
+        }]
+    );
+    assert!(matches!(default.rules[1].matches[..], [Match::Limit { .. }]));
+    assert_eq!(default.rules[2].matches, vec![Match::L4Proto(Proto::Tcp)]);
+    assert_eq!(
+        default.rules[2].verdict,
+        Some(Verdict::Reject(RejectWith::TcpReset))
+    );
+    assert_eq!(
+        default.rules[3].verdict,
+        Some(Verdict::Reject(RejectWith::IcmpxAdminProhibited))
+    );
+}
+
+#[test]
+fn each_alternative_is_one_rule_and_families_are_split() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[sets]\nadmins = [\"203.0.113.10\", \"2001:db8::10\"]\n\
+             [[rule]]\nname = \"admin\"\ninterfaces = [\"eth0\", \"wg*\"]\nfrom = \"@admins\"\nports = [\"22\", \"8000-8100\", \"60000/udp\", \"61000/udp\"]\n"
+        ),
+        &[],
+    );
+    let rules = policy_rules(&ruleset, "admin");
+    // 2 interfaces × 2 families × 2 protocols.
+    assert_eq!(rules.len(), 8);
+    assert_eq!(
+        rules[0],
+        vec![
+            Match::IifName(IfName::Exact("eth0".into())),
+            Match::NfProto(Family::Ipv4),
+            Match::SourceIn {
+                family: Family::Ipv4,
+                set: "set-admins-v4".into()
+            },
+            Match::L4Proto(Proto::Tcp),
+            Match::DialledPort(PortMatch::Set("rule-1-tcp".into())),
+        ]
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|m| m.contains(&Match::DialledPort(PortMatch::Set("rule-1-udp".into()))))
+    );
+    assert_eq!(
+        ruleset.set("set-admins-v6").unwrap().elements,
+        SetElements::Ipv6(vec![Interval::single("2001:db8::10".parse().unwrap())])
+    );
+    assert_eq!(
+        ruleset.set("rule-1-tcp").unwrap().elements,
+        SetElements::Port(vec![Interval::single(22), Interval::new(8000, 8100).unwrap()])
+    );
+    // Every alternative jumps to the rule's own chain, which counts and decides.
+    let chain = ruleset.chain("rule-1").unwrap();
+    assert_eq!(chain.rules.first().unwrap().verdict, None);
+    assert_eq!(chain.rules.last().unwrap().verdict, Some(Verdict::Accept));
+}
+
+#[test]
+fn single_ports_and_ranges_are_inline_and_named_sets_are_shared() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[sets]\nlan = [\"10.0.0.0/8\"]\n\
+             [[rule]]\nfrom = \"@lan\"\nports = 80\n[[rule]]\nfrom = \"@lan\"\nports = \"1000-2000/udp\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(
+        policy_rules(&ruleset, "rule 1")[0].last(),
+        Some(&Match::DialledPort(PortMatch::Single(80)))
+    );
+    assert_eq!(
+        policy_rules(&ruleset, "rule 2")[0].last(),
+        Some(&Match::DialledPort(PortMatch::Range(1000, 2000)))
+    );
+    let lan_sets = ruleset
+        .sets
+        .iter()
+        .filter(|s| s.name.starts_with("set-lan"))
+        .count();
+    assert_eq!(
+        lan_sets, 1,
+        "one kernel set for a named set used twice, and only its IPv4 half"
+    );
+}
+
+#[test]
+fn address_lists_are_normalised_per_family() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[[rule]]\nfrom = [\"10.0.0.0/24\", \"10.0.1.0/24\", \"10.0.0.5\", \"10.0.3.0-10.0.3.9\", \"10.0.3.10\", \
+             \"2001:db8::/64\", \"2001:db8:0:1::/64\", \"2001:db8::7\"]\n"
+        ),
+        &[],
+    );
+    let v4 = &ruleset.set("rule-1-from-v4").unwrap().elements;
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    assert_eq!(
+        *v4,
+        SetElements::Ipv4(vec![
+            Interval::new(ip("10.0.0.0"), ip("10.0.1.255")).unwrap(),
+            Interval::new(ip("10.0.3.0"), ip("10.0.3.10")).unwrap(),
+        ])
+    );
+    let ip6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    assert_eq!(
+        ruleset.set("rule-1-from-v6").unwrap().elements,
+        SetElements::Ipv6(vec![
+            Interval::new(ip6("2001:db8::"), ip6("2001:db8:0:1:ffff:ffff:ffff:ffff")).unwrap()
+        ])
+    );
+}
+
+#[test]
+fn a_family_the_rule_cannot_match_is_left_out() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[[rule]]\nfrom = [\"10.0.0.0/8\"]\nto = [\"2001:db8::1\"]\n[[rule]]\nfrom = [\"10.0.0.0/8\"]\n"
+        ),
+        &[],
+    );
+    assert!(
+        policy_rules(&ruleset, "rule 1").is_empty(),
+        "IPv4 sources never dial an IPv6 address"
+    );
+    assert_eq!(policy_rules(&ruleset, "rule 2").len(), 1);
+    assert!(ruleset.set("rule-2-from-v6").is_none());
+}
+
+fn django() -> Container {
+    Container {
+        name: "django".into(),
+        labels: Default::default(),
+        published: vec![
+            PublishedPort {
+                host_addr: None,
+                host_port: 8081,
+                container_port: 8000,
+                proto: Proto::Tcp,
+            },
+            PublishedPort {
+                host_addr: Some("0.0.0.0".parse().unwrap()),
+                host_port: 8443,
+                container_port: 443,
+                proto: Proto::Tcp,
+            },
+            PublishedPort {
+                host_addr: Some("203.0.113.6".parse().unwrap()),
+                host_port: 5353,
+                container_port: 53,
+                proto: Proto::Udp,
+            },
+        ],
+    }
+}
+
+#[test]
+fn container_rules_match_the_published_host_ports() {
+    let text = format!("{GUARD}[[rule]]\nname = \"app\"\ncontainer = \"django\"\naction = \"reject\"\n");
+    // Not running: the rule matches nothing, but its chain (and counter) exist.
+    let absent = compiled(&text, &[]);
+    assert!(policy_rules(&absent, "app").is_empty());
+    assert!(absent.chain("rule-1").is_some());
+
+    let present = compiled(&text, &[django()]);
+    let rules = policy_rules(&present, "app");
+    assert_eq!(rules.len(), 3, "{rules:#?}");
+    assert_eq!(
+        rules[0],
+        vec![
+            Match::L4Proto(Proto::Tcp),
+            Match::DialledPort(PortMatch::Single(8081))
+        ]
+    );
+    assert_eq!(
+        rules[1][..2],
+        [
+            Match::NfProto(Family::Ipv4),
+            Match::DialledAddrIn {
+                family: Family::Ipv4,
+                set: "rule-1-to-2-v4".into()
+            }
+        ]
+    );
+    assert_eq!(rules[1][3], Match::DialledPort(PortMatch::Single(8443)));
+    assert_eq!(rules[2][3], Match::DialledPort(PortMatch::Single(5353)));
+    // The container port (8000) never appears: clients dial 8081.
+    assert!(!render(&present).contains("8000"));
+
+    // `ports` narrows the container's ports.
+    let narrowed = compiled(
+        &format!("{GUARD}[[rule]]\nname = \"app\"\ncontainer = \"django\"\nports = [8081, 9999]\n"),
+        &[django()],
+    );
+    assert_eq!(
+        policy_rules(&narrowed, "app"),
+        vec![vec![
+            Match::L4Proto(Proto::Tcp),
+            Match::DialledPort(PortMatch::Single(8081))
+        ]]
+    );
+}
+
+#[test]
+fn limits_get_per_family_meters_in_the_rules_chain() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[[rule]]\nname = \"web\"\nports = 80\nlimit = {{ rate = \"10/minute\" }}\nmax_connections = 20\n"
+        ),
+        &[],
+    );
+    let chain = ruleset.chain("rule-1").unwrap();
+    let over: Vec<&Match> = chain
+        .rules
+        .iter()
+        .filter(|r| r.verdict == Some(Verdict::Drop))
+        .map(|r| &r.matches[1])
+        .collect();
+    assert_eq!(over.len(), 4, "rate and connections, for IPv4 and IPv6");
+    assert!(matches!(
+        over[0],
+        Match::SourceRateOver {
+            family: Family::Ipv4,
+            burst: 10,
+            ..
+        }
+    ));
+    assert!(matches!(
+        over[1],
+        Match::SourceConnectionsOver {
+            family: Family::Ipv4,
+            count: 20,
+            ..
+        }
+    ));
+    assert!(
+        matches!(ruleset.set("rule-1-rate-v4").unwrap().elements, SetElements::Meter(m) if m.timeout_secs == Some(60))
+    );
+    assert!(
+        matches!(ruleset.set("rule-1-conns-v6").unwrap().elements, SetElements::Meter(m) if m.timeout_secs.is_none())
+    );
+}
+
+#[test]
+fn compilation_is_deterministic() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml")).unwrap();
+    let first = compiled(&text, &[django()]);
+    for _ in 0..3 {
+        let again = compiled(&text, &[django()]);
+        assert_eq!(again, first);
+        assert_eq!(render(&again), render(&first));
+        assert_eq!(
+            serde_json::to_string(&again).unwrap(),
+            serde_json::to_string(&first).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_hundred_thousand_entries_normalise_into_one_set() {
+    // 100,000 /32 entries: every other address of 10.0.0.0/12, plus overlapping /24s.
+    let mut entries: Vec<String> = (0..100_000u32)
+        .map(|i| format!("\"{}\"", Ipv4Addr::from(0x0a00_0000 + 2 * i)))
+        .collect();
+    entries.push("\"10.0.0.0/24\"".into());
+    let text = format!("{GUARD}[[rule]]\nfrom = [{}]\n", entries.join(","));
+    let ruleset = compiled(&text, &[]);
+    let SetElements::Ipv4(set) = &ruleset.set("rule-1-from-v4").unwrap().elements else {
+        panic!("an IPv4 set")
+    };
+    // The /24 swallows the first 128 entries, and 10.0.1.0 touches it.
+    assert_eq!(set.len(), 100_000 - 128);
+    assert!(
+        set.windows(2).all(|w| w[0].last < w[1].first),
+        "sorted and disjoint"
+    );
+}

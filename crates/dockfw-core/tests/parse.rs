@@ -1,0 +1,437 @@
+//! Parsing and validation: every field, every error, with its place and hint.
+
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::{IfName, Rate, RateUnit};
+use dockfw_core::{Action, Severity, parse};
+
+const GUARD: &str = "[guard]\ninterfaces = [\"eth0\", \"eth1\", \"wg*\"]\n";
+
+/// The rendered errors of a policy that must fail.
+fn errors(text: &str) -> Vec<String> {
+    let error = parse("policy.toml", text).expect_err("policy should be rejected");
+    error.errors().map(ToString::to_string).collect()
+}
+
+/// Asserts exactly one error, containing each of `needles`.
+fn one_error(text: &str, needles: &[&str]) {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    for needle in needles {
+        assert!(errors[0].contains(needle), "{needle:?} not in {:?}", errors[0]);
+    }
+}
+
+fn rule(body: &str) -> String {
+    format!("{GUARD}\n[[rule]]\nname = \"web\"\n{body}\n")
+}
+
+#[test]
+fn the_reference_example_parses_with_every_field() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml")).unwrap();
+    let parsed = parse("full.toml", &text).unwrap();
+    let policy = &parsed.policy;
+    assert_eq!(
+        policy.guard.interfaces,
+        vec![
+            IfName::Exact("eth0".into()),
+            IfName::Exact("eth1".into()),
+            IfName::Prefix("wg".into())
+        ]
+    );
+    assert_eq!(policy.guard.default, Action::Drop);
+    assert!(policy.guard.log);
+    assert_eq!(policy.guard.table, "dockfw");
+    assert_eq!(policy.guard.priority, -5);
+    assert_eq!(
+        policy.sets["admins"].v4.len(),
+        1,
+        "two adjacent addresses merge into one interval"
+    );
+    assert_eq!(policy.sets["office"].v4.len(), 2);
+    assert_eq!(policy.sets["office"].v6.len(), 1);
+
+    let web = &policy.rules[0];
+    assert_eq!(web.name, "public web");
+    assert_eq!(web.interfaces, Some(vec![IfName::Exact("eth0".into())]));
+    assert_eq!(web.from, None, "\"any\" means no restriction");
+    let to = web.to.as_ref().unwrap();
+    assert!(
+        to.addrs.contains("203.0.113.5".parse().unwrap())
+            && to.addrs.contains("2001:db8::5".parse().unwrap())
+    );
+    let ports = web.ports.as_ref().unwrap();
+    assert_eq!(
+        ports.tcp,
+        vec![
+            Interval::single(80),
+            Interval::single(443),
+            Interval::new(8000, 8100).unwrap()
+        ]
+    );
+    assert_eq!(ports.udp, vec![Interval::single(53)]);
+    assert_eq!(web.action, Action::Allow);
+    assert!(web.log);
+    let limit = web.limit.unwrap();
+    assert_eq!(
+        limit.rate,
+        Rate {
+            count: 20,
+            unit: RateUnit::Second
+        }
+    );
+    assert_eq!(limit.burst, 40);
+    assert_eq!(web.max_connections, Some(100));
+    assert_eq!(web.location.as_ref().unwrap().line, 15);
+
+    let admin = &policy.rules[1];
+    assert_eq!(admin.container.as_deref(), Some("django"));
+    assert_eq!(
+        admin.ports.as_ref().unwrap().tcp,
+        vec![Interval::single(8443)],
+        "integer ports are tcp"
+    );
+    let from = admin.from.as_ref().unwrap();
+    assert!(from.addrs.contains("203.0.113.10".parse().unwrap()));
+    assert!(from.addrs.contains("192.0.2.15".parse().unwrap()));
+    assert!(from.addrs.contains("2001:db8:10:ffff::1".parse().unwrap()));
+    assert!(!from.addrs.contains("192.0.2.21".parse().unwrap()));
+    assert_eq!(policy.rules[2].action, Action::Reject);
+    assert_eq!(policy.rules[3].action, Action::Drop);
+    assert!(parsed.warnings.is_empty(), "{:#?}", parsed.warnings);
+}
+
+#[test]
+fn defaults_apply_when_fields_are_left_out() {
+    let parsed = parse(
+        "p.toml",
+        "[guard]\ninterfaces = \"eth0\"\n[[rule]]\n[[rule]]\nports = 22\n",
+    )
+    .unwrap();
+    let policy = parsed.policy;
+    assert_eq!(
+        policy.guard.interfaces,
+        vec![IfName::Exact("eth0".into())],
+        "a single string is a list of one"
+    );
+    assert_eq!(policy.guard.default, Action::Drop);
+    assert!(!policy.guard.log);
+    assert_eq!(policy.guard.table, "dockfw");
+    assert_eq!(policy.guard.priority, -5);
+    let first = &policy.rules[0];
+    assert_eq!(first.name, "rule 1");
+    assert_eq!(policy.rules[1].name, "rule 2");
+    assert_eq!(
+        (first.interfaces.as_ref(), first.from.as_ref(), first.to.as_ref()),
+        (None, None, None)
+    );
+    assert_eq!((first.ports.as_ref(), first.container.as_ref()), (None, None));
+    assert_eq!(first.action, Action::Allow);
+    assert!(!first.log && first.limit.is_none() && first.max_connections.is_none());
+    // The rule with no match fields catches everything, so rule 2 is dead.
+    assert_eq!(parsed.warnings.len(), 1);
+    assert!(parsed.warnings[0].to_string().contains("can never match"));
+}
+
+#[test]
+fn forgiving_spellings_are_accepted() {
+    let parsed = parse(
+        "p.toml",
+        &rule("action = \"ACCEPT\"\nports = [\"80/TCP\", \" 53/udp \"]\nfrom = [\" 10.0.0.0/8 \", \"[2001:db8::1]\"]\nlimit = { rate = \"100/min\" }"),
+    )
+    .unwrap();
+    let web = &parsed.policy.rules[0];
+    assert_eq!(web.action, Action::Allow);
+    assert_eq!(web.ports.as_ref().unwrap().udp, vec![Interval::single(53)]);
+    assert_eq!(
+        web.limit.unwrap().burst,
+        100,
+        "burst defaults to the rate's count"
+    );
+    let default_allow = parse(
+        "p.toml",
+        "[guard]\ninterfaces = [\"eth0\"]\ndefault = \"allow\"\n",
+    )
+    .unwrap();
+    assert_eq!(default_allow.policy.guard.default, Action::Allow);
+}
+
+#[test]
+fn invalid_toml_points_at_the_syntax_error() {
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"\n",
+        &["policy.toml:2:", "invalid TOML"],
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_with_suggestions() {
+    one_error(
+        &format!("{GUARD}defualt = \"drop\"\n"),
+        &[
+            "policy.toml:3:1",
+            "unknown key \"defualt\" in [guard]",
+            "did you mean \"default\"?",
+        ],
+    );
+    one_error(
+        &rule("port = [\"80\"]"),
+        &[
+            "policy.toml:6:1",
+            "rule \"web\"",
+            "unknown key \"port\"",
+            "did you mean \"ports\"?",
+        ],
+    );
+    one_error(
+        &format!("{GUARD}[extra]\n"),
+        &["unknown key \"extra\" in the top level"],
+    );
+    one_error(
+        &rule("limit = { rate = \"1/second\", brust = 3 }"),
+        &["unknown key \"brust\" in limit", "\"burst\""],
+    );
+}
+
+#[test]
+fn guard_errors() {
+    one_error(
+        "version = 1\n",
+        &["policy.toml:1:1", "[guard] section is missing"],
+    );
+    one_error(
+        "[guard]\ndefault = \"drop\"\n",
+        &["policy.toml:1:1", "[guard] needs \"interfaces\""],
+    );
+    one_error("[guard]\ninterfaces = []\n", &["policy.toml:2:14", "empty list"]);
+    one_error(
+        "[guard]\ninterfaces = [\"*\"]\n",
+        &["would match every interface"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\ndefault = \"deny\"\n",
+        &["policy.toml:3:11", "unknown default \"deny\"", "\"drop\""],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\npriority = 0\n",
+        &["policy.toml:3:12", "priority 0 is out of range", "-99 and -1"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\npriority = -100\n",
+        &["out of range"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\ntable = \"my table\"\n",
+        &["not a valid nftables name"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog = \"yes\"\n",
+        &["\"log\" must be true or false, not string"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nversion = 1\n",
+        &["unknown key \"version\" in [guard]"],
+    );
+}
+
+#[test]
+fn unknown_version_is_an_error() {
+    one_error(
+        &format!("version = 2\n{GUARD}"),
+        &["policy.toml:1:11", "unknown policy version 2", "version 1"],
+    );
+}
+
+#[test]
+fn address_errors_name_the_rule_and_the_fix() {
+    one_error(
+        &rule("from = [\"198.51.100.7/24\"]"),
+        &[
+            "policy.toml:6:9",
+            "rule \"web\"",
+            "has host bits set",
+            "\"198.51.100.0/24\"",
+        ],
+    );
+    one_error(
+        &rule("from = [\"10.0.0.9-10.0.0.1\"]"),
+        &["reversed", "\"10.0.0.1-10.0.0.9\""],
+    );
+    one_error(
+        &rule("to = [\"300.0.0.1\"]"),
+        &["policy.toml:6:7", "\"300.0.0.1\" is not an IP address"],
+    );
+    one_error(
+        &rule("from = [\"@nope\"]"),
+        &["set \"@nope\" is not defined", "define it under [sets]"],
+    );
+    one_error(
+        &format!("{GUARD}[sets]\nadmins = [\"192.0.2.1\"]\n[[rule]]\nfrom = \"@admin\"\n"),
+        &["rule \"rule 1\"", "did you mean \"@admins\"?"],
+    );
+    one_error(
+        &format!("{GUARD}[sets]\nbad = [\"192.0.3.0/23\"]\n"),
+        &["policy.toml:4:8", "set \"bad\"", "host bits"],
+    );
+    one_error(
+        &format!("{GUARD}[sets]\n\"bad name\" = []\n"),
+        &["set name \"bad name\" is not allowed"],
+    );
+    one_error(
+        &format!("{GUARD}[sets]\na = [\"@b\"]\n"),
+        &["cannot stand in a set"],
+    );
+    one_error(&rule("from = []"), &["empty list", "remove \"from\""]);
+}
+
+#[test]
+fn port_errors() {
+    one_error(
+        &rule("ports = [\"0\"]"),
+        &["policy.toml:6:10", "port 0 is out of range", "1 to 65535"],
+    );
+    one_error(&rule("ports = [65536]"), &["policy.toml:6:10", "out of range"]);
+    one_error(
+        &rule("ports = [\"8100-8000\"]"),
+        &["reversed", "\"8000-8100/tcp\""],
+    );
+    one_error(&rule("ports = [\"80/icmp\"]"), &["unknown protocol \"icmp\""]);
+    one_error(
+        &rule("ports = [\"http\"]"),
+        &["not a port number", "service names are not looked up"],
+    );
+    one_error(&rule("ports = [true]"), &["must be a port"]);
+}
+
+#[test]
+fn rule_errors() {
+    one_error(
+        &format!("{GUARD}[[rule]]\nname = \"a\"\n[[rule]]\nname = \"a\"\n"),
+        &[
+            "policy.toml:6:8",
+            "the name \"a\" is already used by the rule on line 4",
+        ],
+    );
+    // A given name may not collide with a default one either.
+    one_error(
+        &format!("{GUARD}[[rule]]\n[[rule]]\nname = \"rule 1\"\n"),
+        &["already used"],
+    );
+    one_error(
+        &rule("interfaces = [\"eth9\"]"),
+        &[
+            "policy.toml:6:14",
+            "interface \"eth9\" is not guarded",
+            "eth0, eth1, wg*",
+        ],
+    );
+    // A wildcard covers the names it matches, not the other way round.
+    assert!(parse("p", &rule("interfaces = [\"wg0\"]")).is_ok());
+    one_error(
+        &format!("[guard]\ninterfaces = [\"wg0\"]\n[[rule]]\ninterfaces = [\"wg*\"]\n"),
+        &["\"wg*\" is not guarded"],
+    );
+    one_error(
+        &rule("action = \"deny\""),
+        &["unknown action \"deny\"", "\"drop\"", "\"reject\""],
+    );
+    one_error(
+        &rule("action = \"drop\"\nlimit = { rate = \"5/second\" }"),
+        &[
+            "policy.toml:7:9",
+            "\"limit\" only applies to allow rules",
+            "action = \"allow\"",
+        ],
+    );
+    one_error(
+        &rule("action = \"reject\"\nmax_connections = 5"),
+        &["\"max_connections\" only applies to allow rules"],
+    );
+    one_error(
+        &rule("limit = { rate = \"5/fortnight\" }"),
+        &["limit.rate", "is not a rate"],
+    );
+    one_error(&rule("limit = { rate = \"0/second\" }"), &["allows nothing"]);
+    one_error(&rule("limit = { burst = 5 }"), &["limit needs a \"rate\""]);
+    one_error(
+        &rule("limit = { rate = \"5/second\", burst = 0 }"),
+        &["burst 0 is out of range"],
+    );
+    one_error(&rule("limit = \"5/second\""), &["\"limit\" must be a table"]);
+    one_error(
+        &rule("max_connections = 0"),
+        &["max_connections 0 is out of range"],
+    );
+    one_error(&rule("container = \"\""), &["\"container\" is empty"]);
+    one_error(
+        &format!("{GUARD}[[rule]]\nname = \"say \\\"hi\\\"\"\n"),
+        &["cannot contain '\"'"],
+    );
+    one_error(
+        &format!("{GUARD}[rule]\nname = \"x\"\n"),
+        &["array of tables", "[[rule]]"],
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once_in_file_order() {
+    let text =
+        format!("{GUARD}[[rule]]\nports = [\"0\"]\nfrom = [\"1.2.3.4/8\"]\n[[rule]]\naction = \"maybe\"\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors[0].starts_with("policy.toml:4:") && errors[0].contains("port 0"));
+    assert!(errors[1].starts_with("policy.toml:5:") && errors[1].contains("host bits"));
+    assert!(errors[2].starts_with("policy.toml:7:") && errors[2].contains("rule \"rule 2\""));
+}
+
+#[test]
+fn shadowed_rules_are_warnings_not_errors() {
+    let text = format!(
+        "{GUARD}[sets]\nlan = [\"10.0.0.0/8\"]\n\
+         [[rule]]\nname = \"lan\"\nfrom = [\"@lan\"]\n\
+         [[rule]]\nname = \"lan web\"\nfrom = [\"10.1.0.0/16\"]\nports = [\"80\"]\n\
+         [[rule]]\nname = \"web eth0\"\ninterfaces = [\"eth0\"]\nports = [\"80-90\"]\n\
+         [[rule]]\nname = \"port 85\"\nports = [\"85\"]\naction = \"drop\"\n\
+         [[rule]]\nname = \"all web\"\nports = [\"80-90\"]\n"
+    );
+    let parsed = parse("policy.toml", &text).unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("rule \"lan web\": this rule can never match: rule \"lan\" (line 5)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(parsed.warnings.iter().all(|w| w.severity == Severity::Warning));
+}
+
+#[test]
+fn other_warnings() {
+    let parsed = parse(
+        "p.toml",
+        &format!("{GUARD}[sets]\nunused = [\"192.0.2.1\"]\n[[rule]]\nfrom = [\"any\", \"10.0.0.0/8\"]\n"),
+    )
+    .unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("\"any\" makes the other entries pointless")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("set \"unused\" is defined but no rule uses it")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn diagnostics_serialise_to_json() {
+    let error = parse("p.toml", &rule("ports = [\"0\"]")).unwrap_err();
+    let json = serde_json::to_value(&error).unwrap();
+    assert_eq!(json["diagnostics"][0]["location"]["line"], 6);
+    assert_eq!(json["diagnostics"][0]["rule"], "web");
+    assert_eq!(json["diagnostics"][0]["severity"], "error");
+}
