@@ -328,7 +328,7 @@ fn rule_errors() {
     // A wildcard covers the names it matches, not the other way round.
     assert!(parse("p", &rule("interfaces = [\"wg0\"]")).is_ok());
     one_error(
-        &format!("[guard]\ninterfaces = [\"wg0\"]\n[[rule]]\ninterfaces = [\"wg*\"]\n"),
+        "[guard]\ninterfaces = [\"wg0\"]\n[[rule]]\ninterfaces = [\"wg*\"]\n",
         &["\"wg*\" is not guarded"],
     );
     one_error(
