@@ -60,3 +60,8 @@ pub use parse::{Parsed, parse};
 pub use policy::{Action, Container, Policy, PublishedPort};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};
+
+/// The README's Rust examples run as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

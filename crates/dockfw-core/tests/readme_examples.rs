@@ -1,0 +1,43 @@
+//! Every TOML example in the README and under examples/ is a valid policy.
+
+fn toml_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn readme_policies_are_valid() {
+    let readme = include_str!("../../../README.md");
+    let blocks = toml_blocks(readme);
+    assert!(blocks.len() >= 3, "the README shows its policy examples");
+    for (i, block) in blocks.iter().enumerate() {
+        if let Err(error) = dockfw_core::parse(&format!("README block {i}"), block) {
+            panic!("README example {i} is invalid:\n{error}\n{block}");
+        }
+    }
+}
+
+#[test]
+fn example_files_are_valid_without_warnings() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parsed =
+                dockfw_core::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                parsed.warnings.is_empty(),
+                "{}: {:#?}",
+                path.display(),
+                parsed.warnings
+            );
+            count += 1;
+        }
+    }
+    assert!(count > 0);
+}
