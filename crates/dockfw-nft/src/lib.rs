@@ -1,1 +1,662 @@
-//! dockfw-nft: the nftables backend (netlink). Not implemented yet: see issue 3.
+//! dockfw-nft: the nftables backend. Installs a
+//! [`Ruleset`](dockfw_core::ruleset::Ruleset) by speaking nf_tables netlink
+//! directly (libnftnl through the `nftnl` crate; no `nft` binary), reads it
+//! back, reports counters and removes it.
+//!
+//! * [`Nft::apply`] replaces the whole table in **one** kernel transaction
+//!   (add table, delete table, add table, sets and elements, chains, rules),
+//!   sent with a single `sendto`: either the new table is complete or the old
+//!   one is untouched. The batch carries the ruleset generation id, so a
+//!   concurrent change by another program makes the kernel refuse it
+//!   (`ERESTART`); we then retry a few times. After committing, the table is
+//!   read back and must equal the ruleset applied.
+//! * [`Nft::installed`] decodes the table exactly (order included), so
+//!   "is our ruleset installed" is `installed == Some(desired)`.
+//! * Kernel errors name the object at fault (table, set, chain, or rule by
+//!   chain, position and comment, and the match when the kernel points at
+//!   an expression) and say what the errno means there.
+//!
+//! ```no_run
+//! use dockfw_core::ruleset::{Chain, Rule, Ruleset, Verdict};
+//! # fn main() -> Result<(), dockfw_nft::Error> {
+//! let ruleset = Ruleset {
+//!     table: "dockfw".into(),
+//!     sets: vec![],
+//!     chains: vec![Chain {
+//!         name: "forward".into(),
+//!         hook: Some(dockfw_core::ruleset::BaseHook {
+//!             hook: dockfw_core::ruleset::Hook::Forward,
+//!             priority: -5,
+//!         }),
+//!         rules: vec![Rule {
+//!             comment: "count everything".into(),
+//!             matches: vec![],
+//!             statements: vec![],
+//!             verdict: Some(Verdict::Accept),
+//!         }],
+//!     }],
+//! };
+//! let mut nft = dockfw_nft::Nft::open()?; // or Nft::in_netns("/run/netns/test")?
+//! let report = nft.apply(&ruleset)?;
+//! println!("applied in {:?} ({} messages)", report.commit_time, report.messages);
+//! assert_eq!(nft.installed("dockfw")?, Some(ruleset));
+//! for counter in nft.counters("dockfw")? {
+//!     println!("{} #{} {:?}: {} packets", counter.chain, counter.index, counter.comment, counter.packets);
+//! }
+//! nft.remove("dockfw")?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod decode;
+mod encode;
+mod error;
+mod expr;
+mod ffi;
+mod netlink;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{Error, Failure, Result};
+
+use dockfw_core::ruleset::{Match, Ruleset};
+use encode::{Batch, Object, Part};
+use expr::Expr;
+use ffi::{Dump, MsgWriter};
+use netlink::{NLM_F_DUMP_INTR, RECV_BYTES, Reply, Socket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How many times a transaction or a consistent read is tried when another
+/// program keeps changing nf_tables.
+const ATTEMPTS: u32 = 5;
+
+/// A connection to nf_tables in one network namespace.
+#[derive(Debug)]
+pub struct Nft {
+    socket: Socket,
+    writer: MsgWriter,
+    seq: u32,
+    recv: Vec<u32>,
+}
+
+/// What [`Nft::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApplyReport {
+    /// Transactions sent (more than one if someone else changed nf_tables meanwhile).
+    pub attempts: u32,
+    /// Netlink messages in the batch, batch begin and end included.
+    pub messages: usize,
+    /// Size of the batch sent with one `sendto`.
+    pub batch_bytes: usize,
+    /// Ruleset generation the committed batch was based on.
+    pub generation: u32,
+    /// Time to send the batch and read every ack (the kernel commit).
+    pub commit_time: Duration,
+    /// Time to read the table back and compare it.
+    pub verify_time: Duration,
+}
+
+/// Packet and byte counts of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// The chain holding the rule.
+    pub chain: String,
+    /// Position of the rule in its chain (0-based, as in `Chain::rules`).
+    pub index: usize,
+    /// The kernel's handle of the rule.
+    pub handle: u64,
+    /// The rule's comment.
+    pub comment: String,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
+
+/// How a request ended: completed (dumps: with or without interruption), or
+/// refused with an errno.
+enum Outcome {
+    Done { interrupted: bool },
+    Refused(i32),
+}
+
+/// A message of a batch the kernel answered with an error.
+struct KernelError {
+    seq: u32,
+    errno: i32,
+    text: Option<String>,
+    offset: Option<u32>,
+}
+
+/// The raw contents of a table, read in one consistent generation.
+struct TableDump {
+    chains: Vec<ffi::ChainInfo>,
+    sets: Vec<(ffi::SetSpec, ffi::Elems)>,
+    rules: Vec<ffi::RuleInfo>,
+}
+
+impl Nft {
+    /// Connects to nf_tables in the caller's network namespace.
+    pub fn open() -> Result<Self> {
+        Socket::open()
+            .map(Self::with_socket)
+            .map_err(|e| Error::io("open a netfilter netlink socket", e))
+    }
+
+    /// Connects to nf_tables in the network namespace at `path` (e.g.
+    /// `/run/netns/NAME` or `/proc/PID/ns/net`). The socket is opened by a
+    /// helper thread that enters the namespace; the caller's threads stay put.
+    pub fn in_netns(path: impl AsRef<Path>) -> Result<Self> {
+        Socket::open_in_netns(path.as_ref())
+            .map(Self::with_socket)
+            .map_err(|e| Error::io("open a netlink socket in the network namespace", e))
+    }
+
+    fn with_socket(socket: Socket) -> Self {
+        // Start sequence numbers somewhere arbitrary so replies to another
+        // socket's requests could never look like ours.
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        Self {
+            socket,
+            writer: MsgWriter::new(),
+            seq,
+            recv: vec![0; RECV_BYTES / 4],
+        }
+    }
+
+    fn take_seqs(&mut self, count: usize) -> u32 {
+        let first = self.seq;
+        self.seq = self.seq.wrapping_add(count as u32);
+        first
+    }
+
+    /// Sends one request and feeds each data reply to `each` until the dump
+    /// ends or the request is acked.
+    fn request(
+        &mut self,
+        action: &'static str,
+        msg: &[u8],
+        seq: u32,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Outcome> {
+        self.socket.send(msg).map_err(|e| Error::io(action, e))?;
+        let mut interrupted = false;
+        loop {
+            let buf = self
+                .socket
+                .recv(&mut self.recv, true)
+                .map_err(|e| Error::io(action, e))?
+                .unwrap_or_default();
+            let replies = netlink::parse_replies(buf).map_err(|e| Error::Protocol {
+                action,
+                detail: e.to_string(),
+            })?;
+            for reply in replies {
+                match reply {
+                    Reply::Data { seq: s, flags, msg } if s == seq => {
+                        interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                        each(msg)?;
+                    }
+                    Reply::Done { seq: s } if s == seq => return Ok(Outcome::Done { interrupted }),
+                    Reply::Ack { seq: s, errno: 0, .. } if s == seq => {
+                        return Ok(Outcome::Done { interrupted });
+                    }
+                    Reply::Ack { seq: s, errno, .. } if s == seq => {
+                        if errno == libc::EPERM {
+                            return Err(Error::PermissionDenied { action });
+                        }
+                        return Ok(Outcome::Refused(errno));
+                    }
+                    // Leftovers of an earlier, abandoned exchange.
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The current nf_tables ruleset generation id.
+    pub fn generation(&mut self) -> Result<u32> {
+        const ACTION: &str = "read the nf_tables generation";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.get_gen(seq);
+        let mut genid = None;
+        let outcome = self.request(ACTION, &msg, seq, |reply| {
+            genid = Some(ffi::parse_gen(reply).map_err(|detail| Error::Protocol {
+                action: ACTION,
+                detail,
+            })?);
+            Ok(())
+        })?;
+        match (outcome, genid) {
+            (Outcome::Done { .. }, Some(genid)) => Ok(genid),
+            (Outcome::Refused(errno), _) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            _ => Err(Error::Protocol {
+                action: ACTION,
+                detail: "no generation in the reply".into(),
+            }),
+        }
+    }
+
+    /// Replaces table `ruleset.table` with `ruleset` in one transaction,
+    /// then reads it back and checks it is exactly `ruleset`.
+    ///
+    /// On error nothing was changed, except for [`Error::Mismatch`] (the
+    /// transaction committed but the table read back differs).
+    pub fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        const ACTION: &str = "apply the ruleset";
+        let first_seq = self.seq;
+        let mut batch = encode::encode(ruleset, first_seq, &mut self.writer)?;
+        self.take_seqs(batch.msgs.len());
+        // One sendto needs a send buffer larger than the batch; every message
+        // is acked, and the acks must all fit in the receive buffer.
+        let recv_bytes = (batch.msgs.len() * 2048).max(4 << 20);
+        self.socket
+            .grow_buffers(batch.bytes.len() + (64 << 10), recv_bytes)
+            .map_err(|e| Error::io("size the netlink socket buffers", e))?;
+
+        for attempt in 1..=ATTEMPTS {
+            let generation = self.generation()?;
+            batch.set_genid(generation);
+            let started = Instant::now();
+            self.socket.send(&batch.bytes).map_err(|e| match e.raw_os_error() {
+                Some(libc::EMSGSIZE) | Some(libc::ENOBUFS) => Error::Io {
+                    action: "send the batch (too large for the socket buffer; raising it needs CAP_NET_ADMIN)",
+                    source: e,
+                },
+                _ => Error::io(ACTION, e),
+            })?;
+            let failures = self.collect_acks(&batch)?;
+            let commit_time = started.elapsed();
+            let restarted = failures.iter().any(|f| {
+                f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
+            });
+            if restarted {
+                std::thread::sleep(Duration::from_millis(5 << attempt));
+                continue;
+            }
+            if failures.iter().any(|f| f.errno == libc::EPERM) {
+                return Err(Error::PermissionDenied { action: ACTION });
+            }
+            if !failures.is_empty() {
+                return Err(Error::Rejected {
+                    table: ruleset.table.clone(),
+                    failures: failures
+                        .into_iter()
+                        .map(|f| describe_failure(ruleset, &batch, f))
+                        .collect(),
+                });
+            }
+            let started = Instant::now();
+            let installed = self.installed(&ruleset.table)?;
+            if installed.as_ref() != Some(ruleset) {
+                return Err(Error::Mismatch {
+                    table: ruleset.table.clone(),
+                    difference: difference(ruleset, installed.as_ref()),
+                });
+            }
+            return Ok(ApplyReport {
+                attempts: attempt,
+                messages: batch.msgs.len(),
+                batch_bytes: batch.bytes.len(),
+                generation,
+                commit_time,
+                verify_time: started.elapsed(),
+            });
+        }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Reads every reply to a batch already sent. The kernel processes a
+    /// batch inside `sendto`, so all replies are queued by now; we drain the
+    /// socket without waiting. Returns the failed messages as
+    /// with their ext-ack details.
+    fn collect_acks(&mut self, batch: &Batch) -> Result<Vec<KernelError>> {
+        const ACTION: &str = "read the kernel's answers to the batch";
+        let mut failures = Vec::new();
+        loop {
+            let buf = match self.socket.recv(&mut self.recv, false) {
+                Ok(Some(buf)) => buf,
+                Ok(None) => break,
+                // Acks were dropped for lack of room; errors are never
+                // silently lost this way without the read-back noticing.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                Err(e) => return Err(Error::io(ACTION, e)),
+            };
+            let replies = netlink::parse_replies(buf).map_err(|e| Error::Protocol {
+                action: ACTION,
+                detail: e.to_string(),
+            })?;
+            for reply in replies {
+                if let Reply::Ack {
+                    seq,
+                    errno,
+                    text,
+                    offset,
+                } = reply
+                    && errno != 0
+                    && batch.msg(seq).is_some_and(|m| m.seq == seq)
+                {
+                    failures.push(KernelError {
+                        seq,
+                        errno,
+                        text,
+                        offset,
+                    });
+                }
+            }
+        }
+        Ok(failures)
+    }
+
+    /// The table `table` as installed, decoded; `None` if there is no such table.
+    pub fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
+        const ACTION: &str = "read the table back";
+        for _ in 0..ATTEMPTS {
+            let before = self.generation()?;
+            let dump = self.dump_table(table)?;
+            if self.generation()? != before {
+                continue;
+            }
+            let Some(dump) = dump else {
+                return Ok(None);
+            };
+            return decode_table(table, dump).map(Some);
+        }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Dumps everything in `table`; `Ok(None)` if the table is absent or a
+    /// dump was interrupted by a concurrent change (the caller's generation
+    /// check then retries).
+    fn dump_table(&mut self, table: &str) -> Result<Option<TableDump>> {
+        const ACTION: &str = "read the table back";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.get_table(seq, table);
+        match self.request(ACTION, &msg, seq, |_| Ok(()))? {
+            Outcome::Refused(libc::ENOENT) => return Ok(None),
+            Outcome::Refused(errno) => {
+                return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
+            }
+            Outcome::Done { .. } => {}
+        }
+        let protocol = |detail: String| Error::Protocol {
+            action: ACTION,
+            detail,
+        };
+        let mut interrupted = false;
+
+        let mut chains = Vec::new();
+        interrupted |= self.dump(Dump::Chains, table, |msg| {
+            chains.push(ffi::parse_chain(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut specs = Vec::new();
+        interrupted |= self.dump(Dump::Sets, table, |msg| {
+            specs.push(ffi::parse_set(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        specs.retain(|s| s.table == table);
+        let mut sets = Vec::new();
+        for spec in specs {
+            let mut elems = Vec::new();
+            // Meters are filled by the packet path; their elements are not ours.
+            if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+                interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
+                    ffi::parse_elems(msg, &mut elems).map_err(protocol)
+                })?;
+            }
+            sets.push((spec, elems));
+        }
+        let mut rules = Vec::new();
+        interrupted |= self.dump(Dump::Rules, table, |msg| {
+            rules.push(ffi::parse_rule(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        chains.retain(|c| c.table == table);
+        rules.retain(|r| r.table == table);
+        if interrupted {
+            return Ok(None);
+        }
+        Ok(Some(TableDump { chains, sets, rules }))
+    }
+
+    /// One dump; returns whether it was interrupted. A vanished table
+    /// (`ENOENT`) counts as interrupted.
+    fn dump(&mut self, what: Dump<'_>, table: &str, each: impl FnMut(&[u8]) -> Result<()>) -> Result<bool> {
+        const ACTION: &str = "read the table back";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.dump(seq, what, table);
+        match self.request(ACTION, &msg, seq, each)? {
+            Outcome::Done { interrupted } => Ok(interrupted),
+            Outcome::Refused(libc::ENOENT) => Ok(true),
+            Outcome::Refused(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+        }
+    }
+
+    /// Packet and byte counts of every rule in `table`, in chain and rule
+    /// order (empty if the table does not exist).
+    pub fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
+        const ACTION: &str = "read rule counters";
+        let mut rules = Vec::new();
+        let protocol = |detail: String| Error::Protocol {
+            action: ACTION,
+            detail,
+        };
+        self.dump(Dump::Rules, table, |msg| {
+            rules.push(ffi::parse_rule(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut out: Vec<RuleCounter> = Vec::with_capacity(rules.len());
+        for rule in rules.into_iter().filter(|r| r.table == table) {
+            let index = out.iter().filter(|c| c.chain == rule.chain).count();
+            let (packets, bytes) = rule
+                .exprs
+                .iter()
+                .find_map(|e| match e {
+                    Expr::Counter { packets, bytes } => Some((*packets, *bytes)),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            out.push(RuleCounter {
+                comment: decode::comment(&rule.userdata).unwrap_or_default(),
+                chain: rule.chain,
+                index,
+                handle: rule.handle,
+                packets,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes table `table` with everything in it. Returns whether it existed;
+    /// an absent table is not an error.
+    pub fn remove(&mut self, table: &str) -> Result<bool> {
+        const ACTION: &str = "remove the table";
+        let mut batch = Batch::new(self.seq);
+        let seq = batch.next_seq();
+        let msg = self.writer.table(false, libc::NLM_F_ACK, seq, table).to_vec();
+        batch.push(seq, &msg, Object::Table("delete table"));
+        batch.finish();
+        self.take_seqs(batch.msgs.len());
+        self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
+        let failures = self.collect_acks(&batch)?;
+        match failures.first().map(|f| f.errno) {
+            None => Ok(true),
+            Some(libc::ENOENT) => Ok(false),
+            Some(libc::EPERM) => Err(Error::PermissionDenied { action: ACTION }),
+            Some(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+        }
+    }
+}
+
+fn decode_table(table: &str, dump: TableDump) -> Result<Ruleset> {
+    let unrecognised = |what: String| Error::Unrecognised {
+        table: table.to_string(),
+        what,
+    };
+    let mut ruleset = Ruleset {
+        table: table.to_string(),
+        sets: Vec::new(),
+        chains: Vec::new(),
+    };
+    for (spec, elems) in &dump.sets {
+        ruleset
+            .sets
+            .push(decode::set(spec, elems.clone()).map_err(unrecognised)?);
+    }
+    for info in &dump.chains {
+        ruleset.chains.push(decode::chain(info).map_err(unrecognised)?);
+    }
+    for info in dump.rules {
+        let comment = decode::comment(&info.userdata).map_err(unrecognised)?;
+        let rule = decode::rule(&info.exprs, comment.clone())
+            .map_err(|e| unrecognised(format!("in chain `{}`, rule {comment:?}: {e}", info.chain)))?;
+        let chain = ruleset
+            .chains
+            .iter_mut()
+            .find(|c| c.name == info.chain)
+            .ok_or_else(|| unrecognised(format!("a rule in unknown chain `{}`", info.chain)))?;
+        chain.rules.push(rule);
+    }
+    Ok(ruleset)
+}
+
+/// The first difference between what was applied and what is installed.
+fn difference(want: &Ruleset, got: Option<&Ruleset>) -> String {
+    let Some(got) = got else {
+        return "the table is missing".into();
+    };
+    let names = |r: &Ruleset| {
+        (
+            r.sets.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            r.chains.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        )
+    };
+    if names(want) != names(got) {
+        return format!("sets/chains {:?} instead of {:?}", names(got), names(want));
+    }
+    for (w, g) in want.sets.iter().zip(&got.sets) {
+        if w != g {
+            return format!("set `{}`: {:?} instead of {:?}", w.name, g.elements, w.elements);
+        }
+    }
+    for (w, g) in want.chains.iter().zip(&got.chains) {
+        if w.hook != g.hook {
+            return format!("chain `{}` hook {:?} instead of {:?}", w.name, g.hook, w.hook);
+        }
+        if w.rules.len() != g.rules.len() {
+            return format!(
+                "chain `{}` has {} rules instead of {}",
+                w.name,
+                g.rules.len(),
+                w.rules.len()
+            );
+        }
+        for (i, (wr, gr)) in w.rules.iter().zip(&g.rules).enumerate() {
+            if wr != gr {
+                return format!("chain `{}` rule {i}: {gr:?} instead of {wr:?}", w.name);
+            }
+        }
+    }
+    "unknown difference".into()
+}
+
+/// Turns a kernel error on message `seq` into a [`Failure`] naming the object.
+fn describe_failure(ruleset: &Ruleset, batch: &Batch, error: KernelError) -> Failure {
+    let KernelError {
+        seq,
+        errno,
+        text: kernel_message,
+        offset,
+    } = error;
+    let table = &ruleset.table;
+    let mut expression = None;
+    let mut failing_expr: Option<&'static str> = None;
+    let object = match batch.msg(seq).map(|m| (&m.object, m.range.len())) {
+        None => format!("message {seq} (not part of the batch)"),
+        Some((Object::BatchBegin, _)) => "the batch".to_string(),
+        Some((Object::BatchEnd, _)) => "the end of the batch".to_string(),
+        Some((Object::Table(step), _)) => format!("table `{table}` ({step})"),
+        Some((Object::Set(name), _)) => format!("set `{name}`"),
+        Some((Object::Elements { set, first, count }, _)) => {
+            format!(
+                "set `{set}` elements {first}..{} (kernel elements: interval starts and ends)",
+                first + count
+            )
+        }
+        Some((Object::Chain(name), _)) => format!("chain `{name}`"),
+        Some((
+            Object::Rule {
+                chain,
+                index,
+                comment,
+                exprs,
+            },
+            _,
+        )) => {
+            if let Some(offset) = offset
+                && let Some((number, (_, part, name))) = exprs
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (range, ..))| range.contains(&(offset as usize)))
+            {
+                failing_expr = Some(name);
+                let rule = ruleset.chain(chain).and_then(|c| c.rules.get(*index));
+                let part = match part {
+                    Part::Match(i) => {
+                        let m: Option<&Match> = rule.and_then(|r| r.matches.get(*i));
+                        format!(
+                            "match {i} {m:?}",
+                            m = m.map_or(String::new(), |m| format!("{m:?}"))
+                        )
+                    }
+                    Part::Statement(i) => {
+                        format!("statement {i} {:?}", rule.and_then(|r| r.statements.get(*i)))
+                    }
+                    Part::Counter => "the counter".to_string(),
+                    Part::Verdict => format!("verdict {:?}", rule.and_then(|r| r.verdict.as_ref())),
+                };
+                expression = Some(format!("expression {number} (`{name}`) of {part}"));
+            }
+            format!("rule {index} \"{comment}\" in chain `{chain}`")
+        }
+    };
+    let explanation = match (errno, failing_expr) {
+        (libc::ENOENT, Some("lookup" | "dynset")) => "it refers to a set that does not exist".to_string(),
+        (libc::ENOENT, Some("immediate")) => "it jumps to a chain that does not exist".to_string(),
+        (libc::ENOENT | libc::EOPNOTSUPP, Some(name)) => format!(
+            "the kernel lacks the `{name}` expression (nf_tables module nft_{name} not built or not loadable), \
+             or does not support it here"
+        ),
+        (libc::ENOENT, None) => "something it refers to (table, chain or set) does not exist".to_string(),
+        (libc::EOPNOTSUPP, None) => "the kernel does not support this".to_string(),
+        (libc::ELOOP, _) => "jumps and gotos between chains form a loop".to_string(),
+        (libc::EEXIST, _) => "an object of that name already exists".to_string(),
+        (libc::EBUSY, _) => "the object is in use".to_string(),
+        (libc::EINVAL, _) => {
+            "the kernel considers the arguments invalid (e.g. a set of the wrong type)".to_string()
+        }
+        (libc::ENOSPC | libc::E2BIG, _) => "a size limit was exceeded".to_string(),
+        (libc::ERANGE | libc::EOVERFLOW, _) => "a value is out of range".to_string(),
+        (libc::ERESTART, _) => "nf_tables changed since the generation the batch was based on".to_string(),
+        _ => String::new(),
+    };
+    Failure {
+        object,
+        expression,
+        errno,
+        kernel_message,
+        explanation,
+    }
+}

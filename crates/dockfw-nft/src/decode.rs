@@ -1,0 +1,550 @@
+//! Dumped nf_tables objects -> Ruleset.
+//!
+//! Each match is recognised by its leading expressions and then re-encoded:
+//! only an exact re-encoding counts, so anything dockfw would not have
+//! written is reported instead of being silently read as something close.
+
+use crate::encode::{self, TYPE_INET_SERVICE, TYPE_IPV4_ADDR, TYPE_IPV6_ADDR};
+use crate::expr::Expr;
+use crate::ffi::{ChainInfo, Elems, SetSpec};
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::{
+    BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
+    RejectWith, Rule, Set, SetElements, Statement, Verdict,
+};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+type Decoded<T> = Result<T, String>;
+
+/// The comment in a rule's userdata (`""` if none).
+pub(crate) fn comment(udata: &[u8]) -> Decoded<String> {
+    let mut at = 0;
+    while at + 2 <= udata.len() {
+        let (kind, len) = (udata[at], udata[at + 1] as usize);
+        let value = udata.get(at + 2..at + 2 + len).ok_or("truncated rule userdata")?;
+        if kind == 0 {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return String::from_utf8(text.to_vec()).map_err(|_| "rule comment is not UTF-8".to_string());
+        }
+        at += 2 + len;
+    }
+    Ok(String::new())
+}
+
+/// A chain without its rules.
+pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
+    let hook = match &info.hook {
+        None => None,
+        Some((hooknum, priority, kind, policy)) => {
+            let hook = match *hooknum as i32 {
+                libc::NF_INET_FORWARD => Hook::Forward,
+                libc::NF_INET_LOCAL_IN => Hook::Input,
+                other => return Err(format!("chain `{}` hooks into hook {other}", info.name)),
+            };
+            if kind != "filter" || *policy != libc::NF_ACCEPT as u32 {
+                return Err(format!(
+                    "base chain `{}` has type {kind} and policy {policy}; dockfw writes filter/accept",
+                    info.name
+                ));
+            }
+            Some(BaseHook {
+                hook,
+                priority: *priority,
+            })
+        }
+    };
+    Ok(Chain {
+        name: info.name.clone(),
+        hook,
+        rules: Vec::new(),
+    })
+}
+
+/// A set with its dumped `(key, flags)` elements.
+pub(crate) fn set(spec: &SetSpec, elems: Elems) -> Decoded<Set> {
+    let family = |key_type: u32, key_len: u32| match (key_type, key_len) {
+        (TYPE_IPV4_ADDR, 4) => Ok(Family::Ipv4),
+        (TYPE_IPV6_ADDR, 16) => Ok(Family::Ipv6),
+        _ => Err(format!(
+            "set `{}` has key type {key_type}/{key_len} bytes",
+            spec.name
+        )),
+    };
+    let eval = libc::NFT_SET_EVAL as u32;
+    let timeout = libc::NFT_SET_TIMEOUT as u32;
+    let elements = if spec.flags & !timeout == eval {
+        let timeout_secs = if spec.flags & timeout != 0 {
+            let ms = spec.timeout_ms.unwrap_or(0);
+            if ms % 1000 != 0 || ms / 1000 > u64::from(u32::MAX) {
+                return Err(format!("meter `{}` has timeout {ms} ms", spec.name));
+            }
+            Some((ms / 1000) as u32)
+        } else {
+            None
+        };
+        SetElements::Meter(Meter {
+            family: family(spec.key_type, spec.key_len)?,
+            size: spec.size.unwrap_or(0),
+            timeout_secs,
+        })
+    } else if spec.flags == libc::NFT_SET_INTERVAL as u32 {
+        let name = &spec.name;
+        match (spec.key_type, spec.key_len) {
+            (TYPE_IPV4_ADDR, 4) => SetElements::Ipv4(intervals(name, elems)?),
+            (TYPE_IPV6_ADDR, 16) => SetElements::Ipv6(intervals(name, elems)?),
+            (TYPE_INET_SERVICE, 2) => SetElements::Port(intervals(name, elems)?),
+            (key_type, len) => return Err(format!("set `{name}` has key type {key_type}/{len} bytes")),
+        }
+    } else {
+        return Err(format!("set `{}` has flags {:#x}", spec.name, spec.flags));
+    };
+    Ok(Set {
+        name: spec.name.clone(),
+        elements,
+    })
+}
+
+/// Values that interval keys decode into.
+trait FromKey: Sized + Copy {
+    fn from_key(key: &[u8]) -> Option<Self>;
+    fn predecessor(self) -> Option<Self>;
+}
+impl FromKey for u16 {
+    fn from_key(key: &[u8]) -> Option<Self> {
+        Some(u16::from_be_bytes(key.try_into().ok()?))
+    }
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+}
+impl FromKey for Ipv4Addr {
+    fn from_key(key: &[u8]) -> Option<Self> {
+        Some(<[u8; 4]>::try_from(key).ok()?.into())
+    }
+    fn predecessor(self) -> Option<Self> {
+        u32::from(self).checked_sub(1).map(Self::from)
+    }
+}
+impl FromKey for Ipv6Addr {
+    fn from_key(key: &[u8]) -> Option<Self> {
+        Some(<[u8; 16]>::try_from(key).ok()?.into())
+    }
+    fn predecessor(self) -> Option<Self> {
+        u128::from(self).checked_sub(1).map(Self::from)
+    }
+}
+
+/// Pairs start elements with the interval-end element after them (keys are
+/// big-endian, so byte order is numeric order; dump order is not relied on).
+fn intervals<T: FromKey + dockfw_core::interval::Point>(
+    set: &str,
+    mut elems: Elems,
+) -> Decoded<Vec<Interval<T>>> {
+    elems.sort();
+    let end_flag = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+    let bad = |what: &str| format!("set `{set}`: {what}");
+    let mut out = Vec::with_capacity(elems.len() / 2 + 1);
+    let mut iter = elems.into_iter().peekable();
+    while let Some((key, flags)) = iter.next() {
+        if flags & end_flag != 0 {
+            return Err(bad("interval end without a start"));
+        }
+        let first = T::from_key(&key).ok_or_else(|| bad("key of the wrong length"))?;
+        let last = match iter.peek() {
+            Some((end, flags)) if flags & end_flag != 0 => {
+                let end = T::from_key(end).ok_or_else(|| bad("key of the wrong length"))?;
+                iter.next();
+                end.predecessor().ok_or_else(|| bad("interval ends at zero"))?
+            }
+            // A start with no end runs to the top of the range.
+            None => T::from_key(&[0xff; 16][..key.len()]).ok_or_else(|| bad("bad key"))?,
+            Some(_) => return Err(bad("two interval starts in a row")),
+        };
+        out.push(Interval::new(first, last).ok_or_else(|| bad("empty interval"))?);
+    }
+    Ok(out)
+}
+
+fn family_of_saddr(offset: u32, len: u32) -> Option<Family> {
+    match (offset, len) {
+        (12, 4) => Some(Family::Ipv4),
+        (8, 16) => Some(Family::Ipv6),
+        _ => None,
+    }
+}
+
+fn rate(count: u64, unit: u64) -> Option<Rate> {
+    let unit = [RateUnit::Second, RateUnit::Minute, RateUnit::Hour, RateUnit::Day]
+        .into_iter()
+        .find(|u| u.seconds() == unit)?;
+    Some(Rate { count, unit })
+}
+
+fn ifname(data: &[u8]) -> Option<IfName> {
+    match data.strip_suffix(&[0]) {
+        Some(name) => Some(IfName::Exact(String::from_utf8(name.to_vec()).ok()?)),
+        None => Some(IfName::Prefix(String::from_utf8(data.to_vec()).ok()?)),
+    }
+}
+
+/// Recognises the match at the start of `exprs` by its shape; the caller
+/// checks the exact encoding.
+fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
+    use Expr as E;
+    let meta = |key: i32| key as u32;
+    let ct = |key: i32| key as u32;
+    Some(match exprs {
+        [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_IIFNAME) => {
+            (Match::IifName(ifname(data)?), 2)
+        }
+        [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_OIFNAME) => {
+            (Match::OifName(ifname(data)?), 2)
+        }
+        [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_NFPROTO) => {
+            let family = [Family::Ipv4, Family::Ipv6]
+                .into_iter()
+                .find(|f| data[..] == [encode::nfproto(*f)])?;
+            (Match::NfProto(family), 2)
+        }
+        [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_L4PROTO) => {
+            let proto = [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .find(|p| data[..] == [encode::ipproto(*p)])?;
+            (Match::L4Proto(proto), 2)
+        }
+        [E::Ct { key, dir: None }, E::Bitwise { .. }, E::Cmp { op, .. }, ..]
+            if *key == ct(libc::NFT_CT_STATE) =>
+        {
+            let state = if *op == libc::NFT_CMP_NEQ as u32 {
+                CtState::New
+            } else {
+                CtState::NotNew
+            };
+            (Match::CtState(state), 3)
+        }
+        [E::Ct { key, dir: None }, E::Bitwise { .. }, E::Cmp { .. }, ..]
+            if *key == ct(libc::NFT_CT_STATUS) =>
+        {
+            (Match::CtStatusDnat, 3)
+        }
+        [E::Payload { offset, len, .. }, E::Lookup { set, .. }, ..] => {
+            let family = family_of_saddr(*offset, *len)?;
+            (
+                Match::SourceIn {
+                    family,
+                    set: set.clone(),
+                },
+                2,
+            )
+        }
+        [
+            E::Payload { offset, len, .. },
+            E::Dynset {
+                set, exprs: inner, ..
+            },
+            ..,
+        ] => {
+            let family = family_of_saddr(*offset, *len)?;
+            let set = set.clone();
+            match inner.as_slice() {
+                [
+                    E::Limit {
+                        rate: count,
+                        unit,
+                        burst,
+                        ..
+                    },
+                ] => {
+                    let rate = rate(*count, *unit)?;
+                    (
+                        Match::SourceRateOver {
+                            family,
+                            set,
+                            rate,
+                            burst: *burst,
+                        },
+                        2,
+                    )
+                }
+                [E::Connlimit { count, .. }] => (
+                    Match::SourceConnectionsOver {
+                        family,
+                        set,
+                        count: *count,
+                    },
+                    2,
+                ),
+                _ => return None,
+            }
+        }
+        [E::Ct { key, dir: Some(_) }, E::Lookup { set, .. }, ..]
+            if *key == ct(libc::NFT_CT_DST_IP) || *key == ct(libc::NFT_CT_DST_IP6) =>
+        {
+            let family = if *key == ct(libc::NFT_CT_DST_IP) {
+                Family::Ipv4
+            } else {
+                Family::Ipv6
+            };
+            (
+                Match::DialledAddrIn {
+                    family,
+                    set: set.clone(),
+                },
+                2,
+            )
+        }
+        [E::Ct { key, dir: Some(_) }, next, ..] if *key == ct(libc::NFT_CT_PROTO_DST) => {
+            let port = |data: &[u8]| Some(u16::from_be_bytes(data.try_into().ok()?));
+            let ports = match next {
+                E::Cmp { data, .. } => PortMatch::Single(port(data)?),
+                E::Range { from, to, .. } => PortMatch::Range(port(from)?, port(to)?),
+                E::Lookup { set, .. } => PortMatch::Set(set.clone()),
+                _ => return None,
+            };
+            (Match::DialledPort(ports), 2)
+        }
+        [
+            E::Limit {
+                rate: count,
+                unit,
+                burst,
+                ..
+            },
+            ..,
+        ] => (
+            Match::Limit {
+                rate: rate(*count, *unit)?,
+                burst: *burst,
+            },
+            1,
+        ),
+        _ => return None,
+    })
+}
+
+fn verdict(expr: &Expr) -> Option<Verdict> {
+    Some(match expr {
+        Expr::Verdict { code, chain: None } => match *code {
+            libc::NF_ACCEPT => Verdict::Accept,
+            libc::NF_DROP => Verdict::Drop,
+            libc::NFT_RETURN => Verdict::Return,
+            _ => return None,
+        },
+        Expr::Verdict {
+            code,
+            chain: Some(chain),
+        } => match *code {
+            libc::NFT_JUMP => Verdict::Jump(chain.clone()),
+            libc::NFT_GOTO => Verdict::Goto(chain.clone()),
+            _ => return None,
+        },
+        Expr::Reject { kind, .. } if *kind == libc::NFT_REJECT_TCP_RST as u32 => {
+            Verdict::Reject(RejectWith::TcpReset)
+        }
+        Expr::Reject { kind, code }
+            if *kind == libc::NFT_REJECT_ICMPX_UNREACH as u32
+                && *code == libc::NFT_REJECT_ICMPX_ADMIN_PROHIBITED as u8 =>
+        {
+            Verdict::Reject(RejectWith::IcmpxAdminProhibited)
+        }
+        _ => return None,
+    })
+}
+
+/// A rule from its expressions: matches, statements, counter, verdict.
+pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
+    let mut rule = Rule {
+        comment,
+        matches: Vec::new(),
+        statements: Vec::new(),
+        verdict: None,
+    };
+    let mut at = 0;
+    let unexpected = |at: usize, why: &str| {
+        format!(
+            "rule {:?}: expression {at} ({}) {why}",
+            rule_comment_hint(exprs),
+            exprs.get(at).map_or("end", |e| e.name())
+        )
+    };
+    loop {
+        match exprs.get(at) {
+            None => return Err(unexpected(at, "missing: every dockfw rule ends with a counter")),
+            Some(Expr::Counter { .. }) => {
+                rule.verdict = match &exprs[at + 1..] {
+                    [] => None,
+                    [last] => {
+                        Some(verdict(last).ok_or_else(|| unexpected(at + 1, "is not a dockfw verdict"))?)
+                    }
+                    _ => return Err(unexpected(at + 2, "follows the verdict")),
+                };
+                return Ok(rule);
+            }
+            Some(Expr::Log { prefix }) => {
+                rule.statements.push(Statement::Log {
+                    prefix: prefix.clone(),
+                });
+                at += 1;
+            }
+            Some(_) if !rule.statements.is_empty() => {
+                return Err(unexpected(at, "follows a statement"));
+            }
+            Some(_) => {
+                let (m, used) =
+                    guess_match(&exprs[at..]).ok_or_else(|| unexpected(at, "starts no dockfw match"))?;
+                let exact = encode::match_exprs(&m).ok();
+                if exact.as_deref() != Some(&exprs[at..at + used]) {
+                    return Err(unexpected(
+                        at,
+                        &format!("looks like {m:?} but is not encoded as dockfw does"),
+                    ));
+                }
+                rule.matches.push(m);
+                at += used;
+            }
+        }
+    }
+}
+
+/// For error messages only; the comment is added by the caller.
+fn rule_comment_hint(exprs: &[Expr]) -> String {
+    format!("with {} expressions", exprs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::rule_exprs;
+
+    fn roundtrip(rule: Rule) {
+        let exprs: Vec<Expr> = rule_exprs(&rule).unwrap().into_iter().map(|(e, _)| e).collect();
+        assert_eq!(super::rule(&exprs, rule.comment.clone()).unwrap(), rule);
+    }
+
+    #[test]
+    fn every_match_kind_decodes_back() {
+        let rate = Rate {
+            count: 5,
+            unit: RateUnit::Minute,
+        };
+        let matches = vec![
+            Match::IifName(IfName::Exact("eth0".into())),
+            Match::OifName(IfName::Prefix("br-".into())),
+            Match::NfProto(Family::Ipv6),
+            Match::L4Proto(Proto::Udp),
+            Match::CtState(CtState::New),
+            Match::CtState(CtState::NotNew),
+            Match::CtStatusDnat,
+            Match::SourceIn {
+                family: Family::Ipv4,
+                set: "a".into(),
+            },
+            Match::SourceIn {
+                family: Family::Ipv6,
+                set: "b".into(),
+            },
+            Match::DialledAddrIn {
+                family: Family::Ipv6,
+                set: "c".into(),
+            },
+            Match::DialledPort(PortMatch::Single(443)),
+            Match::DialledPort(PortMatch::Range(8000, 8100)),
+            Match::DialledPort(PortMatch::Set("p".into())),
+            Match::Limit { rate, burst: 10 },
+            Match::SourceRateOver {
+                family: Family::Ipv4,
+                set: "m".into(),
+                rate,
+                burst: 3,
+            },
+            Match::SourceConnectionsOver {
+                family: Family::Ipv6,
+                set: "n".into(),
+                count: 7,
+            },
+        ];
+        for verdict in [
+            None,
+            Some(Verdict::Accept),
+            Some(Verdict::Drop),
+            Some(Verdict::Return),
+            Some(Verdict::Jump("x".into())),
+            Some(Verdict::Goto("y".into())),
+            Some(Verdict::Reject(RejectWith::TcpReset)),
+            Some(Verdict::Reject(RejectWith::IcmpxAdminProhibited)),
+        ] {
+            roundtrip(Rule {
+                comment: "c".into(),
+                matches: matches.clone(),
+                statements: vec![Statement::Log { prefix: "p: ".into() }],
+                verdict,
+            });
+        }
+    }
+
+    #[test]
+    fn comment_tlv_is_what_nft_writes() {
+        let udata = encode::comment_udata("web").unwrap();
+        assert_eq!(udata, b"\x00\x04web\x00");
+        assert_eq!(comment(&udata).unwrap(), "web");
+        assert_eq!(comment(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn intervals_pair_up_including_top_of_range() {
+        let elements = SetElements::Port(vec![
+            Interval::new(1, 5).unwrap(),
+            Interval::single(80),
+            Interval::new(60000, 65535).unwrap(),
+        ]);
+        let mut elems: Vec<(Vec<u8>, u32)> = encode::interval_elements(&elements)
+            .into_iter()
+            .map(|(k, end)| {
+                (
+                    k,
+                    if end {
+                        libc::NFT_SET_ELEM_INTERVAL_END as u32
+                    } else {
+                        0
+                    },
+                )
+            })
+            .collect();
+        elems.reverse();
+        assert_eq!(elems.len(), 5);
+        let spec = SetSpec {
+            table: "t".into(),
+            name: "p".into(),
+            id: 0,
+            flags: libc::NFT_SET_INTERVAL as u32,
+            key_type: TYPE_INET_SERVICE,
+            key_len: 2,
+            size: None,
+            timeout_ms: None,
+            userdata: Vec::new(),
+        };
+        assert_eq!(set(&spec, elems).unwrap().elements, elements);
+    }
+
+    #[test]
+    fn foreign_shapes_are_refused() {
+        // ct state with another mask is not one of ours.
+        let exprs = vec![
+            Expr::Ct {
+                key: libc::NFT_CT_STATE as u32,
+                dir: None,
+            },
+            Expr::Bitwise {
+                mask: 6u32.to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            Expr::Cmp {
+                op: libc::NFT_CMP_NEQ as u32,
+                data: vec![0; 4],
+            },
+            Expr::Counter { packets: 0, bytes: 0 },
+        ];
+        assert!(rule(&exprs, String::new()).is_err());
+        assert!(rule(&[Expr::Verdict { code: 1, chain: None }], String::new()).is_err());
+    }
+}

@@ -1,0 +1,654 @@
+//! Ruleset -> one nf_tables batch.
+//!
+//! The batch replaces the table atomically: add table (a no-op if it exists),
+//! delete table, add table, then sets and their elements, chains, rules. Each
+//! message is recorded with the object it creates so that a kernel error,
+//! which names only a sequence number (and maybe a byte offset), can be
+//! reported as "rule 3 of chain policy, match 2".
+
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use crate::ffi::{ELEMS_PER_MSG, MsgWriter, SetSpec};
+use dockfw_core::interval::{Interval, Point};
+use dockfw_core::ruleset::{
+    CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset, SetElements,
+    Statement, Verdict,
+};
+use std::ops::Range;
+
+/// nft's datatype ids, so `nft list` prints our sets readably.
+pub(crate) const TYPE_IPV4_ADDR: u32 = 7;
+pub(crate) const TYPE_IPV6_ADDR: u32 = 8;
+pub(crate) const TYPE_INET_SERVICE: u32 = 13;
+/// `NFTNL_UDATA_SET_KEYBYTEORDER` = nft's `BYTEORDER_BIG_ENDIAN`, as nft writes it.
+const SET_UDATA_KEY_BIG_ENDIAN: [u8; 6] = {
+    let v = 2u32.to_ne_bytes();
+    [0, 4, v[0], v[1], v[2], v[3]]
+};
+/// `NFT_CONNLIMIT_F_INV` (not in libc).
+pub(crate) const CONNLIMIT_F_INV: u32 = 1;
+/// `IPS_DST_NAT`.
+pub(crate) const IPS_DST_NAT: u32 = 0x20;
+/// `NF_CT_STATE_BIT(IP_CT_NEW)`.
+pub(crate) const CT_STATE_NEW: u32 = 0x08;
+/// The kernel's limit on expressions per rule (`NFT_RULE_MAXEXPRS`).
+const MAX_EXPRS: usize = 128;
+/// Longest object name (`NFT_NAME_MAXLEN` less the NUL).
+const MAX_NAME: usize = 255;
+/// Longest rule comment (`NFTNL_UDATA_COMMENT_MAXLEN` less the NUL).
+const MAX_COMMENT: usize = 127;
+/// Longest log prefix (`NF_LOG_PREFIXLEN` less the NUL).
+const MAX_LOG_PREFIX: usize = 127;
+/// Longest interface name (`IFNAMSIZ` less the NUL).
+const MAX_IFNAME: usize = 15;
+
+/// What part of a rule an expression comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Part {
+    Match(usize),
+    Statement(usize),
+    Counter,
+    Verdict,
+}
+
+/// The object a batch message creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Object {
+    BatchBegin,
+    BatchEnd,
+    Table(&'static str),
+    Set(String),
+    Elements {
+        set: String,
+        first: usize,
+        count: usize,
+    },
+    Chain(String),
+    Rule {
+        chain: String,
+        index: usize,
+        comment: String,
+        /// Byte range of each expression in the message, with its origin.
+        exprs: Vec<(Range<usize>, Part, &'static str)>,
+    },
+}
+
+/// One message of the batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Msg {
+    pub seq: u32,
+    pub range: Range<usize>,
+    pub object: Object,
+}
+
+/// A complete batch and what each message is.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub bytes: Vec<u8>,
+    pub msgs: Vec<Msg>,
+}
+
+/// Byte offset of the generation id in the batch-begin message.
+const GENID_AT: usize = 24;
+
+impl Batch {
+    /// Starts a batch whose begin message carries `NFNL_BATCH_GENID`
+    /// (patched per attempt with [`Batch::set_genid`]).
+    pub(crate) fn new(first_seq: u32) -> Self {
+        let mut batch = Self {
+            bytes: Vec::new(),
+            msgs: Vec::new(),
+        };
+        let mut begin = Vec::with_capacity(28);
+        push_header(&mut begin, 28, libc::NFNL_MSG_BATCH_BEGIN as u16, first_seq);
+        begin.extend_from_slice(&[libc::AF_UNSPEC as u8, libc::NFNETLINK_V0 as u8]);
+        begin.extend_from_slice(&(libc::NFNL_SUBSYS_NFTABLES as u16).to_be_bytes());
+        begin.extend_from_slice(&8u16.to_ne_bytes());
+        begin.extend_from_slice(&(libc::NFNL_BATCH_GENID as u16).to_ne_bytes());
+        begin.extend_from_slice(&0u32.to_be_bytes());
+        batch.push(first_seq, &begin, Object::BatchBegin);
+        batch
+    }
+
+    pub(crate) fn next_seq(&self) -> u32 {
+        self.msgs.last().map_or(0, |m| m.seq.wrapping_add(1))
+    }
+
+    pub(crate) fn push(&mut self, seq: u32, msg: &[u8], object: Object) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(msg);
+        self.msgs.push(Msg {
+            seq,
+            range: start..self.bytes.len(),
+            object,
+        });
+    }
+
+    /// Appends the batch-end message.
+    pub(crate) fn finish(&mut self) {
+        let seq = self.next_seq();
+        let mut end = Vec::with_capacity(20);
+        push_header(&mut end, 20, libc::NFNL_MSG_BATCH_END as u16, seq);
+        end.extend_from_slice(&[libc::AF_UNSPEC as u8, libc::NFNETLINK_V0 as u8]);
+        end.extend_from_slice(&(libc::NFNL_SUBSYS_NFTABLES as u16).to_be_bytes());
+        self.push(seq, &end, Object::BatchEnd);
+    }
+
+    /// Makes the kernel refuse the batch (`ERESTART`) unless the ruleset
+    /// generation is still `genid`.
+    pub(crate) fn set_genid(&mut self, genid: u32) {
+        self.bytes[GENID_AT..GENID_AT + 4].copy_from_slice(&genid.to_be_bytes());
+    }
+
+    /// The message with sequence number `seq`.
+    pub(crate) fn msg(&self, seq: u32) -> Option<&Msg> {
+        let first = self.msgs.first()?.seq;
+        self.msgs.get(seq.wrapping_sub(first) as usize)
+    }
+}
+
+fn push_header(buf: &mut Vec<u8>, len: u32, ty: u16, seq: u32) {
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+}
+
+fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() && kind != "comment" && kind != "log prefix" {
+        return Err(Error::Invalid(format!("{kind} name is empty")));
+    }
+    if name.contains('\0') {
+        return Err(Error::Invalid(format!("{kind} {name:?} contains a NUL byte")));
+    }
+    if name.len() > max {
+        return Err(Error::Invalid(format!(
+            "{kind} {name:?} is {} bytes long; nf_tables allows {max}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the batch that replaces table `ruleset.table` with `ruleset`.
+pub(crate) fn encode(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+    let table = ruleset.table.as_str();
+    check_name("table", table, MAX_NAME)?;
+    let mut batch = Batch::new(first_seq);
+    for (step, add, flags) in [
+        (
+            "create table (if absent)",
+            true,
+            libc::NLM_F_CREATE | libc::NLM_F_ACK,
+        ),
+        ("delete old table", false, libc::NLM_F_ACK),
+        (
+            "create table",
+            true,
+            libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK,
+        ),
+    ] {
+        let seq = batch.next_seq();
+        batch.push(seq, writer.table(add, flags, seq, table), Object::Table(step));
+    }
+
+    for (index, set) in ruleset.sets.iter().enumerate() {
+        check_name("set", &set.name, MAX_NAME)?;
+        let spec = set_spec(table, index as u32 + 1, &set.name, &set.elements);
+        let seq = batch.next_seq();
+        batch.push(seq, writer.set(seq, &spec), Object::Set(set.name.clone()));
+        let elems = interval_elements(&set.elements);
+        for (chunk_index, chunk) in elems.chunks(ELEMS_PER_MSG).enumerate() {
+            let seq = batch.next_seq();
+            let object = Object::Elements {
+                set: set.name.clone(),
+                first: chunk_index * ELEMS_PER_MSG,
+                count: chunk.len(),
+            };
+            batch.push(seq, writer.elems(seq, table, &set.name, chunk), object);
+        }
+    }
+
+    for chain in &ruleset.chains {
+        check_name("chain", &chain.name, MAX_NAME)?;
+        let hook = chain.hook.map(|base| {
+            let hooknum = match base.hook {
+                Hook::Forward => libc::NF_INET_FORWARD,
+                Hook::Input => libc::NF_INET_LOCAL_IN,
+            };
+            (hooknum as u32, base.priority)
+        });
+        let seq = batch.next_seq();
+        batch.push(
+            seq,
+            writer.chain(seq, table, &chain.name, hook),
+            Object::Chain(chain.name.clone()),
+        );
+    }
+
+    for chain in &ruleset.chains {
+        for (index, rule) in chain.rules.iter().enumerate() {
+            let parts = rule_exprs(rule)?;
+            let exprs: Vec<Expr> = parts.iter().map(|(expr, _)| expr.clone()).collect();
+            let seq = batch.next_seq();
+            let msg = writer.rule(seq, table, &chain.name, &exprs, &comment_udata(&rule.comment)?);
+            let ranges = expression_ranges(msg);
+            let object = Object::Rule {
+                chain: chain.name.clone(),
+                index,
+                comment: rule.comment.clone(),
+                exprs: ranges
+                    .into_iter()
+                    .zip(parts)
+                    .map(|(range, (expr, part))| (range, part, static_name(&expr)))
+                    .collect(),
+            };
+            batch.push(seq, msg, object);
+        }
+    }
+    batch.finish();
+    Ok(batch)
+}
+
+fn static_name(expr: &Expr) -> &'static str {
+    match expr {
+        Expr::Meta { .. } => "meta",
+        Expr::Cmp { .. } => "cmp",
+        Expr::Bitwise { .. } => "bitwise",
+        Expr::Ct { .. } => "ct",
+        Expr::Payload { .. } => "payload",
+        Expr::Lookup { .. } => "lookup",
+        Expr::Range { .. } => "range",
+        Expr::Limit { .. } => "limit",
+        Expr::Dynset { .. } => "dynset",
+        Expr::Connlimit { .. } => "connlimit",
+        Expr::Log { .. } => "log",
+        Expr::Counter { .. } => "counter",
+        Expr::Verdict { .. } => "immediate",
+        Expr::Reject { .. } => "reject",
+        Expr::Other(_) => "unknown",
+    }
+}
+
+/// Byte ranges (within the message) of the `NFTA_LIST_ELEM`s of
+/// `NFTA_RULE_EXPRESSIONS`, which is what an ext-ack offset points into.
+fn expression_ranges(msg: &[u8]) -> Vec<Range<usize>> {
+    const NFTA_RULE_EXPRESSIONS: u16 = 4;
+    let attrs = |start: usize, end: usize| {
+        let mut out = Vec::new();
+        let mut at = start;
+        while at + 4 <= end {
+            let len = u16::from_ne_bytes([msg[at], msg[at + 1]]) as usize;
+            let kind = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
+            if len < 4 || at + len > end {
+                break;
+            }
+            out.push((kind, at..at + len));
+            at += (len + 3) & !3;
+        }
+        out
+    };
+    // nlmsghdr (16) + nfgenmsg (4).
+    attrs(20, msg.len())
+        .into_iter()
+        .find(|(kind, _)| *kind == NFTA_RULE_EXPRESSIONS)
+        .map(|(_, nest)| {
+            attrs(nest.start + 4, nest.end)
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rule comment as nft writes it: a `NFTNL_UDATA_RULE_COMMENT` TLV
+/// holding the NUL-terminated string.
+pub(crate) fn comment_udata(comment: &str) -> Result<Vec<u8>> {
+    check_name("comment", comment, MAX_COMMENT)?;
+    if comment.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = vec![0u8, comment.len() as u8 + 1];
+    out.extend_from_slice(comment.as_bytes());
+    out.push(0);
+    Ok(out)
+}
+
+fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec {
+    let (key_type, key_len) = match elements {
+        SetElements::Ipv4(_) => (TYPE_IPV4_ADDR, 4),
+        SetElements::Ipv6(_) => (TYPE_IPV6_ADDR, 16),
+        SetElements::Port(_) => (TYPE_INET_SERVICE, 2),
+        SetElements::Meter(Meter {
+            family: Family::Ipv4, ..
+        }) => (TYPE_IPV4_ADDR, 4),
+        SetElements::Meter(Meter {
+            family: Family::Ipv6, ..
+        }) => (TYPE_IPV6_ADDR, 16),
+    };
+    let mut spec = SetSpec {
+        table: table.to_string(),
+        name: name.to_string(),
+        id,
+        flags: libc::NFT_SET_INTERVAL as u32,
+        key_type,
+        key_len,
+        size: None,
+        timeout_ms: None,
+        userdata: SET_UDATA_KEY_BIG_ENDIAN.to_vec(),
+    };
+    if let SetElements::Meter(meter) = elements {
+        spec.flags = libc::NFT_SET_EVAL as u32;
+        spec.size = (meter.size > 0).then_some(meter.size);
+        if let Some(secs) = meter.timeout_secs {
+            spec.flags |= libc::NFT_SET_TIMEOUT as u32;
+            spec.timeout_ms = Some(u64::from(secs) * 1000);
+        }
+    }
+    spec
+}
+
+/// Big-endian key bytes of interval points.
+pub(crate) trait Key: Point {
+    fn key(self) -> Vec<u8>;
+}
+impl Key for u16 {
+    fn key(self) -> Vec<u8> {
+        self.to_be_bytes().to_vec()
+    }
+}
+impl Key for std::net::Ipv4Addr {
+    fn key(self) -> Vec<u8> {
+        self.octets().to_vec()
+    }
+}
+impl Key for std::net::Ipv6Addr {
+    fn key(self) -> Vec<u8> {
+        self.octets().to_vec()
+    }
+}
+
+/// Kernel elements for inclusive intervals: a start element, then an
+/// interval-end element at `last + 1` (omitted at the top of the range).
+pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(Vec<u8>, bool)> {
+    fn of<T: Key>(intervals: &[Interval<T>]) -> Vec<(Vec<u8>, bool)> {
+        let mut out = Vec::with_capacity(intervals.len() * 2);
+        for interval in intervals {
+            out.push((interval.first.key(), false));
+            if let Some(after) = interval.last.successor() {
+                out.push((after.key(), true));
+            }
+        }
+        out
+    }
+    match elements {
+        SetElements::Ipv4(v) => of(v),
+        SetElements::Ipv6(v) => of(v),
+        SetElements::Port(v) => of(v),
+        SetElements::Meter(_) => Vec::new(),
+    }
+}
+
+fn u8_cmp(key: u32, value: u8) -> [Expr; 2] {
+    [
+        Expr::Meta { key },
+        Expr::Cmp {
+            op: libc::NFT_CMP_EQ as u32,
+            data: vec![value],
+        },
+    ]
+}
+
+pub(crate) fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::Ipv4 => libc::NFPROTO_IPV4 as u8,
+        Family::Ipv6 => libc::NFPROTO_IPV6 as u8,
+    }
+}
+
+pub(crate) fn ipproto(proto: Proto) -> u8 {
+    match proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+    }
+}
+
+/// `payload load saddr => reg 1` for the family.
+pub(crate) fn saddr(family: Family) -> Expr {
+    let (offset, len) = match family {
+        Family::Ipv4 => (12, 4),
+        Family::Ipv6 => (8, 16),
+    };
+    Expr::Payload {
+        base: libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+        offset,
+        len,
+    }
+}
+
+/// `ct original KEY => reg 1`.
+fn ct_original(key: i32) -> Expr {
+    Expr::Ct {
+        key: key as u32,
+        dir: Some(0),
+    }
+}
+
+fn ct_bits(key: i32, mask: u32, op: i32) -> [Expr; 3] {
+    [
+        Expr::Ct {
+            key: key as u32,
+            dir: None,
+        },
+        Expr::Bitwise {
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: 0u32.to_ne_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            op: op as u32,
+            data: 0u32.to_ne_bytes().to_vec(),
+        },
+    ]
+}
+
+fn ifname(key: i32, name: &IfName) -> Result<[Expr; 2]> {
+    let data = match name {
+        IfName::Exact(name) => {
+            check_name("interface", name, MAX_IFNAME)?;
+            let mut data = name.as_bytes().to_vec();
+            data.push(0);
+            data
+        }
+        IfName::Prefix(prefix) => {
+            check_name("interface prefix", prefix, MAX_IFNAME)?;
+            prefix.as_bytes().to_vec()
+        }
+    };
+    Ok([
+        Expr::Meta { key: key as u32 },
+        Expr::Cmp {
+            op: libc::NFT_CMP_EQ as u32,
+            data,
+        },
+    ])
+}
+
+fn limit(rate: dockfw_core::ruleset::Rate, burst: u32, flags: u32) -> Result<Expr> {
+    if rate.count == 0 || burst == 0 {
+        return Err(Error::Invalid(format!(
+            "limit {rate} burst {burst}: rate and burst must be at least 1 (the kernel \
+             rejects rate 0 and turns burst 0 into 5)"
+        )));
+    }
+    Ok(Expr::Limit {
+        rate: rate.count,
+        unit: rate.unit.seconds(),
+        burst,
+        flags,
+    })
+}
+
+/// The expressions of one match.
+pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
+    let eq = libc::NFT_CMP_EQ as u32;
+    Ok(match m {
+        Match::IifName(name) => ifname(libc::NFT_META_IIFNAME, name)?.to_vec(),
+        Match::OifName(name) => ifname(libc::NFT_META_OIFNAME, name)?.to_vec(),
+        Match::NfProto(family) => u8_cmp(libc::NFT_META_NFPROTO as u32, nfproto(*family)).to_vec(),
+        Match::L4Proto(proto) => u8_cmp(libc::NFT_META_L4PROTO as u32, ipproto(*proto)).to_vec(),
+        Match::CtState(CtState::New) => ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_NEQ).to_vec(),
+        Match::CtState(CtState::NotNew) => {
+            ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_EQ).to_vec()
+        }
+        Match::CtStatusDnat => ct_bits(libc::NFT_CT_STATUS, IPS_DST_NAT, libc::NFT_CMP_NEQ).to_vec(),
+        Match::SourceIn { family, set } => {
+            check_name("set", set, MAX_NAME)?;
+            vec![
+                saddr(*family),
+                Expr::Lookup {
+                    set: set.clone(),
+                    flags: 0,
+                },
+            ]
+        }
+        Match::DialledAddrIn { family, set } => {
+            check_name("set", set, MAX_NAME)?;
+            let key = match family {
+                Family::Ipv4 => libc::NFT_CT_DST_IP,
+                Family::Ipv6 => libc::NFT_CT_DST_IP6,
+            };
+            vec![
+                ct_original(key),
+                Expr::Lookup {
+                    set: set.clone(),
+                    flags: 0,
+                },
+            ]
+        }
+        Match::DialledPort(port) => {
+            let load = ct_original(libc::NFT_CT_PROTO_DST);
+            match port {
+                PortMatch::Single(port) => vec![
+                    load,
+                    Expr::Cmp {
+                        op: eq,
+                        data: port.to_be_bytes().to_vec(),
+                    },
+                ],
+                PortMatch::Range(first, last) => vec![
+                    load,
+                    Expr::Range {
+                        op: libc::NFT_RANGE_EQ as u32,
+                        from: first.to_be_bytes().to_vec(),
+                        to: last.to_be_bytes().to_vec(),
+                    },
+                ],
+                PortMatch::Set(set) => {
+                    check_name("set", set, MAX_NAME)?;
+                    vec![
+                        load,
+                        Expr::Lookup {
+                            set: set.clone(),
+                            flags: 0,
+                        },
+                    ]
+                }
+            }
+        }
+        Match::Limit { rate, burst } => vec![limit(*rate, *burst, 0)?],
+        Match::SourceRateOver {
+            family,
+            set,
+            rate,
+            burst,
+        } => {
+            check_name("set", set, MAX_NAME)?;
+            vec![
+                saddr(*family),
+                Expr::Dynset {
+                    op: libc::NFT_DYNSET_OP_UPDATE as u32,
+                    set: set.clone(),
+                    timeout_ms: 0,
+                    exprs: vec![limit(*rate, *burst, libc::NFT_LIMIT_F_INV as u32)?],
+                },
+            ]
+        }
+        Match::SourceConnectionsOver { family, set, count } => {
+            check_name("set", set, MAX_NAME)?;
+            vec![
+                saddr(*family),
+                Expr::Dynset {
+                    op: libc::NFT_DYNSET_OP_ADD as u32,
+                    set: set.clone(),
+                    timeout_ms: 0,
+                    exprs: vec![Expr::Connlimit {
+                        count: *count,
+                        flags: CONNLIMIT_F_INV,
+                    }],
+                },
+            ]
+        }
+    })
+}
+
+/// The expressions of a verdict.
+pub(crate) fn verdict_expr(verdict: &Verdict) -> Result<Expr> {
+    let simple = |code: i32| Expr::Verdict { code, chain: None };
+    Ok(match verdict {
+        Verdict::Accept => simple(libc::NF_ACCEPT),
+        Verdict::Drop => simple(libc::NF_DROP),
+        Verdict::Return => simple(libc::NFT_RETURN),
+        Verdict::Jump(chain) | Verdict::Goto(chain) => {
+            check_name("chain", chain, MAX_NAME)?;
+            let code = if matches!(verdict, Verdict::Jump(_)) {
+                libc::NFT_JUMP
+            } else {
+                libc::NFT_GOTO
+            };
+            Expr::Verdict {
+                code,
+                chain: Some(chain.clone()),
+            }
+        }
+        Verdict::Reject(RejectWith::TcpReset) => Expr::Reject {
+            kind: libc::NFT_REJECT_TCP_RST as u32,
+            code: 0,
+        },
+        Verdict::Reject(RejectWith::IcmpxAdminProhibited) => Expr::Reject {
+            kind: libc::NFT_REJECT_ICMPX_UNREACH as u32,
+            code: libc::NFT_REJECT_ICMPX_ADMIN_PROHIBITED as u8,
+        },
+    })
+}
+
+/// All expressions of a rule, each with the part of the rule it encodes:
+/// matches, statements, the counter, the verdict.
+pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
+    let mut out = Vec::new();
+    for (index, m) in rule.matches.iter().enumerate() {
+        out.extend(match_exprs(m)?.into_iter().map(|e| (e, Part::Match(index))));
+    }
+    for (index, statement) in rule.statements.iter().enumerate() {
+        let Statement::Log { prefix } = statement;
+        check_name("log prefix", prefix, MAX_LOG_PREFIX)?;
+        out.push((
+            Expr::Log {
+                prefix: prefix.clone(),
+            },
+            Part::Statement(index),
+        ));
+    }
+    out.push((Expr::Counter { packets: 0, bytes: 0 }, Part::Counter));
+    if let Some(verdict) = &rule.verdict {
+        out.push((verdict_expr(verdict)?, Part::Verdict));
+    }
+    if out.len() > MAX_EXPRS {
+        return Err(Error::Invalid(format!(
+            "rule {:?} needs {} expressions; the kernel allows {MAX_EXPRS}",
+            rule.comment,
+            out.len()
+        )));
+    }
+    Ok(out)
+}

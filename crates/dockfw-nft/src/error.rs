@@ -1,0 +1,167 @@
+//! Errors of the nftables backend.
+
+use std::fmt;
+use std::io;
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong talking to nf_tables.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The kernel refused for lack of privilege.
+    #[error(
+        "nf_tables refused to {action}: operation not permitted. Changing or listing \
+         the firewall needs CAP_NET_ADMIN in the target network namespace (run as root)"
+    )]
+    PermissionDenied {
+        /// What we were doing.
+        action: &'static str,
+    },
+    /// A system call on the netlink socket (or namespace file) failed.
+    #[error("cannot {action}: {source}")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The ruleset cannot be expressed in nf_tables (e.g. a name too long).
+    #[error("ruleset cannot be encoded for nf_tables: {0}")]
+    Invalid(String),
+    /// The kernel rejected the transaction; nothing was changed.
+    #[error("nf_tables rejected the ruleset for table `{table}`; nothing was changed:{}", Bulleted(.failures))]
+    Rejected {
+        /// The table being applied.
+        table: String,
+        /// Every failed message, in batch order.
+        failures: Vec<Failure>,
+    },
+    /// nf_tables kept changing under us (another program updating the firewall).
+    #[error(
+        "nf_tables was changed by someone else during each of {attempts} attempts to {action}; \
+         gave up (nothing was changed by us)"
+    )]
+    Busy {
+        /// What we were doing.
+        action: &'static str,
+        /// How many times we tried.
+        attempts: u32,
+    },
+    /// After a successful transaction the table read back differs from what was applied.
+    #[error("table `{table}` read back after applying differs from the ruleset applied: {difference}")]
+    Mismatch {
+        /// The table.
+        table: String,
+        /// The first difference found.
+        difference: String,
+    },
+    /// The table holds something dockfw never writes, so it cannot be decoded.
+    #[error("table `{table}` holds something dockfw does not write: {what}")]
+    Unrecognised {
+        /// The table.
+        table: String,
+        /// What could not be decoded, and where.
+        what: String,
+    },
+    /// The kernel answered in a way we did not expect.
+    #[error("unexpected nf_tables reply while trying to {action}: {detail}")]
+    Protocol {
+        /// What we were doing.
+        action: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, source: io::Error) -> Self {
+        if source.raw_os_error() == Some(libc::EPERM) {
+            Self::PermissionDenied { action }
+        } else {
+            Self::Io { action, source }
+        }
+    }
+}
+
+struct Bulleted<'a>(&'a [Failure]);
+
+impl fmt::Display for Bulleted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for failure in self.0 {
+            write!(f, "\n  - {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One message of a transaction that the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The object the message created, e.g. `rule 2 "web" in chain policy`.
+    pub object: String,
+    /// The expression at fault, when the kernel pointed at one, e.g.
+    /// `expression 4 (lookup) of match 3 DialledPort(Set("rule-1-tcp"))`.
+    pub expression: Option<String>,
+    /// The errno the kernel returned.
+    pub errno: i32,
+    /// The kernel's extended-ack text, if any.
+    pub kernel_message: Option<String>,
+    /// Our reading of what the errno means here.
+    pub explanation: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.object)?;
+        if let Some(expression) = &self.expression {
+            write!(f, ", {expression}")?;
+        }
+        write!(f, ": {} ({})", errno_text(self.errno), errno_name(self.errno))?;
+        if let Some(text) = &self.kernel_message {
+            write!(f, ", kernel says \"{text}\"")?;
+        }
+        if !self.explanation.is_empty() {
+            write!(f, " — {}", self.explanation)?;
+        }
+        Ok(())
+    }
+}
+
+/// The C library's text for `errno`, without Rust's "(os error N)" suffix.
+pub(crate) fn errno_text(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+/// The symbolic name of the errnos nf_tables returns.
+pub(crate) fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::E2BIG => "E2BIG",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::ENOSPC => "ENOSPC",
+        libc::ERANGE => "ERANGE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ELOOP => "ELOOP",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::ERESTART => "ERESTART",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOBUFS => "ENOBUFS",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
+}

@@ -1,0 +1,280 @@
+//! Shared fixtures for the privileged tests.
+#![allow(dead_code)]
+
+pub mod strategy;
+
+use dockfw_core::interval::{Interval, normalize};
+use dockfw_core::ruleset::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn rule(comment: &str, matches: Vec<Match>, statements: Vec<Statement>, verdict: Option<Verdict>) -> Rule {
+    Rule {
+        comment: comment.into(),
+        matches,
+        statements,
+        verdict,
+    }
+}
+
+fn exact(name: &str) -> IfName {
+    IfName::Exact(name.into())
+}
+
+fn prefix(name: &str) -> IfName {
+    IfName::Prefix(name.into())
+}
+
+/// A ruleset shaped like the compiler's output: forward -> guarded -> policy
+/// -> per-rule chains, with address/port sets and meters.
+pub fn realistic(table: &str) -> Ruleset {
+    let v4 = |a: [u8; 4], b: [u8; 4]| Interval::new(Ipv4Addr::from(a), Ipv4Addr::from(b)).unwrap();
+    let v6 = |a: &str, b: &str| Interval::new(a.parse::<Ipv6Addr>().unwrap(), b.parse().unwrap()).unwrap();
+    let rate = Rate {
+        count: 5,
+        unit: RateUnit::Second,
+    };
+    let base = |name: &str| {
+        Some(BaseHook {
+            hook: if name == "forward" {
+                Hook::Forward
+            } else {
+                Hook::Input
+            },
+            priority: -5,
+        })
+    };
+    Ruleset {
+        table: table.into(),
+        sets: vec![
+            Set {
+                name: "admins-v4".into(),
+                elements: SetElements::Ipv4(normalize(vec![
+                    v4([192, 0, 2, 0], [192, 0, 2, 255]),
+                    v4([198, 51, 100, 10], [198, 51, 100, 20]),
+                ])),
+            },
+            Set {
+                name: "rule-3-from-v6".into(),
+                elements: SetElements::Ipv6(vec![
+                    v6("2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"),
+                    v6("ffff::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                ]),
+            },
+            Set {
+                name: "rule-1-tcp".into(),
+                elements: SetElements::Port(vec![
+                    Interval::single(80),
+                    Interval::new(443, 444).unwrap(),
+                    Interval::new(60000, 65535).unwrap(),
+                ]),
+            },
+            Set {
+                name: "published-v4".into(),
+                elements: SetElements::Ipv4(vec![v4([0, 0, 0, 0], [255, 255, 255, 255])]),
+            },
+            Set {
+                name: "empty-v4".into(),
+                elements: SetElements::Ipv4(vec![]),
+            },
+            Set {
+                name: "rule-3-rate-v4".into(),
+                elements: SetElements::Meter(Meter {
+                    family: Family::Ipv4,
+                    size: 65535,
+                    timeout_secs: Some(60),
+                }),
+            },
+            Set {
+                name: "rule-3-conn-v6".into(),
+                elements: SetElements::Meter(Meter {
+                    family: Family::Ipv6,
+                    size: 1024,
+                    timeout_secs: None,
+                }),
+            },
+        ],
+        chains: vec![
+            Chain {
+                name: "forward".into(),
+                hook: base("forward"),
+                rules: vec![
+                    rule(
+                        "established",
+                        vec![Match::CtState(CtState::NotNew)],
+                        vec![],
+                        Some(Verdict::Accept),
+                    ),
+                    rule(
+                        "from eth0",
+                        vec![Match::IifName(exact("eth0"))],
+                        vec![],
+                        Some(Verdict::Goto("guarded".into())),
+                    ),
+                    rule(
+                        "from wg",
+                        vec![Match::IifName(prefix("wg"))],
+                        vec![],
+                        Some(Verdict::Goto("guarded".into())),
+                    ),
+                ],
+            },
+            Chain {
+                name: "input".into(),
+                hook: base("input"),
+                rules: vec![rule(
+                    "proxy",
+                    vec![Match::CtState(CtState::New), Match::IifName(exact("eth0"))],
+                    vec![],
+                    Some(Verdict::Jump("guarded".into())),
+                )],
+            },
+            Chain {
+                name: "guarded".into(),
+                hook: None,
+                rules: vec![
+                    rule(
+                        "dnat",
+                        vec![Match::CtStatusDnat],
+                        vec![],
+                        Some(Verdict::Goto("policy".into())),
+                    ),
+                    rule(
+                        "docker0",
+                        vec![Match::OifName(exact("docker0"))],
+                        vec![],
+                        Some(Verdict::Goto("policy".into())),
+                    ),
+                    rule(
+                        "bridges",
+                        vec![Match::OifName(prefix("br-"))],
+                        vec![],
+                        Some(Verdict::Goto("policy".into())),
+                    ),
+                ],
+            },
+            Chain {
+                name: "policy".into(),
+                hook: None,
+                rules: vec![
+                    rule(
+                        "web",
+                        vec![
+                            Match::IifName(exact("eth0")),
+                            Match::NfProto(Family::Ipv4),
+                            Match::SourceIn {
+                                family: Family::Ipv4,
+                                set: "admins-v4".into(),
+                            },
+                            Match::DialledAddrIn {
+                                family: Family::Ipv4,
+                                set: "published-v4".into(),
+                            },
+                            Match::L4Proto(Proto::Tcp),
+                            Match::DialledPort(PortMatch::Set("rule-1-tcp".into())),
+                        ],
+                        vec![],
+                        Some(Verdict::Goto("rule-1".into())),
+                    ),
+                    rule(
+                        "dns",
+                        vec![
+                            Match::NfProto(Family::Ipv6),
+                            Match::SourceIn {
+                                family: Family::Ipv6,
+                                set: "rule-3-from-v6".into(),
+                            },
+                            Match::L4Proto(Proto::Udp),
+                            Match::DialledPort(PortMatch::Single(53)),
+                        ],
+                        vec![],
+                        Some(Verdict::Goto("rule-3".into())),
+                    ),
+                    rule(
+                        "range",
+                        vec![
+                            Match::L4Proto(Proto::Tcp),
+                            Match::DialledPort(PortMatch::Range(8000, 8100)),
+                        ],
+                        vec![],
+                        Some(Verdict::Goto("rule-3".into())),
+                    ),
+                    rule("default", vec![], vec![], Some(Verdict::Goto("default".into()))),
+                ],
+            },
+            Chain {
+                name: "rule-1".into(),
+                hook: None,
+                rules: vec![
+                    rule("web", vec![], vec![], None),
+                    rule(
+                        "web",
+                        vec![Match::Limit { rate, burst: 10 }],
+                        vec![Statement::Log {
+                            prefix: "dockfw web: ".into(),
+                        }],
+                        None,
+                    ),
+                    rule("web", vec![], vec![], Some(Verdict::Accept)),
+                ],
+            },
+            Chain {
+                name: "rule-3".into(),
+                hook: None,
+                rules: vec![
+                    rule("dns", vec![], vec![], None),
+                    rule(
+                        "dns",
+                        vec![
+                            Match::NfProto(Family::Ipv4),
+                            Match::CtState(CtState::New),
+                            Match::SourceRateOver {
+                                family: Family::Ipv4,
+                                set: "rule-3-rate-v4".into(),
+                                rate: Rate {
+                                    count: 10,
+                                    unit: RateUnit::Minute,
+                                },
+                                burst: 5,
+                            },
+                        ],
+                        vec![],
+                        Some(Verdict::Drop),
+                    ),
+                    rule(
+                        "dns",
+                        vec![
+                            Match::NfProto(Family::Ipv6),
+                            Match::SourceConnectionsOver {
+                                family: Family::Ipv6,
+                                set: "rule-3-conn-v6".into(),
+                                count: 20,
+                            },
+                        ],
+                        vec![],
+                        Some(Verdict::Drop),
+                    ),
+                    rule("dns", vec![], vec![], Some(Verdict::Return)),
+                ],
+            },
+            Chain {
+                name: "default".into(),
+                hook: None,
+                rules: vec![
+                    rule("default", vec![], vec![], None),
+                    rule(
+                        "default",
+                        vec![Match::L4Proto(Proto::Tcp)],
+                        vec![],
+                        Some(Verdict::Reject(RejectWith::TcpReset)),
+                    ),
+                    rule(
+                        "default",
+                        vec![],
+                        vec![],
+                        Some(Verdict::Reject(RejectWith::IcmpxAdminProhibited)),
+                    ),
+                ],
+            },
+        ],
+    }
+}
