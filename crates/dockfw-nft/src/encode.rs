@@ -156,7 +156,7 @@ fn push_header(buf: &mut Vec<u8>, len: u32, ty: u16, seq: u32) {
 }
 
 fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
-    if name.is_empty() && kind != "comment" && kind != "log prefix" {
+    if name.is_empty() && !matches!(kind, "comment" | "log prefix" | "interface") {
         return Err(Error::Invalid(format!("{kind} name is empty")));
     }
     if name.contains('\0') {
