@@ -59,7 +59,7 @@ pub mod testing;
 
 pub use error::{Error, Failure, Result};
 
-use dockfw_core::ruleset::{Match, Ruleset};
+use dockfw_core::ruleset::Ruleset;
 use encode::{Batch, Object, Part};
 use expr::Expr;
 use ffi::{Dump, MsgWriter};
@@ -572,6 +572,13 @@ fn difference(want: &Ruleset, got: Option<&Ruleset>) -> String {
     "unknown difference".into()
 }
 
+fn describe_part(kind: &str, index: usize, what: Option<&impl std::fmt::Debug>) -> String {
+    match what {
+        Some(what) => format!("{kind} {index} {what:?}"),
+        None => format!("{kind} {index}"),
+    }
+}
+
 /// Turns a kernel error on message `seq` into a [`Failure`] naming the object.
 fn describe_failure(ruleset: &Ruleset, batch: &Batch, error: KernelError) -> Failure {
     let KernelError {
@@ -614,18 +621,15 @@ fn describe_failure(ruleset: &Ruleset, batch: &Batch, error: KernelError) -> Fai
                 failing_expr = Some(name);
                 let rule = ruleset.chain(chain).and_then(|c| c.rules.get(*index));
                 let part = match part {
-                    Part::Match(i) => {
-                        let m: Option<&Match> = rule.and_then(|r| r.matches.get(*i));
-                        format!(
-                            "match {i} {m:?}",
-                            m = m.map_or(String::new(), |m| format!("{m:?}"))
-                        )
-                    }
+                    Part::Match(i) => describe_part("match", *i, rule.and_then(|r| r.matches.get(*i))),
                     Part::Statement(i) => {
-                        format!("statement {i} {:?}", rule.and_then(|r| r.statements.get(*i)))
+                        describe_part("statement", *i, rule.and_then(|r| r.statements.get(*i)))
                     }
                     Part::Counter => "the counter".to_string(),
-                    Part::Verdict => format!("verdict {:?}", rule.and_then(|r| r.verdict.as_ref())),
+                    Part::Verdict => match rule.and_then(|r| r.verdict.as_ref()) {
+                        Some(verdict) => format!("verdict {verdict:?}"),
+                        None => "the verdict".to_string(),
+                    },
                 };
                 expression = Some(format!("expression {number} (`{name}`) of {part}"));
             }
