@@ -278,3 +278,56 @@ pub fn realistic(table: &str) -> Ruleset {
         ],
     }
 }
+
+/// A large ruleset: `rules` rules spread over a few chains and `elements`
+/// non-adjacent IPv4 intervals (two kernel elements each) plus a port set.
+pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
+    let intervals: Vec<Interval<Ipv4Addr>> = (0..elements as u32)
+        .map(|i| {
+            let first = 0x0a00_0000 + i * 4;
+            Interval::new(Ipv4Addr::from(first), Ipv4Addr::from(first + 1)).unwrap()
+        })
+        .collect();
+    let ports: Vec<Interval<u16>> = (0..100u16).map(|i| Interval::single(1000 + i * 3)).collect();
+    let per_chain = rules.div_ceil(4).max(1);
+    let mut chains = vec![Chain {
+        name: "forward".into(),
+        hook: Some(BaseHook { hook: Hook::Forward, priority: -5 }),
+        rules: vec![],
+    }];
+    for n in 0..rules {
+        if n % per_chain == 0 {
+            chains.push(Chain { name: format!("rule-{}", n / per_chain), hook: None, rules: vec![] });
+        }
+        let chain = chains.last_mut().unwrap();
+        chain.rules.push(rule(
+            &format!("rule {n}"),
+            vec![
+                Match::IifName(exact("eth0")),
+                Match::NfProto(Family::Ipv4),
+                Match::SourceIn { family: Family::Ipv4, set: "big-v4".into() },
+                Match::L4Proto(Proto::Tcp),
+                if n % 2 == 0 {
+                    Match::DialledPort(PortMatch::Single(n as u16))
+                } else {
+                    Match::DialledPort(PortMatch::Set("ports".into()))
+                },
+            ],
+            vec![],
+            Some(if n % 3 == 0 { Verdict::Accept } else { Verdict::Drop }),
+        ));
+    }
+    let jumps: Vec<Rule> = chains[1..]
+        .iter()
+        .map(|c| rule("dispatch", vec![], vec![], Some(Verdict::Jump(c.name.clone()))))
+        .collect();
+    chains[0].rules = jumps;
+    Ruleset {
+        table: table.into(),
+        sets: vec![
+            Set { name: "big-v4".into(), elements: SetElements::Ipv4(intervals) },
+            Set { name: "ports".into(), elements: SetElements::Port(ports) },
+        ],
+        chains,
+    }
+}
