@@ -70,6 +70,8 @@ use std::time::{Duration, Instant};
 /// How many times a transaction or a consistent read is tried when another
 /// program keeps changing nf_tables.
 const ATTEMPTS: u32 = 5;
+/// Reads are cheap and only need two agreeing results; allow more tries.
+const READ_ATTEMPTS: u32 = 20;
 
 /// A connection to nf_tables in one network namespace.
 #[derive(Debug)]
@@ -128,6 +130,14 @@ struct KernelError {
     errno: i32,
     text: Option<String>,
     offset: Option<u32>,
+}
+
+/// One attempt at reading a table.
+enum Read {
+    Absent,
+    /// A dump saw a concurrent change (or the table vanished midway).
+    Interrupted,
+    Table(TableDump),
 }
 
 /// The raw contents of a table, read in one consistent generation.
@@ -356,34 +366,38 @@ impl Nft {
     }
 
     /// The table `table` as installed, decoded; `None` if there is no such table.
+    ///
+    /// The read is consistent: the table was dumped within one ruleset
+    /// generation, or (when other programs keep committing elsewhere) two
+    /// successive complete reads agreed.
     pub fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
         const ACTION: &str = "read the table back";
-        for _ in 0..ATTEMPTS {
+        let mut previous: Option<Option<Ruleset>> = None;
+        for _ in 0..READ_ATTEMPTS {
             let before = self.generation()?;
-            let dump = self.dump_table(table)?;
-            if self.generation()? != before {
-                continue;
-            }
-            let Some(dump) = dump else {
-                return Ok(None);
+            let read = match self.dump_table(table)? {
+                Read::Interrupted => continue,
+                Read::Absent => None,
+                Read::Table(dump) => Some(decode_table(table, dump)?),
             };
-            return decode_table(table, dump).map(Some);
+            if self.generation()? == before || previous.as_ref() == Some(&read) {
+                return Ok(read);
+            }
+            previous = Some(read);
         }
         Err(Error::Busy {
             action: ACTION,
-            attempts: ATTEMPTS,
+            attempts: READ_ATTEMPTS,
         })
     }
 
-    /// Dumps everything in `table`; `Ok(None)` if the table is absent or a
-    /// dump was interrupted by a concurrent change (the caller's generation
-    /// check then retries).
-    fn dump_table(&mut self, table: &str) -> Result<Option<TableDump>> {
+    /// Dumps everything in `table`: chains, sets with their elements, rules.
+    fn dump_table(&mut self, table: &str) -> Result<Read> {
         const ACTION: &str = "read the table back";
         let seq = self.take_seqs(1);
         let msg = self.writer.get_table(seq, table);
         match self.request(ACTION, &msg, seq, |_| Ok(()))? {
-            Outcome::Refused(libc::ENOENT) => return Ok(None),
+            Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
             Outcome::Refused(errno) => {
                 return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
             }
@@ -425,9 +439,9 @@ impl Nft {
         chains.retain(|c| c.table == table);
         rules.retain(|r| r.table == table);
         if interrupted {
-            return Ok(None);
+            return Ok(Read::Interrupted);
         }
-        Ok(Some(TableDump { chains, sets, rules }))
+        Ok(Read::Table(TableDump { chains, sets, rules }))
     }
 
     /// One dump; returns whether it was interrupted. A vanished table

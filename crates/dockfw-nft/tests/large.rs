@@ -21,7 +21,10 @@ fn thousand_rules_and_100k_elements_apply_in_one_transaction() {
     assert_eq!(report.attempts, 1);
     // One transaction bumps the ruleset generation exactly once.
     assert_eq!(nft.generation().unwrap(), report.generation.wrapping_add(1));
-    assert!(report.batch_bytes > 128 * 1024, "batch should exceed mnl's 128 KiB send_all split");
+    assert!(
+        report.batch_bytes > 128 * 1024,
+        "batch should exceed mnl's 128 KiB send_all split"
+    );
     assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
 }
 

@@ -292,12 +292,19 @@ pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
     let per_chain = rules.div_ceil(4).max(1);
     let mut chains = vec![Chain {
         name: "forward".into(),
-        hook: Some(BaseHook { hook: Hook::Forward, priority: -5 }),
+        hook: Some(BaseHook {
+            hook: Hook::Forward,
+            priority: -5,
+        }),
         rules: vec![],
     }];
     for n in 0..rules {
         if n % per_chain == 0 {
-            chains.push(Chain { name: format!("rule-{}", n / per_chain), hook: None, rules: vec![] });
+            chains.push(Chain {
+                name: format!("rule-{}", n / per_chain),
+                hook: None,
+                rules: vec![],
+            });
         }
         let chain = chains.last_mut().unwrap();
         chain.rules.push(rule(
@@ -305,7 +312,10 @@ pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
             vec![
                 Match::IifName(exact("eth0")),
                 Match::NfProto(Family::Ipv4),
-                Match::SourceIn { family: Family::Ipv4, set: "big-v4".into() },
+                Match::SourceIn {
+                    family: Family::Ipv4,
+                    set: "big-v4".into(),
+                },
                 Match::L4Proto(Proto::Tcp),
                 if n % 2 == 0 {
                     Match::DialledPort(PortMatch::Single(n as u16))
@@ -314,7 +324,11 @@ pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
                 },
             ],
             vec![],
-            Some(if n % 3 == 0 { Verdict::Accept } else { Verdict::Drop }),
+            Some(if n % 3 == 0 {
+                Verdict::Accept
+            } else {
+                Verdict::Drop
+            }),
         ));
     }
     let jumps: Vec<Rule> = chains[1..]
@@ -325,8 +339,14 @@ pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
     Ruleset {
         table: table.into(),
         sets: vec![
-            Set { name: "big-v4".into(), elements: SetElements::Ipv4(intervals) },
-            Set { name: "ports".into(), elements: SetElements::Port(ports) },
+            Set {
+                name: "big-v4".into(),
+                elements: SetElements::Ipv4(intervals),
+            },
+            Set {
+                name: "ports".into(),
+                elements: SetElements::Port(ports),
+            },
         ],
         chains,
     }
