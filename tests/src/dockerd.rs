@@ -53,6 +53,9 @@ pub(crate) fn args(cfg: &LabConfig, paths: &Paths) -> Vec<String> {
         format!("--cgroup-parent=/{}", paths.cgroup),
         format!("--bip={}", addr::DOCKER_BIP),
         format!("--default-address-pool={}", addr::DOCKER_POOL),
+        // dockerd waits this long for containers to stop on shutdown (10 s
+        // by default): keeps restart_dockerd and teardown quick.
+        "--shutdown-timeout=2".into(),
         "--iptables=true".into(),
         "--ip-forward=true".into(),
     ];

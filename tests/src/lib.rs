@@ -236,10 +236,15 @@ impl Lab {
         topology::build(&lab.config.prefix)?;
         // Docker enables forwarding too, but only for the families it
         // manages; set both so IPv6 works with ipv6 = false as well.
+        // No DAD: docker0 gets its IPv6 address only when the first container
+        // attaches, and while that address is tentative (1-2 s) containers
+        // cannot resolve their gateway, so early IPv6 probes would time out.
         cmd::run(cmd::nsenter(&lab.paths.host_netns, "sysctl").args([
             "-qw",
             "net.ipv4.ip_forward=1",
             "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
         ]))?;
         // nft `log` in a non-initial namespace is silent unless this is set.
         let _ = std::fs::write("/proc/sys/net/netfilter/nf_log_all_netns", "1");
@@ -343,11 +348,17 @@ impl Lab {
     /// `publish` (docker `-p` syntax) and listening on `listen`, and waits
     /// until it listens. Returns the container id.
     pub fn run_echo(&self, name: &str, publish: &[&str], listen: &[(Proto, u16)]) -> Result<String> {
-        let mut args = vec!["run".to_string(), "-d".into(), "--name".into(), name.into()];
-        for p in publish {
-            args.push("-p".into());
-            args.push((*p).into());
-        }
+        let run_args: Vec<&str> = publish.iter().flat_map(|p| ["-p", p]).collect();
+        self.run_echo_with(name, &run_args, listen)
+    }
+
+    /// Like [`Lab::run_echo`] with arbitrary extra `docker run` arguments
+    /// (`-p …`, `--restart always`, `--network …`).
+    pub fn run_echo_with(&self, name: &str, run_args: &[&str], listen: &[(Proto, u16)]) -> Result<String> {
+        // --init: lab-echo as PID 1 would ignore SIGTERM, making every stop
+        // wait for dockerd's timeout.
+        let mut args: Vec<String> = ["run", "-d", "--init", "--name", name].map(String::from).into();
+        args.extend(run_args.iter().map(|a| a.to_string()));
         args.push(self.image.clone());
         args.push("/bin/lab-echo".into());
         args.extend(listen.iter().map(|(proto, port)| format!("{proto}:{port}")));
@@ -467,12 +478,22 @@ impl Lab {
     }
 
     /// Removes the whole lab now.
-    pub fn teardown(self) -> Result<()> {
-        let child = self.dockerd.lock().expect("not poisoned").take();
-        dockerd::stop(&self.paths, child, Duration::from_secs(20));
+    pub fn teardown(mut self) -> Result<()> {
+        // Done here, so Drop has nothing left to do.
+        self.config.teardown_on_drop = false;
+        self.remove()
+    }
+
+    fn remove(&mut self) -> Result<()> {
         let r = cleanup::down(&self.paths);
-        // Already torn down: skip the Drop teardown.
-        std::mem::forget(self);
+        // cleanup::down stopped dockerd through its pid file; reap it if it
+        // is our child so that it does not stay a zombie.
+        if let Some(mut child) = self.dockerd.get_mut().ok().and_then(Option::take) {
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         r
     }
 
@@ -524,9 +545,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if self.config.teardown_on_drop {
-            let child = self.dockerd.get_mut().ok().and_then(Option::take);
-            dockerd::stop(&self.paths, child, Duration::from_secs(20));
-            if let Err(e) = cleanup::down(&self.paths) {
+            if let Err(e) = self.remove() {
                 eprintln!("dockfw lab {}: {e}", self.config.prefix);
             }
         }

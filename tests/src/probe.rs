@@ -129,6 +129,9 @@ fn classify_or_err(e: io::Error, local: impl FnOnce(io::Error) -> LabError) -> R
 
 /// Maps a socket error to an outcome; `None` for local failures.
 fn classify_ref(e: &io::Error) -> Option<Outcome> {
+    if std::env::var_os("DOCKFW_LAB_DEBUG").is_some() {
+        eprintln!("dockfw-lab probe: socket error {e:?}");
+    }
     match e.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => return Some(Outcome::TimedOut),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => return Some(Outcome::Refused),

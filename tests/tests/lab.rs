@@ -45,6 +45,7 @@ fn check(lab: &Lab, cases: &[(Probe, Outcome)]) {
 #[test]
 fn published_ports_open_closed_and_dropped() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let docker_in_root_before = root_ruleset_mentions_docker();
     let Some(lab) = dockfw_e2e::up_or_skip(LabConfig::for_test("dfwt-lab").unwrap()) else {
         return;
     };
@@ -75,6 +76,41 @@ fn published_ports_open_closed_and_dropped() {
             (
                 probe(Client::Lan, addr::LAN_SOURCES[0], addr::HOST_LAN, 8081, Tcp),
                 Open,
+            ),
+            // IPv6 (Docker 20.10's experimental ip6tables DNAT).
+            (
+                probe(
+                    Client::Internet,
+                    addr::INET6_SOURCES[0],
+                    addr::HOST_INET6_A,
+                    8081,
+                    Tcp,
+                ),
+                Open,
+            ),
+            (
+                probe(
+                    Client::Internet,
+                    addr::INET6_SOURCES[0],
+                    addr::HOST_INET6_B,
+                    8081,
+                    Udp,
+                ),
+                Open,
+            ),
+            (
+                probe(Client::Lan, addr::LAN6_SOURCES[0], addr::HOST_LAN6, 9000, Tcp),
+                Open,
+            ),
+            (
+                probe(
+                    Client::Internet,
+                    addr::INET6_SOURCES[0],
+                    addr::HOST_INET6_A,
+                    8000,
+                    Tcp,
+                ),
+                Refused,
             ),
             // Nothing listens on the host: RST and ICMP port unreachable.
             (probe(Client::Internet, inet[0], host, 8000, Tcp), Refused),
@@ -119,8 +155,95 @@ fn published_ports_open_closed_and_dropped() {
         start.elapsed()
     );
 
+    // Docker's rules went into the lab namespace, not the machine's ruleset.
+    if !docker_in_root_before {
+        assert!(
+            !root_ruleset_mentions_docker(),
+            "Docker wrote into the machine's own ruleset"
+        );
+    }
+
     let config = lab.config().clone();
     lab.teardown().expect("teardown");
     let status = Lab::status(&config);
     assert!(status.is_empty(), "left behind:\n{status}");
+}
+
+#[test]
+fn idempotent_up_dockerd_restart_and_crash_cleanup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let config = LabConfig::for_test("dfwt-rst").unwrap();
+    let Some(lab) = dockfw_e2e::up_or_skip(config.clone()) else {
+        return;
+    };
+    lab.run_echo_with(
+        "svc",
+        &["-p", "8081:8000", "--restart", "always"],
+        &[(Proto::Tcp, 8000)],
+    )
+    .unwrap();
+    let p = probe(
+        Client::Internet,
+        addr::INET_SOURCES[0],
+        addr::HOST_INET_A,
+        8081,
+        Proto::Tcp,
+    );
+    let p6 = probe(
+        Client::Lan,
+        addr::LAN6_SOURCES[0],
+        addr::HOST_LAN6,
+        8081,
+        Proto::Tcp,
+    );
+    let until_open = |lab: &Lab, p: Probe| {
+        lab.probe_until(p, Outcome::Open, Duration::from_secs(15))
+            .unwrap()
+    };
+    assert_eq!(until_open(&lab, p), Outcome::Open);
+    assert_eq!(
+        until_open(&lab, p6),
+        Outcome::Open,
+        "IPv6 through Docker's ip6tables DNAT"
+    );
+
+    // A second `up` of the same lab reuses everything.
+    let pid = lab.dockerd_pid().expect("dockerd runs");
+    let again = Lab::up_with(LabConfig {
+        fresh: false,
+        teardown_on_drop: false,
+        ..config.clone()
+    })
+    .unwrap();
+    assert_eq!(again.dockerd_pid(), Some(pid));
+    assert_eq!(again.image(), lab.image());
+    drop(again);
+
+    lab.restart_dockerd().unwrap();
+    assert_ne!(lab.dockerd_pid(), Some(pid), "a new dockerd");
+    assert_eq!(
+        until_open(&lab, p),
+        Outcome::Open,
+        "restart policy brings the container back"
+    );
+
+    lab.stop_dockerd().unwrap();
+    assert_eq!(lab.dockerd_pid(), None);
+    lab.start_dockerd().unwrap();
+    assert_eq!(until_open(&lab, p), Outcome::Open);
+
+    // A crash: dockerd dies without cleaning up; down still removes it all
+    // (shim and container processes, mounts, cgroups, namespaces, dirs).
+    let pid = lab.dockerd_pid().expect("dockerd runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    Lab::down(&config).unwrap();
+    let status = Lab::status(&config);
+    assert!(status.is_empty(), "left behind:\n{status}");
+}
+
+fn root_ruleset_mentions_docker() -> bool {
+    std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("DOCKER"))
 }
