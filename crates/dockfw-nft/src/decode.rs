@@ -144,6 +144,14 @@ fn intervals<T: FromKey + dockfw_core::interval::Point>(
     let end_flag = libc::NFT_SET_ELEM_INTERVAL_END as u32;
     let bad = |what: &str| format!("set `{set}`: {what}");
     let mut out = Vec::with_capacity(elems.len() / 2 + 1);
+    // nft writes an interval end at key 0 ahead of sets that do not start
+    // at 0 (an old segment-tree convention); it changes nothing, skip it.
+    if let Some((key, flags)) = elems.first()
+        && flags & end_flag != 0
+        && key.iter().all(|&b| b == 0)
+    {
+        elems.remove(0);
+    }
     let mut iter = elems.into_iter().peekable();
     while let Some((key, flags)) = iter.next() {
         if flags & end_flag != 0 {
@@ -351,8 +359,75 @@ fn verdict(expr: &Expr) -> Option<Verdict> {
     })
 }
 
+/// Rewrites equivalent forms other writers use into dockfw's: nft pads
+/// exact interface names with NULs to IFNAMSIZ, dockfw sends one NUL.
+fn normalise(exprs: &[Expr]) -> Vec<Expr> {
+    let mut out = exprs.to_vec();
+    // nft writes `ct state [!=] new` as one compare with the state bit; a
+    // packet has exactly one state bit, so that equals dockfw's mask test.
+    let state_bit = encode::CT_STATE_NEW.to_ne_bytes();
+    let mut i = 1;
+    while i < out.len() {
+        if let (Expr::Ct { key, dir: None }, Expr::Cmp { op, data }) = (&out[i - 1], &out[i])
+            && *key == libc::NFT_CT_STATE as u32
+            && data[..] == state_bit
+        {
+            let op = if *op == libc::NFT_CMP_EQ as u32 {
+                libc::NFT_CMP_NEQ
+            } else {
+                libc::NFT_CMP_EQ
+            };
+            out.splice(
+                i..=i,
+                [
+                    Expr::Bitwise {
+                        mask: state_bit.to_vec(),
+                        xor: vec![0; 4],
+                    },
+                    Expr::Cmp {
+                        op: op as u32,
+                        data: vec![0; 4],
+                    },
+                ],
+            );
+        }
+        // nft writes a port range as `cmp gte FIRST; cmp lte LAST`.
+        if let (
+            Expr::Ct { key, dir: Some(_) },
+            Some(Expr::Cmp { op: gte, data: from }),
+            Some(Expr::Cmp { op: lte, data: to }),
+        ) = (&out[i - 1], out.get(i), out.get(i + 1))
+            && *key == libc::NFT_CT_PROTO_DST as u32
+            && *gte == libc::NFT_CMP_GTE as u32
+            && *lte == libc::NFT_CMP_LTE as u32
+        {
+            let range = Expr::Range {
+                op: libc::NFT_RANGE_EQ as u32,
+                from: from.clone(),
+                to: to.clone(),
+            };
+            out.splice(i..=i + 1, [range]);
+        }
+        i += 1;
+    }
+    for i in 1..out.len() {
+        let is_ifname = matches!(out[i - 1], Expr::Meta { key }
+            if key == libc::NFT_META_IIFNAME as u32 || key == libc::NFT_META_OIFNAME as u32);
+        if let (true, Expr::Cmp { data, .. }) = (is_ifname, &mut out[i])
+            && data.ends_with(&[0, 0])
+        {
+            let name_len = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+            if data[name_len..].iter().all(|&b| b == 0) {
+                data.truncate(name_len + 1);
+            }
+        }
+    }
+    out
+}
+
 /// A rule from its expressions: matches, statements, counter, verdict.
 pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
+    let exprs = &normalise(exprs)[..];
     let mut rule = Rule {
         comment,
         matches: Vec::new(),
