@@ -151,6 +151,7 @@ pub(crate) fn down(paths: &Paths) -> Result<()> {
         }
     }
     dockerd::stop(paths, None, Duration::from_secs(20));
+    let container_ids = container_ids(paths);
 
     for _round in 0..3 {
         let left = lab_processes(paths);
@@ -174,6 +175,8 @@ pub(crate) fn down(paths: &Paths) -> Result<()> {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+
+    remove_shim_sockets(paths, &container_ids);
 
     let mut problems = Vec::new();
     for ns in Ns::ALL {
@@ -228,5 +231,46 @@ fn remove_cgroup_tree(dir: &Path, problems: &mut Vec<String>) {
     }
     if let Err(e) = fs::remove_dir(dir) {
         problems.push(format!("cannot remove cgroup {}: {e}", dir.display()));
+    }
+}
+
+/// Ids of the lab's containers: from the data root and from live shims.
+fn container_ids(paths: &Paths) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(paths.data_root.join("containers"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in lab_processes(paths) {
+        let mut words = p.cmdline.split(' ');
+        while let Some(w) = words.next() {
+            if w == "-id" {
+                ids.extend(words.next().map(String::from));
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// containerd 1.6 puts each shim's socket at /run/containerd/s/<sha256 of
+/// "<containerd socket>/<namespace>/<id>">, outside the lab's directories.
+/// A shim removes it when it exits normally; after a crash (SIGKILL) it
+/// stays, so remove the ones that belong to the lab's containers.
+fn remove_shim_sockets(paths: &Paths, ids: &[String]) {
+    use sha2::{Digest, Sha256};
+    let address = paths.exec_root.join("containerd").join("containerd.sock");
+    let dir = Path::new("/run/containerd/s");
+    for id in ids {
+        let digest = Sha256::digest(format!("{}/moby/{id}", address.display()).as_bytes());
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = fs::remove_file(dir.join(name));
+    }
+    // Only when empty, so a system containerd's state is left alone.
+    if fs::remove_dir(dir).is_ok() {
+        let _ = fs::remove_dir("/run/containerd");
     }
 }
