@@ -1,8 +1,11 @@
-//! `cargo xtask bench apply`: apply-time benchmark of the nftables backend.
+//! `cargo xtask bench apply|compile`: benchmarks, written into docs/benchmarks.md.
 //!
-//! Runs the `bench_apply` example of dockfw-nft (release build, as root: it
-//! creates a fresh network namespace per size) and writes its table, with the
-//! command and the machine it ran on, to docs/benchmarks.md.
+//! - `apply` runs the `bench_apply` example of dockfw-nft (release build, as
+//!   root: it creates a fresh network namespace per size).
+//! - `compile` runs the `bench_compile` example of dockfw-core (no privilege).
+//!
+//! Each writes its own section of docs/benchmarks.md, with the command and the
+//! machine it ran on.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -13,7 +16,10 @@ const RUNS: &str = "5";
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("apply") => apply(root),
-        other => bail!("no benchmark called {other:?}; try `cargo xtask bench apply`"),
+        Some("compile") => compile(root),
+        other => bail!(
+            "no benchmark called {other:?}; try `cargo xtask bench apply` or `cargo xtask bench compile`"
+        ),
     }
 }
 
@@ -42,17 +48,8 @@ fn apply(root: &Path) -> Result<()> {
         bail!("the benchmark failed ({}); it needs root", output.status);
     }
     let table = String::from_utf8(output.stdout).context("benchmark output is not UTF-8")?;
-    let describe = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let doc = format!(
-        "# Benchmarks\n\n\
-         ## Applying a ruleset (`cargo xtask bench apply`)\n\n\
+    let section = format!(
+        "## Applying a ruleset (`cargo xtask bench apply`)\n\n\
          Command: `cargo xtask bench apply` (runs `cargo {}` as root).\n\n\
          Each size runs in a fresh network namespace; times are medians of {RUNS} runs.\n\
          The ruleset is `large()` from `crates/dockfw-nft/tests/common`: rules matching\n\
@@ -67,15 +64,92 @@ fn apply(root: &Path) -> Result<()> {
            (process start, parsing and the transaction; the table it builds is checked\n\
            to decode to the same ruleset).\n\n\
          {table}\n\
-         Machine: {} CPUs, kernel {}, {}.\n",
+         Machine: {}, {}.\n",
         cargo_args.join(" "),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        describe("uname", &["-r"]),
+        machine(),
         describe("nft", &["--version"]),
     );
+    write_section(root, "apply", &section)?;
+    print!("{table}");
+    Ok(())
+}
+
+fn describe(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine() -> String {
+    format!(
+        "{} CPUs, kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        describe("uname", &["-r"])
+    )
+}
+
+fn compile(root: &Path) -> Result<()> {
+    let cargo_args = [
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "dockfw-core",
+        "--example",
+        "bench_compile",
+        "--",
+        RUNS,
+    ];
+    eprintln!("xtask: cargo {}", cargo_args.join(" "));
+    let output = Command::new("cargo")
+        .args(cargo_args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("the benchmark failed ({})", output.status);
+    }
+    let table = String::from_utf8(output.stdout).context("benchmark output is not UTF-8")?;
+    let section = format!(
+        "## Parsing and compiling a policy (`cargo xtask bench compile`)\n\n\
+         Command: `cargo xtask bench compile` (runs `cargo {}`). No privilege needed.\n\n\
+         Medians of {RUNS} runs. Each policy has one named set of N IPv4 addresses\n\
+         (every other address, so none merge) plus an IPv6 network, used by every rule;\n\
+         each rule matches an interface, the set, a TCP port and a UDP range.\n\
+         *parse + validate* is TOML text to a checked policy; *compile* is policy to\n\
+         ruleset (sets normalised into sorted, disjoint intervals).\n\n\
+         {table}\n\
+         Machine: {}.\n",
+        cargo_args.join(" "),
+        machine(),
+    );
+    write_section(root, "compile", &section)?;
+    print!("{table}");
+    Ok(())
+}
+
+/// Replaces this benchmark's section of docs/benchmarks.md (between markers),
+/// keeping the other benchmarks' sections.
+fn write_section(root: &Path, name: &str, section: &str) -> Result<()> {
     let path = root.join("docs/benchmarks.md");
+    let begin = format!("<!-- begin {name} -->\n");
+    let end = format!("<!-- end {name} -->\n");
+    let mut doc = std::fs::read_to_string(&path).unwrap_or_default();
+    if !doc.starts_with("# Benchmarks") {
+        doc = "# Benchmarks\n\n".to_string();
+    }
+    let block = format!("{begin}{section}{end}");
+    doc = match (doc.find(&begin), doc.find(&end)) {
+        (Some(start), Some(stop)) if start < stop => {
+            format!("{}{block}{}", &doc[..start], &doc[stop + end.len()..])
+        }
+        _ => format!("{}\n{block}", doc.trim_end()),
+    };
     std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
-    print!("{table}");
     Ok(())
 }

@@ -48,8 +48,21 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
 }
 
 /// Whether every connection `later` would match is already matched by `earlier`.
+///
+/// Called for every pair of rules, so the cheap fields are compared first and
+/// address lists written the same way are not compared address by address.
 pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
-    let interfaces = match (&earlier.interfaces, &later.interfaces) {
+    let container = match (&earlier.container, &later.container) {
+        (None, _) => true,
+        (Some(outer), Some(inner)) => outer == inner,
+        (Some(_), None) => false,
+    };
+    let ports = || match (&earlier.ports, &later.ports) {
+        (None, _) => true,
+        (Some(outer), None) => outer.covers(&PortSet::everything()),
+        (Some(outer), Some(inner)) => outer.covers(inner),
+    };
+    let interfaces = || match (&earlier.interfaces, &later.interfaces) {
         (None, _) => true,
         (Some(outer), inner) => inner
             .as_ref()
@@ -60,21 +73,11 @@ pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
     let addresses = |outer: &Option<AddrMatch>, inner: &Option<AddrMatch>| match (outer, inner) {
         (None, _) => true,
         (Some(outer), None) => outer.addrs.covers(&AddrSet::everything()),
-        (Some(outer), Some(inner)) => outer.addrs.covers(&inner.addrs),
+        (Some(outer), Some(inner)) => outer.entries == inner.entries || outer.addrs.covers(&inner.addrs),
     };
-    let ports = match (&earlier.ports, &later.ports) {
-        (None, _) => true,
-        (Some(outer), None) => outer.covers(&PortSet::everything()),
-        (Some(outer), Some(inner)) => outer.covers(inner),
-    };
-    let container = match (&earlier.container, &later.container) {
-        (None, _) => true,
-        (Some(outer), Some(inner)) => outer == inner,
-        (Some(_), None) => false,
-    };
-    interfaces
+    container
+        && ports()
+        && interfaces()
         && addresses(&earlier.from, &later.from)
         && addresses(&earlier.to, &later.to)
-        && ports
-        && container
 }
