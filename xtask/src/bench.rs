@@ -37,17 +37,7 @@ fn apply(root: &Path) -> Result<()> {
         "--",
         RUNS,
     ];
-    eprintln!("xtask: cargo {}", cargo_args.join(" "));
-    let output = Command::new("cargo")
-        .args(cargo_args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo")?;
-    if !output.status.success() {
-        bail!("the benchmark failed ({}); it needs root", output.status);
-    }
-    let table = String::from_utf8(output.stdout).context("benchmark output is not UTF-8")?;
+    let table = run_example(root, &cargo_args).context("the apply benchmark needs root")?;
     let section = format!(
         "## Applying a ruleset (`cargo xtask bench apply`)\n\n\
          Command: `cargo xtask bench apply` (runs `cargo {}` as root).\n\n\
@@ -72,6 +62,21 @@ fn apply(root: &Path) -> Result<()> {
     write_section(root, "apply", &section)?;
     print!("{table}");
     Ok(())
+}
+
+/// Runs a benchmark example through cargo; returns the table it prints.
+fn run_example(root: &Path, cargo_args: &[&str]) -> Result<String> {
+    eprintln!("xtask: cargo {}", cargo_args.join(" "));
+    let output = Command::new("cargo")
+        .args(cargo_args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("the benchmark failed ({})", output.status);
+    }
+    String::from_utf8(output.stdout).context("benchmark output is not UTF-8")
 }
 
 fn describe(program: &str, args: &[&str]) -> String {
@@ -103,17 +108,7 @@ fn compile(root: &Path) -> Result<()> {
         "--",
         RUNS,
     ];
-    eprintln!("xtask: cargo {}", cargo_args.join(" "));
-    let output = Command::new("cargo")
-        .args(cargo_args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo")?;
-    if !output.status.success() {
-        bail!("the benchmark failed ({})", output.status);
-    }
-    let table = String::from_utf8(output.stdout).context("benchmark output is not UTF-8")?;
+    let table = run_example(root, &cargo_args)?;
     let section = format!(
         "## Parsing and compiling a policy (`cargo xtask bench compile`)\n\n\
          Command: `cargo xtask bench compile` (runs `cargo {}`). No privilege needed.\n\n\
