@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use dockfw_core::{Connection, Parsed, Proto};
+use dockfw_core::{Connection, Parsed};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -161,10 +161,7 @@ fn guessed_interface(parsed: &Parsed) -> Result<String> {
 
 fn print_explanation(parsed: &Parsed, connection: &Connection) {
     let explanation = dockfw_core::explain(&parsed.policy, &[], connection);
-    let proto = match connection.proto {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    };
+    let proto = connection.proto.name();
     let to = connection.dialled.map_or(String::new(), |d| format!(" to {d}"));
     println!(
         "{} → port {}/{proto}{to} on {}: {}",

@@ -151,6 +151,14 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
     }
 }
 
+/// Suffix of per-family set names.
+fn family_suffix(family: Family) -> &'static str {
+    match family {
+        Family::Ipv4 => "v4",
+        Family::Ipv6 => "v6",
+    }
+}
+
 fn ifname(text: &str) -> IfName {
     match text.strip_suffix('*') {
         Some(prefix) => IfName::Prefix(prefix.into()),
@@ -256,11 +264,11 @@ impl Compiler {
     }
 
     fn addr_set(&mut self, base: &str, family: Family, addrs: &AddrSet) -> String {
-        let (suffix, elements) = match family {
-            Family::Ipv4 => ("v4", SetElements::Ipv4(addrs.v4.clone())),
-            Family::Ipv6 => ("v6", SetElements::Ipv6(addrs.v6.clone())),
+        let elements = match family {
+            Family::Ipv4 => SetElements::Ipv4(addrs.v4.clone()),
+            Family::Ipv6 => SetElements::Ipv6(addrs.v6.clone()),
         };
-        self.add_set(format!("{base}-{suffix}"), elements)
+        self.add_set(format!("{base}-{}", family_suffix(family)), elements)
     }
 
     fn port_match(&mut self, base: &str, proto: Proto, ports: &[Interval<u16>]) -> PortMatch {
@@ -370,10 +378,7 @@ impl Compiler {
             rules.push(log_rule(name, &format!("dockfw {name}: ")));
         }
         for &family in families {
-            let suffix = match family {
-                Family::Ipv4 => "v4",
-                Family::Ipv6 => "v6",
-            };
+            let suffix = family_suffix(family);
             if let Some(limit) = policy_rule.limit {
                 let set = self.add_set(
                     format!("{}-rate-{suffix}", rule_chain(index)),

@@ -676,11 +676,25 @@ fn read_rule(
     seen_names: &mut HashMap<String, Range<usize>>,
 ) -> Option<Rule> {
     let default_name = format!("rule {}", index + 1);
+    let mut keys = TableReader::new(
+        table,
+        &[
+            "name",
+            "interfaces",
+            "from",
+            "to",
+            "ports",
+            "container",
+            "action",
+            "log",
+            "limit",
+            "max_connections",
+        ],
+        "[[rule]]",
+        None,
+    );
     // The name first, so every other error can say which rule it is about.
-    let name_value = table
-        .iter()
-        .find(|(k, _)| k.get_ref().as_ref() == "name")
-        .map(|(_, v)| v);
+    let name_value = keys.take("name");
     let mut ok = true;
     let name = match name_value {
         Some(value) => match read_string(out, value, Some(&default_name), "name") {
@@ -718,24 +732,7 @@ fn read_rule(
         seen_names.insert(name.clone(), name_span);
     }
 
-    let mut keys = TableReader::new(
-        table,
-        &[
-            "name",
-            "interfaces",
-            "from",
-            "to",
-            "ports",
-            "container",
-            "action",
-            "log",
-            "limit",
-            "max_connections",
-        ],
-        "[[rule]]",
-        Some(name.clone()),
-    );
-    keys.take("name");
+    keys.rule = Some(name.clone());
     let rule = Some(name.as_str());
 
     let interfaces = match keys.take("interfaces") {
