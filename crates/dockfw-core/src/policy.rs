@@ -183,6 +183,9 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
     /// Ports published on the host.
     pub published: Vec<PublishedPort>,
+    /// The container's addresses on its networks: where routed (un-NATed)
+    /// traffic to it is addressed.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// One published port: what clients dial on the host, and where it goes.

@@ -84,6 +84,7 @@ fn containers() -> impl Strategy<Value = Vec<Container>> {
     let web = Container {
         name: "web".into(),
         labels: Default::default(),
+        addresses: vec![],
         published: vec![
             published(None, 8081, Proto::Tcp),
             published(Some("0.0.0.0"), 443, Proto::Tcp),
@@ -93,6 +94,7 @@ fn containers() -> impl Strategy<Value = Vec<Container>> {
     let db = Container {
         name: "db".into(),
         labels: Default::default(),
+        addresses: vec![],
         published: vec![
             published(Some("::"), 5432, Proto::Tcp),
             published(Some("2001:db8:ff::5"), 1500, Proto::Udp),

@@ -201,6 +201,7 @@ fn django() -> Container {
     Container {
         name: "django".into(),
         labels: Default::default(),
+        addresses: vec![],
         published: vec![
             PublishedPort {
                 host_addr: None,

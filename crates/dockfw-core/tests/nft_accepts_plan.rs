@@ -60,6 +60,7 @@ fn full_plan() -> String {
     let django = Container {
         name: "django".into(),
         labels: Default::default(),
+        addresses: vec![],
         published: vec![
             PublishedPort {
                 host_addr: None,

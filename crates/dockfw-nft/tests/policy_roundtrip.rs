@@ -127,6 +127,7 @@ fn containers() -> impl Strategy<Value = Vec<Container>> {
                     name: name.into(),
                     labels: Default::default(),
                     published,
+                    addresses: vec![],
                 })
             })
             .collect::<Vec<_>>()
