@@ -1,0 +1,124 @@
+//! The command line, as clap sees it. Man page and completions are generated
+//! from this definition (`dockfw-nft completions`, `cargo xtask dist`).
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  success (diff, status: installed table matches the policy)
+  1  differences (diff, status: not installed, or not matching the policy)
+  2  usage or policy error (nothing was changed)
+  3  kernel or permission error (the ruleset already installed stays as it was)
+  4  Docker unreachable where Docker is required (--require-docker)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dockfw-nft",
+    version,
+    about = "Guard Docker-published ports with one nftables policy",
+    long_about = "Guard Docker-published ports with one nftables policy.\n\n\
+        dockfw-nft compiles a TOML policy (which sources may reach which published ports, \
+        containers and host addresses, on which interfaces) into its own nftables table, \
+        hooked before Docker's chains, and installs it in one atomic transaction.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Policy file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "DOCKFW_CONFIG",
+        default_value = dockfw_core::policy::DEFAULT_PATH,
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+    /// nftables table (family inet) to work on [default: the policy's guard.table, else "dockfw"].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Work inside this network namespace: a name from `ip netns` or a path.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    pub netns: Option<String>,
+    /// Docker Engine API address [default: $DOCKER_HOST, else unix:///var/run/docker.sock].
+    #[arg(long, global = true, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// Do not ask Docker: `container` and `labels` rules match nothing.
+    #[arg(long, global = true, conflicts_with = "require_docker")]
+    pub no_docker: bool,
+    /// Fail (exit 4) when Docker cannot be reached, instead of warning.
+    #[arg(long, global = true)]
+    pub require_docker: bool,
+    /// Print data as JSON (check, plan, apply, diff, status, explain, remove).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Say more (repeat for more detail).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, compile and install the policy atomically; verify it; print a summary.
+    ///
+    /// A policy error or a kernel error leaves what was installed untouched. When the
+    /// installed table already matches, nothing is changed (counters keep counting).
+    Apply {
+        /// Reinstall even when the installed table already matches.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the nft script `apply` would install. Needs no privilege.
+    Plan,
+    /// Compare the installed table with the policy (exit 0 equal, 1 different).
+    Diff,
+    /// Is the table installed and current; packets and bytes each rule decided.
+    Status,
+    /// Validate the policy and print its warnings. Needs no privilege.
+    Check,
+    /// Say which rule decides a connection, and why the rules before it did not match.
+    Explain(ExplainArgs),
+    /// Delete dockfw's table (and nothing else).
+    Remove,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into a directory (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    Manpages {
+        /// Directory to write dockfw-nft.1 and dockfw-nft-COMMAND.1 into.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Client address.
+    #[arg(long, value_name = "ADDR")]
+    pub from: IpAddr,
+    /// Port the client dials, PORT or PORT/PROTO (tcp or udp; default tcp).
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    pub port: String,
+    /// Interface the connection arrives on [default: the first guarded interface].
+    #[arg(long = "in", value_name = "IFACE")]
+    pub interface: Option<String>,
+    /// Host address the client dials.
+    #[arg(long, value_name = "ADDR")]
+    pub to: Option<IpAddr>,
+}

@@ -1,0 +1,463 @@
+//! One function per subcommand. Each returns the exit code; errors go up to
+//! `main`, which prints them and maps them to an exit code.
+
+use crate::Exit;
+use crate::cli::{Cli, ExplainArgs};
+use crate::output::{self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, paint, plural};
+use crate::session::Session;
+use anstyle::Style;
+use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
+use dockfw_core::compile::{CHAIN_DEFAULT, DEFAULT_COMMENT, rule_chain};
+use dockfw_core::ruleset::{Chain, IfName, RejectWith, Verdict};
+use dockfw_core::{Action, Connection, Parsed, Ruleset};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+pub fn check(session: &Session) -> Result<Exit> {
+    let parsed = session.load_policy()?;
+    let policy = &parsed.policy;
+    if session.global.json {
+        let report = serde_json::json!({
+            "ok": true,
+            "file": session.config_name(),
+            "rules": policy.rules.len(),
+            "sets": policy.sets.len(),
+            "diagnostics": parsed.warnings,
+        });
+        println!("{report:#}");
+    } else if session.verbosity > Verbosity::Quiet {
+        anstream::println!(
+            "{}: {}: {}, {}, {}",
+            session.config_name(),
+            paint(GOOD, "ok"),
+            plural(policy.rules.len(), "rule"),
+            plural(policy.sets.len(), "set"),
+            plural(parsed.warnings.len(), "warning"),
+        );
+    }
+    Ok(Exit::Success)
+}
+
+pub fn plan(session: &Session) -> Result<Exit> {
+    let parsed = session.load_policy()?;
+    let docker = session.docker()?;
+    let ruleset = session.desired(&parsed, &docker);
+    if session.global.json {
+        println!("{:#}", serde_json::to_value(&ruleset)?);
+    } else {
+        print!("{}", dockfw_core::render(&ruleset));
+    }
+    Ok(Exit::Success)
+}
+
+#[derive(Serialize)]
+struct ApplyOutput<'a> {
+    table: &'a str,
+    changed: bool,
+    policy_rules: usize,
+    kernel_rules: usize,
+    set_elements: usize,
+    interfaces: Vec<String>,
+    containers: Vec<&'a str>,
+    docker_reachable: bool,
+    elapsed_ms: f64,
+}
+
+pub fn apply(session: &Session, force: bool) -> Result<Exit> {
+    let start = Instant::now();
+    let parsed = session.load_policy()?;
+    let docker = session.docker()?;
+    let ruleset = session.desired(&parsed, &docker);
+    let mut nft = session.nft()?;
+    let table = &ruleset.table;
+    // Re-applying an unchanged policy would reset counters and rate-limit state.
+    let changed = force || nft.installed(table)?.as_ref() != Some(&ruleset);
+    let report = if changed {
+        let report = nft
+            .apply(&ruleset)
+            .with_context(|| format!("cannot install {} into table inet {table}", session.config_name()))?;
+        Some(report)
+    } else {
+        None
+    };
+    let elapsed = start.elapsed();
+    let interfaces: Vec<String> = parsed
+        .policy
+        .guard
+        .interfaces
+        .iter()
+        .map(IfName::to_string)
+        .collect();
+    if session.global.json {
+        let out = ApplyOutput {
+            table,
+            changed,
+            policy_rules: parsed.policy.rules.len(),
+            kernel_rules: ruleset.rule_count(),
+            set_elements: ruleset.element_count(),
+            interfaces,
+            containers: docker.containers.iter().map(|c| c.name.as_str()).collect(),
+            docker_reachable: docker.reachable,
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        };
+        println!("{:#}", serde_json::to_value(out)?);
+        return Ok(Exit::Success);
+    }
+    if session.verbosity == Verbosity::Quiet {
+        return Ok(Exit::Success);
+    }
+    let what = format!(
+        "{} ({} in the kernel), {}; guarding {}",
+        plural(parsed.policy.rules.len(), "rule"),
+        ruleset.rule_count(),
+        plural(ruleset.element_count(), "set element"),
+        interfaces.join(", "),
+    );
+    if changed {
+        anstream::println!(
+            "{} {} to table inet {table}: {what}; {:.0?}",
+            paint(GOOD, "applied"),
+            session.config_name(),
+            elapsed
+        );
+    } else {
+        anstream::println!(
+            "{} table inet {table} already matches {}: {what}; nothing changed (--force reinstalls)",
+            paint(GOOD, "up to date:"),
+            session.config_name(),
+        );
+    }
+    if let (Some(report), Verbosity::Verbose) = (report, session.verbosity) {
+        anstream::println!(
+            "  {}",
+            paint(
+                DIM,
+                format!(
+                    "one transaction: {} messages, {} bytes, generation {}, {} attempt(s); commit {:.1?}, verify {:.1?}",
+                    report.messages,
+                    report.batch_bytes,
+                    report.generation,
+                    report.attempts,
+                    report.commit_time,
+                    report.verify_time
+                )
+            )
+        );
+    }
+    Ok(Exit::Success)
+}
+
+pub fn remove(session: &Session) -> Result<Exit> {
+    let table = session.table_without_policy();
+    let removed = session
+        .nft()?
+        .remove(&table)
+        .with_context(|| format!("cannot remove table inet {table}"))?;
+    if session.global.json {
+        println!("{:#}", serde_json::json!({ "table": table, "removed": removed }));
+    } else if session.verbosity > Verbosity::Quiet {
+        if removed {
+            anstream::println!("{} table inet {table}", paint(GOOD, "removed"));
+        } else {
+            println!("table inet {table} was not installed; nothing to do");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The table body as nft text, without the replace-preamble of `render`.
+fn table_text(ruleset: &Ruleset) -> String {
+    let text = dockfw_core::render(ruleset);
+    let body = text
+        .find("\ntable inet ")
+        .map_or(text.as_str(), |i| &text[i + 1..]);
+    body.to_string()
+}
+
+pub fn diff(session: &Session) -> Result<Exit> {
+    let parsed = session.load_policy()?;
+    let docker = session.docker()?;
+    let desired = session.desired(&parsed, &docker);
+    let installed = session.nft()?.installed(&desired.table)?;
+    let installed_text = installed.as_ref().map(table_text).unwrap_or_default();
+    let desired_text = table_text(&desired);
+    let equal = installed.as_ref() == Some(&desired);
+    let diff = similar::TextDiff::from_lines(&installed_text, &desired_text);
+    let installed_label = match installed {
+        Some(_) => format!("installed table inet {}", desired.table),
+        None => format!("installed (table inet {} is not installed)", desired.table),
+    };
+    let unified = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &installed_label,
+            &format!("desired from {}", session.config_name()),
+        )
+        .to_string();
+    if session.global.json {
+        let out = serde_json::json!({
+            "table": desired.table,
+            "installed": installed.is_some(),
+            "equal": equal,
+            "diff": unified,
+        });
+        println!("{out:#}");
+    } else if equal {
+        if session.verbosity > Verbosity::Quiet {
+            println!("table inet {} matches {}", desired.table, session.config_name());
+        }
+    } else {
+        for line in unified.lines() {
+            let style = match line.as_bytes().first() {
+                Some(b'+') => ADDED,
+                Some(b'-') => REMOVED,
+                Some(b'@') => DIM,
+                _ => Style::new(),
+            };
+            anstream::println!("{}", paint(style, line));
+        }
+    }
+    Ok(if equal { Exit::Success } else { Exit::Differs })
+}
+
+#[derive(Serialize)]
+struct RuleStatus {
+    name: String,
+    action: Option<Action>,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct StatusOutput {
+    table: String,
+    installed: bool,
+    /// `None` when the policy could not be read.
+    matches_policy: Option<bool>,
+    policy: String,
+    interfaces: Vec<String>,
+    rules: Vec<RuleStatus>,
+    default: Option<RuleStatus>,
+}
+
+/// What a verdict chain decides: its last rule's verdict.
+fn chain_action(chain: &Chain) -> Option<Action> {
+    match chain.rules.last()?.verdict.as_ref()? {
+        Verdict::Accept => Some(Action::Allow),
+        Verdict::Drop => Some(Action::Drop),
+        Verdict::Reject(RejectWith::TcpReset | RejectWith::IcmpxAdminProhibited) => Some(Action::Reject),
+        _ => None,
+    }
+}
+
+pub fn status(session: &Session) -> Result<Exit> {
+    // Status is worth showing even when the policy is broken: compare only if it loads.
+    let parsed = match session.load_policy() {
+        Ok(parsed) => Some(parsed),
+        Err(error) if error.is::<crate::session::PolicyInvalid>() => None,
+        Err(error) => {
+            if session.verbosity > Verbosity::Quiet && !session.global.json {
+                anstream::eprintln!("{} {error:#}", paint(WARN, "warning:"));
+            }
+            None
+        }
+    };
+    let table = match &parsed {
+        Some(parsed) => parsed.policy.guard.table.clone(),
+        None => session.table_without_policy(),
+    };
+    let mut nft = session.nft()?;
+    let installed = nft.installed(&table)?;
+    let matches_policy = match &parsed {
+        Some(parsed) => {
+            let docker = session.docker()?;
+            Some(installed.as_ref() == Some(&session.desired(parsed, &docker)))
+        }
+        None => None,
+    };
+    let counters = if installed.is_some() {
+        nft.counters(&table)?
+    } else {
+        Vec::new()
+    };
+    let counted = |chain: &str| {
+        counters
+            .iter()
+            .find(|c| c.chain == chain && c.index == 0)
+            .map_or((0, 0), |c| (c.packets, c.bytes))
+    };
+    let mut rules = Vec::new();
+    let mut default = None;
+    if let Some(installed) = &installed {
+        for index in 0.. {
+            let Some(chain) = installed.chain(&rule_chain(index)) else {
+                break;
+            };
+            let (packets, bytes) = counted(&chain.name);
+            let name = chain
+                .rules
+                .first()
+                .map_or_else(|| chain.name.clone(), |r| r.comment.clone());
+            rules.push(RuleStatus {
+                name,
+                action: chain_action(chain),
+                packets,
+                bytes,
+            });
+        }
+        if let Some(chain) = installed.chain(CHAIN_DEFAULT) {
+            let (packets, bytes) = counted(CHAIN_DEFAULT);
+            default = Some(RuleStatus {
+                name: DEFAULT_COMMENT.into(),
+                action: chain_action(chain),
+                packets,
+                bytes,
+            });
+        }
+    }
+    let interfaces = installed.as_ref().map(guarded_interfaces).unwrap_or_default();
+    let out = StatusOutput {
+        table: table.clone(),
+        installed: installed.is_some(),
+        matches_policy,
+        policy: session.config_name(),
+        interfaces,
+        rules,
+        default,
+    };
+    let exit = match (out.installed, matches_policy) {
+        (true, Some(true)) => Exit::Success,
+        (_, None) => Exit::Usage,
+        _ => Exit::Differs,
+    };
+    if session.global.json {
+        println!("{:#}", serde_json::to_value(&out)?);
+    } else if session.verbosity > Verbosity::Quiet {
+        print_status(&out);
+    }
+    Ok(exit)
+}
+
+/// The interfaces the forward chain sends to the guard.
+fn guarded_interfaces(ruleset: &Ruleset) -> Vec<String> {
+    let Some(forward) = ruleset.chain(dockfw_core::compile::CHAIN_FORWARD) else {
+        return Vec::new();
+    };
+    forward
+        .rules
+        .iter()
+        .flat_map(|rule| &rule.matches)
+        .filter_map(|m| match m {
+            dockfw_core::ruleset::Match::IifName(name) => Some(name.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn print_status(out: &StatusOutput) {
+    let state = match (out.installed, out.matches_policy) {
+        (false, _) => paint(WARN, "not installed"),
+        (true, Some(true)) => format!("{}, matches {}", paint(GOOD, "installed"), out.policy),
+        (true, Some(false)) => format!(
+            "{}, but {} (run `dockfw-nft diff`, then `dockfw-nft apply`)",
+            paint(GOOD, "installed"),
+            paint(WARN, format!("differs from {}", out.policy))
+        ),
+        (true, None) => format!(
+            "{} (cannot compare: the policy has errors)",
+            paint(GOOD, "installed")
+        ),
+    };
+    anstream::println!("{} {state}", paint(BOLD, format!("table inet {}:", out.table)));
+    if !out.installed {
+        return;
+    }
+    anstream::println!("guarding: {}", out.interfaces.join(", "));
+    println!();
+    let mut table = Table::new(&[
+        ("RULE", Align::Left),
+        ("ACTION", Align::Left),
+        ("PACKETS", Align::Right),
+        ("BYTES", Align::Right),
+    ]);
+    for rule in out.rules.iter().chain(&out.default) {
+        let (action, style) = rule.action.map_or(("?".to_string(), Style::new()), |a| {
+            (a.to_string(), output::action_style(a))
+        });
+        table.row(vec![
+            (rule.name.clone(), Style::new()),
+            (action, style),
+            (rule.packets.to_string(), Style::new()),
+            (output::human_bytes(rule.bytes), Style::new()),
+        ]);
+    }
+    anstream::print!("{}", table.render());
+}
+
+pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
+    let parsed = session.load_policy()?;
+    let docker = session.docker()?;
+    let range = dockfw_core::values::parse_port_range(&args.port)
+        .map_err(|e| anyhow::anyhow!("--port {}: {}", args.port, e.message))?;
+    if range.ports.first != range.ports.last {
+        bail!("--port takes one port, like 443 or 53/udp");
+    }
+    let interface = match &args.interface {
+        Some(interface) => interface.clone(),
+        None => guessed_interface(&parsed)?,
+    };
+    let connection = Connection {
+        interface,
+        source: args.from,
+        dialled: args.to,
+        port: range.ports.first,
+        proto: range.proto,
+    };
+    let explanation = dockfw_core::explain(&parsed.policy, &docker.containers, &connection);
+    if session.global.json {
+        let out = serde_json::json!({ "connection": connection, "explanation": explanation });
+        println!("{out:#}");
+        return Ok(Exit::Success);
+    }
+    let proto = connection.proto.name();
+    let to = connection.dialled.map_or(String::new(), |d| format!(" to {d}"));
+    let decision = &explanation.decision;
+    anstream::println!(
+        "{} → port {}/{proto}{to} on {}: {}",
+        connection.source,
+        connection.port,
+        connection.interface,
+        paint(output::action_style(decision.action()), decision)
+    );
+    for miss in &explanation.misses {
+        anstream::println!(
+            "  {} \"{}\" did not match: {}",
+            paint(DIM, "rule"),
+            miss.rule,
+            miss.reason
+        );
+    }
+    Ok(Exit::Success)
+}
+
+fn guessed_interface(parsed: &Parsed) -> Result<String> {
+    match parsed.policy.guard.interfaces.first() {
+        Some(IfName::Exact(name)) => Ok(name.clone()),
+        _ => bail!("say which interface the connection arrives on with --in"),
+    }
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<Exit> {
+    clap_complete::generate(shell, &mut Cli::command(), "dockfw-nft", &mut std::io::stdout());
+    Ok(Exit::Success)
+}
+
+pub fn manpages(dir: &Path) -> Result<Exit> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write man pages into {}", dir.display()))?;
+    Ok(Exit::Success)
+}

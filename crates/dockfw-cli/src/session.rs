@@ -1,0 +1,143 @@
+//! What every command shares: the global options, the policy, the kernel
+//! connection and Docker's view.
+
+use crate::cli::Global;
+use crate::docker::{self, DockerView};
+use crate::output::{self, Verbosity};
+use anyhow::{Context, Result, bail};
+use dockfw_core::{Parsed, Ruleset};
+use dockfw_nft::Nft;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The policy has errors; they were printed.
+#[derive(Debug)]
+pub struct PolicyInvalid {
+    pub path: String,
+    pub errors: usize,
+}
+
+impl fmt::Display for PolicyInvalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errors = output::plural(self.errors, "error");
+        write!(f, "{} has {errors}; nothing was changed", self.path)
+    }
+}
+
+impl std::error::Error for PolicyInvalid {}
+
+#[derive(Debug)]
+pub struct Session {
+    pub global: Global,
+    pub verbosity: Verbosity,
+}
+
+impl Session {
+    pub fn new(global: Global) -> Self {
+        let verbosity = if global.quiet {
+            Verbosity::Quiet
+        } else if global.verbose > 0 {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        };
+        Self { global, verbosity }
+    }
+
+    pub fn config_name(&self) -> String {
+        self.global.config.display().to_string()
+    }
+
+    /// Reads and validates the policy, printing warnings (unless quiet or
+    /// JSON) and errors. `--table` overrides the policy's table.
+    pub fn load_policy(&self) -> Result<Parsed> {
+        let path = &self.global.config;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policy {}", path.display()))?;
+        match dockfw_core::parse(&self.config_name(), &text) {
+            Ok(mut parsed) => {
+                if let Some(table) = &self.global.table {
+                    parsed.policy.guard.table = table.clone();
+                }
+                if self.verbosity > Verbosity::Quiet && !self.global.json {
+                    output::print_diagnostics(&parsed.warnings);
+                }
+                Ok(parsed)
+            }
+            Err(error) => {
+                if self.global.json {
+                    let report = serde_json::json!({ "ok": false, "diagnostics": error.diagnostics });
+                    println!("{report:#}");
+                } else {
+                    output::print_diagnostics(&error.diagnostics);
+                }
+                Err(PolicyInvalid {
+                    path: self.config_name(),
+                    errors: error.errors().count(),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// The table to work on without a policy: `--table`, else the policy's
+    /// (if it can be read), else the default.
+    pub fn table_without_policy(&self) -> String {
+        if let Some(table) = &self.global.table {
+            return table.clone();
+        }
+        std::fs::read_to_string(&self.global.config)
+            .ok()
+            .and_then(|text| dockfw_core::parse(&self.config_name(), &text).ok())
+            .map_or_else(
+                || dockfw_core::policy::DEFAULT_TABLE.to_string(),
+                |p| p.policy.guard.table,
+            )
+    }
+
+    /// A connection to nf_tables, in `--netns` if given.
+    pub fn nft(&self) -> Result<Nft> {
+        match &self.global.netns {
+            None => Ok(Nft::open()?),
+            Some(netns) => {
+                let path = netns_path(netns)?;
+                Nft::in_netns(&path)
+                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
+            }
+        }
+    }
+
+    /// Docker's containers, as far as the options allow.
+    pub fn docker(&self) -> Result<DockerView> {
+        let view = docker::query(&self.global)?;
+        if let Some(problem) = &view.problem
+            && self.verbosity > Verbosity::Quiet
+            && !self.global.json
+        {
+            anstream::eprintln!("{} {problem}", output::paint(output::WARN, "warning:"));
+        }
+        Ok(view)
+    }
+
+    /// The ruleset the policy compiles to, given what Docker runs.
+    pub fn desired(&self, parsed: &Parsed, docker: &DockerView) -> Ruleset {
+        dockfw_core::compile(&parsed.policy, &docker.containers)
+    }
+}
+
+/// `--netns NAME` is a name under /run/netns (as `ip netns` makes them); a
+/// value with a '/' is a path.
+fn netns_path(netns: &str) -> Result<PathBuf> {
+    let path = if netns.contains('/') {
+        PathBuf::from(netns)
+    } else {
+        PathBuf::from("/run/netns").join(netns)
+    };
+    if !path.exists() {
+        bail!(
+            "network namespace {netns} not found ({} does not exist; `ip netns list` shows the names)",
+            path.display()
+        );
+    }
+    Ok(path)
+}

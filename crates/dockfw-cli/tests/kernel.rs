@@ -1,0 +1,301 @@
+//! The commands that change or read the firewall, run as a user would, each
+//! test inside network namespaces of its own (`--netns NAME`): the host's own
+//! ruleset is never touched. Needs root; fails under CI=true without it.
+
+use assert_cmd::Command;
+use dockfw_nft::testing::require_root;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A named network namespace (as `ip netns add` makes), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "dfwt-cli-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add {name}");
+        Self(name)
+    }
+
+    /// `nft list ruleset` inside the namespace: what the kernel holds, read
+    /// by the reference tool rather than by us.
+    fn ruleset(&self) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+}
+
+fn dockfw(netns: &Netns, dir: &Path, args: &[&str], code: i32) -> Run {
+    let output = Command::cargo_bin("dockfw-nft")
+        .unwrap()
+        .env_remove("DOCKFW_CONFIG")
+        .env_remove("CLICOLOR_FORCE")
+        .current_dir(dir)
+        .args(["--netns", &netns.0, "--no-docker"])
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    Run {
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dockfw-kernel-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Strips what varies between runs: the time `apply` took, its last field.
+fn stable(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.rsplit_once("; ") {
+            Some((head, _)) if line.starts_with("applied ") => format!("{head}; [time]"),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[sets]
+admins = ["203.0.113.10", "2001:db8:a::/64"]
+
+[[rule]]
+name = "website"
+ports = ["80/tcp", "443/tcp"]
+
+[[rule]]
+name = "admin panel"
+from = ["@admins"]
+ports = ["8443/tcp"]
+action = "allow"
+
+[[rule]]
+name = "databases"
+ports = ["5432"]
+action = "reject"
+"#;
+
+#[test]
+fn apply_status_diff_remove() {
+    if !require_root("apply_status_diff_remove") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("lifecycle");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let run = |args: &[&str], code| dockfw(&netns, &dir, args, code);
+
+    let status = run(&["status", "-c", "policy.toml"], 1);
+    assert_eq!(status.stdout, "table inet dockfw: not installed\n");
+
+    let apply = run(&["apply", "-c", "policy.toml"], 0);
+    insta::assert_snapshot!("apply", stable(&apply.stdout));
+    assert!(netns.ruleset().contains("table inet dockfw {"));
+
+    let status = run(&["status", "-c", "policy.toml"], 0);
+    insta::assert_snapshot!("status", status.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["status", "--json", "-c", "policy.toml"], 0).stdout).unwrap();
+    assert_eq!(json["installed"], true);
+    assert_eq!(json["matches_policy"], true);
+    assert_eq!(json["rules"][1]["name"], "admin panel");
+    assert_eq!(json["rules"][2]["action"], "reject");
+    assert_eq!(json["default"]["action"], "drop");
+    assert_eq!(json["rules"][0]["packets"], 0);
+
+    assert_eq!(
+        run(&["diff", "-c", "policy.toml"], 0).stdout,
+        "table inet dockfw matches policy.toml\n"
+    );
+
+    // Applying the same policy again changes nothing (counters keep counting).
+    let before = netns.ruleset();
+    let again = run(&["apply", "-c", "policy.toml"], 0);
+    assert!(again.stdout.starts_with("up to date: "), "{}", again.stdout);
+    assert_eq!(netns.ruleset(), before);
+
+    // An edited policy: diff and status say so, apply installs it.
+    std::fs::write(
+        dir.join("policy.toml"),
+        POLICY.replace("203.0.113.10", "203.0.113.12"),
+    )
+    .unwrap();
+    let diff = run(&["diff", "-c", "policy.toml"], 1);
+    insta::assert_snapshot!("diff", diff.stdout);
+    let status = run(&["status", "-c", "policy.toml"], 1);
+    assert!(
+        status.stdout.contains("differs from policy.toml"),
+        "{}",
+        status.stdout
+    );
+    run(&["apply", "-c", "policy.toml"], 0);
+    run(&["diff", "-c", "policy.toml"], 0);
+    assert!(netns.ruleset().contains("203.0.113.12"));
+
+    let remove = run(&["remove", "-c", "policy.toml"], 0);
+    assert_eq!(remove.stdout, "removed table inet dockfw\n");
+    assert!(!netns.ruleset().contains("dockfw"));
+    let remove = run(&["remove"], 0);
+    assert_eq!(
+        remove.stdout,
+        "table inet dockfw was not installed; nothing to do\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn remove_deletes_only_our_table() {
+    if !require_root("remove_deletes_only_our_table") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("only-ours");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let status = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &netns.0,
+            "nft",
+            "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; }",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 0);
+    dockfw(&netns, &dir, &["remove", "-c", "policy.toml"], 0);
+    let left = netns.ruleset();
+    assert!(left.contains("table ip filter"), "{left}");
+    assert!(!left.contains("dockfw"), "{left}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_policy_leaves_the_installed_table_as_it_was() {
+    if !require_root("a_bad_policy_leaves_the_installed_table_as_it_was") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("bad");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 0);
+    let before = netns.ruleset();
+
+    std::fs::write(dir.join("policy.toml"), POLICY.replace("5432", "5432-70000")).unwrap();
+    let run = dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 2);
+    assert!(run.stderr.contains("policy.toml:21:"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(netns.ruleset(), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn table_option_names_the_table() {
+    if !require_root("table_option_names_the_table") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("table");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    dockfw(
+        &netns,
+        &dir,
+        &["apply", "--table", "edge", "-c", "policy.toml"],
+        0,
+    );
+    assert!(netns.ruleset().contains("table inet edge {"));
+    dockfw(
+        &netns,
+        &dir,
+        &["status", "--table", "edge", "-c", "policy.toml"],
+        0,
+    );
+    // Without --table, the policy's table (dockfw) is not installed.
+    dockfw(&netns, &dir, &["status", "-c", "policy.toml"], 1);
+    dockfw(&netns, &dir, &["remove", "--table", "edge"], 0);
+    assert!(!netns.ruleset().contains("edge"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_privilege_apply_fails_with_exit_3_and_a_hint() {
+    if !require_root("without_privilege_apply_fails_with_exit_3_and_a_hint") {
+        return;
+    }
+    let dir = tempdir("unprivileged");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    // As nobody, with no capabilities: the kernel refuses, so nothing can change.
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("dockfw-nft"))
+        .args(["--no-docker", "apply", "-c"])
+        .arg(dir.join("policy.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
+    assert!(stderr.contains("hint: run it as root"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_use_case_example_applies() {
+    if !require_root("every_use_case_example_applies") {
+        return;
+    }
+    let workspace = Path::new(WORKSPACE);
+    for name in [
+        "public-web-admin",
+        "lan-per-interface",
+        "database-never-exposed",
+        "office-only-container",
+    ] {
+        let netns = Netns::new();
+        let config = format!("examples/{name}.toml");
+        dockfw(&netns, workspace, &["apply", "-c", &config], 0);
+        dockfw(&netns, workspace, &["status", "-c", &config], 0);
+    }
+}
