@@ -2,13 +2,16 @@
 //!
 //! - `test`: formatting check, clippy with warnings denied, and every test
 //!   (privileged tests included when run as root, as CI does).
-//! - `bench apply`: apply-time benchmark (see docs/benchmarks.md).
+//! - `bench apply|compile`: benchmarks (see docs/benchmarks.md).
+//! - `lab up|down|status|probe`: the Docker lab (see tests/README.md).
+//! - `dist`: release tarball with man pages, completions and the systemd unit.
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::Command;
 
 mod bench;
+mod dist;
 mod lab;
 
 fn main() -> Result<()> {
@@ -17,8 +20,11 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("lab") => lab::run(&args[1..]),
+        Some("dist") => dist::run(&workspace_root()),
         _ => {
-            eprintln!("usage: cargo xtask <test [cargo test args…] | bench apply | lab up|down|status>");
+            eprintln!(
+                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist>"
+            );
             std::process::exit(2);
         }
     }

@@ -1,0 +1,78 @@
+//! The systemd unit shipped in packaging/: ordered before Docker, oneshot,
+//! reloadable, and stopping it leaves the rules in force.
+
+use std::collections::BTreeMap;
+
+const UNIT: &str = include_str!("../../../packaging/dockfw-nft.service");
+
+/// Directive → values, across sections (the unit has no repeated keys that matter here).
+fn directives() -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in UNIT.lines().map(str::trim) {
+        if line.starts_with('#') || line.starts_with('[') || line.is_empty() {
+            continue;
+        }
+        let (key, value) = line.split_once('=').expect("key=value");
+        map.entry(key.into())
+            .or_default()
+            .extend(value.split_whitespace().map(String::from));
+    }
+    map
+}
+
+#[test]
+fn unit_guards_the_boot_before_docker_and_fails_closed() {
+    let d = directives();
+    let has = |key: &str, value: &str| d.get(key).is_some_and(|v| v.iter().any(|x| x == value));
+    assert!(has("Before", "docker.service"), "ordered before Docker");
+    assert!(
+        has("WantedBy", "docker.service"),
+        "pulled in whenever Docker starts"
+    );
+    assert!(has("WantedBy", "multi-user.target"));
+    assert!(has("Type", "oneshot"));
+    assert!(has("RemainAfterExit", "yes"));
+    assert!(d["ExecStart"].last().is_some_and(|a| a == "apply"));
+    assert!(
+        d["ExecReload"].last().is_some_and(|a| a == "apply"),
+        "reload re-applies"
+    );
+    assert!(!d.contains_key("ExecStop"), "stopping must not remove the rules");
+    assert!(
+        has("ReloadPropagatedFrom", "nftables.service"),
+        "nftables' flush is followed by a re-apply"
+    );
+}
+
+#[test]
+fn systemd_accepts_the_unit() {
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing; CI must install systemd"
+        );
+        eprintln!("skipping: systemd-analyze not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("dockfw-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("dockfw-nft");
+    let unit = UNIT.replace("/usr/local/bin/dockfw-nft", binary.to_str().unwrap());
+    std::fs::write(dir.join("dockfw-nft.service"), unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.join("dockfw-nft.service"))
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("dockfw-nft.service:"),
+        "warnings about the unit: {stderr}"
+    );
+}

@@ -1,0 +1,86 @@
+//! `cargo xtask dist`: a release tarball a sysadmin can install by hand.
+//!
+//! target/dist/dockfw-nft-VERSION-ARCH-linux/ holds the release binary, its
+//! man pages and shell completions (generated from the clap definition by the
+//! binary itself), the systemd unit, the example policies and the README; the
+//! directory is also packed as a .tar.gz beside it.
+
+use anyhow::{Context, Result, bail};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+pub fn run(root: &Path) -> Result<()> {
+    crate::run("cargo", &["build", "--release", "--locked", "-p", "dockfw-cli"])?;
+    let binary = root.join("target/release/dockfw-nft");
+    let version = output(&binary, &["--version"])?;
+    let version = version
+        .trim()
+        .rsplit(' ')
+        .next()
+        .context("no version in --version")?
+        .to_string();
+    let name = format!("dockfw-nft-{version}-{}-linux", std::env::consts::ARCH);
+    let dist = root.join("target/dist");
+    let out = dist.join(&name);
+    if out.exists() {
+        fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    fs::create_dir_all(out.join("completions"))?;
+    fs::create_dir_all(out.join("examples"))?;
+
+    copy(&binary, &out.join("dockfw-nft"))?;
+    let status = Command::new(&binary)
+        .arg("manpages")
+        .arg(out.join("man"))
+        .status()?;
+    if !status.success() {
+        bail!("dockfw-nft manpages failed ({status})");
+    }
+    for (shell, file) in [
+        ("bash", "dockfw-nft.bash"),
+        ("zsh", "_dockfw-nft"),
+        ("fish", "dockfw-nft.fish"),
+    ] {
+        let script = output(&binary, &["completions", shell])?;
+        fs::write(out.join("completions").join(file), script)?;
+    }
+    copy(
+        &root.join("packaging/dockfw-nft.service"),
+        &out.join("dockfw-nft.service"),
+    )?;
+    copy(&root.join("README.md"), &out.join("README.md"))?;
+    for entry in fs::read_dir(root.join("examples"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            copy(&path, &out.join("examples").join(path.file_name().unwrap()))?;
+        }
+    }
+    let tarball = format!("{name}.tar.gz");
+    let status = Command::new("tar")
+        .args(["czf", &tarball, &name])
+        .current_dir(&dist)
+        .status()
+        .context("cannot run tar")?;
+    if !status.success() {
+        bail!("tar failed ({status})");
+    }
+    eprintln!("xtask: wrote {}", dist.join(&tarball).display());
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn output(program: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed ({})", program.display(), args.join(" "), out.status);
+    }
+    String::from_utf8(out.stdout).context("output is not UTF-8")
+}
