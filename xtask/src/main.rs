@@ -4,6 +4,7 @@
 //!   (privileged tests included when run as root, as CI does).
 //! - `bench apply|compile`: benchmarks (see docs/benchmarks.md).
 //! - `lab up|down|status|probe`: the Docker lab (see tests/README.md).
+//! - `demo`: dockfw-nft at work in a throwaway Docker lab (the README's "see it work").
 //! - `dist`: release tarball with man pages, completions and the systemd unit.
 
 use anyhow::{Context, Result, bail};
@@ -11,8 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod bench;
+mod demo;
 mod dist;
 mod lab;
+mod packages;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,9 +24,13 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("lab") => lab::run(&args[1..]),
         Some("dist") => dist::run(&workspace_root()),
+        Some("demo") => {
+            packages::ensure(&workspace_root())?;
+            demo::run(&workspace_root())
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist>"
+                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist | demo>"
             );
             std::process::exit(2);
         }
@@ -52,6 +59,7 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
 }
 
 fn test(extra: &[String]) -> Result<()> {
+    packages::ensure(&workspace_root())?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         "cargo",
