@@ -1,1 +1,47 @@
-//! dockfw-docker: Docker Engine API access. Not implemented yet: see issue 6.
+//! dockfw-docker: what Docker runs, as dockfw needs it.
+//!
+//! Reads the Docker Engine API (through [bollard]) for the running containers
+//! with their names, labels, network addresses and published ports, turns
+//! them into [`dockfw_core::Container`]s for the policy compiler, and follows
+//! Docker's events so a watcher can re-apply when containers change.
+//!
+//! - Synchronous callers (the CLI): [`list_containers`] and [`subscribe`],
+//!   which run a small single-threaded runtime of their own.
+//! - Async callers (tokio): [`Client`].
+//!
+//! Which daemon: an explicit host (the CLI's `--docker-host`), else env
+//! `DOCKER_HOST`, else [`DEFAULT_HOST`]; see [`resolve_host`]. `unix://PATH`,
+//! a bare absolute socket path, and plain-HTTP `tcp://HOST:PORT` /
+//! `http://HOST:PORT` are understood. The API version is negotiated with the
+//! daemon, so Docker 20.10 (API 1.41) works as well as current releases.
+//!
+//! Every call is bounded by a timeout: a missing socket, a refused
+//! connection or a daemon that does not answer gives
+//! [`Error::Unreachable`] within that time, never a hang.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let containers = dockfw_docker::list_containers(None, dockfw_docker::DEFAULT_TIMEOUT)?;
+//! let for_policy: Vec<dockfw_core::Container> =
+//!     containers.iter().map(|c| c.to_container()).collect();
+//! # Ok::<(), dockfw_docker::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod blocking;
+mod client;
+mod error;
+mod events;
+mod host;
+mod model;
+
+pub use blocking::{BlockingEvents, list_containers, subscribe};
+pub use client::Client;
+pub use error::Error;
+pub use events::{ContainerEvent, EventKind};
+pub use host::{DEFAULT_HOST, resolve_host};
+pub use model::{ContainerInfo, NetworkInfo, PortBinding};
+
+/// A sensible bound for one exchange with Docker (connect, negotiate, list).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
