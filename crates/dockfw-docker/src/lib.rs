@@ -15,6 +15,26 @@
 //! `http://HOST:PORT` are understood. The API version is negotiated with the
 //! daemon, so Docker 20.10 (API 1.41) works as well as current releases.
 //!
+//! # From Docker to the policy
+//!
+//! [`ContainerInfo`] keeps what Docker reports (`GET /containers/json`):
+//! one [`PortBinding`] per host binding. [`ContainerInfo::to_container`]
+//! gives the compiler's view:
+//!
+//! | Docker reports (`-p …`)                      | `PublishedPort::host_addr`                 |
+//! |----------------------------------------------|--------------------------------------------|
+//! | `0.0.0.0:8081` and `:::8081` (`-p 8081:8000`) | `None`: one port, every address            |
+//! | only `0.0.0.0:8081` (`-p 0.0.0.0:8081:8000`)  | `Some(0.0.0.0)`: every IPv4 address, no IPv6 |
+//! | only `:::8081`                                | `Some(::)`: every IPv6 address, no IPv4     |
+//! | `203.0.113.1:8082`                            | `Some(203.0.113.1)`: that address only      |
+//! | no host address                               | `None`                                     |
+//!
+//! Exposed but unpublished ports (`--expose`, `EXPOSE`) are not published
+//! ports; SCTP ports are left out (policies speak TCP and UDP); stopped
+//! containers are not listed, paused and restarting ones are (their ports
+//! stay published). `addresses` are the container's IPv4 and global IPv6
+//! addresses on each of its networks (none with `--network host`).
+//!
 //! Every call is bounded by a timeout: a missing socket, a refused
 //! connection or a daemon that does not answer gives
 //! [`Error::Unreachable`] within that time, never a hang.
