@@ -17,7 +17,7 @@ const PREFIX: &str = "dfw-demo";
 const WEB_PORT: u16 = 8080;
 const ADMIN_PORT: u16 = 8443;
 
-/// The policy the demo applies; `{stranger}`-free on purpose: only the admin is named.
+/// The policy the demo applies: only the admin's address is named.
 fn policy(admin: IpAddr) -> String {
     format!(
         r#"# The demo policy: the website is public, the admin panel is for one address.
@@ -35,7 +35,7 @@ ports = ["{WEB_PORT}/tcp"]
 [[rule]]
 name = "admin panel"
 from = ["@admins"]
-ports = ["{ADMIN_PORT}/tcp"]   # the port clients dial; the container listens on 8000
+container = "admin"    # whatever it publishes: dockfw-nft asks Docker (8443, to its 8000)
 "#
     )
 }

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 pub fn check(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
+    let _docker = session.docker()?;
     let policy = &parsed.policy;
     if session.global.json {
         let report = serde_json::json!({

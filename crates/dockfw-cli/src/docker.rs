@@ -1,4 +1,5 @@
-//! What Docker runs, for `container` and `labels` rules.
+//! What Docker runs, for `container` and `labels` rules and the docker-proxy
+//! path. Without Docker the policy still applies: those rules match nothing.
 
 use crate::cli::Global;
 use anyhow::Result;
@@ -7,11 +8,11 @@ use std::fmt;
 
 /// Docker could not be reached and `--require-docker` was given.
 #[derive(Debug)]
-pub struct Unreachable(pub String);
+pub struct Unreachable(pub dockfw_docker::Error);
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{} (--require-docker)", self.0)
     }
 }
 
@@ -23,7 +24,7 @@ pub struct DockerView {
     pub containers: Vec<Container>,
     /// Whether Docker answered.
     pub reachable: bool,
-    /// Why Docker was not consulted, for a warning.
+    /// Why Docker's containers are unknown, for a warning.
     pub problem: Option<String>,
 }
 
@@ -31,13 +32,20 @@ pub fn query(global: &Global) -> Result<DockerView> {
     if global.no_docker {
         return Ok(DockerView::default());
     }
-    let problem = "Docker is not consulted yet: `container` rules match nothing".to_string();
-    if global.require_docker {
-        return Err(Unreachable(problem).into());
+    match dockfw_docker::list_containers(global.docker_host.as_deref(), dockfw_docker::DEFAULT_TIMEOUT) {
+        Ok(list) => Ok(DockerView {
+            containers: list.iter().map(Container::from).collect(),
+            reachable: true,
+            problem: None,
+        }),
+        Err(error) if global.require_docker => Err(Unreachable(error).into()),
+        Err(error) => Ok(DockerView {
+            containers: Vec::new(),
+            reachable: false,
+            problem: Some(format!(
+                "{error}; `container` and `labels` rules match nothing until the policy is applied \
+                 again with Docker running"
+            )),
+        }),
     }
-    Ok(DockerView {
-        containers: Vec::new(),
-        reachable: false,
-        problem: None,
-    })
 }

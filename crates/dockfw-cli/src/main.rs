@@ -96,9 +96,7 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
             };
         }
         if cause.is::<docker::Unreachable>() {
-            return Some(
-                "is dockerd running? Set DOCKER_HOST or --docker-host, or pass --no-docker to ignore Docker",
-            );
+            return Some("without --require-docker, Docker being away is only a warning");
         }
         if cause.is::<session::PolicyInvalid>() {
             return Some("fix the errors above; `dockfw-nft check` validates without changing anything");

@@ -185,7 +185,12 @@ fn check_reports_warnings_and_errors_with_their_place() {
          [[rule]]\nname = \"web\"\nports = [\"80\"]\naction = \"drop\"\n",
     )
     .unwrap();
-    let (out, err) = output(dockfw().current_dir(&dir).args(["check", "-c", "policy.toml"]), 0);
+    let (out, err) = output(
+        dockfw()
+            .current_dir(&dir)
+            .args(["check", "--no-docker", "-c", "policy.toml"]),
+        0,
+    );
     insta::assert_snapshot!("check-warnings", format!("stdout:\n{out}\nstderr:\n{err}"));
 
     std::fs::write(
