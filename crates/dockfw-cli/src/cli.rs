@@ -11,7 +11,7 @@ Exit status:
   1  differences (diff, status: not installed, or not matching the policy)
   2  usage or policy error (nothing was changed)
   3  kernel or permission error (the ruleset already installed stays as it was)
-  4  Docker unreachable where Docker is required (--require-docker)";
+  4  Docker unreachable where Docker is required (--require-docker; watch)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +93,16 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Delete dockfw's table (and nothing else).
     Remove,
+    /// Apply, then re-apply whenever Docker's containers change (runs until stopped).
+    ///
+    /// Keeps `container` and `labels` rules and the docker-proxy guard in step with
+    /// what runs. Needs Docker (exit 4 when it cannot be reached at start); if Docker
+    /// goes away later, the installed table stays and watching resumes when it is back.
+    Watch {
+        /// Wait this long after the last event of a burst before applying.
+        #[arg(long, default_value = "1s", value_name = "DURATION")]
+        settle: humantime::Duration,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.

@@ -3,6 +3,7 @@
 
 use crate::Exit;
 use crate::cli::{Cli, ExplainArgs};
+use crate::docker::DockerView;
 use crate::output::{self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, paint, plural};
 use crate::session::Session;
 use anstyle::Style;
@@ -11,9 +12,10 @@ use clap::CommandFactory;
 use dockfw_core::compile::{CHAIN_DEFAULT, DEFAULT_COMMENT, rule_chain};
 use dockfw_core::ruleset::{Chain, IfName, RejectWith, Verdict};
 use dockfw_core::{Action, Connection, Parsed, Ruleset};
+use dockfw_nft::ApplyReport;
 use serde::Serialize;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub fn check(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
@@ -66,7 +68,19 @@ struct ApplyOutput<'a> {
     elapsed_ms: f64,
 }
 
-pub fn apply(session: &Session, force: bool) -> Result<Exit> {
+/// What one apply did.
+pub struct Applied {
+    pub parsed: Parsed,
+    pub docker: DockerView,
+    pub ruleset: Ruleset,
+    /// `None` when the installed table already matched.
+    pub report: Option<ApplyReport>,
+    pub elapsed: Duration,
+}
+
+/// Validates, compiles against Docker's containers, and installs the policy
+/// unless the installed table already matches it.
+pub fn install(session: &Session, force: bool) -> Result<Applied> {
     let start = Instant::now();
     let parsed = session.load_policy()?;
     let docker = session.docker()?;
@@ -83,7 +97,30 @@ pub fn apply(session: &Session, force: bool) -> Result<Exit> {
     } else {
         None
     };
-    let elapsed = start.elapsed();
+    Ok(Applied {
+        parsed,
+        docker,
+        ruleset,
+        report,
+        elapsed: start.elapsed(),
+    })
+}
+
+pub fn apply(session: &Session, force: bool) -> Result<Exit> {
+    let applied = install(session, force)?;
+    print_applied(session, &applied)?;
+    Ok(Exit::Success)
+}
+
+pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
+    let Applied {
+        parsed,
+        docker,
+        ruleset,
+        report,
+        elapsed,
+    } = applied;
+    let table = &ruleset.table;
     let interfaces: Vec<String> = parsed
         .policy
         .guard
@@ -94,7 +131,7 @@ pub fn apply(session: &Session, force: bool) -> Result<Exit> {
     if session.global.json {
         let out = ApplyOutput {
             table,
-            changed,
+            changed: report.is_some(),
             policy_rules: parsed.policy.rules.len(),
             kernel_rules: ruleset.rule_count(),
             set_elements: ruleset.element_count(),
@@ -103,11 +140,11 @@ pub fn apply(session: &Session, force: bool) -> Result<Exit> {
             docker_reachable: docker.reachable,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
         };
-        println!("{:#}", serde_json::to_value(out)?);
-        return Ok(Exit::Success);
+        println!("{}", serde_json::to_value(out)?);
+        return Ok(());
     }
     if session.verbosity == Verbosity::Quiet {
-        return Ok(Exit::Success);
+        return Ok(());
     }
     let what = format!(
         "{} ({} in the kernel), {}; guarding {}",
@@ -116,12 +153,11 @@ pub fn apply(session: &Session, force: bool) -> Result<Exit> {
         plural(ruleset.element_count(), "set element"),
         interfaces.join(", "),
     );
-    if changed {
+    if report.is_some() {
         anstream::println!(
-            "{} {} to table inet {table}: {what}; {:.0?}",
+            "{} {} to table inet {table}: {what}; {elapsed:.0?}",
             paint(GOOD, "applied"),
             session.config_name(),
-            elapsed
         );
     } else {
         anstream::println!(
@@ -147,7 +183,7 @@ pub fn apply(session: &Session, force: bool) -> Result<Exit> {
             )
         );
     }
-    Ok(Exit::Success)
+    Ok(())
 }
 
 pub fn remove(session: &Session) -> Result<Exit> {

@@ -5,6 +5,7 @@ mod commands;
 mod docker;
 mod output;
 mod session;
+mod watch;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -30,7 +31,12 @@ impl From<Exit> for ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let session = Session::new(cli.global);
+    let mut global = cli.global;
+    if matches!(cli.command, Command::Watch { .. }) {
+        // Applying without Docker's answer would forget running containers.
+        global.require_docker = true;
+    }
+    let session = Session::new(global);
     let result = match cli.command {
         Command::Apply { force } => commands::apply(&session, force),
         Command::Plan => commands::plan(&session),
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
         Command::Check => commands::check(&session),
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove => commands::remove(&session),
+        Command::Watch { settle } => watch::watch(&session, settle.into()),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
     };
@@ -65,7 +72,7 @@ fn exit_code(error: &anyhow::Error) -> Exit {
 }
 
 /// Prints an error with its cause chain and, where we know one, a hint.
-fn report(error: &anyhow::Error) {
+pub fn report(error: &anyhow::Error) {
     anstream::eprintln!("{} {error}", paint(BAD, "error:"));
     for cause in error.chain().skip(1) {
         anstream::eprintln!("  {} {cause}", paint(DIM, "cause:"));

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 const UNIT: &str = include_str!("../../../packaging/dockfw-nft.service");
+const WATCH_UNIT: &str = include_str!("../../../packaging/dockfw-nft-watch.service");
 
-/// Directive → values, across sections (the unit has no repeated keys that matter here).
-fn directives() -> BTreeMap<String, Vec<String>> {
+/// Directive → values, across sections (the units have no repeated keys that matter here).
+fn directives(unit: &str) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in UNIT.lines().map(str::trim) {
+    for line in unit.lines().map(str::trim) {
         if line.starts_with('#') || line.starts_with('[') || line.is_empty() {
             continue;
         }
@@ -22,7 +23,7 @@ fn directives() -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn unit_guards_the_boot_before_docker_and_fails_closed() {
-    let d = directives();
+    let d = directives(UNIT);
     let has = |key: &str, value: &str| d.get(key).is_some_and(|v| v.iter().any(|x| x == value));
     assert!(has("Before", "docker.service"), "ordered before Docker");
     assert!(
@@ -45,7 +46,18 @@ fn unit_guards_the_boot_before_docker_and_fails_closed() {
 }
 
 #[test]
-fn systemd_accepts_the_unit() {
+fn watch_unit_follows_docker() {
+    let d = directives(WATCH_UNIT);
+    let has = |key: &str, value: &str| d.get(key).is_some_and(|v| v.iter().any(|x| x == value));
+    assert!(has("After", "docker.service"));
+    assert!(has("PartOf", "docker.service"), "stops and restarts with Docker");
+    assert!(has("WantedBy", "docker.service"));
+    assert!(d["ExecStart"].last().is_some_and(|a| a == "watch"));
+    assert!(!d.contains_key("ExecStop"), "stopping must not remove the rules");
+}
+
+#[test]
+fn systemd_accepts_the_units() {
     if std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -61,11 +73,17 @@ fn systemd_accepts_the_unit() {
     let dir = std::env::temp_dir().join(format!("dockfw-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let binary = assert_cmd::cargo::cargo_bin("dockfw-nft");
-    let unit = UNIT.replace("/usr/local/bin/dockfw-nft", binary.to_str().unwrap());
-    std::fs::write(dir.join("dockfw-nft.service"), unit).unwrap();
+    for (name, unit) in [
+        ("dockfw-nft.service", UNIT),
+        ("dockfw-nft-watch.service", WATCH_UNIT),
+    ] {
+        let unit = unit.replace("/usr/local/bin/dockfw-nft", binary.to_str().unwrap());
+        std::fs::write(dir.join(name), unit).unwrap();
+    }
     let out = std::process::Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(dir.join("dockfw-nft.service"))
+        .arg(dir.join("dockfw-nft-watch.service"))
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
