@@ -6,10 +6,15 @@
 //! chain forward   hook forward, priority <guard.priority>, policy accept
 //!     ct state != new accept            replies and established traffic: not ours to judge
 //!     iifname <guarded> goto guarded    one rule per guarded interface
+//! chain input     hook input, priority <guard.priority>, policy accept
+//!     ct state != new accept
+//!     iifname <guarded> goto docker-proxy
 //! chain guarded   is it going to a container?
 //!     ct status dnat goto rules         published by Docker
 //!     oifname "docker0" goto rules      routed onto a Docker bridge
 //!     oifname "br-*" goto rules
+//! chain docker-proxy   is it for a port a running container publishes (not NATed)?
+//!     [meta nfproto F] [ct original ip daddr @proxy-addr-K-F] meta l4proto P ct original proto-dst @proxy…-P goto rules
 //! chain rules     the rules, in order; each alternative of a rule is one nft rule
 //!     <matches> goto rule-N
 //!     goto default-fate
@@ -17,29 +22,43 @@
 //! chain default-fate  the default fate: counter, [log], verdict
 //! ```
 //!
+//! Every path into a container ends in the same `rules` chain, which matches
+//! what the client dialled (conntrack's original tuple): through Docker's DNAT
+//! and to docker-proxy that is a host address and a published host port; routed
+//! without NAT, a container address and a container port.
+//!
 //! An `accept` ends only our base chain: Docker's chains still run afterwards,
 //! so "allow" never opens more than Docker itself would.
 
-use crate::interval::{self, Interval};
-use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, Rule as PolicyRule};
+use crate::interval::Interval;
+use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
     RejectWith, Rule, Ruleset, Set, SetElements, Statement, Verdict,
 };
 use crate::values::AddrSet;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 /// The base chain on the forward hook.
 pub const CHAIN_FORWARD: &str = "forward";
+/// The base chain on the input hook (connections to the host: docker-proxy).
+pub const CHAIN_INPUT: &str = "input";
 /// Traffic from a guarded interface: is it bound for a container?
 pub const CHAIN_GUARDED: &str = "guarded";
+/// Traffic from a guarded interface to the host: is it for a port a running
+/// container publishes, which docker-proxy answers?
+pub const CHAIN_PROXY: &str = "docker-proxy";
 /// The policy's rules, in order.
 pub const CHAIN_POLICY: &str = "rules";
 /// The default fate.
 pub const CHAIN_DEFAULT: &str = "default-fate";
 /// Comment of the default fate's rules.
 pub const DEFAULT_COMMENT: &str = "default";
+/// Comment of the docker-proxy chain's rules.
+pub const PROXY_COMMENT: &str = "published port (docker-proxy)";
+/// Base name of the sets holding every address but running containers'.
+const NOT_CONTAINERS: &str = "not-containers";
 /// Interfaces of Docker bridges (the default bridge, and user-defined networks).
 pub const DOCKER_BRIDGES: [&str; 2] = ["docker0", "br-*"];
 /// Logging is rate-limited per rule so a flood cannot fill the kernel log.
@@ -58,8 +77,9 @@ pub fn rule_chain(index: usize) -> String {
 }
 
 /// Compiles `policy` into a ruleset. `containers` is what Docker runs: a
-/// `container` rule matches the ports its container publishes, and nothing
-/// while the container is not running (or Docker is not known).
+/// `container` or `labels` rule matches what the containers it selects
+/// publish, and nothing while none of them runs (or Docker is not known); the
+/// docker-proxy chain judges the host ports running containers publish.
 ///
 /// Deterministic: the same inputs give the same ruleset.
 pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
@@ -76,6 +96,19 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             "guarded interface",
             vec![Match::IifName(name.clone())],
             Verdict::Goto(CHAIN_GUARDED.into()),
+        )
+    }));
+
+    let mut input = vec![rule(
+        "only new connections are judged",
+        vec![Match::CtState(CtState::NotNew)],
+        Verdict::Accept,
+    )];
+    input.extend(guard.interfaces.iter().map(|name| {
+        rule(
+            "guarded interface",
+            vec![Match::IifName(name.clone())],
+            Verdict::Goto(CHAIN_PROXY.into()),
         )
     }));
 
@@ -117,6 +150,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         default.push(log_rule(DEFAULT_COMMENT, "dockfw: "));
     }
     default.extend(verdict_rules(DEFAULT_COMMENT, guard.default));
+    let proxy = compiler.proxy_rules(containers);
 
     let mut chains = vec![
         Chain {
@@ -128,9 +162,22 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             rules: forward,
         },
         Chain {
+            name: CHAIN_INPUT.into(),
+            hook: Some(BaseHook {
+                hook: Hook::Input,
+                priority: guard.priority,
+            }),
+            rules: input,
+        },
+        Chain {
             name: CHAIN_GUARDED.into(),
             hook: None,
             rules: guarded,
+        },
+        Chain {
+            name: CHAIN_PROXY.into(),
+            hook: None,
+            rules: proxy,
         },
         Chain {
             name: CHAIN_POLICY.into(),
@@ -236,8 +283,51 @@ fn families_reaching(alternatives: &[Vec<Match>]) -> BTreeSet<Family> {
 /// What the client dialled: an address restriction and ports, one alternative
 /// of a rule. `None` means any.
 struct Dialled {
+    /// Only this family; `None`: whichever `from` and `to` allow.
+    family: Option<Family>,
+    /// Addresses the client may have dialled.
     to: Option<AddrSet>,
+    /// Base name of the kernel sets holding `to`.
+    to_base: String,
+    /// Ports the client may have dialled.
     ports: Option<PortSet>,
+}
+
+/// What a published port is bound to, as docker-proxy listens on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Binding {
+    /// Every address of both families (no host address given).
+    Any,
+    /// Every address of one family (`0.0.0.0`, `::`).
+    AnyOf(Family),
+    /// One address.
+    Addr(IpAddr),
+}
+
+impl Binding {
+    /// How `host_addr` binds; `None` for loopback, which never arrives from outside.
+    pub(crate) fn of(host_addr: Option<IpAddr>) -> Option<Self> {
+        match host_addr {
+            None => Some(Self::Any),
+            Some(addr) if addr.is_loopback() => None,
+            Some(addr) if addr.is_unspecified() => Some(Self::AnyOf(Family::of(addr))),
+            Some(addr) => Some(Self::Addr(addr)),
+        }
+    }
+
+    /// Whether a connection of `family` that dialled `dialled` reaches it.
+    pub(crate) fn admits(self, family: Family, dialled: Option<IpAddr>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::AnyOf(bound) => bound == family,
+            Self::Addr(addr) => Family::of(addr) == family && dialled == Some(addr),
+        }
+    }
+}
+
+/// Every address of every running container.
+pub(crate) fn container_addresses(containers: &[Container]) -> AddrSet {
+    AddrSet::from_addrs(containers.iter().flat_map(|c| c.addresses.iter().copied()))
 }
 
 struct Compiler {
@@ -301,30 +391,22 @@ impl Compiler {
         };
         let from = rule.from.as_ref().map(|f| &f.addrs);
         let from_base = Self::addr_base(index, "from", rule.from.as_ref());
-        let dialled = dialled_targets(rule, containers);
-        let to_base = Self::addr_base(index, "to", rule.to.as_ref());
+        let dialled = dialled_targets(index, rule, containers);
         let port_base = rule_chain(index);
 
         let mut out = Vec::new();
-        for (target_index, target) in dialled.iter().enumerate() {
-            // Container targets restrict the address per published binding:
-            // their sets are named apart from the plain `to` set.
-            let to_base = if rule.container.is_some() && target.to.is_some() {
-                format!("{}-to-{}", rule_chain(index), target_index + 1)
-            } else {
-                to_base.clone()
-            };
-            let families: Vec<Option<Family>> = if from.is_none() && target.to.is_none() {
-                vec![None]
-            } else {
-                [Family::Ipv4, Family::Ipv6]
+        for target in &dialled {
+            let allowed =
+                |f: Family| from.is_none_or(|s| s.has_family(f)) && target.to.as_ref().is_none_or(|s| s.has_family(f));
+            let families: Vec<Option<Family>> = match target.family {
+                Some(family) if allowed(family) => vec![Some(family)],
+                Some(_) => vec![],
+                None if from.is_none() && target.to.is_none() => vec![None],
+                None => [Family::Ipv4, Family::Ipv6]
                     .into_iter()
-                    .filter(|&f| {
-                        from.is_none_or(|s| s.has_family(f))
-                            && target.to.as_ref().is_none_or(|s| s.has_family(f))
-                    })
+                    .filter(|&f| allowed(f))
                     .map(Some)
-                    .collect()
+                    .collect(),
             };
             let protos: Vec<Option<Proto>> = match &target.ports {
                 None => vec![None],
@@ -343,7 +425,7 @@ impl Compiler {
                         addr_matches.push(Match::SourceIn { family, set });
                     }
                     if let Some(to) = &target.to {
-                        let set = self.addr_set(&to_base, family, to);
+                        let set = self.addr_set(&target.to_base, family, to);
                         addr_matches.push(Match::DialledAddrIn { family, set });
                     }
                 }
@@ -368,6 +450,57 @@ impl Compiler {
             }
         }
         out
+    }
+
+    /// The docker-proxy chain: connections for a host port some running
+    /// container publishes, on an address it is bound to, go to the rules.
+    /// Each binding's ports are a named set per protocol.
+    fn proxy_rules(&mut self, containers: &[Container]) -> Vec<Rule> {
+        let mut bindings: BTreeMap<Binding, Vec<(Proto, u16)>> = BTreeMap::new();
+        for published in containers.iter().flat_map(|c| c.published.iter()) {
+            if let Some(binding) = Binding::of(published.host_addr) {
+                bindings
+                    .entry(binding)
+                    .or_default()
+                    .push((published.proto, published.host_port));
+            }
+        }
+        let mut rules = Vec::new();
+        let mut addresses = 0;
+        for (binding, ports) in bindings {
+            let ports = PortSet::from_ports(ports);
+            let (base, matches) = match binding {
+                Binding::Any => ("proxy".to_string(), vec![]),
+                Binding::AnyOf(family) => (
+                    format!("proxy-{}", family_suffix(family)),
+                    vec![Match::NfProto(family)],
+                ),
+                Binding::Addr(addr) => {
+                    addresses += 1;
+                    let base = format!("proxy-addr-{addresses}");
+                    let family = Family::of(addr);
+                    let set = self.addr_set(&base, family, &AddrSet::from_addrs([addr]));
+                    (
+                        base,
+                        vec![Match::NfProto(family), Match::DialledAddrIn { family, set }],
+                    )
+                }
+            };
+            for proto in [Proto::Tcp, Proto::Udp] {
+                if ports.of(proto).is_empty() {
+                    continue;
+                }
+                let set = self.add_set(
+                    format!("{base}-{}", proto.name()),
+                    SetElements::Port(ports.of(proto).to_vec()),
+                );
+                let mut matches = matches.clone();
+                matches.push(Match::L4Proto(proto));
+                matches.push(Match::DialledPort(PortMatch::Set(set)));
+                rules.push(rule(PROXY_COMMENT, matches, Verdict::Goto(CHAIN_POLICY.into())));
+            }
+        }
+        rules
     }
 
     /// The rules of a rule's own chain: count, log, enforce limits, decide.
@@ -416,57 +549,137 @@ impl Compiler {
     }
 }
 
-/// The dialled targets of a rule: its own `to` and `ports`, narrowed for a
-/// `container` rule to each address binding of the container's published ports.
-fn dialled_targets(rule: &PolicyRule, containers: &[Container]) -> Vec<Dialled> {
+/// The dialled targets of a rule: its own `to` and `ports`; for a rule that
+/// selects containers, what they publish, on every path:
+///
+/// - through Docker's DNAT or to docker-proxy, a host address each published
+///   port is bound to and its host port. Where running containers have
+///   addresses, those are excluded: a client dialling a container's own
+///   address is routed, not published, and must not match by host port;
+/// - routed without NAT, a selected container's address and the container
+///   port of what it publishes (the same service, untranslated).
+///
+/// `ports` picks published ports by host port on both paths; `to` limits the
+/// dialled address on both.
+fn dialled_targets(index: usize, rule: &PolicyRule, containers: &[Container]) -> Vec<Dialled> {
     let to = rule.to.as_ref().map(|t| t.addrs.clone());
-    let Some(name) = &rule.container else {
+    if !rule.selects_containers() {
         return vec![Dialled {
+            family: None,
             to,
+            to_base: Compiler::addr_base(index, "to", rule.to.as_ref()),
             ports: rule.ports.clone(),
         }];
+    }
+    let chain = rule_chain(index);
+    let selected = rule.selected(containers);
+    let covered = |p: &&PublishedPort| {
+        rule.ports
+            .as_ref()
+            .is_none_or(|ports| ports.contains(p.proto, p.host_port))
     };
-    let Some(container) = containers.iter().find(|c| &c.name == name) else {
-        return vec![];
-    };
-    // Group the published ports by the host addresses they are bound to.
-    let mut groups: Vec<(Option<AddrSet>, PortSet)> = Vec::new();
-    for published in &container.published {
+    let mut out = Vec::new();
+
+    // Published: group the host ports by the host addresses they are bound to.
+    let mut groups: Vec<(Option<AddrSet>, Vec<(Proto, u16)>)> = Vec::new();
+    for published in selected.iter().flat_map(|c| c.published.iter()).filter(covered) {
         let bound = published.host_addr.map(host_binding);
         let position = match groups.iter().position(|(addrs, _)| *addrs == bound) {
             Some(position) => position,
             None => {
-                groups.push((bound, PortSet::default()));
+                groups.push((bound, Vec::new()));
                 groups.len() - 1
             }
         };
-        let ports = &mut groups[position].1;
-        let list = match published.proto {
-            Proto::Tcp => &mut ports.tcp,
-            Proto::Udp => &mut ports.udp,
-        };
-        list.push(Interval::single(published.host_port));
-        *list = interval::normalize(std::mem::take(list));
+        groups[position].1.push((published.proto, published.host_port));
     }
-    groups
-        .into_iter()
-        .filter_map(|(bound, ports)| {
-            let to = match (&to, bound) {
-                (None, bound) => bound,
-                (Some(to), None) => Some(to.clone()),
-                (Some(to), Some(bound)) => Some(to.intersection(&bound)),
-            };
-            let ports = match &rule.ports {
-                Some(wanted) => wanted.intersection(&ports),
-                None => ports,
-            };
-            let empty = ports.is_empty() || to.as_ref().is_some_and(AddrSet::is_empty);
-            (!empty).then_some(Dialled {
-                to,
+    let in_containers = container_addresses(containers);
+    let not_containers = AddrSet::everything().difference(&in_containers);
+    for (group, (bound, ports)) in groups.into_iter().enumerate() {
+        let ports = PortSet::from_ports(ports);
+        // Per family: the addresses the client may have dialled (`None`: any).
+        let mut limits: Vec<(Family, Option<AddrSet>)> = Vec::new();
+        for family in [Family::Ipv4, Family::Ipv6] {
+            let restrictions = [
+                bound.as_ref(),
+                to.as_ref(),
+                in_containers.has_family(family).then_some(&not_containers),
+            ];
+            let limit = restrictions
+                .into_iter()
+                .flatten()
+                .fold(None, |limit: Option<AddrSet>, set| {
+                    Some(match limit {
+                        None => set.of_family(family),
+                        Some(limit) => limit.intersection(set),
+                    })
+                });
+            if limit.as_ref().is_none_or(|set| !set.is_empty()) {
+                limits.push((family, limit));
+            }
+        }
+        if limits.len() == 2 && limits.iter().all(|(_, limit)| limit.is_none()) {
+            out.push(Dialled {
+                family: None,
+                to: None,
+                to_base: String::new(),
                 ports: Some(ports),
-            })
-        })
-        .collect()
+            });
+            continue;
+        }
+        for (family, limit) in limits {
+            // The bare exclusion of container addresses is one shared set.
+            let to_base = if in_containers.has_family(family)
+                && limit.as_ref() == Some(&not_containers.of_family(family))
+            {
+                NOT_CONTAINERS.to_string()
+            } else {
+                format!("{chain}-to-{}", group + 1)
+            };
+            out.push(Dialled {
+                family: Some(family),
+                to: limit,
+                to_base,
+                ports: Some(ports.clone()),
+            });
+        }
+    }
+
+    // Routed: each container's addresses at its container ports; containers
+    // with the same ports share one alternative.
+    let mut routed: Vec<(PortSet, AddrSet)> = Vec::new();
+    for container in &selected {
+        let ports = PortSet::from_ports(
+            container
+                .published
+                .iter()
+                .filter(covered)
+                .map(|p| (p.proto, p.container_port)),
+        );
+        let mut addrs = AddrSet::from_addrs(container.addresses.iter().copied());
+        if let Some(to) = &to {
+            addrs = addrs.intersection(to);
+        }
+        if ports.is_empty() || addrs.is_empty() {
+            continue;
+        }
+        match routed.iter_mut().find(|(known, _)| *known == ports) {
+            Some((_, known)) => *known = known.union(&addrs),
+            None => routed.push((ports, addrs)),
+        }
+    }
+    out.extend(
+        routed
+            .into_iter()
+            .enumerate()
+            .map(|(group, (ports, addrs))| Dialled {
+                family: None,
+                to: Some(addrs),
+                to_base: format!("{chain}-routed-{}", group + 1),
+                ports: Some(ports),
+            }),
+    );
+    out
 }
 
 /// The host addresses a published port answers on: an unspecified address

@@ -1,27 +1,28 @@
 //! "Which rule decides this connection?" — answered twice, independently: on
 //! the policy (with the reason each earlier rule did not match), and by
 //! interpreting the compiled ruleset the way the kernel runs it. Property
-//! tests check that the two always agree.
+//! tests check that the two always agree, on every [`Path`].
 
-use crate::compile::{CHAIN_DEFAULT, host_binding};
+use crate::compile::{Binding, CHAIN_DEFAULT, container_addresses, host_binding};
 use crate::interval;
-use crate::policy::{Action, AddrMatch, Container, Policy, Rule as PolicyRule};
+use crate::policy::{Action, AddrMatch, Container, Policy, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{CtState, Family, Hook, Match, Proto, Ruleset, SetElements, Verdict};
 use serde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
 
-/// A new connection from outside to a published port.
+/// A new connection from outside, to a published port or a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Connection {
     /// Interface it arrives on.
     pub interface: String,
     /// Client address.
     pub source: IpAddr,
-    /// Host address the client dialled; `None` if unknown (rules with `to`
-    /// then do not match).
+    /// Address the client dialled: a host address, or on the routed path a
+    /// container's; `None` if unknown (rules that need it then do not match).
     pub dialled: Option<IpAddr>,
-    /// Host port the client dialled (the published port).
+    /// Port the client dialled: the published host port, or on the routed
+    /// path the container port.
     pub port: u16,
     /// Transport protocol.
     pub proto: Proto,
@@ -29,14 +30,41 @@ pub struct Connection {
 
 impl Connection {
     fn family(&self) -> Family {
-        family_of(self.source)
+        Family::of(self.source)
+    }
+
+    /// The dialled address, if known and of the connection's family.
+    fn dialled_in_family(&self) -> Option<IpAddr> {
+        self.dialled.filter(|d| Family::of(*d) == self.family())
     }
 }
 
-fn family_of(addr: IpAddr) -> Family {
-    match addr {
-        IpAddr::V4(_) => Family::Ipv4,
-        IpAddr::V6(_) => Family::Ipv6,
+/// How a new connection from outside reaches a container, and so which of
+/// dockfw's base chains judges it. All paths end in the same rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// To a published port that Docker destination-NATs to a container
+    /// (forward hook). The connection's address and port are the host's.
+    #[default]
+    Published,
+    /// To a published port Docker does not NAT, such as an IPv6 client of an
+    /// IPv4-only Docker: docker-proxy on the host answers it (input hook). The
+    /// connection's address and port are the host's. Judged only when a
+    /// running container publishes that port on that address.
+    Proxied,
+    /// Routed to a container's address without NAT (forward hook, onto a
+    /// Docker bridge). The connection's address and port are the container's.
+    Routed,
+}
+
+impl Path {
+    /// The netfilter hook the path passes.
+    pub fn hook(self) -> Hook {
+        match self {
+            Self::Published | Self::Routed => Hook::Forward,
+            Self::Proxied => Hook::Input,
+        }
     }
 }
 
@@ -44,7 +72,8 @@ fn family_of(addr: IpAddr) -> Family {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "decided_by")]
 pub enum Decision {
-    /// dockfw does not judge it (it does not arrive on a guarded interface).
+    /// dockfw does not judge it: it does not arrive on a guarded interface,
+    /// or (to docker-proxy) no running container publishes what it dialled.
     NotJudged,
     /// A rule decides.
     Rule {
@@ -84,6 +113,8 @@ pub struct Miss {
 pub struct Explanation {
     /// What happens.
     pub decision: Decision,
+    /// Why dockfw does not judge the connection, when it does not.
+    pub not_judged: Option<String>,
     /// The rules before the deciding one, and why each did not match.
     pub misses: Vec<Miss>,
 }
@@ -91,30 +122,101 @@ pub struct Explanation {
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotJudged => f.write_str("not judged by dockfw (not from a guarded interface)"),
+            Self::NotJudged => f.write_str("not judged by dockfw"),
             Self::Rule { name, action } => write!(f, "{action} by rule \"{name}\""),
             Self::Default { action } => write!(f, "{action} by default (no rule matched)"),
         }
     }
 }
 
-/// Which rule decides `connection`, on the policy itself.
+/// The decision (with why it is not judged, if so), then one line per rule
+/// that did not match.
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.decision)?;
+        if let Some(why) = &self.not_judged {
+            write!(f, " ({why})")?;
+        }
+        for miss in &self.misses {
+            write!(f, "\n  rule \"{}\" did not match: {}", miss.rule, miss.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which rule decides `connection`, on the policy itself, for a connection
+/// Docker publishes by DNAT ([`Path::Published`]).
 pub fn evaluate(policy: &Policy, containers: &[Container], connection: &Connection) -> Decision {
     explain(policy, containers, connection).decision
 }
 
 /// Like [`evaluate`], with the reason each earlier rule did not match.
 pub fn explain(policy: &Policy, containers: &[Container], connection: &Connection) -> Explanation {
+    explain_on(policy, containers, connection, Path::Published)
+}
+
+/// Which rule decides `connection` arriving by `path`, on the policy itself.
+pub fn evaluate_on(policy: &Policy, containers: &[Container], connection: &Connection, path: Path) -> Decision {
+    explain_on(policy, containers, connection, path).decision
+}
+
+/// Like [`evaluate_on`], with the reason each earlier rule did not match.
+///
+/// ```
+/// use dockfw_core::eval::Path;
+/// use dockfw_core::{Connection, Container, Decision, Proto, PublishedPort};
+///
+/// let policy = dockfw_core::parse("p.toml", r#"
+///     [guard]
+///     interfaces = ["eth0"]
+///     [[rule]]
+///     name = "app"
+///     container = "django"
+/// "#).unwrap().policy;
+/// let django = Container {
+///     name: "django".into(),
+///     labels: Default::default(),
+///     published: vec![PublishedPort { host_addr: None, host_port: 8081, container_port: 8000, proto: Proto::Tcp }],
+///     addresses: vec!["172.17.0.2".parse().unwrap()],
+/// };
+/// let to = |addr: &str, port| Connection {
+///     interface: "eth0".into(),
+///     source: "198.51.100.7".parse().unwrap(),
+///     dialled: Some(addr.parse().unwrap()),
+///     port,
+///     proto: Proto::Tcp,
+/// };
+/// let app = Decision::Rule { name: "app".into(), action: dockfw_core::Action::Allow };
+/// let containers = [django];
+/// // The same service on every path: host port 8081, or container port 8000 routed.
+/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("203.0.113.5", 8081), Path::Proxied), app);
+/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("172.17.0.2", 8000), Path::Routed), app);
+/// // ssh on the host is no published port: docker-proxy is not involved, dockfw does not judge it.
+/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("203.0.113.5", 22), Path::Proxied), Decision::NotJudged);
+/// ```
+pub fn explain_on(policy: &Policy, containers: &[Container], connection: &Connection, path: Path) -> Explanation {
+    let not_judged = |why: String| Explanation {
+        decision: Decision::NotJudged,
+        not_judged: Some(why),
+        misses: vec![],
+    };
     if !policy
         .guard
         .interfaces
         .iter()
         .any(|name| name.matches(&connection.interface))
     {
-        return Explanation {
-            decision: Decision::NotJudged,
-            misses: vec![],
-        };
+        return not_judged(format!(
+            "it arrives on {}, which guard.interfaces does not list",
+            connection.interface
+        ));
+    }
+    if path == Path::Proxied && !reaches_docker_proxy(containers, connection) {
+        return not_judged(format!(
+            "no running container publishes port {}/{} on that address: it is for the host itself",
+            connection.port,
+            connection.proto.name()
+        ));
     }
     let mut misses = Vec::new();
     for rule in &policy.rules {
@@ -129,6 +231,7 @@ pub fn explain(policy: &Policy, containers: &[Container], connection: &Connectio
                         name: rule.name.clone(),
                         action: rule.action,
                     },
+                    not_judged: None,
                     misses,
                 };
             }
@@ -138,8 +241,19 @@ pub fn explain(policy: &Policy, containers: &[Container], connection: &Connectio
         decision: Decision::Default {
             action: policy.guard.default,
         },
+        not_judged: None,
         misses,
     }
+}
+
+/// Whether docker-proxy answers `c`: a running container publishes its port
+/// on an address it dialled (what the docker-proxy chain tests).
+fn reaches_docker_proxy(containers: &[Container], c: &Connection) -> bool {
+    containers.iter().flat_map(|k| k.published.iter()).any(|p| {
+        p.proto == c.proto
+            && p.host_port == c.port
+            && Binding::of(p.host_addr).is_some_and(|b| b.admits(c.family(), c.dialled))
+    })
 }
 
 fn entries(addrs: &AddrMatch) -> String {
@@ -171,7 +285,7 @@ fn miss_reason(rule: &PolicyRule, containers: &[Container], c: &Connection) -> O
                     entries(to)
                 ));
             }
-            Some(dialled) if !to.addrs.contains(dialled) || family_of(dialled) != c.family() => {
+            Some(dialled) if !to.addrs.contains(dialled) || Family::of(dialled) != c.family() => {
                 return Some(format!(
                     "dialled address {dialled} is not in to = [{}]",
                     entries(to)
@@ -180,41 +294,98 @@ fn miss_reason(rule: &PolicyRule, containers: &[Container], c: &Connection) -> O
             Some(_) => {}
         }
     }
-    let port = format!("{}/{}", c.port, c.proto.name());
+    if rule.selects_containers() {
+        return selection_miss(rule, containers, c);
+    }
     if let Some(ports) = &rule.ports
         && !ports.contains(c.proto, c.port)
     {
-        return Some(format!("port {port} is not in the rule's ports"));
-    }
-    if let Some(name) = &rule.container {
-        let Some(container) = containers.iter().find(|k| &k.name == name) else {
-            return Some(format!(
-                "container \"{name}\" is not running (or Docker is not known)"
-            ));
-        };
-        let published = container.published.iter().any(|p| {
-            p.proto == c.proto
-                && p.host_port == c.port
-                && p.host_addr.is_none_or(|bound| {
-                    c.dialled
-                        .is_some_and(|d| family_of(d) == c.family() && host_binding(bound).contains(d))
-                })
-        });
-        if !published {
-            return Some(format!(
-                "container \"{name}\" publishes no port {port} on that address"
-            ));
-        }
+        return Some(format!(
+            "port {}/{} is not in the rule's ports",
+            c.port,
+            c.proto.name()
+        ));
     }
     None
 }
 
-/// A packet as the forward hook sees it.
+/// Which containers a rule selects, in words (`container "web"`, `labels tier="db"`).
+pub(crate) fn describe_selection(rule: &PolicyRule) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = &rule.container {
+        parts.push(format!("container \"{name}\""));
+    }
+    if let Some(labels) = &rule.labels {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        parts.push(format!("labels {}", labels.join(", ")));
+    }
+    parts.join(" with ")
+}
+
+/// For a rule that selects containers (its interfaces, `from` and `to` already
+/// matched): `None` if one of them publishes what `c` dialled, on the path it
+/// took, else why not.
+fn selection_miss(rule: &PolicyRule, containers: &[Container], c: &Connection) -> Option<String> {
+    let selected = rule.selected(containers);
+    if selected.is_empty() {
+        return Some(format!(
+            "no running container has {} (or Docker is not known)",
+            describe_selection(rule)
+        ));
+    }
+    let covered = |p: &PublishedPort| {
+        rule.ports
+            .as_ref()
+            .is_none_or(|ports| ports.contains(p.proto, p.host_port))
+    };
+    let family = c.family();
+    let dialled = c.dialled_in_family();
+    // Published (DNAT, docker-proxy): a host port, on an address it is bound
+    // to that is no container's (those are routed).
+    let in_containers = container_addresses(containers);
+    let dialled_host = !in_containers.has_family(family) || dialled.is_some_and(|d| !in_containers.contains(d));
+    let publishes = |p: &PublishedPort| {
+        p.proto == c.proto
+            && p.host_port == c.port
+            && p.host_addr
+                .is_none_or(|bound| dialled.is_some_and(|d| host_binding(bound).contains(d)))
+    };
+    let published = dialled_host && selected.iter().flat_map(|k| k.published.iter()).any(|p| covered(p) && publishes(p));
+    // Routed: a container port, at that container's own address.
+    let routed = dialled.is_some_and(|d| {
+        selected.iter().any(|k| {
+            k.addresses.contains(&d)
+                && k.published
+                    .iter()
+                    .any(|p| covered(p) && p.proto == c.proto && p.container_port == c.port)
+        })
+    });
+    if published || routed {
+        return None;
+    }
+    let names: Vec<&str> = selected.iter().map(|k| k.name.as_str()).collect();
+    let port = format!("{}/{}", c.port, c.proto.name());
+    let uncovered = selected
+        .iter()
+        .flat_map(|k| k.published.iter())
+        .any(|p| !covered(p) && (publishes(p) || p.proto == c.proto && p.container_port == c.port));
+    Some(if uncovered {
+        format!("port {port} of {} is not among the rule's ports", names.join(", "))
+    } else {
+        format!(
+            "{} {} no port {port} there (a host port on an address it is bound to, or a container port at the container's own address)",
+            names.join(", "),
+            if names.len() == 1 { "publishes" } else { "publish" }
+        )
+    })
+}
+
+/// A packet as a hook sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     /// Input interface.
     pub iif: String,
-    /// Output interface.
+    /// Output interface (empty on the input hook).
     pub oif: String,
     /// Source address.
     pub source: IpAddr,
@@ -234,15 +405,24 @@ impl Packet {
     /// The first packet of `connection`, published by Docker (DNAT) to a
     /// container on the default bridge.
     pub fn from_connection(connection: &Connection) -> Self {
+        Self::on(connection, Path::Published)
+    }
+
+    /// The first packet of `connection` arriving by `path`: DNATed to the
+    /// default bridge, for the host (docker-proxy), or routed to the bridge.
+    pub fn on(connection: &Connection, path: Path) -> Self {
         Self {
             iif: connection.interface.clone(),
-            oif: "docker0".into(),
+            oif: match path {
+                Path::Published | Path::Routed => "docker0".into(),
+                Path::Proxied => String::new(),
+            },
             source: connection.source,
             dialled: connection.dialled,
             dialled_port: connection.port,
             proto: connection.proto,
             ct_new: true,
-            ct_dnat: true,
+            ct_dnat: path == Path::Published,
         }
     }
 }
@@ -258,9 +438,16 @@ pub struct Outcome {
     pub comment: Option<String>,
 }
 
-/// Which rule decides `connection`, by running the compiled ruleset.
+/// Which rule decides `connection`, by running the compiled ruleset, for a
+/// connection Docker publishes by DNAT ([`Path::Published`]).
 pub fn evaluate_ruleset(ruleset: &Ruleset, connection: &Connection) -> Decision {
-    let outcome = run(ruleset, Hook::Forward, &Packet::from_connection(connection));
+    evaluate_ruleset_on(ruleset, connection, Path::Published)
+}
+
+/// Which rule decides `connection` arriving by `path`, by running the
+/// compiled ruleset's base chains on that path's hook.
+pub fn evaluate_ruleset_on(ruleset: &Ruleset, connection: &Connection, path: Path) -> Decision {
+    let outcome = run(ruleset, path.hook(), &Packet::on(connection, path));
     let action = match outcome.verdict {
         Verdict::Drop => Action::Drop,
         Verdict::Reject(_) => Action::Reject,
@@ -349,7 +536,7 @@ fn in_addr_set(ruleset: &Ruleset, set: &str, addr: IpAddr) -> bool {
 }
 
 fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
-    let family = family_of(p.source);
+    let family = Family::of(p.source);
     match m {
         Match::IifName(name) => name.matches(&p.iif),
         Match::OifName(name) => name.matches(&p.oif),
@@ -362,7 +549,7 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::DialledAddrIn { family: f, set } => {
             *f == family
                 && p.dialled
-                    .is_some_and(|d| family_of(d) == family && in_addr_set(ruleset, set, d))
+                    .is_some_and(|d| Family::of(d) == family && in_addr_set(ruleset, set, d))
         }
         Match::DialledPort(ports) => ports.matches(p.dialled_port, ruleset),
         // Logging's rate limit: assume under the rate.

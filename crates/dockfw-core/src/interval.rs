@@ -12,11 +12,16 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub trait Point: Copy + Ord + fmt::Debug {
     /// The next value, or `None` at the top of the range.
     fn successor(self) -> Option<Self>;
+    /// The previous value, or `None` at the bottom of the range.
+    fn predecessor(self) -> Option<Self>;
 }
 
 impl Point for u16 {
     fn successor(self) -> Option<Self> {
         self.checked_add(1)
+    }
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
     }
 }
 
@@ -24,11 +29,17 @@ impl Point for Ipv4Addr {
     fn successor(self) -> Option<Self> {
         u32::from(self).checked_add(1).map(Self::from)
     }
+    fn predecessor(self) -> Option<Self> {
+        u32::from(self).checked_sub(1).map(Self::from)
+    }
 }
 
 impl Point for Ipv6Addr {
     fn successor(self) -> Option<Self> {
         u128::from(self).checked_add(1).map(Self::from)
+    }
+    fn predecessor(self) -> Option<Self> {
+        u128::from(self).checked_sub(1).map(Self::from)
     }
 }
 
@@ -113,6 +124,43 @@ pub fn intersect<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval
         } else {
             j += 1;
         }
+    }
+    out
+}
+
+/// The values of the normalised list `a` that are not in the normalised list
+/// `b`, normalised.
+pub fn subtract<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval<T>> {
+    let mut out = Vec::new();
+    for interval in a {
+        // What is left of `interval` after the holes of `b` before it.
+        let mut rest = Some(*interval);
+        for hole in b {
+            let Some(current) = rest else { break };
+            if hole.last < current.first {
+                continue;
+            }
+            if hole.first > current.last {
+                break;
+            }
+            if let Some(before) = hole.first.predecessor()
+                && before >= current.first
+            {
+                out.push(Interval {
+                    first: current.first,
+                    last: before,
+                });
+            }
+            rest = hole
+                .last
+                .successor()
+                .filter(|after| *after <= current.last)
+                .map(|after| Interval {
+                    first: after,
+                    last: current.last,
+                });
+        }
+        out.extend(rest);
     }
     out
 }
@@ -229,6 +277,37 @@ mod tests {
             intersect(&set, &[iv(0, 6), iv(24, 32)]),
             vec![iv(5, 6), iv(24, 25), iv(30, 32)]
         );
+    }
+
+    #[test]
+    fn subtraction_leaves_exactly_the_values_not_removed() {
+        assert_eq!(
+            subtract(&[iv(0, 65535)], &[iv(0, 0), iv(10, 20), iv(65535, 65535)]),
+            vec![iv(1, 9), iv(21, 65534)]
+        );
+        assert_eq!(subtract(&[iv(5, 9)], &[iv(1, 100)]), vec![]);
+        assert_eq!(subtract(&[iv(5, 9), iv(20, 30)], &[]), vec![iv(5, 9), iv(20, 30)]);
+        // Exhaustively over small lists: value by value, and normalised.
+        let lists = [
+            vec![],
+            vec![iv(1, 1)],
+            vec![iv(0, 3), iv(6, 9)],
+            vec![iv(2, 7)],
+            vec![iv(0, 0), iv(4, 5), iv(9, 12)],
+        ];
+        for a in &lists {
+            for b in &lists {
+                let got = subtract(a, b);
+                assert_eq!(normalize(got.clone()), got);
+                for value in 0..15 {
+                    assert_eq!(
+                        contains(&got, value),
+                        contains(a, value) && !contains(b, value),
+                        "{a:?} - {b:?} at {value}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -44,6 +44,7 @@
 
 pub mod compile;
 pub mod diag;
+pub mod docker;
 pub mod eval;
 pub mod interval;
 mod lint;
@@ -51,13 +52,18 @@ mod parse;
 pub mod policy;
 pub mod render;
 pub mod ruleset;
+#[cfg(feature = "proptest")]
+pub mod testing;
 pub mod values;
 
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
-pub use eval::{Connection, Decision, Explanation, Miss, evaluate, evaluate_ruleset, explain};
+pub use eval::{
+    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_on, evaluate_ruleset, evaluate_ruleset_on,
+    explain, explain_on,
+};
 pub use parse::{Parsed, parse};
-pub use policy::{Action, Container, Policy, PublishedPort};
+pub use policy::{Action, Container, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};
 

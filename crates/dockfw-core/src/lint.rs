@@ -52,10 +52,24 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
 /// Called for every pair of rules, so the cheap fields are compared first and
 /// address lists written the same way are not compared address by address.
 pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
-    let container = match (&earlier.container, &later.container) {
-        (None, _) => true,
-        (Some(outer), Some(inner)) => outer == inner,
-        (Some(_), None) => false,
+    let containers = if earlier.selects_containers() {
+        // Every container `later` selects must be one `earlier` selects.
+        later.selects_containers()
+            && earlier
+                .container
+                .as_ref()
+                .is_none_or(|name| later.container.as_ref() == Some(name))
+            && earlier.labels.as_ref().is_none_or(|outer| {
+                later
+                    .labels
+                    .as_ref()
+                    .is_some_and(|inner| outer.iter().all(|(k, v)| inner.get(k) == Some(v)))
+            })
+    } else {
+        // A rule selecting containers also matches routed traffic at their
+        // container ports, which only Docker knows: a plain rule restricted
+        // to some ports cannot be shown to cover it.
+        !later.selects_containers() || earlier.ports.is_none()
     };
     let ports = || match (&earlier.ports, &later.ports) {
         (None, _) => true,
@@ -75,7 +89,7 @@ pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
         (Some(outer), None) => outer.addrs.covers(&AddrSet::everything()),
         (Some(outer), Some(inner)) => outer.entries == inner.entries || outer.addrs.covers(&inner.addrs),
     };
-    container
+    containers
         && ports()
         && interfaces()
         && addresses(&earlier.from, &later.from)

@@ -9,7 +9,7 @@ use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
 use crate::lint;
 use crate::policy::{
-    Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortSet, Rule,
+    Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortEntry, PortSet, Rule,
 };
 use crate::ruleset::{IfName, Proto};
 use crate::values::{self, AddrSet, IpRange, ValueError};
@@ -82,6 +82,8 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// The keys of one TOML table, read one by one; what is left unread is unknown.
 struct TableReader<'t, 'i> {
     entries: Vec<(&'t str, Range<usize>, &'t Value<'i>)>,
+    /// Where the values of the keys taken so far start.
+    taken: BTreeMap<String, usize>,
     known: &'static [&'static str],
     rule: Option<String>,
     section: &'static str,
@@ -100,6 +102,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
             .collect();
         Self {
             entries,
+            taken: BTreeMap::new(),
             known,
             rule,
             section,
@@ -108,7 +111,9 @@ impl<'t, 'i> TableReader<'t, 'i> {
 
     fn take(&mut self, key: &str) -> Option<&'t Value<'i>> {
         let index = self.entries.iter().position(|(k, _, _)| *k == key)?;
-        Some(self.entries.swap_remove(index).2)
+        let value = self.entries.swap_remove(index).2;
+        self.taken.insert(key.to_string(), value.span().start);
+        Some(value)
     }
 
     /// Reports the keys nobody asked for.
@@ -560,9 +565,14 @@ fn read_addresses(
     }))
 }
 
-fn read_ports(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Result<PortSet, ()> {
+fn read_ports(
+    out: &mut Collector<'_>,
+    value: &Value<'_>,
+    rule: &str,
+) -> Result<(PortSet, Vec<PortEntry>), ()> {
     let items = read_list(out, value, Some(rule), "ports").ok_or(())?;
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    let mut entries = Vec::new();
     let mut ok = true;
     for item in items {
         let parsed = match item.get_ref() {
@@ -584,10 +594,22 @@ fn read_ports(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Result<
             }
         };
         match parsed {
-            Ok(range) => match range.proto {
-                Proto::Tcp => tcp.push(range.ports),
-                Proto::Udp => udp.push(range.ports),
-            },
+            Ok(range) => {
+                match range.proto {
+                    Proto::Tcp => tcp.push(range.ports),
+                    Proto::Udp => udp.push(range.ports),
+                }
+                let text = match item.get_ref() {
+                    DeValue::String(text) => text.trim().to_string(),
+                    _ => range.ports.first.to_string(),
+                };
+                entries.push(PortEntry {
+                    text,
+                    proto: range.proto,
+                    ports: range.ports,
+                    location: Some(out.map.locate(item.span().start)),
+                });
+            }
             Err(error) => {
                 value_error(out, item.span(), Some(rule), "ports", error);
                 ok = false;
@@ -597,10 +619,11 @@ fn read_ports(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Result<
     if !ok {
         return Err(());
     }
-    Ok(PortSet {
+    let ports = PortSet {
         tcp: interval::normalize(tcp),
         udp: interval::normalize(udp),
-    })
+    };
+    Ok((ports, entries))
 }
 
 fn read_limit(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Option<Limit> {
@@ -685,6 +708,7 @@ fn read_rule(
             "to",
             "ports",
             "container",
+            "labels",
             "action",
             "log",
             "limit",
@@ -777,6 +801,11 @@ fn read_rule(
         Some(value) => read_ports(out, value, &name).map(Some),
         None => Ok(None),
     };
+    let (ports, port_entries) = match ports {
+        Ok(Some((ports, entries))) => (Ok(Some(ports)), entries),
+        Ok(None) => (Ok(None), Vec::new()),
+        Err(()) => (Err(()), Vec::new()),
+    };
     let container = match keys.take("container") {
         Some(value) => {
             match read_string(out, value, rule, "container").map(|c| c.trim().trim_start_matches('/')) {
@@ -796,6 +825,14 @@ fn read_rule(
                     None
                 }
             }
+        }
+        None => None,
+    };
+    let labels = match keys.take("labels") {
+        Some(value) => {
+            let labels = read_labels(out, value, &name);
+            ok &= labels.is_some();
+            labels
         }
         None => None,
     };
@@ -822,6 +859,11 @@ fn read_rule(
             valid.then_some(count as u32)
         })
     });
+    let field_locations = keys
+        .taken
+        .iter()
+        .map(|(key, &start)| (key.clone(), out.map.locate(start)))
+        .collect();
     keys.finish(out);
 
     if let Some(action) = action
@@ -855,11 +897,91 @@ fn read_rule(
         from,
         to,
         ports,
+        port_entries,
         container,
+        labels,
         action: action?,
         log,
         limit,
         max_connections,
         location: Some(out.map.locate(span.start)),
+        field_locations,
     })
+}
+
+/// `labels = { "com.example.tier" = "db" }`: Docker labels, names and values
+/// both strings; a container must carry them all.
+fn read_labels(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Option<BTreeMap<String, String>> {
+    let Some(table) = value.get_ref().as_table() else {
+        type_error(
+            out,
+            value,
+            Some(rule),
+            "labels",
+            "a table like { \"com.example.tier\" = \"db\" }",
+        );
+        return None;
+    };
+    if table.is_empty() {
+        out.error(
+            value.span(),
+            Some(rule),
+            "\"labels\" is empty, which would select every container",
+            "name at least one label, like labels = { \"com.example.tier\" = \"db\" }, or remove \"labels\""
+                .to_string(),
+        );
+        return None;
+    }
+    let mut labels = BTreeMap::new();
+    let mut ok = true;
+    for (key, label_value) in table {
+        let label = key.get_ref().as_ref();
+        if label.trim().is_empty() {
+            out.error(
+                key.span(),
+                Some(rule),
+                "labels: a label name cannot be empty",
+                "write the label as `docker inspect` shows it, like \"com.example.tier\"".to_string(),
+            );
+            ok = false;
+            continue;
+        }
+        match label_value.get_ref() {
+            DeValue::String(text) => {
+                labels.insert(label.to_string(), text.to_string());
+            }
+            // An unquoted dotted name (com.example.tier = "db") makes nested tables.
+            DeValue::Table(_) => {
+                out.error(
+                    label_value.span(),
+                    Some(rule),
+                    format!("labels: \"{label}\" holds a table, not a label value"),
+                    format!(
+                        "a dotted name makes nested tables in TOML: quote the whole label name, like \"{label}.…\" = \"value\""
+                    ),
+                );
+                ok = false;
+            }
+            other => {
+                let written = match other {
+                    DeValue::Integer(i) => Some(i.to_string()),
+                    DeValue::Float(f) => Some(f.as_str().to_string()),
+                    DeValue::Boolean(b) => Some(b.to_string()),
+                    _ => None,
+                };
+                let hint = match written {
+                    Some(text) => format!("Docker labels are strings: write \"{label}\" = \"{text}\""),
+                    None => "Docker labels are strings, like \"db\"".to_string(),
+                };
+                out.error(
+                    label_value.span(),
+                    Some(rule),
+                    format!("labels: \"{label}\" must be a string, not {}", other.type_str()),
+                    hint,
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(labels)
 }

@@ -84,10 +84,16 @@ pub struct Rule {
     pub from: Option<AddrMatch>,
     /// Host addresses the client dialled, before DNAT.
     pub to: Option<AddrMatch>,
-    /// Published host ports the client dialled.
+    /// Ports the client dialled: published host ports (or, for traffic
+    /// routed to a container without NAT, container ports). For a rule that
+    /// selects containers, which of their published ports (by host port) it covers.
     pub ports: Option<PortSet>,
-    /// Only ports published by this container.
+    /// The entries of `ports` as written, each with its place (for messages).
+    pub port_entries: Vec<PortEntry>,
+    /// Only containers of this name.
     pub container: Option<String>,
+    /// Only containers carrying all these labels (with these values).
+    pub labels: Option<BTreeMap<String, String>>,
     /// What happens to matching connections.
     pub action: Action,
     /// Log what this rule decides (rate-limited).
@@ -97,6 +103,47 @@ pub struct Rule {
     /// Allow rules: per-source concurrent connections above which new ones are dropped.
     pub max_connections: Option<u32>,
     /// Where the rule starts in the policy file.
+    pub location: Option<Location>,
+    /// Where each field's value starts in the policy file, by key.
+    pub field_locations: BTreeMap<String, Location>,
+}
+
+impl Rule {
+    /// Whether the rule names containers (`container` or `labels`): it then
+    /// applies only to what the containers it selects publish.
+    pub fn selects_containers(&self) -> bool {
+        self.container.is_some() || self.labels.is_some()
+    }
+
+    /// Whether `container` is one this rule selects: it has the rule's
+    /// `container` name and carries all of its `labels`. A rule that names no
+    /// containers selects none.
+    pub fn selects(&self, container: &Container) -> bool {
+        self.selects_containers()
+            && self.container.as_ref().is_none_or(|name| *name == container.name)
+            && self.labels.as_ref().is_none_or(|labels| {
+                labels
+                    .iter()
+                    .all(|(key, value)| container.labels.get(key) == Some(value))
+            })
+    }
+
+    /// The running containers this rule selects, in the order given.
+    pub fn selected<'c>(&self, containers: &'c [Container]) -> Vec<&'c Container> {
+        containers.iter().filter(|c| self.selects(c)).collect()
+    }
+}
+
+/// One entry of a rule's `ports`, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortEntry {
+    /// The entry as written (`"8000-8100/tcp"`, `443`).
+    pub text: String,
+    /// Its protocol.
+    pub proto: Proto,
+    /// Its ports.
+    pub ports: Interval<u16>,
+    /// Where it is written.
     pub location: Option<Location>,
 }
 
@@ -121,6 +168,21 @@ pub struct PortSet {
 }
 
 impl PortSet {
+    /// The set of exactly these ports.
+    pub fn from_ports(ports: impl IntoIterator<Item = (Proto, u16)>) -> Self {
+        let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+        for (proto, port) in ports {
+            match proto {
+                Proto::Tcp => tcp.push(Interval::single(port)),
+                Proto::Udp => udp.push(Interval::single(port)),
+            }
+        }
+        Self {
+            tcp: interval::normalize(tcp),
+            udp: interval::normalize(udp),
+        }
+    }
+
     /// Every port of both protocols.
     pub fn everything() -> Self {
         let all = vec![Interval {
@@ -174,7 +236,8 @@ pub struct Limit {
     pub burst: u32,
 }
 
-/// What Docker runs, as far as a policy cares: the input for `container` rules.
+/// What Docker runs, as far as a policy cares: the input for `container` and
+/// `labels` rules, and for the docker-proxy and routed paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Container {
     /// Container name (without the leading '/').

@@ -153,6 +153,16 @@ pub enum Family {
     Ipv6,
 }
 
+impl Family {
+    /// The family of `addr`.
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        match addr {
+            std::net::IpAddr::V4(_) => Self::Ipv4,
+            std::net::IpAddr::V6(_) => Self::Ipv6,
+        }
+    }
+}
+
 /// Transport protocols that published ports use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -174,6 +174,14 @@ impl AddrSet {
         }
     }
 
+    /// The set of exactly these addresses.
+    pub fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self::from_ranges(addrs.into_iter().map(|addr| match addr {
+            IpAddr::V4(a) => IpRange::V4(Interval::single(a)),
+            IpAddr::V6(a) => IpRange::V6(Interval::single(a)),
+        }))
+    }
+
     /// Every address of both families.
     pub fn everything() -> Self {
         Self {
@@ -201,6 +209,28 @@ impl AddrSet {
         Self {
             v4: interval::intersect(&self.v4, &other.v4),
             v6: interval::intersect(&self.v6, &other.v6),
+        }
+    }
+
+    /// Addresses in this set but not in `other`.
+    pub fn difference(&self, other: &Self) -> Self {
+        Self {
+            v4: interval::subtract(&self.v4, &other.v4),
+            v6: interval::subtract(&self.v6, &other.v6),
+        }
+    }
+
+    /// Only the addresses of `family`.
+    pub fn of_family(&self, family: Family) -> Self {
+        match family {
+            Family::Ipv4 => Self {
+                v4: self.v4.clone(),
+                v6: vec![],
+            },
+            Family::Ipv6 => Self {
+                v4: vec![],
+                v6: self.v6.clone(),
+            },
         }
     }
 

@@ -1,6 +1,6 @@
 //! Compilation: layout, sets, containers, determinism, normalisation.
 
-use dockfw_core::compile::{CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_POLICY};
+use dockfw_core::compile::{CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY};
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
     CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
@@ -59,8 +59,28 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
         guarded.rules[2].matches,
         vec![Match::OifName(IfName::Prefix("br-".into()))]
     );
-    // Only the forward chain is a base chain.
-    assert_eq!(ruleset.chains.iter().filter(|c| c.hook.is_some()).count(), 1);
+    // The input chain (docker-proxy) hooks in at the same priority, and
+    // sends the same guarded interfaces on to the docker-proxy chain.
+    let input = ruleset.chain(CHAIN_INPUT).unwrap();
+    let hook = input.hook.unwrap();
+    assert_eq!((hook.hook, hook.priority), (Hook::Input, -7));
+    assert_eq!(input.rules[0].matches, vec![Match::CtState(CtState::NotNew)]);
+    assert_eq!(input.rules[0].verdict, Some(Verdict::Accept));
+    assert_eq!(
+        input.rules[1..].iter().map(|r| &r.matches).collect::<Vec<_>>(),
+        [
+            &vec![Match::IifName(IfName::Exact("eth0".into()))],
+            &vec![Match::IifName(IfName::Prefix("wg".into()))]
+        ]
+    );
+    assert!(
+        input.rules[1..]
+            .iter()
+            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_PROXY.into())))
+    );
+    // With no container known, no port is docker-proxy's: the input chain judges nothing.
+    assert!(ruleset.chain(CHAIN_PROXY).unwrap().rules.is_empty());
+    assert_eq!(ruleset.chains.iter().filter(|c| c.hook.is_some()).count(), 2);
     // Default fate: counted, logged (rate-limited), rejected (reset for TCP, ICMP otherwise).
     let default = ruleset.chain(CHAIN_DEFAULT).unwrap();
     assert_eq!(default.rules.len(), 4);
