@@ -396,8 +396,9 @@ impl Compiler {
 
         let mut out = Vec::new();
         for target in &dialled {
-            let allowed =
-                |f: Family| from.is_none_or(|s| s.has_family(f)) && target.to.as_ref().is_none_or(|s| s.has_family(f));
+            let allowed = |f: Family| {
+                from.is_none_or(|s| s.has_family(f)) && target.to.as_ref().is_none_or(|s| s.has_family(f))
+            };
             let families: Vec<Option<Family>> = match target.family {
                 Some(family) if allowed(family) => vec![Some(family)],
                 Some(_) => vec![],
@@ -549,6 +550,9 @@ impl Compiler {
     }
 }
 
+/// Ports and their protocols, unsorted.
+type PortList = Vec<(Proto, u16)>;
+
 /// The dialled targets of a rule: its own `to` and `ports`; for a rule that
 /// selects containers, what they publish, on every path:
 ///
@@ -581,7 +585,8 @@ fn dialled_targets(index: usize, rule: &PolicyRule, containers: &[Container]) ->
     let mut out = Vec::new();
 
     // Published: group the host ports by the host addresses they are bound to.
-    let mut groups: Vec<(Option<AddrSet>, Vec<(Proto, u16)>)> = Vec::new();
+    // (the addresses bound to, or `None` for all; the ports bound there)
+    let mut groups: Vec<(Option<AddrSet>, PortList)> = Vec::new();
     for published in selected.iter().flat_map(|c| c.published.iter()).filter(covered) {
         let bound = published.host_addr.map(host_binding);
         let position = match groups.iter().position(|(addrs, _)| *addrs == bound) {

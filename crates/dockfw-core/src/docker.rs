@@ -159,7 +159,11 @@ fn list(items: &[String]) -> String {
 
 /// Why a selecting rule selects no running container, and what runs instead.
 fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
-    let field = if rule.container.is_some() { "container" } else { "labels" };
+    let field = if rule.container.is_some() {
+        "container"
+    } else {
+        "labels"
+    };
     let named = rule
         .container
         .as_ref()
@@ -174,7 +178,10 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
                 })
                 .collect();
             (
-                format!("container \"{name}\" runs but does not carry {}", describe_selection_labels(rule)),
+                format!(
+                    "container \"{name}\" runs but does not carry {}",
+                    describe_selection_labels(rule)
+                ),
                 format!("it has {}; fix \"labels\" or \"container\"", list(&has)),
             )
         }
@@ -187,7 +194,9 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
                 .min();
             let hint = match close {
                 Some((_, close)) => format!("did you mean \"{close}\"?"),
-                None if running.is_empty() => "no container is running; the rule matches nothing until it runs".into(),
+                None if running.is_empty() => {
+                    "no container is running; the rule matches nothing until it runs".into()
+                }
                 None => format!(
                     "the rule matches nothing until it runs; running: {}",
                     running.join(", ")
@@ -230,7 +239,11 @@ fn describe_selection_labels(rule: &Rule) -> String {
         .flatten()
         .map(|(k, v)| format!("{k}={v:?}"))
         .collect();
-    format!("the label{} {}", if labels.len() == 1 { "" } else { "s" }, labels.join(", "))
+    format!(
+        "the label{} {}",
+        if labels.len() == 1 { "" } else { "s" },
+        labels.join(", ")
+    )
 }
 
 /// A warning for a `ports` entry none of `candidates` publishes as a host port.
@@ -272,7 +285,12 @@ fn port_warning(rule: &Rule, entry: &PortEntry, candidates: &[&Container]) -> Op
         } else {
             let owners: Vec<String> = internal
                 .iter()
-                .map(|(name, p)| format!("{name}'s container port {} (clients dial {})", p.container_port, p.host_port))
+                .map(|(name, p)| {
+                    format!(
+                        "{name}'s container port {} (clients dial {})",
+                        p.container_port, p.host_port
+                    )
+                })
                 .collect();
             format!(
                 "no running container publishes a port in {what}, but it holds {}",

@@ -156,7 +156,12 @@ pub fn explain(policy: &Policy, containers: &[Container], connection: &Connectio
 }
 
 /// Which rule decides `connection` arriving by `path`, on the policy itself.
-pub fn evaluate_on(policy: &Policy, containers: &[Container], connection: &Connection, path: Path) -> Decision {
+pub fn evaluate_on(
+    policy: &Policy,
+    containers: &[Container],
+    connection: &Connection,
+    path: Path,
+) -> Decision {
     explain_on(policy, containers, connection, path).decision
 }
 
@@ -194,7 +199,12 @@ pub fn evaluate_on(policy: &Policy, containers: &[Container], connection: &Conne
 /// // ssh on the host is no published port: docker-proxy is not involved, dockfw does not judge it.
 /// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("203.0.113.5", 22), Path::Proxied), Decision::NotJudged);
 /// ```
-pub fn explain_on(policy: &Policy, containers: &[Container], connection: &Connection, path: Path) -> Explanation {
+pub fn explain_on(
+    policy: &Policy,
+    containers: &[Container],
+    connection: &Connection,
+    path: Path,
+) -> Explanation {
     let not_judged = |why: String| Explanation {
         decision: Decision::NotJudged,
         not_judged: Some(why),
@@ -343,14 +353,19 @@ fn selection_miss(rule: &PolicyRule, containers: &[Container], c: &Connection) -
     // Published (DNAT, docker-proxy): a host port, on an address it is bound
     // to that is no container's (those are routed).
     let in_containers = container_addresses(containers);
-    let dialled_host = !in_containers.has_family(family) || dialled.is_some_and(|d| !in_containers.contains(d));
+    let dialled_host =
+        !in_containers.has_family(family) || dialled.is_some_and(|d| !in_containers.contains(d));
     let publishes = |p: &PublishedPort| {
         p.proto == c.proto
             && p.host_port == c.port
             && p.host_addr
                 .is_none_or(|bound| dialled.is_some_and(|d| host_binding(bound).contains(d)))
     };
-    let published = dialled_host && selected.iter().flat_map(|k| k.published.iter()).any(|p| covered(p) && publishes(p));
+    let published = dialled_host
+        && selected
+            .iter()
+            .flat_map(|k| k.published.iter())
+            .any(|p| covered(p) && publishes(p));
     // Routed: a container port, at that container's own address.
     let routed = dialled.is_some_and(|d| {
         selected.iter().any(|k| {
@@ -370,7 +385,10 @@ fn selection_miss(rule: &PolicyRule, containers: &[Container], c: &Connection) -
         .flat_map(|k| k.published.iter())
         .any(|p| !covered(p) && (publishes(p) || p.proto == c.proto && p.container_port == c.port));
     Some(if uncovered {
-        format!("port {port} of {} is not among the rule's ports", names.join(", "))
+        format!(
+            "port {port} of {} is not among the rule's ports",
+            names.join(", ")
+        )
     } else {
         format!(
             "{} {} no port {port} there (a host port on an address it is bound to, or a container port at the container's own address)",

@@ -12,16 +12,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub trait Point: Copy + Ord + fmt::Debug {
     /// The next value, or `None` at the top of the range.
     fn successor(self) -> Option<Self>;
-    /// The previous value, or `None` at the bottom of the range.
-    fn predecessor(self) -> Option<Self>;
 }
 
 impl Point for u16 {
     fn successor(self) -> Option<Self> {
         self.checked_add(1)
-    }
-    fn predecessor(self) -> Option<Self> {
-        self.checked_sub(1)
     }
 }
 
@@ -29,15 +24,34 @@ impl Point for Ipv4Addr {
     fn successor(self) -> Option<Self> {
         u32::from(self).checked_add(1).map(Self::from)
     }
-    fn predecessor(self) -> Option<Self> {
-        u32::from(self).checked_sub(1).map(Self::from)
-    }
 }
 
 impl Point for Ipv6Addr {
     fn successor(self) -> Option<Self> {
         u128::from(self).checked_add(1).map(Self::from)
     }
+}
+
+/// Points with a predecessor too (for [`subtract`]). Kept apart from
+/// [`Point`] so that adding it breaks no one's `Point` methods.
+pub(crate) trait Predecessor: Point {
+    /// The previous value, or `None` at the bottom of the range.
+    fn predecessor(self) -> Option<Self>;
+}
+
+impl Predecessor for u16 {
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
+    }
+}
+
+impl Predecessor for Ipv4Addr {
+    fn predecessor(self) -> Option<Self> {
+        u32::from(self).checked_sub(1).map(Self::from)
+    }
+}
+
+impl Predecessor for Ipv6Addr {
     fn predecessor(self) -> Option<Self> {
         u128::from(self).checked_sub(1).map(Self::from)
     }
@@ -130,7 +144,7 @@ pub fn intersect<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval
 
 /// The values of the normalised list `a` that are not in the normalised list
 /// `b`, normalised.
-pub fn subtract<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval<T>> {
+pub(crate) fn subtract<T: Predecessor>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval<T>> {
     let mut out = Vec::new();
     for interval in a {
         // What is left of `interval` after the holes of `b` before it.

@@ -59,8 +59,8 @@ pub mod values;
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
-    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_on, evaluate_ruleset, evaluate_ruleset_on,
-    explain, explain_on,
+    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_on, evaluate_ruleset,
+    evaluate_ruleset_on, explain, explain_on,
 };
 pub use parse::{Parsed, parse};
 pub use policy::{Action, Container, Policy, PublishedPort, Rule};

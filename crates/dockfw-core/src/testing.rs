@@ -70,7 +70,14 @@ pub const CONTAINERS: &[(&str, &[&str])] = &[
     ("other", &["172.17.0.4"]),
 ];
 /// Host addresses published ports may be bound to (loopback never arrives from outside).
-pub const BINDINGS: &[&str] = &["0.0.0.0", "::", "203.0.113.5", "203.0.113.6", "2001:db8:ff::5", "127.0.0.1"];
+pub const BINDINGS: &[&str] = &[
+    "0.0.0.0",
+    "::",
+    "203.0.113.5",
+    "203.0.113.6",
+    "2001:db8:ff::5",
+    "127.0.0.1",
+];
 /// Ports that policies, containers and connections share, so they meet.
 pub const COMMON_PORTS: &[u16] = &[22, 53, 80, 443, 1500, 5432, 8000, 8050, 8081, 8443, 65535];
 
@@ -169,7 +176,7 @@ pub fn published() -> impl Strategy<Value = PublishedPort> {
 }
 
 /// Running containers: some of [`CONTAINERS`], each publishing up to three
-/// ports, carrying some of [`LABELS`], with some of its addresses.
+/// ports, carrying some of [`LABELS`], with at least one of its addresses.
 pub fn containers() -> impl Strategy<Value = Vec<Container>> {
     subsequence(CONTAINERS.to_vec(), 0..=CONTAINERS.len()).prop_flat_map(|chosen| {
         chosen
@@ -178,7 +185,7 @@ pub fn containers() -> impl Strategy<Value = Vec<Container>> {
                 (
                     proptest::collection::vec(published(), 0..4),
                     subsequence(LABELS.to_vec(), 0..=LABELS.len()),
-                    subsequence(addresses.to_vec(), 0..=addresses.len()),
+                    subsequence(addresses.to_vec(), 1..=addresses.len()),
                 )
                     .prop_map(move |(published, labels, addresses)| Container {
                         name: name.into(),
@@ -242,7 +249,11 @@ fn connection_from(targets: Vec<(Option<IpAddr>, u16, Proto)>) -> impl Strategy<
 /// another address or none, at one of [`COMMON_PORTS`].
 pub fn connection() -> impl Strategy<Value = Connection> + use<> {
     let mut targets = Vec::new();
-    for dialled in DIALLED.iter().map(|a| Some(a.parse().expect("a valid address"))).chain([None]) {
+    for dialled in DIALLED
+        .iter()
+        .map(|a| Some(a.parse().expect("a valid address")))
+        .chain([None])
+    {
         for &port in COMMON_PORTS {
             targets.extend([(dialled, port, Proto::Tcp), (dialled, port, Proto::Udp)]);
         }
@@ -266,7 +277,12 @@ pub fn connection_to(containers: &[Container]) -> impl Strategy<Value = Connecti
                 Some(bound) => targets.push((Some(bound), p.host_port, p.proto)),
                 None => targets.extend(hosts.iter().map(|h| (Some(*h), p.host_port, p.proto))),
             }
-            targets.extend(container.addresses.iter().map(|a| (Some(*a), p.container_port, p.proto)));
+            targets.extend(
+                container
+                    .addresses
+                    .iter()
+                    .map(|a| (Some(*a), p.container_port, p.proto)),
+            );
         }
     }
     if targets.is_empty() {
@@ -277,7 +293,9 @@ pub fn connection_to(containers: &[Container]) -> impl Strategy<Value = Connecti
 
 /// Running containers and `count` connections with paths, many of which
 /// reach the containers.
-pub fn containers_and_connections(count: usize) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Path)>)> {
+pub fn containers_and_connections(
+    count: usize,
+) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Path)>)> {
     containers().prop_flat_map(move |containers| {
         let connections = proptest::collection::vec((connection_to(&containers), path()), count);
         (Just(containers), connections)

@@ -54,6 +54,8 @@ fn the_generators_reach_every_kind_of_decision() {
             }
         }
     }
-    eprintln!("selecting rules decided {by_selecting_rule} (routed {routed}, proxied {proxied}); not judged {not_judged}");
+    eprintln!(
+        "selecting rules decided {by_selecting_rule} (routed {routed}, proxied {proxied}); not judged {not_judged}"
+    );
     assert!(by_selecting_rule > 100 && routed > 10 && proxied > 10 && not_judged > 100);
 }

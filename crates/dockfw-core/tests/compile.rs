@@ -1,6 +1,8 @@
 //! Compilation: layout, sets, containers, determinism, normalisation.
 
-use dockfw_core::compile::{CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY};
+use dockfw_core::compile::{
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY,
+};
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
     CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
@@ -365,5 +367,320 @@ fn a_hundred_thousand_entries_normalise_into_one_set() {
     assert!(
         set.windows(2).all(|w| w[0].last < w[1].first),
         "sorted and disjoint"
+    );
+}
+
+fn published(host_addr: Option<&str>, host_port: u16, container_port: u16, proto: Proto) -> PublishedPort {
+    PublishedPort {
+        host_addr: host_addr.map(|a| a.parse().unwrap()),
+        host_port,
+        container_port,
+        proto,
+    }
+}
+
+fn container(
+    name: &str,
+    labels: &[(&str, &str)],
+    published: Vec<PublishedPort>,
+    addresses: &[&str],
+) -> Container {
+    Container {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        published,
+        addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+    }
+}
+
+/// The dialled ports of a rule's alternatives, as (proto, port match).
+fn dialled_ports(rules: &[Vec<Match>]) -> Vec<PortMatch> {
+    rules
+        .iter()
+        .flat_map(|m| m.iter())
+        .filter_map(|m| match m {
+            Match::DialledPort(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn labels_select_every_container_carrying_all_of_them() {
+    let containers = [
+        container(
+            "pg",
+            &[("tier", "db"), ("env", "prod")],
+            vec![published(None, 5432, 5432, Proto::Tcp)],
+            &[],
+        ),
+        container(
+            "pg-test",
+            &[("tier", "db")],
+            vec![published(None, 5433, 5432, Proto::Tcp)],
+            &[],
+        ),
+        container(
+            "web",
+            &[("tier", "web"), ("env", "prod")],
+            vec![published(None, 80, 8080, Proto::Tcp)],
+            &[],
+        ),
+    ];
+    let ports_of = |selector: &str| {
+        let ruleset = compiled(
+            &format!("{GUARD}[[rule]]\nname = \"r\"\n{selector}\n"),
+            &containers,
+        );
+        dialled_ports(&policy_rules(&ruleset, "r"))
+    };
+    assert_eq!(
+        ports_of("labels = { tier = \"db\" }"),
+        vec![PortMatch::Range(5432, 5433)]
+    );
+    assert_eq!(
+        ports_of("labels = { tier = \"db\", env = \"prod\" }"),
+        vec![PortMatch::Single(5432)]
+    );
+    assert_eq!(
+        ports_of("labels = { env = \"prod\" }"),
+        vec![PortMatch::Set("rule-1-tcp".into())]
+    );
+    // With `container`, a container must satisfy both.
+    assert_eq!(
+        ports_of("labels = { tier = \"db\" }\ncontainer = \"pg-test\""),
+        vec![PortMatch::Single(5433)]
+    );
+    assert_eq!(
+        ports_of("labels = { tier = \"db\" }\ncontainer = \"web\""),
+        vec![]
+    );
+    assert_eq!(ports_of("labels = { tier = \"cache\" }"), vec![]);
+    // `ports` narrows by host port, as for `container`.
+    assert_eq!(
+        ports_of("labels = { tier = \"db\" }\nports = [5433, 80]"),
+        vec![PortMatch::Single(5433)]
+    );
+}
+
+#[test]
+fn the_docker_proxy_chain_judges_only_published_host_ports() {
+    let containers = [
+        container(
+            "web",
+            &[],
+            vec![
+                published(None, 8081, 8000, Proto::Tcp),
+                published(None, 8443, 443, Proto::Tcp),
+                published(Some("0.0.0.0"), 9000, 9000, Proto::Tcp),
+                published(Some("::"), 9001, 9000, Proto::Udp),
+                published(Some("203.0.113.6"), 5353, 53, Proto::Udp),
+                // Loopback never arrives from outside.
+                published(Some("127.0.0.1"), 6379, 6379, Proto::Tcp),
+            ],
+            &[],
+        ),
+        container("db", &[], vec![published(None, 5432, 5432, Proto::Tcp)], &[]),
+    ];
+    let ruleset = compiled(GUARD, &containers);
+    let proxy = ruleset.chain(CHAIN_PROXY).unwrap();
+    let rules: Vec<&Vec<Match>> = proxy.rules.iter().map(|r| &r.matches).collect();
+    let port_set = |name: &str| Match::DialledPort(PortMatch::Set(name.into()));
+    assert_eq!(
+        rules,
+        [
+            &vec![Match::L4Proto(Proto::Tcp), port_set("proxy-tcp")],
+            &vec![
+                Match::NfProto(Family::Ipv4),
+                Match::L4Proto(Proto::Tcp),
+                port_set("proxy-v4-tcp")
+            ],
+            &vec![
+                Match::NfProto(Family::Ipv6),
+                Match::L4Proto(Proto::Udp),
+                port_set("proxy-v6-udp")
+            ],
+            &vec![
+                Match::NfProto(Family::Ipv4),
+                Match::DialledAddrIn {
+                    family: Family::Ipv4,
+                    set: "proxy-addr-1-v4".into()
+                },
+                Match::L4Proto(Proto::Udp),
+                port_set("proxy-addr-1-udp")
+            ],
+        ]
+    );
+    assert!(
+        proxy
+            .rules
+            .iter()
+            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_POLICY.into())))
+    );
+    assert_eq!(
+        ruleset.set("proxy-tcp").unwrap().elements,
+        SetElements::Port(vec![
+            Interval::single(5432),
+            Interval::single(8081),
+            Interval::single(8443)
+        ])
+    );
+    assert_eq!(
+        ruleset.set("proxy-addr-1-v4").unwrap().elements,
+        SetElements::Ipv4(vec![Interval::single("203.0.113.6".parse().unwrap())])
+    );
+    assert!(!render(&ruleset).contains("6379"));
+}
+
+#[test]
+fn container_rules_admit_routed_access_at_container_ports() {
+    let django = container(
+        "django",
+        &[],
+        vec![
+            published(None, 8081, 8000, Proto::Tcp),
+            published(Some("203.0.113.6"), 5353, 53, Proto::Udp),
+        ],
+        &["172.17.0.2", "fd00::2"],
+    );
+    let other = container("other", &[], vec![], &["172.18.0.9"]);
+    let containers = [django, other];
+    let ruleset = compiled(
+        &format!("{GUARD}[[rule]]\nname = \"app\"\ncontainer = \"django\"\n"),
+        &containers,
+    );
+    let rules = policy_rules(&ruleset, "app");
+    let addr_in = |family, set: &str| Match::DialledAddrIn {
+        family,
+        set: set.into(),
+    };
+    assert_eq!(
+        rules,
+        vec![
+            // Published on every address: any address but a container's
+            // (those are routed, and must not match by host port).
+            vec![
+                Match::NfProto(Family::Ipv4),
+                addr_in(Family::Ipv4, "not-containers-v4"),
+                Match::L4Proto(Proto::Tcp),
+                Match::DialledPort(PortMatch::Single(8081))
+            ],
+            vec![
+                Match::NfProto(Family::Ipv6),
+                addr_in(Family::Ipv6, "not-containers-v6"),
+                Match::L4Proto(Proto::Tcp),
+                Match::DialledPort(PortMatch::Single(8081))
+            ],
+            vec![
+                Match::NfProto(Family::Ipv4),
+                addr_in(Family::Ipv4, "rule-1-to-2-v4"),
+                Match::L4Proto(Proto::Udp),
+                Match::DialledPort(PortMatch::Single(5353))
+            ],
+            // Routed to the container's own addresses: its container ports.
+            vec![
+                Match::NfProto(Family::Ipv4),
+                addr_in(Family::Ipv4, "rule-1-routed-1-v4"),
+                Match::L4Proto(Proto::Tcp),
+                Match::DialledPort(PortMatch::Single(8000))
+            ],
+            vec![
+                Match::NfProto(Family::Ipv4),
+                addr_in(Family::Ipv4, "rule-1-routed-1-v4"),
+                Match::L4Proto(Proto::Udp),
+                Match::DialledPort(PortMatch::Single(53))
+            ],
+            vec![
+                Match::NfProto(Family::Ipv6),
+                addr_in(Family::Ipv6, "rule-1-routed-1-v6"),
+                Match::L4Proto(Proto::Tcp),
+                Match::DialledPort(PortMatch::Single(8000))
+            ],
+            vec![
+                Match::NfProto(Family::Ipv6),
+                addr_in(Family::Ipv6, "rule-1-routed-1-v6"),
+                Match::L4Proto(Proto::Udp),
+                Match::DialledPort(PortMatch::Single(53))
+            ],
+        ]
+    );
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    assert_eq!(
+        ruleset.set("not-containers-v4").unwrap().elements,
+        SetElements::Ipv4(vec![
+            Interval::new(ip("0.0.0.0"), ip("172.17.0.1")).unwrap(),
+            Interval::new(ip("172.17.0.3"), ip("172.18.0.8")).unwrap(),
+            Interval::new(ip("172.18.0.10"), ip("255.255.255.255")).unwrap(),
+        ])
+    );
+    assert_eq!(
+        ruleset.set("rule-1-routed-1-v4").unwrap().elements,
+        SetElements::Ipv4(vec![Interval::single(ip("172.17.0.2"))])
+    );
+
+    // `ports` picks the published ports by host port, on both paths; `to`
+    // limits the dialled address on both: here only the routed address.
+    let narrowed = compiled(
+        &format!(
+            "{GUARD}[[rule]]\nname = \"app\"\ncontainer = \"django\"\nports = 8081\nto = [\"172.17.0.0/16\"]\n"
+        ),
+        &containers,
+    );
+    let rules = policy_rules(&narrowed, "app");
+    assert_eq!(
+        dialled_ports(&rules),
+        vec![PortMatch::Single(8081), PortMatch::Single(8000)]
+    );
+    assert_eq!(
+        narrowed.set("rule-1-to-1-v4").unwrap().elements,
+        SetElements::Ipv4(vec![
+            Interval::new(ip("172.17.0.0"), ip("172.17.0.1")).unwrap(),
+            Interval::new(ip("172.17.0.3"), ip("172.17.255.255")).unwrap(),
+        ])
+    );
+    assert_eq!(
+        narrowed.set("rule-1-routed-1-v4").unwrap().elements,
+        SetElements::Ipv4(vec![Interval::single(ip("172.17.0.2"))])
+    );
+    assert!(narrowed.set("rule-1-routed-1-v6").is_none());
+}
+
+#[test]
+fn containers_with_the_same_container_ports_share_a_routed_alternative() {
+    let replica = |name: &str, host_port: u16, addr: &str| {
+        container(
+            name,
+            &[("app", "api")],
+            vec![published(None, host_port, 8000, Proto::Tcp)],
+            &[addr],
+        )
+    };
+    let ruleset = compiled(
+        &format!("{GUARD}[[rule]]\nname = \"api\"\nlabels = {{ app = \"api\" }}\n"),
+        &[
+            replica("api-1", 8001, "172.17.0.2"),
+            replica("api-2", 8002, "172.17.0.3"),
+        ],
+    );
+    let rules = policy_rules(&ruleset, "api");
+    // Published: IPv4 (not to a container's address) and IPv6; then routed, once.
+    assert_eq!(
+        dialled_ports(&rules),
+        vec![
+            PortMatch::Range(8001, 8002),
+            PortMatch::Range(8001, 8002),
+            PortMatch::Single(8000)
+        ]
+    );
+    assert_eq!(rules[1][0], Match::NfProto(Family::Ipv6));
+    assert_eq!(rules[1].len(), 3, "no IPv6 container address to exclude");
+    assert_eq!(
+        ruleset.set("rule-1-routed-1-v4").unwrap().elements,
+        SetElements::Ipv4(vec![
+            Interval::new("172.17.0.2".parse().unwrap(), "172.17.0.3".parse().unwrap()).unwrap()
+        ])
     );
 }

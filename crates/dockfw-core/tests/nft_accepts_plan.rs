@@ -57,26 +57,34 @@ fn full_plan() -> String {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml")).unwrap();
     let policy = parse("full.toml", &text).unwrap().policy;
+    let port = |host_addr: Option<&str>, host_port, container_port, proto| PublishedPort {
+        host_addr: host_addr.map(|a| a.parse().unwrap()),
+        host_port,
+        container_port,
+        proto,
+    };
     let django = Container {
         name: "django".into(),
         labels: Default::default(),
-        addresses: vec![],
+        addresses: vec!["172.17.0.2".parse().unwrap(), "fd00:d0c::2".parse().unwrap()],
         published: vec![
-            PublishedPort {
-                host_addr: None,
-                host_port: 8443,
-                container_port: 443,
-                proto: Proto::Tcp,
-            },
-            PublishedPort {
-                host_addr: Some("203.0.113.6".parse().unwrap()),
-                host_port: 8443,
-                container_port: 443,
-                proto: Proto::Tcp,
-            },
+            port(None, 8443, 443, Proto::Tcp),
+            port(Some("203.0.113.6"), 8443, 443, Proto::Tcp),
         ],
     };
-    render(&compile(&policy, &[django]))
+    let postgres = Container {
+        name: "postgres".into(),
+        labels: [("com.example.tier", "db"), ("com.example.env", "prod")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        addresses: vec!["172.18.0.2".parse().unwrap()],
+        published: vec![
+            port(Some("0.0.0.0"), 5432, 5432, Proto::Tcp),
+            port(Some("2001:db8::5"), 5353, 53, Proto::Udp),
+        ],
+    };
+    render(&compile(&policy, &[django, postgres]))
 }
 
 #[test]
@@ -102,6 +110,13 @@ fn the_plan_loads_and_replaces_itself() {
     assert!(ok, "nft could not load the plan:\n{output}");
     for expected in [
         "hook forward priority filter - 5; policy accept;",
+        "hook input priority filter - 5; policy accept;",
+        "iifname \"wg*\" counter packets 0 bytes 0 goto docker-proxy",
+        "meta l4proto tcp ct original proto-dst @proxy-tcp counter packets 0 bytes 0 goto rules",
+        "meta nfproto ipv6 ct original ip6 daddr @proxy-addr-2-v6 meta l4proto udp ct original proto-dst @proxy-addr-2-udp",
+        "ct original ip daddr @not-containers-v4",
+        "ip6 saddr @rule-2-from-v6 ct original ip6 daddr @rule-2-routed-1-v6 meta l4proto tcp ct original proto-dst 443",
+        "comment \"office databases\"",
         "ct original ip daddr @rule-1-to-v4",
         "ct original proto-dst @rule-1-tcp",
         "update @rule-1-rate-v4 { ip saddr limit rate over 20/second burst 40 packets }",
@@ -117,4 +132,5 @@ fn the_plan_loads_and_replaces_itself() {
     }
     // Loaded once, not twice: the second load replaced the first.
     assert_eq!(output.matches("chain forward {").count(), 1);
+    assert_eq!(output.matches("chain input {").count(), 1);
 }

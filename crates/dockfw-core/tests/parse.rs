@@ -3,6 +3,7 @@
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{IfName, Rate, RateUnit};
 use dockfw_core::{Action, Severity, parse};
+use std::collections::BTreeMap;
 
 const GUARD: &str = "[guard]\ninterfaces = [\"eth0\", \"eth1\", \"wg*\"]\n";
 
@@ -96,8 +97,18 @@ fn the_reference_example_parses_with_every_field() {
     assert!(from.addrs.contains("192.0.2.15".parse().unwrap()));
     assert!(from.addrs.contains("2001:db8:10:ffff::1".parse().unwrap()));
     assert!(!from.addrs.contains("192.0.2.21".parse().unwrap()));
-    assert_eq!(policy.rules[2].action, Action::Reject);
-    assert_eq!(policy.rules[3].action, Action::Drop);
+    let databases = &policy.rules[2];
+    assert_eq!(databases.container, None);
+    assert_eq!(
+        databases.labels,
+        Some(BTreeMap::from([
+            ("com.example.env".to_string(), "prod".to_string()),
+            ("com.example.tier".to_string(), "db".to_string())
+        ]))
+    );
+    assert_eq!(databases.field_locations["labels"].line, 35);
+    assert_eq!(policy.rules[3].action, Action::Reject);
+    assert_eq!(policy.rules[4].action, Action::Drop);
     assert!(parsed.warnings.is_empty(), "{:#?}", parsed.warnings);
 }
 
@@ -374,6 +385,75 @@ fn rule_errors() {
 }
 
 #[test]
+fn labels_select_by_string_values() {
+    let parsed = parse(
+        "p.toml",
+        &rule("labels = { \"com.example.tier\" = \"db\", env = \"prod\" }\ncontainer = \"pg\""),
+    )
+    .unwrap();
+    let web = &parsed.policy.rules[0];
+    assert_eq!(web.container.as_deref(), Some("pg"));
+    let labels = web.labels.as_ref().unwrap();
+    assert_eq!(
+        (labels["com.example.tier"].as_str(), labels["env"].as_str()),
+        ("db", "prod")
+    );
+    assert_eq!(web.field_locations["labels"].line, 6);
+    assert_eq!(web.field_locations["container"].line, 7);
+    // A sub-table works too.
+    let parsed = parse(
+        "p.toml",
+        &format!("{GUARD}[[rule]]\nports = 5432\n[rule.labels]\n\"com.example.tier\" = \"db\"\n"),
+    )
+    .unwrap();
+    assert_eq!(parsed.policy.rules[0].labels.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn label_errors() {
+    one_error(
+        &rule("labels = {}"),
+        &[
+            "policy.toml:6:10",
+            "\"labels\" is empty, which would select every container",
+            "remove \"labels\"",
+        ],
+    );
+    one_error(
+        &rule("labels = \"tier=db\""),
+        &["policy.toml:6:10", "\"labels\" must be a table", "not string"],
+    );
+    one_error(
+        &rule("labels = { tier = 1 }"),
+        &[
+            "policy.toml:6:19",
+            "labels: \"tier\" must be a string, not integer",
+            "write \"tier\" = \"1\"",
+        ],
+    );
+    one_error(
+        &rule("labels = { enabled = true }"),
+        &["must be a string, not boolean", "\"enabled\" = \"true\""],
+    );
+    // An unquoted dotted name is a nested table in TOML.
+    one_error(
+        &rule("labels = { com.example.tier = \"db\" }"),
+        &["labels: \"com\" holds a table", "quote the whole label name"],
+    );
+    one_error(
+        &rule("labels = { \"\" = \"db\" }"),
+        &["a label name cannot be empty"],
+    );
+    one_error(
+        &rule("lables = { tier = \"db\" }"),
+        &["unknown key \"lables\"", "did you mean \"labels\"?"],
+    );
+    // Every bad label at once.
+    let errors = errors(&rule("labels = { a = 1, b = 2 }"));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}
+
+#[test]
 fn all_errors_are_reported_at_once_in_file_order() {
     let text =
         format!("{GUARD}[[rule]]\nports = [\"0\"]\nfrom = [\"1.2.3.4/8\"]\n[[rule]]\naction = \"maybe\"\n");
@@ -403,6 +483,43 @@ fn shadowed_rules_are_warnings_not_errors() {
         warnings[0]
     );
     assert!(parsed.warnings.iter().all(|w| w.severity == Severity::Warning));
+}
+
+#[test]
+fn shadowing_accounts_for_container_selection() {
+    let warnings = |rules: &str| -> Vec<String> {
+        parse("policy.toml", &format!("{GUARD}{rules}"))
+            .unwrap()
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    // Fewer labels select more containers: the second rule is dead.
+    let dead = warnings(
+        "[[rule]]\nname = \"db\"\nlabels = { tier = \"db\" }\n\
+         [[rule]]\nname = \"prod db\"\nlabels = { tier = \"db\", env = \"prod\" }\ncontainer = \"pg\"\n",
+    );
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert!(dead[0].contains("rule \"prod db\": this rule can never match: rule \"db\""));
+    // More labels, or another value, select fewer or other containers.
+    assert!(
+        warnings(
+            "[[rule]]\nlabels = { tier = \"db\", env = \"prod\" }\n[[rule]]\nlabels = { tier = \"db\" }\n\
+             [[rule]]\nlabels = { tier = \"web\" }\n[[rule]]\ncontainer = \"pg\"\n[[rule]]\ncontainer = \"web\"\n"
+        )
+        .is_empty()
+    );
+    // A plain rule with ports cannot be shown to cover a container rule:
+    // routed clients reach the container at its container ports.
+    assert!(warnings("[[rule]]\nports = 8081\n[[rule]]\ncontainer = \"django\"\nports = 8081\n").is_empty());
+    // Without ports it covers everything the container rule would match.
+    assert_eq!(
+        warnings("[[rule]]\nfrom = \"any\"\n[[rule]]\ncontainer = \"django\"\n").len(),
+        1
+    );
+    // A container rule never covers a plain one.
+    assert!(warnings("[[rule]]\ncontainer = \"django\"\n[[rule]]\nports = 80\n").is_empty());
 }
 
 #[test]
