@@ -584,8 +584,8 @@ fn dialled_targets(index: usize, rule: &PolicyRule, containers: &[Container]) ->
     };
     let mut out = Vec::new();
 
-    // Published: group the host ports by the host addresses they are bound to.
-    // (the addresses bound to, or `None` for all; the ports bound there)
+    // Published: the host ports grouped by the host addresses they are bound
+    // to (`None`: every address).
     let mut groups: Vec<(Option<AddrSet>, PortList)> = Vec::new();
     for published in selected.iter().flat_map(|c| c.published.iter()).filter(covered) {
         let bound = published.host_addr.map(host_binding);

@@ -3,9 +3,14 @@
 //! Data flows one way: a TOML policy is [parsed and validated](parse()) into a
 //! [`Policy`], [compiled](compile()) into a backend-neutral [`Ruleset`], which a
 //! backend (the `dockfw-nft` crate) installs, or which [`render()`] prints as an
-//! nft script. [`evaluate`] says which rule decides a connection.
+//! nft script. [`evaluate`] says which rule decides a connection, on any
+//! [`Path`] into a container (Docker's DNAT, docker-proxy, routed).
+//! [`docker`] relates a policy to the running containers: which containers
+//! each rule reaches, and warnings about ports nobody publishes.
 //!
-//! No I/O happens here: callers read files and talk to Docker.
+//! No I/O happens here: callers read files and talk to Docker. With the
+//! feature `proptest`, the `testing` module offers strategies for random
+//! policies, containers and connections.
 //!
 //! ```
 //! use dockfw_core::{Action, Connection, Decision, Proto};

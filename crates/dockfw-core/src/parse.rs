@@ -599,12 +599,7 @@ fn read_ports(
                     Proto::Tcp => tcp.push(range.ports),
                     Proto::Udp => udp.push(range.ports),
                 }
-                let text = match item.get_ref() {
-                    DeValue::String(text) => text.trim().to_string(),
-                    _ => range.ports.first.to_string(),
-                };
                 entries.push(PortEntry {
-                    text,
                     proto: range.proto,
                     ports: range.ports,
                     location: Some(out.map.locate(item.span().start)),

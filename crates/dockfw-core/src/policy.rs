@@ -15,7 +15,7 @@ use std::net::IpAddr;
 pub const DEFAULT_PATH: &str = "/etc/dockfw/policy.toml";
 /// Default name of dockfw's nftables table.
 pub const DEFAULT_TABLE: &str = "dockfw";
-/// Default priority of dockfw's forward-hook chain (Docker's filter chains run at 0).
+/// Default priority of dockfw's base chains, forward and input (Docker's filter chains run at 0).
 pub const DEFAULT_PRIORITY: i32 = -5;
 
 /// A whole policy.
@@ -40,7 +40,7 @@ pub struct Guard {
     pub log: bool,
     /// Name of dockfw's nftables table (family inet).
     pub table: String,
-    /// Priority of the forward-hook chain, between -99 and -1.
+    /// Priority of the forward- and input-hook chains, between -99 and -1.
     pub priority: i32,
 }
 
@@ -82,7 +82,8 @@ pub struct Rule {
     pub interfaces: Option<Vec<IfName>>,
     /// Source addresses.
     pub from: Option<AddrMatch>,
-    /// Host addresses the client dialled, before DNAT.
+    /// Addresses the client dialled, before any NAT: host addresses, or
+    /// (routed without NAT) container addresses.
     pub to: Option<AddrMatch>,
     /// Ports the client dialled: published host ports (or, for traffic
     /// routed to a container without NAT, container ports). For a rule that
@@ -134,11 +135,9 @@ impl Rule {
     }
 }
 
-/// One entry of a rule's `ports`, as written.
+/// One entry of a rule's `ports` (`443`, `"8000-8100/tcp"`), with its place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortEntry {
-    /// The entry as written (`"8000-8100/tcp"`, `443`).
-    pub text: String,
     /// Its protocol.
     pub proto: Proto,
     /// Its ports.
