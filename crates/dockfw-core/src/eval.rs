@@ -380,6 +380,19 @@ fn selection_miss(rule: &PolicyRule, containers: &[Container], c: &Connection) -
     }
     let names: Vec<&str> = selected.iter().map(|k| k.name.as_str()).collect();
     let port = format!("{}/{}", c.port, c.proto.name());
+    let same_port = |p: &&PublishedPort| covered(p) && p.proto == c.proto && p.host_port == c.port;
+    if dialled.is_none()
+        && selected
+            .iter()
+            .flat_map(|k| k.published.iter())
+            .any(|p| same_port(&p))
+    {
+        return Some(format!(
+            "{} {} port {port}, but which address was dialled decides (none given)",
+            names.join(", "),
+            if names.len() == 1 { "publishes" } else { "publish" }
+        ));
+    }
     let uncovered = selected
         .iter()
         .flat_map(|k| k.published.iter())

@@ -214,6 +214,11 @@ fn an_unknown_dialled_address_cannot_tell_published_from_routed() {
     let mut unknown = connection("198.51.100.7", "203.0.113.5", 8081);
     unknown.dialled = None;
     assert_eq!(decide(&unknown, Path::Published), DEFAULT);
+    let why = explain_on(&policy, &containers(), &unknown, Path::Published).misses;
+    assert_eq!(
+        why[0].reason,
+        "django publishes port 8081/tcp, but which address was dialled decides (none given)"
+    );
     // Without container addresses, the published port alone decides.
     let mut bare = containers();
     bare.iter_mut().for_each(|c| c.addresses.clear());

@@ -63,9 +63,15 @@ fn full_plan() -> String {
         container_port,
         proto,
     };
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
     let django = Container {
         name: "django".into(),
-        labels: Default::default(),
+        labels: labels(&[("com.example.tier", "web"), ("com.example.env", "prod")]),
         addresses: vec!["172.17.0.2".parse().unwrap(), "fd00:d0c::2".parse().unwrap()],
         published: vec![
             port(None, 8443, 443, Proto::Tcp),
@@ -74,10 +80,7 @@ fn full_plan() -> String {
     };
     let postgres = Container {
         name: "postgres".into(),
-        labels: [("com.example.tier", "db"), ("com.example.env", "prod")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        labels: labels(&[("com.example.tier", "db"), ("com.example.env", "prod")]),
         addresses: vec!["172.18.0.2".parse().unwrap()],
         published: vec![
             port(Some("0.0.0.0"), 5432, 5432, Proto::Tcp),
@@ -116,7 +119,6 @@ fn the_plan_loads_and_replaces_itself() {
         "meta nfproto ipv6 ct original ip6 daddr @proxy-addr-2-v6 meta l4proto udp ct original proto-dst @proxy-addr-2-udp",
         "ct original ip daddr @not-containers-v4",
         "ip6 saddr @rule-2-from-v6 ct original ip6 daddr @rule-2-routed-1-v6 meta l4proto tcp ct original proto-dst 443",
-        "comment \"office databases\"",
         "ct original ip daddr @rule-1-to-v4",
         "ct original proto-dst @rule-1-tcp",
         "update @rule-1-rate-v4 { ip saddr limit rate over 20/second burst 40 packets }",

@@ -97,18 +97,16 @@ fn the_reference_example_parses_with_every_field() {
     assert!(from.addrs.contains("192.0.2.15".parse().unwrap()));
     assert!(from.addrs.contains("2001:db8:10:ffff::1".parse().unwrap()));
     assert!(!from.addrs.contains("192.0.2.21".parse().unwrap()));
-    let databases = &policy.rules[2];
-    assert_eq!(databases.container, None);
     assert_eq!(
-        databases.labels,
+        admin.labels,
         Some(BTreeMap::from([
             ("com.example.env".to_string(), "prod".to_string()),
-            ("com.example.tier".to_string(), "db".to_string())
+            ("com.example.tier".to_string(), "web".to_string())
         ]))
     );
-    assert_eq!(databases.field_locations["labels"].line, 35);
-    assert_eq!(policy.rules[3].action, Action::Reject);
-    assert_eq!(policy.rules[4].action, Action::Drop);
+    assert_eq!(admin.field_locations["labels"].line, 31);
+    assert_eq!(policy.rules[2].action, Action::Reject);
+    assert_eq!(policy.rules[3].action, Action::Drop);
     assert!(parsed.warnings.is_empty(), "{:#?}", parsed.warnings);
 }
 
