@@ -32,7 +32,6 @@
 
 use crate::compile::host_binding;
 use crate::diag::{Diagnostic, Location, Severity};
-use crate::eval::describe_selection;
 use crate::policy::{Container, Policy, PortEntry, PublishedPort, Rule};
 use serde::Serialize;
 
@@ -159,33 +158,30 @@ fn list(items: &[String]) -> String {
 
 /// Why a selecting rule selects no running container, and what runs instead.
 fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
-    let field = if rule.container.is_some() {
-        "container"
-    } else {
-        "labels"
-    };
+    let labels = rule.labels.iter().flatten();
     let named = rule
         .container
         .as_ref()
         .and_then(|name| containers.iter().find(|c| &c.name == name));
-    let (message, hint) = match (&rule.container, named, &rule.labels) {
-        (Some(name), Some(container), Some(labels)) => {
+    let (field, message, hint) = match (&rule.container, named) {
+        // Running, so the labels are what exclude it.
+        (Some(name), Some(container)) => {
             let has: Vec<String> = labels
-                .keys()
-                .map(|key| match container.labels.get(key) {
+                .map(|(key, _)| match container.labels.get(key) {
                     Some(value) => format!("{key}={value:?}"),
                     None => format!("no label {key:?}"),
                 })
                 .collect();
             (
+                "labels",
                 format!(
                     "container \"{name}\" runs but does not carry {}",
-                    describe_selection_labels(rule)
+                    describe_labels(rule)
                 ),
                 format!("it has {}; fix \"labels\" or \"container\"", list(&has)),
             )
         }
-        (Some(name), _, _) => {
+        (Some(name), None) => {
             let running: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
             let close = running
                 .iter()
@@ -202,37 +198,39 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
                     running.join(", ")
                 ),
             };
-            (format!("container \"{name}\" is not running"), hint)
+            ("container", format!("container \"{name}\" is not running"), hint)
         }
-        (None, _, Some(labels)) => {
-            let near: Vec<String> = labels
-                .keys()
+        (None, _) => {
+            let keys: Vec<&String> = labels.map(|(key, _)| key).collect();
+            let near: Vec<String> = keys
+                .iter()
                 .flat_map(|key| {
                     containers
                         .iter()
-                        .filter_map(move |c| c.labels.get(key).map(|v| format!("{key}={v:?} on {}", c.name)))
+                        .filter_map(move |c| c.labels.get(*key).map(|v| format!("{key}={v:?} on {}", c.name)))
                 })
                 .collect();
             let hint = if near.is_empty() {
-                "no running container has these labels at all; the rule matches nothing until one runs".into()
+                let keys: Vec<String> = keys.iter().map(|key| format!("{key:?}")).collect();
+                format!(
+                    "no running container has a label {}; the rule matches nothing until one runs",
+                    keys.join(" or ")
+                )
             } else {
                 format!("a container must carry all of them; running: {}", list(&near))
             };
             (
-                format!("no running container carries {}", describe_selection_labels(rule)),
+                "labels",
+                format!("no running container carries {}", describe_labels(rule)),
                 hint,
             )
         }
-        // Not a selecting rule: `diagnose` does not ask.
-        (None, _, None) => (
-            format!("no running container has {}", describe_selection(rule)),
-            "name a container or labels".to_string(),
-        ),
     };
     warning(rule, rule.field_locations.get(field), message, hint)
 }
 
-fn describe_selection_labels(rule: &Rule) -> String {
+/// `the label k="v"`, or `the labels a="1", b="2"`.
+fn describe_labels(rule: &Rule) -> String {
     let labels: Vec<String> = rule
         .labels
         .iter()

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 /// Sources for `from` and `[sets]`: nested and overlapping, both families,
 /// the extremes of the address space.
-pub const SOURCES: &[&str] = &[
+const SOURCES: &[&str] = &[
     "10.0.0.0/8",
     "10.1.0.0/16",
     "10.1.2.3",
@@ -33,7 +33,7 @@ pub const SOURCES: &[&str] = &[
     "ffff::/16",
 ];
 /// Dialled addresses for `to`: host addresses and container networks.
-pub const HOSTS: &[&str] = &[
+const HOSTS: &[&str] = &[
     "203.0.113.5",
     "203.0.113.6",
     "203.0.113.0/30",
@@ -43,7 +43,7 @@ pub const HOSTS: &[&str] = &[
     "fd00:d0c::2",
 ];
 /// Port entries: single, ranges, both protocols, the top port.
-pub const PORTS: &[&str] = &[
+const PORTS: &[&str] = &[
     "80",
     "443/tcp",
     "8000-8100",
@@ -56,21 +56,21 @@ pub const PORTS: &[&str] = &[
     "1-1024/tcp",
 ];
 /// Rule interfaces (all covered by the guarded `eth0`, `eth1`, `wg*`).
-pub const INTERFACES: &[&str] = &["eth0", "eth1", "wg*", "wg0"];
+const INTERFACES: &[&str] = &["eth0", "eth1", "wg*", "wg0"];
 /// Rates for `limit`.
-pub const RATES: &[&str] = &["5/second", "100/minute", "1000/hour", "10000/day"];
+const RATES: &[&str] = &["5/second", "100/minute", "1000/hour", "10000/day"];
 /// Labels rules select by and containers carry (key, value).
-pub const LABELS: &[(&str, &str)] = &[("tier", "web"), ("tier", "db"), ("env", "prod")];
+const LABELS: &[(&str, &str)] = &[("tier", "web"), ("tier", "db"), ("env", "prod")];
 /// Container names rules name; "gone" never runs.
-pub const RULE_CONTAINERS: &[&str] = &["web", "db", "gone"];
+const RULE_CONTAINERS: &[&str] = &["web", "db", "gone"];
 /// Running containers, and the addresses each may have.
-pub const CONTAINERS: &[(&str, &[&str])] = &[
+const CONTAINERS: &[(&str, &[&str])] = &[
     ("web", &["172.17.0.2", "fd00:d0c::2"]),
     ("db", &["172.18.0.3", "fd00:d0c::3"]),
     ("other", &["172.17.0.4"]),
 ];
 /// Host addresses published ports may be bound to (loopback never arrives from outside).
-pub const BINDINGS: &[&str] = &[
+const BINDINGS: &[&str] = &[
     "0.0.0.0",
     "::",
     "203.0.113.5",
@@ -79,7 +79,7 @@ pub const BINDINGS: &[&str] = &[
     "127.0.0.1",
 ];
 /// Ports that policies, containers and connections share, so they meet.
-pub const COMMON_PORTS: &[u16] = &[22, 53, 80, 443, 1500, 5432, 8000, 8050, 8081, 8443, 65535];
+const COMMON_PORTS: &[u16] = &[22, 53, 80, 443, 1500, 5432, 8000, 8050, 8081, 8443, 65535];
 
 fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
@@ -159,7 +159,7 @@ fn port() -> impl Strategy<Value = u16> {
 }
 
 /// One published port: any binding (or none), host and container ports
-/// mostly from [`COMMON_PORTS`], either protocol.
+/// mostly from a few common ones, either protocol.
 pub fn published() -> impl Strategy<Value = PublishedPort> {
     (
         proptest::option::of(select(BINDINGS.to_vec())),
@@ -175,8 +175,8 @@ pub fn published() -> impl Strategy<Value = PublishedPort> {
         })
 }
 
-/// Running containers: some of [`CONTAINERS`], each publishing up to three
-/// ports, carrying some of [`LABELS`], with at least one of its addresses.
+/// Running containers: some of `web`, `db` and `other`, each publishing up to three
+/// ports, carrying some of the labels rules select by, with at least one of its addresses.
 pub fn containers() -> impl Strategy<Value = Vec<Container>> {
     subsequence(CONTAINERS.to_vec(), 0..=CONTAINERS.len()).prop_flat_map(|chosen| {
         chosen
@@ -246,7 +246,7 @@ fn connection_from(targets: Vec<(Option<IpAddr>, u16, Proto)>) -> impl Strategy<
 
 /// A new connection: mostly from a guarded interface, from inside and outside
 /// the generated sources, dialling a host address, a container's address,
-/// another address or none, at one of [`COMMON_PORTS`].
+/// another address or none, at a common port.
 pub fn connection() -> impl Strategy<Value = Connection> + use<> {
     let mut targets = Vec::new();
     for dialled in DIALLED

@@ -312,9 +312,19 @@ fn selectors_that_select_nothing_are_pointed_out() {
              hint: the rule matches nothing until it runs; running: django, db",
             "policy.toml:12:10: warning: rule \"labels\": no running container carries the label tier=\"cache\"\n  \
              hint: a container must carry all of them; running: tier=\"web\" on django and tier=\"db\" on db",
-            "policy.toml:15:13: warning: rule \"both\": container \"django\" runs but does not carry the labels env=\"prod\", tier=\"db\"\n  \
+            "policy.toml:16:10: warning: rule \"both\": container \"django\" runs but does not carry the labels env=\"prod\", tier=\"db\"\n  \
              hint: it has no label \"env\" and tier=\"web\"; fix \"labels\" or \"container\"",
         ]
+    );
+    let got = warnings(
+        "[guard]\ninterfaces = \"eth0\"\n[[rule]]\nlabels = { zone = \"eu\" }\n",
+        &containers(),
+    );
+    assert!(
+        got[0].ends_with(
+            "hint: no running container has a label \"zone\"; the rule matches nothing until one runs"
+        ),
+        "{got:?}"
     );
     // Nothing runs at all.
     let got = warnings(
