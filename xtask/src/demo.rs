@@ -114,6 +114,8 @@ fn demo(lab: &Lab, binary: &Path) -> Result<()> {
         &stranger.to_string(),
         "--port",
         &ADMIN_PORT.to_string(),
+        "--to",
+        &host.to_string(),
     ])?;
 
     cli.run(&["remove"])?;

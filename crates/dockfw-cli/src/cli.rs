@@ -128,7 +128,30 @@ pub struct ExplainArgs {
     /// Interface the connection arrives on [default: the first guarded interface].
     #[arg(long = "in", value_name = "IFACE")]
     pub interface: Option<String>,
-    /// Host address the client dials.
+    /// Address the client dials: the host's (published, proxied) or a container's (routed).
     #[arg(long, value_name = "ADDR")]
     pub to: Option<IpAddr>,
+    /// The way in: DNAT by Docker to a container (published), Docker's userland
+    /// proxy on the host (proxied, e.g. IPv6 clients of an IPv4-only Docker), or
+    /// routed to a container's address without NAT (routed).
+    #[arg(long, value_enum, default_value_t = Via::Published)]
+    pub via: Via,
+}
+
+/// The way a connection reaches a container (see `dockfw_core::Path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Published,
+    Proxied,
+    Routed,
+}
+
+impl From<Via> for dockfw_core::Path {
+    fn from(via: Via) -> Self {
+        match via {
+            Via::Published => Self::Published,
+            Via::Proxied => Self::Proxied,
+            Via::Routed => Self::Routed,
+        }
+    }
 }

@@ -19,15 +19,18 @@ use std::time::{Duration, Instant};
 
 pub fn check(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
-    let _docker = session.docker()?;
+    let docker = session.docker(&parsed)?;
     let policy = &parsed.policy;
+    let warnings = parsed.warnings.len() + docker.diagnostics.len();
     if session.global.json {
+        let diagnostics: Vec<_> = parsed.warnings.iter().chain(&docker.diagnostics).collect();
         let report = serde_json::json!({
             "ok": true,
             "file": session.config_name(),
             "rules": policy.rules.len(),
             "sets": policy.sets.len(),
-            "diagnostics": parsed.warnings,
+            "docker": { "reachable": docker.reachable, "problem": docker.problem },
+            "diagnostics": diagnostics,
         });
         println!("{report:#}");
     } else if session.verbosity > Verbosity::Quiet {
@@ -37,7 +40,7 @@ pub fn check(session: &Session) -> Result<Exit> {
             paint(GOOD, "ok"),
             plural(policy.rules.len(), "rule"),
             plural(policy.sets.len(), "set"),
-            plural(parsed.warnings.len(), "warning"),
+            plural(warnings, "warning"),
         );
     }
     Ok(Exit::Success)
@@ -45,7 +48,7 @@ pub fn check(session: &Session) -> Result<Exit> {
 
 pub fn plan(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
-    let docker = session.docker()?;
+    let docker = session.docker(&parsed)?;
     let ruleset = session.desired(&parsed, &docker);
     if session.global.json {
         println!("{:#}", serde_json::to_value(&ruleset)?);
@@ -83,7 +86,7 @@ pub struct Applied {
 pub fn install(session: &Session, force: bool) -> Result<Applied> {
     let start = Instant::now();
     let parsed = session.load_policy()?;
-    let docker = session.docker()?;
+    let docker = session.docker(&parsed)?;
     let ruleset = session.desired(&parsed, &docker);
     let mut nft = session.nft()?;
     let table = &ruleset.table;
@@ -215,7 +218,7 @@ fn table_text(ruleset: &Ruleset) -> String {
 
 pub fn diff(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
-    let docker = session.docker()?;
+    let docker = session.docker(&parsed)?;
     let desired = session.desired(&parsed, &docker);
     let installed = session.nft()?.installed(&desired.table)?;
     let installed_text = installed.as_ref().map(table_text).unwrap_or_default();
@@ -266,6 +269,9 @@ struct RuleStatus {
     action: Option<Action>,
     packets: u64,
     bytes: u64,
+    /// The running containers the rule reaches; `None` when Docker is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    containers: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -308,10 +314,15 @@ pub fn status(session: &Session) -> Result<Exit> {
     };
     let mut nft = session.nft()?;
     let installed = nft.installed(&table)?;
+    let mut resolutions = None;
     let matches_policy = match &parsed {
         Some(parsed) => {
-            let docker = session.docker()?;
-            Some(installed.as_ref() == Some(&session.desired(parsed, &docker)))
+            let docker = session.docker(parsed)?;
+            let matches = installed.as_ref() == Some(&session.desired(parsed, &docker));
+            resolutions = docker
+                .reachable
+                .then(|| dockfw_core::docker::resolve(&parsed.policy, &docker.containers));
+            Some(matches)
         }
         None => None,
     };
@@ -338,11 +349,18 @@ pub fn status(session: &Session) -> Result<Exit> {
                 .rules
                 .first()
                 .map_or_else(|| chain.name.clone(), |r| r.comment.clone());
+            let containers = resolutions.as_ref().map(|all| {
+                all.iter()
+                    .find(|r| r.rule == name)
+                    .map(|r| r.containers.iter().map(|c| c.name.clone()).collect())
+                    .unwrap_or_default()
+            });
             rules.push(RuleStatus {
                 name,
                 action: chain_action(chain),
                 packets,
                 bytes,
+                containers,
             });
         }
         if let Some(chain) = installed.chain(CHAIN_DEFAULT) {
@@ -352,6 +370,7 @@ pub fn status(session: &Session) -> Result<Exit> {
                 action: chain_action(chain),
                 packets,
                 bytes,
+                containers: None,
             });
         }
     }
@@ -414,29 +433,38 @@ fn print_status(out: &StatusOutput) {
     }
     anstream::println!("guarding: {}", out.interfaces.join(", "));
     println!();
-    let mut table = Table::new(&[
+    let docker_known = out.rules.iter().any(|r| r.containers.is_some());
+    let mut columns = vec![
         ("RULE", Align::Left),
         ("ACTION", Align::Left),
         ("PACKETS", Align::Right),
         ("BYTES", Align::Right),
-    ]);
+    ];
+    if docker_known {
+        columns.push(("CONTAINERS", Align::Left));
+    }
+    let mut table = Table::new(&columns);
     for rule in out.rules.iter().chain(&out.default) {
         let (action, style) = rule.action.map_or(("?".to_string(), Style::new()), |a| {
             (a.to_string(), output::action_style(a))
         });
-        table.row(vec![
+        let mut row = vec![
             (rule.name.clone(), Style::new()),
             (action, style),
             (rule.packets.to_string(), Style::new()),
             (output::human_bytes(rule.bytes), Style::new()),
-        ]);
+        ];
+        if docker_known {
+            row.push((rule.containers.as_deref().unwrap_or_default().join(", "), DIM));
+        }
+        table.row(row);
     }
     anstream::print!("{}", table.render());
 }
 
 pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     let parsed = session.load_policy()?;
-    let docker = session.docker()?;
+    let docker = session.docker(&parsed)?;
     let range = dockfw_core::values::parse_port_range(&args.port)
         .map_err(|e| anyhow::anyhow!("--port {}: {}", args.port, e.message))?;
     if range.ports.first != range.ports.last {
@@ -453,17 +481,36 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         port: range.ports.first,
         proto: range.proto,
     };
-    let explanation = dockfw_core::explain(&parsed.policy, &docker.containers, &connection);
+    let path = dockfw_core::Path::from(args.via);
+    let explanation = dockfw_core::explain_on(&parsed.policy, &docker.containers, &connection, path);
+    // A rule with `to`, or a container rule (which tells host from container
+    // addresses), that missed might have matched had we known the address dialled.
+    let address_decides = args.to.is_none()
+        && explanation.misses.iter().any(|miss| {
+            parsed
+                .policy
+                .rule(&miss.rule)
+                .is_some_and(|rule| rule.to.is_some() || rule.selects_containers())
+        });
     if session.global.json {
-        let out = serde_json::json!({ "connection": connection, "explanation": explanation });
+        let out = serde_json::json!({
+            "connection": connection,
+            "via": path,
+            "explanation": explanation,
+            "address_unknown_decides": address_decides,
+        });
         println!("{out:#}");
         return Ok(Exit::Success);
     }
     let proto = connection.proto.name();
     let to = connection.dialled.map_or(String::new(), |d| format!(" to {d}"));
     let decision = &explanation.decision;
+    let why = explanation
+        .not_judged
+        .as_ref()
+        .map_or(String::new(), |why| format!(" ({why})"));
     anstream::println!(
-        "{} → port {}/{proto}{to} on {}: {}",
+        "{} → port {}/{proto}{to} on {}: {}{why}",
         connection.source,
         connection.port,
         connection.interface,
@@ -475,6 +522,12 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
             paint(DIM, "rule"),
             miss.rule,
             miss.reason
+        );
+    }
+    if address_decides {
+        anstream::println!(
+            "{} some rules here depend on the address the client dialled; give it with --to ADDR",
+            paint(WARN, "note:")
         );
     }
     Ok(Exit::Success)

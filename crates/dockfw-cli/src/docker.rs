@@ -3,7 +3,7 @@
 
 use crate::cli::Global;
 use anyhow::Result;
-use dockfw_core::Container;
+use dockfw_core::{Container, Diagnostic};
 use std::fmt;
 
 /// Docker could not be reached and `--require-docker` was given.
@@ -26,6 +26,8 @@ pub struct DockerView {
     pub reachable: bool,
     /// Why Docker's containers are unknown, for a warning.
     pub problem: Option<String>,
+    /// What the policy gets wrong about the running containers.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 pub fn query(global: &Global) -> Result<DockerView> {
@@ -36,16 +38,15 @@ pub fn query(global: &Global) -> Result<DockerView> {
         Ok(list) => Ok(DockerView {
             containers: list.iter().map(Container::from).collect(),
             reachable: true,
-            problem: None,
+            ..DockerView::default()
         }),
         Err(error) if global.require_docker => Err(Unreachable(error).into()),
         Err(error) => Ok(DockerView {
-            containers: Vec::new(),
-            reachable: false,
             problem: Some(format!(
                 "{error}; `container` and `labels` rules match nothing until the policy is applied \
                  again with Docker running"
             )),
+            ..DockerView::default()
         }),
     }
 }

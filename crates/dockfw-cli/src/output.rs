@@ -22,6 +22,11 @@ pub enum Verbosity {
 }
 
 pub fn paint(style: Style, text: impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    // Nothing to style: no escape codes that would hide trailing blanks from trimming.
+    if text.is_empty() {
+        return text;
+    }
     format!("{style}{text}{style:#}")
 }
 

@@ -107,14 +107,19 @@ impl Session {
         }
     }
 
-    /// Docker's containers, as far as the options allow.
-    pub fn docker(&self) -> Result<DockerView> {
-        let view = docker::query(&self.global)?;
-        if let Some(problem) = &view.problem
-            && self.verbosity > Verbosity::Quiet
-            && !self.global.json
-        {
-            anstream::eprintln!("{} {problem}", output::paint(output::WARN, "warning:"));
+    /// Docker's containers, as far as the options allow, with what the
+    /// policy gets wrong about them (printed as warnings, and kept in the
+    /// view for JSON output).
+    pub fn docker(&self, parsed: &Parsed) -> Result<DockerView> {
+        let mut view = docker::query(&self.global)?;
+        if view.reachable {
+            view.diagnostics = dockfw_core::docker::diagnose(&parsed.policy, &view.containers);
+        }
+        if self.verbosity > Verbosity::Quiet && !self.global.json {
+            if let Some(problem) = &view.problem {
+                anstream::eprintln!("{} {problem}", output::paint(output::WARN, "warning:"));
+            }
+            output::print_diagnostics(&view.diagnostics);
         }
         Ok(view)
     }

@@ -109,7 +109,8 @@ fn explain_names_the_deciding_rule_and_the_misses() {
         out,
         "8.8.8.8 → port 5432/tcp on eth0: reject by rule \"no database\"\n  \
          rule \"public web\" did not match: the rule needs a dialled address in [203.0.113.5, 2001:db8::5] (none given)\n  \
-         rule \"admin panel\" did not match: source 8.8.8.8 is not in from = [@admins, @office]\n"
+         rule \"admin panel\" did not match: source 8.8.8.8 is not in from = [@admins, @office]\n\
+         note: some rules here depend on the address the client dialled; give it with --to ADDR\n"
     );
     let out = stdout(dockfw().args([
         "explain",

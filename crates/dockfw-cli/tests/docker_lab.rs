@@ -192,3 +192,254 @@ fn wait_for(path: &Path, needle: &str) {
         std::fs::read_to_string(path)
     );
 }
+
+fn probe_from(from: Client, src: impl Into<IpAddr>, dst: impl Into<IpAddr>, port: u16) -> Probe {
+    Probe {
+        from,
+        src: src.into(),
+        dst: dst.into(),
+        port,
+        proto: Proto::Tcp,
+    }
+}
+
+impl Setup {
+    fn write_policy(&self, text: &str) {
+        std::fs::write(self.dir.join("policy.toml"), text).unwrap();
+    }
+
+    /// Every probe at once; all must give what they want.
+    fn expect_now(&self, cases: &[(Probe, Outcome)]) {
+        let probes: Vec<Probe> = cases.iter().map(|(p, _)| *p).collect();
+        let got = self.lab.probe_all(&probes).unwrap();
+        let wrong: Vec<String> = cases
+            .iter()
+            .zip(&got)
+            .filter(|((_, want), got)| want != *got)
+            .map(|((p, want), got)| format!("{p}: want {want}, got {got}"))
+            .collect();
+        assert!(wrong.is_empty(), "unexpected outcomes:\n{}", wrong.join("\n"));
+    }
+
+    fn stderr(&self, args: &[&str], code: i32) -> String {
+        let out = self.dockfw(args).assert().code(code).get_output().clone();
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[test]
+fn container_and_labels_rules_admit_exactly_their_published_ports() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup("dfwt-clic") else { return };
+    let lab = &setup.lab;
+    lab.run_echo_with(
+        "web",
+        &["-p", "8081:8000/tcp", "--label", "tier=front"],
+        &[(Proto::Tcp, 8000)],
+    )
+    .unwrap();
+    lab.run_echo_with(
+        "db",
+        &["-p", "5432:5432/tcp", "--label", "tier=db"],
+        &[(Proto::Tcp, 5432)],
+    )
+    .unwrap();
+    lab.run_echo("other", &["9000:9000/tcp"], &[(Proto::Tcp, 9000)])
+        .unwrap();
+    let [stranger, web_client, db_client] = addr::INET_SOURCES;
+    setup.write_policy(&format!(
+        r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[[rule]]
+name = "web"
+container = "web"
+from = ["{web_client}"]
+
+[[rule]]
+name = "databases"
+labels = {{ tier = "db" }}
+from = ["{db_client}"]
+"#
+    ));
+    setup.dockfw(&["apply"]).assert().code(0);
+    use Outcome::*;
+    let host = addr::HOST_INET_A;
+    let p = |src, port| probe_from(Client::Internet, src, host, port);
+    setup.expect_now(&[
+        (p(web_client, 8081), Open),
+        (p(web_client, 5432), TimedOut),
+        (p(web_client, 9000), TimedOut),
+        (p(db_client, 5432), Open),
+        (p(db_client, 8081), TimedOut),
+        (p(db_client, 9000), TimedOut),
+        (p(stranger, 8081), TimedOut),
+        (p(stranger, 5432), TimedOut),
+        (p(stranger, 9000), TimedOut),
+    ]);
+
+    // status names the containers each rule resolved to.
+    let out = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["rules"][0]["containers"],
+        serde_json::json!(["web"]),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["rules"][1]["containers"],
+        serde_json::json!(["db"]),
+        "{status:#}"
+    );
+    let out = setup.dockfw(&["status"]).assert().code(0).get_output().clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("CONTAINERS"), "{text}");
+    setup.done();
+}
+
+#[test]
+fn check_points_out_a_container_port_written_for_a_published_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup("dfwt-clih") else { return };
+    setup
+        .lab
+        .run_echo("django", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    setup.write_policy(
+        "[guard]\ninterfaces = [\"eth0\"]\n\n[[rule]]\nname = \"django\"\nports = [\"8000/tcp\"]\n",
+    );
+    let stderr = setup.stderr(&["check"], 0);
+    assert!(
+        stderr.contains("policy.toml:6:10: warning:")
+            && stderr.contains("8000/tcp is django's container port; clients dial 8081"),
+        "{stderr}"
+    );
+    // Without Docker there is nothing to compare with: no such warning.
+    let stderr = setup.stderr(&["check", "--no-docker"], 0);
+    assert!(!stderr.contains("container port"), "{stderr}");
+    setup.done();
+}
+
+/// With Docker's IPv6 off (the default on most hosts), an IPv6 client of a
+/// published port is answered by docker-proxy on the host: the input path.
+#[test]
+fn ipv6_clients_of_an_ipv4_only_docker_are_held_to_the_policy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = dockfw_e2e::up_or_skip(LabConfig {
+        ipv6: false,
+        ..LabConfig::for_test("dfwt-clip").unwrap()
+    }) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("dfwt-clip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let setup = Setup { lab, dir };
+    setup
+        .lab
+        .run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let [stranger, allowed, rejected] = addr::INET6_SOURCES;
+    let host = addr::HOST_INET6_A;
+    let p = |src, port| probe_from(Client::Internet, src, host, port);
+    use Outcome::*;
+    // Without dockfw: open to every IPv6 client, through docker-proxy.
+    setup.expect_now(&[(p(stranger, 8081), Open), (p(allowed, 8081), Open)]);
+
+    setup.write_policy(&format!(
+        r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[[rule]]
+name = "allowed"
+from = ["{allowed}"]
+ports = ["8081/tcp"]
+
+[[rule]]
+name = "refused"
+from = ["{rejected}"]
+action = "reject"
+"#
+    ));
+    setup.dockfw(&["apply"]).assert().code(0);
+    setup.expect_now(&[
+        (p(allowed, 8081), Open),
+        (p(stranger, 8081), TimedOut),
+        (p(rejected, 8081), Refused),
+    ]);
+    let out = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["rules"][0]["packets"].as_u64().unwrap() >= 1,
+        "counted: {status:#}"
+    );
+    assert!(
+        status["default"]["packets"].as_u64().unwrap() >= 1,
+        "counted: {status:#}"
+    );
+    setup.done();
+}
+
+/// A LAN neighbour routing straight to a container's address (no DNAT):
+/// judged too, and a container rule means the same service on that path.
+#[test]
+fn routed_access_to_a_container_address_is_judged() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup("dfwt-clir") else { return };
+    let lab = &setup.lab;
+    lab.run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let web: IpAddr = lab
+        .docker(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", "web"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let bridge = addr::DOCKER_BIP.replace(".1/24", ".0/24");
+    lab.exec(
+        dockfw_e2e::Ns::Lan,
+        "ip",
+        &["route", "replace", &bridge, "via", &addr::HOST_LAN.to_string()],
+    )
+    .unwrap();
+    let [stranger, allowed, _] = addr::LAN_SOURCES;
+    let p = |src, port| probe_from(Client::Lan, src, web, port);
+    use Outcome::*;
+    // Docker itself accepts routed traffic to a published container port.
+    setup.expect_now(&[(p(stranger, 8000), Open)]);
+
+    setup.write_policy(&format!(
+        r#"
+[guard]
+interfaces = ["eth1"]
+default = "drop"
+
+[[rule]]
+name = "web from one neighbour"
+container = "web"
+from = ["{allowed}"]
+"#
+    ));
+    setup.dockfw(&["apply"]).assert().code(0);
+    setup.expect_now(&[(p(allowed, 8000), Open), (p(stranger, 8000), TimedOut)]);
+    // The same rule on the published path.
+    let host = addr::HOST_LAN;
+    setup.expect_now(&[
+        (probe_from(Client::Lan, allowed, host, 8081), Open),
+        (probe_from(Client::Lan, stranger, host, 8081), TimedOut),
+    ]);
+    setup.done();
+}
