@@ -50,6 +50,15 @@ pub enum LabError {
     /// A probe could not even be attempted (e.g. source address missing).
     #[error("probe {probe} could not run: {source}")]
     Probe { probe: String, source: io::Error },
+    /// A connection meant to be held open was not accepted.
+    #[error("connection {probe} was not opened: {outcome}")]
+    NotOpen {
+        probe: String,
+        outcome: crate::probe::Outcome,
+    },
+    /// A command's output was not what the lab expected.
+    #[error("unexpected output from `{cmd}`: {output:?}")]
+    Unexpected { cmd: String, output: String },
     /// Teardown left something behind.
     #[error("lab teardown incomplete: {0}")]
     Teardown(String),

@@ -29,17 +29,19 @@ pub mod netns;
 mod probe;
 mod procs;
 mod topology;
+mod traffic;
 
 pub use cleanup::LabProcess;
 pub use error::{LabError, Result};
 pub use image::IMAGE_REPO;
 pub use probe::{Outcome, Probe, Proto};
 pub use topology::{Ns, Ns as Client, addr};
+pub use traffic::{EchoServer, HeldConnection, ProbeLoop, Tally};
 
 use error::io_err;
 use std::ffi::OsStr;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
@@ -63,6 +65,10 @@ pub struct LabConfig {
     pub fresh: bool,
     /// Start dockerd with IPv6 and (experimental) ip6tables support.
     pub ipv6: bool,
+    /// Start dockerd as part of `up` (default). Without it the namespaces
+    /// exist but Docker does not run until [`Lab::start_dockerd`], e.g. to
+    /// install a firewall before Docker's first rule.
+    pub dockerd: bool,
     /// Extra dockerd arguments.
     pub extra_dockerd_args: Vec<String>,
     /// How long to wait for dockerd's socket.
@@ -87,6 +93,7 @@ impl LabConfig {
             teardown_on_drop: false,
             fresh: false,
             ipv6: true,
+            dockerd: true,
             extra_dockerd_args: Vec::new(),
             ready_timeout: Duration::from_secs(60),
             probe_timeout: Duration::from_millis(300),
@@ -248,9 +255,10 @@ impl Lab {
         ]))?;
         // nft `log` in a non-initial namespace is silent unless this is set.
         let _ = std::fs::write("/proc/sys/net/netfilter/nf_log_all_netns", "1");
-        let child = dockerd::start(&lab.config, &lab.paths)?;
-        *lab.dockerd.get_mut().expect("not poisoned") = child;
-        lab.image = lab.ensure_image()?;
+        lab.image = image::tarball()?.1;
+        if lab.config.dockerd {
+            lab.start_dockerd()?;
+        }
         Ok(lab)
     }
 
@@ -266,21 +274,23 @@ impl Lab {
         })
     }
 
-    fn ensure_image(&self) -> Result<String> {
-        let (tar, tag) = image::tarball()?;
+    /// Imports the lab image unless dockerd already has it.
+    fn ensure_image(&self) -> Result<()> {
+        let tag = &self.image;
         let present = cmd::output(
-            &mut self.docker_cmd(["image", "inspect", "--format", "{{.Id}}", &tag]),
+            &mut self.docker_cmd(["image", "inspect", "--format", "{{.Id}}", tag]),
             None,
         )?
         .status
         .success();
         if !present {
+            let (tar, _) = image::tarball()?;
             cmd::run_with_stdin(
-                &mut self.docker_cmd(["import", "--change", r#"CMD ["/bin/sh"]"#, "-", &tag]),
+                &mut self.docker_cmd(["import", "--change", r#"CMD ["/bin/sh"]"#, "-", tag]),
                 Some(&tar),
             )?;
         }
-        Ok(tag)
+        Ok(())
     }
 
     /// The lab's configuration.
@@ -448,6 +458,58 @@ impl Lab {
         }
     }
 
+    /// Opens a TCP connection like `p` and keeps it open (see
+    /// [`HeldConnection::exchange`]); fails with [`LabError::NotOpen`] when
+    /// the connection is refused or times out.
+    pub fn hold(&self, p: Probe) -> Result<HeldConnection> {
+        HeldConnection::open(&self.ns_path(p.from), p, self.config.probe_timeout)
+    }
+
+    /// Repeats each probe in the background (its own thread, `pause`
+    /// between repetitions) until [`ProbeLoop::stop`].
+    pub fn probe_loop(&self, probes: &[Probe], pause: Duration) -> Result<ProbeLoop> {
+        ProbeLoop::start(probes, |p| self.ns_path(p.from), self.config.probe_timeout, pause)
+    }
+
+    /// Runs an echo server at `addr` inside namespace `ns` (addr must be
+    /// one of its addresses) until the returned value is dropped.
+    pub fn serve_echo(&self, ns: Ns, addr: SocketAddr, proto: Proto) -> Result<EchoServer> {
+        EchoServer::start(&self.ns_path(ns), addr, proto)
+    }
+
+    /// The container's addresses on its networks (IPv4, then global IPv6).
+    pub fn container_addrs(&self, name: &str) -> Result<Vec<IpAddr>> {
+        let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}\
+                      {{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{end}}";
+        let out = self.docker(&["inspect", "--format", format, name])?;
+        out.split_whitespace()
+            .map(|a| {
+                a.parse().map_err(|_| LabError::Unexpected {
+                    cmd: format!("docker inspect {name}"),
+                    output: out.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Has container `name` open a connection to `dst` (`lab-echo ask`,
+    /// which expects an echo) and reports what it saw: the outbound path.
+    pub fn ask_from_container(&self, name: &str, proto: Proto, dst: SocketAddr) -> Result<Outcome> {
+        let mut command = self.docker_cmd(["exec", name, "/bin/lab-echo", "ask"]);
+        command.arg(proto.to_string()).arg(dst.to_string());
+        let out = cmd::output(&mut command, None)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.trim() {
+            "open" => Ok(Outcome::Open),
+            "refused" => Ok(Outcome::Refused),
+            "timed out" => Ok(Outcome::TimedOut),
+            _ => Err(LabError::Unexpected {
+                cmd: cmd::describe(&command),
+                output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+            }),
+        }
+    }
+
     /// Whether the lab's dockerd runs.
     pub fn dockerd_pid(&self) -> Option<i32> {
         dockerd::running_pid(&self.paths)
@@ -461,14 +523,14 @@ impl Lab {
         Ok(())
     }
 
-    /// Starts dockerd again (no-op if it runs) and waits for it.
+    /// Starts dockerd (no-op if it runs), waits for it and makes sure it
+    /// has the lab image.
     pub fn start_dockerd(&self) -> Result<()> {
         let child = dockerd::start(&self.config, &self.paths)?;
-        let mut slot = self.dockerd.lock().expect("not poisoned");
         if child.is_some() {
-            *slot = child;
+            *self.dockerd.lock().expect("not poisoned") = child;
         }
-        Ok(())
+        self.ensure_image()
     }
 
     /// Stops and starts dockerd (containers with `--restart` come back).

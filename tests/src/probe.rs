@@ -42,7 +42,7 @@ impl std::str::FromStr for Proto {
 pub enum Outcome {
     /// Connected (TCP) or got the datagram echoed back (UDP).
     Open,
-    /// Actively refused: TCP RST, or ICMP port/host/net unreachable or
+    /// Actively refused: TCP RST, or ICMP(v6) port/host/net unreachable or
     /// administratively prohibited (what nft `reject` sends).
     Refused,
     /// No answer within the probe timeout (silently dropped).
@@ -121,14 +121,14 @@ pub(crate) fn probe_here(p: &Probe, timeout: Duration) -> Result<Outcome> {
 }
 
 fn classify_or_err(e: io::Error, local: impl FnOnce(io::Error) -> LabError) -> Result<Outcome> {
-    match classify_ref(&e) {
+    match classify(&e) {
         Some(o) => Ok(o),
         None => Err(local(e)),
     }
 }
 
 /// Maps a socket error to an outcome; `None` for local failures.
-fn classify_ref(e: &io::Error) -> Option<Outcome> {
+pub(crate) fn classify(e: &io::Error) -> Option<Outcome> {
     if std::env::var_os("DOCKFW_LAB_DEBUG").is_some() {
         eprintln!("dockfw-lab probe: socket error {e:?}");
     }
@@ -139,8 +139,9 @@ fn classify_ref(e: &io::Error) -> Option<Outcome> {
     }
     match e.raw_os_error() {
         // ICMP host/net unreachable and admin-prohibited (nft `reject with
-        // icmpx admin-prohibited`) both surface as these.
-        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => Some(Outcome::Refused),
+        // icmpx admin-prohibited`) surface as these; ICMPv6
+        // admin-prohibited as EACCES.
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES) => Some(Outcome::Refused),
         _ => None,
     }
 }
