@@ -50,6 +50,9 @@ pub enum LabError {
     /// A probe could not even be attempted (e.g. source address missing).
     #[error("probe {probe} could not run: {source}")]
     Probe { probe: String, source: io::Error },
+    /// The lab's network did not carry traffic in time.
+    #[error("no answer from the docker host within {timeout:?} on: {paths}")]
+    NotConnected { timeout: Duration, paths: String },
     /// A connection meant to be held open was not accepted.
     #[error("connection {probe} was not opened: {outcome}")]
     NotOpen {

@@ -255,6 +255,7 @@ impl Lab {
         ]))?;
         // nft `log` in a non-initial namespace is silent unless this is set.
         let _ = std::fs::write("/proc/sys/net/netfilter/nf_log_all_netns", "1");
+        lab.wait_connected(Duration::from_secs(10))?;
         lab.image = image::tarball()?.1;
         if lab.config.dockerd {
             lab.start_dockerd()?;
@@ -272,6 +273,57 @@ impl Lab {
             dockerd: Mutex::new(None),
             image,
         })
+    }
+
+    /// Waits until both clients reach the host over both families (any
+    /// answer from a port nothing listens on will do): neighbour discovery
+    /// and the links are ready, so a test's first probe cannot time out
+    /// for reasons of the lab's own.
+    fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let unused_port = 9;
+        let paths: Vec<Probe> = [
+            (
+                Ns::Internet,
+                addr::INET_SOURCES[0].into(),
+                addr::HOST_INET_A.into(),
+            ),
+            (
+                Ns::Internet,
+                addr::INET6_SOURCES[0].into(),
+                addr::HOST_INET6_A.into(),
+            ),
+            (Ns::Lan, addr::LAN_SOURCES[0].into(), addr::HOST_LAN.into()),
+            (Ns::Lan, addr::LAN6_SOURCES[0].into(), addr::HOST_LAN6.into()),
+        ]
+        .into_iter()
+        .map(|(from, src, dst)| Probe {
+            from,
+            src,
+            dst,
+            port: unused_port,
+            proto: Proto::Tcp,
+        })
+        .collect();
+        let start = Instant::now();
+        loop {
+            let outcomes = self.probe_all(&paths)?;
+            let silent: Vec<String> = paths
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| **o == Outcome::TimedOut)
+                .map(|(p, _)| p.to_string())
+                .collect();
+            if silent.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(LabError::NotConnected {
+                    timeout,
+                    paths: silent.join(", "),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Imports the lab image unless dockerd already has it.

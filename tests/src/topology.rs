@@ -128,6 +128,15 @@ pub(crate) fn build(prefix: &str) -> Result<()> {
         if !crate::netns_file(name).exists() {
             ip(["netns", "add", name])?;
         }
+        // No duplicate address detection, set before the links exist: their
+        // link-local addresses would otherwise stay "tentative" for a second
+        // or two after `up`, a phase in which early IPv6 traffic was seen to
+        // stall.
+        crate::cmd::run(crate::cmd::nsenter(&crate::netns_file(name), "sysctl").args([
+            "-qw",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ]))?;
         ip(["-n", name, "link", "set", "lo", "up"])?;
     }
     // Created from inside the host namespace with the peer placed directly in

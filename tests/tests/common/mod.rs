@@ -146,14 +146,33 @@ pub fn check(lab: &Lab, what: &str, cases: &[(Probe, Outcome)]) {
         .collect();
     assert!(
         wrong.is_empty(),
-        "{what}: {} of {} probes wrong:\n{}",
+        "{what}: {} of {} probes wrong:\n{}\n{}",
         wrong.len(),
         cases.len(),
-        wrong.join("\n")
+        wrong.join("\n"),
+        network_state(lab)
     );
     // Concurrent: the batch takes about one probe timeout, so a drop
     // (TimedOut) cannot be confused with a slow machine.
     assert!(took < Duration::from_secs(3), "{what}: probes took {took:?}");
+}
+
+/// Neighbour tables and address states of the lab's namespaces, to tell a
+/// failing probe caused by the lab's own network from one caused by the
+/// firewall.
+pub fn network_state(lab: &Lab) -> String {
+    let mut out = String::from("lab network state:");
+    for ns in [Client::DockerHost, Client::Internet, Client::Lan] {
+        for args in [&["neigh"][..], &["-6", "neigh"], &["-6", "-br", "addr"]] {
+            let text = lab.exec(ns, "ip", args).unwrap_or_else(|e| format!("({e})"));
+            out.push_str(&format!(
+                "\n  {ns:?} ip {}:\n    {}",
+                args.join(" "),
+                text.replace('\n', "\n    ")
+            ));
+        }
+    }
+    out
 }
 
 /// The cases of `probes`, each expecting `outcome`.
