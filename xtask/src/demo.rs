@@ -40,9 +40,9 @@ container = "admin"    # whatever it publishes: dockfw-nft asks Docker (8443, to
     )
 }
 
-pub fn run(root: &Path) -> Result<()> {
+pub fn run() -> Result<()> {
     crate::run("cargo", &["build", "--quiet", "-p", "dockfw-cli"])?;
-    let binary = root.join("target/debug/dockfw-nft");
+    let binary = crate::target_dir()?.join("debug/dockfw-nft");
     let config = LabConfig::new(PREFIX)?;
     // A demo interrupted earlier may have left its lab behind.
     Lab::down(&config)?;

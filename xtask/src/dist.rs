@@ -1,6 +1,6 @@
 //! `cargo xtask dist`: a release tarball a sysadmin can install by hand.
 //!
-//! target/dist/dockfw-nft-VERSION-ARCH-linux/ holds the release binary, its
+//! TARGET/dist/dockfw-nft-VERSION-ARCH-linux/ (TARGET: cargo's target directory) holds the release binary, its
 //! man pages and shell completions (generated from the clap definition by the
 //! binary itself), the systemd unit, the example policies and the README; the
 //! directory is also packed as a .tar.gz beside it.
@@ -12,7 +12,8 @@ use std::process::Command;
 
 pub fn run(root: &Path) -> Result<()> {
     crate::run("cargo", &["build", "--release", "--locked", "-p", "dockfw-cli"])?;
-    let binary = root.join("target/release/dockfw-nft");
+    let target = crate::target_dir()?;
+    let binary = target.join("release/dockfw-nft");
     let version = output(&binary, &["--version"])?;
     let version = version
         .trim()
@@ -21,7 +22,7 @@ pub fn run(root: &Path) -> Result<()> {
         .context("no version in --version")?
         .to_string();
     let name = format!("dockfw-nft-{version}-{}-linux", std::env::consts::ARCH);
-    let dist = root.join("target/dist");
+    let dist = target.join("dist");
     let out = dist.join(&name);
     if out.exists() {
         fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;

@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         Some("dist") => dist::run(&workspace_root()),
         Some("demo") => {
             packages::ensure(&workspace_root())?;
-            demo::run(&workspace_root())
+            demo::run()
         }
         _ => {
             eprintln!(
@@ -42,6 +42,24 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// Cargo's target directory (honours CARGO_TARGET_DIR and config), from `cargo metadata`.
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    let output = Command::new("cargo")
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(workspace_root())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({})", output.status);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata output")?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata gave no target_directory")?;
+    Ok(PathBuf::from(dir))
 }
 
 /// Runs a command in the workspace root, failing if it fails.
@@ -71,7 +89,7 @@ fn test(extra: &[String]) -> Result<()> {
     // The README's first command must keep working: run it too (it needs root).
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
-        demo::run(&workspace_root())
+        demo::run()
     } else if std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("the demo needs root; CI must run `cargo xtask test` as root")
     } else {
