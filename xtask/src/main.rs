@@ -6,6 +6,8 @@
 //! - `lab up|down|status|probe`: the Docker lab (see tests/README.md).
 //! - `demo`: dockfw-nft at work in a throwaway Docker lab (the README's "see it work").
 //! - `dist`: release tarball with man pages, completions and the systemd unit.
+//! - `vm-test`: the end-to-end suite in throwaway Debian VMs (see
+//!   tests/README.md).
 
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ mod demo;
 mod dist;
 mod lab;
 mod packages;
+mod vm;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,13 +27,14 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("lab") => lab::run(&args[1..]),
         Some("dist") => dist::run(&workspace_root()),
+        Some("vm-test") => vm::run(&workspace_root(), &args[1..]),
         Some("demo") => {
             packages::ensure(&workspace_root())?;
             demo::run()
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist | demo>"
+                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist | demo | vm-test [--help]>"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,270 @@
+//! What runs inside the VM: the image's init (part of the image recipe) and
+//! the per-run job script, plus reading back what the job wrote.
+//!
+//! Protocol between host and guest, over the read-write 9p share `job`
+//! (mounted at /job in the guest):
+//! - init creates `booted` as soon as the share is mounted;
+//! - the job writes `facts` (`kernel …`, `docker …`), then one line per test
+//!   binary to `results` (`EXIT_CODE SECONDS LABEL`), then `finished`.
+//!
+//! The console only carries the live output for people to read; the verdict
+//! comes from these files.
+
+use super::suite::TestBinary;
+use anyhow::{Context, Result, bail};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Where the image's init lives (given to the kernel as `init=`).
+pub(crate) const INIT_PATH: &str = "/usr/local/sbin/dockfw-vm-init";
+
+/// The image's PID 1. Mounts the kernel file systems (cgroup v2 only, as
+/// systemd does on Debian 12 and 13), runs the job from the host under
+/// `tini -s` so that orphaned processes (dockerd, containerd shims) are
+/// reaped, then powers off. No systemd: nothing else runs in the VM.
+pub(crate) const INIT: &str = r#"#!/bin/sh
+# PID 1 of the dockfw test VM (written by `cargo xtask vm-test`).
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -o remount,rw /
+ip link set lo up
+mkdir -p /job
+if mount -t 9p -o trans=virtio,version=9p2000.L job /job; then
+    : > /job/booted
+    tini -s -- /bin/sh /job/run.sh
+else
+    echo "dockfw-vm-init: cannot mount the job share" >&2
+fi
+sync
+busybox poweroff -f
+"#;
+
+/// A host directory the guest mounts read-only at the same absolute path,
+/// so test binaries find their sources (`CARGO_MANIFEST_DIR`) and fixtures.
+#[derive(Debug, Clone)]
+pub(crate) struct Share {
+    /// The 9p mount tag.
+    pub tag: String,
+    /// The directory, on the host and in the guest.
+    pub path: PathBuf,
+}
+
+/// The job for one VM run: mount the shares, record facts, run every test
+/// binary the way `cargo test` would (cwd and `CARGO_MANIFEST_DIR` = the
+/// package directory) with `CI=true`, recording each exit status.
+pub(crate) fn job_script(shares: &[Share], binaries: &[TestBinary], test_args: &[String]) -> String {
+    let mut s = String::from(
+        r#"#!/bin/sh
+# One VM run of `cargo xtask vm-test`, started by the image's init.
+set -u
+export CI=true HOME=/root RUST_BACKTRACE=1
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+share() {
+    mkdir -p "$2" && mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 "$1" "$2" \
+        || { echo "vm-test: cannot mount share $1 at $2" >&2; exit 1; }
+}
+test_binary() {
+    label=$1 dir=$2
+    shift 2
+    printf '\n===== vm-test: %s\n' "$label"
+    start=$(date +%s)
+    (cd "$dir" && CARGO_MANIFEST_DIR="$dir" exec "$@")
+    rc=$?
+    echo "$rc $(($(date +%s) - start)) $label" >> /job/results
+}
+"#,
+    );
+    for share in shares {
+        let _ = writeln!(s, "share {} {}", quote(&share.tag), quote_path(&share.path));
+    }
+    s.push_str(
+        r#"{
+    echo "kernel $(uname -r)"
+    echo "docker $(dockerd --version)"
+} > /job/facts
+printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version)"
+"#,
+    );
+    for bin in binaries {
+        let _ = write!(
+            s,
+            "test_binary {} {} {}",
+            quote(&bin.label),
+            quote_path(&bin.manifest_dir),
+            quote_path(&bin.exe)
+        );
+        for arg in test_args {
+            let _ = write!(s, " {}", quote(arg));
+        }
+        s.push('\n');
+    }
+    s.push_str(": > /job/finished\n");
+    s
+}
+
+/// One test binary's outcome, as the guest recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BinaryResult {
+    pub label: String,
+    pub exit_code: i32,
+    pub seconds: u64,
+}
+
+/// What a VM run left in the job directory.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Init mounted the job share (the kernel booted).
+    pub booted: bool,
+    /// The job ran to its end.
+    pub finished: bool,
+    pub kernel: Option<String>,
+    pub docker: Option<String>,
+    pub results: Vec<BinaryResult>,
+}
+
+impl Report {
+    /// Reads the files the guest wrote into `job_dir`.
+    pub(crate) fn read(job_dir: &Path) -> Result<Report> {
+        let facts = read_optional(&job_dir.join("facts"))?;
+        let fact = |key: &str| {
+            facts
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        Ok(Report {
+            booted: job_dir.join("booted").exists(),
+            finished: job_dir.join("finished").exists(),
+            kernel: fact("kernel"),
+            docker: fact("docker"),
+            results: parse_results(&read_optional(&job_dir.join("results"))?)?,
+        })
+    }
+
+    /// The test binaries that failed, and those that never reported.
+    pub(crate) fn failures(&self, expected: &[TestBinary]) -> Vec<String> {
+        let mut failed: Vec<String> = self
+            .results
+            .iter()
+            .filter(|r| r.exit_code != 0)
+            .map(|r| format!("{} (exit {})", r.label, r.exit_code))
+            .collect();
+        failed.extend(
+            expected
+                .iter()
+                .filter(|b| !self.results.iter().any(|r| r.label == b.label))
+                .map(|b| format!("{} (did not run)", b.label)),
+        );
+        failed
+    }
+}
+
+fn read_optional(path: &Path) -> Result<String> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Parses `results` lines: `EXIT_CODE SECONDS LABEL`.
+fn parse_results(text: &str) -> Result<Vec<BinaryResult>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(code), Some(secs), Some(label)) = (parts.next(), parts.next(), parts.next()) else {
+                bail!("malformed result line from the VM: {line:?}");
+            };
+            Ok(BinaryResult {
+                label: label.to_owned(),
+                exit_code: code
+                    .parse()
+                    .with_context(|| format!("bad exit code in {line:?}"))?,
+                seconds: secs
+                    .parse()
+                    .with_context(|| format!("bad duration in {line:?}"))?,
+            })
+        })
+        .collect()
+}
+
+/// Quotes a word for the POSIX shell.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn results_are_parsed_and_labels_may_contain_spaces() {
+        let r = parse_results("0 12 dockfw-nft/apply\n101 3 odd label\n\n").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].label, "odd label");
+        assert_eq!(r[1].exit_code, 101);
+        assert_eq!(r[0].seconds, 12);
+        assert!(parse_results("zero 1 x").is_err());
+        assert!(parse_results("0 1").is_err());
+    }
+
+    #[test]
+    fn missing_and_failed_binaries_are_failures() {
+        let bin = |label: &str| TestBinary {
+            label: label.into(),
+            exe: PathBuf::from("/t/x"),
+            manifest_dir: PathBuf::from("/src"),
+        };
+        let report = Report {
+            results: parse_results("0 1 a\n101 1 b\n").unwrap(),
+            ..Report::default()
+        };
+        assert_eq!(
+            report.failures(&[bin("a"), bin("b"), bin("c")]),
+            ["b (exit 101)", "c (did not run)"]
+        );
+    }
+
+    #[test]
+    fn job_script_runs_each_binary_with_the_filter() {
+        let bins = [TestBinary {
+            label: "dockfw-e2e/lab".into(),
+            exe: PathBuf::from("/t/debug/deps/lab-1"),
+            manifest_dir: PathBuf::from("/src/tests"),
+        }];
+        let shares = [Share {
+            tag: "src".into(),
+            path: PathBuf::from("/src"),
+        }];
+        let script = job_script(&shares, &bins, &["published ports".into()]);
+        assert!(script.contains("share 'src' '/src'\n"));
+        assert!(
+            script.contains(
+                "test_binary 'dockfw-e2e/lab' '/src/tests' '/t/debug/deps/lab-1' 'published ports'\n"
+            )
+        );
+        assert!(script.ends_with(": > /job/finished\n"));
+    }
+}

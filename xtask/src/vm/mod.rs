@@ -1,0 +1,386 @@
+//! `cargo xtask vm-test`: the end-to-end suite inside throwaway VMs, one per
+//! Debian release, so the developer's own host and firewall are never
+//! touched. See tests/README.md ("Running the suite in a VM").
+//!
+//! Steps per distro: make (or reuse) a cached Debian image with its own
+//! kernel, boot it with qemu sharing the checkout and the cargo target
+//! directory read-only at the same paths, run every integration test of
+//! dockfw-e2e and dockfw-nft with `CI=true`, read the results the guest
+//! wrote to a shared job directory, power off.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+mod guest;
+mod image;
+mod qemu;
+mod suite;
+
+use guest::{Report, Share};
+use qemu::{Accel, End};
+use suite::Suite;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vm-test",
+    bin_name = "cargo xtask vm-test",
+    about = "Run the end-to-end and privileged tests inside throwaway Debian VMs"
+)]
+struct Args {
+    /// Debian release to test on (repeatable); default: all of them.
+    #[arg(long = "distro", value_enum, value_name = "DISTRO")]
+    distros: Vec<Distro>,
+    /// Only this integration-test target (repeatable), e.g. `lab`, `packets`.
+    #[arg(long = "test", value_name = "NAME")]
+    tests: Vec<String>,
+    /// Stop each VM after this long (e.g. 90s, 20m).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// CPU virtualisation: KVM when /dev/kvm works (falling back to TCG if
+    /// KVM cannot boot the guest), or force one.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    accel: AccelChoice,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 3072)]
+    memory_mib: u32,
+    /// Guest CPUs (default: host CPUs, at most 4).
+    #[arg(long)]
+    cpus: Option<u32>,
+    /// Debian mirror for debootstrap (default: the one apt uses here).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Image cache (default: ~/.cache/dockfw-vm).
+    #[arg(long, env = "DOCKFW_VM_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// Build the images afresh even when the cached ones match the recipe
+    /// (to pick up new Debian packages).
+    #[arg(long)]
+    rebuild_image: bool,
+    /// Passed to every test binary: a name filter, `--exact`, `--nocapture`…
+    #[arg(last = true, value_name = "TEST_ARGS")]
+    test_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// The Debian releases the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Distro {
+    /// Debian 12: kernel 6.1, Docker 20.10.
+    Bookworm,
+    /// Debian 13: kernel 6.12, Docker 26.
+    Trixie,
+}
+
+impl Distro {
+    const ALL: [Distro; 2] = [Distro::Bookworm, Distro::Trixie];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Distro::Bookworm => "bookworm",
+            Distro::Trixie => "trixie",
+        }
+    }
+
+    /// Packages only this release needs.
+    pub(crate) fn extra_packages(self) -> &'static [&'static str] {
+        match self {
+            Distro::Bookworm => &[],
+            // Debian 13 moved the docker CLI out of docker.io.
+            Distro::Trixie => &["docker-cli"],
+        }
+    }
+}
+
+/// What one distro's run came to.
+#[derive(Debug)]
+struct Outcome {
+    distro: Distro,
+    elapsed: Duration,
+    verdict: Result<Verdict>,
+}
+
+#[derive(Debug)]
+struct Verdict {
+    accel: Accel,
+    end: End,
+    report: Report,
+}
+
+impl Verdict {
+    /// Why the run failed, or None when every test binary passed.
+    fn problem(&self, expected: &[suite::TestBinary], timeout: Duration) -> Option<String> {
+        let incomplete = match &self.end {
+            End::Interrupted => Some("interrupted".to_owned()),
+            End::TimedOut => Some(format!("timed out after {}", humantime::format_duration(timeout))),
+            End::KvmFailed => Some("KVM could not run the guest (try --accel tcg)".to_owned()),
+            End::Exited(_) if !self.report.booted => {
+                Some("the VM did not boot (see the console output)".to_owned())
+            }
+            End::Exited(_) if !self.report.finished => {
+                Some("the VM stopped before the suite finished".to_owned())
+            }
+            End::Exited(_) => None,
+        };
+        let failures = self.report.failures(expected);
+        match (incomplete, failures.is_empty()) {
+            (None, true) => None,
+            (None, false) => Some(format!("failed: {}", failures.join(", "))),
+            (Some(why), _) => Some(format!("{why}; failed or missing: {}", failures.join(", "))),
+        }
+    }
+}
+
+/// Settings shared by every distro's run.
+#[derive(Debug)]
+struct Plan {
+    args: Args,
+    qemu: PathBuf,
+    cache: PathBuf,
+    mirror: String,
+    suite: Suite,
+    shares: Vec<Share>,
+    accel: Accel,
+}
+
+pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
+    let args = Args::parse_from(std::iter::once("vm-test".to_owned()).chain(raw_args.iter().cloned()));
+    qemu::catch_interrupts()?;
+    let qemu = qemu::program()?;
+    let cache = match &args.cache_dir {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir()?,
+    };
+    let mirror = match &args.mirror {
+        Some(m) => m.clone(),
+        None => image::host_mirror()?,
+    };
+    let accel = match args.accel {
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto if qemu::kvm_available() => Accel::Kvm,
+        AccelChoice::Auto => {
+            eprintln!("vm-test: /dev/kvm is not usable: using TCG (slow)");
+            Accel::Tcg
+        }
+    };
+    let suite = suite::build(root, &args.tests)?;
+    if qemu::interrupted() {
+        bail!("interrupted");
+    }
+    let shares = shares(root, &suite.target_dir);
+    let distros: Vec<Distro> = Distro::ALL
+        .into_iter()
+        .filter(|d| args.distros.is_empty() || args.distros.contains(d))
+        .collect();
+    let plan = Plan {
+        args,
+        qemu,
+        cache,
+        mirror,
+        suite,
+        shares,
+        accel,
+    };
+
+    let mut outcomes = Vec::new();
+    for distro in distros {
+        let started = Instant::now();
+        let verdict = plan.run_distro(distro);
+        outcomes.push(Outcome {
+            distro,
+            elapsed: started.elapsed(),
+            verdict,
+        });
+        if qemu::interrupted() {
+            break;
+        }
+    }
+    let failed = plan.print_summary(&outcomes);
+    if failed > 0 {
+        bail!("vm-test: {failed} of {} distro runs failed", outcomes.len());
+    }
+    Ok(())
+}
+
+impl Plan {
+    fn run_distro(&self, distro: Distro) -> Result<Verdict> {
+        eprintln!("\nvm-test: ===== {} =====", distro.name());
+        let recipe = image::Recipe {
+            distro,
+            mirror: self.mirror.clone(),
+        };
+        let image = image::ensure(&self.cache, &recipe, self.args.rebuild_image)?;
+        if qemu::interrupted() {
+            bail!("interrupted");
+        }
+        qemu::check_readable(&image)?;
+        let mut accel = self.accel;
+        loop {
+            // A fresh job directory per boot; removed when `job` drops.
+            let job = tempfile::Builder::new()
+                .prefix("dockfw-vm-job-")
+                .tempdir()
+                .context("cannot create the job directory")?;
+            let script = guest::job_script(&self.shares, &self.suite.binaries, &self.args.test_args);
+            fs::write(job.path().join("run.sh"), script).context("cannot write the job script")?;
+            let vm = qemu::Vm {
+                qemu: &self.qemu,
+                image: &image,
+                shares: &self.shares,
+                job_dir: job.path(),
+                memory_mib: self.args.memory_mib,
+                cpus: self.cpus(),
+                timeout: self.args.timeout,
+            };
+            eprintln!(
+                "vm-test: booting {} ({}, {} CPUs, {} MiB, timeout {})",
+                distro.name(),
+                accel.name(),
+                vm.cpus,
+                vm.memory_mib,
+                humantime::format_duration(vm.timeout)
+            );
+            let end = vm.run(accel)?;
+            let report = Report::read(job.path())?;
+            let kvm_broke = matches!(end, End::KvmFailed | End::Exited(_)) && !report.booted;
+            if accel == Accel::Kvm && self.args.accel == AccelChoice::Auto && kvm_broke {
+                eprintln!("vm-test: KVM could not boot the guest; retrying with TCG (--accel tcg skips KVM)");
+                accel = Accel::Tcg;
+                continue;
+            }
+            return Ok(Verdict { accel, end, report });
+        }
+    }
+
+    fn cpus(&self) -> u32 {
+        self.args
+            .cpus
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4) as u32))
+    }
+
+    /// Prints one block per distro; returns how many failed.
+    fn print_summary(&self, outcomes: &[Outcome]) -> usize {
+        let expected = &self.suite.binaries;
+        let mut failed = 0;
+        println!("\nvm-test summary:");
+        for outcome in outcomes {
+            let name = outcome.distro.name();
+            let took = format_secs(outcome.elapsed);
+            let verdict = match &outcome.verdict {
+                Ok(v) => v,
+                Err(e) => {
+                    failed += 1;
+                    println!("  {name:<9} FAIL  ({took}) {e:#}");
+                    continue;
+                }
+            };
+            let problem = verdict.problem(expected, self.args.timeout);
+            failed += usize::from(problem.is_some());
+            let report = &verdict.report;
+            println!(
+                "  {name:<9} {}  ({took}, {}) kernel {}, {}",
+                if problem.is_some() { "FAIL" } else { "PASS" },
+                verdict.accel.name(),
+                report.kernel.as_deref().unwrap_or("?"),
+                report.docker.as_deref().unwrap_or("docker ?"),
+            );
+            for r in &report.results {
+                let status = if r.exit_code == 0 { "ok" } else { "FAILED" };
+                println!("      {status:<6} {:<32} {:>4}s", r.label, r.seconds);
+            }
+            if let Some(problem) = problem {
+                println!("      {problem}");
+            }
+        }
+        println!("vm-test: {} passed, {failed} failed", outcomes.len() - failed);
+        failed
+    }
+}
+
+/// The checkout, and the target directory when it lies elsewhere, shared
+/// read-only at their own paths.
+fn shares(root: &Path, target_dir: &Path) -> Vec<Share> {
+    let mut shares = vec![Share {
+        tag: "src".into(),
+        path: root.to_path_buf(),
+    }];
+    if !target_dir.starts_with(root) {
+        shares.push(Share {
+            tag: "target".into(),
+            path: target_dir.to_path_buf(),
+        });
+    }
+    shares
+}
+
+fn default_cache_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set: pass --cache-dir")?;
+    Ok(base.join("dockfw-vm"))
+}
+
+/// Finds a host program (sbin directories included), or names the Debian
+/// package that provides it.
+pub(crate) fn require_program(program: &str, package: &str) -> Result<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let search = format!("{path}:/usr/local/sbin:/usr/sbin:/sbin");
+    which::which_in(program, Some(search), "/")
+        .with_context(|| format!("`{program}` not found: apt-get install {package}"))
+}
+
+fn format_secs(d: Duration) -> String {
+    let secs = d.as_secs();
+    format!("{}m{:02}s", secs / 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_dir_inside_the_checkout_is_not_shared_twice() {
+        let inside = shares(Path::new("/src"), Path::new("/src/target"));
+        assert_eq!(inside.len(), 1);
+        let outside = shares(Path::new("/src"), Path::new("/build"));
+        assert_eq!(outside[1].path, Path::new("/build"));
+        assert_eq!(outside[1].tag, "target");
+    }
+
+    #[test]
+    fn missing_program_names_its_package() {
+        let err = require_program("no-such-program-dockfw", "some-pkg").unwrap_err();
+        assert!(err.to_string().contains("apt-get install some-pkg"), "{err}");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let a = Args::try_parse_from([
+            "vm-test",
+            "--distro",
+            "trixie",
+            "--test",
+            "lab",
+            "--timeout",
+            "90s",
+            "--",
+            "ports",
+        ])
+        .unwrap();
+        assert_eq!(a.distros, [Distro::Trixie]);
+        assert_eq!(a.tests, ["lab"]);
+        assert_eq!(a.timeout, Duration::from_secs(90));
+        assert_eq!(a.test_args, ["ports"]);
+        assert!(Args::try_parse_from(["vm-test", "--distro", "sid"]).is_err());
+    }
+}
