@@ -163,7 +163,7 @@ impl Report {
             expected
                 .iter()
                 .filter(|b| !self.results.iter().any(|r| r.label == b.label))
-                .map(|b| format!("{} (did not run)", b.label)),
+                .map(|b| format!("{} (no result)", b.label)),
         );
         failed
     }
@@ -243,7 +243,7 @@ mod tests {
         };
         assert_eq!(
             report.failures(&[bin("a"), bin("b"), bin("c")]),
-            ["b (exit 101)", "c (did not run)"]
+            ["b (exit 101)", "c (no result)"]
         );
     }
 

@@ -112,6 +112,11 @@ pub(crate) fn ensure(cache: &Path, recipe: &Recipe, rebuild: bool) -> Result<Ima
     }
     check_build_prerequisites()?;
     fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    let _lock = lock_cache(cache)?;
+    if !rebuild && image.is_complete() {
+        // Another run built it while we waited for the lock.
+        return Ok(image);
+    }
     let partial = cache.join(format!("{}.partial", recipe.id()));
     remove_tree(&partial)?;
     let built = build(recipe, &partial);
@@ -125,6 +130,16 @@ pub(crate) fn ensure(cache: &Path, recipe: &Recipe, rebuild: bool) -> Result<Ima
         .with_context(|| format!("cannot move the new image to {}", image.dir.display()))?;
     prune_stale(cache, recipe)?;
     Ok(image)
+}
+
+/// Holds an exclusive lock on the cache while an image is built, so two
+/// runs never debootstrap into the same directory.
+fn lock_cache(cache: &Path) -> Result<fs::File> {
+    let path = cache.join(".lock");
+    let file = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
 }
 
 fn build(recipe: &Recipe, dir: &Path) -> Result<()> {

@@ -10,6 +10,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -148,7 +149,8 @@ struct Plan {
     mirror: String,
     suite: Suite,
     shares: Vec<Share>,
-    accel: Accel,
+    /// Becomes TCG for the remaining distros once KVM failed to boot one.
+    accel: Cell<Accel>,
 }
 
 pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
@@ -188,7 +190,7 @@ pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
         mirror,
         suite,
         shares,
-        accel,
+        accel: Cell::new(accel),
     };
 
     let mut outcomes = Vec::new();
@@ -223,8 +225,8 @@ impl Plan {
             bail!("interrupted");
         }
         qemu::check_readable(&image)?;
-        let mut accel = self.accel;
         loop {
+            let accel = self.accel.get();
             // A fresh job directory per boot; removed when `job` drops.
             let job = tempfile::Builder::new()
                 .prefix("dockfw-vm-job-")
@@ -254,7 +256,7 @@ impl Plan {
             let kvm_broke = matches!(end, End::KvmFailed | End::Exited(_)) && !report.booted;
             if accel == Accel::Kvm && self.args.accel == AccelChoice::Auto && kvm_broke {
                 eprintln!("vm-test: KVM could not boot the guest; retrying with TCG (--accel tcg skips KVM)");
-                accel = Accel::Tcg;
+                self.accel.set(Accel::Tcg);
                 continue;
             }
             return Ok(Verdict { accel, end, report });
