@@ -233,7 +233,12 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 fn copy_kernel(root: &Path, dir: &Path) -> Result<()> {
     for (prefix, dest) in [("vmlinuz-", "vmlinuz"), ("initrd.img-", "initrd.img")] {
         let src = single_boot_file(&root.join("boot"), prefix)?;
-        fs::copy(&src, dir.join(dest)).with_context(|| format!("cannot copy {}", src.display()))?;
+        let dest = dir.join(dest);
+        fs::copy(&src, &dest).with_context(|| format!("cannot copy {}", src.display()))?;
+        // Debian ships vmlinuz 0600; nothing in it is secret, and a user
+        // other than the builder may boot it.
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot chmod {}", dest.display()))?;
     }
     Ok(())
 }
