@@ -23,25 +23,35 @@ const RECIPE_VERSION: u32 = 1;
 /// the rest is room for dockerd's data and logs during a run.
 const IMAGE_BYTES: u64 = 6 << 30;
 
-/// Packages in every image: the kernel, what the tests run (keep in step
-/// with .ci/run), the runtime libraries of the test binaries (libnftnl,
-/// libmnl), and tini as the job's reaper.
-const PACKAGES: &[&str] = &[
+/// Packages every image has besides those of .ci/packages (the list CI
+/// installs): the kernel, tini as the job's reaper, the runtime libraries
+/// of the test binaries, and curl (crates/dockfw-nft/tests/packets.rs runs
+/// it; CI machines happen to have it).
+const VM_PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
     "kmod",
     "tini",
-    "docker.io",
-    "busybox-static",
-    "iproute2",
-    "nftables",
-    "iptables",
-    "util-linux",
-    "procps",
-    "curl",
     "libnftnl11",
     "libmnl0",
+    "curl",
 ];
+
+/// The Debian packages listed in `.ci/packages` (words; `#` starts a
+/// comment), so the VM has what the CI machine has.
+pub(crate) fn ci_packages(root: &Path) -> Result<Vec<String>> {
+    let path = root.join(".ci/packages");
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(parse_package_list(&text))
+}
+
+fn parse_package_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned)
+        .collect()
+}
 
 /// A cached, complete image.
 #[derive(Debug)]
@@ -71,12 +81,20 @@ impl Image {
 pub(crate) struct Recipe {
     pub distro: Distro,
     pub mirror: String,
+    /// From [`ci_packages`].
+    pub ci_packages: Vec<String>,
 }
 
 impl Recipe {
-    fn packages(&self) -> Vec<&'static str> {
-        let mut packages = PACKAGES.to_vec();
-        packages.extend_from_slice(self.distro.extra_packages());
+    fn packages(&self) -> Vec<String> {
+        let mut packages: Vec<String> = VM_PACKAGES
+            .iter()
+            .chain(self.distro.extra_packages())
+            .map(|p| (*p).to_owned())
+            .chain(self.ci_packages.iter().cloned())
+            .collect();
+        packages.sort();
+        packages.dedup();
         packages
     }
 
@@ -508,16 +526,30 @@ mod tests {
 
     #[test]
     fn recipe_id_changes_with_the_mirror() {
-        let a = Recipe {
+        let recipe = |mirror: &str, ci: &[&str]| Recipe {
             distro: Distro::Bookworm,
-            mirror: "http://a".into(),
+            mirror: mirror.into(),
+            ci_packages: ci.iter().map(|p| (*p).to_owned()).collect(),
         };
-        let b = Recipe {
-            distro: Distro::Bookworm,
-            mirror: "http://b".into(),
-        };
+        let a = recipe("http://a", &["nftables"]);
         assert!(a.id().starts_with("bookworm-"));
-        assert_ne!(a.id(), b.id());
-        assert_eq!(a.id(), a.id());
+        assert_eq!(a.id(), recipe("http://a", &["nftables"]).id());
+        assert_ne!(a.id(), recipe("http://b", &["nftables"]).id());
+        assert_ne!(a.id(), recipe("http://a", &["nftables", "jq"]).id());
+    }
+
+    #[test]
+    fn package_list_words_without_comments_deduplicated_with_ours() {
+        let ci = parse_package_list("# header\npkg-config libmnl-dev\n curl  nftables # why\n");
+        assert_eq!(ci, ["pkg-config", "libmnl-dev", "curl", "nftables"]);
+        let packages = Recipe {
+            distro: Distro::Trixie,
+            mirror: String::new(),
+            ci_packages: ci,
+        }
+        .packages();
+        assert_eq!(packages.iter().filter(|p| *p == "curl").count(), 1);
+        assert!(packages.contains(&"docker-cli".to_owned()));
+        assert!(packages.contains(&"linux-image-amd64".to_owned()));
     }
 }

@@ -147,6 +147,7 @@ struct Plan {
     qemu: PathBuf,
     cache: PathBuf,
     mirror: String,
+    ci_packages: Vec<String>,
     suite: Suite,
     shares: Vec<Share>,
     /// Becomes TCG for the remaining distros once KVM failed to boot one.
@@ -174,6 +175,7 @@ pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
             Accel::Tcg
         }
     };
+    let ci_packages = image::ci_packages(root)?;
     let suite = suite::build(root, &args.tests)?;
     if qemu::interrupted() {
         bail!("interrupted");
@@ -188,6 +190,7 @@ pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
         qemu,
         cache,
         mirror,
+        ci_packages,
         suite,
         shares,
         accel: Cell::new(accel),
@@ -219,6 +222,7 @@ impl Plan {
         let recipe = image::Recipe {
             distro,
             mirror: self.mirror.clone(),
+            ci_packages: self.ci_packages.clone(),
         };
         let image = image::ensure(&self.cache, &recipe, self.args.rebuild_image)?;
         if qemu::interrupted() {
