@@ -42,7 +42,8 @@ fn nft_lists_what_we_installed() {
         "ct status dnat",
         "ct original proto-dst @rule-1-tcp",
         "limit rate 5/second burst 10 packets",
-        "update @rule-3-rate-v4 { ip saddr limit rate over 10/minute }",
+        // nft 1.1 prints the default burst ("… burst 5 packets }"); 1.0 hides it.
+        "update @rule-3-rate-v4 { ip saddr limit rate over 10/minute",
         "add @rule-3-conn-v6 { ip6 saddr ct count over 20 }",
         "flags dynamic,timeout",
         "log prefix \"dockfw web: \"",
