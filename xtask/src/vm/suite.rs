@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Packages whose integration tests (`tests/*.rs`) make up the VM suite:
-/// the end-to-end tests and the privileged netlink backend tests.
-const PACKAGES: [&str; 2] = ["dockfw-e2e", "dockfw-nft"];
+/// the end-to-end tests, the privileged netlink backend tests, the command
+/// run as users run it (also against the lab's dockerd), and the Docker API
+/// client against a real dockerd.
+const PACKAGES: [&str; 4] = ["dockfw-e2e", "dockfw-nft", "dockfw-cli", "dockfw-docker"];
 
 /// One integration-test executable.
 #[derive(Debug, Clone)]
