@@ -1,15 +1,48 @@
 //! dockfw-nft: the nftables backend. Installs a
-//! [`Ruleset`](dockfw_core::ruleset::Ruleset) by speaking nf_tables netlink
+//! [`Ruleset`] by speaking nf_tables netlink
 //! directly (libnftnl through the `nftnl` crate; no `nft` binary), reads it
 //! back, reports counters and removes it.
 //!
-//! * [`Nft::apply`] replaces the whole table in **one** kernel transaction
-//!   (add table, delete table, add table, sets and elements, chains, rules),
-//!   sent with a single `sendto`: either the new table is complete or the old
-//!   one is untouched. The batch carries the ruleset generation id, so a
-//!   concurrent change by another program makes the kernel refuse it
-//!   (`ERESTART`); we then retry a few times. After committing, the table is
-//!   read back and must equal the ruleset applied.
+//! * [`Nft::apply`] brings the table to the ruleset **without a glitch**:
+//!   every packet is decided by the old policy or by the new one, never by
+//!   a half-built table or a mix of the two. It reads what is installed and
+//!   changes only what differs, in a few transactions (each one batch, sent
+//!   with a single `sendto`, all or nothing), none of which changes rules
+//!   together with the elements of a set they use. Why: nf_tables switches
+//!   all rules at one instant of a commit, but the kernels this was built on
+//!   (6.18) publish an interval set's elements slightly later in the same
+//!   commit, so a rule switched to a set changed in that very transaction
+//!   misses for packets in between (it met the default fate in the
+//!   end-to-end suite). The sequences:
+//!
+//!   | installed | transactions |
+//!   |---|---|
+//!   | the same ruleset | none: nothing is sent, counters and meters carry on |
+//!   | no table, ruleset without sets | Create: table, chains, rules |
+//!   | no table | Prepare: table and sets; Switch: chains and rules |
+//!   | only rules or chains differ | Switch: changed rules, new and dropped chains, dropped sets |
+//!   | new sets needed | Prepare: create them; Switch |
+//!   | a set rules use changes | Prepare: a staging copy `NAME.next` (and new sets); Switch: rules use the copy; Prepare: refill the original, unused now; Switch: rules back, copy deleted |
+//!   | something dockfw does not write, or table flags (dormant) | Replace (as [`Nft::replace`]) |
+//!
+//!   Every state between transactions enforces the old or the new policy:
+//!   a Prepare only touches sets no rule uses; a Switch uses only sets
+//!   filled by an earlier transaction. What survives an update: the table,
+//!   every set and chain still wanted (same kernel object, a refilled set
+//!   included), meters whose parameters did not change (with their
+//!   per-source state), and unchanged rules of a chain with their handles
+//!   and counters. Counters restart for rules that were added or changed
+//!   (including rules that use a set changed through a staging copy, which
+//!   are rewritten twice). A set whose type or meter parameters change, and
+//!   a base chain whose hook or priority changes, are recreated; so are
+//!   sets and chains listed after one that had to be created, as the
+//!   kernel keeps creation order and [`Nft::installed`] must read back the
+//!   ruleset exactly. Each batch carries the ruleset generation it was
+//!   planned from, so a concurrent change by another program makes the
+//!   kernel refuse it (`ERESTART`); the table is then read again and the
+//!   step planned anew. After each transaction the table is read back and
+//!   must be exactly what that step should leave. If a later transaction
+//!   fails, those already committed are undone the same way.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
 //!   "is our ruleset installed" is `installed == Some(desired)`.
 //! * Kernel errors name the object at fault (table, set, chain, or rule by
@@ -38,7 +71,13 @@
 //! };
 //! let mut nft = dockfw_nft::Nft::open()?; // or Nft::in_netns("/run/netns/test")?
 //! let report = nft.apply(&ruleset)?;
-//! println!("applied in {:?} ({} messages)", report.commit_time, report.messages);
+//! println!(
+//!     "{:?} in {} transaction(s), {:?} ({} messages)",
+//!     report.change,
+//!     report.transactions.len(),
+//!     report.commit_time,
+//!     report.messages
+//! );
 //! assert_eq!(nft.installed("dockfw")?, Some(ruleset));
 //! for counter in nft.counters("dockfw")? {
 //!     println!("{} #{} {:?}: {} packets", counter.chain, counter.index, counter.comment, counter.packets);
