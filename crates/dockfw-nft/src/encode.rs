@@ -259,18 +259,17 @@ pub(crate) fn ops(table: &str, ops: &[Op], first_seq: u32, writer: &mut MsgWrite
                 elements,
                 copy_of,
             } => push_set(&mut batch, writer, table, name, elements, copy_of.as_deref()),
-            Op::RefillSet {
+            Op::UpdateSet {
                 name,
-                elements,
+                remove,
+                add,
                 copy_of,
+                ..
             } => {
                 let label = set_label(name, copy_of.as_deref());
-                batch.push(
-                    seq,
-                    writer.set_flush(seq, table, name),
-                    Object::Removal(format!("flushing {label}")),
-                );
-                push_elements(&mut batch, writer, table, name, elements, &label);
+                let removed = format!("{label}, intervals removed,");
+                push_elements(&mut batch, writer, table, name, remove, true, &removed);
+                push_elements(&mut batch, writer, table, name, add, false, &label);
             }
             Op::DeleteSet(name) => batch.push(
                 seq,
@@ -333,15 +332,17 @@ fn push_set(
     let spec = set_spec(table, id, name, elements);
     let seq = batch.next_seq();
     batch.push(seq, writer.set(seq, &spec), Object::Set(label.clone()));
-    push_elements(batch, writer, table, name, elements, &label);
+    push_elements(batch, writer, table, name, elements, false, &label);
 }
 
+/// `NEWSETELEM`s (or with `delete`, `DELSETELEM`s) of `elements`.
 fn push_elements(
     batch: &mut Batch,
     writer: &mut MsgWriter,
     table: &str,
     name: &str,
     elements: &SetElements,
+    delete: bool,
     label: &str,
 ) {
     let elems = interval_elements(elements);
@@ -352,7 +353,7 @@ fn push_elements(
             first: chunk_index * ELEMS_PER_MSG,
             count: chunk.len(),
         };
-        batch.push(seq, writer.elems(seq, table, name, chunk), object);
+        batch.push(seq, writer.elems(seq, table, name, delete, chunk), object);
     }
 }
 
@@ -488,6 +489,7 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
     let mut spec = SetSpec {
         table: table.to_string(),
         name: name.to_string(),
+        handle: 0,
         id,
         flags: libc::NFT_SET_INTERVAL as u32,
         key_type,

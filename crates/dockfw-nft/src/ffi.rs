@@ -226,12 +226,14 @@ impl MsgWriter {
         })
     }
 
-    /// `NEWSETELEM` with at most [`ELEMS_PER_MSG`] `(key, interval end)` elements.
+    /// `NEWSETELEM` (or with `delete`, `DELSETELEM`) with at most
+    /// [`ELEMS_PER_MSG`] `(key, interval end)` elements.
     pub(crate) fn elems(
         &mut self,
         seq: u32,
         table: &str,
         set_name: &str,
+        delete: bool,
         elems: &[(Vec<u8>, bool)],
     ) -> &[u8] {
         assert!(elems.len() <= ELEMS_PER_MSG);
@@ -265,8 +267,15 @@ impl MsgWriter {
                 sys::nftnl_set_elem_add(s, e);
             }
         }
-        let flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
-        self.build(libc::NFT_MSG_NEWSETELEM as u32, INET as u16, flags, seq, |nlh| {
+        let (ty, flags) = if delete {
+            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+        } else {
+            (
+                libc::NFT_MSG_NEWSETELEM,
+                libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK,
+            )
+        };
+        self.build(ty as u32, INET as u16, flags, seq, |nlh| {
             // SAFETY: as in `table`; the element count is capped so the
             // payload fits the scratch buffer.
             unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr()) }
@@ -292,31 +301,6 @@ impl MsgWriter {
             |nlh| {
                 // SAFETY: as in `table`.
                 unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) }
-            },
-        )
-    }
-
-    /// `DELSETELEM` naming no element, which flushes set `name`.
-    pub(crate) fn set_flush(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
-        let set = set_obj();
-        let (table, name) = (cstr(table), cstr(name));
-        // SAFETY: `set` is a live object; libnftnl copies the strings. With
-        // an empty element list libnftnl writes no element attribute at all,
-        // which the kernel reads as "every element".
-        unsafe {
-            let s = set.as_ptr();
-            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, INET);
-            sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
-            sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
-        }
-        self.build(
-            libc::NFT_MSG_DELSETELEM as u32,
-            INET as u16,
-            libc::NLM_F_ACK,
-            seq,
-            |nlh| {
-                // SAFETY: as in `table`.
-                unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr()) }
             },
         )
     }
@@ -518,6 +502,8 @@ pub(crate) enum Dump<'a> {
 pub(crate) struct SetSpec {
     pub table: String,
     pub name: String,
+    /// The kernel's handle when dumped (0 when building).
+    pub handle: u64,
     pub id: u32,
     pub flags: u32,
     pub key_type: u32,
@@ -820,6 +806,8 @@ pub(crate) fn parse_table_flags(msg: &[u8]) -> Result<u32, String> {
 pub(crate) struct ChainInfo {
     pub table: String,
     pub name: String,
+    /// The kernel's handle: tells apart objects of the same name.
+    pub handle: u64,
     /// `(hooknum, priority, type, policy)` for base chains.
     pub hook: Option<(u32, i32, String, u32)>,
 }
@@ -846,6 +834,7 @@ pub(crate) fn parse_chain(msg: &[u8]) -> Result<ChainInfo, String> {
         Ok(ChainInfo {
             table: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
             name: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
+            handle: sys::nftnl_chain_get_u64(c, sys::NFTNL_CHAIN_HANDLE as u16),
             hook,
         })
     }
@@ -866,6 +855,7 @@ pub(crate) fn parse_set(msg: &[u8]) -> Result<SetSpec, String> {
         Ok(SetSpec {
             table: read_str(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16)),
             name: read_str(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)),
+            handle: sys::nftnl_set_get_u64(s, sys::NFTNL_SET_HANDLE as u16),
             id: 0,
             flags: sys::nftnl_set_get_u32(s, sys::NFTNL_SET_FLAGS as u16),
             key_type: sys::nftnl_set_get_u32(s, sys::NFTNL_SET_KEY_TYPE as u16),

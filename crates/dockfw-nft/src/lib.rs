@@ -22,13 +22,13 @@
 //!   | no table | Prepare: table and sets; Switch: chains and rules |
 //!   | only rules or chains differ | Switch: changed rules, new and dropped chains, dropped sets |
 //!   | new sets needed | Prepare: create them; Switch |
-//!   | a set rules use changes | Prepare: a staging copy `NAME.next` (and new sets); Switch: rules use the copy; Prepare: refill the original, unused now; Switch: rules back, copy deleted |
+//!   | a set rules use changes | Prepare: a staging copy `NAME.next` (and new sets); Switch: rules use the copy; Prepare: update the original (only the intervals that differ), unused now; Switch: rules back, copy deleted |
 //!   | something dockfw does not write, or table flags (dormant) | Replace (as [`Nft::replace`]) |
 //!
 //!   Every state between transactions enforces the old or the new policy:
 //!   a Prepare only touches sets no rule uses; a Switch uses only sets
 //!   filled by an earlier transaction. What survives an update: the table,
-//!   every set and chain still wanted (same kernel object, a refilled set
+//!   every set and chain still wanted (same kernel object, an updated set
 //!   included), meters whose parameters did not change (with their
 //!   per-source state), and unchanged rules of a chain with their handles
 //!   and counters. Counters restart for rules that were added or changed
@@ -41,7 +41,9 @@
 //!   planned from, so a concurrent change by another program makes the
 //!   kernel refuse it (`ERESTART`); the table is then read again and the
 //!   step planned anew. After each transaction the table is read back and
-//!   must be exactly what that step should leave. If a later transaction
+//!   must be exactly what that step should leave (elements are dumped again
+//!   only for the sets the step wrote, when the generation shows that
+//!   nothing else committed since the last read). If a later transaction
 //!   fails, those already committed are undone the same way.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
 //!   "is our ruleset installed" is `installed == Some(desired)`.
@@ -105,6 +107,7 @@ use expr::Expr;
 use ffi::{Dump, MsgWriter};
 use netlink::{NLM_F_DUMP_INTR, RECV_BYTES, Reply, Socket};
 use plan::{Installed, StepKind};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -148,7 +151,7 @@ pub enum Change {
 pub enum TransactionKind {
     /// First install of a ruleset without sets: table, chains and rules.
     Create,
-    /// Sets created or refilled that no installed rule uses (and, on a first
+    /// Sets created or updated that no installed rule uses (and, on a first
     /// install, the table).
     Prepare,
     /// Rules rewritten, chains created or deleted, unused sets deleted; no
@@ -269,6 +272,33 @@ struct TableDump {
     chains: Vec<ffi::ChainInfo>,
     sets: Vec<(ffi::SetSpec, ffi::Elems)>,
     rules: Vec<ffi::RuleInfo>,
+}
+
+impl TableDump {
+    /// Whether a chain or set name appears twice, which no committed table
+    /// can hold (see [`Nft::read`]).
+    fn repeats_a_name(&self) -> bool {
+        let mut chains = HashSet::new();
+        let mut sets = HashSet::new();
+        !self.chains.iter().all(|c| chains.insert(c.name.as_str()))
+            || !self.sets.iter().all(|(s, _)| sets.insert(s.name.as_str()))
+    }
+}
+
+/// A read table: raw, and decoded (or why it cannot be).
+struct Snapshot {
+    dump: TableDump,
+    decoded: Result<Installed>,
+}
+
+/// Set elements a read may take from an earlier read instead of dumping them
+/// again: those of every set but `fresh`, if the ruleset generation is still
+/// `generation` when the read starts (nothing but the transaction that led
+/// there has committed since `previous` was read, and it wrote only `fresh`).
+struct Reuse<'a> {
+    generation: u32,
+    previous: &'a TableDump,
+    fresh: HashSet<&'a str>,
 }
 
 /// The generation nf_tables moves to when a batch based on `generation`
@@ -395,7 +425,7 @@ impl Nft {
     /// * Otherwise the table is updated in place in at most four
     ///   transactions ([`Change::Updated`]): sets the rules will need are
     ///   created or copied first, rules are switched to them, then sets
-    ///   changed under a copy are refilled and the rules switched back. A
+    ///   changed under a copy are updated and the rules switched back. A
     ///   transaction never changes rules together with the elements of a set
     ///   they use (the crate docs say why). Unchanged chains, sets, rules,
     ///   their handles and counters, and meters' contents are left alone.
@@ -406,8 +436,9 @@ impl Nft {
     /// Each transaction carries the generation it was planned from: if
     /// another program changed nf_tables meanwhile the kernel refuses it, and
     /// the table is read and the step planned again. After each transaction
-    /// the table is read back and must be exactly what the step should leave;
-    /// at the end it equals `ruleset`.
+    /// the table is read back and must be exactly what the step should leave
+    /// (set elements are dumped again only for the sets the step wrote, when
+    /// nothing else committed since); at the end it equals `ruleset`.
     ///
     /// On error nothing was changed: if a later transaction fails (e.g. the
     /// kernel rejects a rule after the sets it needs were created), the ones
@@ -419,25 +450,25 @@ impl Nft {
         encode::check(ruleset)?;
         let table = ruleset.table.as_str();
         let started = Instant::now();
-        let (generation, dump) = self.read(table)?;
+        let (generation, snapshot) = self.read(table, None)?;
         let mut report = ApplyReport::new(Change::Unchanged);
         report.generation = generation;
-        let installed = match dump {
+        let installed = match snapshot {
             None => None,
-            Some(dump) if dump.flags != 0 => return self.replace(ruleset),
-            Some(dump) => match decode_table(table, dump) {
-                Ok(installed) => Some(installed),
+            Some(snapshot) if snapshot.dump.flags != 0 => return self.replace(ruleset),
+            Some(Snapshot { dump, decoded }) => match decoded {
+                Ok(installed) => Some((dump, installed)),
                 Err(Error::Unrecognised { .. }) => return self.replace(ruleset),
                 Err(e) => return Err(e),
             },
         };
         report.verify_time += started.elapsed();
         match &installed {
-            Some(installed) if installed.ruleset == *ruleset => return Ok(report),
+            Some((_, installed)) if installed.ruleset == *ruleset => return Ok(report),
             Some(_) => report.change = Change::Updated,
             None => report.change = Change::Created,
         }
-        let original = installed.as_ref().map(|i| i.ruleset.clone());
+        let original = installed.as_ref().map(|(_, i)| i.ruleset.clone());
         match self.converge(ruleset, generation, installed, &mut report) {
             Ok(()) => Ok(report),
             Err(error) if report.transactions.is_empty() || matches!(error, Error::Mismatch { .. }) => {
@@ -496,23 +527,25 @@ impl Nft {
         })
     }
 
-    /// Runs planned steps from `installed` (read in `generation`) until the
-    /// table is `want`, recording each transaction in `report`.
+    /// Runs planned steps from `installed` (read in `generation`, raw and
+    /// decoded) until the table is `want`, recording each transaction in
+    /// `report`.
     fn converge(
         &mut self,
         want: &Ruleset,
         mut generation: u32,
-        mut installed: Option<Installed>,
+        mut installed: Option<(TableDump, Installed)>,
         report: &mut ApplyReport,
     ) -> Result<()> {
         const ACTION: &str = "apply the ruleset";
         let table = want.table.as_str();
         let (mut refused, mut steps) = (0, 0);
         loop {
-            let step = plan::plan(installed.as_ref(), want).map_err(|detail| Error::Protocol {
-                action: ACTION,
-                detail,
-            })?;
+            let step =
+                plan::plan(installed.as_ref().map(|(_, i)| i), want).map_err(|detail| Error::Protocol {
+                    action: ACTION,
+                    detail,
+                })?;
             let Some(step) = step else {
                 return Ok(());
             };
@@ -532,20 +565,28 @@ impl Nft {
             report.attempts += 1;
             let committed = self.commit(&mut batch, kind, generation, want)?;
             let started = Instant::now();
-            let (now, dump) = self.read(table)?;
-            let read = dump.map(|dump| decode_table(table, dump)).transpose()?;
+            // Read back what the step wrote; the rest cannot have changed if
+            // nothing else committed since the last read.
+            let reuse = match (&committed, &installed) {
+                (Some(transaction), Some((previous, _))) => Some(Reuse {
+                    generation: next_generation(transaction.generation),
+                    previous,
+                    fresh: step.written_sets().collect(),
+                }),
+                _ => None,
+            };
+            let (now, read) = self.read_decoded(table, reuse)?;
             report.verify_time += started.elapsed();
             match committed {
                 Some(transaction) => {
                     steps += 1;
                     // Only when nobody else committed since can the table be
                     // held to what this step should leave.
-                    if now == next_generation(transaction.generation)
-                        && read.as_ref().map(|r| &r.ruleset) != Some(&step.after)
-                    {
+                    let got = read.as_ref().map(|(_, r)| &r.ruleset);
+                    if now == next_generation(transaction.generation) && got != Some(&step.after) {
                         return Err(Error::Mismatch {
                             table: table.to_string(),
-                            difference: difference(&step.after, read.as_ref().map(|r| &r.ruleset)),
+                            difference: difference(&step.after, got),
                         });
                     }
                     report.record(transaction);
@@ -571,8 +612,7 @@ impl Nft {
         let Some(original) = original else {
             return self.remove(table).map(drop);
         };
-        let (generation, dump) = self.read(table)?;
-        let installed = dump.map(|dump| decode_table(table, dump)).transpose()?;
+        let (generation, installed) = self.read_decoded(table, None)?;
         self.converge(
             &original,
             generation,
@@ -684,26 +724,67 @@ impl Nft {
     /// generation, or (when other programs keep committing elsewhere) two
     /// successive complete reads agreed.
     pub fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
-        let (_, dump) = self.read(table)?;
-        dump.map(|dump| decode_table(table, dump).map(|installed| installed.ruleset))
+        let (_, snapshot) = self.read(table, None)?;
+        snapshot
+            .map(|snapshot| snapshot.decoded.map(|installed| installed.ruleset))
             .transpose()
     }
 
-    /// A consistent raw read of `table` and the generation it was read in.
-    fn read(&mut self, table: &str) -> Result<(u32, Option<TableDump>)> {
+    /// [`Nft::read`], failing if the table cannot be decoded.
+    fn read_decoded(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+    ) -> Result<(u32, Option<(TableDump, Installed)>)> {
+        let (generation, snapshot) = self.read(table, reuse)?;
+        let read = snapshot
+            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .transpose()?;
+        Ok((generation, read))
+    }
+
+    /// A consistent read of `table` and the generation it was read in,
+    /// taking set elements from `reuse` where it allows.
+    ///
+    /// Consistent: dumped within one generation, or the same (handles
+    /// included) twice in a row while others keep committing. A dump taken
+    /// while another program's transaction is under way can show what no
+    /// committed table holds although the generation did not move: the
+    /// kernel's chain dump, resuming after inactive (pending) chains, lists
+    /// some chains twice; and nf_tables moves the generation a moment before
+    /// it switches to the new objects (a reader during applies saw a set's
+    /// interval starts without their ends). So a dump naming a chain or set
+    /// twice is never believed, and one that cannot be decoded only when two
+    /// reads in a row, each within one generation, agree.
+    fn read(&mut self, table: &str, reuse: Option<Reuse<'_>>) -> Result<(u32, Option<Snapshot>)> {
         const ACTION: &str = "read the table back";
-        let mut previous: Option<Option<TableDump>> = None;
+        // The previous attempt's dump, and whether its generation held.
+        let mut previous: Option<(Option<TableDump>, bool)> = None;
         for _ in 0..READ_ATTEMPTS {
             let before = self.generation()?;
-            let read = match self.dump_table(table)? {
+            let reusable = reuse.as_ref().filter(|r| r.generation == before);
+            let dump = match self.dump_table(table, reusable)? {
                 Read::Interrupted => continue,
                 Read::Absent => None,
                 Read::Table(dump) => Some(dump),
             };
-            if self.generation()? == before || previous.as_ref() == Some(&read) {
-                return Ok((before, read));
+            if dump.as_ref().is_some_and(TableDump::repeats_a_name) {
+                previous = None;
+                continue;
             }
-            previous = Some(read);
+            let decoded = dump.as_ref().map(|dump| decode_table(table, dump));
+            let believable = decoded.as_ref().is_none_or(Result::is_ok);
+            let stable = self.generation()? == before;
+            let agreed = previous
+                .as_ref()
+                .is_some_and(|(p, held)| *p == dump && (believable || *held));
+            if (believable && stable) || (agreed && (believable || stable)) {
+                let snapshot = dump
+                    .zip(decoded)
+                    .map(|(dump, decoded)| Snapshot { dump, decoded });
+                return Ok((before, snapshot));
+            }
+            previous = Some((dump, stable));
         }
         Err(Error::Busy {
             action: ACTION,
@@ -712,8 +793,8 @@ impl Nft {
     }
 
     /// Dumps everything in `table`: its flags, chains, sets with their
-    /// elements, rules.
-    fn dump_table(&mut self, table: &str) -> Result<Read> {
+    /// elements (unless `reuse` has them), rules.
+    fn dump_table(&mut self, table: &str, reuse: Option<&Reuse<'_>>) -> Result<Read> {
         const ACTION: &str = "read the table back";
         let protocol = |detail: String| Error::Protocol {
             action: ACTION,
@@ -748,8 +829,13 @@ impl Nft {
         let mut sets = Vec::new();
         for spec in specs {
             let mut elems = Vec::new();
-            // Meters are filled by the packet path; their elements are not ours.
-            if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+            let earlier = reuse
+                .filter(|r| !r.fresh.contains(spec.name.as_str()))
+                .and_then(|r| r.previous.sets.iter().find(|(s, _)| *s == spec));
+            if let Some((_, known)) = earlier {
+                elems = known.clone();
+            } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+                // Meters are filled by the packet path; their elements are not ours.
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
                     ffi::parse_elems(msg, &mut elems).map_err(protocol)
                 })?;
@@ -852,7 +938,7 @@ impl Nft {
 
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
 /// dockfw does not write.
-fn decode_table(table: &str, dump: TableDump) -> Result<Installed> {
+fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
     let unrecognised = |what: String| Error::Unrecognised {
         table: table.to_string(),
         what,
@@ -862,16 +948,22 @@ fn decode_table(table: &str, dump: TableDump) -> Result<Installed> {
         sets: Vec::new(),
         chains: Vec::new(),
     };
-    for (spec, elems) in dump.sets {
+    for (spec, elems) in &dump.sets {
+        if ruleset.set(&spec.name).is_some() {
+            return Err(unrecognised(format!("two sets called `{}`", spec.name)));
+        }
         ruleset
             .sets
-            .push(decode::set(&spec, elems).map_err(unrecognised)?);
+            .push(decode::set(spec, elems.clone()).map_err(unrecognised)?);
     }
     for info in &dump.chains {
+        if ruleset.chain(&info.name).is_some() {
+            return Err(unrecognised(format!("two chains called `{}`", info.name)));
+        }
         ruleset.chains.push(decode::chain(info).map_err(unrecognised)?);
     }
     let mut handles = vec![Vec::new(); ruleset.chains.len()];
-    for info in dump.rules {
+    for info in &dump.rules {
         let comment = decode::comment(&info.userdata).map_err(unrecognised)?;
         let rule = decode::rule(&info.exprs, comment.clone())
             .map_err(|e| unrecognised(format!("in chain `{}`, rule {comment:?}: {e}", info.chain)))?;

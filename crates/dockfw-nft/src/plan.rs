@@ -18,8 +18,9 @@
 //! **A transaction never changes both rules and the elements of a set a rule
 //! uses.** Each transaction is one of:
 //!
-//! * [`StepKind::Prepare`]: creates sets, refills or recreates sets that no
-//!   installed rule refers to, and (first install) the table. Rules and
+//! * [`StepKind::Prepare`]: creates sets, updates (deleting and adding only
+//!   the intervals that differ) or recreates sets that no installed rule
+//!   refers to, and (first install) the table. Rules and
 //!   chains are untouched, so every packet meets the installed policy.
 //! * [`StepKind::Switch`]: rewrites rules (only the rules that differ),
 //!   creates and deletes chains, deletes sets no rule will use. The sets the
@@ -33,7 +34,7 @@
 //! A set that rules use and whose elements (or type, or meter parameters)
 //! must change cannot be changed in place. It is copied instead, under a
 //! staging name (`NAME.next`, see [`staging_names`]), in a Prepare; the
-//! Switch points the rules at the copy; the next Prepare refills the
+//! Switch points the rules at the copy; the next Prepare updates the
 //! original, now unused; the last Switch points the rules back and deletes
 //! the copy. So a full update is at most four transactions:
 //!
@@ -41,11 +42,16 @@
 //! |---|---|---|
 //! | Prepare 1 | new sets, staging copies | the old policy |
 //! | Switch 1 | changed rules, new and dropped chains, dropped sets; rules use the copies | the new policy |
-//! | Prepare 2 | refills the originals (unused now) | the new policy |
+//! | Prepare 2 | updates the originals (unused now) | the new policy |
 //! | Switch 2 | rules back to the originals, copies deleted | the new policy |
 //!
 //! Steps with nothing to do are skipped: an update that changes only rules
-//! is one Switch; one that adds sets is Prepare + Switch.
+//! is one Switch; one that adds sets is Prepare + Switch; a set no rule uses
+//! is updated in one Prepare.
+//!
+//! Deleting a set or chain in a Switch is safe for packets still walking the
+//! old generation: deletion changes no set's elements, and the objects are
+//! freed only after an RCU grace period.
 //!
 //! # Order
 //!
@@ -63,6 +69,7 @@
 
 use crate::encode;
 use crate::expr::Expr;
+use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{BaseHook, Match, PortMatch, Rule, Ruleset, Set, SetElements, Verdict};
 use std::collections::{HashMap, HashSet};
 
@@ -99,9 +106,12 @@ pub(crate) enum Op {
         elements: SetElements,
         copy_of: Option<String>,
     },
-    /// Flush set `name` and fill it with `elements` (same type).
-    RefillSet {
+    /// Make set `name` hold `elements` (same type) by deleting the
+    /// intervals in `remove` and adding those in `add`.
+    UpdateSet {
         name: String,
+        remove: SetElements,
+        add: SetElements,
         elements: SetElements,
         copy_of: Option<String>,
     },
@@ -134,6 +144,16 @@ pub(crate) struct Step {
     pub kind: StepKind,
     pub ops: Vec<Op>,
     pub after: Ruleset,
+}
+
+impl Step {
+    /// The sets whose elements this step writes.
+    pub(crate) fn written_sets(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().filter_map(|op| match op {
+            Op::CreateSet { name, .. } | Op::UpdateSet { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+    }
 }
 
 /// The next transaction towards `want`, or `None` when `installed` already
@@ -231,7 +251,7 @@ fn jump_target(rule: &Rule) -> Option<&str> {
     }
 }
 
-/// Whether a set of kind `a` can be refilled into kind `b` (same key type;
+/// Whether a set of kind `a` can be updated into kind `b` (same key type;
 /// meters: the very same parameters, as meters cannot be changed).
 fn same_kind(a: &SetElements, b: &SetElements) -> bool {
     match (a, b) {
@@ -241,6 +261,37 @@ fn same_kind(a: &SetElements, b: &SetElements) -> bool {
         (SetElements::Meter(a), SetElements::Meter(b)) => a == b,
         _ => false,
     }
+}
+
+/// The intervals to delete from and to add to constant set elements `old`
+/// to make them `new` (`None` unless both are constant sets of one kind).
+/// Only what differs is sent: a changed interval is deleted and added whole.
+fn set_delta(old: &SetElements, new: &SetElements) -> Option<(SetElements, SetElements)> {
+    fn delta<T: Copy + Eq + std::hash::Hash>(
+        old: &[Interval<T>],
+        new: &[Interval<T>],
+    ) -> (Vec<Interval<T>>, Vec<Interval<T>>) {
+        let (olds, news): (HashSet<_>, HashSet<_>) = (old.iter().collect(), new.iter().collect());
+        (
+            old.iter().filter(|i| !news.contains(i)).copied().collect(),
+            new.iter().filter(|i| !olds.contains(i)).copied().collect(),
+        )
+    }
+    Some(match (old, new) {
+        (SetElements::Ipv4(old), SetElements::Ipv4(new)) => {
+            let (remove, add) = delta(old, new);
+            (SetElements::Ipv4(remove), SetElements::Ipv4(add))
+        }
+        (SetElements::Ipv6(old), SetElements::Ipv6(new)) => {
+            let (remove, add) = delta(old, new);
+            (SetElements::Ipv6(remove), SetElements::Ipv6(add))
+        }
+        (SetElements::Port(old), SetElements::Port(new)) => {
+            let (remove, add) = delta(old, new);
+            (SetElements::Port(remove), SetElements::Port(add))
+        }
+        _ => return None,
+    })
 }
 
 /// How many of `want`'s objects, from the first, the installed ones can stay
@@ -328,7 +379,7 @@ impl<'a> Staging<'a> {
     }
 }
 
-/// Sets to create or refill before rules can switch to them, or `None`.
+/// Sets to create or update before rules can switch to them, or `None`.
 fn prepare(have: &Installed, want: &Ruleset) -> Option<Step> {
     let installed = &have.ruleset;
     let refs = referenced(installed);
@@ -339,11 +390,15 @@ fn prepare(have: &Installed, want: &Ruleset) -> Option<Step> {
         let copy_of = copy_of.map(str::to_string);
         match installed.set(&name) {
             Some(existing) if existing.elements == *elements => {}
-            Some(existing) if same_kind(&existing.elements, elements) => ops.push(Op::RefillSet {
-                name,
-                elements: elements.clone(),
-                copy_of,
-            }),
+            Some(existing) if let Some((remove, add)) = set_delta(&existing.elements, elements) => {
+                ops.push(Op::UpdateSet {
+                    name,
+                    remove,
+                    add,
+                    elements: elements.clone(),
+                    copy_of,
+                })
+            }
             Some(_) => {
                 ops.push(Op::DeleteSet(name.clone()));
                 ops.push(Op::CreateSet {
@@ -402,7 +457,7 @@ fn prepare(have: &Installed, want: &Ruleset) -> Option<Step> {
                 name: name.clone(),
                 elements: elements.clone(),
             }),
-            Op::RefillSet { name, elements, .. } => {
+            Op::UpdateSet { name, elements, .. } => {
                 if let Some(set) = after.sets.iter_mut().find(|s| s.name == *name) {
                     set.elements = elements.clone();
                 }
@@ -605,15 +660,12 @@ fn rule_edits(old: &[Rule], new: &[Rule], stale: impl Fn(&Rule) -> bool) -> Rule
             }
         }
     }
-    let mut edits = RuleEdits::default();
-    edits.deleted = (0..old.len()).filter(|&i| !old_kept[i]).collect();
-    for index in 0..new.len() {
-        if new_to_old[index].is_none() {
-            let before = new_to_old[index + 1..].iter().find_map(|kept| *kept);
-            edits.inserted.push((index, before));
-        }
-    }
-    edits
+    let deleted = (0..old.len()).filter(|&i| !old_kept[i]).collect();
+    let inserted = (0..new.len())
+        .filter(|&index| new_to_old[index].is_none())
+        .map(|index| (index, new_to_old[index + 1..].iter().find_map(|kept| *kept)))
+        .collect();
+    RuleEdits { deleted, inserted }
 }
 
 #[cfg(test)]

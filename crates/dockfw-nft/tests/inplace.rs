@@ -115,7 +115,7 @@ fn an_update_leaves_what_did_not_change_alone() {
     assert_eq!(report.attempts, 4);
     assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()));
     // Every set and chain is the same kernel object as before, the changed
-    // set included (refilled in place while no rule used it).
+    // set included (updated in place while no rule used it).
     assert_eq!(handles(&ns), before);
 
     // Rules: the unchanged ones keep their handles; the renamed one and
@@ -130,7 +130,8 @@ fn an_update_leaves_what_did_not_change_alone() {
     };
     for chain in &base.chains {
         for index in 0..chain.rules.len() {
-            let replaced = (chain.name == "policy" && index == 2) || (chain.name == "policy" && index == 0); // uses admins-v4
+            // Rule 0 of `policy` uses admins-v4; rule 2 was renamed.
+            let replaced = chain.name == "policy" && (index == 0 || index == 2);
             assert_eq!(
                 handle(&counters, &chain.name, index) != handle(&counters_before, &chain.name, index),
                 replaced,
@@ -415,7 +416,7 @@ fn leftovers_of_an_interrupted_update_are_cleaned_up() {
     assert_eq!(
         kinds(&report),
         [Prepare, Switch],
-        "refill the original, switch back"
+        "update the original, switch back"
     );
     assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
     assert!(!handles(&ns).contains_key("set admins-v4.next"));

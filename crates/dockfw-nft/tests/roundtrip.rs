@@ -40,28 +40,47 @@ fn random_sequences_of_rulesets_apply_onto_one_table() {
     let changes = RefCell::new(BTreeMap::<String, usize>::new());
     let allowed: Mutex<Option<Allowed>> = Mutex::new(None);
     let stop = AtomicBool::new(false);
-    let (snapshots, between) = std::thread::scope(|scope| {
+    let (snapshots, between, torn) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let mut reader = ns.nft().unwrap();
-            let (mut snapshots, mut between) = (0u64, 0u64);
+            let (mut snapshots, mut between, mut torn) = (0u64, 0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let allowed = allowed.lock().unwrap();
                 let Some(allowed) = allowed.as_ref() else { continue };
-                let seen = match reader.installed("dockfw") {
+                let read = |reader: &mut dockfw_nft::Nft| {
+                    let generation = reader.generation().unwrap();
+                    let seen = reader.installed("dockfw");
+                    (generation, seen, reader.generation().unwrap())
+                };
+                let (generation, seen, after) = read(&mut reader);
+                let seen = match seen {
                     Ok(seen) => seen,
                     Err(dockfw_nft::Error::Busy { .. }) => continue,
-                    Err(e) => panic!("{e}"),
+                    Err(e) => return Err(e.to_string()),
                 };
                 let effective = seen.as_ref().map(common::effective).unwrap_or_default();
-                assert!(
-                    effective == allowed.after || effective == allowed.before,
-                    "a reader saw a table enforcing neither ruleset:\n{seen:#?}"
-                );
+                if effective != allowed.after && effective != allowed.before {
+                    // A table that was committed reads the same again while
+                    // the generation stays; a dump torn by a transaction
+                    // under way (see `Nft::read`) does not. Only the first
+                    // is a failure.
+                    let (again_generation, again, again_after) = read(&mut reader);
+                    let stable = [after, again_generation, again_after]
+                        .iter()
+                        .all(|g| *g == generation);
+                    if stable && again.as_ref().ok() == Some(&seen) {
+                        return Err(format!(
+                            "a reader saw a table enforcing neither ruleset:\n{seen:#?}"
+                        ));
+                    }
+                    torn += 1;
+                    continue;
+                }
                 snapshots += 1;
                 between +=
                     u64::from(seen.as_ref() != Some(&allowed.after_ruleset) && effective == allowed.after);
             }
-            (snapshots, between)
+            Ok((snapshots, between, torn))
         });
         let mut runner = TestRunner::new(Config {
             cases: 64,
@@ -96,11 +115,12 @@ fn random_sequences_of_rulesets_apply_onto_one_table() {
             })
             .unwrap();
         stop.store(true, Ordering::Relaxed);
-        reader.join().unwrap()
+        reader.join().unwrap().unwrap_or_else(|e| panic!("{e}"))
     });
     eprintln!(
         "applied {} rules and {} intervals in total; changes (kind, transactions): {:?}; \
-         the reader took {snapshots} snapshots, {between} of them between transactions",
+         the reader took {snapshots} snapshots, {between} of them between transactions \
+         ({torn} torn by a transaction under way, read again)",
         rules.get(),
         elements.get(),
         changes.borrow()
@@ -110,9 +130,14 @@ fn random_sequences_of_rulesets_apply_onto_one_table() {
         "strategy generates too little"
     );
     let changes = changes.into_inner();
-    for shape in ["Created 2", "Updated 1", "Updated 2", "Updated 4"] {
+    for (shape, least) in [
+        ("Created 2", 10),
+        ("Updated 1", 10),
+        ("Updated 2", 1),
+        ("Updated 4", 10),
+    ] {
         assert!(
-            changes.get(shape).is_some_and(|&n| n >= 5),
+            changes.get(shape).is_some_and(|&n| n >= least),
             "too few {shape}: {changes:?}"
         );
     }

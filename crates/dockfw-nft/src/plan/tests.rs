@@ -9,15 +9,17 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod common;
+
+/// A chain of the model: name, hook, rules with their handles.
+type ModelChain = (String, Option<BaseHook>, Vec<(u64, Rule)>);
 
 /// The kernel's view: sets, and chains whose rules carry handles.
 #[derive(Debug, Clone)]
 struct Model {
     table: String,
     sets: Vec<Set>,
-    chains: Vec<(String, Option<BaseHook>, Vec<(u64, Rule)>)>,
+    chains: Vec<ModelChain>,
     next_handle: u64,
 }
 
@@ -72,7 +74,7 @@ impl Model {
             .flat_map(|(_, _, rules)| rules.iter().map(|(_, r)| r))
     }
 
-    fn chain(&mut self, name: &str) -> Result<&mut (String, Option<BaseHook>, Vec<(u64, Rule)>), String> {
+    fn chain(&mut self, name: &str) -> Result<&mut ModelChain, String> {
         self.chains
             .iter_mut()
             .find(|c| c.0 == name)
@@ -92,16 +94,15 @@ impl Model {
                     elements: elements.clone(),
                 });
             }
-            Op::RefillSet { name, elements, .. } => {
+            Op::UpdateSet {
+                name, remove, add, ..
+            } => {
                 let set = self
                     .sets
                     .iter_mut()
                     .find(|s| s.name == *name)
                     .ok_or(format!("no set {name}"))?;
-                if !same_kind(&set.elements, elements) || matches!(elements, SetElements::Meter(_)) {
-                    return Err(format!("refill of {name} changes its kind"));
-                }
-                set.elements = elements.clone();
+                set.elements = updated(&set.elements, remove, add).ok_or(format!("bad update of {name}"))?;
             }
             Op::DeleteSet(name) => {
                 if self.rules().flat_map(set_refs).any(|s| s == name) {
@@ -167,6 +168,42 @@ impl Model {
     }
 }
 
+/// `elements` less the intervals of `remove` (each must be there) plus
+/// those of `add` (none may overlap what is there), as the kernel would.
+fn updated(elements: &SetElements, remove: &SetElements, add: &SetElements) -> Option<SetElements> {
+    fn apply<T: Copy + Ord>(
+        old: &[Interval<T>],
+        remove: &[Interval<T>],
+        add: &[Interval<T>],
+    ) -> Option<Vec<Interval<T>>> {
+        let mut out: Vec<Interval<T>> = old.to_vec();
+        for gone in remove {
+            let at = out.iter().position(|i| i == gone)?;
+            out.remove(at);
+        }
+        for new in add {
+            if out.iter().any(|i| i.first <= new.last && new.first <= i.last) {
+                return None;
+            }
+            out.push(*new);
+        }
+        out.sort();
+        Some(out)
+    }
+    Some(match (elements, remove, add) {
+        (SetElements::Ipv4(o), SetElements::Ipv4(r), SetElements::Ipv4(a)) => {
+            SetElements::Ipv4(apply(o, r, a)?)
+        }
+        (SetElements::Ipv6(o), SetElements::Ipv6(r), SetElements::Ipv6(a)) => {
+            SetElements::Ipv6(apply(o, r, a)?)
+        }
+        (SetElements::Port(o), SetElements::Port(r), SetElements::Port(a)) => {
+            SetElements::Port(apply(o, r, a)?)
+        }
+        _ => return None,
+    })
+}
+
 /// Runs the planner from `start` (`None`: no table) to `want` on the model,
 /// checking each step; returns the steps' kinds.
 fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, String> {
@@ -217,13 +254,13 @@ fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, St
             match (step.kind, op) {
                 (
                     StepKind::Prepare,
-                    Op::CreateSet { name, .. } | Op::RefillSet { name, .. } | Op::DeleteSet(name),
+                    Op::CreateSet { name, .. } | Op::UpdateSet { name, .. } | Op::DeleteSet(name),
                 ) if !before_refs.contains(name) => {}
                 (StepKind::Prepare, op) => return Err(format!("Prepare does {op:?}")),
-                (StepKind::Switch, Op::CreateSet { .. } | Op::RefillSet { .. } | Op::CreateTable) => {
+                (StepKind::Switch, Op::CreateSet { .. } | Op::UpdateSet { .. } | Op::CreateTable) => {
                     return Err(format!("Switch does {op:?}"));
                 }
-                (StepKind::Create, Op::CreateSet { .. } | Op::RefillSet { .. }) => {
+                (StepKind::Create, Op::CreateSet { .. } | Op::UpdateSet { .. }) => {
                     return Err(format!("Create does {op:?}"));
                 }
                 _ => {}
@@ -343,13 +380,13 @@ fn the_documented_sequences() {
     // A new set: Prepare (create it), Switch (use it).
     let added = ruleset(&[("a", v4(1)), ("b", v4(2))], vec![lookup("a"), lookup("b")]);
     assert_eq!(converge(Some(&base), &added), Ok(vec![Prepare, Switch]));
-    // A set rules use changes: copy, switch, refill, switch back.
+    // A set rules use changes: copy, switch, update, switch back.
     let changed = ruleset(&[("a", v4(3))], vec![lookup("a")]);
     assert_eq!(
         converge(Some(&base), &changed),
         Ok(vec![Prepare, Switch, Prepare, Switch])
     );
-    // An unused set changes: refilled in place, nothing else.
+    // An unused set changes: updated in place, nothing else.
     let unused = ruleset(&[("a", v4(1)), ("u", v4(5))], vec![lookup("a")]);
     let unused2 = ruleset(&[("a", v4(1)), ("u", v4(6))], vec![lookup("a")]);
     assert_eq!(converge(Some(&unused), &unused2), Ok(vec![Prepare]));
