@@ -118,6 +118,10 @@ impl fmt::Display for Summary<'_> {
                     Bulleted(failures)
                 )
             }
+            Error::Busy { action, attempts } => write!(
+                f,
+                "nf_tables was changed by someone else during each of {attempts} attempts to {action}"
+            ),
             other => write!(f, "{other}"),
         }
     }

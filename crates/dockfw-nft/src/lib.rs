@@ -450,7 +450,7 @@ impl Nft {
         encode::check(ruleset)?;
         let table = ruleset.table.as_str();
         let started = Instant::now();
-        let (generation, snapshot) = self.read(table, None)?;
+        let (generation, snapshot) = self.read(table, None, true)?;
         let mut report = ApplyReport::new(Change::Unchanged);
         report.generation = generation;
         let installed = match snapshot {
@@ -539,7 +539,7 @@ impl Nft {
     ) -> Result<()> {
         const ACTION: &str = "apply the ruleset";
         let table = want.table.as_str();
-        let (mut refused, mut steps) = (0, 0);
+        let mut steps = 0;
         loop {
             let step =
                 plan::plan(installed.as_ref().map(|(_, i)| i), want).map_err(|detail| Error::Protocol {
@@ -552,7 +552,7 @@ impl Nft {
             if steps == MAX_STEPS {
                 return Err(Error::Busy {
                     action: ACTION,
-                    attempts: refused + steps as u32,
+                    attempts: steps as u32,
                 });
             }
             let mut batch = encode::ops(table, &step.ops, self.seq, &mut self.writer)?;
@@ -562,46 +562,63 @@ impl Nft {
                 StepKind::Prepare => TransactionKind::Prepare,
                 StepKind::Switch => TransactionKind::Switch,
             };
-            report.attempts += 1;
-            let committed = self.commit(&mut batch, kind, generation, want)?;
-            let started = Instant::now();
+            // Send the batch; while the kernel refuses it because another
+            // program committed since the read it was planned from, read the
+            // table again and, if it is still exactly that, send the same
+            // batch at once under the new generation (planning and encoding
+            // again would leave the same opening for the next commit).
+            let mut refused = 0;
+            let transaction = loop {
+                report.attempts += 1;
+                if let Some(transaction) = self.commit(&mut batch, kind, generation, want)? {
+                    break Some(transaction);
+                }
+                // Once a step has committed, giving up means undoing it,
+                // which meets the same contention: finishing is better.
+                refused += 1;
+                let patience = if steps == 0 { ATTEMPTS } else { 4 * ATTEMPTS };
+                if refused == patience {
+                    return Err(Error::Busy {
+                        action: ACTION,
+                        attempts: patience,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1 << refused.min(5)));
+                let started = Instant::now();
+                let (now, read) = self.read_decoded(table, None)?;
+                report.verify_time += started.elapsed();
+                let unchanged =
+                    read.as_ref().map(|(dump, _)| dump) == installed.as_ref().map(|(dump, _)| dump);
+                (generation, installed) = (now, read);
+                if !unchanged {
+                    break None;
+                }
+            };
+            let Some(transaction) = transaction else {
+                // The table itself changed: plan again from what is there.
+                continue;
+            };
+            steps += 1;
             // Read back what the step wrote; the rest cannot have changed if
             // nothing else committed since the last read.
-            let reuse = match (&committed, &installed) {
-                (Some(transaction), Some((previous, _))) => Some(Reuse {
-                    generation: next_generation(transaction.generation),
-                    previous,
-                    fresh: step.written_sets().collect(),
-                }),
-                _ => None,
-            };
+            let started = Instant::now();
+            let reuse = installed.as_ref().map(|(previous, _)| Reuse {
+                generation: next_generation(transaction.generation),
+                previous,
+                fresh: step.written_sets().collect(),
+            });
             let (now, read) = self.read_decoded(table, reuse)?;
             report.verify_time += started.elapsed();
-            match committed {
-                Some(transaction) => {
-                    steps += 1;
-                    // Only when nobody else committed since can the table be
-                    // held to what this step should leave.
-                    let got = read.as_ref().map(|(_, r)| &r.ruleset);
-                    if now == next_generation(transaction.generation) && got != Some(&step.after) {
-                        return Err(Error::Mismatch {
-                            table: table.to_string(),
-                            difference: difference(&step.after, got),
-                        });
-                    }
-                    report.record(transaction);
-                }
-                None => {
-                    refused += 1;
-                    if refused == ATTEMPTS {
-                        return Err(Error::Busy {
-                            action: ACTION,
-                            attempts: ATTEMPTS,
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(5 << refused));
-                }
+            // Only when nobody else committed since can the table be held to
+            // what this step should leave.
+            let got = read.as_ref().map(|(_, r)| &r.ruleset);
+            if now == next_generation(transaction.generation) && got != Some(&step.after) {
+                return Err(Error::Mismatch {
+                    table: table.to_string(),
+                    difference: difference(&step.after, got),
+                });
             }
+            report.record(transaction);
             (generation, installed) = (now, read);
         }
     }
@@ -724,19 +741,19 @@ impl Nft {
     /// generation, or (when other programs keep committing elsewhere) two
     /// successive complete reads agreed.
     pub fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
-        let (_, snapshot) = self.read(table, None)?;
+        let (_, snapshot) = self.read(table, None, false)?;
         snapshot
             .map(|snapshot| snapshot.decoded.map(|installed| installed.ruleset))
             .transpose()
     }
 
-    /// [`Nft::read`], failing if the table cannot be decoded.
+    /// [`Nft::read`] of a settled table, failing if it cannot be decoded.
     fn read_decoded(
         &mut self,
         table: &str,
         reuse: Option<Reuse<'_>>,
     ) -> Result<(u32, Option<(TableDump, Installed)>)> {
-        let (generation, snapshot) = self.read(table, reuse)?;
+        let (generation, snapshot) = self.read(table, reuse, true)?;
         let read = snapshot
             .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
             .transpose()?;
@@ -756,7 +773,17 @@ impl Nft {
     /// interval starts without their ends). So a dump naming a chain or set
     /// twice is never believed, and one that cannot be decoded only when two
     /// reads in a row, each within one generation, agree.
-    fn read(&mut self, table: &str, reuse: Option<Reuse<'_>>) -> Result<(u32, Option<Snapshot>)> {
+    ///
+    /// With `settled`, the table must have been dumped within one generation
+    /// (the one returned), as a transaction planned from it carries that
+    /// generation: a read the generation moved under is of no use to it, even
+    /// if it agrees with the one before.
+    fn read(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+        settled: bool,
+    ) -> Result<(u32, Option<Snapshot>)> {
         const ACTION: &str = "read the table back";
         // The previous attempt's dump, and whether its generation held.
         let mut previous: Option<(Option<TableDump>, bool)> = None;
@@ -778,7 +805,12 @@ impl Nft {
             let agreed = previous
                 .as_ref()
                 .is_some_and(|(p, held)| *p == dump && (believable || *held));
-            if (believable && stable) || (agreed && (believable || stable)) {
+            let accept = if settled {
+                stable && (believable || agreed)
+            } else {
+                (believable && stable) || (agreed && (believable || stable))
+            };
+            if accept {
                 let snapshot = dump
                     .zip(decoded)
                     .map(|(dump, decoded)| Snapshot { dump, decoded });
