@@ -168,14 +168,9 @@ const DENY_LIST: &str = r#"
     action = "reject"
 "#;
 
-// Fails today: replacing the table (delete + add in one transaction, as
-// `Nft::apply` and `nft -f` of the plan both do) lets packets evaluated
-// during the commit miss the lookup in the table's freshly created sets,
-// so the default fate decides them: allowed connections dropped under
-// `default = "drop"`, denied ones let through under `default = "accept"`
-// (1-3 in 50 applies). See tests/README.md, "Known product issue".
+// Failed while `Nft::apply` replaced the whole table (1-3 wrong outcomes in
+// 50 applies); see tests/README.md, "Re-applying is glitch-free".
 #[test]
-#[ignore = "dockfw-nft apply is not glitch-free yet (see tests/README.md, Known product issue)"]
 fn fifty_reapplies_under_continuous_probing() {
     let Some((_serial, lab)) = common::lab("dfwe-reapply") else {
         return;

@@ -590,6 +590,7 @@ mod tests {
         let spec = SetSpec {
             table: "t".into(),
             name: "p".into(),
+            handle: 0,
             id: 0,
             flags: libc::NFT_SET_INTERVAL as u32,
             key_type: TYPE_INET_SERVICE,

@@ -1,19 +1,23 @@
-//! Ruleset -> one nf_tables batch.
+//! Ruleset -> nf_tables batches.
 //!
-//! The batch replaces the table atomically: add table (a no-op if it exists),
-//! delete table, add table, then sets and their elements, chains, rules. Each
-//! message is recorded with the object it creates so that a kernel error,
-//! which names only a sequence number (and maybe a byte offset), can be
-//! reported as "rule 3 of chain policy, match 2".
+//! [`replace`] builds the batch that replaces a whole table (add table, a
+//! no-op if it exists, delete table, add table, then sets and their
+//! elements, chains, rules); [`ops`] builds one step of an in-place update
+//! planned by [`crate::plan`]. Each message is recorded with the object it
+//! creates or removes so that a kernel error, which names only a sequence
+//! number (and maybe a byte offset), can be reported as "rule 3 of chain
+//! policy, match 2".
 
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::ffi::{ELEMS_PER_MSG, MsgWriter, SetSpec};
+use crate::plan::Op;
 use dockfw_core::interval::{Interval, Point};
 use dockfw_core::ruleset::{
-    CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset, SetElements,
-    Statement, Verdict,
+    BaseHook, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset,
+    SetElements, Statement, Verdict,
 };
+use std::collections::HashSet;
 use std::ops::Range;
 
 /// nft's datatype ids, so `nft list` prints our sets readably.
@@ -57,13 +61,17 @@ pub(crate) enum Object {
     BatchBegin,
     BatchEnd,
     Table(&'static str),
+    /// A set created, described (`set `x``, or a staging copy).
     Set(String),
+    /// Elements added to a set (described as for `Set`).
     Elements {
         set: String,
         first: usize,
         count: usize,
     },
     Chain(String),
+    /// Something deleted or flushed, described in full.
+    Removal(String),
     Rule {
         chain: String,
         index: usize,
@@ -171,10 +179,35 @@ fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks everything about `ruleset` that can be checked without the
+/// kernel: names, lengths, duplicate names, and every rule's encoding.
+pub(crate) fn check(ruleset: &Ruleset) -> Result<()> {
+    check_name("table", &ruleset.table, MAX_NAME)?;
+    let mut names = HashSet::new();
+    for set in &ruleset.sets {
+        check_name("set", &set.name, MAX_NAME)?;
+        if !names.insert(set.name.as_str()) {
+            return Err(Error::Invalid(format!("two sets are called {:?}", set.name)));
+        }
+    }
+    names.clear();
+    for chain in &ruleset.chains {
+        check_name("chain", &chain.name, MAX_NAME)?;
+        if !names.insert(chain.name.as_str()) {
+            return Err(Error::Invalid(format!("two chains are called {:?}", chain.name)));
+        }
+        for rule in &chain.rules {
+            rule_exprs(rule)?;
+            comment_udata(&rule.comment)?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds the batch that replaces table `ruleset.table` with `ruleset`.
-pub(crate) fn encode(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+pub(crate) fn replace(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+    check(ruleset)?;
     let table = ruleset.table.as_str();
-    check_name("table", table, MAX_NAME)?;
     let mut batch = Batch::new(first_seq);
     for (step, add, flags) in [
         (
@@ -192,63 +225,189 @@ pub(crate) fn encode(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) 
         let seq = batch.next_seq();
         batch.push(seq, writer.table(add, flags, seq, table), Object::Table(step));
     }
-
-    for (index, set) in ruleset.sets.iter().enumerate() {
-        check_name("set", &set.name, MAX_NAME)?;
-        let spec = set_spec(table, index as u32 + 1, &set.name, &set.elements);
-        let seq = batch.next_seq();
-        batch.push(seq, writer.set(seq, &spec), Object::Set(set.name.clone()));
-        let elems = interval_elements(&set.elements);
-        for (chunk_index, chunk) in elems.chunks(ELEMS_PER_MSG).enumerate() {
-            let seq = batch.next_seq();
-            let object = Object::Elements {
-                set: set.name.clone(),
-                first: chunk_index * ELEMS_PER_MSG,
-                count: chunk.len(),
-            };
-            batch.push(seq, writer.elems(seq, table, &set.name, chunk), object);
-        }
+    for set in &ruleset.sets {
+        push_set(&mut batch, writer, table, &set.name, &set.elements, None);
     }
-
     for chain in &ruleset.chains {
-        check_name("chain", &chain.name, MAX_NAME)?;
-        let hook = chain.hook.map(|base| {
-            let hooknum = match base.hook {
-                Hook::Forward => libc::NF_INET_FORWARD,
-                Hook::Input => libc::NF_INET_LOCAL_IN,
-            };
-            (hooknum as u32, base.priority)
-        });
-        let seq = batch.next_seq();
-        batch.push(
-            seq,
-            writer.chain(seq, table, &chain.name, hook),
-            Object::Chain(chain.name.clone()),
-        );
+        push_chain(&mut batch, writer, table, &chain.name, chain.hook);
     }
-
     for chain in &ruleset.chains {
         for (index, rule) in chain.rules.iter().enumerate() {
-            let parts = rule_exprs(rule)?;
-            let exprs: Vec<Expr> = parts.iter().map(|(expr, _)| expr.clone()).collect();
-            let seq = batch.next_seq();
-            let msg = writer.rule(seq, table, &chain.name, &exprs, &comment_udata(&rule.comment)?);
-            let ranges = expression_ranges(msg);
-            let object = Object::Rule {
-                chain: chain.name.clone(),
-                index,
-                comment: rule.comment.clone(),
-                exprs: ranges
-                    .into_iter()
-                    .zip(parts)
-                    .map(|(range, (expr, part))| (range, part, static_name(&expr)))
-                    .collect(),
-            };
-            batch.push(seq, msg, object);
+            push_rule(&mut batch, writer, table, &chain.name, index, rule, None)?;
         }
     }
     batch.finish();
     Ok(batch)
+}
+
+/// Builds the batch of one planned step on table `table`.
+pub(crate) fn ops(table: &str, ops: &[Op], first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+    let mut batch = Batch::new(first_seq);
+    for op in ops {
+        let seq = batch.next_seq();
+        match op {
+            Op::CreateTable => {
+                let flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
+                batch.push(
+                    seq,
+                    writer.table(true, flags, seq, table),
+                    Object::Table("create table"),
+                );
+            }
+            Op::CreateSet {
+                name,
+                elements,
+                copy_of,
+            } => push_set(&mut batch, writer, table, name, elements, copy_of.as_deref()),
+            Op::UpdateSet {
+                name,
+                remove,
+                add,
+                copy_of,
+                ..
+            } => {
+                let label = set_label(name, copy_of.as_deref());
+                let removed = format!("{label}, intervals removed,");
+                push_elements(&mut batch, writer, table, name, remove, true, &removed);
+                push_elements(&mut batch, writer, table, name, add, false, &label);
+            }
+            Op::DeleteSet(name) => batch.push(
+                seq,
+                writer.set_delete(seq, table, name),
+                Object::Removal(format!("deleting set `{name}`")),
+            ),
+            Op::CreateChain { name, hook } => push_chain(&mut batch, writer, table, name, *hook),
+            Op::FlushChain(name) => batch.push(
+                seq,
+                writer.rule_delete(seq, table, name, None),
+                Object::Removal(format!("flushing chain `{name}`")),
+            ),
+            Op::DeleteChain(name) => batch.push(
+                seq,
+                writer.chain_delete(seq, table, name),
+                Object::Removal(format!("deleting chain `{name}`")),
+            ),
+            Op::DeleteRule {
+                chain,
+                handle,
+                comment,
+            } => batch.push(
+                seq,
+                writer.rule_delete(seq, table, chain, Some(*handle)),
+                Object::Removal(format!(
+                    "deleting rule \"{comment}\" (handle {handle}) from chain `{chain}`"
+                )),
+            ),
+            Op::AddRule {
+                chain,
+                index,
+                rule,
+                before,
+            } => push_rule(&mut batch, writer, table, chain, *index, rule, *before)?,
+        }
+    }
+    batch.finish();
+    Ok(batch)
+}
+
+fn set_label(name: &str, copy_of: Option<&str>) -> String {
+    match copy_of {
+        Some(of) => format!("set `{name}` (staging copy of set `{of}`)"),
+        None => format!("set `{name}`"),
+    }
+}
+
+/// `NEWSET` and the `NEWSETELEM`s filling it.
+fn push_set(
+    batch: &mut Batch,
+    writer: &mut MsgWriter,
+    table: &str,
+    name: &str,
+    elements: &SetElements,
+    copy_of: Option<&str>,
+) {
+    let label = set_label(name, copy_of);
+    // Set ids only need to be unique within the batch.
+    let id = batch.msgs.len() as u32;
+    let spec = set_spec(table, id, name, elements);
+    let seq = batch.next_seq();
+    batch.push(seq, writer.set(seq, &spec), Object::Set(label.clone()));
+    push_elements(batch, writer, table, name, elements, false, &label);
+}
+
+/// `NEWSETELEM`s (or with `delete`, `DELSETELEM`s) of `elements`.
+fn push_elements(
+    batch: &mut Batch,
+    writer: &mut MsgWriter,
+    table: &str,
+    name: &str,
+    elements: &SetElements,
+    delete: bool,
+    label: &str,
+) {
+    let elems = interval_elements(elements);
+    for (chunk_index, chunk) in elems.chunks(ELEMS_PER_MSG).enumerate() {
+        let seq = batch.next_seq();
+        let object = Object::Elements {
+            set: label.to_string(),
+            first: chunk_index * ELEMS_PER_MSG,
+            count: chunk.len(),
+        };
+        batch.push(seq, writer.elems(seq, table, name, delete, chunk), object);
+    }
+}
+
+fn push_chain(batch: &mut Batch, writer: &mut MsgWriter, table: &str, name: &str, hook: Option<BaseHook>) {
+    let hook = hook.map(|base| {
+        let hooknum = match base.hook {
+            Hook::Forward => libc::NF_INET_FORWARD,
+            Hook::Input => libc::NF_INET_LOCAL_IN,
+        };
+        (hooknum as u32, base.priority)
+    });
+    let seq = batch.next_seq();
+    batch.push(
+        seq,
+        writer.chain(seq, table, name, hook),
+        Object::Chain(name.to_string()),
+    );
+}
+
+/// `NEWRULE`: rule `index` of `chain`, appended or inserted before the rule
+/// with handle `before`.
+fn push_rule(
+    batch: &mut Batch,
+    writer: &mut MsgWriter,
+    table: &str,
+    chain: &str,
+    index: usize,
+    rule: &Rule,
+    before: Option<u64>,
+) -> Result<()> {
+    let parts = rule_exprs(rule)?;
+    let exprs: Vec<Expr> = parts.iter().map(|(expr, _)| expr.clone()).collect();
+    let seq = batch.next_seq();
+    let msg = writer.rule(seq, table, chain, before, &exprs, &comment_udata(&rule.comment)?);
+    let ranges = expression_ranges(msg);
+    let object = Object::Rule {
+        chain: chain.to_string(),
+        index,
+        comment: rule.comment.clone(),
+        exprs: ranges
+            .into_iter()
+            .zip(parts)
+            .map(|(range, (expr, part))| (range, part, static_name(&expr)))
+            .collect(),
+    };
+    batch.push(seq, msg, object);
+    Ok(())
+}
+
+/// What identifies a rule in the kernel: its comment and exact expressions
+/// (`None` if it cannot be encoded).
+pub(crate) fn rule_key(rule: &Rule) -> Option<(String, Vec<Expr>)> {
+    let exprs = rule_exprs(rule).ok()?.into_iter().map(|(expr, _)| expr).collect();
+    Some((rule.comment.clone(), exprs))
 }
 
 fn static_name(expr: &Expr) -> &'static str {
@@ -330,6 +489,7 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
     let mut spec = SetSpec {
         table: table.to_string(),
         name: name.to_string(),
+        handle: 0,
         id,
         flags: libc::NFT_SET_INTERVAL as u32,
         key_type,

@@ -66,6 +66,25 @@ pub enum Error {
         /// What could not be decoded, and where.
         what: String,
     },
+    /// An update spanning several transactions failed part-way (`cause`),
+    /// and undoing the transactions already committed failed too
+    /// (`rollback`). Every state the table passed through enforced the old
+    /// or the new policy, never a mix, but it now holds neither exactly;
+    /// applying again converges.
+    #[error(
+        "applying table `{table}` failed part-way and undoing it failed too, so the table \
+         holds neither the old nor the new ruleset exactly (it enforces one of them; apply \
+         again):\n  failure: {}\n  undoing: {rollback}",
+        Summary(cause)
+    )]
+    RollbackFailed {
+        /// The table.
+        table: String,
+        /// Why the update failed.
+        cause: Box<Error>,
+        /// Why undoing it failed.
+        rollback: Box<Error>,
+    },
     /// The kernel answered in a way we did not expect.
     #[error("unexpected nf_tables reply while trying to {action}: {detail}")]
     Protocol {
@@ -82,6 +101,28 @@ impl Error {
             Self::PermissionDenied { action }
         } else {
             Self::Io { action, source }
+        }
+    }
+}
+
+/// An error without the assurance that nothing was changed.
+struct Summary<'a>(&'a Error);
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Error::Rejected { table, failures } => {
+                write!(
+                    f,
+                    "nf_tables rejected the ruleset for table `{table}`:{}",
+                    Bulleted(failures)
+                )
+            }
+            Error::Busy { action, attempts } => write!(
+                f,
+                "nf_tables was changed by someone else during each of {attempts} attempts to {action}"
+            ),
+            other => write!(f, "{other}"),
         }
     }
 }

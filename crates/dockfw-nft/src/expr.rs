@@ -7,7 +7,7 @@
 
 /// One nf_tables expression. Registers are implicit: every expression that
 /// loads or reads data uses `NFT_REG_1`; anything else decodes as [`Expr::Other`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Expr {
     /// `meta load KEY => reg 1`.
     Meta { key: u32 },

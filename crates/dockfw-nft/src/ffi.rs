@@ -226,12 +226,14 @@ impl MsgWriter {
         })
     }
 
-    /// `NEWSETELEM` with at most [`ELEMS_PER_MSG`] `(key, interval end)` elements.
+    /// `NEWSETELEM` (or with `delete`, `DELSETELEM`) with at most
+    /// [`ELEMS_PER_MSG`] `(key, interval end)` elements.
     pub(crate) fn elems(
         &mut self,
         seq: u32,
         table: &str,
         set_name: &str,
+        delete: bool,
         elems: &[(Vec<u8>, bool)],
     ) -> &[u8] {
         assert!(elems.len() <= ELEMS_PER_MSG);
@@ -265,20 +267,102 @@ impl MsgWriter {
                 sys::nftnl_set_elem_add(s, e);
             }
         }
-        let flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
-        self.build(libc::NFT_MSG_NEWSETELEM as u32, INET as u16, flags, seq, |nlh| {
+        let (ty, flags) = if delete {
+            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+        } else {
+            (
+                libc::NFT_MSG_NEWSETELEM,
+                libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK,
+            )
+        };
+        self.build(ty as u32, INET as u16, flags, seq, |nlh| {
             // SAFETY: as in `table`; the element count is capped so the
             // payload fits the scratch buffer.
             unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set.as_ptr()) }
         })
     }
 
-    /// `NEWRULE` appended to `chain`.
+    /// `DELSET` of set `name`.
+    pub(crate) fn set_delete(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
+        let set = set_obj();
+        let (table, name) = (cstr(table), cstr(name));
+        // SAFETY: `set` is a live object; libnftnl copies the strings.
+        unsafe {
+            let s = set.as_ptr();
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FAMILY as u16, INET);
+            sys::nftnl_set_set_str(s, sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+            sys::nftnl_set_set_str(s, sys::NFTNL_SET_NAME as u16, name.as_ptr());
+        }
+        self.build(
+            libc::NFT_MSG_DELSET as u32,
+            INET as u16,
+            libc::NLM_F_ACK,
+            seq,
+            |nlh| {
+                // SAFETY: as in `table`.
+                unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, set.as_ptr()) }
+            },
+        )
+    }
+
+    /// `DELCHAIN` of chain `name` (the kernel also deletes its rules).
+    pub(crate) fn chain_delete(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
+        let chain = chain_obj();
+        let (table, name) = (cstr(table), cstr(name));
+        // SAFETY: `chain` is a live object; libnftnl copies the strings.
+        unsafe {
+            let c = chain.as_ptr();
+            sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_FAMILY as u16, INET);
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+            sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
+        }
+        self.build(
+            libc::NFT_MSG_DELCHAIN as u32,
+            INET as u16,
+            libc::NLM_F_ACK,
+            seq,
+            |nlh| {
+                // SAFETY: as in `table`.
+                unsafe { sys::nftnl_chain_nlmsg_build_payload(nlh, chain.as_ptr()) }
+            },
+        )
+    }
+
+    /// `DELRULE`: the rule with `handle` in `chain`, or (`None`) every rule
+    /// of the chain.
+    pub(crate) fn rule_delete(&mut self, seq: u32, table: &str, chain: &str, handle: Option<u64>) -> &[u8] {
+        let rule = rule_obj();
+        let (table, chain) = (cstr(table), cstr(chain));
+        // SAFETY: `rule` is a live object; libnftnl copies the strings.
+        unsafe {
+            let r = rule.as_ptr();
+            sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, INET);
+            sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+            sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+            if let Some(handle) = handle {
+                sys::nftnl_rule_set_u64(r, sys::NFTNL_RULE_HANDLE as u16, handle);
+            }
+        }
+        self.build(
+            libc::NFT_MSG_DELRULE as u32,
+            INET as u16,
+            libc::NLM_F_ACK,
+            seq,
+            |nlh| {
+                // SAFETY: as in `table`.
+                unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) }
+            },
+        )
+    }
+
+    /// `NEWRULE` in `chain`: appended, or inserted just before the rule
+    /// whose handle is `before`.
     pub(crate) fn rule(
         &mut self,
         seq: u32,
         table: &str,
         chain: &str,
+        before: Option<u64>,
         exprs: &[Expr],
         userdata: &[u8],
     ) -> &[u8] {
@@ -291,6 +375,9 @@ impl MsgWriter {
             sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, INET);
             sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
             sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+            if let Some(handle) = before {
+                sys::nftnl_rule_set_u64(r, sys::NFTNL_RULE_POSITION as u16, handle);
+            }
             if !userdata.is_empty() {
                 sys::nftnl_rule_set_data(
                     r,
@@ -303,7 +390,11 @@ impl MsgWriter {
                 sys::nftnl_rule_add_expr(r, build_expr(expr));
             }
         }
-        let flags = libc::NLM_F_CREATE | libc::NLM_F_APPEND | libc::NLM_F_EXCL | libc::NLM_F_ACK;
+        // With a position and without NLM_F_APPEND the kernel inserts the
+        // rule before the positioned one; with NLM_F_APPEND and no position
+        // it appends to the chain.
+        let place = if before.is_some() { 0 } else { libc::NLM_F_APPEND };
+        let flags = libc::NLM_F_CREATE | place | libc::NLM_F_EXCL | libc::NLM_F_ACK;
         self.build(libc::NFT_MSG_NEWRULE as u32, INET as u16, flags, seq, |nlh| {
             // SAFETY: as in `table`.
             unsafe { sys::nftnl_rule_nlmsg_build_payload(nlh, rule.as_ptr()) }
@@ -411,6 +502,8 @@ pub(crate) enum Dump<'a> {
 pub(crate) struct SetSpec {
     pub table: String,
     pub name: String,
+    /// The kernel's handle when dumped (0 when building).
+    pub handle: u64,
     pub id: u32,
     pub flags: u32,
     pub key_type: u32,
@@ -694,11 +787,27 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Result<u32, String> {
     Ok(unsafe { sys::nftnl_gen_get_u32(obj.as_ptr(), sys::NFTNL_GEN_ID as u16) })
 }
 
+/// The flags of a table from a `NEWTABLE` reply (`NFT_TABLE_F_*`; dockfw
+/// writes 0).
+pub(crate) fn parse_table_flags(msg: &[u8]) -> Result<u32, String> {
+    let nlh = header(msg)?;
+    let obj = table_obj();
+    // SAFETY: as in `parse_gen`.
+    parsed(
+        unsafe { sys::nftnl_table_nlmsg_parse(nlh, obj.as_ptr()) },
+        "table",
+    )?;
+    // SAFETY: `obj` is live.
+    Ok(unsafe { sys::nftnl_table_get_u32(obj.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16) })
+}
+
 /// A chain as dumped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainInfo {
     pub table: String,
     pub name: String,
+    /// The kernel's handle: tells apart objects of the same name.
+    pub handle: u64,
     /// `(hooknum, priority, type, policy)` for base chains.
     pub hook: Option<(u32, i32, String, u32)>,
 }
@@ -725,6 +834,7 @@ pub(crate) fn parse_chain(msg: &[u8]) -> Result<ChainInfo, String> {
         Ok(ChainInfo {
             table: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
             name: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
+            handle: sys::nftnl_chain_get_u64(c, sys::NFTNL_CHAIN_HANDLE as u16),
             hook,
         })
     }
@@ -745,6 +855,7 @@ pub(crate) fn parse_set(msg: &[u8]) -> Result<SetSpec, String> {
         Ok(SetSpec {
             table: read_str(sys::nftnl_set_get_str(s, sys::NFTNL_SET_TABLE as u16)),
             name: read_str(sys::nftnl_set_get_str(s, sys::NFTNL_SET_NAME as u16)),
+            handle: sys::nftnl_set_get_u64(s, sys::NFTNL_SET_HANDLE as u16),
             id: 0,
             flags: sys::nftnl_set_get_u32(s, sys::NFTNL_SET_FLAGS as u16),
             key_type: sys::nftnl_set_get_u32(s, sys::NFTNL_SET_KEY_TYPE as u16),

@@ -1,15 +1,50 @@
 //! dockfw-nft: the nftables backend. Installs a
-//! [`Ruleset`](dockfw_core::ruleset::Ruleset) by speaking nf_tables netlink
+//! [`Ruleset`] by speaking nf_tables netlink
 //! directly (libnftnl through the `nftnl` crate; no `nft` binary), reads it
 //! back, reports counters and removes it.
 //!
-//! * [`Nft::apply`] replaces the whole table in **one** kernel transaction
-//!   (add table, delete table, add table, sets and elements, chains, rules),
-//!   sent with a single `sendto`: either the new table is complete or the old
-//!   one is untouched. The batch carries the ruleset generation id, so a
-//!   concurrent change by another program makes the kernel refuse it
-//!   (`ERESTART`); we then retry a few times. After committing, the table is
-//!   read back and must equal the ruleset applied.
+//! * [`Nft::apply`] brings the table to the ruleset **without a glitch**:
+//!   every packet is decided by the old policy or by the new one, never by
+//!   a half-built table or a mix of the two. It reads what is installed and
+//!   changes only what differs, in a few transactions (each one batch, sent
+//!   with a single `sendto`, all or nothing), none of which changes rules
+//!   together with the elements of a set they use. Why: nf_tables switches
+//!   all rules at one instant of a commit, but the kernels this was built on
+//!   (6.18) publish an interval set's elements slightly later in the same
+//!   commit, so a rule switched to a set changed in that very transaction
+//!   misses for packets in between (it met the default fate in the
+//!   end-to-end suite). The sequences:
+//!
+//!   | installed | transactions |
+//!   |---|---|
+//!   | the same ruleset | none: nothing is sent, counters and meters carry on |
+//!   | no table, ruleset without sets | Create: table, chains, rules |
+//!   | no table | Prepare: table and sets; Switch: chains and rules |
+//!   | only rules or chains differ | Switch: changed rules, new and dropped chains, dropped sets |
+//!   | new sets needed | Prepare: create them; Switch |
+//!   | a set rules use changes | Prepare: a staging copy `NAME.next` (and new sets); Switch: rules use the copy; Prepare: update the original (only the intervals that differ), unused now; Switch: rules back, copy deleted |
+//!   | something dockfw does not write, or table flags (dormant) | Replace (as [`Nft::replace`]) |
+//!
+//!   Every state between transactions enforces the old or the new policy:
+//!   a Prepare only touches sets no rule uses; a Switch uses only sets
+//!   filled by an earlier transaction. What survives an update: the table,
+//!   every set and chain still wanted (same kernel object, an updated set
+//!   included), meters whose parameters did not change (with their
+//!   per-source state), and unchanged rules of a chain with their handles
+//!   and counters. Counters restart for rules that were added or changed
+//!   (including rules that use a set changed through a staging copy, which
+//!   are rewritten twice). A set whose type or meter parameters change, and
+//!   a base chain whose hook or priority changes, are recreated; so are
+//!   sets and chains listed after one that had to be created, as the
+//!   kernel keeps creation order and [`Nft::installed`] must read back the
+//!   ruleset exactly. Each batch carries the ruleset generation it was
+//!   planned from, so a concurrent change by another program makes the
+//!   kernel refuse it (`ERESTART`); the table is then read again and the
+//!   step planned anew. After each transaction the table is read back and
+//!   must be exactly what that step should leave (elements are dumped again
+//!   only for the sets the step wrote, when the generation shows that
+//!   nothing else committed since the last read). If a later transaction
+//!   fails, those already committed are undone the same way.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
 //!   "is our ruleset installed" is `installed == Some(desired)`.
 //! * Kernel errors name the object at fault (table, set, chain, or rule by
@@ -38,7 +73,13 @@
 //! };
 //! let mut nft = dockfw_nft::Nft::open()?; // or Nft::in_netns("/run/netns/test")?
 //! let report = nft.apply(&ruleset)?;
-//! println!("applied in {:?} ({} messages)", report.commit_time, report.messages);
+//! println!(
+//!     "{:?} in {} transaction(s), {:?} ({} messages)",
+//!     report.change,
+//!     report.transactions.len(),
+//!     report.commit_time,
+//!     report.messages
+//! );
 //! assert_eq!(nft.installed("dockfw")?, Some(ruleset));
 //! for counter in nft.counters("dockfw")? {
 //!     println!("{} #{} {:?}: {} packets", counter.chain, counter.index, counter.comment, counter.packets);
@@ -54,6 +95,7 @@ mod error;
 mod expr;
 mod ffi;
 mod netlink;
+mod plan;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -64,6 +106,8 @@ use encode::{Batch, Object, Part};
 use expr::Expr;
 use ffi::{Dump, MsgWriter};
 use netlink::{NLM_F_DUMP_INTR, RECV_BYTES, Reply, Socket};
+use plan::{Installed, StepKind};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -72,6 +116,9 @@ use std::time::{Duration, Instant};
 const ATTEMPTS: u32 = 5;
 /// Reads are cheap and only need two agreeing results; allow more tries.
 const READ_ATTEMPTS: u32 = 20;
+/// Committed transactions one in-place update may take: the planner needs at
+/// most four (see [`plan`]); more means someone else keeps changing the table.
+const MAX_STEPS: usize = 8;
 
 /// A connection to nf_tables in one network namespace.
 #[derive(Debug)]
@@ -82,22 +129,99 @@ pub struct Nft {
     recv: Vec<u32>,
 }
 
+/// How [`Nft::apply`] brought the table to the ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The table already held exactly the ruleset: nothing was sent, so
+    /// counters, rate limits and meters carry on untouched.
+    Unchanged,
+    /// The table did not exist and was created.
+    Created,
+    /// The table was updated in place, touching only what differs.
+    Updated,
+    /// The whole table was replaced in one transaction ([`Nft::replace`], or
+    /// `apply` finding a table it cannot update in place).
+    Replaced,
+}
+
+/// What a committed transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionKind {
+    /// First install of a ruleset without sets: table, chains and rules.
+    Create,
+    /// Sets created or updated that no installed rule uses (and, on a first
+    /// install, the table).
+    Prepare,
+    /// Rules rewritten, chains created or deleted, unused sets deleted; no
+    /// set's elements change.
+    Switch,
+    /// The table deleted and created anew with everything in it.
+    Replace,
+}
+
+/// One committed transaction (one batch, sent with one `sendto`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transaction {
+    /// What it did.
+    pub kind: TransactionKind,
+    /// Netlink messages in the batch, batch begin and end included.
+    pub messages: usize,
+    /// Size of the batch.
+    pub bytes: usize,
+    /// Ruleset generation the batch was based on (it committed as the next one).
+    pub generation: u32,
+    /// Time to send the batch and read every ack (the kernel commit).
+    pub commit_time: Duration,
+}
+
 /// What [`Nft::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ApplyReport {
-    /// Transactions sent (more than one if someone else changed nf_tables meanwhile).
+    /// How the table got there.
+    pub change: Change,
+    /// The transactions committed, in order (none when unchanged).
+    pub transactions: Vec<Transaction>,
+    /// Batches sent: the committed ones and those the kernel refused because
+    /// someone else changed nf_tables meanwhile (then re-planned and retried).
     pub attempts: u32,
-    /// Netlink messages in the batch, batch begin and end included.
+    /// Netlink messages of all committed batches.
     pub messages: usize,
-    /// Size of the batch sent with one `sendto`.
+    /// Bytes of all committed batches.
     pub batch_bytes: usize,
-    /// Ruleset generation the committed batch was based on.
+    /// Ruleset generation the last committed batch was based on (when
+    /// unchanged: the generation the table was read in).
     pub generation: u32,
-    /// Time to send the batch and read every ack (the kernel commit).
+    /// Time to send the batches and read every ack (the kernel commits).
     pub commit_time: Duration,
-    /// Time to read the table back and compare it.
+    /// Time to read the table (before and after each transaction) and compare it.
     pub verify_time: Duration,
+}
+
+impl ApplyReport {
+    fn new(change: Change) -> Self {
+        Self {
+            change,
+            transactions: Vec::new(),
+            attempts: 0,
+            messages: 0,
+            batch_bytes: 0,
+            generation: 0,
+            commit_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+        }
+    }
+
+    fn record(&mut self, transaction: Transaction) {
+        self.messages += transaction.messages;
+        self.batch_bytes += transaction.bytes;
+        self.generation = transaction.generation;
+        self.commit_time += transaction.commit_time;
+        self.transactions.push(transaction);
+    }
 }
 
 /// Packet and byte counts of one rule.
@@ -140,11 +264,50 @@ enum Read {
     Table(TableDump),
 }
 
-/// The raw contents of a table, read in one consistent generation.
+/// The raw contents of a table, read in one consistent generation (counter
+/// values zeroed: they are not part of what was applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct TableDump {
+    flags: u32,
     chains: Vec<ffi::ChainInfo>,
     sets: Vec<(ffi::SetSpec, ffi::Elems)>,
     rules: Vec<ffi::RuleInfo>,
+}
+
+impl TableDump {
+    /// Whether a chain or set name appears twice, which no committed table
+    /// can hold (see [`Nft::read`]).
+    fn repeats_a_name(&self) -> bool {
+        let mut chains = HashSet::new();
+        let mut sets = HashSet::new();
+        !self.chains.iter().all(|c| chains.insert(c.name.as_str()))
+            || !self.sets.iter().all(|(s, _)| sets.insert(s.name.as_str()))
+    }
+}
+
+/// A read table: raw, and decoded (or why it cannot be).
+struct Snapshot {
+    dump: TableDump,
+    decoded: Result<Installed>,
+}
+
+/// Set elements a read may take from an earlier read instead of dumping them
+/// again: those of every set but `fresh`, if the ruleset generation is still
+/// `generation` when the read starts (nothing but the transaction that led
+/// there has committed since `previous` was read, and it wrote only `fresh`).
+struct Reuse<'a> {
+    generation: u32,
+    previous: &'a TableDump,
+    fresh: HashSet<&'a str>,
+}
+
+/// The generation nf_tables moves to when a batch based on `generation`
+/// commits (the kernel skips 0).
+fn next_generation(generation: u32) -> u32 {
+    match generation.wrapping_add(1) {
+        0 => 1,
+        next => next,
+    }
 }
 
 impl Nft {
@@ -251,76 +414,283 @@ impl Nft {
         }
     }
 
-    /// Replaces table `ruleset.table` with `ruleset` in one transaction,
-    /// then reads it back and checks it is exactly `ruleset`.
+    /// Brings table `ruleset.table` to exactly `ruleset`, changing only what
+    /// differs, so that every packet is decided by the old policy or by the
+    /// new one, never by a mix of the two or by a half-built table.
     ///
-    /// On error nothing was changed, except for [`Error::Mismatch`] (the
-    /// transaction committed but the table read back differs).
+    /// * Installed table equal to `ruleset`: nothing is sent
+    ///   ([`Change::Unchanged`]); counters and meters carry on.
+    /// * No table: sets are created first, then chains and rules (one
+    ///   transaction if there are no sets) ([`Change::Created`]).
+    /// * Otherwise the table is updated in place in at most four
+    ///   transactions ([`Change::Updated`]): sets the rules will need are
+    ///   created or copied first, rules are switched to them, then sets
+    ///   changed under a copy are updated and the rules switched back. A
+    ///   transaction never changes rules together with the elements of a set
+    ///   they use (the crate docs say why). Unchanged chains, sets, rules,
+    ///   their handles and counters, and meters' contents are left alone.
+    /// * A table holding something dockfw does not write, or with table
+    ///   flags set (e.g. dormant), is replaced as [`Nft::replace`] does
+    ///   ([`Change::Replaced`]).
+    ///
+    /// Each transaction carries the generation it was planned from: if
+    /// another program changed nf_tables meanwhile the kernel refuses it, and
+    /// the table is read and the step planned again. After each transaction
+    /// the table is read back and must be exactly what the step should leave
+    /// (set elements are dumped again only for the sets the step wrote, when
+    /// nothing else committed since); at the end it equals `ruleset`.
+    ///
+    /// On error nothing was changed: if a later transaction fails (e.g. the
+    /// kernel rejects a rule after the sets it needs were created), the ones
+    /// already committed are undone the same glitch-free way and the error
+    /// is returned. Exceptions: [`Error::Mismatch`] (a transaction committed
+    /// but the table read back is not what it should be; left as is) and
+    /// [`Error::RollbackFailed`] (undoing failed too).
     pub fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
-        const ACTION: &str = "apply the ruleset";
-        let first_seq = self.seq;
-        let mut batch = encode::encode(ruleset, first_seq, &mut self.writer)?;
-        self.take_seqs(batch.msgs.len());
-        // One sendto needs a send buffer larger than the batch; every message
-        // is acked, and the acks must all fit in the receive buffer.
-        let recv_bytes = (batch.msgs.len() * 2048).max(4 << 20);
-        self.socket
-            .grow_buffers(batch.bytes.len() + (64 << 10), recv_bytes)
-            .map_err(|e| Error::io("size the netlink socket buffers", e))?;
+        encode::check(ruleset)?;
+        let table = ruleset.table.as_str();
+        let started = Instant::now();
+        let (generation, snapshot) = self.read(table, None, true)?;
+        let mut report = ApplyReport::new(Change::Unchanged);
+        report.generation = generation;
+        let installed = match snapshot {
+            None => None,
+            Some(snapshot) if snapshot.dump.flags != 0 => return self.replace(ruleset),
+            Some(Snapshot { dump, decoded }) => match decoded {
+                Ok(installed) => Some((dump, installed)),
+                Err(Error::Unrecognised { .. }) => return self.replace(ruleset),
+                Err(e) => return Err(e),
+            },
+        };
+        report.verify_time += started.elapsed();
+        match &installed {
+            Some((_, installed)) if installed.ruleset == *ruleset => return Ok(report),
+            Some(_) => report.change = Change::Updated,
+            None => report.change = Change::Created,
+        }
+        let original = installed.as_ref().map(|(_, i)| i.ruleset.clone());
+        match self.converge(ruleset, generation, installed, &mut report) {
+            Ok(()) => Ok(report),
+            Err(error) if report.transactions.is_empty() || matches!(error, Error::Mismatch { .. }) => {
+                Err(error)
+            }
+            Err(error) => match self.restore(table, original) {
+                Ok(()) => Err(error),
+                Err(rollback) => Err(Error::RollbackFailed {
+                    table: table.to_string(),
+                    cause: Box::new(error),
+                    rollback: Box::new(rollback),
+                }),
+            },
+        }
+    }
 
+    /// Replaces table `ruleset.table` with `ruleset` in one transaction
+    /// (delete the table and create it with everything in it), then reads it
+    /// back and checks it is exactly `ruleset`. Counters, rate limits and
+    /// meters start afresh.
+    ///
+    /// Unlike [`Nft::apply`] this is not glitch-free: on kernels whose set
+    /// backend publishes a new set's elements after the rules (6.18 does),
+    /// packets crossing the hook while the transaction commits may miss the
+    /// sets and meet the default fate. Use it to start over deliberately.
+    ///
+    /// On error nothing was changed, except for [`Error::Mismatch`].
+    pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        const ACTION: &str = "replace the table";
+        let mut report = ApplyReport::new(Change::Replaced);
+        let mut batch = encode::replace(ruleset, self.seq, &mut self.writer)?;
+        self.take_seqs(batch.msgs.len());
         for attempt in 1..=ATTEMPTS {
             let generation = self.generation()?;
-            batch.set_genid(generation);
-            let started = Instant::now();
-            self.socket.send(&batch.bytes).map_err(|e| match e.raw_os_error() {
-                Some(libc::EMSGSIZE) | Some(libc::ENOBUFS) => Error::Io {
-                    action: "send the batch (too large for the socket buffer; raising it needs CAP_NET_ADMIN)",
-                    source: e,
-                },
-                _ => Error::io(ACTION, e),
-            })?;
-            let failures = self.collect_acks(&batch)?;
-            let commit_time = started.elapsed();
-            let restarted = failures.iter().any(|f| {
-                f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
-            });
-            if restarted {
+            report.attempts += 1;
+            let Some(transaction) = self.commit(&mut batch, TransactionKind::Replace, generation, ruleset)?
+            else {
                 std::thread::sleep(Duration::from_millis(5 << attempt));
                 continue;
-            }
-            if failures.iter().any(|f| f.errno == libc::EPERM) {
-                return Err(Error::PermissionDenied { action: ACTION });
-            }
-            if !failures.is_empty() {
-                return Err(Error::Rejected {
-                    table: ruleset.table.clone(),
-                    failures: failures
-                        .into_iter()
-                        .map(|f| describe_failure(ruleset, &batch, f))
-                        .collect(),
-                });
-            }
+            };
+            report.record(transaction);
             let started = Instant::now();
             let installed = self.installed(&ruleset.table)?;
+            report.verify_time += started.elapsed();
             if installed.as_ref() != Some(ruleset) {
                 return Err(Error::Mismatch {
                     table: ruleset.table.clone(),
                     difference: difference(ruleset, installed.as_ref()),
                 });
             }
-            return Ok(ApplyReport {
-                attempts: attempt,
-                messages: batch.msgs.len(),
-                batch_bytes: batch.bytes.len(),
-                generation,
-                commit_time,
-                verify_time: started.elapsed(),
-            });
+            return Ok(report);
         }
         Err(Error::Busy {
             action: ACTION,
             attempts: ATTEMPTS,
         })
+    }
+
+    /// Runs planned steps from `installed` (read in `generation`, raw and
+    /// decoded) until the table is `want`, recording each transaction in
+    /// `report`.
+    fn converge(
+        &mut self,
+        want: &Ruleset,
+        mut generation: u32,
+        mut installed: Option<(TableDump, Installed)>,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
+        const ACTION: &str = "apply the ruleset";
+        let table = want.table.as_str();
+        let mut steps = 0;
+        loop {
+            let step =
+                plan::plan(installed.as_ref().map(|(_, i)| i), want).map_err(|detail| Error::Protocol {
+                    action: ACTION,
+                    detail,
+                })?;
+            let Some(step) = step else {
+                return Ok(());
+            };
+            if steps == MAX_STEPS {
+                return Err(Error::Busy {
+                    action: ACTION,
+                    attempts: steps as u32,
+                });
+            }
+            let mut batch = encode::ops(table, &step.ops, self.seq, &mut self.writer)?;
+            self.take_seqs(batch.msgs.len());
+            let kind = match step.kind {
+                StepKind::Create => TransactionKind::Create,
+                StepKind::Prepare => TransactionKind::Prepare,
+                StepKind::Switch => TransactionKind::Switch,
+            };
+            // Send the batch; while the kernel refuses it because another
+            // program committed since the read it was planned from, read the
+            // table again and, if it is still exactly that, send the same
+            // batch at once under the new generation (planning and encoding
+            // again would leave the same opening for the next commit).
+            let mut refused = 0;
+            let transaction = loop {
+                report.attempts += 1;
+                if let Some(transaction) = self.commit(&mut batch, kind, generation, want)? {
+                    break Some(transaction);
+                }
+                // Once a step has committed, giving up means undoing it,
+                // which meets the same contention: finishing is better.
+                refused += 1;
+                let patience = if steps == 0 { ATTEMPTS } else { 4 * ATTEMPTS };
+                if refused == patience {
+                    return Err(Error::Busy {
+                        action: ACTION,
+                        attempts: patience,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1 << refused.min(5)));
+                let started = Instant::now();
+                let (now, read) = self.read_decoded(table, None)?;
+                report.verify_time += started.elapsed();
+                let unchanged =
+                    read.as_ref().map(|(dump, _)| dump) == installed.as_ref().map(|(dump, _)| dump);
+                (generation, installed) = (now, read);
+                if !unchanged {
+                    break None;
+                }
+            };
+            let Some(transaction) = transaction else {
+                // The table itself changed: plan again from what is there.
+                continue;
+            };
+            steps += 1;
+            // Read back what the step wrote; the rest cannot have changed if
+            // nothing else committed since the last read.
+            let started = Instant::now();
+            let reuse = installed.as_ref().map(|(previous, _)| Reuse {
+                generation: next_generation(transaction.generation),
+                previous,
+                fresh: step.written_sets().collect(),
+            });
+            let (now, read) = self.read_decoded(table, reuse)?;
+            report.verify_time += started.elapsed();
+            // Only when nobody else committed since can the table be held to
+            // what this step should leave.
+            let got = read.as_ref().map(|(_, r)| &r.ruleset);
+            if now == next_generation(transaction.generation) && got != Some(&step.after) {
+                return Err(Error::Mismatch {
+                    table: table.to_string(),
+                    difference: difference(&step.after, got),
+                });
+            }
+            report.record(transaction);
+            (generation, installed) = (now, read);
+        }
+    }
+
+    /// Undoes a partly applied update: brings the table back to `original`
+    /// (removes it if there was none), the same glitch-free way.
+    fn restore(&mut self, table: &str, original: Option<Ruleset>) -> Result<()> {
+        let Some(original) = original else {
+            return self.remove(table).map(drop);
+        };
+        let (generation, installed) = self.read_decoded(table, None)?;
+        self.converge(
+            &original,
+            generation,
+            installed,
+            &mut ApplyReport::new(Change::Updated),
+        )
+    }
+
+    /// Sends `batch` based on `generation` and reads every ack. `None`: the
+    /// kernel refused it because nf_tables changed since (`ERESTART`).
+    /// Failures are described with the rules of `described`.
+    fn commit(
+        &mut self,
+        batch: &mut Batch,
+        kind: TransactionKind,
+        generation: u32,
+        described: &Ruleset,
+    ) -> Result<Option<Transaction>> {
+        const ACTION: &str = "apply the ruleset";
+        // One sendto needs a send buffer larger than the batch; every message
+        // is acked, and the acks must all fit in the receive buffer.
+        let recv_bytes = (batch.msgs.len() * 2048).max(4 << 20);
+        self.socket
+            .grow_buffers(batch.bytes.len() + (64 << 10), recv_bytes)
+            .map_err(|e| Error::io("size the netlink socket buffers", e))?;
+        batch.set_genid(generation);
+        let started = Instant::now();
+        self.socket.send(&batch.bytes).map_err(|e| match e.raw_os_error() {
+            Some(libc::EMSGSIZE) | Some(libc::ENOBUFS) => Error::Io {
+                action: "send the batch (too large for the socket buffer; raising it needs CAP_NET_ADMIN)",
+                source: e,
+            },
+            _ => Error::io(ACTION, e),
+        })?;
+        let failures = self.collect_acks(batch)?;
+        let commit_time = started.elapsed();
+        let restarted = failures.iter().any(|f| {
+            f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
+        });
+        if restarted {
+            return Ok(None);
+        }
+        if failures.iter().any(|f| f.errno == libc::EPERM) {
+            return Err(Error::PermissionDenied { action: ACTION });
+        }
+        if !failures.is_empty() {
+            return Err(Error::Rejected {
+                table: described.table.clone(),
+                failures: failures
+                    .into_iter()
+                    .map(|f| describe_failure(described, batch, f))
+                    .collect(),
+            });
+        }
+        Ok(Some(Transaction {
+            kind,
+            messages: batch.msgs.len(),
+            bytes: batch.bytes.len(),
+            generation,
+            commit_time,
+        }))
     }
 
     /// Reads every reply to a batch already sent. The kernel processes a
@@ -371,19 +741,82 @@ impl Nft {
     /// generation, or (when other programs keep committing elsewhere) two
     /// successive complete reads agreed.
     pub fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
+        let (_, snapshot) = self.read(table, None, false)?;
+        snapshot
+            .map(|snapshot| snapshot.decoded.map(|installed| installed.ruleset))
+            .transpose()
+    }
+
+    /// [`Nft::read`] of a settled table, failing if it cannot be decoded.
+    fn read_decoded(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+    ) -> Result<(u32, Option<(TableDump, Installed)>)> {
+        let (generation, snapshot) = self.read(table, reuse, true)?;
+        let read = snapshot
+            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .transpose()?;
+        Ok((generation, read))
+    }
+
+    /// A consistent read of `table` and the generation it was read in,
+    /// taking set elements from `reuse` where it allows.
+    ///
+    /// Consistent: dumped within one generation, or the same (handles
+    /// included) twice in a row while others keep committing. A dump taken
+    /// while another program's transaction is under way can show what no
+    /// committed table holds although the generation did not move: the
+    /// kernel's chain dump, resuming after inactive (pending) chains, lists
+    /// some chains twice; and nf_tables moves the generation a moment before
+    /// it switches to the new objects (a reader during applies saw a set's
+    /// interval starts without their ends). So a dump naming a chain or set
+    /// twice is never believed, and one that cannot be decoded only when two
+    /// reads in a row, each within one generation, agree.
+    ///
+    /// With `settled`, the table must have been dumped within one generation
+    /// (the one returned), as a transaction planned from it carries that
+    /// generation: a read the generation moved under is of no use to it, even
+    /// if it agrees with the one before.
+    fn read(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+        settled: bool,
+    ) -> Result<(u32, Option<Snapshot>)> {
         const ACTION: &str = "read the table back";
-        let mut previous: Option<Option<Ruleset>> = None;
+        // The previous attempt's dump, and whether its generation held.
+        let mut previous: Option<(Option<TableDump>, bool)> = None;
         for _ in 0..READ_ATTEMPTS {
             let before = self.generation()?;
-            let read = match self.dump_table(table)? {
+            let reusable = reuse.as_ref().filter(|r| r.generation == before);
+            let dump = match self.dump_table(table, reusable)? {
                 Read::Interrupted => continue,
                 Read::Absent => None,
-                Read::Table(dump) => Some(decode_table(table, dump)?),
+                Read::Table(dump) => Some(dump),
             };
-            if self.generation()? == before || previous.as_ref() == Some(&read) {
-                return Ok(read);
+            if dump.as_ref().is_some_and(TableDump::repeats_a_name) {
+                previous = None;
+                continue;
             }
-            previous = Some(read);
+            let decoded = dump.as_ref().map(|dump| decode_table(table, dump));
+            let believable = decoded.as_ref().is_none_or(Result::is_ok);
+            let stable = self.generation()? == before;
+            let agreed = previous
+                .as_ref()
+                .is_some_and(|(p, held)| *p == dump && (believable || *held));
+            let accept = if settled {
+                stable && (believable || agreed)
+            } else {
+                (believable && stable) || (agreed && (believable || stable))
+            };
+            if accept {
+                let snapshot = dump
+                    .zip(decoded)
+                    .map(|(dump, decoded)| Snapshot { dump, decoded });
+                return Ok((before, snapshot));
+            }
+            previous = Some((dump, stable));
         }
         Err(Error::Busy {
             action: ACTION,
@@ -391,22 +824,27 @@ impl Nft {
         })
     }
 
-    /// Dumps everything in `table`: chains, sets with their elements, rules.
-    fn dump_table(&mut self, table: &str) -> Result<Read> {
+    /// Dumps everything in `table`: its flags, chains, sets with their
+    /// elements (unless `reuse` has them), rules.
+    fn dump_table(&mut self, table: &str, reuse: Option<&Reuse<'_>>) -> Result<Read> {
         const ACTION: &str = "read the table back";
+        let protocol = |detail: String| Error::Protocol {
+            action: ACTION,
+            detail,
+        };
         let seq = self.take_seqs(1);
         let msg = self.writer.get_table(seq, table);
-        match self.request(ACTION, &msg, seq, |_| Ok(()))? {
+        let mut flags = 0;
+        match self.request(ACTION, &msg, seq, |reply| {
+            flags = ffi::parse_table_flags(reply).map_err(protocol)?;
+            Ok(())
+        })? {
             Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
             Outcome::Refused(errno) => {
                 return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
             }
             Outcome::Done { .. } => {}
         }
-        let protocol = |detail: String| Error::Protocol {
-            action: ACTION,
-            detail,
-        };
         let mut interrupted = false;
 
         let mut chains = Vec::new();
@@ -423,8 +861,13 @@ impl Nft {
         let mut sets = Vec::new();
         for spec in specs {
             let mut elems = Vec::new();
-            // Meters are filled by the packet path; their elements are not ours.
-            if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+            let earlier = reuse
+                .filter(|r| !r.fresh.contains(spec.name.as_str()))
+                .and_then(|r| r.previous.sets.iter().find(|(s, _)| *s == spec));
+            if let Some((_, known)) = earlier {
+                elems = known.clone();
+            } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+                // Meters are filled by the packet path; their elements are not ours.
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
                     ffi::parse_elems(msg, &mut elems).map_err(protocol)
                 })?;
@@ -433,7 +876,13 @@ impl Nft {
         }
         let mut rules = Vec::new();
         interrupted |= self.dump(Dump::Rules, table, |msg| {
-            rules.push(ffi::parse_rule(msg).map_err(protocol)?);
+            let mut rule = ffi::parse_rule(msg).map_err(protocol)?;
+            for expr in &mut rule.exprs {
+                if let Expr::Counter { packets, bytes } = expr {
+                    (*packets, *bytes) = (0, 0);
+                }
+            }
+            rules.push(rule);
             Ok(())
         })?;
         chains.retain(|c| c.table == table);
@@ -441,7 +890,12 @@ impl Nft {
         if interrupted {
             return Ok(Read::Interrupted);
         }
-        Ok(Read::Table(TableDump { chains, sets, rules }))
+        Ok(Read::Table(TableDump {
+            flags,
+            chains,
+            sets,
+            rules,
+        }))
     }
 
     /// One dump; returns whether it was interrupted. A vanished table
@@ -514,7 +968,9 @@ impl Nft {
     }
 }
 
-fn decode_table(table: &str, dump: TableDump) -> Result<Ruleset> {
+/// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
+/// dockfw does not write.
+fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
     let unrecognised = |what: String| Error::Unrecognised {
         table: table.to_string(),
         what,
@@ -525,25 +981,33 @@ fn decode_table(table: &str, dump: TableDump) -> Result<Ruleset> {
         chains: Vec::new(),
     };
     for (spec, elems) in &dump.sets {
+        if ruleset.set(&spec.name).is_some() {
+            return Err(unrecognised(format!("two sets called `{}`", spec.name)));
+        }
         ruleset
             .sets
             .push(decode::set(spec, elems.clone()).map_err(unrecognised)?);
     }
     for info in &dump.chains {
+        if ruleset.chain(&info.name).is_some() {
+            return Err(unrecognised(format!("two chains called `{}`", info.name)));
+        }
         ruleset.chains.push(decode::chain(info).map_err(unrecognised)?);
     }
-    for info in dump.rules {
+    let mut handles = vec![Vec::new(); ruleset.chains.len()];
+    for info in &dump.rules {
         let comment = decode::comment(&info.userdata).map_err(unrecognised)?;
         let rule = decode::rule(&info.exprs, comment.clone())
             .map_err(|e| unrecognised(format!("in chain `{}`, rule {comment:?}: {e}", info.chain)))?;
-        let chain = ruleset
+        let at = ruleset
             .chains
-            .iter_mut()
-            .find(|c| c.name == info.chain)
+            .iter()
+            .position(|c| c.name == info.chain)
             .ok_or_else(|| unrecognised(format!("a rule in unknown chain `{}`", info.chain)))?;
-        chain.rules.push(rule);
+        ruleset.chains[at].rules.push(rule);
+        handles[at].push(info.handle);
     }
-    Ok(ruleset)
+    Ok(Installed { ruleset, handles })
 }
 
 /// The first difference between what was applied and what is installed.
@@ -609,14 +1073,15 @@ fn describe_failure(ruleset: &Ruleset, batch: &Batch, error: KernelError) -> Fai
         Some((Object::BatchBegin, _)) => "the batch".to_string(),
         Some((Object::BatchEnd, _)) => "the end of the batch".to_string(),
         Some((Object::Table(step), _)) => format!("table `{table}` ({step})"),
-        Some((Object::Set(name), _)) => format!("set `{name}`"),
+        Some((Object::Set(label), _)) => label.clone(),
         Some((Object::Elements { set, first, count }, _)) => {
             format!(
-                "set `{set}` elements {first}..{} (kernel elements: interval starts and ends)",
+                "{set} elements {first}..{} (kernel elements: interval starts and ends)",
                 first + count
             )
         }
         Some((Object::Chain(name), _)) => format!("chain `{name}`"),
+        Some((Object::Removal(what), _)) => what.clone(),
         Some((
             Object::Rule {
                 chain,

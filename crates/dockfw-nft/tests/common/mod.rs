@@ -351,3 +351,42 @@ pub fn large(table: &str, rules: usize, elements: usize) -> Ruleset {
         chains,
     }
 }
+
+/// What a ruleset enforces, independent of set names and of the order of
+/// sets and chains: chains by name with their hook and rules, each set a
+/// rule uses replaced by its contents. Two rulesets with equal `effective`
+/// decide every packet alike; unused sets do not count.
+pub fn effective(ruleset: &Ruleset) -> Vec<(String, Option<BaseHook>, Vec<Rule>)> {
+    let contents = |name: &String| {
+        ruleset
+            .set(name)
+            .map_or_else(|| format!("missing set {name}"), |s| format!("{:?}", s.elements))
+    };
+    let mut chains: Vec<_> = ruleset
+        .chains
+        .iter()
+        .map(|chain| {
+            let rules = chain
+                .rules
+                .iter()
+                .map(|rule| {
+                    let mut rule = rule.clone();
+                    for m in &mut rule.matches {
+                        match m {
+                            Match::SourceIn { set, .. }
+                            | Match::DialledAddrIn { set, .. }
+                            | Match::DialledPort(PortMatch::Set(set))
+                            | Match::SourceRateOver { set, .. }
+                            | Match::SourceConnectionsOver { set, .. } => *set = contents(set),
+                            _ => {}
+                        }
+                    }
+                    rule
+                })
+                .collect();
+            (chain.name.clone(), chain.hook, rules)
+        })
+        .collect();
+    chains.sort_by(|a, b| a.0.cmp(&b.0));
+    chains
+}

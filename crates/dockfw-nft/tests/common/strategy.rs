@@ -309,3 +309,164 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
         chains: out,
     }
 }
+
+/// A change to a ruleset that keeps it valid (see [`sequence`]).
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// New elements for the `usize`-th set of the same kind, if any.
+    Elements(usize, SetElements),
+    RotateSets(usize),
+    RotateChains(usize),
+    DropRule(usize, usize),
+    /// Copy a rule of a chain to another position of the same chain.
+    CopyRule(usize, usize, usize),
+    Comment(usize, usize, String),
+    /// Another size for a meter (meters cannot change in place).
+    MeterSize(usize, u32),
+    /// Another priority for a base chain.
+    Priority(usize, i32),
+    /// Drop a set no rule uses.
+    DropUnusedSet(usize),
+    /// A ruleset unrelated to the previous one (same table).
+    Fresh(Ruleset),
+}
+
+fn mutation(table: &'static str) -> impl Strategy<Value = Mutation> {
+    let any_index = any::<usize>();
+    prop_oneof![
+        3 => (any_index, constant_set()).prop_map(|(i, e)| Mutation::Elements(i, e)),
+        1 => (1usize..5).prop_map(Mutation::RotateSets),
+        1 => (1usize..5).prop_map(Mutation::RotateChains),
+        2 => (any_index, any_index).prop_map(|(c, r)| Mutation::DropRule(c, r)),
+        2 => (any_index, any_index, any_index).prop_map(|(c, r, to)| Mutation::CopyRule(c, r, to)),
+        1 => (any_index, any_index, text()).prop_map(|(c, r, t)| Mutation::Comment(c, r, t)),
+        1 => (any_index, 0u32..100_000).prop_map(|(i, s)| Mutation::MeterSize(i, s)),
+        1 => (any_index, -400i32..400).prop_map(|(i, p)| Mutation::Priority(i, p)),
+        1 => any_index.prop_map(Mutation::DropUnusedSet),
+        1 => ruleset(table).prop_map(Mutation::Fresh),
+    ]
+}
+
+fn pick<T>(items: &mut [T], i: usize) -> Option<&mut T> {
+    let len = items.len();
+    (len > 0).then(|| &mut items[i % len])
+}
+
+fn mutate(mut ruleset: Ruleset, mutation: Mutation) -> Ruleset {
+    let same_kind = |a: &SetElements, b: &SetElements| std::mem::discriminant(a) == std::mem::discriminant(b);
+    match mutation {
+        Mutation::Elements(i, elements) => {
+            let mut candidates: Vec<&mut Set> = ruleset
+                .sets
+                .iter_mut()
+                .filter(|s| same_kind(&s.elements, &elements))
+                .collect();
+            if let Some(set) = pick(&mut candidates, i) {
+                set.elements = elements;
+            }
+        }
+        Mutation::RotateSets(n) => {
+            let len = ruleset.sets.len().max(1);
+            ruleset.sets.rotate_left(n % len);
+        }
+        Mutation::RotateChains(n) => {
+            let len = ruleset.chains.len().max(1);
+            ruleset.chains.rotate_left(n % len);
+        }
+        Mutation::DropRule(c, r) => {
+            if let Some(chain) = pick(&mut ruleset.chains, c)
+                && !chain.rules.is_empty()
+            {
+                let len = chain.rules.len();
+                chain.rules.remove(r % len);
+            }
+        }
+        Mutation::CopyRule(c, r, to) => {
+            if let Some(chain) = pick(&mut ruleset.chains, c)
+                && !chain.rules.is_empty()
+                // A copied meter rule would share its meter; keep one user each.
+                && !chain.rules[r % chain.rules.len()].matches.iter().any(|m| {
+                    matches!(m, Match::SourceRateOver { .. } | Match::SourceConnectionsOver { .. })
+                })
+            {
+                let rule = chain.rules[r % chain.rules.len()].clone();
+                let at = to % (chain.rules.len() + 1);
+                chain.rules.insert(at, rule);
+            }
+        }
+        Mutation::Comment(c, r, text) => {
+            if let Some(chain) = pick(&mut ruleset.chains, c)
+                && let Some(rule) = pick(&mut chain.rules, r)
+            {
+                rule.comment = text;
+            }
+        }
+        Mutation::MeterSize(i, size) => {
+            let mut meters: Vec<&mut Meter> = ruleset
+                .sets
+                .iter_mut()
+                .filter_map(|s| match &mut s.elements {
+                    SetElements::Meter(m) => Some(m),
+                    _ => None,
+                })
+                .collect();
+            if let Some(meter) = pick(&mut meters, i) {
+                meter.size = size;
+            }
+        }
+        Mutation::Priority(i, priority) => {
+            let mut bases: Vec<&mut BaseHook> = ruleset
+                .chains
+                .iter_mut()
+                .filter_map(|c| c.hook.as_mut())
+                .collect();
+            if let Some(base) = pick(&mut bases, i) {
+                base.priority = priority;
+            }
+        }
+        Mutation::DropUnusedSet(i) => {
+            let used: std::collections::HashSet<String> = ruleset
+                .chains
+                .iter()
+                .flat_map(|c| &c.rules)
+                .flat_map(|r| &r.matches)
+                .filter_map(|m| match m {
+                    Match::SourceIn { set, .. }
+                    | Match::DialledAddrIn { set, .. }
+                    | Match::DialledPort(PortMatch::Set(set))
+                    | Match::SourceRateOver { set, .. }
+                    | Match::SourceConnectionsOver { set, .. } => Some(set.clone()),
+                    _ => None,
+                })
+                .collect();
+            let unused: Vec<usize> = (0..ruleset.sets.len())
+                .filter(|&s| !used.contains(&ruleset.sets[s].name))
+                .collect();
+            if !unused.is_empty() {
+                ruleset.sets.remove(unused[i % unused.len()]);
+            }
+        }
+        Mutation::Fresh(fresh) => return fresh,
+    }
+    ruleset
+}
+
+/// A sequence of 2 to `max` valid rulesets for `table`, each a few small
+/// changes away from the one before (new elements, reordered sets and
+/// chains, rules dropped, copied or renamed, meters and base chain
+/// priorities changed, unused sets dropped) or, now and then, an unrelated
+/// one. Random rulesets reuse names (`set-0`, `chain-0`, `meter-1`), so an
+/// unrelated one changes kinds, hooks and types under the same names.
+pub fn sequence(table: &'static str, max: usize) -> impl Strategy<Value = Vec<Ruleset>> {
+    let steps = prop::collection::vec(prop::collection::vec(mutation(table), 1..4), 1..max);
+    (ruleset(table), steps).prop_map(|(first, steps)| {
+        let mut out = vec![first];
+        for mutations in steps {
+            let next = mutations
+                .into_iter()
+                .fold(out.last().cloned().unwrap_or_else(|| unreachable!()), mutate);
+            out.push(next);
+        }
+        out
+    })
+}

@@ -1,0 +1,423 @@
+//! In-place updates: what `apply` keeps, what it changes, in how many
+//! transactions, and that a change the kernel rejects is undone even when it
+//! spans several transactions. Each test in a network namespace of its own.
+
+mod common;
+
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::*;
+use dockfw_nft::testing::{TestNetns, require_root};
+use dockfw_nft::{Change, Error, Nft, TransactionKind};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use TransactionKind::{Prepare, Switch};
+
+fn nft_cli(ns: &TestNetns, args: &[&str]) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path().display()))
+        .arg("nft")
+        .args(args)
+        .output()
+        .expect("nsenter/nft not runnable");
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Kernel handles of the table's sets and chains, by kind and name, from
+/// `nft -a list table`.
+fn handles(ns: &TestNetns) -> BTreeMap<String, u64> {
+    nft_cli(ns, &["-a", "list", "table", "inet", "dockfw"])
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let (kind, rest) = line.split_once(' ')?;
+            if kind != "set" && kind != "chain" {
+                return None;
+            }
+            let (name, handle) = rest.split_once(" { # handle ")?;
+            Some((format!("{kind} {}", name.trim_matches('"')), handle.parse().ok()?))
+        })
+        .collect()
+}
+
+fn kinds(report: &dockfw_nft::ApplyReport) -> Vec<TransactionKind> {
+    report.transactions.iter().map(|t| t.kind).collect()
+}
+
+fn set_mut<'a>(ruleset: &'a mut Ruleset, name: &str) -> &'a mut Set {
+    ruleset.sets.iter_mut().find(|s| s.name == name).unwrap()
+}
+
+fn chain_mut<'a>(ruleset: &'a mut Ruleset, name: &str) -> &'a mut Chain {
+    ruleset.chains.iter_mut().find(|c| c.name == name).unwrap()
+}
+
+fn v4(a: [u8; 4]) -> Interval<Ipv4Addr> {
+    Interval::single(Ipv4Addr::from(a))
+}
+
+fn setup(test: &str) -> Option<(TestNetns, Nft, Ruleset)> {
+    if !require_root(test) {
+        return None;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let base = common::realistic("dockfw");
+    let report = nft.apply(&base).unwrap();
+    assert_eq!(report.change, Change::Created);
+    assert_eq!(kinds(&report), [Prepare, Switch], "sets first, then rules");
+    Some((ns, nft, base))
+}
+
+#[test]
+fn reapplying_the_installed_ruleset_sends_nothing() {
+    let Some((_ns, mut nft, base)) = setup("reapplying_the_installed_ruleset_sends_nothing") else {
+        return;
+    };
+    let generation = nft.generation().unwrap();
+    let report = nft.apply(&base).unwrap();
+    assert_eq!(report.change, Change::Unchanged);
+    assert!(report.transactions.is_empty());
+    assert_eq!((report.attempts, report.messages, report.batch_bytes), (0, 0, 0));
+    assert_eq!(report.generation, generation);
+    assert_eq!(nft.generation().unwrap(), generation, "nothing was committed");
+}
+
+#[test]
+fn an_update_leaves_what_did_not_change_alone() {
+    let Some((ns, mut nft, base)) = setup("an_update_leaves_what_did_not_change_alone") else {
+        return;
+    };
+    let before = handles(&ns);
+    let counters_before = nft.counters("dockfw").unwrap();
+
+    // A set rules use gets another element, one rule of a chain changes.
+    let mut want = base.clone();
+    let SetElements::Ipv4(admins) = &mut set_mut(&mut want, "admins-v4").elements else {
+        unreachable!()
+    };
+    admins.push(v4([203, 0, 113, 7]));
+    chain_mut(&mut want, "policy").rules[2].comment = "range, renamed".into();
+    let report = nft.apply(&want).unwrap();
+    assert_eq!(report.change, Change::Updated);
+    assert_eq!(
+        kinds(&report),
+        [Prepare, Switch, Prepare, Switch],
+        "the set rules use changed through a staging copy"
+    );
+    assert_eq!(report.transactions.len(), 4);
+    assert_eq!(report.attempts, 4);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()));
+    // Every set and chain is the same kernel object as before, the changed
+    // set included (updated in place while no rule used it).
+    assert_eq!(handles(&ns), before);
+
+    // Rules: the unchanged ones keep their handles; the renamed one and
+    // those using the changed set were replaced.
+    let counters = nft.counters("dockfw").unwrap();
+    let handle = |counters: &[dockfw_nft::RuleCounter], chain: &str, index: usize| {
+        counters
+            .iter()
+            .find(|c| c.chain == chain && c.index == index)
+            .unwrap()
+            .handle
+    };
+    for chain in &base.chains {
+        for index in 0..chain.rules.len() {
+            // Rule 0 of `policy` uses admins-v4; rule 2 was renamed.
+            let replaced = chain.name == "policy" && (index == 0 || index == 2);
+            assert_eq!(
+                handle(&counters, &chain.name, index) != handle(&counters_before, &chain.name, index),
+                replaced,
+                "rule {index} of chain {}",
+                chain.name
+            );
+        }
+    }
+}
+
+#[test]
+fn counters_of_untouched_rules_survive_an_update() {
+    if !require_root("counters_of_untouched_rules_survive_an_update") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let rule = |comment: &str, port| Rule {
+        comment: comment.into(),
+        matches: vec![
+            Match::NfProto(Family::Ipv4),
+            Match::L4Proto(Proto::Udp),
+            Match::DialledPort(PortMatch::Single(port)),
+        ],
+        statements: vec![],
+        verdict: None,
+    };
+    let ruleset = |rules| Ruleset {
+        table: "dockfw".into(),
+        sets: vec![],
+        chains: vec![Chain {
+            name: "input".into(),
+            hook: Some(BaseHook {
+                hook: Hook::Input,
+                priority: 0,
+            }),
+            rules,
+        }],
+    };
+    let first = ruleset(vec![rule("counted", 9), rule("other", 10)]);
+    assert_eq!(kinds(&nft.apply(&first).unwrap()), [TransactionKind::Create]);
+    ns.run(|| {
+        let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+        assert!(lo.unwrap().success());
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..5 {
+            socket.send_to(b"x", "127.0.0.1:9").unwrap();
+        }
+    })
+    .unwrap();
+    let counted = |nft: &mut Nft| nft.counters("dockfw").unwrap()[0].packets;
+    assert_eq!(counted(&mut nft), 5);
+    // Another rule changes, one is added: the counting rule keeps its count.
+    let second = ruleset(vec![rule("counted", 9), rule("renamed", 10), rule("added", 11)]);
+    assert_eq!(kinds(&nft.apply(&second).unwrap()), [Switch]);
+    assert_eq!(counted(&mut nft), 5);
+    // Unchanged: nothing sent, nothing reset.
+    assert_eq!(nft.apply(&second).unwrap().change, Change::Unchanged);
+    assert_eq!(counted(&mut nft), 5);
+    // The counting rule itself changes: it is a new rule, counting from 0.
+    let third = ruleset(vec![rule("counted, renamed", 9), rule("renamed", 10)]);
+    nft.apply(&third).unwrap();
+    assert_eq!(counted(&mut nft), 0);
+}
+
+#[test]
+fn sets_and_chains_come_and_go() {
+    let Some((ns, mut nft, base)) = setup("sets_and_chains_come_and_go") else {
+        return;
+    };
+    let before = handles(&ns);
+    // Drop chain rule-3 (and the rules going there, and the sets and meters
+    // only it used); add a set and a chain using it.
+    let mut want = base.clone();
+    want.chains.retain(|c| c.name != "rule-3");
+    chain_mut(&mut want, "policy")
+        .rules
+        .retain(|r| r.verdict != Some(Verdict::Goto("rule-3".into())));
+    want.sets
+        .retain(|s| !["rule-3-from-v6", "rule-3-rate-v4", "rule-3-conn-v6"].contains(&s.name.as_str()));
+    want.sets.push(Set {
+        name: "blocked-v4".into(),
+        elements: SetElements::Ipv4(vec![v4([192, 0, 2, 99])]),
+    });
+    want.chains.push(Chain {
+        name: "blocked".into(),
+        hook: None,
+        rules: vec![Rule {
+            comment: "blocked".into(),
+            matches: vec![Match::SourceIn {
+                family: Family::Ipv4,
+                set: "blocked-v4".into(),
+            }],
+            statements: vec![],
+            verdict: Some(Verdict::Drop),
+        }],
+    });
+    chain_mut(&mut want, "forward").rules.insert(
+        1,
+        Rule {
+            comment: "blocklist".into(),
+            matches: vec![Match::NfProto(Family::Ipv4)],
+            statements: vec![],
+            verdict: Some(Verdict::Jump("blocked".into())),
+        },
+    );
+    let report = nft.apply(&want).unwrap();
+    assert_eq!(kinds(&report), [Prepare, Switch], "new set first, then the rules");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()));
+    let after = handles(&ns);
+    for (object, handle) in &before {
+        match after.get(object) {
+            Some(kept) => assert_eq!(kept, handle, "{object} was recreated"),
+            None => assert!(object.contains("rule-3"), "{object} vanished though still wanted"),
+        }
+    }
+    assert!(after.contains_key("set blocked-v4") && after.contains_key("chain blocked"));
+
+    // And back: the new set and chain go, the dropped ones return.
+    let report = nft.apply(&base).unwrap();
+    assert_eq!(report.change, Change::Updated);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
+}
+
+/// The broken change needs a new set, and another set rules use changes
+/// (so it would take four transactions); the kernel refuses its rules in
+/// the second. The first had created the new set and a staging copy: sets
+/// no rule used, so it changed no packet's fate, and the rollback deletes
+/// them. The table ends as it was, every object the same kernel object.
+#[test]
+fn a_rejected_change_is_undone_even_after_its_first_transaction() {
+    let Some((ns, mut nft, base)) = setup("a_rejected_change_is_undone_even_after_its_first_transaction")
+    else {
+        return;
+    };
+    let before = handles(&ns);
+    let generation = nft.generation().unwrap();
+    let mut broken = base.clone();
+    set_mut(&mut broken, "rule-1-tcp").elements = SetElements::Port(vec![Interval::single(8443)]);
+    broken.sets.push(Set {
+        name: "new-v4".into(),
+        elements: SetElements::Ipv4(vec![v4([10, 0, 0, 1])]),
+    });
+    let policy = chain_mut(&mut broken, "policy");
+    policy.rules.insert(
+        1,
+        Rule {
+            comment: "uses the new set".into(),
+            matches: vec![Match::SourceIn {
+                family: Family::Ipv4,
+                set: "new-v4".into(),
+            }],
+            statements: vec![],
+            verdict: Some(Verdict::Accept),
+        },
+    );
+    policy.rules.insert(
+        2,
+        Rule {
+            comment: "broken-rule".into(),
+            matches: vec![],
+            statements: vec![],
+            verdict: Some(Verdict::Jump("no-such-chain".into())),
+        },
+    );
+    let err = nft.apply(&broken).unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    let Error::Rejected { failures, .. } = &err else {
+        panic!("expected Rejected, got {err:?}")
+    };
+    assert!(failures.iter().any(|f| f.errno == libc::ENOENT), "{failures:?}");
+    assert!(
+        text.contains("rule 2 \"broken-rule\" in chain `policy`"),
+        "{text}"
+    );
+    assert!(text.contains("jumps to a chain that does not exist"), "{text}");
+    assert!(text.contains("nothing was changed"), "{text}");
+    // Two transactions committed: the Prepare, and the rollback deleting
+    // what it created.
+    assert_eq!(nft.generation().unwrap(), generation.wrapping_add(2));
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
+    assert_eq!(handles(&ns), before);
+}
+
+#[test]
+fn a_rejected_first_install_leaves_no_table() {
+    if !require_root("a_rejected_first_install_leaves_no_table") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let mut broken = common::realistic("dockfw");
+    chain_mut(&mut broken, "guarded").rules[0].verdict = Some(Verdict::Goto("nowhere".into()));
+    let err = nft.apply(&broken).unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    assert_eq!(nft.installed("dockfw").unwrap(), None);
+}
+
+#[test]
+fn changed_base_chains_and_meters_are_recreated() {
+    let Some((_ns, mut nft, base)) = setup("changed_base_chains_and_meters_are_recreated") else {
+        return;
+    };
+    // A meter's timeout changes: a new meter under a staging name first.
+    let mut want = base.clone();
+    let SetElements::Meter(meter) = &mut set_mut(&mut want, "rule-3-rate-v4").elements else {
+        unreachable!()
+    };
+    meter.timeout_secs = Some(120);
+    let report = nft.apply(&want).unwrap();
+    assert_eq!(kinds(&report), [Prepare, Switch, Prepare, Switch]);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()));
+
+    // A base chain moves to another priority: recreated (with every chain
+    // listed after it, to keep their order) in one transaction.
+    chain_mut(&mut want, "forward").hook = Some(BaseHook {
+        hook: Hook::Forward,
+        priority: -20,
+    });
+    let report = nft.apply(&want).unwrap();
+    assert_eq!(kinds(&report), [Switch]);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
+}
+
+#[test]
+fn a_table_apply_cannot_update_in_place_is_replaced() {
+    let Some((ns, mut nft, base)) = setup("a_table_apply_cannot_update_in_place_is_replaced") else {
+        return;
+    };
+    // A rule dockfw does not write.
+    nft_cli(
+        &ns,
+        &[
+            "add", "rule", "inet", "dockfw", "forward", "meta", "mark", "1", "counter",
+        ],
+    );
+    assert!(matches!(nft.installed("dockfw"), Err(Error::Unrecognised { .. })));
+    let report = nft.apply(&base).unwrap();
+    assert_eq!(report.change, Change::Replaced);
+    assert_eq!(kinds(&report), [TransactionKind::Replace]);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base.clone()));
+
+    // A dormant table enforces nothing, though its contents are right.
+    nft_cli(
+        &ns,
+        &[
+            "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
+        ],
+    );
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base.clone()));
+    assert_eq!(nft.apply(&base).unwrap().change, Change::Replaced);
+    let listing = nft_cli(&ns, &["list", "table", "inet", "dockfw"]);
+    assert!(!listing.contains("dormant"), "{listing}");
+}
+
+#[test]
+fn leftovers_of_an_interrupted_update_are_cleaned_up() {
+    let Some((ns, mut nft, base)) = setup("leftovers_of_an_interrupted_update_are_cleaned_up") else {
+        return;
+    };
+    // What an update interrupted after its first Switch leaves: rules using
+    // a staging copy holding the new elements, the original still there.
+    let mut want = base.clone();
+    set_mut(&mut want, "admins-v4").elements = SetElements::Ipv4(vec![v4([198, 51, 100, 1])]);
+    let mut interrupted = base.clone();
+    interrupted.sets.push(Set {
+        name: "admins-v4.next".into(),
+        elements: want.set("admins-v4").unwrap().elements.clone(),
+    });
+    for rule in &mut chain_mut(&mut interrupted, "policy").rules {
+        for m in &mut rule.matches {
+            if let Match::SourceIn { set, .. } = m
+                && set == "admins-v4"
+            {
+                *set = "admins-v4.next".into();
+            }
+        }
+    }
+    nft.apply(&interrupted).unwrap();
+    let report = nft.apply(&want).unwrap();
+    assert_eq!(
+        kinds(&report),
+        [Prepare, Switch],
+        "update the original, switch back"
+    );
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
+    assert!(!handles(&ns).contains_key("set admins-v4.next"));
+}
