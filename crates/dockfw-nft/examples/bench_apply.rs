@@ -151,6 +151,13 @@ fn main() {
          to the big set the rules use: a staging copy of the set, rules switched to it, \
          only the changed intervals written into the original, rules switched back (four \
          transactions; after each, only the sets it wrote are read back). *`Nft::replace`* replaces the whole table in one \
-         transaction, as `apply` did before (not glitch-free) and checks it."
+         transaction, as `apply` did before (not glitch-free) and checks it. \
+         Reading the table dominates with large sets: the kernel dumps 100,000 intervals \
+         (200,000 elements) in 0.3 to 0.7 s on this machine, so that row varies by up to \
+         a factor of two between runs. *unchanged* and *one rule changed* are one such read; \
+         creating the table reads the sets once after writing them, before rules use \
+         them; *one interval added* reads the set, its copy, then the updated set. With \
+         many rules using the changed set, switching them to the copy and back \
+         rewrites each of them twice (1000 rules row)."
     );
 }

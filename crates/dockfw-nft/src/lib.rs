@@ -433,9 +433,13 @@ impl Nft {
     ///   flags set (e.g. dormant), is replaced as [`Nft::replace`] does
     ///   ([`Change::Replaced`]).
     ///
-    /// Each transaction carries the generation it was planned from: if
-    /// another program changed nf_tables meanwhile the kernel refuses it, and
-    /// the table is read and the step planned again. After each transaction
+    /// Each transaction carries the generation it was planned from (read
+    /// from a dump the generation held still for): if another program
+    /// changed nf_tables meanwhile the kernel refuses it; the table is read
+    /// again and, if it is unchanged, the same batch is sent at once under
+    /// the new generation, else the step is planned anew. Another program
+    /// committing so often that no read fits in between (thousands of
+    /// commits a second) makes `apply` give up with [`Error::Busy`]. After each transaction
     /// the table is read back and must be exactly what the step should leave
     /// (set elements are dumped again only for the sets the step wrote, when
     /// nothing else committed since); at the end it equals `ruleset`.
