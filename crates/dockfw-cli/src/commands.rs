@@ -93,10 +93,14 @@ pub fn install(session: &Session, force: bool) -> Result<Applied> {
     // Re-applying an unchanged policy would reset counters and rate-limit state.
     let changed = force || nft.installed(table)?.as_ref() != Some(&ruleset);
     let report = if changed {
-        let report = nft
-            .apply(&ruleset)
-            .with_context(|| format!("cannot install {} into table inet {table}", session.config_name()))?;
-        Some(report)
+        let context = || format!("cannot install {} into table inet {table}", session.config_name());
+        // --force rebuilds the table from scratch; apply changes only what differs.
+        let report = if force {
+            nft.replace(&ruleset)
+        } else {
+            nft.apply(&ruleset)
+        };
+        Some(report.with_context(context)?)
     } else {
         None
     };
@@ -175,7 +179,8 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             paint(
                 DIM,
                 format!(
-                    "one transaction: {} messages, {} bytes, generation {}, {} attempt(s); commit {:.1?}, verify {:.1?}",
+                    "{} transaction(s): {} messages, {} bytes, generation {}, {} attempt(s); commit {:.1?}, verify {:.1?}",
+                    report.transactions.len(),
                     report.messages,
                     report.batch_bytes,
                     report.generation,

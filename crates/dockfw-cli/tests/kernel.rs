@@ -150,6 +150,10 @@ fn apply_status_diff_remove() {
     let again = run(&["apply", "-c", "policy.toml"], 0);
     assert!(again.stdout.starts_with("up to date: "), "{}", again.stdout);
     assert_eq!(netns.ruleset(), before);
+    // --force rebuilds it anyway.
+    let forced = run(&["apply", "--force", "-v", "-c", "policy.toml"], 0);
+    assert!(forced.stdout.starts_with("applied "), "{}", forced.stdout);
+    assert!(forced.stdout.contains("1 transaction(s)"), "{}", forced.stdout);
 
     // An edited policy: diff and status say so, apply installs it.
     std::fs::write(
