@@ -12,7 +12,7 @@ use clap::CommandFactory;
 use dockfw_core::compile::{CHAIN_DEFAULT, DEFAULT_COMMENT, rule_chain};
 use dockfw_core::ruleset::{Chain, IfName, RejectWith, Verdict};
 use dockfw_core::{Action, Connection, Parsed, Ruleset};
-use dockfw_nft::ApplyReport;
+use dockfw_nft::{ApplyReport, Change};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,8 +76,7 @@ pub struct Applied {
     pub parsed: Parsed,
     pub docker: DockerView,
     pub ruleset: Ruleset,
-    /// `None` when the installed table already matched.
-    pub report: Option<ApplyReport>,
+    pub report: ApplyReport,
     pub elapsed: Duration,
 }
 
@@ -90,20 +89,15 @@ pub fn install(session: &Session, force: bool) -> Result<Applied> {
     let ruleset = session.desired(&parsed, &docker);
     let mut nft = session.nft()?;
     let table = &ruleset.table;
-    // Re-applying an unchanged policy would reset counters and rate-limit state.
-    let changed = force || nft.installed(table)?.as_ref() != Some(&ruleset);
-    let report = if changed {
-        let context = || format!("cannot install {} into table inet {table}", session.config_name());
-        // --force rebuilds the table from scratch; apply changes only what differs.
-        let report = if force {
-            nft.replace(&ruleset)
-        } else {
-            nft.apply(&ruleset)
-        };
-        Some(report.with_context(context)?)
+    let context = || format!("cannot install {} into table inet {table}", session.config_name());
+    // apply changes only what differs, and nothing when the table already matches
+    // (counters and rate-limit state carry on); --force rebuilds it from scratch.
+    let report = if force {
+        nft.replace(&ruleset)
     } else {
-        None
-    };
+        nft.apply(&ruleset)
+    }
+    .with_context(context)?;
     Ok(Applied {
         parsed,
         docker,
@@ -138,7 +132,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
     if session.global.json {
         let out = ApplyOutput {
             table,
-            changed: report.is_some(),
+            changed: report.change != Change::Unchanged,
             policy_rules: parsed.policy.rules.len(),
             kernel_rules: ruleset.rule_count(),
             set_elements: ruleset.element_count(),
@@ -160,7 +154,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         plural(ruleset.element_count(), "set element"),
         interfaces.join(", "),
     );
-    if report.is_some() {
+    if report.change != Change::Unchanged {
         anstream::println!(
             "{} {} to table inet {table}: {what}; {elapsed:.0?}",
             paint(GOOD, "applied"),
@@ -173,7 +167,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             session.config_name(),
         );
     }
-    if let (Some(report), Verbosity::Verbose) = (report, session.verbosity) {
+    if report.change != Change::Unchanged && session.verbosity == Verbosity::Verbose {
         anstream::println!(
             "  {}",
             paint(
