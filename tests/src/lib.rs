@@ -497,6 +497,20 @@ impl Lab {
         threads.into_iter().map(|t| t.join()?).collect()
     }
 
+    /// Runs the probes of `cases` concurrently and describes each outcome
+    /// that differs from the one wanted, as "PROBE: want W, got G" (empty:
+    /// all as wanted).
+    pub fn wrong_outcomes(&self, cases: &[(Probe, Outcome)]) -> Result<Vec<String>> {
+        let probes: Vec<Probe> = cases.iter().map(|(p, _)| *p).collect();
+        let got = self.probe_all(&probes)?;
+        Ok(cases
+            .iter()
+            .zip(&got)
+            .filter(|((_, want), got)| want != *got)
+            .map(|((p, want), got)| format!("{p}: want {want}, got {got}"))
+            .collect())
+    }
+
     /// Repeats a probe until it gives `want` or `timeout` passes; returns the
     /// last outcome (useful right after a ruleset or container change).
     pub fn probe_until(&self, p: Probe, want: Outcome, timeout: Duration) -> Result<Outcome> {

@@ -210,14 +210,7 @@ impl Setup {
 
     /// Every probe at once; all must give what they want.
     fn expect_now(&self, cases: &[(Probe, Outcome)]) {
-        let probes: Vec<Probe> = cases.iter().map(|(p, _)| *p).collect();
-        let got = self.lab.probe_all(&probes).unwrap();
-        let wrong: Vec<String> = cases
-            .iter()
-            .zip(&got)
-            .filter(|((_, want), got)| want != *got)
-            .map(|((p, want), got)| format!("{p}: want {want}, got {got}"))
-            .collect();
+        let wrong = self.lab.wrong_outcomes(cases).unwrap();
         assert!(wrong.is_empty(), "unexpected outcomes:\n{}", wrong.join("\n"));
     }
 

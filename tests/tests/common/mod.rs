@@ -134,22 +134,15 @@ pub fn probe(from: Client, src: impl Into<IpAddr>, dst: impl Into<IpAddr>, port:
 /// Runs the probes of `cases` at once and asserts each outcome; the panic
 /// lists every wrong one under the heading `what`.
 pub fn check(lab: &Lab, what: &str, cases: &[(Probe, Outcome)]) {
-    let probes: Vec<Probe> = cases.iter().map(|(p, _)| *p).collect();
     let start = Instant::now();
-    let got = lab.probe_all(&probes).expect("probes run");
+    let wrong = lab.wrong_outcomes(cases).expect("probes run");
     let took = start.elapsed();
-    let wrong: Vec<String> = cases
-        .iter()
-        .zip(&got)
-        .filter(|((_, want), got)| want != *got)
-        .map(|((p, want), got)| format!("  {p}: want {want}, got {got}"))
-        .collect();
     assert!(
         wrong.is_empty(),
-        "{what}: {} of {} probes wrong:\n{}\n{}",
+        "{what}: {} of {} probes wrong:\n  {}\n{}",
         wrong.len(),
         cases.len(),
-        wrong.join("\n"),
+        wrong.join("\n  "),
         network_state(lab)
     );
     // Concurrent: the batch takes about one probe timeout, so a drop
