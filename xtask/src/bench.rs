@@ -7,19 +7,17 @@
 //! Each writes its own section of docs/benchmarks.md, with the command and the
 //! machine it ran on.
 
+use crate::flags::Bench;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
 const RUNS: &str = "5";
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("apply") => apply(root),
-        Some("compile") => compile(root),
-        other => bail!(
-            "no benchmark called {other:?}; try `cargo xtask bench apply` or `cargo xtask bench compile`"
-        ),
+pub fn run(root: &Path, bench: Bench) -> Result<()> {
+    match bench {
+        Bench::Apply => apply(root),
+        Bench::Compile => compile(root),
     }
 }
 

@@ -1,63 +1,42 @@
 //! `cargo xtask lab up|down|status|probe`: the Docker lab by hand (see the
-//! dockfw-e2e crate in tests/).
-//!
-//! - `up [--prefix P] [--no-ipv6] [--demo]`: build or complete the lab;
-//!   `--demo` also starts an echo container publishing 8081->8000/tcp,
-//!   8081->8000/udp and 8443->8443/tcp.
-//! - `down [--prefix P]`: remove everything, also after a crash.
-//! - `status [--prefix P]`: show what exists.
-//! - `probe [--prefix P] inet|lan|host SRC DST PORT tcp|udp`.
+//! dockfw-e2e crate in tests/; the flags are in flags.rs).
 
-use anyhow::{Context, Result, bail};
+use crate::flags::{self, LabCommand, ProbeClient};
+use anyhow::Result;
 use dockfw_e2e::{Client, Lab, LabConfig, Proto};
 
-const USAGE: &str = "usage: cargo xtask lab <up [--no-ipv6] [--demo] | down | status | \
-                     probe inet|lan|host SRC DST PORT tcp|udp> [--prefix P]";
-
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut prefix = None;
-    let mut ipv6 = true;
-    let mut demo = false;
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--prefix" => prefix = Some(it.next().context("--prefix needs a value")?.clone()),
-            "--no-ipv6" => ipv6 = false,
-            "--demo" => demo = true,
-            _ => rest.push(a.as_str()),
+pub(crate) fn run(args: flags::Lab) -> Result<()> {
+    let config = LabConfig::new(&args.prefix)?;
+    match args.command {
+        LabCommand::Up { no_ipv6, demo } => {
+            let ipv6 = !no_ipv6;
+            up(LabConfig { ipv6, ..config }, demo)
         }
-    }
-    let mut config = match &prefix {
-        Some(p) => LabConfig::new(p)?,
-        None => LabConfig::from_env()?,
-    };
-    config.ipv6 = ipv6;
-    match rest.as_slice() {
-        ["up"] => up(config, demo),
-        ["down"] => {
+        LabCommand::Down => {
             Lab::down(&config)?;
             println!("lab {} removed", config.prefix);
             Ok(())
         }
-        ["status"] => {
+        LabCommand::Status => {
             print!("{}", Lab::status(&config));
             Ok(())
         }
-        ["probe", from, src, dst, port, proto] => {
-            let from = match *from {
-                "inet" | "internet" => Client::Internet,
-                "lan" => Client::Lan,
-                "host" => Client::DockerHost,
-                other => bail!("unknown client {other:?} (inet|lan|host)"),
+        LabCommand::Probe {
+            from,
+            src,
+            dst,
+            port,
+            proto,
+        } => {
+            let from = match from {
+                ProbeClient::Inet => Client::Internet,
+                ProbeClient::Lan => Client::Lan,
+                ProbeClient::Host => Client::DockerHost,
             };
-            let proto: Proto = proto.parse().map_err(anyhow::Error::msg)?;
-            let lab = Lab::attach(config)?;
-            let outcome = lab.probe(from, src.parse()?, dst.parse()?, port.parse()?, proto)?;
+            let outcome = Lab::attach(config)?.probe(from, src, dst, port, proto)?;
             println!("{outcome}");
             Ok(())
         }
-        _ => bail!("{USAGE}"),
     }
 }
 

@@ -1,43 +1,32 @@
-//! Project tasks: `cargo xtask <task>`.
-//!
-//! - `test`: formatting check, clippy with warnings denied, and every test
-//!   (privileged tests included when run as root, as CI does).
-//! - `bench apply|compile`: benchmarks (see docs/benchmarks.md).
-//! - `lab up|down|status|probe`: the Docker lab (see tests/README.md).
-//! - `demo`: dockfw-nft at work in a throwaway Docker lab (the README's "see it work").
-//! - `dist`: release tarball with man pages, completions and the systemd unit.
-//! - `vm-test`: the end-to-end suite in throwaway Debian VMs (see
-//!   tests/README.md).
+//! Project tasks: `cargo xtask <task>`; `cargo xtask --help` lists them and
+//! flags.rs defines every task and flag.
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
+use flags::{Task, Xtask};
 use std::path::PathBuf;
 use std::process::Command;
 
 mod bench;
 mod demo;
 mod dist;
+mod flags;
 mod lab;
 mod packages;
 mod vm;
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
-        Some("bench") => bench::run(&workspace_root(), &args[1..]),
-        Some("lab") => lab::run(&args[1..]),
-        Some("dist") => dist::run(&workspace_root()),
-        Some("vm-test") => vm::run(&workspace_root(), &args[1..]),
-        Some("demo") => {
-            packages::ensure(&workspace_root())?;
+    let root = workspace_root();
+    match Xtask::parse().task {
+        Task::Test(args) => test(&args),
+        Task::Demo => {
+            packages::ensure(&root)?;
             demo::run()
         }
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <test [cargo test args…] | bench apply|compile | lab up|down|status | dist | demo | vm-test [--help]>"
-            );
-            std::process::exit(2);
-        }
+        Task::Lab(args) => lab::run(args),
+        Task::VmTest(args) => vm::run(&root, args),
+        Task::Bench(bench) => bench::run(&root, bench),
+        Task::Dist => dist::run(&root),
     }
 }
 
@@ -80,15 +69,16 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn test(extra: &[String]) -> Result<()> {
+fn test(flags: &flags::Test) -> Result<()> {
     packages::ensure(&workspace_root())?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run(
         "cargo",
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
     )?;
+    let passed_on = flags.passed_on();
     let mut args = vec!["test", "--workspace"];
-    args.extend(extra.iter().map(String::as_str));
+    args.extend(passed_on.iter().map(String::as_str));
     run("cargo", &args)?;
     // The README's first command must keep working: run it too (it needs root).
     // SAFETY: geteuid has no preconditions and cannot fail.

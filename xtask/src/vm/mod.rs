@@ -8,8 +8,9 @@
 //! dockfw-e2e and dockfw-nft with `CI=true`, read the results the guest
 //! wrote to a shared job directory, power off.
 
+use crate::flags::VmTest;
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,49 +25,9 @@ use guest::{Report, Share};
 use qemu::{Accel, End};
 use suite::Suite;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "vm-test",
-    bin_name = "cargo xtask vm-test",
-    about = "Run the end-to-end and privileged tests inside throwaway Debian VMs"
-)]
-struct Args {
-    /// Debian release to test on (repeatable); default: all of them.
-    #[arg(long = "distro", value_enum, value_name = "DISTRO")]
-    distros: Vec<Distro>,
-    /// Only this integration-test target (repeatable), e.g. `lab`, `packets`.
-    #[arg(long = "test", value_name = "NAME")]
-    tests: Vec<String>,
-    /// Stop each VM after this long (e.g. 90s, 20m).
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    /// CPU virtualisation: KVM when /dev/kvm works (falling back to TCG if
-    /// KVM cannot boot the guest), or force one.
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    accel: AccelChoice,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 3072)]
-    memory_mib: u32,
-    /// Guest CPUs (default: host CPUs, at most 4).
-    #[arg(long)]
-    cpus: Option<u32>,
-    /// Debian mirror for debootstrap (default: the one apt uses here).
-    #[arg(long)]
-    mirror: Option<String>,
-    /// Image cache (default: ~/.cache/dockfw-vm).
-    #[arg(long, env = "DOCKFW_VM_CACHE")]
-    cache_dir: Option<PathBuf>,
-    /// Build the images afresh even when the cached ones match the recipe
-    /// (to pick up new Debian packages).
-    #[arg(long)]
-    rebuild_image: bool,
-    /// Passed to every test binary: a name filter, `--exact`, `--nocapture`…
-    #[arg(last = true, value_name = "TEST_ARGS")]
-    test_args: Vec<String>,
-}
-
+/// `--accel`: how the VMs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AccelChoice {
+pub(crate) enum AccelChoice {
     Auto,
     Kvm,
     Tcg,
@@ -143,7 +104,7 @@ impl Verdict {
 /// Settings shared by every distro's run.
 #[derive(Debug)]
 struct Plan {
-    args: Args,
+    args: VmTest,
     qemu: PathBuf,
     cache: PathBuf,
     mirror: String,
@@ -154,8 +115,7 @@ struct Plan {
     accel: Cell<Accel>,
 }
 
-pub(crate) fn run(root: &Path, raw_args: &[String]) -> Result<()> {
-    let args = Args::parse_from(std::iter::once("vm-test".to_owned()).chain(raw_args.iter().cloned()));
+pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
     qemu::catch_interrupts()?;
     let qemu = qemu::program()?;
     let cache = match &args.cache_dir {
@@ -367,26 +327,5 @@ mod tests {
     fn missing_program_names_its_package() {
         let err = require_program("no-such-program-dockfw", "some-pkg").unwrap_err();
         assert!(err.to_string().contains("apt-get install some-pkg"), "{err}");
-    }
-
-    #[test]
-    fn arguments_parse() {
-        let a = Args::try_parse_from([
-            "vm-test",
-            "--distro",
-            "trixie",
-            "--test",
-            "lab",
-            "--timeout",
-            "90s",
-            "--",
-            "ports",
-        ])
-        .unwrap();
-        assert_eq!(a.distros, [Distro::Trixie]);
-        assert_eq!(a.tests, ["lab"]);
-        assert_eq!(a.timeout, Duration::from_secs(90));
-        assert_eq!(a.test_args, ["ports"]);
-        assert!(Args::try_parse_from(["vm-test", "--distro", "sid"]).is_err());
     }
 }
