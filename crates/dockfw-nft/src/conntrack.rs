@@ -21,13 +21,13 @@
 use crate::netlink::{RECV_BYTES, Reply, Socket};
 use crate::{Error, Result};
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NlaBuffer, NlasIterator, Parseable, parse_u16_be, parse_u32_be,
+    DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NlaBuffer, NlasIterator, Parseable, parse_u16_be, parse_u32_be,
 };
+pub use netlink_packet_netfilter::conntrack::Status;
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
 };
-pub use netlink_packet_netfilter::conntrack::Status;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use std::fmt;
 use std::net::IpAddr;

@@ -261,13 +261,18 @@ impl Commit {
     /// not understand, or lost notifications.
     pub fn touches(&self, family: Family, table: &str) -> bool {
         !self.complete
-            || self.changes.iter().any(|c| {
-                matches!(c.kind, Kind::Unknown(_)) || (c.family == family && c.table == table)
-            })
+            || self
+                .changes
+                .iter()
+                .any(|c| matches!(c.kind, Kind::Unknown(_)) || (c.family == family && c.table == table))
     }
 
     /// The changes made to table `table` of `family`.
-    pub fn changes_to<'a>(&'a self, family: Family, table: &'a str) -> impl Iterator<Item = &'a ObjectChange> {
+    pub fn changes_to<'a>(
+        &'a self,
+        family: Family,
+        table: &'a str,
+    ) -> impl Iterator<Item = &'a ObjectChange> {
         self.changes
             .iter()
             .filter(move |c| c.family == family && c.table == table)
@@ -619,9 +624,14 @@ mod tests {
         let generation = message(
             NFT_MSG_NEWGEN,
             0,
-            &[(1, &42u32.to_be_bytes()), (2, &1234u32.to_be_bytes()), (3, b"nft\0")],
+            &[
+                (1, &42u32.to_be_bytes()),
+                (2, &1234u32.to_be_bytes()),
+                (3, b"nft\0"),
+            ],
         );
-        let Some(Notification::Generation { id, pid, process }) = parse_notification(bytes(&generation)) else {
+        let Some(Notification::Generation { id, pid, process }) = parse_notification(bytes(&generation))
+        else {
             panic!("not a generation");
         };
         assert_eq!((id, pid, process.as_deref()), (42, Some(1234), Some("nft")));

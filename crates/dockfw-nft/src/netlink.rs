@@ -278,7 +278,12 @@ const NETLINK_ADD_MEMBERSHIP: c_int = 1;
 impl Socket {
     /// Subscribes to the multicast group `group` (e.g. `NFNLGRP_NFTABLES`).
     pub(crate) fn join_group(&self, group: u32) -> io::Result<()> {
-        setsockopt_int(&self.fd, libc::SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as c_int)
+        setsockopt_int(
+            &self.fd,
+            libc::SOL_NETLINK,
+            NETLINK_ADD_MEMBERSHIP,
+            group as c_int,
+        )
     }
 }
 

@@ -3,8 +3,8 @@
 
 mod common;
 
-use dockfw_nft::monitor::{Commit, Event, Family, Kind, Monitor, ObjectChange, Op};
 use dockfw_nft::Change;
+use dockfw_nft::monitor::{Commit, Event, Family, Kind, Monitor, ObjectChange, Op};
 use dockfw_nft::testing::{TestNetns, require_root};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -54,7 +54,10 @@ fn drain(monitor: &mut Monitor) -> Vec<Event> {
 }
 
 fn summary(changes: &[ObjectChange]) -> Vec<(Kind, Op, Option<&str>)> {
-    changes.iter().map(|c| (c.kind, c.op, c.name.as_deref())).collect()
+    changes
+        .iter()
+        .map(|c| (c.kind, c.op, c.name.as_deref()))
+        .collect()
 }
 
 /// Checks that `commit` was made by the `nft` process `pid` and touched table `t`.
@@ -83,7 +86,11 @@ fn changes_made_with_nft_arrive_as_commits() {
     assert_eq!(first.changes[0].family, Family::Inet);
     assert_eq!(first.changes[0].table, "t");
 
-    let pid = nft(&ns, &["add chain inet t c { type filter hook input priority 0; }"], None);
+    let pid = nft(
+        &ns,
+        &["add chain inet t c { type filter hook input priority 0; }"],
+        None,
+    );
     let c = commit(&mut monitor);
     by_nft(&c, pid);
     assert_eq!(c.generation, first.generation.wrapping_add(1));
@@ -93,7 +100,9 @@ fn changes_made_with_nft_arrive_as_commits() {
     let c = commit(&mut monitor);
     by_nft(&c, pid);
     assert_eq!(summary(&c.changes), [(Kind::Rule, Op::Added, Some("c"))]);
-    let handle = c.changes[0].handle.expect("a rule notification carries its handle");
+    let handle = c.changes[0]
+        .handle
+        .expect("a rule notification carries its handle");
 
     let pid = nft(&ns, &["delete rule inet t c handle", &handle.to_string()], None);
     let c = commit(&mut monitor);
@@ -137,8 +146,14 @@ fn changes_made_with_nft_arrive_as_commits() {
         .filter(|x| x.kind == Kind::Table)
         .map(|x| (x.op, x.family, x.table.as_str()))
         .collect();
-    assert!(deleted_tables.contains(&(Op::Deleted, Family::Inet, "t")), "{c:?}");
-    assert!(deleted_tables.contains(&(Op::Deleted, Family::Ip, "other")), "{c:?}");
+    assert!(
+        deleted_tables.contains(&(Op::Deleted, Family::Inet, "t")),
+        "{c:?}"
+    );
+    assert!(
+        deleted_tables.contains(&(Op::Deleted, Family::Ip, "other")),
+        "{c:?}"
+    );
 
     nft(&ns, &["add table inet t"], None);
     commit(&mut monitor);
@@ -223,7 +238,9 @@ fn overflow_is_reported_and_the_monitor_recovers() {
     monitor.set_receive_buffer(4096).unwrap();
 
     // One commit with thousands of element notifications, unread meanwhile.
-    let elements: Vec<String> = (0..4000).map(|i| format!("10.{}.{}.1", i / 250, i % 250)).collect();
+    let elements: Vec<String> = (0..4000)
+        .map(|i| format!("10.{}.{}.1", i / 250, i % 250))
+        .collect();
     let script = format!(
         "add table inet t\nadd set inet t s {{ type ipv4_addr; }}\nadd element inet t s {{ {} }}\n",
         elements.join(", ")
