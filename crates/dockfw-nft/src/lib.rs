@@ -89,11 +89,13 @@
 //! # }
 //! ```
 
+pub mod conntrack;
 mod decode;
 mod encode;
 mod error;
 mod expr;
 mod ffi;
+pub mod monitor;
 mod netlink;
 mod plan;
 #[cfg(feature = "testing")]

@@ -271,3 +271,24 @@ impl Socket {
         }))
     }
 }
+
+/// `NETLINK_ADD_MEMBERSHIP`.
+const NETLINK_ADD_MEMBERSHIP: c_int = 1;
+
+impl Socket {
+    /// Subscribes to the multicast group `group` (e.g. `NFNLGRP_NFTABLES`).
+    pub(crate) fn join_group(&self, group: u32) -> io::Result<()> {
+        setsockopt_int(
+            &self.fd,
+            libc::SOL_NETLINK,
+            NETLINK_ADD_MEMBERSHIP,
+            group as c_int,
+        )
+    }
+}
+
+impl std::os::fd::AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

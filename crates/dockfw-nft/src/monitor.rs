@@ -1,0 +1,656 @@
+//! nf_tables notifications: who changed the ruleset, and what.
+//!
+//! A [`Monitor`] subscribes to the netlink group `NFNLGRP_NFTABLES` in one
+//! network namespace. nf_tables sends, for each committed transaction, one
+//! notification per object added or deleted (in commit order) and then a
+//! `NEWGEN` message with the new generation id and the committing process;
+//! the monitor groups them into one [`Event::Commit`]. If the socket's
+//! receive buffer overflows (`ENOBUFS`), notifications were lost and the
+//! monitor says so with [`Event::Overflow`]: the caller must read the state
+//! it cares about again.
+//!
+//! Our own commits arrive too: [`Transaction::committed_generation`] is the
+//! generation a transaction of [`Nft::apply`](crate::Nft::apply) committed
+//! as, so "was that commit ours" is a comparison of generations (the pid is
+//! not enough: nf_tables records the committing *thread*).
+//!
+//! ```no_run
+//! use dockfw_nft::monitor::{Event, Family, Monitor};
+//! use std::time::Duration;
+//! # fn main() -> Result<(), dockfw_nft::Error> {
+//! let mut monitor = Monitor::open()?;
+//! loop {
+//!     match monitor.next(Some(Duration::from_secs(1)))? {
+//!         Some(Event::Commit(commit)) if commit.touches(Family::Inet, "dockfw") => {
+//!             println!("generation {} by {:?} (pid {:?})", commit.generation, commit.process, commit.pid);
+//!         }
+//!         Some(Event::Overflow) => println!("notifications lost: read everything again"),
+//!         _ => {}
+//!     }
+//! }
+//! # }
+//! ```
+
+use crate::netlink::{RECV_BYTES, Reply, Socket};
+use crate::{ApplyReport, Error, Result, Transaction};
+use netlink_packet_core::{NlaBuffer, NlasIterator, parse_string, parse_u32_be};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `NFNLGRP_NFTABLES`.
+const NFNLGRP_NFTABLES: u32 = 7;
+/// `NFNL_SUBSYS_NFTABLES`, the high byte of the message type.
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// Size of `struct nlmsghdr` and `struct nfgenmsg`.
+const NLMSG_HDR: usize = 16;
+const NFGENMSG: usize = 4;
+
+// Message types (`enum nf_tables_msg_types`).
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_NEWOBJ: u16 = 18;
+const NFT_MSG_DELOBJ: u16 = 20;
+const NFT_MSG_NEWFLOWTABLE: u16 = 22;
+const NFT_MSG_DELFLOWTABLE: u16 = 24;
+
+// Attributes. Every object message names its table with attribute 1; the
+// object's own name (or, for rules and elements, its chain or set) is
+// attribute 2, except for chains (`NFTA_CHAIN_NAME` is 3).
+const NFTA_TABLE: u16 = 1;
+const NFTA_NAME: u16 = 2;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_GEN_ID: u16 = 1;
+const NFTA_GEN_PROC_PID: u16 = 2;
+const NFTA_GEN_PROC_NAME: u16 = 3;
+
+/// Default receive buffer: large enough for the notifications of a commit
+/// that loads a 100,000-element set (one message of about 80 bytes per
+/// element), so overflow stays the exception.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 32 << 20;
+
+/// The generation a transaction committed as: nf_tables moves to the next
+/// generation on each commit, and the batch carried the one it was based on.
+impl Transaction {
+    /// The ruleset generation this transaction committed as, which the
+    /// `NEWGEN` notification of the commit carries ([`Commit::generation`]).
+    pub fn committed_generation(&self) -> u32 {
+        crate::next_generation(self.generation)
+    }
+}
+
+impl ApplyReport {
+    /// The generations the committed transactions moved nf_tables to, in
+    /// order (none when nothing changed): the [`Commit`]s that were ours.
+    pub fn committed_generations(&self) -> impl Iterator<Item = u32> + '_ {
+        self.transactions.iter().map(Transaction::committed_generation)
+    }
+}
+
+/// An nf_tables address family, as in `nft`'s syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `inet` (IPv4 and IPv6; dockfw's own table).
+    Inet,
+    /// `ip`.
+    Ip,
+    /// `ip6`.
+    Ip6,
+    /// `arp`.
+    Arp,
+    /// `bridge`.
+    Bridge,
+    /// `netdev`.
+    Netdev,
+    /// Any other `NFPROTO_*` value.
+    Other(u8),
+}
+
+impl From<u8> for Family {
+    fn from(nfproto: u8) -> Self {
+        match nfproto {
+            1 => Self::Inet,
+            2 => Self::Ip,
+            3 => Self::Arp,
+            5 => Self::Netdev,
+            7 => Self::Bridge,
+            10 => Self::Ip6,
+            other => Self::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inet => f.write_str("inet"),
+            Self::Ip => f.write_str("ip"),
+            Self::Ip6 => f.write_str("ip6"),
+            Self::Arp => f.write_str("arp"),
+            Self::Bridge => f.write_str("bridge"),
+            Self::Netdev => f.write_str("netdev"),
+            Self::Other(n) => write!(f, "family {n}"),
+        }
+    }
+}
+
+/// What kind of object a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A table (also sent when an existing table's flags change, e.g.
+    /// `flags dormant`).
+    Table,
+    /// A chain.
+    Chain,
+    /// A rule; [`ObjectChange::name`] is its chain.
+    Rule,
+    /// A set (or map, or meter).
+    Set,
+    /// Set elements; [`ObjectChange::name`] is their set. One change per
+    /// element.
+    Element,
+    /// A stateful object (counter, quota, limit, ...).
+    Object,
+    /// A flowtable.
+    Flowtable,
+    /// A message type this monitor does not know (`NFT_MSG_*` value): the
+    /// caller should assume anything may have changed.
+    Unknown(u8),
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Table => f.write_str("table"),
+            Self::Chain => f.write_str("chain"),
+            Self::Rule => f.write_str("rule"),
+            Self::Set => f.write_str("set"),
+            Self::Element => f.write_str("element"),
+            Self::Object => f.write_str("object"),
+            Self::Flowtable => f.write_str("flowtable"),
+            Self::Unknown(n) => write!(f, "nf_tables message {n}"),
+        }
+    }
+}
+
+/// Whether an object was added or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `NEW*`: created, or (tables, chains, sets, rules replaced in place)
+    /// updated.
+    Added,
+    /// `DEL*` (also `flush`, `destroy`).
+    Deleted,
+}
+
+/// One object added or deleted in a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectChange {
+    /// What kind of object.
+    pub kind: Kind,
+    /// Added or deleted.
+    pub op: Op,
+    /// The family of its table.
+    pub family: Family,
+    /// Its table (empty for [`Kind::Unknown`] if the message named none).
+    pub table: String,
+    /// The chain, set, object or flowtable's own name; for rules their
+    /// chain, for elements their set; `None` for tables.
+    pub name: Option<String>,
+    /// The rule's handle, for rules.
+    pub handle: Option<u64>,
+}
+
+impl fmt::Display for ObjectChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            Op::Added => "add",
+            Op::Deleted => "delete",
+        };
+        write!(f, "{op} {} {} {}", self.kind, self.family, self.table)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name}")?;
+        }
+        if let Some(handle) = self.handle {
+            write!(f, " handle {handle}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One committed nf_tables transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Commit {
+    /// The generation nf_tables moved to with this commit.
+    pub generation: u32,
+    /// The id of the committing task as the kernel recorded it (the thread
+    /// id, which is the process id for single-threaded programs like `nft`).
+    pub pid: Option<u32>,
+    /// The committing task's name (`comm`, at most 15 bytes: `nft`,
+    /// `firewalld`, `iptables-nft-re`, or a thread's name).
+    pub process: Option<String>,
+    /// What it added and deleted, in commit order.
+    pub changes: Vec<ObjectChange>,
+    /// `false` if notifications were lost ([`Event::Overflow`]) since the
+    /// previous commit event, so `changes` may lack some. (Only the first
+    /// commit reported after a loss is marked: if the loss swallowed a
+    /// `NEWGEN` too, that is a later, complete transaction, but nothing in
+    /// the stream tells.)
+    pub complete: bool,
+}
+
+impl Commit {
+    /// Whether the commit changed anything in table `table` of `family`.
+    /// Conservative: `true` also when it holds a change this monitor could
+    /// not understand, or lost notifications.
+    pub fn touches(&self, family: Family, table: &str) -> bool {
+        !self.complete
+            || self
+                .changes
+                .iter()
+                .any(|c| matches!(c.kind, Kind::Unknown(_)) || (c.family == family && c.table == table))
+    }
+
+    /// The changes made to table `table` of `family`.
+    pub fn changes_to<'a>(
+        &'a self,
+        family: Family,
+        table: &'a str,
+    ) -> impl Iterator<Item = &'a ObjectChange> {
+        self.changes
+            .iter()
+            .filter(move |c| c.family == family && c.table == table)
+    }
+}
+
+/// What a [`Monitor`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A transaction was committed.
+    Commit(Commit),
+    /// The receive buffer overflowed and notifications were lost: whatever
+    /// the caller keeps from them must be read again from the kernel.
+    Overflow,
+}
+
+/// Wakes a [`Monitor`] waiting in [`Monitor::next`] from another thread.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    eventfd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// Makes the monitor's current (or next) wait return `Ok(None)` at once.
+    pub fn wake(&self) {
+        let one = 1u64;
+        // SAFETY: writing 8 bytes from a u64 on our stack to an eventfd we
+        // own; a full counter (EAGAIN) already means "woken".
+        let _ = unsafe { libc::write(self.eventfd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+}
+
+/// A subscription to nf_tables notifications in one network namespace.
+#[derive(Debug)]
+pub struct Monitor {
+    socket: Socket,
+    eventfd: Arc<OwnedFd>,
+    recv: Vec<u32>,
+    /// Changes of the transaction whose `NEWGEN` has not arrived yet.
+    pending: Vec<ObjectChange>,
+    /// Whether notifications were lost since the last `NEWGEN`.
+    lost: bool,
+    ready: VecDeque<Event>,
+}
+
+impl Monitor {
+    /// Subscribes in the caller's network namespace.
+    pub fn open() -> Result<Self> {
+        Self::with_socket(Socket::open())
+    }
+
+    /// Subscribes in the network namespace at `path` (e.g. `/run/netns/NAME`
+    /// or `/proc/PID/ns/net`); the caller's threads stay where they are.
+    pub fn in_netns(path: impl AsRef<Path>) -> Result<Self> {
+        Self::with_socket(Socket::open_in_netns(path.as_ref()))
+    }
+
+    fn with_socket(socket: io::Result<Socket>) -> Result<Self> {
+        let socket = socket.map_err(|e| Error::io("open a netfilter netlink socket", e))?;
+        socket
+            .join_group(NFNLGRP_NFTABLES)
+            .map_err(|e| Error::io("subscribe to nf_tables notifications", e))?;
+        // SAFETY: plain eventfd(2) call; the descriptor is owned below.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if raw < 0 {
+            return Err(Error::io("create an eventfd", io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let eventfd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let monitor = Self {
+            socket,
+            eventfd,
+            recv: vec![0; RECV_BYTES / 4],
+            pending: Vec::new(),
+            lost: false,
+            ready: VecDeque::new(),
+        };
+        monitor.set_receive_buffer(DEFAULT_RECEIVE_BUFFER)?;
+        Ok(monitor)
+    }
+
+    /// Sets the socket's receive buffer (forced past `net.core.rmem_max` when
+    /// privileged). The default is [`DEFAULT_RECEIVE_BUFFER`].
+    pub fn set_receive_buffer(&self, bytes: usize) -> Result<()> {
+        self.socket
+            .grow_buffers(64 << 10, bytes)
+            .map_err(|e| Error::io("size the notification socket's receive buffer", e))
+    }
+
+    /// A handle that wakes this monitor's wait from another thread.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            eventfd: Arc::clone(&self.eventfd),
+        }
+    }
+
+    /// The next event, waiting at most `timeout` (`None`: without limit).
+    /// `Ok(None)`: the time ran out or a [`Waker`] woke us.
+    pub fn next(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.receive()? {
+                continue;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !self.wait(left)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next event if one is queued, without waiting.
+    pub fn try_next(&mut self) -> Result<Option<Event>> {
+        self.next(Some(Duration::ZERO))
+    }
+
+    /// Reads one queued datagram, if any, into `ready`/`pending`.
+    fn receive(&mut self) -> Result<bool> {
+        const ACTION: &str = "read nf_tables notifications";
+        let buf = match self.socket.recv(&mut self.recv, false) {
+            Ok(Some(buf)) => buf,
+            Ok(None) => return Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // What is pending may lack messages, and so may the rest of
+                // the transaction in flight.
+                self.pending.clear();
+                self.lost = true;
+                self.ready.push_back(Event::Overflow);
+                return Ok(true);
+            }
+            Err(e) => return Err(Error::io(ACTION, e)),
+        };
+        let replies = crate::netlink::parse_replies(buf).map_err(|e| Error::Protocol {
+            action: ACTION,
+            detail: e.to_string(),
+        })?;
+        for reply in replies {
+            let Reply::Data { msg, .. } = reply else {
+                continue;
+            };
+            match parse_notification(msg) {
+                Some(Notification::Change(change)) => self.pending.push(change),
+                Some(Notification::Generation { id, pid, process }) => {
+                    self.ready.push_back(Event::Commit(Commit {
+                        generation: id,
+                        pid,
+                        process,
+                        changes: std::mem::take(&mut self.pending),
+                        complete: !std::mem::replace(&mut self.lost, false),
+                    }));
+                }
+                None => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits until the socket is readable (`true`), or the time runs out or
+    /// the waker fires (`false`).
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let millis = timeout.map_or(-1, |t| {
+            // Round up so a short timeout does not become a busy loop.
+            i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.eventfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is an array of two initialised pollfds we pass the length of.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                return Ok(true);
+            }
+            return Err(Error::io("wait for nf_tables notifications", err));
+        }
+        if fds[1].revents != 0 {
+            let mut count = 0u64;
+            // SAFETY: reading 8 bytes into a u64 on our stack from our
+            // non-blocking eventfd; resets the counter.
+            let _ = unsafe { libc::read(self.eventfd.as_raw_fd(), (&raw mut count).cast(), 8) };
+            return Ok(false);
+        }
+        // Readable, or an error is pending (ENOBUFS), which `receive` reports.
+        Ok(fds[0].revents != 0)
+    }
+}
+
+/// The socket, for a poll loop over several sources: when it is readable,
+/// call [`Monitor::try_next`] until it returns `None`.
+impl AsFd for Monitor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+enum Notification {
+    Change(ObjectChange),
+    Generation {
+        id: u32,
+        pid: Option<u32>,
+        process: Option<String>,
+    },
+}
+
+/// Reads one notification; `None` for messages of other subsystems.
+fn parse_notification(msg: &[u8]) -> Option<Notification> {
+    let ty = u16::from_ne_bytes(msg.get(4..6)?.try_into().ok()?);
+    if ty >> 8 != NFNL_SUBSYS_NFTABLES {
+        return None;
+    }
+    let ty = ty & 0xff;
+    let family = Family::from(*msg.get(NLMSG_HDR)?);
+    let attrs = msg.get(NLMSG_HDR + NFGENMSG..).unwrap_or_default();
+    let attr = |kind: u16| -> Option<&[u8]> {
+        NlasIterator::new(attrs)
+            .map_while(|nla: Result<NlaBuffer<&[u8]>, _>| nla.ok())
+            .find(|nla| nla.kind() == kind)
+            .and_then(|nla| {
+                let len = usize::from(nla.length());
+                nla.into_inner().get(4..len)
+            })
+    };
+    let text = |kind: u16| attr(kind).and_then(|v| parse_string(v).ok());
+    if ty == NFT_MSG_NEWGEN {
+        return match attr(NFTA_GEN_ID).and_then(|v| parse_u32_be(v).ok()) {
+            Some(id) => Some(Notification::Generation {
+                id,
+                pid: attr(NFTA_GEN_PROC_PID).and_then(|v| parse_u32_be(v).ok()),
+                process: text(NFTA_GEN_PROC_NAME),
+            }),
+            // A NEWGEN without a generation is not understood: report it as
+            // an unknown change, which makes `touches` conservative.
+            None => Some(Notification::Change(unknown(ty, family))),
+        };
+    }
+    let (kind, op) = match ty {
+        NFT_MSG_NEWTABLE => (Kind::Table, Op::Added),
+        NFT_MSG_DELTABLE => (Kind::Table, Op::Deleted),
+        NFT_MSG_NEWCHAIN => (Kind::Chain, Op::Added),
+        NFT_MSG_DELCHAIN => (Kind::Chain, Op::Deleted),
+        NFT_MSG_NEWRULE => (Kind::Rule, Op::Added),
+        NFT_MSG_DELRULE => (Kind::Rule, Op::Deleted),
+        NFT_MSG_NEWSET => (Kind::Set, Op::Added),
+        NFT_MSG_DELSET => (Kind::Set, Op::Deleted),
+        NFT_MSG_NEWSETELEM => (Kind::Element, Op::Added),
+        NFT_MSG_DELSETELEM => (Kind::Element, Op::Deleted),
+        NFT_MSG_NEWOBJ => (Kind::Object, Op::Added),
+        NFT_MSG_DELOBJ => (Kind::Object, Op::Deleted),
+        NFT_MSG_NEWFLOWTABLE => (Kind::Flowtable, Op::Added),
+        NFT_MSG_DELFLOWTABLE => (Kind::Flowtable, Op::Deleted),
+        _ => return Some(Notification::Change(unknown(ty, family))),
+    };
+    let table = text(NFTA_TABLE);
+    let name = match kind {
+        Kind::Table => None,
+        Kind::Chain => text(NFTA_CHAIN_NAME),
+        _ => text(NFTA_NAME),
+    };
+    let handle = match kind {
+        Kind::Rule => attr(NFTA_RULE_HANDLE).and_then(|v| Some(u64::from_be_bytes(v.try_into().ok()?))),
+        _ => None,
+    };
+    // A message that does not name its table is not understood.
+    let Some(table) = table else {
+        return Some(Notification::Change(unknown(ty, family)));
+    };
+    Some(Notification::Change(ObjectChange {
+        kind,
+        op,
+        family,
+        table,
+        name,
+        handle,
+    }))
+}
+
+fn unknown(ty: u16, family: Family) -> ObjectChange {
+    ObjectChange {
+        kind: Kind::Unknown(ty as u8),
+        op: Op::Added,
+        family,
+        table: String::new(),
+        name: None,
+        handle: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notification as the kernel sends it: header, nfgenmsg, attributes.
+    fn message(ty: u16, family: u8, attrs: &[(u16, &[u8])]) -> Vec<u32> {
+        let mut bytes = vec![0u8; NLMSG_HDR];
+        bytes[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
+        bytes.extend_from_slice(&[family, 0, 0, 0]);
+        for (kind, value) in attrs {
+            let len = 4 + value.len();
+            bytes.extend_from_slice(&(len as u16).to_ne_bytes());
+            bytes.extend_from_slice(&kind.to_ne_bytes());
+            bytes.extend_from_slice(value);
+            bytes.resize(bytes.len().next_multiple_of(4), 0);
+        }
+        let len = bytes.len() as u32;
+        bytes[0..4].copy_from_slice(&len.to_ne_bytes());
+        bytes
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn bytes(words: &[u32]) -> &[u8] {
+        // SAFETY: a u8 view of initialised u32s.
+        unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 4) }
+    }
+
+    #[test]
+    fn parses_rule_and_generation() {
+        let rule = message(
+            NFT_MSG_DELRULE,
+            1,
+            &[(1, b"dockfw\0"), (2, b"forward\0"), (3, &7u64.to_be_bytes())],
+        );
+        let Some(Notification::Change(change)) = parse_notification(bytes(&rule)) else {
+            panic!("not a change");
+        };
+        assert_eq!(change.kind, Kind::Rule);
+        assert_eq!(change.op, Op::Deleted);
+        assert_eq!(change.family, Family::Inet);
+        assert_eq!(change.table, "dockfw");
+        assert_eq!(change.name.as_deref(), Some("forward"));
+        assert_eq!(change.handle, Some(7));
+        assert_eq!(change.to_string(), "delete rule inet dockfw forward handle 7");
+
+        let generation = message(
+            NFT_MSG_NEWGEN,
+            0,
+            &[
+                (1, &42u32.to_be_bytes()),
+                (2, &1234u32.to_be_bytes()),
+                (3, b"nft\0"),
+            ],
+        );
+        let Some(Notification::Generation { id, pid, process }) = parse_notification(bytes(&generation))
+        else {
+            panic!("not a generation");
+        };
+        assert_eq!((id, pid, process.as_deref()), (42, Some(1234), Some("nft")));
+    }
+
+    #[test]
+    fn unknown_messages_touch_every_table() {
+        let odd = message(99, 1, &[]);
+        let Some(Notification::Change(change)) = parse_notification(bytes(&odd)) else {
+            panic!("not a change");
+        };
+        assert_eq!(change.kind, Kind::Unknown(99));
+        let commit = Commit {
+            generation: 1,
+            pid: None,
+            process: None,
+            changes: vec![change],
+            complete: true,
+        };
+        assert!(commit.touches(Family::Inet, "dockfw"));
+    }
+}
