@@ -45,7 +45,7 @@ pub struct Global {
     )]
     pub config: PathBuf,
     /// nftables table (family inet) to work on [default: the policy's guard.table, else "dockfw"].
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", value_parser = table_name)]
     pub table: Option<String>,
     /// Work inside this network namespace: a name from `ip netns` or a path.
     #[arg(long, global = true, value_name = "NAME|PATH")]
@@ -154,4 +154,12 @@ impl From<Via> for dockfw_core::Path {
             Via::Routed => Self::Routed,
         }
     }
+}
+
+/// `--table` goes into the nft text and the kernel like the policy's
+/// `guard.table`, so it is checked the same way (clap exits 2).
+fn table_name(name: &str) -> Result<String, String> {
+    dockfw_core::names::check_table_name(name)
+        .map(|()| name.to_string())
+        .map_err(|error| format!("{}; {}", error.problem, error.hint))
 }

@@ -299,3 +299,48 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every nftables keyword is refused as a table name, from `--table` and from
+/// the policy alike, before anything reaches nft or the kernel; and the
+/// issue's injection through `--table` is refused.
+#[test]
+fn table_names_that_nft_cannot_read_are_refused() {
+    let dir = std::env::temp_dir().join(format!("dockfw-cli-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    for keyword in dockfw_core::names::nft_keywords() {
+        let (_, stderr) = output(
+            dockfw().args(["plan", "--config", EXAMPLE, "--table", keyword]),
+            2,
+        );
+        assert!(
+            stderr.contains(&format!("table name \"{keyword}\" is an nftables keyword")),
+            "--table {keyword}: {stderr}"
+        );
+        std::fs::write(
+            &policy,
+            format!("[guard]\ninterfaces = [\"eth0\"]\ntable = \"{keyword}\"\n"),
+        )
+        .unwrap();
+        let (_, stderr) = output(dockfw().args(["plan", "--config"]).arg(&policy), 2);
+        assert!(
+            stderr.contains(&format!(
+                "{}:3:9: error: table name \"{keyword}\" is an nftables keyword",
+                policy.display()
+            )),
+            "table = {keyword:?}: {stderr}"
+        );
+    }
+    for injection in ["x\nflush ruleset\ntable inet x", "x;flush ruleset", "a b", ""] {
+        let (stdout, stderr) = output(
+            dockfw().args(["plan", "--config", EXAMPLE, "--table", injection]),
+            2,
+        );
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains("is not a valid nftables name"),
+            "{injection:?}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

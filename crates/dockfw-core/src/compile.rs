@@ -4,17 +4,20 @@
 //!
 //! ```text
 //! chain forward   hook forward, priority <guard.priority>, policy accept
-//!     ct state != new accept            replies and established traffic: not ours to judge
-//!     iifname <guarded> goto guarded    one rule per guarded interface
+//!     ct state established,related accept   replies and established traffic: not ours to judge
+//!     iifname <guarded> goto guarded        one rule per guarded interface
 //! chain input     hook input, priority <guard.priority>, policy accept
-//!     ct state != new accept
+//!     ct state established,related accept
 //!     iifname <guarded> goto docker-proxy
 //! chain guarded   is it going to a container?
+//!     ct state untracked oifname "docker0" goto untracked   (and "br-*")
 //!     ct status dnat goto rules         published by Docker
 //!     oifname "docker0" goto rules      routed onto a Docker bridge
 //!     oifname "br-*" goto rules
 //! chain docker-proxy   is it for a port a running container publishes (not NATed)?
 //!     [meta nfproto F] [ct original ip daddr @proxy-addr-K-F] meta l4proto P ct original proto-dst @proxy…-P goto rules
+//!     ct state untracked [meta nfproto F] [ip daddr @proxy-addr-K-F] meta l4proto P th dport @proxy…-P goto untracked
+//! chain untracked  counter drop: untracked packets the guard would judge
 //! chain rules     the rules, in order; each alternative of a rule is one nft rule
 //!     <matches> goto rule-N
 //!     goto default-fate
@@ -26,6 +29,14 @@
 //! what the client dialled (conntrack's original tuple): through Docker's DNAT
 //! and to docker-proxy that is a host address and a published host port; routed
 //! without NAT, a container address and a container port.
+//!
+//! Untracked packets (exempted from conntrack by a `notrack` rule, in anyone's
+//! table) have no original tuple, so no rule could judge them, and are never
+//! NATed: a packet for a published host port is then for the host. Those the
+//! guard would judge (from a guarded interface, routed to a Docker bridge or
+//! for a host port a running container publishes, on its address) are
+//! dropped and counted in the `untracked` chain; other untracked traffic
+//! (an admin's `notrack` for the host's ssh) is never touched.
 //!
 //! An `accept` ends only our base chain: Docker's chains still run afterwards,
 //! so "allow" never opens more than Docker itself would.
@@ -49,6 +60,10 @@ pub const CHAIN_GUARDED: &str = "guarded";
 /// Traffic from a guarded interface to the host: is it for a port a running
 /// container publishes, which docker-proxy answers?
 pub const CHAIN_PROXY: &str = "docker-proxy";
+/// Drops and counts untracked packets the guard would judge.
+pub const CHAIN_UNTRACKED: &str = "untracked";
+/// Comment of the rules sending untracked packets to [`CHAIN_UNTRACKED`], and of its rule.
+pub const UNTRACKED_COMMENT: &str = "untracked (notrack): cannot be judged";
 /// The policy's rules, in order.
 pub const CHAIN_POLICY: &str = "rules";
 /// The default fate.
@@ -88,7 +103,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
 
     let mut forward = vec![rule(
         "only new connections are judged",
-        vec![Match::CtState(CtState::NotNew)],
+        vec![Match::CtState(CtState::EstablishedOrRelated)],
         Verdict::Accept,
     )];
     forward.extend(guard.interfaces.iter().map(|name| {
@@ -101,7 +116,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
 
     let mut input = vec![rule(
         "only new connections are judged",
-        vec![Match::CtState(CtState::NotNew)],
+        vec![Match::CtState(CtState::EstablishedOrRelated)],
         Verdict::Accept,
     )];
     input.extend(guard.interfaces.iter().map(|name| {
@@ -112,11 +127,22 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         )
     }));
 
-    let mut guarded = vec![rule(
+    // Untracked packets are never NATed: on this hook only routed ones reach a container.
+    let mut guarded: Vec<Rule> = DOCKER_BRIDGES
+        .iter()
+        .map(|bridge| {
+            rule(
+                UNTRACKED_COMMENT,
+                vec![Match::CtState(CtState::Untracked), Match::OifName(ifname(bridge))],
+                Verdict::Goto(CHAIN_UNTRACKED.into()),
+            )
+        })
+        .collect();
+    guarded.push(rule(
         "published by Docker (DNAT)",
         vec![Match::CtStatusDnat],
         Verdict::Goto(CHAIN_POLICY.into()),
-    )];
+    ));
     guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
         rule(
             "routed to a Docker bridge",
@@ -178,6 +204,11 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             name: CHAIN_PROXY.into(),
             hook: None,
             rules: proxy,
+        },
+        Chain {
+            name: CHAIN_UNTRACKED.into(),
+            hook: None,
+            rules: vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)],
         },
         Chain {
             name: CHAIN_POLICY.into(),
@@ -467,13 +498,17 @@ impl Compiler {
             }
         }
         let mut rules = Vec::new();
+        let mut untracked = Vec::new();
         let mut addresses = 0;
         for (binding, ports) in bindings {
             let ports = PortSet::from_ports(ports);
-            let (base, matches) = match binding {
-                Binding::Any => ("proxy".to_string(), vec![]),
+            // What the client dialled, from conntrack; and the same, from the
+            // packet itself, for untracked packets (never NATed).
+            let (base, matches, own) = match binding {
+                Binding::Any => ("proxy".to_string(), vec![], vec![]),
                 Binding::AnyOf(family) => (
                     format!("proxy-{}", family_suffix(family)),
+                    vec![Match::NfProto(family)],
                     vec![Match::NfProto(family)],
                 ),
                 Binding::Addr(addr) => {
@@ -483,7 +518,14 @@ impl Compiler {
                     let set = self.addr_set(&base, family, &AddrSet::from_addrs([addr]));
                     (
                         base,
-                        vec![Match::NfProto(family), Match::DialledAddrIn { family, set }],
+                        vec![
+                            Match::NfProto(family),
+                            Match::DialledAddrIn {
+                                family,
+                                set: set.clone(),
+                            },
+                        ],
+                        vec![Match::NfProto(family), Match::DestAddrIn { family, set }],
                     )
                 }
             };
@@ -497,10 +539,20 @@ impl Compiler {
                 );
                 let mut matches = matches.clone();
                 matches.push(Match::L4Proto(proto));
-                matches.push(Match::DialledPort(PortMatch::Set(set)));
+                matches.push(Match::DialledPort(PortMatch::Set(set.clone())));
                 rules.push(rule(PROXY_COMMENT, matches, Verdict::Goto(CHAIN_POLICY.into())));
+                let mut own = own.clone();
+                own.insert(0, Match::CtState(CtState::Untracked));
+                own.push(Match::L4Proto(proto));
+                own.push(Match::DestPort(PortMatch::Set(set)));
+                untracked.push(rule(
+                    UNTRACKED_COMMENT,
+                    own,
+                    Verdict::Goto(CHAIN_UNTRACKED.into()),
+                ));
             }
         }
+        rules.extend(untracked);
         rules
     }
 

@@ -428,6 +428,10 @@ pub struct Packet {
     pub proto: Proto,
     /// Whether conntrack sees a new connection.
     pub ct_new: bool,
+    /// Whether conntrack was told not to track it (`notrack`): then it has
+    /// no original tuple (`dialled`, `dialled_port` are its own destination)
+    /// and no NAT.
+    pub untracked: bool,
     /// Whether the connection was destination-NATed.
     pub ct_dnat: bool,
 }
@@ -454,6 +458,23 @@ impl Packet {
             proto: connection.proto,
             ct_new: true,
             ct_dnat: path == Path::Published,
+            untracked: false,
+        }
+    }
+
+    /// `connection`'s first packet arriving by `path` after a `notrack` rule
+    /// (in anyone's table) exempted it from conntrack: no DNAT happens, so
+    /// a packet for a published host port is for the host (docker-proxy).
+    pub fn untracked(connection: &Connection, path: Path) -> Self {
+        let path = match path {
+            Path::Published => Path::Proxied,
+            other => other,
+        };
+        Self {
+            ct_new: false,
+            ct_dnat: false,
+            untracked: true,
+            ..Self::on(connection, path)
         }
     }
 }
@@ -573,16 +594,28 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::OifName(name) => name.matches(&p.oif),
         Match::NfProto(f) => *f == family,
         Match::L4Proto(proto) => *proto == p.proto,
-        Match::CtState(CtState::New) => p.ct_new,
+        Match::CtState(CtState::New) => !p.untracked && p.ct_new,
+        Match::CtState(CtState::EstablishedOrRelated) => !p.untracked && !p.ct_new,
+        Match::CtState(CtState::Untracked) => p.untracked,
         Match::CtState(CtState::NotNew) => !p.ct_new,
-        Match::CtStatusDnat => p.ct_dnat,
+        // An untracked packet has no conntrack entry: every `ct` match fails.
+        Match::CtStatusDnat => !p.untracked && p.ct_dnat,
         Match::SourceIn { family: f, set } => *f == family && in_addr_set(ruleset, set, p.source),
         Match::DialledAddrIn { family: f, set } => {
-            *f == family
+            !p.untracked
+                && *f == family
                 && p.dialled
                     .is_some_and(|d| Family::of(d) == family && in_addr_set(ruleset, set, d))
         }
-        Match::DialledPort(ports) => ports.matches(p.dialled_port, ruleset),
+        Match::DialledPort(ports) => !p.untracked && ports.matches(p.dialled_port, ruleset),
+        // The packet's own destination is the dialled one unless it was NATed.
+        Match::DestAddrIn { family: f, set } => {
+            !p.ct_dnat
+                && *f == family
+                && p.dialled
+                    .is_some_and(|d| Family::of(d) == family && in_addr_set(ruleset, set, d))
+        }
+        Match::DestPort(ports) => !p.ct_dnat && ports.matches(p.dialled_port, ruleset),
         // Logging's rate limit: assume under the rate.
         Match::Limit { .. } => true,
         // Per-source limits: assume the source stays within them.

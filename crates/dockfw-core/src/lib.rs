@@ -53,6 +53,8 @@ pub mod docker;
 pub mod eval;
 pub mod interval;
 mod lint;
+pub mod names;
+mod nft_keywords;
 mod parse;
 pub mod policy;
 pub mod render;

@@ -8,6 +8,7 @@
 use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
 use crate::lint;
+use crate::names;
 use crate::policy::{
     Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortEntry, PortSet, Rule,
 };
@@ -27,10 +28,6 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Longest rule name: it goes into nftables comments and log prefixes.
-const MAX_NAME_LEN: usize = 64;
-/// Longest set name.
-const MAX_SET_NAME_LEN: usize = 32;
 /// The policy file format this version understands.
 const VERSION: i64 = 1;
 
@@ -325,23 +322,15 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
     };
     let log = read_bool(out, keys.take("log"), None, "log");
     let table_name = match keys.take("table") {
-        Some(value) => read_string(out, value, None, "table").and_then(|name| {
-            let valid = name.len() <= 64
-                && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
-                out.error(
-                    value.span(),
-                    None,
-                    format!("table name {name:?} is not a valid nftables name"),
-                    "use letters, digits, '_' and '-', starting with a letter, at most 64 characters"
-                        .to_string(),
-                );
-            }
-            valid.then(|| name.to_string())
-        }),
+        Some(value) => {
+            read_string(out, value, None, "table").and_then(|name| match names::check_table_name(name) {
+                Ok(()) => Some(name.to_string()),
+                Err(error) => {
+                    out.error(value.span(), None, error.problem, error.hint);
+                    None
+                }
+            })
+        }
         None => Some(DEFAULT_TABLE.to_string()),
     };
     let priority = match keys.take("priority") {
@@ -421,26 +410,12 @@ fn read_action(
     }
 }
 
-fn valid_set_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_SET_NAME_LEN
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 fn read_sets(out: &mut Collector<'_>, table: &DeTable<'_>) -> BTreeMap<String, AddrSet> {
     let mut sets = BTreeMap::new();
     for (key, value) in table {
         let name = key.get_ref().as_ref();
-        if !valid_set_name(name) {
-            out.error(
-                key.span(),
-                None,
-                format!("set name {name:?} is not allowed"),
-                format!("use letters, digits, '_' and '-' (at most {MAX_SET_NAME_LEN} characters)"),
-            );
+        if let Err(error) = names::check_set_name(name) {
+            out.error(key.span(), None, error.problem, error.hint);
             continue;
         }
         let items: Vec<&Value<'_>> = match value.get_ref() {
@@ -671,19 +646,6 @@ fn read_limit(out: &mut Collector<'_>, value: &Value<'_>, rule: &str) -> Option<
     })
 }
 
-fn valid_rule_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("a rule name cannot be empty".to_string());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!("a rule name has at most {MAX_NAME_LEN} bytes"));
-    }
-    if let Some(c) = name.chars().find(|c| c.is_control() || matches!(c, '"' | '\\')) {
-        return Err(format!("a rule name cannot contain {c:?}"));
-    }
-    Ok(())
-}
-
 fn read_rule(
     out: &mut Collector<'_>,
     table: &DeTable<'_>,
@@ -717,14 +679,14 @@ fn read_rule(
     let mut ok = true;
     let name = match name_value {
         Some(value) => match read_string(out, value, Some(&default_name), "name") {
-            Some(name) => match valid_rule_name(name) {
+            Some(name) => match names::check_rule_name(name) {
                 Ok(()) => name.to_string(),
-                Err(message) => {
+                Err(error) => {
                     out.error(
                         value.span(),
                         Some(&default_name),
-                        format!("name {name:?}: {message}"),
-                        None,
+                        format!("name {name:?}: {}", error.problem),
+                        error.hint,
                     );
                     ok = false;
                     default_name.clone()

@@ -227,7 +227,15 @@ impl std::fmt::Display for IfName {
 pub enum CtState {
     /// `ct state new`.
     New,
-    /// `ct state != new`: established, related, invalid or untracked.
+    /// `ct state established,related`: replies and the rest of a connection
+    /// already judged, and what conntrack relates to one (ICMP errors, FTP data).
+    EstablishedOrRelated,
+    /// `ct state untracked`: a packet conntrack was told not to track (a
+    /// `notrack` rule anywhere). It has no original tuple and is never NATed.
+    Untracked,
+    /// `ct state != new`: established, related, invalid or untracked. Not
+    /// compiled any more (it let untracked packets through); kept so that a
+    /// table written by an earlier version reads back, as a difference.
     NotNew,
 }
 
@@ -343,6 +351,18 @@ pub enum Match {
     /// `ct original proto-dst PORTS`: the port the client dialled, before DNAT.
     /// Must follow an [`Match::L4Proto`].
     DialledPort(PortMatch),
+    /// `ip daddr @set` / `ip6 daddr @set`: the packet's own destination. For
+    /// untracked packets, which have no original tuple and are never NATed,
+    /// it is the address the client dialled.
+    DestAddrIn {
+        /// Address family of the set (and of the packet).
+        family: Family,
+        /// Name of an address interval set.
+        set: String,
+    },
+    /// `th dport PORTS`: the packet's own destination port (the dialled one
+    /// for untracked packets). Must follow an [`Match::L4Proto`].
+    DestPort(PortMatch),
     /// `limit rate R burst B packets`: holds while the rule's overall rate
     /// stays under `rate` (used to rate-limit logging).
     Limit {

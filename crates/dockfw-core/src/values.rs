@@ -393,6 +393,13 @@ pub fn parse_ifname(text: &str) -> Result<IfName, ValueError> {
             None,
         ));
     }
+    // nft writes a prefix with its '*' (`iifname "eth*"`), within the same 15 bytes.
+    if wildcard && name.len() == MAX_LEN {
+        return Err(ValueError::new(
+            format!("interface pattern {text:?} is longer than {MAX_LEN} characters"),
+            format!("a {MAX_LEN}-character prefix matches only itself: write {name:?} without '*'"),
+        ));
+    }
     if let Some(c) = name
         .chars()
         .find(|c| c.is_whitespace() || matches!(c, '/' | '*' | '"' | '\\') || c.is_control())

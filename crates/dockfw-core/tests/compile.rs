@@ -1,7 +1,7 @@
 //! Compilation: layout, sets, containers, determinism, normalisation.
 
 use dockfw_core::compile::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
 };
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
@@ -36,7 +36,11 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     let forward = ruleset.chain(CHAIN_FORWARD).unwrap();
     let hook = forward.hook.unwrap();
     assert_eq!((hook.hook, hook.priority), (Hook::Forward, -7));
-    assert_eq!(forward.rules[0].matches, vec![Match::CtState(CtState::NotNew)]);
+    // Only established and related: untracked packets are judged below.
+    assert_eq!(
+        forward.rules[0].matches,
+        vec![Match::CtState(CtState::EstablishedOrRelated)]
+    );
     assert_eq!(forward.rules[0].verdict, Some(Verdict::Accept));
     assert_eq!(
         forward.rules[1].matches,
@@ -52,13 +56,29 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
             .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_GUARDED.into())))
     );
     let guarded = ruleset.chain(CHAIN_GUARDED).unwrap();
-    assert_eq!(guarded.rules[0].matches, vec![Match::CtStatusDnat]);
+    // Untracked packets routed to a Docker bridge cannot be judged: dropped.
+    for (rule, bridge) in guarded.rules[..2]
+        .iter()
+        .zip([IfName::Exact("docker0".into()), IfName::Prefix("br-".into())])
+    {
+        assert_eq!(
+            rule.matches,
+            vec![Match::CtState(CtState::Untracked), Match::OifName(bridge)]
+        );
+        assert_eq!(rule.verdict, Some(Verdict::Goto(CHAIN_UNTRACKED.into())));
+    }
+    let untracked = ruleset.chain(CHAIN_UNTRACKED).unwrap();
+    assert_eq!(untracked.rules.len(), 1);
+    assert_eq!(untracked.rules[0].matches, vec![]);
+    assert_eq!(untracked.rules[0].verdict, Some(Verdict::Drop));
+    let guarded = &guarded.rules[2..];
+    assert_eq!(guarded[0].matches, vec![Match::CtStatusDnat]);
     assert_eq!(
-        guarded.rules[1].matches,
+        guarded[1].matches,
         vec![Match::OifName(IfName::Exact("docker0".into()))]
     );
     assert_eq!(
-        guarded.rules[2].matches,
+        guarded[2].matches,
         vec![Match::OifName(IfName::Prefix("br-".into()))]
     );
     // The input chain (docker-proxy) hooks in at the same priority, and
@@ -66,7 +86,10 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     let input = ruleset.chain(CHAIN_INPUT).unwrap();
     let hook = input.hook.unwrap();
     assert_eq!((hook.hook, hook.priority), (Hook::Input, -7));
-    assert_eq!(input.rules[0].matches, vec![Match::CtState(CtState::NotNew)]);
+    assert_eq!(
+        input.rules[0].matches,
+        vec![Match::CtState(CtState::EstablishedOrRelated)]
+    );
     assert_eq!(input.rules[0].verdict, Some(Verdict::Accept));
     assert_eq!(
         input.rules[1..].iter().map(|r| &r.matches).collect::<Vec<_>>(),
@@ -487,7 +510,27 @@ fn the_docker_proxy_chain_judges_only_published_host_ports() {
     ];
     let ruleset = compiled(GUARD, &containers);
     let proxy = ruleset.chain(CHAIN_PROXY).unwrap();
-    let rules: Vec<&Vec<Match>> = proxy.rules.iter().map(|r| &r.matches).collect();
+    // Each rule has an untracked twin, after all of them, matching the
+    // packet's own destination (untracked packets have no original tuple).
+    let (tracked, untracked) = proxy.rules.split_at(proxy.rules.len() / 2);
+    for (rule, twin) in tracked.iter().zip(untracked) {
+        let own: Vec<Match> = rule
+            .matches
+            .iter()
+            .map(|m| match m {
+                Match::DialledAddrIn { family, set } => Match::DestAddrIn {
+                    family: *family,
+                    set: set.clone(),
+                },
+                Match::DialledPort(ports) => Match::DestPort(ports.clone()),
+                other => other.clone(),
+            })
+            .collect();
+        assert_eq!(twin.matches[0], Match::CtState(CtState::Untracked));
+        assert_eq!(twin.matches[1..], own[..]);
+        assert_eq!(twin.verdict, Some(Verdict::Goto(CHAIN_UNTRACKED.into())));
+    }
+    let rules: Vec<&Vec<Match>> = tracked.iter().map(|r| &r.matches).collect();
     let port_set = |name: &str| Match::DialledPort(PortMatch::Set(name.into()));
     assert_eq!(
         rules,
@@ -515,8 +558,7 @@ fn the_docker_proxy_chain_judges_only_published_host_ports() {
         ]
     );
     assert!(
-        proxy
-            .rules
+        tracked
             .iter()
             .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_POLICY.into())))
     );
@@ -683,4 +725,51 @@ fn containers_with_the_same_container_ports_share_a_routed_alternative() {
             Interval::new("172.17.0.2".parse().unwrap(), "172.17.0.3".parse().unwrap()).unwrap()
         ])
     );
+}
+
+/// Untracked packets (a `notrack` anywhere) the guard would judge are dropped
+/// in the `untracked` chain, whichever rule would allow them; others pass.
+#[test]
+fn untracked_packets_the_guard_would_judge_are_dropped() {
+    use dockfw_core::eval::{Packet, run};
+    use dockfw_core::{Connection, Path};
+    let containers = [container(
+        "web",
+        &[],
+        vec![
+            published(None, 8080, 80, Proto::Tcp),
+            published(Some("203.0.113.6"), 5353, 53, Proto::Udp),
+        ],
+        &["172.17.0.2"],
+    )];
+    let ruleset = compiled(
+        &format!("{GUARD}default = \"accept\"\n[[rule]]\nports = [8080, \"5353/udp\"]\n"),
+        &containers,
+    );
+    let connection = |port, proto, dialled: &str| Connection {
+        interface: "eth0".into(),
+        source: "198.51.100.7".parse().unwrap(),
+        dialled: Some(dialled.parse().unwrap()),
+        port,
+        proto,
+    };
+    let fate = |connection: &Connection, path, hook| {
+        let outcome = run(&ruleset, hook, &Packet::untracked(connection, path));
+        (outcome.verdict, outcome.chain)
+    };
+    let dropped = (Verdict::Drop, Some(CHAIN_UNTRACKED.to_string()));
+    let untouched = (Verdict::Accept, None);
+    // A published port: never DNATed when untracked, so for docker-proxy.
+    let web = connection(8080, Proto::Tcp, "192.0.2.1");
+    assert_eq!(fate(&web, Path::Published, Hook::Input), dropped);
+    let bound = connection(5353, Proto::Udp, "203.0.113.6");
+    assert_eq!(fate(&bound, Path::Proxied, Hook::Input), dropped);
+    // Routed to the container's own address.
+    let routed = connection(80, Proto::Tcp, "172.17.0.2");
+    assert_eq!(fate(&routed, Path::Routed, Hook::Forward), dropped);
+    // Not judged: another host port, the bound port on another address.
+    let ssh = connection(22, Proto::Tcp, "192.0.2.1");
+    assert_eq!(fate(&ssh, Path::Proxied, Hook::Input), untouched);
+    let elsewhere = connection(5353, Proto::Udp, "192.0.2.1");
+    assert_eq!(fate(&elsewhere, Path::Proxied, Hook::Input), untouched);
 }

@@ -136,3 +136,122 @@ fn the_plan_loads_and_replaces_itself() {
     assert_eq!(output.matches("chain forward {").count(), 1);
     assert_eq!(output.matches("chain input {").count(), 1);
 }
+
+/// A TOML string literal holding `text` exactly.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+/// A policy named and labelled with the given names: every set is used by a
+/// logging rule, so each name reaches a set, a comment and a log prefix.
+fn named_policy(table: &str, interfaces: &[String], sets: &[String], rules: &[String]) -> String {
+    let list = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|i| toml_string(i)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let mut text = format!(
+        "[guard]\ninterfaces = {}\ntable = {}\nlog = true\n[sets]\n",
+        list(interfaces),
+        toml_string(table)
+    );
+    for (i, set) in sets.iter().enumerate() {
+        text += &format!(
+            "{} = [\"198.51.100.{}/32\", \"2001:db8::{:x}\"]\n",
+            toml_string(set),
+            i % 250,
+            i + 1
+        );
+    }
+    for (i, name) in rules.iter().enumerate() {
+        let set = &sets[i % sets.len()];
+        text += &format!(
+            "[[rule]]\nname = {}\nfrom = [{}]\nports = [\"{}/tcp\"]\nlog = true\naction = \"{}\"\n",
+            toml_string(name),
+            toml_string(&format!("@{set}")),
+            1000 + i,
+            ["allow", "drop", "reject"][i % 3]
+        );
+    }
+    text
+}
+
+fn plan_of(text: &str) -> String {
+    match parse("names.toml", text) {
+        Ok(parsed) => render(&compile(&parsed.policy, &[])),
+        Err(error) => panic!("a valid policy was refused: {error:?}\n{text}"),
+    }
+}
+
+/// Every nftables keyword is refused as a table name, but as a set name (the
+/// kernel set is `set-KW-v4`), a rule name and an interface it loads.
+#[test]
+fn keywords_load_as_set_rule_and_interface_names() {
+    if !can_run() {
+        return;
+    }
+    let keywords: Vec<String> = dockfw_core::names::nft_keywords()
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let interfaces: Vec<String> = keywords.iter().filter(|k| k.len() <= 15).cloned().collect();
+    let plan = plan_of(&named_policy("dockfw", &interfaces, &keywords, &keywords));
+    let (ok, output) = in_netns("nft -c -f -", &plan);
+    assert!(ok, "nft -c rejected the plan:\n{output}");
+}
+
+mod random_names {
+    use super::*;
+    use dockfw_core::names::{check_rule_name, check_table_name};
+    use proptest::prelude::*;
+
+    fn table() -> impl Strategy<Value = String> {
+        "[a-zA-Z][a-zA-Z0-9_-]{0,63}".prop_filter("a valid table name", |n| check_table_name(n).is_ok())
+    }
+
+    fn set() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9][a-zA-Z0-9_-]{0,31}",
+            proptest::sample::select(dockfw_core::names::nft_keywords()).prop_map(String::from),
+        ]
+    }
+
+    fn rule_name() -> impl Strategy<Value = String> {
+        // Printable ASCII, punctuation nft gives meaning to, and non-ASCII.
+        "[ -~éß€中#;{}@*'`]{1,40}".prop_filter("a valid rule name", |n| check_rule_name(n).is_ok())
+    }
+
+    fn interface() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-zA-Z0-9._:;{}@#'-]{1,15}", "[a-zA-Z0-9._:;{}@#'-]{1,14}\\*"]
+    }
+
+    /// Several random policies in one nft script (one process per case).
+    fn policies() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            (
+                table(),
+                prop::collection::btree_set(interface(), 1..4),
+                prop::collection::btree_set(set(), 1..4),
+                prop::collection::btree_set(rule_name(), 1..5),
+            )
+                .prop_map(|(table, interfaces, sets, rules)| {
+                    let vec = |s: std::collections::BTreeSet<String>| s.into_iter().collect::<Vec<_>>();
+                    named_policy(&table, &vec(interfaces), &vec(sets), &vec(rules))
+                }),
+            1..6,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn plans_with_random_valid_names_load(texts in policies()) {
+            if !can_run() {
+                return Ok(());
+            }
+            let script: String = texts.iter().map(|text| plan_of(text)).collect();
+            let (ok, output) = in_netns("nft -c -f -", &script);
+            prop_assert!(ok, "nft -c rejected the plan:\n{}\n{}", output, script);
+        }
+    }
+}

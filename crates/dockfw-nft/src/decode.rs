@@ -181,6 +181,25 @@ fn family_of_saddr(offset: u32, len: u32) -> Option<Family> {
     }
 }
 
+fn family_of_daddr(offset: u32, len: u32) -> Option<Family> {
+    match (offset, len) {
+        (16, 4) => Some(Family::Ipv4),
+        (24, 16) => Some(Family::Ipv6),
+        _ => None,
+    }
+}
+
+/// The comparison after a port load.
+fn port_match(next: &Expr) -> Option<PortMatch> {
+    let port = |data: &[u8]| Some(u16::from_be_bytes(data.try_into().ok()?));
+    Some(match next {
+        Expr::Cmp { data, .. } => PortMatch::Single(port(data)?),
+        Expr::Range { from, to, .. } => PortMatch::Range(port(from)?, port(to)?),
+        Expr::Lookup { set, .. } => PortMatch::Set(set.clone()),
+        _ => return None,
+    })
+}
+
 fn rate(count: u64, unit: u64) -> Option<Rate> {
     let unit = [RateUnit::Second, RateUnit::Minute, RateUnit::Hour, RateUnit::Day]
         .into_iter()
@@ -220,13 +239,19 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
                 .find(|p| data[..] == [encode::ipproto(*p)])?;
             (Match::L4Proto(proto), 2)
         }
-        [E::Ct { key, dir: None }, E::Bitwise { .. }, E::Cmp { op, .. }, ..]
-            if *key == ct(libc::NFT_CT_STATE) =>
-        {
-            let state = if *op == libc::NFT_CMP_NEQ as u32 {
-                CtState::New
-            } else {
-                CtState::NotNew
+        [
+            E::Ct { key, dir: None },
+            E::Bitwise { mask, .. },
+            E::Cmp { op, .. },
+            ..,
+        ] if *key == ct(libc::NFT_CT_STATE) => {
+            let mask = u32::from_ne_bytes(mask.as_slice().try_into().ok()?);
+            let state = match (mask, *op == libc::NFT_CMP_NEQ as u32) {
+                (encode::CT_STATE_NEW, true) => CtState::New,
+                (encode::CT_STATE_NEW, false) => CtState::NotNew,
+                (encode::CT_STATE_ESTABLISHED_RELATED, true) => CtState::EstablishedOrRelated,
+                (encode::CT_STATE_UNTRACKED, true) => CtState::Untracked,
+                _ => return None,
             };
             (Match::CtState(state), 3)
         }
@@ -235,15 +260,18 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
         {
             (Match::CtStatusDnat, 3)
         }
+        [E::Payload { base, offset, len }, next, ..]
+            if *base == libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32 && (*offset, *len) == (2, 2) =>
+        {
+            (Match::DestPort(port_match(next)?), 2)
+        }
         [E::Payload { offset, len, .. }, E::Lookup { set, .. }, ..] => {
-            let family = family_of_saddr(*offset, *len)?;
-            (
-                Match::SourceIn {
-                    family,
-                    set: set.clone(),
-                },
-                2,
-            )
+            let set = set.clone();
+            match (family_of_saddr(*offset, *len), family_of_daddr(*offset, *len)) {
+                (Some(family), _) => (Match::SourceIn { family, set }, 2),
+                (None, Some(family)) => (Match::DestAddrIn { family, set }, 2),
+                (None, None) => return None,
+            }
         }
         [
             E::Payload { offset, len, .. },
@@ -302,14 +330,7 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
             )
         }
         [E::Ct { key, dir: Some(_) }, next, ..] if *key == ct(libc::NFT_CT_PROTO_DST) => {
-            let port = |data: &[u8]| Some(u16::from_be_bytes(data.try_into().ok()?));
-            let ports = match next {
-                E::Cmp { data, .. } => PortMatch::Single(port(data)?),
-                E::Range { from, to, .. } => PortMatch::Range(port(from)?, port(to)?),
-                E::Lookup { set, .. } => PortMatch::Set(set.clone()),
-                _ => return None,
-            };
-            (Match::DialledPort(ports), 2)
+            (Match::DialledPort(port_match(next)?), 2)
         }
         [
             E::Limit {
@@ -509,6 +530,8 @@ mod tests {
             Match::L4Proto(Proto::Udp),
             Match::CtState(CtState::New),
             Match::CtState(CtState::NotNew),
+            Match::CtState(CtState::EstablishedOrRelated),
+            Match::CtState(CtState::Untracked),
             Match::CtStatusDnat,
             Match::SourceIn {
                 family: Family::Ipv4,
@@ -525,6 +548,17 @@ mod tests {
             Match::DialledPort(PortMatch::Single(443)),
             Match::DialledPort(PortMatch::Range(8000, 8100)),
             Match::DialledPort(PortMatch::Set("p".into())),
+            Match::DestAddrIn {
+                family: Family::Ipv4,
+                set: "d4".into(),
+            },
+            Match::DestAddrIn {
+                family: Family::Ipv6,
+                set: "d6".into(),
+            },
+            Match::DestPort(PortMatch::Single(8080)),
+            Match::DestPort(PortMatch::Range(1, 2)),
+            Match::DestPort(PortMatch::Set("p".into())),
             Match::Limit { rate, burst: 10 },
             Match::SourceRateOver {
                 family: Family::Ipv4,
@@ -604,14 +638,15 @@ mod tests {
 
     #[test]
     fn foreign_shapes_are_refused() {
-        // ct state with another mask is not one of ours.
+        // ct state with another mask (here: invalid) is not one of ours;
+        // 6 (established,related) now is.
         let exprs = vec![
             Expr::Ct {
                 key: libc::NFT_CT_STATE as u32,
                 dir: None,
             },
             Expr::Bitwise {
-                mask: 6u32.to_ne_bytes().to_vec(),
+                mask: 1u32.to_ne_bytes().to_vec(),
                 xor: vec![0; 4],
             },
             Expr::Cmp {

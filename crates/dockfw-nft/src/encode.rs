@@ -35,6 +35,10 @@ pub(crate) const CONNLIMIT_F_INV: u32 = 1;
 pub(crate) const IPS_DST_NAT: u32 = 0x20;
 /// `NF_CT_STATE_BIT(IP_CT_NEW)`.
 pub(crate) const CT_STATE_NEW: u32 = 0x08;
+/// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
+pub(crate) const CT_STATE_ESTABLISHED_RELATED: u32 = 0x02 | 0x04;
+/// `NF_CT_STATE_UNTRACKED_BIT`.
+pub(crate) const CT_STATE_UNTRACKED: u32 = 0x40;
 /// The kernel's limit on expressions per rule (`NFT_RULE_MAXEXPRS`).
 const MAX_EXPRS: usize = 128;
 /// Longest object name (`NFT_NAME_MAXLEN` less the NUL).
@@ -587,6 +591,59 @@ pub(crate) fn saddr(family: Family) -> Expr {
     }
 }
 
+/// `ip daddr` / `ip6 daddr` => reg 1.
+pub(crate) fn daddr(family: Family) -> Expr {
+    let (offset, len) = match family {
+        Family::Ipv4 => (16, 4),
+        Family::Ipv6 => (24, 16),
+    };
+    Expr::Payload {
+        base: libc::NFT_PAYLOAD_NETWORK_HEADER as u32,
+        offset,
+        len,
+    }
+}
+
+/// `th dport` => reg 1.
+pub(crate) fn dport() -> Expr {
+    Expr::Payload {
+        base: libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32,
+        offset: 2,
+        len: 2,
+    }
+}
+
+/// `load` (a port into reg 1), then its comparison with `port`.
+fn port_exprs(load: Expr, port: &PortMatch) -> Result<Vec<Expr>> {
+    Ok(match port {
+        PortMatch::Single(port) => vec![
+            load,
+            Expr::Cmp {
+                op: libc::NFT_CMP_EQ as u32,
+                data: port.to_be_bytes().to_vec(),
+            },
+        ],
+        PortMatch::Range(first, last) => vec![
+            load,
+            Expr::Range {
+                op: libc::NFT_RANGE_EQ as u32,
+                from: first.to_be_bytes().to_vec(),
+                to: last.to_be_bytes().to_vec(),
+            },
+        ],
+        PortMatch::Set(set) => {
+            check_name("set", set, MAX_NAME)?;
+            vec![
+                load,
+                Expr::Lookup {
+                    set: set.clone(),
+                    flags: 0,
+                },
+            ]
+        }
+    })
+}
+
 /// `ct original KEY => reg 1`.
 fn ct_original(key: i32) -> Expr {
     Expr::Ct {
@@ -651,7 +708,6 @@ fn limit(rate: dockfw_core::ruleset::Rate, burst: u32, flags: u32) -> Result<Exp
 
 /// The expressions of one match.
 pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
-    let eq = libc::NFT_CMP_EQ as u32;
     Ok(match m {
         Match::IifName(name) => ifname(libc::NFT_META_IIFNAME, name)?.to_vec(),
         Match::OifName(name) => ifname(libc::NFT_META_OIFNAME, name)?.to_vec(),
@@ -660,6 +716,15 @@ pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
         Match::CtState(CtState::New) => ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_NEQ).to_vec(),
         Match::CtState(CtState::NotNew) => {
             ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_EQ).to_vec()
+        }
+        Match::CtState(CtState::EstablishedOrRelated) => ct_bits(
+            libc::NFT_CT_STATE,
+            CT_STATE_ESTABLISHED_RELATED,
+            libc::NFT_CMP_NEQ,
+        )
+        .to_vec(),
+        Match::CtState(CtState::Untracked) => {
+            ct_bits(libc::NFT_CT_STATE, CT_STATE_UNTRACKED, libc::NFT_CMP_NEQ).to_vec()
         }
         Match::CtStatusDnat => ct_bits(libc::NFT_CT_STATUS, IPS_DST_NAT, libc::NFT_CMP_NEQ).to_vec(),
         Match::SourceIn { family, set } => {
@@ -686,36 +751,18 @@ pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
                 },
             ]
         }
-        Match::DialledPort(port) => {
-            let load = ct_original(libc::NFT_CT_PROTO_DST);
-            match port {
-                PortMatch::Single(port) => vec![
-                    load,
-                    Expr::Cmp {
-                        op: eq,
-                        data: port.to_be_bytes().to_vec(),
-                    },
-                ],
-                PortMatch::Range(first, last) => vec![
-                    load,
-                    Expr::Range {
-                        op: libc::NFT_RANGE_EQ as u32,
-                        from: first.to_be_bytes().to_vec(),
-                        to: last.to_be_bytes().to_vec(),
-                    },
-                ],
-                PortMatch::Set(set) => {
-                    check_name("set", set, MAX_NAME)?;
-                    vec![
-                        load,
-                        Expr::Lookup {
-                            set: set.clone(),
-                            flags: 0,
-                        },
-                    ]
-                }
-            }
+        Match::DialledPort(port) => port_exprs(ct_original(libc::NFT_CT_PROTO_DST), port)?,
+        Match::DestAddrIn { family, set } => {
+            check_name("set", set, MAX_NAME)?;
+            vec![
+                daddr(*family),
+                Expr::Lookup {
+                    set: set.clone(),
+                    flags: 0,
+                },
+            ]
         }
+        Match::DestPort(port) => port_exprs(dport(), port)?,
         Match::Limit { rate, burst } => vec![limit(*rate, *burst, 0)?],
         Match::SourceRateOver {
             family,

@@ -229,6 +229,8 @@ pub(crate) fn set_refs(rule: &Rule) -> impl Iterator<Item = &str> {
         Match::SourceIn { set, .. }
         | Match::DialledAddrIn { set, .. }
         | Match::DialledPort(PortMatch::Set(set))
+        | Match::DestAddrIn { set, .. }
+        | Match::DestPort(PortMatch::Set(set))
         | Match::SourceRateOver { set, .. }
         | Match::SourceConnectionsOver { set, .. } => Some(set.as_str()),
         _ => None,
@@ -481,6 +483,8 @@ fn substituted(rule: &Rule, subst: &HashMap<&str, String>) -> Rule {
             Match::SourceIn { set, .. }
             | Match::DialledAddrIn { set, .. }
             | Match::DialledPort(PortMatch::Set(set))
+            | Match::DestAddrIn { set, .. }
+            | Match::DestPort(PortMatch::Set(set))
             | Match::SourceRateOver { set, .. }
             | Match::SourceConnectionsOver { set, .. } => set,
             _ => continue,

@@ -106,3 +106,120 @@ fn ipv4_and_ipv6_default_reject_is_refused() {
         Outcome::Refused,
     );
 }
+
+/// A `notrack` rule in someone else's table (raw prerouting) must not open
+/// what the policy drops: untracked packets get no DNAT, so a SYN for the
+/// published port 8080 is for the router itself, where docker-proxy (a
+/// stand-in listener) answers it; and a SYN routed to the server's own port 80
+/// meets no conntrack either. Both are dropped and counted in the `untracked`
+/// chain, for every source (they cannot be judged). A `notrack` for a port the
+/// guard does not judge (the router's own service on 2222) keeps working.
+#[test]
+fn notrack_opens_no_published_port() {
+    use dockfw_core::compile::{CHAIN_FORWARD, CHAIN_INPUT, CHAIN_UNTRACKED};
+    use dockfw_core::ruleset::{CtState, Match};
+    use dockfw_core::{Container, Proto, PublishedPort};
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    if !require_root("notrack_opens_no_published_port") {
+        return;
+    }
+    let lab = Lab::new("unt");
+    // docker-proxy's stand-in on 8080 and a host service on 2222, on the router.
+    let listeners = std::thread::spawn({
+        let path = format!("/run/netns/{}", lab.router);
+        move || {
+            let ns = std::fs::File::open(path).unwrap();
+            // SAFETY: setns on a namespace fd we hold; affects only this thread.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            [V4, V6]
+                .map(|f| [8080, 2222].map(|port| std::net::TcpListener::bind(sock(f.router, port)).unwrap()))
+        }
+    })
+    .join()
+    .unwrap();
+    for listener in listeners.into_iter().flatten() {
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+        });
+    }
+    lab::in_ns(
+        &lab.router,
+        &[
+            "nft",
+            "add table inet other; \
+             add chain inet other raw { type filter hook prerouting priority raw; }; \
+             add rule inet other raw tcp dport { 80, 8080, 2222 } notrack",
+        ],
+    );
+
+    let text = POLICY.replace("DEFAULT", "drop");
+    let policy = dockfw_core::parse("packets.toml", &text).unwrap().policy;
+    let web = Container {
+        name: "web".into(),
+        labels: Default::default(),
+        addresses: vec![V4.server.parse().unwrap(), V6.server.parse().unwrap()],
+        published: vec![PublishedPort {
+            host_addr: None,
+            host_port: 8080,
+            container_port: 80,
+            proto: Proto::Tcp,
+        }],
+    };
+    let ruleset = dockfw_core::compile(&policy, &[web]);
+    let mut nft = Nft::in_netns(format!("/run/netns/{}", lab.router)).unwrap();
+
+    // What the issue found: with `ct state != new accept` first, untracked
+    // packets went through.
+    let mut before = ruleset.clone();
+    for chain in &mut before.chains {
+        if chain.name == CHAIN_FORWARD || chain.name == CHAIN_INPUT {
+            chain.rules[0].matches = vec![Match::CtState(CtState::NotNew)];
+        }
+    }
+    nft.apply(&before).unwrap();
+    for f in [V4, V6] {
+        assert_eq!(
+            lab.probe(f.denied, f.router, 8080).0,
+            Outcome::Served,
+            "lab: untracked {}",
+            f.denied
+        );
+        assert_eq!(
+            lab.probe(f.denied, f.server, 80).0,
+            Outcome::Served,
+            "lab: untracked routed {}",
+            f.denied
+        );
+    }
+
+    nft.apply(&ruleset).unwrap();
+    for f in [V4, V6] {
+        for source in [f.denied, f.allowed] {
+            for (addr, port) in [(f.router, 8080), (f.server, 80)] {
+                assert_eq!(
+                    lab.probe(source, addr, port).0,
+                    Outcome::TimedOut,
+                    "untracked {source} -> {} must be dropped",
+                    sock(addr, port)
+                );
+            }
+            assert_eq!(
+                lab.probe(source, f.router, 2222).0,
+                Outcome::Served,
+                "the guard does not judge the router's own port 2222: its notrack keeps working"
+            );
+        }
+    }
+    let counters = nft.counters(&ruleset.table).unwrap();
+    let untracked = counters
+        .iter()
+        .find(|c| c.chain == CHAIN_UNTRACKED)
+        .unwrap_or_else(|| panic!("no counter in {CHAIN_UNTRACKED}: {counters:?}"));
+    assert!(untracked.packets >= 8, "{counters:?}");
+}

@@ -376,6 +376,8 @@ pub fn effective(ruleset: &Ruleset) -> Vec<(String, Option<BaseHook>, Vec<Rule>)
                             Match::SourceIn { set, .. }
                             | Match::DialledAddrIn { set, .. }
                             | Match::DialledPort(PortMatch::Set(set))
+                            | Match::DestAddrIn { set, .. }
+                            | Match::DestPort(PortMatch::Set(set))
                             | Match::SourceRateOver { set, .. }
                             | Match::SourceConnectionsOver { set, .. } => *set = contents(set),
                             _ => {}

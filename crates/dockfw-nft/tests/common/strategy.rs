@@ -434,6 +434,8 @@ fn mutate(mut ruleset: Ruleset, mutation: Mutation) -> Ruleset {
                     Match::SourceIn { set, .. }
                     | Match::DialledAddrIn { set, .. }
                     | Match::DialledPort(PortMatch::Set(set))
+                    | Match::DestAddrIn { set, .. }
+                    | Match::DestPort(PortMatch::Set(set))
                     | Match::SourceRateOver { set, .. }
                     | Match::SourceConnectionsOver { set, .. } => Some(set.clone()),
                     _ => None,
