@@ -196,6 +196,9 @@ fn flag_names(flags: u32) -> String {
     names.join(",")
 }
 
+/// Which differences a summary counts together: a test, singular, plural.
+type Group = (fn(&Difference) -> bool, &'static str, &'static str);
+
 impl Comparison {
     /// Whether the installed table is exactly the desired ruleset.
     pub fn matches(&self) -> bool {
@@ -217,7 +220,7 @@ impl Comparison {
                 covered += 1;
             }
         }
-        let groups: [(fn(&Difference) -> bool, &str, &str); 6] = [
+        let groups: [Group; 6] = [
             (
                 |d| matches!(d, Difference::ForeignRule { .. }),
                 "rule dockfw did not write",

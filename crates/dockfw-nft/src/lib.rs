@@ -46,7 +46,21 @@
 //!   nothing else committed since the last read). If a later transaction
 //!   fails, those already committed are undone the same way.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
-//!   "is our ruleset installed" is `installed == Some(desired)`.
+//!   "is our ruleset installed" is `installed == Some(desired)`; it fails
+//!   with [`Error::Unrecognised`] on anything dockfw does not write.
+//! * [`Nft::inspect`] reads everything in the table, whoever wrote it: table
+//!   flags and comment, chains (type, hook, priority, policy, devices, flags,
+//!   comment), sets (any type and flags, with elements), rules with every
+//!   expression, stateful objects and flowtables. [`InstalledTable::compare`]
+//!   lists every [`Difference`] from a ruleset and renders both as nft-like
+//!   text for a diff; see [`inspect`](InstalledTable) for what counts.
+//! * Ownership: every table dockfw creates carries the comment [`MARKER`],
+//!   written in the creating transaction. [`Nft::apply`], [`Nft::replace`]
+//!   and [`Nft::remove`] refuse a table that is not dockfw's
+//!   ([`Error::NotOwned`], see [`Owner`]) in a batch pinned to the generation
+//!   of the read that decided it; [`Nft::adopt`] and [`Nft::remove_foreign`]
+//!   act on it deliberately. A table of an earlier version (no marker) is
+//!   dockfw's when all of it decodes as dockfw's layout ([`Owner::Unmarked`]).
 //! * Kernel errors name the object at fault (table, set, chain, or rule by
 //!   chain, position and comment, and the match when the kernel points at
 //!   an expression) and say what the errno means there.
