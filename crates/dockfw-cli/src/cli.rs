@@ -8,8 +8,8 @@ use std::path::PathBuf;
 pub const EXIT_CODES: &str = "\
 Exit status:
   0  success (diff, status: installed table matches the policy)
-  1  differences (diff, status: not installed, or not matching the policy)
-  2  usage or policy error (nothing was changed)
+  1  differences (diff, status: not installed, not matching the policy, or not dockfw's table)
+  2  usage or policy error, or the table is not dockfw's (apply, remove; nothing was changed)
   3  kernel or permission error (the ruleset already installed stays as it was)
   4  Docker unreachable where Docker is required (--require-docker; watch)";
 
@@ -76,10 +76,15 @@ pub enum Command {
     ///
     /// A policy error or a kernel error leaves what was installed untouched. When the
     /// installed table already matches, nothing is changed (counters keep counting).
+    /// A table of that name that dockfw did not create is left alone (exit 2) unless
+    /// --adopt is given.
     Apply {
         /// Reinstall even when the installed table already matches.
         #[arg(long)]
         force: bool,
+        /// Replace the table even if dockfw did not create it (its contents are lost).
+        #[arg(long)]
+        adopt: bool,
     },
     /// Print the nft script `apply` would install. Needs no privilege.
     Plan,
@@ -92,7 +97,14 @@ pub enum Command {
     /// Say which rule decides a connection, and why the rules before it did not match.
     Explain(ExplainArgs),
     /// Delete dockfw's table (and nothing else).
-    Remove,
+    ///
+    /// A table of that name that dockfw did not create is left alone (exit 2) unless
+    /// --foreign is given.
+    Remove {
+        /// Delete the table even if dockfw did not create it.
+        #[arg(long)]
+        foreign: bool,
+    },
     /// Apply, then re-apply whenever Docker's containers change (runs until stopped).
     ///
     /// Keeps `container` and `labels` rules and the docker-proxy guard in step with

@@ -21,7 +21,8 @@ pub fn check(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
     let docker = session.docker(&parsed)?;
     let policy = &parsed.policy;
-    let warnings = parsed.warnings.len() + docker.diagnostics.len();
+    let foreign = foreign_table(session, &policy.guard.table);
+    let warnings = parsed.warnings.len() + docker.diagnostics.len() + usize::from(foreign.is_some());
     if session.global.json {
         let diagnostics: Vec<_> = parsed.warnings.iter().chain(&docker.diagnostics).collect();
         let report = serde_json::json!({
@@ -31,9 +32,18 @@ pub fn check(session: &Session) -> Result<Exit> {
             "sets": policy.sets.len(),
             "docker": { "reachable": docker.reachable, "problem": docker.problem },
             "diagnostics": diagnostics,
+            "foreign_table": foreign,
         });
         println!("{report:#}");
     } else if session.verbosity > Verbosity::Quiet {
+        if let Some(why) = &foreign {
+            anstream::eprintln!(
+                "{} table inet {} exists and is not dockfw's ({why}): `apply` will refuse to replace it \
+                 (choose another `table`, or `apply --adopt` to take it over)",
+                paint(WARN, "warning:"),
+                policy.guard.table
+            );
+        }
         anstream::println!(
             "{}: {}: {}, {}, {}",
             session.config_name(),
@@ -44,6 +54,16 @@ pub fn check(session: &Session) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// Why the policy's table, if it exists, is not dockfw's. `check` needs no
+/// privilege: when the table cannot be read (no CAP_NET_ADMIN), nothing is said.
+fn foreign_table(session: &Session, table: &str) -> Option<String> {
+    let table = session.global.table.as_deref().unwrap_or(table);
+    match session.nft().ok()?.inspect(table).ok()??.owner() {
+        dockfw_nft::Owner::Foreign { why } => Some(why.clone()),
+        _ => None,
+    }
 }
 
 pub fn plan(session: &Session) -> Result<Exit> {
@@ -82,7 +102,7 @@ pub struct Applied {
 
 /// Validates, compiles against Docker's containers, and installs the policy
 /// unless the installed table already matches it.
-pub fn install(session: &Session, force: bool) -> Result<Applied> {
+pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let start = Instant::now();
     let parsed = session.load_policy()?;
     let docker = session.docker(&parsed)?;
@@ -91,8 +111,12 @@ pub fn install(session: &Session, force: bool) -> Result<Applied> {
     let table = &ruleset.table;
     let context = || format!("cannot install {} into table inet {table}", session.config_name());
     // apply changes only what differs, and nothing when the table already matches
-    // (counters and rate-limit state carry on); --force rebuilds it from scratch.
-    let report = if force {
+    // (counters and rate-limit state carry on); --force rebuilds it from scratch;
+    // --adopt rebuilds it even if dockfw did not create it. Without --adopt a table
+    // that is not dockfw's is refused (exit 2), whatever else is asked.
+    let report = if adopt {
+        nft.adopt(&ruleset)
+    } else if force {
         nft.replace(&ruleset)
     } else {
         nft.apply(&ruleset)
@@ -107,8 +131,8 @@ pub fn install(session: &Session, force: bool) -> Result<Applied> {
     })
 }
 
-pub fn apply(session: &Session, force: bool) -> Result<Exit> {
-    let applied = install(session, force)?;
+pub fn apply(session: &Session, force: bool, adopt: bool) -> Result<Exit> {
+    let applied = install(session, force, adopt)?;
     print_applied(session, &applied)?;
     Ok(Exit::Success)
 }
@@ -188,12 +212,15 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
     Ok(())
 }
 
-pub fn remove(session: &Session) -> Result<Exit> {
+pub fn remove(session: &Session, foreign: bool) -> Result<Exit> {
     let table = session.table_without_policy();
-    let removed = session
-        .nft()?
-        .remove(&table)
-        .with_context(|| format!("cannot remove table inet {table}"))?;
+    let mut nft = session.nft()?;
+    let removed = if foreign {
+        nft.remove_foreign(&table)
+    } else {
+        nft.remove(&table)
+    }
+    .with_context(|| format!("cannot remove table inet {table}"))?;
     if session.global.json {
         println!("{:#}", serde_json::json!({ "table": table, "removed": removed }));
     } else if session.verbosity > Verbosity::Quiet {
@@ -206,27 +233,30 @@ pub fn remove(session: &Session) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The table body as nft text, without the replace-preamble of `render`.
-fn table_text(ruleset: &Ruleset) -> String {
-    let text = dockfw_core::render(ruleset);
-    let body = text
-        .find("\ntable inet ")
-        .map_or(text.as_str(), |i| &text[i + 1..]);
-    body.to_string()
-}
-
 pub fn diff(session: &Session) -> Result<Exit> {
     let parsed = session.load_policy()?;
     let docker = session.docker(&parsed)?;
     let desired = session.desired(&parsed, &docker);
-    let installed = session.nft()?.installed(&desired.table)?;
-    let installed_text = installed.as_ref().map(table_text).unwrap_or_default();
-    let desired_text = table_text(&desired);
-    let equal = installed.as_ref() == Some(&desired);
+    let table = &desired.table;
+    let installed = session.nft()?.inspect(table)?;
+    // Both sides rendered by the same code: everything the table holds, foreign
+    // parts included, shows up as text.
+    let comparison = installed.as_ref().map(|t| t.compare(&desired));
+    let desired_text = dockfw_nft::table_text(&desired);
+    let installed_text = comparison
+        .as_ref()
+        .map(|c| c.installed_text.clone())
+        .unwrap_or_default();
+    let equal = comparison.as_ref().is_some_and(dockfw_nft::Comparison::matches);
+    let foreign = installed.as_ref().and_then(|t| match t.owner() {
+        dockfw_nft::Owner::Foreign { why } => Some(why.clone()),
+        _ => None,
+    });
     let diff = similar::TextDiff::from_lines(&installed_text, &desired_text);
-    let installed_label = match installed {
-        Some(_) => format!("installed table inet {}", desired.table),
-        None => format!("installed (table inet {} is not installed)", desired.table),
+    let installed_label = match (&installed, &foreign) {
+        (None, _) => format!("installed (table inet {table} is not installed)"),
+        (Some(_), None) => format!("installed table inet {table}"),
+        (Some(_), Some(_)) => format!("installed table inet {table} (not dockfw's)"),
     };
     let unified = diff
         .unified_diff()
@@ -237,18 +267,31 @@ pub fn diff(session: &Session) -> Result<Exit> {
         )
         .to_string();
     if session.global.json {
+        let differences: Vec<String> = comparison
+            .iter()
+            .flat_map(|c| &c.differences)
+            .map(ToString::to_string)
+            .collect();
         let out = serde_json::json!({
-            "table": desired.table,
+            "table": table,
             "installed": installed.is_some(),
+            "owned": installed.is_some() && foreign.is_none(),
             "equal": equal,
+            "differences": differences,
             "diff": unified,
         });
         println!("{out:#}");
     } else if equal {
         if session.verbosity > Verbosity::Quiet {
-            println!("table inet {} matches {}", desired.table, session.config_name());
+            println!("table inet {table} matches {}", session.config_name());
         }
     } else {
+        if let Some(why) = &foreign {
+            anstream::println!(
+                "{} table inet {table} is not dockfw's ({why}); `apply` leaves it alone without --adopt",
+                paint(WARN, "note:"),
+            );
+        }
         for line in unified.lines() {
             let style = match line.as_bytes().first() {
                 Some(b'+') => ADDED,
@@ -277,8 +320,17 @@ struct RuleStatus {
 struct StatusOutput {
     table: String,
     installed: bool,
+    /// Whether the table is dockfw's (`false` also when not installed).
+    owned: bool,
+    /// Marked as dockfw's (`false` for a table of an earlier version, recognised by its content).
+    marked: bool,
     /// `None` when the policy could not be read.
     matches_policy: Option<bool>,
+    /// Every difference from the policy (empty when it matches or cannot be compared).
+    differences: Vec<String>,
+    /// A short reason the table differs, or why it is not dockfw's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     policy: String,
     interfaces: Vec<String>,
     rules: Vec<RuleStatus>,
@@ -312,19 +364,38 @@ pub fn status(session: &Session) -> Result<Exit> {
         None => session.table_without_policy(),
     };
     let mut nft = session.nft()?;
-    let installed = nft.installed(&table)?;
+    let inspected = nft.inspect(&table)?;
+    let owner = inspected.as_ref().map(|t| t.owner().clone());
+    let foreign = match &owner {
+        Some(dockfw_nft::Owner::Foreign { why }) => Some(why.clone()),
+        _ => None,
+    };
+    // Rows come from what decodes as dockfw's; the comparison covers everything.
+    let installed = inspected.as_ref().map(|t| t.recognised().clone());
     let mut resolutions = None;
+    let mut comparison = None;
     let matches_policy = match &parsed {
         Some(parsed) => {
             let docker = session.docker(parsed)?;
-            let matches = installed.as_ref() == Some(&session.desired(parsed, &docker));
+            let desired = session.desired(parsed, &docker);
+            comparison = inspected.as_ref().map(|t| t.compare(&desired));
             resolutions = docker
                 .reachable
                 .then(|| dockfw_core::docker::resolve(&parsed.policy, &docker.containers));
-            Some(matches)
+            Some(comparison.as_ref().is_some_and(dockfw_nft::Comparison::matches))
         }
         None => None,
     };
+    let reason = match (&foreign, &comparison) {
+        (Some(why), _) => Some(why.clone()),
+        (None, Some(c)) if !c.matches() => Some(c.summary()),
+        _ => None,
+    };
+    let differences: Vec<String> = comparison
+        .iter()
+        .flat_map(|c| &c.differences)
+        .map(ToString::to_string)
+        .collect();
     let counters = if installed.is_some() {
         nft.counters(&table)?
     } else {
@@ -377,13 +448,18 @@ pub fn status(session: &Session) -> Result<Exit> {
     let out = StatusOutput {
         table: table.clone(),
         installed: installed.is_some(),
+        owned: owner.as_ref().is_some_and(dockfw_nft::Owner::is_dockfw),
+        marked: owner == Some(dockfw_nft::Owner::Dockfw),
         matches_policy,
+        differences,
+        reason,
         policy: session.config_name(),
         interfaces,
         rules,
         default,
     };
     let exit = match (out.installed, matches_policy) {
+        _ if out.installed && !out.owned => Exit::Differs,
         (true, Some(true)) => Exit::Success,
         (_, None) => Exit::Usage,
         _ => Exit::Differs,
@@ -413,11 +489,16 @@ fn guarded_interfaces(ruleset: &Ruleset) -> Vec<String> {
 }
 
 fn print_status(out: &StatusOutput) {
+    let reason = out.reason.as_deref().unwrap_or_default();
     let state = match (out.installed, out.matches_policy) {
         (false, _) => paint(WARN, "not installed"),
+        (true, _) if !out.owned => format!(
+            "{} ({reason}); dockfw leaves it alone (`apply --adopt` takes it over)",
+            paint(WARN, "exists but is not dockfw's"),
+        ),
         (true, Some(true)) => format!("{}, matches {}", paint(GOOD, "installed"), out.policy),
         (true, Some(false)) => format!(
-            "{}, but {} (run `dockfw-nft diff`, then `dockfw-nft apply`)",
+            "{}, but {}: {reason} (run `dockfw-nft diff`, then `dockfw-nft apply`)",
             paint(GOOD, "installed"),
             paint(WARN, format!("differs from {}", out.policy))
         ),
@@ -427,8 +508,17 @@ fn print_status(out: &StatusOutput) {
         ),
     };
     anstream::println!("{} {state}", paint(BOLD, format!("table inet {}:", out.table)));
-    if !out.installed {
+    if !out.installed || !out.owned {
         return;
+    }
+    if !out.marked {
+        anstream::println!(
+            "{}",
+            paint(
+                DIM,
+                "written by an earlier dockfw (no ownership marker); `apply --force` adds it"
+            )
+        );
     }
     anstream::println!("guarding: {}", out.interfaces.join(", "));
     println!();

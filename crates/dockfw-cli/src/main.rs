@@ -38,13 +38,13 @@ fn main() -> ExitCode {
     }
     let session = Session::new(global);
     let result = match cli.command {
-        Command::Apply { force } => commands::apply(&session, force),
+        Command::Apply { force, adopt } => commands::apply(&session, force, adopt),
         Command::Plan => commands::plan(&session),
         Command::Diff => commands::diff(&session),
         Command::Status => commands::status(&session),
         Command::Check => commands::check(&session),
         Command::Explain(args) => commands::explain(&session, &args),
-        Command::Remove => commands::remove(&session),
+        Command::Remove { foreign } => commands::remove(&session, foreign),
         Command::Watch { settle } => watch::watch(&session, settle.into()),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
@@ -61,7 +61,11 @@ fn main() -> ExitCode {
 /// Which documented exit code an error maps to.
 fn exit_code(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
-        if cause.is::<dockfw_nft::Error>() {
+        if let Some(error) = cause.downcast_ref::<dockfw_nft::Error>() {
+            // Refusing to touch a table that is not ours is not a kernel failure.
+            if matches!(error, dockfw_nft::Error::NotOwned { .. }) {
+                return Exit::Usage;
+            }
             return Exit::Kernel;
         }
         if cause.is::<docker::Unreachable>() {
@@ -98,6 +102,11 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
                 ),
                 dockfw_nft::Error::Unrecognised { .. } => Some(
                     "someone else changed dockfw's table; `dockfw-nft apply` replaces it with the policy",
+                ),
+                dockfw_nft::Error::NotOwned { .. } => Some(
+                    "dockfw only changes tables it created: choose another `table` in the policy (or \
+                     --table), or take this one over deliberately with `apply --adopt` (its contents \
+                     are lost) or delete it with `remove --foreign`",
                 ),
                 _ => None,
             };

@@ -82,7 +82,7 @@ fn reconnect(session: &Session, host: Option<&str>) -> BlockingEvents {
 /// error, rather than an apply that forgets running containers.)
 fn apply_logged(session: &Session, why: &str) {
     log(session, &format!("applying ({why})"));
-    match install(session, false) {
+    match install(session, false, false) {
         Ok(applied) => {
             let _ = print_applied(session, &applied);
         }

@@ -31,8 +31,40 @@ pub(crate) fn comment(udata: &[u8]) -> Decoded<String> {
     Ok(String::new())
 }
 
+/// The comment in a set's userdata (`NFTNL_UDATA_SET_COMMENT`), if any;
+/// unreadable userdata counts as a comment, so it is never ignored.
+pub(crate) fn set_comment(udata: &[u8]) -> Option<String> {
+    const SET_COMMENT: u8 = 7;
+    let mut at = 0;
+    while at + 2 <= udata.len() {
+        let (kind, len) = (udata[at], udata[at + 1] as usize);
+        let Some(value) = udata.get(at + 2..at + 2 + len) else {
+            return Some(format!("(unreadable userdata {udata:02x?})"));
+        };
+        if kind == SET_COMMENT {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        at += 2 + len;
+    }
+    (at != udata.len()).then(|| format!("(unreadable userdata {udata:02x?})"))
+}
+
 /// A chain without its rules.
 pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
+    if !info.devices.is_empty() {
+        return Err(format!(
+            "chain `{}` is bound to devices {:?}",
+            info.name, info.devices
+        ));
+    }
+    // NFT_CHAIN_BASE (1) only says it is a base chain.
+    if info.flags & !1 != 0 {
+        return Err(format!("chain `{}` has flags {:#x}", info.name, info.flags));
+    }
+    if !info.userdata.is_empty() {
+        return Err(format!("chain `{}` has a comment or userdata", info.name));
+    }
     let hook = match &info.hook {
         None => None,
         Some((hooknum, priority, kind, policy)) => {
@@ -62,6 +94,11 @@ pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
 
 /// A set with its dumped `(key, flags)` elements.
 pub(crate) fn set(spec: &SetSpec, elems: Elems) -> Decoded<Set> {
+    // dockfw writes the key byte order only; nft adds typing hints of its
+    // own when it loads `plan`'s script. A comment is never dockfw's.
+    if let Some(comment) = set_comment(&spec.userdata) {
+        return Err(format!("set `{}` has comment {comment:?}", spec.name));
+    }
     let family = |key_type: u32, key_len: u32| match (key_type, key_len) {
         (TYPE_IPV4_ADDR, 4) => Ok(Family::Ipv4),
         (TYPE_IPV6_ADDR, 16) => Ok(Family::Ipv6),

@@ -66,6 +66,15 @@ pub enum Error {
         /// What could not be decoded, and where.
         what: String,
     },
+    /// The table exists and is not dockfw's (see [`crate::Owner`]); it was
+    /// left as it was.
+    #[error("table `{table}` is not dockfw's ({why}); it was left unchanged")]
+    NotOwned {
+        /// The table.
+        table: String,
+        /// Why it is not dockfw's.
+        why: String,
+    },
     /// An update spanning several transactions failed part-way (`cause`),
     /// and undoing the transactions already committed failed too
     /// (`rollback`). Every state the table passed through enforced the old

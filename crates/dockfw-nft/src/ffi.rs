@@ -70,6 +70,10 @@ fn rule_obj() -> Owned<sys::nftnl_rule> {
     // SAFETY: plain allocation, no preconditions.
     Owned::new(unsafe { sys::nftnl_rule_alloc() }, sys::nftnl_rule_free)
 }
+fn flowtable_obj() -> Owned<sys::nftnl_flowtable> {
+    // SAFETY: plain allocation, no preconditions.
+    Owned::new(unsafe { sys::nftnl_flowtable_alloc() }, sys::nftnl_flowtable_free)
+}
 fn gen_obj() -> Owned<sys::nftnl_gen> {
     // SAFETY: plain allocation, no preconditions.
     Owned::new(unsafe { sys::nftnl_gen_alloc() }, sys::nftnl_gen_free)
@@ -154,6 +158,21 @@ impl MsgWriter {
             sys::nftnl_table_set_u32(table.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, INET);
             sys::nftnl_table_set_str(table.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
             sys::nftnl_table_set_u32(table.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, 0);
+        }
+        if add {
+            // The ownership marker goes into every table dockfw creates, in the
+            // creating message itself; the kernel ignores it when the table
+            // already exists (table userdata cannot be changed in place).
+            let marker = crate::owner::table_userdata();
+            // SAFETY: `table` is live; libnftnl copies the bytes.
+            unsafe {
+                sys::nftnl_table_set_data(
+                    table.as_ptr(),
+                    sys::NFTNL_TABLE_USERDATA as u16,
+                    marker.as_ptr().cast(),
+                    marker.len() as u32,
+                );
+            }
         }
         let ty = if add {
             libc::NFT_MSG_NEWTABLE
@@ -469,6 +488,37 @@ impl MsgWriter {
                 })
                 .to_vec()
             }
+            Dump::Objects => {
+                let obj = Owned::new(
+                    // SAFETY: plain allocation, no preconditions.
+                    unsafe { sys::nftnl_obj_alloc() },
+                    sys::nftnl_obj_free,
+                );
+                // SAFETY: `obj` is live; libnftnl copies the string. Without a
+                // type the kernel dumps objects of every type.
+                unsafe { sys::nftnl_obj_set_str(obj.as_ptr(), sys::NFTNL_OBJ_TABLE as u16, table.as_ptr()) };
+                self.build(libc::NFT_MSG_GETOBJ as u32, INET as u16, flags, seq, |nlh| {
+                    // SAFETY: as in `table`.
+                    unsafe { sys::nftnl_obj_nlmsg_build_payload(nlh, obj.as_ptr()) }
+                })
+                .to_vec()
+            }
+            Dump::Flowtables => {
+                let obj = flowtable_obj();
+                // SAFETY: `obj` is live; libnftnl copies the string.
+                unsafe {
+                    sys::nftnl_flowtable_set_str(
+                        obj.as_ptr(),
+                        sys::NFTNL_FLOWTABLE_TABLE as u16,
+                        table.as_ptr(),
+                    )
+                };
+                self.build(NFT_MSG_GETFLOWTABLE, INET as u16, flags, seq, |nlh| {
+                    // SAFETY: as in `table`.
+                    unsafe { sys::nftnl_flowtable_nlmsg_build_payload(nlh, obj.as_ptr()) }
+                })
+                .to_vec()
+            }
             Dump::Rules => {
                 let obj = rule_obj();
                 // SAFETY: `obj` is live; libnftnl copies the string.
@@ -495,7 +545,13 @@ pub(crate) enum Dump<'a> {
     Sets,
     Elements(&'a str),
     Rules,
+    /// Stateful objects (counter, quota, ct helper, limit, …).
+    Objects,
+    Flowtables,
 }
+
+/// `NFT_MSG_GETFLOWTABLE` (not in the libc crate).
+const NFT_MSG_GETFLOWTABLE: u32 = 23;
 
 /// Everything a `NEWSET` message carries for dockfw's sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -787,9 +843,17 @@ pub(crate) fn parse_gen(msg: &[u8]) -> Result<u32, String> {
     Ok(unsafe { sys::nftnl_gen_get_u32(obj.as_ptr(), sys::NFTNL_GEN_ID as u16) })
 }
 
-/// The flags of a table from a `NEWTABLE` reply (`NFT_TABLE_F_*`; dockfw
-/// writes 0).
-pub(crate) fn parse_table_flags(msg: &[u8]) -> Result<u32, String> {
+/// A table's attributes as dumped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct TableInfo {
+    /// `NFT_TABLE_F_*` (dockfw writes 0).
+    pub flags: u32,
+    /// The table's userdata (nft keeps the table comment there).
+    pub userdata: Vec<u8>,
+}
+
+/// A table from a `NEWTABLE` reply.
+pub(crate) fn parse_table(msg: &[u8]) -> Result<TableInfo, String> {
     let nlh = header(msg)?;
     let obj = table_obj();
     // SAFETY: as in `parse_gen`.
@@ -797,8 +861,16 @@ pub(crate) fn parse_table_flags(msg: &[u8]) -> Result<u32, String> {
         unsafe { sys::nftnl_table_nlmsg_parse(nlh, obj.as_ptr()) },
         "table",
     )?;
-    // SAFETY: `obj` is live.
-    Ok(unsafe { sys::nftnl_table_get_u32(obj.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16) })
+    let t = obj.as_ptr();
+    // SAFETY: `t` is live; the data pointer points into it and is copied at once.
+    unsafe {
+        let mut len = 0u32;
+        let udata = sys::nftnl_table_get_data(t, sys::NFTNL_TABLE_USERDATA as u16, &mut len);
+        Ok(TableInfo {
+            flags: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16),
+            userdata: read_bytes(udata, len),
+        })
+    }
 }
 
 /// A chain as dumped.
@@ -810,6 +882,12 @@ pub(crate) struct ChainInfo {
     pub handle: u64,
     /// `(hooknum, priority, type, policy)` for base chains.
     pub hook: Option<(u32, i32, String, u32)>,
+    /// Devices a base chain is bound to (netdev/ingress hooks; dockfw binds none).
+    pub devices: Vec<String>,
+    /// `NFT_CHAIN_*` flags (the kernel sets `NFT_CHAIN_BASE` on base chains).
+    pub flags: u32,
+    /// The chain's userdata (nft keeps the chain comment there; dockfw writes none).
+    pub userdata: Vec<u8>,
 }
 
 pub(crate) fn parse_chain(msg: &[u8]) -> Result<ChainInfo, String> {
@@ -831,11 +909,35 @@ pub(crate) fn parse_chain(msg: &[u8]) -> Result<ChainInfo, String> {
                 sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16),
             )
         });
+        let is_set = |k: u32| sys::nftnl_chain_is_set(c, k as u16);
+        let mut devices = Vec::new();
+        if is_set(sys::NFTNL_CHAIN_DEV) {
+            devices.push(read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_DEV as u16)));
+        }
+        if is_set(sys::NFTNL_CHAIN_DEVICES) {
+            devices.extend(read_str_array(sys::nftnl_chain_get_array(
+                c,
+                sys::NFTNL_CHAIN_DEVICES as u16,
+            )));
+        }
+        let mut len = 0u32;
+        let udata = sys::nftnl_chain_get_data(c, sys::NFTNL_CHAIN_USERDATA as u16, &mut len);
         Ok(ChainInfo {
             table: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
             name: read_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
             handle: sys::nftnl_chain_get_u64(c, sys::NFTNL_CHAIN_HANDLE as u16),
             hook,
+            devices,
+            flags: if is_set(sys::NFTNL_CHAIN_FLAGS) {
+                sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_FLAGS as u16)
+            } else {
+                0
+            },
+            userdata: if len > 0 {
+                read_bytes(udata, len)
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -912,6 +1014,9 @@ pub(crate) struct RuleInfo {
     pub handle: u64,
     pub userdata: Vec<u8>,
     pub exprs: Vec<Expr>,
+    /// Each expression as text, for showing rules dockfw did not write
+    /// (state such as counter values left out).
+    pub texts: Vec<String>,
 }
 
 pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, String> {
@@ -925,6 +1030,7 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, String> {
         let mut len = 0u32;
         let udata = sys::nftnl_rule_get_data(r, sys::NFTNL_RULE_USERDATA as u16, &mut len);
         let mut exprs = Vec::new();
+        let mut texts = Vec::new();
         let iter = sys::nftnl_expr_iter_create(r);
         if iter.is_null() {
             std::process::abort();
@@ -932,6 +1038,7 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, String> {
         let mut e = sys::nftnl_expr_iter_next(iter);
         while !e.is_null() {
             exprs.push(read_expr(e));
+            texts.push(expr_text(e));
             e = sys::nftnl_expr_iter_next(iter);
         }
         sys::nftnl_expr_iter_destroy(iter);
@@ -941,6 +1048,251 @@ pub(crate) fn parse_rule(msg: &[u8]) -> Result<RuleInfo, String> {
             handle: sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16),
             userdata: read_bytes(udata, len),
             exprs,
+            texts,
+        })
+    }
+}
+
+/// Reads a NULL-terminated array of C strings.
+///
+/// # Safety
+/// `array` must be NULL or a NULL-terminated array of valid C strings that
+/// outlive the call.
+unsafe fn read_str_array(array: *const *const c_char) -> Vec<String> {
+    let mut out = Vec::new();
+    if array.is_null() {
+        return out;
+    }
+    let mut at = 0;
+    loop {
+        // SAFETY: the array is NULL-terminated (caller), so every index up to
+        // the terminator is in bounds.
+        let item = unsafe { *array.add(at) };
+        if item.is_null() {
+            return out;
+        }
+        // SAFETY: each item is a valid C string (caller).
+        out.push(unsafe { read_str(item) });
+        at += 1;
+    }
+}
+
+/// Runs a libnftnl `*_snprintf` into a buffer and returns the text.
+fn snprintf_text(print: impl FnOnce(*mut c_char, usize) -> i32) -> String {
+    let mut buf = vec![0u8; 4096];
+    let written = print(buf.as_mut_ptr().cast(), buf.len());
+    if written < 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).trim().to_string()
+}
+
+/// One expression as text: nft syntax for the few whose libnftnl text
+/// carries state or reads badly, libnftnl's `[ NAME … ]` for the rest (the
+/// form `nft --debug=netlink` prints).
+///
+/// # Safety
+/// `e` must point to a live expression.
+unsafe fn expr_text(e: *const sys::nftnl_expr) -> String {
+    // SAFETY (closures): `e` is live per the caller.
+    let is_set = |k: u32| unsafe { sys::nftnl_expr_is_set(e, k as u16) };
+    let u32_ = |k: u32| unsafe { sys::nftnl_expr_get_u32(e, k as u16) };
+    let u64_ = |k: u32| unsafe { sys::nftnl_expr_get_u64(e, k as u16) };
+    let string = |k: u32| unsafe { read_str(sys::nftnl_expr_get_str(e, k as u16)) };
+    let name = string(sys::NFTNL_EXPR_NAME);
+    match name.as_str() {
+        // Packet and byte counts are state, not content.
+        "counter" => "counter".into(),
+        "last" => "last".into(),
+        "quota" => {
+            let over = u32_(sys::NFTNL_EXPR_QUOTA_FLAGS) & 1 != 0;
+            let bytes = u64_(sys::NFTNL_EXPR_QUOTA_BYTES);
+            format!("quota {}{bytes} bytes", if over { "over " } else { "" })
+        }
+        "log" => {
+            let mut words = vec!["log".to_string()];
+            if is_set(sys::NFTNL_EXPR_LOG_PREFIX) {
+                words.push(format!("prefix {:?}", string(sys::NFTNL_EXPR_LOG_PREFIX)));
+            }
+            if is_set(sys::NFTNL_EXPR_LOG_GROUP) {
+                // SAFETY: `e` is live.
+                let group = unsafe { sys::nftnl_expr_get_u16(e, sys::NFTNL_EXPR_LOG_GROUP as u16) };
+                words.push(format!("group {group}"));
+            }
+            if is_set(sys::NFTNL_EXPR_LOG_LEVEL) {
+                words.push(format!("level {}", u32_(sys::NFTNL_EXPR_LOG_LEVEL)));
+            }
+            if is_set(sys::NFTNL_EXPR_LOG_SNAPLEN) && u32_(sys::NFTNL_EXPR_LOG_SNAPLEN) != 0 {
+                words.push(format!("snaplen {}", u32_(sys::NFTNL_EXPR_LOG_SNAPLEN)));
+            }
+            words.join(" ")
+        }
+        _ => {
+            let text = snprintf_text(|buf, len| {
+                // SAFETY: `buf` is valid for `len` bytes; `e` is live.
+                unsafe { sys::nftnl_expr_snprintf(buf, len, e, sys::NFTNL_OUTPUT_DEFAULT, 0) }
+            });
+            format!("[ {name} {text} ]")
+        }
+    }
+}
+
+/// A stateful object (counter, quota, ct helper, limit, …) as dumped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectInfo {
+    pub table: String,
+    pub name: String,
+    /// `NFT_OBJECT_*`.
+    pub kind: u32,
+    /// Its definition in nft syntax where known, else libnftnl's text;
+    /// state (counts, consumed bytes) left out.
+    pub text: String,
+}
+
+/// `nft`'s name for an `NFT_OBJECT_*` type.
+fn object_kind(kind: u32) -> &'static str {
+    match kind {
+        1 => "counter",
+        2 => "quota",
+        3 => "ct helper",
+        4 => "limit",
+        5 => "connlimit",
+        6 => "tunnel",
+        7 => "ct timeout",
+        8 => "secmark",
+        9 => "ct expectation",
+        10 => "synproxy",
+        _ => "object",
+    }
+}
+
+pub(crate) fn parse_object(msg: &[u8]) -> Result<ObjectInfo, String> {
+    let nlh = header(msg)?;
+    let obj = Owned::new(
+        // SAFETY: plain allocation, no preconditions.
+        unsafe { sys::nftnl_obj_alloc() },
+        sys::nftnl_obj_free,
+    );
+    // SAFETY: as in `parse_gen`.
+    parsed(unsafe { sys::nftnl_obj_nlmsg_parse(nlh, obj.as_ptr()) }, "object")?;
+    let o = obj.as_ptr();
+    // SAFETY (closures and block): `o` is live; string getters point into it.
+    let u32_ = |k: u32| unsafe { sys::nftnl_obj_get_u32(o, k as u16) };
+    let u64_ = |k: u32| unsafe { sys::nftnl_obj_get_u64(o, k as u16) };
+    let string = |k: u32| unsafe { read_str(sys::nftnl_obj_get_str(o, k as u16)) };
+    let kind = u32_(sys::NFTNL_OBJ_TYPE);
+    let name = string(sys::NFTNL_OBJ_NAME);
+    let body = match kind {
+        1 => String::new(),
+        2 => {
+            let over = u32_(sys::NFTNL_OBJ_QUOTA_FLAGS) & 1 != 0;
+            format!(
+                " {{ {}{} bytes }}",
+                if over { "over " } else { "" },
+                u64_(sys::NFTNL_OBJ_QUOTA_BYTES)
+            )
+        }
+        3 => {
+            // SAFETY: `o` is live.
+            let l4 = unsafe { sys::nftnl_obj_get_u8(o, sys::NFTNL_OBJ_CT_HELPER_L4PROTO as u16) };
+            let l4 = match i32::from(l4) {
+                libc::IPPROTO_TCP => "tcp".to_string(),
+                libc::IPPROTO_UDP => "udp".to_string(),
+                other => other.to_string(),
+            };
+            // SAFETY: `o` is live.
+            let l3 = unsafe { sys::nftnl_obj_get_u16(o, sys::NFTNL_OBJ_CT_HELPER_L3PROTO as u16) };
+            let l3 = match i32::from(l3) {
+                libc::NFPROTO_IPV4 => "ip".to_string(),
+                libc::NFPROTO_IPV6 => "ip6".to_string(),
+                libc::NFPROTO_INET => "inet".to_string(),
+                other => other.to_string(),
+            };
+            format!(
+                " {{ type {:?} protocol {l4}; l3proto {l3}; }}",
+                string(sys::NFTNL_OBJ_CT_HELPER_NAME)
+            )
+        }
+        4 => {
+            let unit = match u64_(sys::NFTNL_OBJ_LIMIT_UNIT) {
+                1 => "second".to_string(),
+                60 => "minute".to_string(),
+                3600 => "hour".to_string(),
+                86400 => "day".to_string(),
+                other => format!("{other}s"),
+            };
+            let bytes = u32_(sys::NFTNL_OBJ_LIMIT_TYPE) == 1;
+            format!(
+                " {{ rate {}{}/{unit} burst {} {} }}",
+                if u32_(sys::NFTNL_OBJ_LIMIT_FLAGS) & 1 != 0 {
+                    "over "
+                } else {
+                    ""
+                },
+                u64_(sys::NFTNL_OBJ_LIMIT_RATE),
+                u32_(sys::NFTNL_OBJ_LIMIT_BURST),
+                if bytes { "bytes" } else { "packets" }
+            )
+        }
+        _ => {
+            let text = snprintf_text(|buf, len| {
+                // SAFETY: `buf` is valid for `len` bytes; `o` is live.
+                unsafe { sys::nftnl_obj_snprintf(buf, len, o, sys::NFTNL_OUTPUT_DEFAULT, 0) }
+            });
+            format!(" {{ [ {text} ] }}")
+        }
+    };
+    Ok(ObjectInfo {
+        table: string(sys::NFTNL_OBJ_TABLE),
+        text: format!("{} {name}{body}", object_kind(kind)),
+        name,
+        kind,
+    })
+}
+
+/// A flowtable as dumped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlowtableInfo {
+    pub table: String,
+    pub name: String,
+    /// Its definition in nft syntax.
+    pub text: String,
+}
+
+pub(crate) fn parse_flowtable(msg: &[u8]) -> Result<FlowtableInfo, String> {
+    let nlh = header(msg)?;
+    let obj = flowtable_obj();
+    // SAFETY: as in `parse_gen`.
+    parsed(
+        unsafe { sys::nftnl_flowtable_nlmsg_parse(nlh, obj.as_ptr()) },
+        "flowtable",
+    )?;
+    let f = obj.as_ptr();
+    // SAFETY: `f` is live; string getters point into it.
+    unsafe {
+        let name = read_str(sys::nftnl_flowtable_get_str(f, sys::NFTNL_FLOWTABLE_NAME as u16));
+        let devices = read_str_array(sys::nftnl_flowtable_get_array(
+            f,
+            sys::NFTNL_FLOWTABLE_DEVICES as u16,
+        ));
+        let priority = sys::nftnl_flowtable_get_s32(f, sys::NFTNL_FLOWTABLE_PRIO as u16);
+        let flags = sys::nftnl_flowtable_get_u32(f, sys::NFTNL_FLOWTABLE_FLAGS as u16);
+        let mut text = format!("flowtable {name} {{ hook ingress priority {priority};");
+        if !devices.is_empty() {
+            text.push_str(&format!(" devices = {{ {} }};", devices.join(", ")));
+        }
+        if flags & 1 != 0 {
+            text.push_str(" flags offload;");
+        }
+        if flags & 2 != 0 {
+            text.push_str(" counter;");
+        }
+        text.push_str(" }");
+        Ok(FlowtableInfo {
+            table: read_str(sys::nftnl_flowtable_get_str(f, sys::NFTNL_FLOWTABLE_TABLE as u16)),
+            name,
+            text,
         })
     }
 }

@@ -46,7 +46,21 @@
 //!   nothing else committed since the last read). If a later transaction
 //!   fails, those already committed are undone the same way.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
-//!   "is our ruleset installed" is `installed == Some(desired)`.
+//!   "is our ruleset installed" is `installed == Some(desired)`; it fails
+//!   with [`Error::Unrecognised`] on anything dockfw does not write.
+//! * [`Nft::inspect`] reads everything in the table, whoever wrote it: table
+//!   flags and comment, chains (type, hook, priority, policy, devices, flags,
+//!   comment), sets (any type and flags, with elements), rules with every
+//!   expression, stateful objects and flowtables. [`InstalledTable::compare`]
+//!   lists every [`Difference`] from a ruleset and renders both as nft-like
+//!   text for a diff; see [`inspect`](InstalledTable) for what counts.
+//! * Ownership: every table dockfw creates carries the comment [`MARKER`],
+//!   written in the creating transaction. [`Nft::apply`], [`Nft::replace`]
+//!   and [`Nft::remove`] refuse a table that is not dockfw's
+//!   ([`Error::NotOwned`], see [`Owner`]) in a batch pinned to the generation
+//!   of the read that decided it; [`Nft::adopt`] and [`Nft::remove_foreign`]
+//!   act on it deliberately. A table of an earlier version (no marker) is
+//!   dockfw's when all of it decodes as dockfw's layout ([`Owner::Unmarked`]).
 //! * Kernel errors name the object at fault (table, set, chain, or rule by
 //!   chain, position and comment, and the match when the kernel points at
 //!   an expression) and say what the errno means there.
@@ -95,13 +109,17 @@ mod encode;
 mod error;
 mod expr;
 mod ffi;
+mod inspect;
 pub mod monitor;
 mod netlink;
+mod owner;
 mod plan;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{Error, Failure, Result};
+pub use inspect::{Comparison, Difference, InstalledTable, table_text};
+pub use owner::{MARKER, Owner};
 
 use dockfw_core::ruleset::Ruleset;
 use encode::{Batch, Object, Part};
@@ -269,11 +287,17 @@ enum Read {
 /// The raw contents of a table, read in one consistent generation (counter
 /// values zeroed: they are not part of what was applied).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TableDump {
-    flags: u32,
-    chains: Vec<ffi::ChainInfo>,
-    sets: Vec<(ffi::SetSpec, ffi::Elems)>,
-    rules: Vec<ffi::RuleInfo>,
+pub(crate) struct TableDump {
+    pub(crate) flags: u32,
+    /// Table userdata: dockfw's ownership marker (see [`owner`]).
+    pub(crate) userdata: Vec<u8>,
+    pub(crate) chains: Vec<ffi::ChainInfo>,
+    pub(crate) sets: Vec<(ffi::SetSpec, ffi::Elems)>,
+    pub(crate) rules: Vec<ffi::RuleInfo>,
+    /// Stateful objects; dockfw writes none.
+    pub(crate) objects: Vec<ffi::ObjectInfo>,
+    /// Flowtables; dockfw writes none.
+    pub(crate) flowtables: Vec<ffi::FlowtableInfo>,
 }
 
 impl TableDump {
@@ -291,6 +315,37 @@ impl TableDump {
 struct Snapshot {
     dump: TableDump,
     decoded: Result<Installed>,
+}
+
+impl Snapshot {
+    /// Whose the table is.
+    fn owner(&self) -> Owner {
+        owner_of(&self.dump, &self.decoded)
+    }
+}
+
+fn owner_of(dump: &TableDump, decoded: &Result<Installed>) -> Owner {
+    let what = match decoded {
+        Err(Error::Unrecognised { what, .. }) => what.clone(),
+        Err(other) => other.to_string(),
+        Ok(_) => String::new(),
+    };
+    owner::owner(
+        dump,
+        decoded.as_ref().map(|i| &i.ruleset).map_err(|_| what.as_str()),
+    )
+}
+
+/// [`Error::NotOwned`] unless the snapshot is of a table dockfw may change
+/// (or of no table).
+fn ensure_ours(table: &str, snapshot: Option<&Snapshot>) -> Result<()> {
+    match snapshot.map(Snapshot::owner) {
+        Some(Owner::Foreign { why }) => Err(Error::NotOwned {
+            table: table.to_string(),
+            why,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Set elements a read may take from an earlier read instead of dumping them
@@ -457,14 +512,19 @@ impl Nft {
         let table = ruleset.table.as_str();
         let started = Instant::now();
         let (generation, snapshot) = self.read(table, None, true)?;
+        // Ownership is decided on this read, and every batch below carries
+        // its generation: a table swapped meanwhile makes the kernel refuse.
+        ensure_ours(table, snapshot.as_ref())?;
         let mut report = ApplyReport::new(Change::Unchanged);
         report.generation = generation;
         let installed = match snapshot {
             None => None,
-            Some(snapshot) if snapshot.dump.flags != 0 => return self.replace(ruleset),
+            Some(snapshot) if snapshot.dump.flags != 0 => {
+                return self.rebuild(ruleset, false, Some(generation));
+            }
             Some(Snapshot { dump, decoded }) => match decoded {
                 Ok(installed) => Some((dump, installed)),
-                Err(Error::Unrecognised { .. }) => return self.replace(ruleset),
+                Err(Error::Unrecognised { .. }) => return self.rebuild(ruleset, false, Some(generation)),
                 Err(e) => return Err(e),
             },
         };
@@ -477,7 +537,10 @@ impl Nft {
         let original = installed.as_ref().map(|(_, i)| i.ruleset.clone());
         match self.converge(ruleset, generation, installed, &mut report) {
             Ok(()) => Ok(report),
-            Err(error) if report.transactions.is_empty() || matches!(error, Error::Mismatch { .. }) => {
+            Err(error)
+                if report.transactions.is_empty()
+                    || matches!(error, Error::Mismatch { .. } | Error::NotOwned { .. }) =>
+            {
                 Err(error)
             }
             Err(error) => match self.restore(table, original) {
@@ -492,23 +555,51 @@ impl Nft {
     }
 
     /// Replaces table `ruleset.table` with `ruleset` in one transaction
-    /// (delete the table and create it with everything in it), then reads it
-    /// back and checks it is exactly `ruleset`. Counters, rate limits and
-    /// meters start afresh.
+    /// (delete the table and create it with everything in it, marked as
+    /// dockfw's), then reads it back and checks it is exactly `ruleset`.
+    /// Counters, rate limits and meters start afresh.
     ///
     /// Unlike [`Nft::apply`] this is not glitch-free: on kernels whose set
     /// backend publishes a new set's elements after the rules (6.18 does),
     /// packets crossing the hook while the transaction commits may miss the
     /// sets and meet the default fate. Use it to start over deliberately.
     ///
+    /// A table that is not dockfw's ([`Owner::Foreign`]) is left alone:
+    /// [`Error::NotOwned`] (see [`Nft::adopt`]).
+    ///
     /// On error nothing was changed, except for [`Error::Mismatch`].
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        self.rebuild(ruleset, false, None)
+    }
+
+    /// [`Nft::replace`], whoever the table belongs to: a table dockfw did
+    /// not create is replaced (everything in it is lost) and becomes
+    /// dockfw's. For taking over a table deliberately.
+    pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        self.rebuild(ruleset, true, None)
+    }
+
+    /// Replaces the table in one transaction. Each attempt is based on a
+    /// settled read that found the table dockfw's (unless `adopt`), and
+    /// carries that read's generation, so the table cannot change hands
+    /// between the decision and the write; `read_in` is a generation such a
+    /// read was already made in.
+    fn rebuild(&mut self, ruleset: &Ruleset, adopt: bool, mut read_in: Option<u32>) -> Result<ApplyReport> {
         const ACTION: &str = "replace the table";
+        let table = ruleset.table.as_str();
         let mut report = ApplyReport::new(Change::Replaced);
         let mut batch = encode::replace(ruleset, self.seq, &mut self.writer)?;
         self.take_seqs(batch.msgs.len());
         for attempt in 1..=ATTEMPTS {
-            let generation = self.generation()?;
+            let generation = match read_in.take() {
+                Some(generation) => generation,
+                None if adopt => self.generation()?,
+                None => {
+                    let (generation, snapshot) = self.read(table, None, true)?;
+                    ensure_ours(table, snapshot.as_ref())?;
+                    generation
+                }
+            };
             report.attempts += 1;
             let Some(transaction) = self.commit(&mut batch, TransactionKind::Replace, generation, ruleset)?
             else {
@@ -517,11 +608,11 @@ impl Nft {
             };
             report.record(transaction);
             let started = Instant::now();
-            let installed = self.installed(&ruleset.table)?;
+            let installed = self.installed(table)?;
             report.verify_time += started.elapsed();
             if installed.as_ref() != Some(ruleset) {
                 return Err(Error::Mismatch {
-                    table: ruleset.table.clone(),
+                    table: table.to_string(),
                     difference: difference(ruleset, installed.as_ref()),
                 });
             }
@@ -593,6 +684,15 @@ impl Nft {
                 let started = Instant::now();
                 let (now, read) = self.read_decoded(table, None)?;
                 report.verify_time += started.elapsed();
+                if let Some((dump, installed)) = &read
+                    && let Owner::Foreign { why } = owner_of(dump, &Ok(installed.clone()))
+                {
+                    // Someone put a table of their own in its place.
+                    return Err(Error::NotOwned {
+                        table: table.to_string(),
+                        why,
+                    });
+                }
                 let unchanged =
                     read.as_ref().map(|(dump, _)| dump) == installed.as_ref().map(|(dump, _)| dump);
                 (generation, installed) = (now, read);
@@ -753,6 +853,25 @@ impl Nft {
             .transpose()
     }
 
+    /// Everything table `table` holds, read completely (see [`InstalledTable`]);
+    /// `None` if there is no such table. Consistent as [`Nft::installed`] is.
+    pub fn inspect(&mut self, table: &str) -> Result<Option<InstalledTable>> {
+        let (_, snapshot) = self.read(table, None, false)?;
+        Ok(snapshot.map(|snapshot| {
+            let what = match &snapshot.decoded {
+                Err(Error::Unrecognised { what, .. }) => what.clone(),
+                Err(other) => other.to_string(),
+                Ok(_) => String::new(),
+            };
+            let decoded = snapshot
+                .decoded
+                .as_ref()
+                .map(|i| &i.ruleset)
+                .map_err(|_| what.as_str());
+            InstalledTable::new(table, &snapshot.dump, decoded)
+        }))
+    }
+
     /// [`Nft::read`] of a settled table, failing if it cannot be decoded.
     fn read_decoded(
         &mut self,
@@ -840,9 +959,9 @@ impl Nft {
         };
         let seq = self.take_seqs(1);
         let msg = self.writer.get_table(seq, table);
-        let mut flags = 0;
+        let mut info = ffi::TableInfo::default();
         match self.request(ACTION, &msg, seq, |reply| {
-            flags = ffi::parse_table_flags(reply).map_err(protocol)?;
+            info = ffi::parse_table(reply).map_err(protocol)?;
             Ok(())
         })? {
             Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
@@ -891,16 +1010,31 @@ impl Nft {
             rules.push(rule);
             Ok(())
         })?;
+        let mut objects = Vec::new();
+        interrupted |= self.dump(Dump::Objects, table, |msg| {
+            objects.push(ffi::parse_object(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut flowtables = Vec::new();
+        interrupted |= self.dump(Dump::Flowtables, table, |msg| {
+            flowtables.push(ffi::parse_flowtable(msg).map_err(protocol)?);
+            Ok(())
+        })?;
         chains.retain(|c| c.table == table);
         rules.retain(|r| r.table == table);
+        objects.retain(|o| o.table == table);
+        flowtables.retain(|f| f.table == table);
         if interrupted {
             return Ok(Read::Interrupted);
         }
         Ok(Read::Table(TableDump {
-            flags,
+            flags: info.flags,
+            userdata: info.userdata,
             chains,
             sets,
             rules,
+            objects,
+            flowtables,
         }))
     }
 
@@ -953,34 +1087,77 @@ impl Nft {
         Ok(out)
     }
 
-    /// Deletes table `table` with everything in it. Returns whether it existed;
-    /// an absent table is not an error.
+    /// Deletes table `table` with everything in it, if it is dockfw's.
+    /// Returns whether it existed; an absent table is not an error. A table
+    /// dockfw did not create ([`Owner::Foreign`]) is left alone:
+    /// [`Error::NotOwned`] (see [`Nft::remove_foreign`]). The deletion
+    /// carries the generation of the read that found the table dockfw's.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
+        self.delete_table(table, false)
+    }
+
+    /// Deletes table `table` whoever it belongs to (for removing a table
+    /// dockfw did not create, deliberately). Returns whether it existed.
+    pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
+        self.delete_table(table, true)
+    }
+
+    fn delete_table(&mut self, table: &str, any_owner: bool) -> Result<bool> {
         const ACTION: &str = "remove the table";
-        let mut batch = Batch::new(self.seq);
-        let seq = batch.next_seq();
-        let msg = self.writer.table(false, libc::NLM_F_ACK, seq, table).to_vec();
-        batch.push(seq, &msg, Object::Table("delete table"));
-        batch.finish();
-        self.take_seqs(batch.msgs.len());
-        self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
-        let failures = self.collect_acks(&batch)?;
-        match failures.first().map(|f| f.errno) {
-            None => Ok(true),
-            Some(libc::ENOENT) => Ok(false),
-            Some(libc::EPERM) => Err(Error::PermissionDenied { action: ACTION }),
-            Some(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+        for attempt in 1..=ATTEMPTS {
+            let generation = if any_owner {
+                self.generation()?
+            } else {
+                let (generation, snapshot) = self.read(table, None, true)?;
+                if snapshot.is_none() {
+                    return Ok(false);
+                }
+                ensure_ours(table, snapshot.as_ref())?;
+                generation
+            };
+            let mut batch = Batch::new(self.seq);
+            let seq = batch.next_seq();
+            let msg = self.writer.table(false, libc::NLM_F_ACK, seq, table).to_vec();
+            batch.push(seq, &msg, Object::Table("delete table"));
+            batch.finish();
+            batch.set_genid(generation);
+            self.take_seqs(batch.msgs.len());
+            self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
+            let failures = self.collect_acks(&batch)?;
+            let restarted = failures.iter().any(|f| {
+                f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
+            });
+            if restarted {
+                std::thread::sleep(Duration::from_millis(1 << attempt));
+                continue;
+            }
+            return match failures.first().map(|f| f.errno) {
+                None => Ok(true),
+                Some(libc::ENOENT) => Ok(false),
+                Some(libc::EPERM) => Err(Error::PermissionDenied { action: ACTION }),
+                Some(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            };
         }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: ATTEMPTS,
+        })
     }
 }
 
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
 /// dockfw does not write.
-fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
+pub(crate) fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
     let unrecognised = |what: String| Error::Unrecognised {
         table: table.to_string(),
         what,
     };
+    if let Some(object) = dump.objects.first() {
+        return Err(unrecognised(format!("object {}", object.text)));
+    }
+    if let Some(flowtable) = dump.flowtables.first() {
+        return Err(unrecognised(format!("flowtable `{}`", flowtable.name)));
+    }
     let mut ruleset = Ruleset {
         table: table.to_string(),
         sets: Vec::new(),

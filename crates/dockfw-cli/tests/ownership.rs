@@ -1,0 +1,266 @@
+//! status/diff/apply/remove/check against tables others changed or own, run
+//! as a user would inside a network namespace of its own (`--netns NAME`).
+//! Tampering is done with the `nft` binary. Needs root; fails under CI=true
+//! without it.
+
+use assert_cmd::Command;
+use dockfw_nft::testing::require_root;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A named network namespace (as `ip netns add` makes), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "dfwt-own-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip netns add {name}");
+        Self(name)
+    }
+
+    fn nft(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+}
+
+fn dockfw(netns: &Netns, dir: &Path, args: &[&str], code: i32) -> Run {
+    let output = Command::cargo_bin("dockfw-nft")
+        .unwrap()
+        .env_remove("DOCKFW_CONFIG")
+        .env_remove("CLICOLOR_FORCE")
+        .current_dir(dir)
+        .args(["--netns", &netns.0, "--no-docker", "--config", "policy.toml"])
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    Run {
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dockfw-own-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[[rule]]
+name = "website"
+ports = ["80/tcp"]
+"#;
+
+#[test]
+fn tampering_is_shown_with_exit_1_and_repaired() {
+    if !require_root("tampering_is_shown_with_exit_1_and_repaired") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("tamper");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    dockfw(&netns, &dir, &["apply"], 0);
+
+    netns.nft(&[
+        "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
+    ]);
+    let status = dockfw(&netns, &dir, &["status"], 1);
+    assert!(
+        status
+            .stdout
+            .contains("differs from policy.toml: table is dormant: every chain is off"),
+        "{}",
+        status.stdout
+    );
+    let diff = dockfw(&netns, &dir, &["diff"], 1);
+    assert!(diff.stdout.contains("-\tflags dormant\n"), "{}", diff.stdout);
+    dockfw(&netns, &dir, &["apply"], 0);
+    dockfw(&netns, &dir, &["status"], 0);
+
+    netns.nft(&[
+        "insert", "rule", "inet", "dockfw", "forward", "tcp", "dport", "22", "accept",
+    ]);
+    netns.nft(&["add", "rule", "inet", "dockfw", "forward", "log", "group", "7"]);
+    netns.nft(&[
+        "add", "chain", "inet", "dockfw", "forward", "{", "policy", "drop", ";", "}",
+    ]);
+    netns.nft(&[
+        "add",
+        "set",
+        "inet",
+        "dockfw",
+        "foreign",
+        "{",
+        "type",
+        "ipv4_addr",
+        ";",
+        "}",
+    ]);
+    netns.nft(&[
+        "add", "quota", "inet", "dockfw", "q", "{", "over", "1000", "bytes", ";", "}",
+    ]);
+    netns.nft(&["add", "counter", "inet", "dockfw", "cnt"]);
+    let status = dockfw(&netns, &dir, &["status"], 1);
+    assert!(
+        status.stdout.contains("2 rules dockfw did not write"),
+        "{}",
+        status.stdout
+    );
+    let diff = dockfw(&netns, &dir, &["diff"], 1);
+    for line in [
+        "-\t\tmeta l4proto tcp th dport 22 accept\n",
+        "-\t\tlog group 7\n",
+        "-\t\ttype filter hook forward priority -5; policy drop;\n",
+        "-\tset foreign {",
+        "-\tquota q { over 1000 bytes }\n",
+        "-\tcounter cnt\n",
+    ] {
+        assert!(diff.stdout.contains(line), "{line:?} not in\n{}", diff.stdout);
+    }
+    let json = dockfw(&netns, &dir, &["--json", "diff"], 1);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["equal"], false);
+    assert_eq!(json["differences"].as_array().unwrap().len(), 6, "{json:#}");
+    dockfw(&netns, &dir, &["apply"], 0);
+    dockfw(&netns, &dir, &["diff"], 0);
+    let json = dockfw(&netns, &dir, &["--json", "status"], 0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        (json["owned"].clone(), json["marked"].clone()),
+        (true.into(), true.into())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_foreign_table_survives_apply_and_remove_unless_told() {
+    if !require_root("a_foreign_table_survives_apply_and_remove_unless_told") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("foreign");
+    std::fs::write(
+        dir.join("policy.toml"),
+        POLICY.replace("[guard]", "[guard]\ntable = \"filter\""),
+    )
+    .unwrap();
+    let host = "table inet filter {
+        chain input { type filter hook input priority 0; policy drop; tcp dport 22 accept; }
+        chain forward { type filter hook forward priority 0; policy drop; }
+    }";
+    std::fs::write(dir.join("host.nft"), host).unwrap();
+    netns.nft(&["-f", dir.join("host.nft").to_str().unwrap()]);
+    let before = netns.nft(&["list", "table", "inet", "filter"]);
+
+    let check = dockfw(&netns, &dir, &["check"], 0);
+    assert!(
+        check
+            .stderr
+            .contains("table inet filter exists and is not dockfw's"),
+        "{}",
+        check.stderr
+    );
+    let status = dockfw(&netns, &dir, &["status"], 1);
+    assert!(
+        status.stdout.contains("exists but is not dockfw's"),
+        "{}",
+        status.stdout
+    );
+    let diff = dockfw(&netns, &dir, &["diff"], 1);
+    assert!(diff.stdout.contains("not dockfw's"), "{}", diff.stdout);
+    let apply = dockfw(&netns, &dir, &["apply"], 2);
+    assert!(apply.stderr.contains("is not dockfw's"), "{}", apply.stderr);
+    assert!(apply.stderr.contains("--adopt"), "{}", apply.stderr);
+    dockfw(&netns, &dir, &["apply", "--force"], 2);
+    dockfw(&netns, &dir, &["remove", "--table", "filter"], 2);
+    assert_eq!(netns.nft(&["list", "table", "inet", "filter"]), before);
+
+    dockfw(&netns, &dir, &["apply", "--adopt"], 0);
+    dockfw(&netns, &dir, &["status"], 0);
+    let listing = netns.nft(&["list", "table", "inet", "filter"]);
+    assert!(listing.contains("comment \"managed by dockfw-nft\""), "{listing}");
+    // Now dockfw's: removed without a flag.
+    dockfw(&netns, &dir, &["remove", "--table", "filter"], 0);
+
+    // A foreign `table inet dockfw`: the same, and `remove --foreign` deletes it.
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    netns.nft(&[
+        "add",
+        "table",
+        "inet",
+        "dockfw",
+        "{",
+        "comment",
+        "\"not yours\"",
+        ";",
+        "}",
+    ]);
+    dockfw(&netns, &dir, &["apply"], 2);
+    dockfw(&netns, &dir, &["remove"], 2);
+    dockfw(&netns, &dir, &["remove", "--foreign"], 0);
+    dockfw(&netns, &dir, &["apply"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unmarked_dockfw_table_is_recognised() {
+    if !require_root("an_unmarked_dockfw_table_is_recognised") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("legacy");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let plan = dockfw(&netns, &dir, &["plan"], 0);
+    std::fs::write(dir.join("plan.nft"), plan.stdout).unwrap();
+    netns.nft(&["-f", dir.join("plan.nft").to_str().unwrap()]);
+    let status = dockfw(&netns, &dir, &["status"], 0);
+    assert!(status.stdout.contains("no ownership marker"), "{}", status.stdout);
+    dockfw(&netns, &dir, &["check"], 0);
+    dockfw(&netns, &dir, &["apply", "--force"], 0);
+    let status = dockfw(&netns, &dir, &["status"], 0);
+    assert!(
+        !status.stdout.contains("no ownership marker"),
+        "{}",
+        status.stdout
+    );
+    dockfw(&netns, &dir, &["remove"], 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,173 @@
+//! Which tables are dockfw's.
+//!
+//! Every table dockfw creates carries a comment, [`MARKER`], in its table
+//! userdata, written by the very message that creates it (so a table is
+//! never ours without the mark, nor marked without being ours). It is the
+//! TLV `nft` writes for `table inet NAME { comment "…" }` (type
+//! `NFTNL_UDATA_TABLE_COMMENT`, a NUL-terminated string), so `nft list
+//! table` shows it.
+//!
+//! The kernel cannot change a table's userdata in place: a `NEWTABLE` for an
+//! existing table updates its flags only and silently ignores the comment.
+//! So a table written by a dockfw version before the marker keeps having
+//! none until it is created anew. Such a table still counts as dockfw's when
+//! its whole content decodes as dockfw's layout (see [`Owner::Unmarked`]);
+//! it receives the marker the next time the table is rebuilt (`apply
+//! --force`, or `apply` repairing table flags), never by a glitch of its own.
+
+use crate::TableDump;
+use dockfw_core::compile::{
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY,
+};
+use dockfw_core::ruleset::Ruleset;
+
+/// The comment dockfw puts on the tables it creates.
+pub const MARKER: &str = "managed by dockfw-nft";
+
+/// `NFTNL_UDATA_TABLE_COMMENT`.
+const UDATA_TABLE_COMMENT: u8 = 0;
+
+/// Table userdata holding [`MARKER`] as the table comment.
+pub(crate) fn table_userdata() -> Vec<u8> {
+    let mut udata = vec![UDATA_TABLE_COMMENT, (MARKER.len() + 1) as u8];
+    udata.extend_from_slice(MARKER.as_bytes());
+    udata.push(0);
+    udata
+}
+
+/// The table comment in table userdata, if any (`None` also when the
+/// userdata cannot be read as nft writes it).
+pub(crate) fn table_comment(udata: &[u8]) -> Option<String> {
+    let mut at = 0;
+    while at + 2 <= udata.len() {
+        let (kind, len) = (udata[at], udata[at + 1] as usize);
+        let value = udata.get(at + 2..at + 2 + len)?;
+        if kind == UDATA_TABLE_COMMENT {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return String::from_utf8(text.to_vec()).ok();
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+/// Whose a table is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Owner {
+    /// Marked by dockfw when it created the table.
+    Dockfw,
+    /// Unmarked (written by a dockfw version before the marker), and
+    /// everything in it decodes as dockfw's layout: no table comment,
+    /// objects or flowtables; at least one chain, every chain named as dockfw
+    /// names them (`forward`, `input`, `guarded`, `docker-proxy`, `rules`,
+    /// `rule-N`, `default-fate`) and every chain, set and rule exactly as
+    /// dockfw encodes one. Table flags do not matter (they say nothing of
+    /// who wrote the content). Treated as dockfw's.
+    Unmarked,
+    /// Not dockfw's: `apply` and `remove` leave it alone unless told to take
+    /// it over.
+    Foreign {
+        /// Why it is not dockfw's, e.g. `its comment is "host firewall"`.
+        why: String,
+    },
+}
+
+impl Owner {
+    /// Whether dockfw may change or delete the table.
+    pub fn is_dockfw(&self) -> bool {
+        !matches!(self, Self::Foreign { .. })
+    }
+}
+
+/// Whose the dumped table is; `decoded` is its decoding as a dockfw ruleset
+/// (an error if anything in it is not dockfw's).
+pub(crate) fn owner(dump: &TableDump, decoded: Result<&Ruleset, &str>) -> Owner {
+    match table_comment(&dump.userdata) {
+        Some(comment) if comment == MARKER => return Owner::Dockfw,
+        Some(comment) => {
+            return Owner::Foreign {
+                why: format!("its comment is {comment:?}, not dockfw's {MARKER:?}"),
+            };
+        }
+        None if !dump.userdata.is_empty() => {
+            return Owner::Foreign {
+                why: "it carries userdata dockfw never writes".into(),
+            };
+        }
+        None => {}
+    }
+    let unmarked = |why: String| Owner::Foreign {
+        why: format!("it has no dockfw marker and {why}"),
+    };
+    if let Some(object) = dump.objects.first() {
+        return unmarked(format!("holds {}", object.text));
+    }
+    if let Some(flowtable) = dump.flowtables.first() {
+        return unmarked(format!("holds flowtable {}", flowtable.name));
+    }
+    let ruleset = match decoded {
+        Ok(ruleset) => ruleset,
+        Err(what) => return unmarked(format!("holds what dockfw does not write ({what})")),
+    };
+    if ruleset.chains.is_empty() {
+        return unmarked("no chains".into());
+    }
+    if let Some(chain) = ruleset.chains.iter().find(|c| !is_dockfw_chain_name(&c.name)) {
+        return unmarked(format!("a chain `{}` dockfw never names so", chain.name));
+    }
+    Owner::Unmarked
+}
+
+fn is_dockfw_chain_name(name: &str) -> bool {
+    [
+        CHAIN_FORWARD,
+        CHAIN_INPUT,
+        CHAIN_GUARDED,
+        CHAIN_PROXY,
+        CHAIN_POLICY,
+        CHAIN_DEFAULT,
+    ]
+    .contains(&name)
+        || name
+            .strip_prefix("rule-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_tlv_is_what_nft_writes() {
+        // nft -d netlink: `add table inet t { comment "x" }` sends udata 00 02 78 00.
+        let udata = table_userdata();
+        assert_eq!(udata[0], 0);
+        assert_eq!(udata[1] as usize, MARKER.len() + 1);
+        assert_eq!(*udata.last().unwrap(), 0);
+        assert_eq!(table_comment(&udata).as_deref(), Some(MARKER));
+        // The rule comment decoder reads the same TLV layout.
+        assert_eq!(crate::decode::comment(&udata).unwrap(), MARKER);
+        assert_eq!(table_comment(&[]), None);
+        assert_eq!(table_comment(&[0, 9, b'x']), None);
+    }
+
+    #[test]
+    fn dockfw_chain_names() {
+        for name in [
+            "forward",
+            "input",
+            "rules",
+            "rule-1",
+            "rule-120",
+            "default-fate",
+            "guarded",
+            "docker-proxy",
+        ] {
+            assert!(is_dockfw_chain_name(name), "{name}");
+        }
+        for name in ["INPUT", "filter", "rule-", "rule-x", "output"] {
+            assert!(!is_dockfw_chain_name(name), "{name}");
+        }
+    }
+}

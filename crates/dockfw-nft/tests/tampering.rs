@@ -1,0 +1,282 @@
+//! What others do to dockfw's table, and tables that are not dockfw's: every
+//! change is seen by `inspect`/`compare` and repaired by `apply`; a table
+//! dockfw did not create is never changed or deleted unless asked. Each test
+//! in network namespaces of its own; tampering is done with the `nft` binary.
+
+#[path = "common/lab.rs"]
+mod lab;
+
+use dockfw_nft::testing::{TestNetns, require_root};
+use dockfw_nft::{Change, Difference, Error, Nft, Owner};
+use lab::{Lab, Outcome, V4, V6};
+use std::process::Command;
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["ext0"]
+default = "reject"
+
+[sets]
+admins = ["10.1.0.2", "fd00:1::2"]
+
+[[rule]]
+name = "web"
+from = ["@admins"]
+ports = [8080]
+"#;
+
+fn ruleset(table: &str) -> dockfw_core::Ruleset {
+    let text = POLICY.replace("[guard]", &format!("[guard]\ntable = \"{table}\""));
+    let parsed = dockfw_core::parse("tampering.toml", &text).unwrap();
+    dockfw_core::compile(&parsed.policy, &[])
+}
+
+/// Runs `nft ARGS` inside the namespace at `netns` (a path).
+fn nft_cli(netns: &str, args: &[&str]) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .arg("nft")
+        .args(args)
+        .output()
+        .expect("nsenter/nft not runnable");
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nft_script(netns: &str, script: &str) {
+    let path = std::env::temp_dir().join(format!(
+        "dockfw-tamper-{}-{:?}.nft",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, script).unwrap();
+    nft_cli(netns, &["-f", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+}
+
+fn differences(nft: &mut Nft, want: &dockfw_core::Ruleset) -> Vec<Difference> {
+    let table = nft.inspect(&want.table).unwrap().expect("table installed");
+    table.compare(want).differences
+}
+
+#[test]
+fn dormant_table_opens_the_port_is_reported_and_repaired() {
+    if !require_root("dormant_table_opens_the_port_is_reported_and_repaired") {
+        return;
+    }
+    let lab = Lab::new("dor");
+    let want = ruleset("dockfw");
+    let netns = format!("/run/netns/{}", lab.router);
+    let mut nft = Nft::in_netns(&netns).unwrap();
+    nft.apply(&want).unwrap();
+    for f in [V4, V6] {
+        assert_eq!(
+            lab.probe(f.denied, f.router, 8080).0,
+            Outcome::Refused,
+            "{}",
+            f.denied
+        );
+    }
+
+    nft_cli(
+        &netns,
+        &[
+            "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
+        ],
+    );
+    // Every chain is off: the port the policy refuses is open.
+    for f in [V4, V6] {
+        assert_eq!(
+            lab.probe(f.denied, f.router, 8080).0,
+            Outcome::Served,
+            "{}",
+            f.denied
+        );
+    }
+    let table = nft.inspect("dockfw").unwrap().unwrap();
+    let comparison = table.compare(&want);
+    assert_eq!(comparison.differences, [Difference::TableFlags { flags: 1 }]);
+    assert_eq!(comparison.summary(), "table is dormant: every chain is off");
+    assert!(comparison.installed_text.contains("\tflags dormant\n"));
+
+    assert_eq!(nft.apply(&want).unwrap().change, Change::Replaced);
+    assert!(nft.inspect("dockfw").unwrap().unwrap().compare(&want).matches());
+    for f in [V4, V6] {
+        assert_eq!(
+            lab.probe(f.denied, f.router, 8080).0,
+            Outcome::Refused,
+            "{}",
+            f.denied
+        );
+    }
+}
+
+#[test]
+fn every_tampering_is_a_difference_and_apply_repairs_it() {
+    if !require_root("every_tampering_is_a_difference_and_apply_repairs_it") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    let want = ruleset("dockfw");
+    nft.apply(&want).unwrap();
+    let listing = nft_cli(&netns, &["list", "table", "inet", "dockfw"]);
+    assert!(listing.contains("comment \"managed by dockfw-nft\""), "{listing}");
+
+    let tamperings: [(&[&str], &str); 9] = [
+        (
+            &[
+                "insert", "rule", "inet", "dockfw", "forward", "tcp", "dport", "22", "accept",
+            ],
+            "meta l4proto tcp th dport 22 accept",
+        ),
+        (&["add", "rule", "inet", "dockfw", "rules", "accept"], "accept"),
+        (
+            &["add", "rule", "inet", "dockfw", "forward", "log", "group", "7"],
+            "log group 7",
+        ),
+        (
+            &[
+                "add", "chain", "inet", "dockfw", "forward", "{", "policy", "drop", ";", "}",
+            ],
+            "policy drop;",
+        ),
+        (
+            &[
+                "add",
+                "set",
+                "inet",
+                "dockfw",
+                "foreign",
+                "{",
+                "type",
+                "ipv4_addr",
+                ";",
+                "}",
+            ],
+            "set `foreign` dockfw did not write",
+        ),
+        (&["add", "counter", "inet", "dockfw", "cnt"], "counter cnt"),
+        (
+            &[
+                "add", "quota", "inet", "dockfw", "q", "{", "over", "1000", "bytes", ";", "}",
+            ],
+            "quota q { over 1000 bytes }",
+        ),
+        (
+            &[
+                "add", "ct", "helper", "inet", "dockfw", "h", "{", "type", "\"ftp\"", "protocol", "tcp", ";",
+                "}",
+            ],
+            "ct helper h { type \"ftp\" protocol tcp;",
+        ),
+        (
+            &[
+                "add",
+                "element",
+                "inet",
+                "dockfw",
+                "set-admins-v4",
+                "{",
+                "192.0.2.1",
+                "}",
+            ],
+            "set `set-admins-v4` differs",
+        ),
+    ];
+    for (args, shown) in tamperings {
+        nft_cli(&netns, args);
+        let found = differences(&mut nft, &want);
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert!(!found.is_empty(), "{args:?} not seen");
+        assert!(text.iter().any(|t| t.contains(shown)), "{args:?}: {text:#?}");
+        let report = nft.apply(&want).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_ne!(report.change, Change::Unchanged, "{args:?}");
+        assert_eq!(differences(&mut nft, &want), [], "{args:?} not repaired");
+        assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()));
+    }
+}
+
+const HOST_FILTER: &str = "table inet filter {
+    chain input { type filter hook input priority 0; policy drop; tcp dport 22 accept; }
+    chain forward { type filter hook forward priority 0; policy drop; }
+}
+";
+
+#[test]
+fn foreign_tables_are_left_alone_unless_adopted() {
+    if !require_root("foreign_tables_are_left_alone_unless_adopted") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    nft_script(&netns, HOST_FILTER);
+    let before = nft_cli(&netns, &["list", "table", "inet", "filter"]);
+    let want = ruleset("filter");
+
+    let table = nft.inspect("filter").unwrap().unwrap();
+    assert!(
+        matches!(table.owner(), Owner::Foreign { .. }),
+        "{:?}",
+        table.owner()
+    );
+    assert!(
+        table.text().contains("meta l4proto tcp th dport 22 accept"),
+        "{}",
+        table.text()
+    );
+    assert!(matches!(nft.apply(&want), Err(Error::NotOwned { .. })));
+    assert!(matches!(nft.replace(&want), Err(Error::NotOwned { .. })));
+    assert!(matches!(nft.remove("filter"), Err(Error::NotOwned { .. })));
+    assert_eq!(nft_cli(&netns, &["list", "table", "inet", "filter"]), before);
+
+    assert_eq!(nft.adopt(&want).unwrap().change, Change::Replaced);
+    let table = nft.inspect("filter").unwrap().unwrap();
+    assert_eq!(table.owner(), &Owner::Dockfw);
+    assert!(table.compare(&want).matches());
+
+    // A foreign `table inet dockfw` (someone else's comment): the same.
+    nft_cli(
+        &netns,
+        &[
+            "add", "table", "inet", "dockfw", "{", "comment", "\"mine\"", ";", "}",
+        ],
+    );
+    let want = ruleset("dockfw");
+    assert!(matches!(nft.apply(&want), Err(Error::NotOwned { .. })));
+    assert!(matches!(nft.remove("dockfw"), Err(Error::NotOwned { .. })));
+    assert!(nft.remove_foreign("dockfw").unwrap());
+    assert_eq!(nft.inspect("dockfw").unwrap(), None);
+}
+
+#[test]
+fn an_unmarked_table_in_dockfws_layout_is_recognised_as_ours() {
+    if !require_root("an_unmarked_table_in_dockfws_layout_is_recognised_as_ours") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    let want = ruleset("dockfw");
+    // What an earlier version left: the same table without the marker
+    // (`plan` loaded by nft writes no comment).
+    nft_script(&netns, &dockfw_core::render(&want));
+    let table = nft.inspect("dockfw").unwrap().unwrap();
+    assert_eq!(table.owner(), &Owner::Unmarked);
+    assert!(
+        table.compare(&want).matches(),
+        "{:?}",
+        table.compare(&want).differences
+    );
+    assert_eq!(nft.apply(&want).unwrap().change, Change::Unchanged);
+    // Rebuilding it marks it.
+    nft.replace(&want).unwrap();
+    assert_eq!(nft.inspect("dockfw").unwrap().unwrap().owner(), &Owner::Dockfw);
+    assert!(nft.remove("dockfw").unwrap());
+}
