@@ -9,8 +9,10 @@ pub const EXIT_CODES: &str = "\
 Exit status:
   0  success (diff, status: installed table matches the policy)
   1  differences (diff, status: not installed, not matching the policy, or not dockfw's table)
-  2  usage or policy error, or the table is not dockfw's (apply, remove; nothing was changed)
-  3  kernel or permission error (the ruleset already installed stays as it was)
+  2  usage or policy error, incl. a policy file that cannot be read, or the table is not
+     dockfw's (apply, remove); nothing was changed
+  3  kernel error, incl. no permission to change the firewall (the ruleset already
+     installed stays as it was)
   4  Docker unreachable where Docker is required (--require-docker; watch)";
 
 #[derive(Debug, Parser)]
@@ -59,6 +61,9 @@ pub struct Global {
     /// Fail (exit 4) when Docker cannot be reached, instead of warning.
     #[arg(long, global = true)]
     pub require_docker: bool,
+    /// Set for `watch`, which requires Docker whatever the options say.
+    #[arg(skip)]
+    pub watching: bool,
     /// Print data as JSON (check, plan, apply, diff, status, explain, remove).
     #[arg(long, global = true)]
     pub json: bool,

@@ -6,13 +6,23 @@ use anyhow::Result;
 use dockfw_core::{Container, Diagnostic};
 use std::fmt;
 
-/// Docker could not be reached and `--require-docker` was given.
+/// Docker could not be reached where it is required: by `--require-docker`,
+/// or by `watch`, which follows Docker's containers.
 #[derive(Debug)]
-pub struct Unreachable(pub dockfw_docker::Error);
+pub struct Unreachable {
+    pub error: dockfw_docker::Error,
+    /// Required by `watch` rather than by `--require-docker`.
+    pub by_watch: bool,
+}
 
 impl fmt::Display for Unreachable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (--require-docker)", self.0)
+        let by = if self.by_watch {
+            "watch needs Docker"
+        } else {
+            "--require-docker"
+        };
+        write!(f, "{} ({by})", self.error)
     }
 }
 
@@ -40,7 +50,11 @@ pub fn query(global: &Global) -> Result<DockerView> {
             reachable: true,
             ..DockerView::default()
         }),
-        Err(error) if global.require_docker => Err(Unreachable(error).into()),
+        Err(error) if global.require_docker => Err(Unreachable {
+            error,
+            by_watch: global.watching,
+        }
+        .into()),
         Err(error) => Ok(DockerView {
             problem: Some(format!(
                 "{error}; `container` and `labels` rules match nothing until the policy is applied \

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod docker;
 mod output;
+mod policy_file;
 mod session;
 mod watch;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Watch { .. }) {
         // Applying without Docker's answer would forget running containers.
         global.require_docker = true;
+        global.watching = true;
     }
     let session = Session::new(global);
     let result = match cli.command {
@@ -78,8 +80,15 @@ fn exit_code(error: &anyhow::Error) -> Exit {
 /// Prints an error with its cause chain and, where we know one, a hint.
 pub fn report(error: &anyhow::Error) {
     anstream::eprintln!("{} {error}", paint(BAD, "error:"));
+    let mut said = error.to_string();
     for cause in error.chain().skip(1) {
-        anstream::eprintln!("  {} {cause}", paint(DIM, "cause:"));
+        let cause = cause.to_string();
+        // Many errors already end with their source's message ("cannot X:
+        // Invalid argument"): say it once.
+        if !said.ends_with(&cause) {
+            anstream::eprintln!("  {} {cause}", paint(DIM, "cause:"));
+        }
+        said = cause;
     }
     if let Some(hint) = hint(error) {
         anstream::eprintln!("{} {hint}", paint(output::BOLD, "hint:"));
@@ -111,8 +120,13 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
                 _ => None,
             };
         }
-        if cause.is::<docker::Unreachable>() {
-            return Some("without --require-docker, Docker being away is only a warning");
+        if let Some(unreachable) = cause.downcast_ref::<docker::Unreachable>() {
+            return Some(if unreachable.by_watch {
+                "watch follows Docker's containers, so it needs Docker: start dockerd, or point \
+                 --docker-host (or DOCKER_HOST) at it"
+            } else {
+                "without --require-docker, Docker being away is only a warning"
+            });
         }
         if cause.is::<session::PolicyInvalid>() {
             return Some("fix the errors above; `dockfw-nft check` validates without changing anything");

@@ -4,6 +4,7 @@
 use crate::cli::Global;
 use crate::docker::{self, DockerView};
 use crate::output::{self, Verbosity};
+use crate::policy_file;
 use anyhow::{Context, Result, bail};
 use dockfw_core::{Parsed, Ruleset};
 use dockfw_nft::Nft;
@@ -52,9 +53,9 @@ impl Session {
     /// JSON) and errors. `--table` overrides the policy's table.
     pub fn load_policy(&self) -> Result<Parsed> {
         let path = &self.global.config;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the policy {}", path.display()))?;
-        match dockfw_core::parse(&self.config_name(), &text) {
+        let bytes =
+            policy_file::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+        match dockfw_core::parse_bytes(&self.config_name(), &bytes) {
             Ok(mut parsed) => {
                 if let Some(table) = &self.global.table {
                     parsed.policy.guard.table = table.clone();
@@ -86,9 +87,9 @@ impl Session {
         if let Some(table) = &self.global.table {
             return table.clone();
         }
-        std::fs::read_to_string(&self.global.config)
+        policy_file::read(&self.global.config)
             .ok()
-            .and_then(|text| dockfw_core::parse(&self.config_name(), &text).ok())
+            .and_then(|bytes| dockfw_core::parse_bytes(&self.config_name(), &bytes).ok())
             .map_or_else(
                 || dockfw_core::policy::DEFAULT_TABLE.to_string(),
                 |p| p.policy.guard.table,
@@ -101,8 +102,22 @@ impl Session {
             None => Ok(Nft::open()?),
             Some(netns) => {
                 let path = netns_path(netns)?;
-                Nft::in_netns(&path)
-                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
+                match Nft::in_netns(&path) {
+                    Ok(nft) => Ok(nft),
+                    // setns(2) refuses a file that is no namespace: a usage
+                    // error like a missing name, not a kernel failure.
+                    Err(dockfw_nft::Error::Io { source, .. })
+                        if source.raw_os_error() == Some(libc::EINVAL) =>
+                    {
+                        bail!(
+                            "{} is not a network namespace ({source}); `ip netns add NAME` makes one \
+                             under /run/netns, and /proc/PID/ns/net is a process's",
+                            path.display()
+                        )
+                    }
+                    Err(error) => Err(error)
+                        .with_context(|| format!("cannot enter network namespace {}", path.display())),
+                }
             }
         }
     }

@@ -28,7 +28,10 @@ pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
     }
     let host = session.global.docker_host.as_deref();
     // Docker is required: without it there is nothing to watch (exit 4).
-    let mut events = dockfw_docker::subscribe(host, DEFAULT_TIMEOUT).map_err(Unreachable)?;
+    let mut events = dockfw_docker::subscribe(host, DEFAULT_TIMEOUT).map_err(|error| Unreachable {
+        error,
+        by_watch: true,
+    })?;
     log(
         session,
         &format!("watching Docker at {} for container changes", events.host()),

@@ -69,7 +69,7 @@ pub use eval::{
     Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_on, evaluate_ruleset,
     evaluate_ruleset_on, explain, explain_on,
 };
-pub use parse::{Parsed, parse};
+pub use parse::{Parsed, parse, parse_bytes};
 pub use policy::{Action, Container, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};

@@ -2,15 +2,146 @@
 
 use crate::diag::{Collector, Diagnostic, Severity};
 use crate::policy::{AddrMatch, Guard, Policy, PortSet, Rule};
+use crate::ruleset::Proto;
 use crate::values::AddrSet;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+/// Upper bound on rule-to-rule comparisons of the "can never match" check,
+/// so a huge policy of rules without ports (each compared with every rule
+/// above it) still checks in about a second; past it, one warning says so.
+const MAX_SHADOW_COMPARISONS: usize = 50_000_000;
+/// A rule with at most this many ports is indexed port by port.
+const PORTS_INDEXED_ONE_BY_ONE: u32 = 64;
+/// Ports per block of the coarser index.
+const PORT_BLOCK: u32 = 64;
+/// A rule touching more blocks than this is compared with every later rule.
+const BLOCKS_INDEXED: u32 = 64;
+
+/// The rules seen so far, indexed by the ports they match, so that a rule is
+/// compared only with earlier rules that could cover it.
+///
+/// An earlier rule can only cover a later one if it matches the later rule's
+/// first port (or, when the later rule has no ports, every port): so the
+/// candidates are the rules holding that port, the rules holding its block,
+/// and the rules with no ports or too many to index. Each list is in rule
+/// order, and [`ShadowIndex::candidates`] merges them in rule order, so the
+/// first candidate that covers a rule is the first rule above it that does,
+/// exactly as comparing with every earlier rule would find.
+#[derive(Debug, Default)]
+struct ShadowIndex {
+    by_port: HashMap<(Proto, u16), Vec<usize>>,
+    by_block: HashMap<(Proto, u32), Vec<usize>>,
+    /// Rules without ports, or with too many to index.
+    broad: Vec<usize>,
+}
+
+impl ShadowIndex {
+    fn insert(&mut self, index: usize, rule: &Rule) {
+        let Some(ports) = &rule.ports else {
+            self.broad.push(index);
+            return;
+        };
+        let intervals = || {
+            [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .flat_map(|proto| ports.of(proto).iter().map(move |interval| (proto, *interval)))
+        };
+        let count: u32 = intervals()
+            .map(|(_, i)| u32::from(i.last) - u32::from(i.first) + 1)
+            .sum();
+        if count <= PORTS_INDEXED_ONE_BY_ONE {
+            for (proto, interval) in intervals() {
+                for port in interval.first..=interval.last {
+                    self.by_port.entry((proto, port)).or_default().push(index);
+                }
+            }
+            return;
+        }
+        let blocks = || {
+            intervals().flat_map(|(proto, i)| {
+                (u32::from(i.first) / PORT_BLOCK..=u32::from(i.last) / PORT_BLOCK).map(move |b| (proto, b))
+            })
+        };
+        let mut touched: Vec<(Proto, u32)> = blocks().collect();
+        touched.dedup();
+        if touched.len() > BLOCKS_INDEXED as usize {
+            self.broad.push(index);
+            return;
+        }
+        for block in touched {
+            self.by_block.entry(block).or_default().push(index);
+        }
+    }
+
+    /// The earlier rules that could cover `rule`, in rule order.
+    fn candidates(&self, rule: &Rule) -> impl Iterator<Item = usize> + '_ {
+        let first_port = rule.ports.as_ref().and_then(|ports| {
+            [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .find_map(|proto| ports.of(proto).first().map(|i| (proto, i.first)))
+        });
+        let (by_port, by_block): (&[usize], &[usize]) = match first_port {
+            Some((proto, port)) => (
+                self.by_port.get(&(proto, port)).map_or(&[], Vec::as_slice),
+                self.by_block
+                    .get(&(proto, u32::from(port) / PORT_BLOCK))
+                    .map_or(&[], Vec::as_slice),
+            ),
+            // Only a rule matching every port covers a rule without ports.
+            None => (&[], &[]),
+        };
+        merge(
+            merge(by_port.iter().copied(), by_block.iter().copied()),
+            self.broad.iter().copied(),
+        )
+    }
+}
+
+/// Merges two ascending sequences into one.
+fn merge(
+    a: impl IntoIterator<Item = usize>,
+    b: impl IntoIterator<Item = usize>,
+) -> impl Iterator<Item = usize> {
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x <= y => a.next(),
+        (Some(_), Some(_)) | (None, _) => b.next(),
+        (Some(_), None) => a.next(),
+    })
+}
 
 pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
+    let mut earlier_rules = ShadowIndex::default();
+    let mut comparisons = 0usize;
     for (index, rule) in policy.rules.iter().enumerate() {
-        if let Some(earlier) = policy.rules[..index]
-            .iter()
-            .find(|earlier| catches_all(earlier, rule, &policy.guard))
-        {
+        let mut shadowing = None;
+        for candidate in earlier_rules.candidates(rule) {
+            comparisons += 1;
+            if comparisons > MAX_SHADOW_COMPARISONS {
+                break;
+            }
+            if catches_all(&policy.rules[candidate], rule, &policy.guard) {
+                shadowing = Some(&policy.rules[candidate]);
+                break;
+            }
+        }
+        if comparisons > MAX_SHADOW_COMPARISONS {
+            out.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                location: rule.location.clone(),
+                rule: Some(rule.name.clone()),
+                message: format!(
+                    "this rule and those below it were not checked for rules that can never match: \
+                     comparing them with the rules above took more than {MAX_SHADOW_COMPARISONS} comparisons"
+                ),
+                hint: Some(
+                    "give rules ports: rules with ports are compared only with rules sharing a port"
+                        .to_string(),
+                ),
+            });
+            break;
+        }
+        if let Some(earlier) = shadowing {
             let line = earlier
                 .location
                 .as_ref()
@@ -26,6 +157,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
                 hint: Some(format!("move it above \"{}\", narrow \"{}\", or remove it", earlier.name, earlier.name)),
             });
         }
+        earlier_rules.insert(index, rule);
     }
     let used: BTreeSet<&str> = policy
         .rules
@@ -94,4 +226,50 @@ pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
         && interfaces()
         && addresses(&earlier.from, &later.from)
         && addresses(&earlier.to, &later.to)
+}
+
+#[cfg(all(test, feature = "proptest"))]
+mod tests {
+    use super::catches_all;
+    use crate::testing::rule_text;
+    use proptest::prelude::*;
+
+    /// The first earlier rule that covers each rule, comparing every pair:
+    /// what the indexed check must find.
+    fn shadowed_by_brute_force(policy: &crate::Policy) -> Vec<(String, String)> {
+        let rules = &policy.rules;
+        rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| {
+                rules[..i]
+                    .iter()
+                    .find(|earlier| catches_all(earlier, rule, &policy.guard))
+                    .map(|earlier| (rule.name.clone(), earlier.name.clone()))
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn indexed_shadowing_finds_what_comparing_every_pair_finds(
+            rules in (0..24usize).prop_flat_map(|n| (0..n).map(rule_text).collect::<Vec<_>>()),
+        ) {
+            let text = format!(
+                "[guard]\ninterfaces = [\"eth0\", \"eth1\", \"wg*\"]\n[sets]\na = [\"10.0.0.0/8\"]\nb = [\"192.0.2.0/24\"]\n{}",
+                rules.concat()
+            );
+            let parsed = crate::parse("p.toml", &text).unwrap();
+            let found: Vec<(String, String)> = parsed
+                .warnings
+                .iter()
+                .filter(|w| w.message.contains("can never match"))
+                .map(|w| {
+                    let earlier = w.message.split('"').nth(1).unwrap().to_string();
+                    (w.rule.clone().unwrap(), earlier)
+                })
+                .collect();
+            prop_assert_eq!(found, shadowed_by_brute_force(&parsed.policy));
+        }
+    }
 }

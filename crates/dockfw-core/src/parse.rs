@@ -74,6 +74,42 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyError> {
     }
 }
 
+/// Reads and validates a policy as read from a file: like [`parse`], but the
+/// bytes must first be UTF-8, and when they are not, the error points at the
+/// line and column of the first byte that is not.
+///
+/// ```
+/// let error = dockfw_core::parse_bytes("p.toml", b"[guard]\ninterfaces = [\"eth\xff\"]\n").unwrap_err();
+/// let location = error.diagnostics[0].location.as_ref().unwrap();
+/// assert_eq!((location.line, location.column), (2, 19));
+/// ```
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Parsed, PolicyError> {
+    let error = match std::str::from_utf8(bytes) {
+        Ok(text) => return parse(file, text),
+        Err(error) => error,
+    };
+    let valid = error.valid_up_to();
+    let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+    let mut out = Collector::new(file, before);
+    let bad: Vec<String> = bytes[valid..]
+        .iter()
+        .take(error.error_len().unwrap_or(bytes.len() - valid).min(4))
+        .map(|byte| format!("0x{byte:02x}"))
+        .collect();
+    out.error(
+        valid..valid,
+        None,
+        format!(
+            "the policy is not UTF-8 text: {} is not valid UTF-8",
+            bad.join(" ")
+        ),
+        "save the policy as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".to_string(),
+    );
+    Err(PolicyError {
+        diagnostics: out.into_sorted(),
+    })
+}
+
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The keys of one TOML table, read one by one; what is left unread is unknown.

@@ -77,6 +77,26 @@ fn parse_ip(text: &str) -> Result<IpAddr, ValueError> {
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
         .unwrap_or(text);
+    let addr = parse_bare_ip(text, bare)?;
+    // An IPv4 client reaches nftables as IPv4, never as ::ffff:a.b.c.d (only
+    // a dual-stack socket shows it so), so such an address would silently
+    // match nothing.
+    if let IpAddr::V6(v6) = addr
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Err(mapped_error(text, &v4.to_string()));
+    }
+    Ok(addr)
+}
+
+fn mapped_error(text: &str, ipv4: &str) -> ValueError {
+    ValueError::new(
+        format!("{text:?} is an IPv4-mapped IPv6 address, which no packet carries, so it would never match"),
+        format!("IPv4 clients are matched by their IPv4 address: write \"{ipv4}\""),
+    )
+}
+
+fn parse_bare_ip(text: &str, bare: &str) -> Result<IpAddr, ValueError> {
     bare.parse().map_err(|_| {
         let hint = if bare.contains(':') && bare.contains('%') {
             Some("interface scopes (%eth0) are not allowed; write the bare address".to_string())
@@ -97,7 +117,14 @@ fn parse_ip(text: &str) -> Result<IpAddr, ValueError> {
 }
 
 fn parse_cidr(text: &str, network: &str, len: &str) -> Result<IpRange, ValueError> {
-    let addr = parse_ip(network)?;
+    let addr = parse_ip(network).map_err(|error| {
+        // A mapped network: suggest the IPv4 network it stands for.
+        let mapped = network.parse::<Ipv6Addr>().ok().and_then(|a| a.to_ipv4_mapped());
+        match (mapped, len.parse::<u32>()) {
+            (Some(v4), Ok(len @ 96..=128)) => mapped_error(text, &format!("{v4}/{}", len - 96)),
+            _ => error,
+        }
+    })?;
     let bits = match addr {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,

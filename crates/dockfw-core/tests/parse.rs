@@ -550,3 +550,109 @@ fn diagnostics_serialise_to_json() {
     assert_eq!(json["diagnostics"][0]["rule"], "web");
     assert_eq!(json["diagnostics"][0]["severity"], "error");
 }
+
+#[test]
+fn text_that_is_not_utf8_is_located_at_the_bad_byte() {
+    let bytes = b"[guard]\ninterfaces = [\"eth0\"]\n[[rule]]\nname = \"caf\xe9\"\n";
+    let error = dockfw_core::parse_bytes("p.toml", bytes).unwrap_err();
+    assert_eq!(error.diagnostics.len(), 1, "{error}");
+    let shown = error.diagnostics[0].to_string();
+    assert!(
+        shown.starts_with("p.toml:4:12: error: the policy is not UTF-8 text: 0xe9 is not valid UTF-8"),
+        "{shown}"
+    );
+    // Columns count characters: the valid 'é' before the bad byte is one column.
+    let bytes = [&b"[guard]\n# \xc3\xa9"[..], b"\xff"].concat();
+    let error = dockfw_core::parse_bytes("p.toml", &bytes).unwrap_err();
+    let location = error.diagnostics[0].location.clone().unwrap();
+    assert_eq!((location.line, location.column), (2, 4));
+    // A character cut short at the end of the file.
+    let error = dockfw_core::parse_bytes("p.toml", b"[guard]\n\xe2\x82").unwrap_err();
+    assert!(
+        error.diagnostics[0].to_string().starts_with("p.toml:2:1: error:"),
+        "{error}"
+    );
+    // Valid UTF-8 reads exactly as `parse` reads it.
+    let text = format!("{GUARD}[[rule]]\nports = [80]\n");
+    let via_bytes = dockfw_core::parse_bytes("p.toml", text.as_bytes()).unwrap();
+    assert_eq!(via_bytes.policy, parse("p.toml", &text).unwrap().policy);
+}
+
+#[test]
+fn ipv4_mapped_ipv6_addresses_are_refused_with_the_ipv4_form() {
+    one_error(
+        &rule("from = [\"::ffff:1.2.3.4\"]"),
+        &[
+            "policy.toml:6:9: error: rule \"web\": from:",
+            "\"::ffff:1.2.3.4\" is an IPv4-mapped IPv6 address",
+            "never match",
+            "hint: IPv4 clients are matched by their IPv4 address: write \"1.2.3.4\"",
+        ],
+    );
+    one_error(
+        &rule("to = \"::ffff:198.51.100.7\""),
+        &["to:", "write \"198.51.100.7\""],
+    );
+    one_error(
+        &rule("from = [\"::ffff:10.0.0.0/104\"]"),
+        &["IPv4-mapped", "write \"10.0.0.0/8\""],
+    );
+    one_error(
+        &rule("from = [\"::ffff:10.0.0.1-::ffff:10.0.0.9\"]"),
+        &["IPv4-mapped", "write \"10.0.0.1\""],
+    );
+    one_error(
+        &format!("{GUARD}[sets]\nlan = [\"192.0.2.0/24\", \"::ffff:192.0.2.1\"]\n"),
+        &[
+            "policy.toml:4:24:",
+            "set \"lan\"",
+            "IPv4-mapped",
+            "write \"192.0.2.1\"",
+        ],
+    );
+    // Ordinary IPv6, and ranges merely spanning the mapped block, stay fine.
+    parse(
+        "p.toml",
+        &rule("from = [\"::/0\", \"2001:db8::1\", \"::1-::fffe:0:0\"]"),
+    )
+    .unwrap();
+}
+
+/// A policy of `rules` rules of one TCP port each, ports repeating past
+/// 65,535 (the shape of the 10 MB policy of issue 10).
+fn port_per_rule_policy(rules: usize) -> String {
+    use std::fmt::Write;
+    let mut text = String::from(GUARD);
+    for i in 0..rules {
+        let _ = write!(text, "[[rule]]\nports = [{}]\n", 1 + i % 65_535);
+    }
+    text
+}
+
+/// Large policies parse and lint, each rule that repeats an earlier port
+/// warned about once, naming the first rule with that port. (The time it
+/// takes is measured by `cargo xtask bench compile`, not asserted.)
+fn large_policy_parses_and_lints(rules: usize) {
+    let parsed = parse("big.toml", &port_per_rule_policy(rules)).unwrap();
+    assert_eq!(parsed.policy.rules.len(), rules);
+    assert_eq!(parsed.warnings.len(), rules.saturating_sub(65_535));
+    if let Some(first) = parsed.warnings.first() {
+        assert_eq!(first.rule.as_deref(), Some("rule 65536"));
+        assert!(
+            first.message.contains("rule \"rule 1\" (line 3) above it"),
+            "{first}"
+        );
+    }
+}
+
+#[test]
+fn a_policy_of_70_000_rules_parses_and_lints() {
+    large_policy_parses_and_lints(70_000);
+}
+
+/// Slow in a debug build; `cargo xtask bench compile` runs this size in release.
+#[test]
+#[ignore = "slow in debug builds: cargo test --release -p dockfw-core --test parse -- --ignored"]
+fn a_policy_of_500_000_rules_parses_and_lints() {
+    large_policy_parses_and_lints(500_000);
+}
