@@ -10,7 +10,8 @@ Exit status:
   0  success (diff, status: installed table matches the policy)
   1  differences (diff, status: not installed, or not matching the policy)
   2  usage or policy error (nothing was changed)
-  3  kernel or permission error (the ruleset already installed stays as it was)
+  3  kernel, permission or lock error (the ruleset already installed stays as it
+     was, unless the message says what was committed)
   4  Docker unreachable where Docker is required (--require-docker; watch)";
 
 #[derive(Debug, Parser)]
