@@ -11,8 +11,8 @@ Exit status:
   1  differences (diff, status: not installed, not matching the policy, or not dockfw's table)
   2  usage or policy error, incl. a policy file that cannot be read, or the table is not
      dockfw's (apply, remove); nothing was changed
-  3  kernel error, incl. no permission to change the firewall (the ruleset already
-     installed stays as it was)
+  3  kernel or lock error, incl. no permission to change the firewall (the ruleset already
+     installed stays as it was, unless the message says what was committed)
   4  Docker unreachable where Docker is required (--require-docker; watch)";
 
 #[derive(Debug, Parser)]

@@ -98,27 +98,7 @@ pub fn report(error: &anyhow::Error) {
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<dockfw_nft::Error>() {
-            return match error {
-                dockfw_nft::Error::PermissionDenied { .. } => {
-                    Some("run it as root (e.g. with sudo): changing the firewall needs CAP_NET_ADMIN")
-                }
-                dockfw_nft::Error::Busy { .. } => {
-                    Some("another program kept changing the firewall; try again in a moment")
-                }
-                dockfw_nft::Error::Rejected { .. } | dockfw_nft::Error::Mismatch { .. } => Some(
-                    "the policy is valid but the kernel refused it: `dockfw-nft plan` shows the \
-                     script; please report this with the policy and `uname -r`",
-                ),
-                dockfw_nft::Error::Unrecognised { .. } => Some(
-                    "someone else changed dockfw's table; `dockfw-nft apply` replaces it with the policy",
-                ),
-                dockfw_nft::Error::NotOwned { .. } => Some(
-                    "dockfw only changes tables it created: choose another `table` in the policy (or \
-                     --table), or take this one over deliberately with `apply --adopt` (its contents \
-                     are lost) or delete it with `remove --foreign`",
-                ),
-                _ => None,
-            };
+            return nft_hint(error);
         }
         if let Some(unreachable) = cause.downcast_ref::<docker::Unreachable>() {
             return Some(if unreachable.by_watch {
@@ -133,4 +113,40 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
         }
     }
     None
+}
+
+fn nft_hint(error: &dockfw_nft::Error) -> Option<&'static str> {
+    use dockfw_nft::Error;
+    match error {
+        Error::PermissionDenied { .. } => {
+            Some("run it as root (e.g. with sudo): changing the firewall needs CAP_NET_ADMIN")
+        }
+        Error::LockFile { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => Some(
+            "run it as root (e.g. with sudo): changing the firewall needs CAP_NET_ADMIN, and its \
+             lock lives under /run/dockfw-nft",
+        ),
+        Error::Locked { .. } => Some(
+            "dockfw commands changing one network namespace take turns (apply, remove, each apply of \
+             watch); try again when the other one is done",
+        ),
+        Error::Busy { .. } => Some("another program kept changing the firewall; try again in a moment"),
+        Error::Rejected { .. } | Error::Mismatch { .. } => Some(
+            "the policy is valid but the kernel refused it: `dockfw-nft plan` shows the \
+             script; please report this with the policy and `uname -r`",
+        ),
+        Error::Unrecognised { .. } => {
+            Some("someone else changed dockfw's table; `dockfw-nft apply` replaces it with the policy")
+        }
+        Error::NotOwned { .. } => Some(
+            "dockfw only changes tables it created: choose another `table` in the policy (or \
+             --table), or take this one over deliberately with `apply --adopt` (its contents \
+             are lost) or delete it with `remove --foreign`",
+        ),
+        Error::Undone { cause, .. } => nft_hint(cause),
+        Error::LeftAsIs { .. } | Error::RollbackFailed { .. } => Some(
+            "`dockfw-nft apply` brings the table to the policy from whatever it holds; \
+             `dockfw-nft diff` shows what differs now",
+        ),
+        _ => None,
+    }
 }

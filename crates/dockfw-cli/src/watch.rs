@@ -7,6 +7,10 @@
 //! starting) leads to one apply once it settles. If Docker cannot be asked
 //! mid-way, nothing is applied: the installed table stays until Docker
 //! answers again (never an apply that forgets running containers).
+//!
+//! Each apply takes the namespace's writer lock for its own duration only
+//! (inside `Nft::apply`), never for watch's whole life: a one-shot `apply` or
+//! `remove` beside a running watch waits at most for the apply under way.
 
 use crate::Exit;
 use crate::commands::{install, print_applied};

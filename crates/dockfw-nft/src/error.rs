@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,7 +41,10 @@ pub enum Error {
         /// Every failed message, in batch order.
         failures: Vec<Failure>,
     },
-    /// nf_tables kept changing under us (another program updating the firewall).
+    /// nf_tables kept changing under us (another program updating the
+    /// firewall) before anything was committed. (Giving up after a commit
+    /// is reported as [`Error::Undone`], [`Error::LeftAsIs`] or
+    /// [`Error::RollbackFailed`] with this as the cause.)
     #[error(
         "nf_tables was changed by someone else during each of {attempts} attempts to {action}; \
          gave up (nothing was changed by us)"
@@ -75,24 +80,108 @@ pub enum Error {
         /// Why it is not dockfw's.
         why: String,
     },
-    /// An update spanning several transactions failed part-way (`cause`),
-    /// and undoing the transactions already committed failed too
+    /// An update spanning several transactions failed part-way (`cause`)
+    /// after `committed` of them had committed; those were undone, so the
+    /// table holds the ruleset it held before again (rules that were
+    /// rewritten and rewritten back count afresh).
+    #[error(
+        "applying table `{table}` failed after {} had committed; they were undone, so the \
+         table holds the ruleset it held before: {}",
+        transactions(*.committed),
+        Summary(cause)
+    )]
+    Undone {
+        /// The table.
+        table: String,
+        /// How many transactions had committed before the failure.
+        committed: usize,
+        /// Why the update failed.
+        cause: Box<Error>,
+    },
+    /// An update spanning several transactions failed part-way (`cause`)
+    /// after `committed` of them had committed, and another program changed
+    /// nf_tables after our first commit (our table between our commits, or
+    /// anything after our last), so they were not undone: an undo could
+    /// have overwritten that program's work. Every state between our
+    /// transactions enforces the old or the new policy, never a mix; `now`
+    /// says what the table holds. Applying again converges.
+    #[error(
+        "applying table `{table}` failed after {} had committed: {}\n  another program \
+         changed nf_tables after our first commit, so {}; {now}; run apply again",
+        transactions(*.committed),
+        Summary(cause),
+        match undone {
+            0 => "they were not undone (that could overwrite its work)".to_string(),
+            n => format!("undoing them stopped after {} (going on could overwrite its work)", transactions(*n)),
+        }
+    )]
+    LeftAsIs {
+        /// The table.
+        table: String,
+        /// How many transactions had committed before the failure.
+        committed: usize,
+        /// Why the update failed.
+        cause: Box<Error>,
+        /// Transactions of the undo that had committed when another
+        /// program's commit stopped it (usually none).
+        undone: usize,
+        /// What the table holds now, as read after giving up.
+        now: String,
+    },
+    /// An update spanning several transactions failed part-way (`cause`)
+    /// after `committed` of them had committed, and undoing them failed too
     /// (`rollback`). Every state the table passed through enforced the old
     /// or the new policy, never a mix, but it now holds neither exactly;
     /// applying again converges.
     #[error(
-        "applying table `{table}` failed part-way and undoing it failed too, so the table \
-         holds neither the old nor the new ruleset exactly (it enforces one of them; apply \
-         again):\n  failure: {}\n  undoing: {rollback}",
-        Summary(cause)
+        "applying table `{table}` failed after {} had committed, and undoing them failed too, \
+         so the table holds neither the old nor the new ruleset exactly (it enforces one of \
+         them; run apply again):\n  failure: {}\n  undoing: {}",
+        transactions(*.committed),
+        Summary(cause),
+        Summary(rollback)
     )]
     RollbackFailed {
         /// The table.
         table: String,
+        /// How many transactions had committed before the failure.
+        committed: usize,
         /// Why the update failed.
         cause: Box<Error>,
         /// Why undoing it failed.
         rollback: Box<Error>,
+    },
+    /// Another dockfw writer (`apply`, `remove`, `watch`, or a program using
+    /// this library) held the network namespace's writer lock for the whole
+    /// wait. Nothing was changed.
+    #[error(
+        "another dockfw writer{} holds the lock for this network namespace ({}); gave up \
+         after waiting {:.1?}; nothing was changed",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        path.display(),
+        waited
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The pid the holder wrote into the lock file, if it had yet.
+        holder: Option<u32>,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The writer lock file could not be created, opened or locked. Nothing
+    /// was changed.
+    #[error(
+        "cannot take the lock that makes dockfw writers take turns ({}): {source}; nothing \
+         was changed",
+        path.display()
+    )]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
     },
     /// The kernel answered in a way we did not expect.
     #[error("unexpected nf_tables reply while trying to {action}: {detail}")]
@@ -111,6 +200,14 @@ impl Error {
         } else {
             Self::Io { action, source }
         }
+    }
+}
+
+/// "1 transaction", "3 transactions".
+fn transactions(count: usize) -> String {
+    match count {
+        1 => "1 transaction".to_string(),
+        n => format!("{n} transactions"),
     }
 }
 

@@ -44,7 +44,22 @@
 //!   must be exactly what that step should leave (elements are dumped again
 //!   only for the sets the step wrote, when the generation shows that
 //!   nothing else committed since the last read). If a later transaction
-//!   fails, those already committed are undone the same way.
+//!   fails, those already committed are undone the same way, but never over
+//!   another program's work (see [`Nft::apply`]).
+//! * **Writers take turns.** [`Nft::apply`], [`Nft::replace`] and
+//!   [`Nft::remove`] hold the network namespace's writer lock while they
+//!   run: an `flock` on `/run/dockfw-nft/netns-DEV-INODE.lock` (DEV and
+//!   INODE of the namespace's nsfs file, so every path to one namespace
+//!   names one lock; the directory is created, 0755, if missing). Every
+//!   dockfw writer of a namespace, the command's `apply`, `remove` and
+//!   `watch` and any embedder, thus runs alone, so no update is ever planned
+//!   over, or undone over, another dockfw writer's half-done work. A writer
+//!   waits for the lock up to 30 s ([`Nft::set_lock_wait`]), then fails with
+//!   [`Error::Locked`], naming the holder's pid (which the holder writes into
+//!   the file). The kernel drops the lock when its holder's file closes,
+//!   however it ends (`kill -9` included). Reads take no lock. Programs that
+//!   are not dockfw (Docker, `nft`) take none either; the generation each
+//!   batch carries guards against them.
 //! * [`Nft::installed`] decodes the table exactly (order included), so
 //!   "is our ruleset installed" is `installed == Some(desired)`; it fails
 //!   with [`Error::Unrecognised`] on anything dockfw does not write.
@@ -110,6 +125,7 @@ mod error;
 mod expr;
 mod ffi;
 mod inspect;
+mod lock;
 pub mod monitor;
 mod netlink;
 mod owner;
@@ -125,6 +141,7 @@ use dockfw_core::ruleset::Ruleset;
 use encode::{Batch, Object, Part};
 use expr::Expr;
 use ffi::{Dump, MsgWriter};
+use lock::{NetnsId, WriterLock};
 use netlink::{NLM_F_DUMP_INTR, RECV_BYTES, Reply, Socket};
 use plan::{Installed, StepKind};
 use std::collections::HashSet;
@@ -147,6 +164,13 @@ pub struct Nft {
     writer: MsgWriter,
     seq: u32,
     recv: Vec<u32>,
+    /// The namespace the socket is in, naming its writer lock.
+    netns: NetnsId,
+    /// How long a writing method waits for the writer lock.
+    lock_wait: Duration,
+    /// Where tests inject other programs' commits and crashes.
+    #[cfg(feature = "testing")]
+    hooks: testing::Hooks,
 }
 
 /// How [`Nft::apply`] brought the table to the ruleset.
@@ -358,6 +382,53 @@ struct Reuse<'a> {
     fresh: HashSet<&'a str>,
 }
 
+/// Whether [`Nft::converge`] brings the table to a ruleset (re-planning
+/// over whatever it finds), or undoes our own steps (only over our own work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    Undo,
+}
+
+/// How [`Nft::converge`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The table holds the ruleset.
+    Done,
+    /// ([`Mode::Undo`]) another program changed the table; stopped there.
+    Overtaken,
+}
+
+/// How [`Nft::restore`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// The table holds the original ruleset again (or nothing needed undoing).
+    Done,
+    /// Another program changed nf_tables since our last commit; the table
+    /// was left as is after `undone` transactions of the undo.
+    Overtaken { undone: usize },
+}
+
+/// Where our own commits of one [`Nft::converge`] left nf_tables, so that
+/// an undo is never sent over another program's work.
+#[derive(Debug, Default)]
+struct Trail {
+    /// Transactions committed.
+    committed: usize,
+    /// The table our first commit was planned from (and committed over:
+    /// the batch carried the generation it was read in), inner `None`:
+    /// absent. What an undo goes back to.
+    before: Option<Option<Ruleset>>,
+    /// Whether another program changed the table between our commits (we
+    /// planned anew over its work), so going back to `before` would erase it.
+    interleaved: bool,
+    /// The generation our last commit moved nf_tables to.
+    generation: Option<u32>,
+    /// The table as read back in exactly that generation (inner `None`:
+    /// absent), if it was.
+    table: Option<Option<TableDump>>,
+}
+
 /// The generation nf_tables moves to when a batch based on `generation`
 /// commits (the kernel skips 0).
 fn next_generation(generation: u32) -> u32 {
@@ -370,8 +441,10 @@ fn next_generation(generation: u32) -> u32 {
 impl Nft {
     /// Connects to nf_tables in the caller's network namespace.
     pub fn open() -> Result<Self> {
+        // The socket joins the calling thread's namespace: name that one.
+        let netns = NetnsId::current().map_err(|e| Error::io("identify the network namespace", e))?;
         Socket::open()
-            .map(Self::with_socket)
+            .map(|socket| Self::with_socket(socket, netns))
             .map_err(|e| Error::io("open a netfilter netlink socket", e))
     }
 
@@ -379,12 +452,30 @@ impl Nft {
     /// `/run/netns/NAME` or `/proc/PID/ns/net`). The socket is opened by a
     /// helper thread that enters the namespace; the caller's threads stay put.
     pub fn in_netns(path: impl AsRef<Path>) -> Result<Self> {
+        let netns = NetnsId::of(path.as_ref())
+            .map_err(|e| Error::io("open a netlink socket in the network namespace", e))?;
         Socket::open_in_netns(path.as_ref())
-            .map(Self::with_socket)
+            .map(|socket| Self::with_socket(socket, netns))
             .map_err(|e| Error::io("open a netlink socket in the network namespace", e))
     }
 
-    fn with_socket(socket: Socket) -> Self {
+    /// How long [`Nft::apply`], [`Nft::replace`] and [`Nft::remove`] wait
+    /// for another dockfw writer of this network namespace to finish before
+    /// giving up with [`Error::Locked`] (default 30 s). See "Writers take
+    /// turns" in the crate docs.
+    pub fn set_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// Runs `write` holding this namespace's writer lock.
+    fn exclusively<T>(&mut self, write: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let lock = WriterLock::acquire(self.netns, self.lock_wait)?;
+        let result = write(self);
+        drop(lock);
+        result
+    }
+
+    fn with_socket(socket: Socket, netns: NetnsId) -> Self {
         // Start sequence numbers somewhere arbitrary so replies to another
         // socket's requests could never look like ours.
         let seq = std::time::SystemTime::now()
@@ -395,6 +486,10 @@ impl Nft {
             writer: MsgWriter::new(),
             seq,
             recv: vec![0; RECV_BYTES / 4],
+            netns,
+            lock_wait: lock::DEFAULT_WAIT,
+            #[cfg(feature = "testing")]
+            hooks: testing::Hooks::default(),
         }
     }
 
@@ -501,14 +596,31 @@ impl Nft {
     /// (set elements are dumped again only for the sets the step wrote, when
     /// nothing else committed since); at the end it equals `ruleset`.
     ///
-    /// On error nothing was changed: if a later transaction fails (e.g. the
-    /// kernel rejects a rule after the sets it needs were created), the ones
-    /// already committed are undone the same glitch-free way and the error
-    /// is returned. Exceptions: [`Error::Mismatch`] (a transaction committed
-    /// but the table read back is not what it should be; left as is) and
-    /// [`Error::RollbackFailed`] (undoing failed too).
+    /// If the first transaction fails, nothing was changed. If a later one
+    /// fails (e.g. the kernel rejects a rule after the sets it needs were
+    /// created), the ones already committed are undone the same glitch-free
+    /// way, back to what the table held before our first commit,
+    /// [`Error::Undone`] — but only over our own work: nobody else may have
+    /// changed the table between our commits, and each undo batch carries
+    /// the generation our own last commit moved nf_tables to (or one in which
+    /// the table still reads exactly as we left it, others having committed
+    /// elsewhere), so the kernel refuses it if anyone committed meanwhile.
+    /// Otherwise the table is left as is, [`Error::LeftAsIs`]. Other errors after a
+    /// commit: [`Error::Mismatch`] (a transaction committed but the table
+    /// read back is not what it should be; left as is) and
+    /// [`Error::RollbackFailed`] (undoing failed too). Each names how many
+    /// transactions had committed.
+    ///
+    /// Holds this namespace's writer lock throughout (see the crate docs):
+    /// [`Error::Locked`] if another dockfw writer held it for the whole wait.
     pub fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        // A ruleset nf_tables cannot hold is refused before waiting for anyone.
         encode::check(ruleset)?;
+        self.exclusively(|nft| nft.apply_unlocked(ruleset))
+    }
+
+    /// [`Nft::apply`] of a checked ruleset, the writer lock held by the caller.
+    fn apply_unlocked(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         let table = ruleset.table.as_str();
         let started = Instant::now();
         let (generation, snapshot) = self.read(table, None, true)?;
@@ -534,23 +646,72 @@ impl Nft {
             Some(_) => report.change = Change::Updated,
             None => report.change = Change::Created,
         }
-        let original = installed.as_ref().map(|(_, i)| i.ruleset.clone());
-        match self.converge(ruleset, generation, installed, &mut report) {
-            Ok(()) => Ok(report),
-            Err(error)
-                if report.transactions.is_empty()
-                    || matches!(error, Error::Mismatch { .. } | Error::NotOwned { .. }) =>
-            {
-                Err(error)
-            }
-            Err(error) => match self.restore(table, original) {
-                Ok(()) => Err(error),
-                Err(rollback) => Err(Error::RollbackFailed {
-                    table: table.to_string(),
-                    cause: Box::new(error),
-                    rollback: Box::new(rollback),
-                }),
+        let mut trail = Trail::default();
+        let error = match self.converge(
+            ruleset,
+            generation,
+            installed,
+            &mut report,
+            Mode::Apply,
+            &mut trail,
+        ) {
+            Ok(_) => return Ok(report),
+            Err(error) => error,
+        };
+        if trail.committed == 0 || matches!(error, Error::Mismatch { .. } | Error::NotOwned { .. }) {
+            return Err(error);
+        }
+        let (table, committed, cause) = (table.to_string(), trail.committed, Box::new(error));
+        #[cfg(feature = "testing")]
+        if let Some(hook) = &mut self.hooks.before_undo {
+            (hook.0)();
+        }
+        let before = trail.before.clone().flatten();
+        let undo = if trail.interleaved {
+            // Our later steps were planned over another program's work:
+            // going back to before our first would erase it.
+            Ok(Undo::Overtaken { undone: 0 })
+        } else {
+            self.restore(&table, before.as_ref(), &trail)
+        };
+        Err(match undo {
+            Ok(Undo::Done) => Error::Undone {
+                table,
+                committed,
+                cause,
             },
+            Ok(Undo::Overtaken { undone }) => {
+                let now = self.describe_table(&table, ruleset, before.as_ref());
+                Error::LeftAsIs {
+                    table,
+                    committed,
+                    cause,
+                    undone,
+                    now,
+                }
+            }
+            Err(rollback) => Error::RollbackFailed {
+                table,
+                committed,
+                cause,
+                rollback: Box::new(rollback),
+            },
+        })
+    }
+
+    /// What `table` holds, compared with the ruleset an apply wanted and the
+    /// one it started from, for an error that leaves it as is.
+    fn describe_table(&mut self, table: &str, want: &Ruleset, original: Option<&Ruleset>) -> String {
+        match self.installed(table) {
+            Ok(Some(now)) if now == *want => "the table holds the ruleset applied".into(),
+            Ok(Some(now)) if Some(&now) == original => "the table holds the ruleset it held before".into(),
+            Ok(Some(_)) => "the table holds neither the ruleset applied nor the one before (a state \
+                            between our transactions, with the other program's changes)"
+                .into(),
+            Ok(None) if original.is_none() => "there is no table, as before".into(),
+            Ok(None) => "the table is gone".into(),
+            Err(Error::Unrecognised { .. }) => "the table holds something dockfw does not write".into(),
+            Err(e) => format!("the table could not be read back ({e})"),
         }
     }
 
@@ -567,23 +728,26 @@ impl Nft {
     /// A table that is not dockfw's ([`Owner::Foreign`]) is left alone:
     /// [`Error::NotOwned`] (see [`Nft::adopt`]).
     ///
-    /// On error nothing was changed, except for [`Error::Mismatch`].
+    /// On error nothing was changed, except for [`Error::Mismatch`]. Holds
+    /// this namespace's writer lock throughout, as [`Nft::apply`] does.
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
-        self.rebuild(ruleset, false, None)
+        encode::check(ruleset)?;
+        self.exclusively(|nft| nft.rebuild(ruleset, false, None))
     }
 
     /// [`Nft::replace`], whoever the table belongs to: a table dockfw did
     /// not create is replaced (everything in it is lost) and becomes
-    /// dockfw's. For taking over a table deliberately.
+    /// dockfw's. For taking over a table deliberately. Holds the writer lock.
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
-        self.rebuild(ruleset, true, None)
+        encode::check(ruleset)?;
+        self.exclusively(|nft| nft.rebuild(ruleset, true, None))
     }
 
-    /// Replaces the table in one transaction. Each attempt is based on a
-    /// settled read that found the table dockfw's (unless `adopt`), and
-    /// carries that read's generation, so the table cannot change hands
-    /// between the decision and the write; `read_in` is a generation such a
-    /// read was already made in.
+    /// Replaces the table in one transaction, the writer lock held by the
+    /// caller. Each attempt is based on a settled read that found the table
+    /// dockfw's (unless `adopt`), and carries that read's generation, so the
+    /// table cannot change hands between the decision and the write;
+    /// `read_in` is a generation such a read was already made in.
     fn rebuild(&mut self, ruleset: &Ruleset, adopt: bool, mut read_in: Option<u32>) -> Result<ApplyReport> {
         const ACTION: &str = "replace the table";
         let table = ruleset.table.as_str();
@@ -626,14 +790,22 @@ impl Nft {
 
     /// Runs planned steps from `installed` (read in `generation`, raw and
     /// decoded) until the table is `want`, recording each transaction in
-    /// `report`.
+    /// `report` and where our commits left nf_tables in `trail`.
+    ///
+    /// [`Mode::Undo`] goes on only over our own work: when another program
+    /// changed the table since the read a step was planned from, or
+    /// committed between our step and its read-back and the table is not
+    /// what our step left, it stops ([`Flow::Overtaken`]) instead of
+    /// planning anew.
     fn converge(
         &mut self,
         want: &Ruleset,
         mut generation: u32,
         mut installed: Option<(TableDump, Installed)>,
         report: &mut ApplyReport,
-    ) -> Result<()> {
+        mode: Mode,
+        trail: &mut Trail,
+    ) -> Result<Flow> {
         const ACTION: &str = "apply the ruleset";
         let table = want.table.as_str();
         let mut steps = 0;
@@ -644,7 +816,7 @@ impl Nft {
                     detail,
                 })?;
             let Some(step) = step else {
-                return Ok(());
+                return Ok(Flow::Done);
             };
             if steps == MAX_STEPS {
                 return Err(Error::Busy {
@@ -697,14 +869,25 @@ impl Nft {
                     read.as_ref().map(|(dump, _)| dump) == installed.as_ref().map(|(dump, _)| dump);
                 (generation, installed) = (now, read);
                 if !unchanged {
+                    trail.interleaved |= trail.committed > 0;
                     break None;
                 }
             };
             let Some(transaction) = transaction else {
+                if mode == Mode::Undo {
+                    // Someone else's work now: not ours to undo.
+                    return Ok(Flow::Overtaken);
+                }
                 // The table itself changed: plan again from what is there.
                 continue;
             };
             steps += 1;
+            let ours = next_generation(transaction.generation);
+            if trail.committed == 0 {
+                trail.before = Some(installed.as_ref().map(|(_, i)| i.ruleset.clone()));
+            }
+            trail.committed += 1;
+            (trail.generation, trail.table) = (Some(ours), None);
             // Read back what the step wrote; the rest cannot have changed if
             // nothing else committed since the last read.
             let started = Instant::now();
@@ -718,30 +901,90 @@ impl Nft {
             // Only when nobody else committed since can the table be held to
             // what this step should leave.
             let got = read.as_ref().map(|(_, r)| &r.ruleset);
-            if now == next_generation(transaction.generation) && got != Some(&step.after) {
+            if now == ours && got != Some(&step.after) {
                 return Err(Error::Mismatch {
                     table: table.to_string(),
                     difference: difference(&step.after, got),
                 });
             }
+            if now == ours {
+                trail.table = Some(read.as_ref().map(|(dump, _)| dump.clone()));
+            } else if got != Some(&step.after) || read.as_ref().is_some_and(|(dump, _)| dump.flags != 0) {
+                // Someone else changed the table right after our commit.
+                if mode == Mode::Undo {
+                    return Ok(Flow::Overtaken);
+                }
+                trail.interleaved = true;
+            }
             report.record(transaction);
             (generation, installed) = (now, read);
+            #[cfg(feature = "testing")]
+            if mode == Mode::Apply
+                && let Some(hook) = &mut self.hooks.after_commit
+            {
+                (hook.0)();
+            }
         }
     }
 
-    /// Undoes a partly applied update: brings the table back to `original`
-    /// (removes it if there was none), the same glitch-free way.
-    fn restore(&mut self, table: &str, original: Option<Ruleset>) -> Result<()> {
-        let Some(original) = original else {
-            return self.remove(table).map(drop);
+    /// Undoes a partly applied update whose commits `trail` followed:
+    /// brings the table back to `original`, what it held before our first
+    /// commit (removes it if there was none),
+    /// the same glitch-free way, but only over our own work. The undo
+    /// starts only if nothing committed since our last commit, or if the
+    /// table still reads exactly as that commit left it (others committed
+    /// elsewhere); each of its batches carries the generation it was planned
+    /// in, so a commit by anyone else meanwhile makes the kernel refuse it.
+    fn restore(&mut self, table: &str, original: Option<&Ruleset>, trail: &Trail) -> Result<Undo> {
+        let Some(ours) = trail.generation else {
+            return Ok(Undo::Done);
         };
-        let (generation, installed) = self.read_decoded(table, None)?;
-        self.converge(
-            &original,
+        let (mut generation, snapshot) = self.read(table, None, true)?;
+        let left_by_us = |generation: u32, dump: Option<&TableDump>| {
+            generation == ours || trail.table.as_ref().is_some_and(|left| left.as_ref() == dump)
+        };
+        if !left_by_us(generation, snapshot.as_ref().map(|s| &s.dump)) {
+            return Ok(Undo::Overtaken { undone: 0 });
+        }
+        let Some(original) = original else {
+            if snapshot.is_none() {
+                return Ok(Undo::Done);
+            }
+            let mine = snapshot.map(|s| s.dump);
+            for _ in 0..ATTEMPTS {
+                if self.delete_table(table, generation)?.is_some() {
+                    return Ok(Undo::Done);
+                }
+                // Refused: someone committed. Go on only if it was elsewhere.
+                let (now, read) = self.read(table, None, true)?;
+                if read.map(|s| s.dump) != mine {
+                    return Ok(Undo::Overtaken { undone: 0 });
+                }
+                generation = now;
+            }
+            return Err(Error::Busy {
+                action: "undo the update (delete the table it created)",
+                attempts: ATTEMPTS,
+            });
+        };
+        let installed = snapshot
+            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .transpose()?;
+        let mut report = ApplyReport::new(Change::Updated);
+        let mut undo = Trail::default();
+        match self.converge(
+            original,
             generation,
             installed,
-            &mut ApplyReport::new(Change::Updated),
-        )
+            &mut report,
+            Mode::Undo,
+            &mut undo,
+        )? {
+            Flow::Done => Ok(Undo::Done),
+            Flow::Overtaken => Ok(Undo::Overtaken {
+                undone: undo.committed,
+            }),
+        }
     }
 
     /// Sends `batch` based on `generation` and reads every ack. `None`: the
@@ -1092,17 +1335,20 @@ impl Nft {
     /// dockfw did not create ([`Owner::Foreign`]) is left alone:
     /// [`Error::NotOwned`] (see [`Nft::remove_foreign`]). The deletion
     /// carries the generation of the read that found the table dockfw's.
+    /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
-        self.delete_table(table, false)
+        self.exclusively(|nft| nft.remove_checked(table, false))
     }
 
     /// Deletes table `table` whoever it belongs to (for removing a table
     /// dockfw did not create, deliberately). Returns whether it existed.
+    /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
-        self.delete_table(table, true)
+        self.exclusively(|nft| nft.remove_checked(table, true))
     }
 
-    fn delete_table(&mut self, table: &str, any_owner: bool) -> Result<bool> {
+    /// [`Nft::remove`] / [`Nft::remove_foreign`], the writer lock held by the caller.
+    fn remove_checked(&mut self, table: &str, any_owner: bool) -> Result<bool> {
         const ACTION: &str = "remove the table";
         for attempt in 1..=ATTEMPTS {
             let generation = if any_owner {
@@ -1115,33 +1361,38 @@ impl Nft {
                 ensure_ours(table, snapshot.as_ref())?;
                 generation
             };
-            let mut batch = Batch::new(self.seq);
-            let seq = batch.next_seq();
-            let msg = self.writer.table(false, libc::NLM_F_ACK, seq, table).to_vec();
-            batch.push(seq, &msg, Object::Table("delete table"));
-            batch.finish();
-            batch.set_genid(generation);
-            self.take_seqs(batch.msgs.len());
-            self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
-            let failures = self.collect_acks(&batch)?;
-            let restarted = failures.iter().any(|f| {
-                f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
-            });
-            if restarted {
-                std::thread::sleep(Duration::from_millis(1 << attempt));
-                continue;
+            match self.delete_table(table, generation)? {
+                Some(existed) => return Ok(existed),
+                None => std::thread::sleep(Duration::from_millis(1 << attempt)),
             }
-            return match failures.first().map(|f| f.errno) {
-                None => Ok(true),
-                Some(libc::ENOENT) => Ok(false),
-                Some(libc::EPERM) => Err(Error::PermissionDenied { action: ACTION }),
-                Some(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
-            };
         }
         Err(Error::Busy {
             action: ACTION,
             attempts: ATTEMPTS,
         })
+    }
+
+    /// Deletes table `table` in a batch based on `generation` (0: whatever
+    /// it is). `Some(existed)`, or `None` if the kernel refused the batch
+    /// because nf_tables changed since `generation` (`ERESTART`).
+    fn delete_table(&mut self, table: &str, generation: u32) -> Result<Option<bool>> {
+        const ACTION: &str = "remove the table";
+        let mut batch = Batch::new(self.seq);
+        let seq = batch.next_seq();
+        let msg = self.writer.table(false, libc::NLM_F_ACK, seq, table).to_vec();
+        batch.push(seq, &msg, Object::Table("delete table"));
+        batch.finish();
+        batch.set_genid(generation);
+        self.take_seqs(batch.msgs.len());
+        self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
+        let failures = self.collect_acks(&batch)?;
+        match failures.first().map(|f| f.errno) {
+            None => Ok(Some(true)),
+            Some(libc::ENOENT) => Ok(Some(false)),
+            Some(libc::ERESTART) if generation != 0 => Ok(None),
+            Some(libc::EPERM) => Err(Error::PermissionDenied { action: ACTION }),
+            Some(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! ```
 
 use crate::{Nft, Result};
+use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -84,4 +85,35 @@ impl TestNetns {
                 .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))
         })
     }
+}
+
+/// A hook [`Nft`] runs at one point of an apply.
+pub(crate) struct Hook(pub(crate) Box<dyn FnMut() + Send>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook(..)")
+    }
+}
+
+/// Where [`Nft`] runs the hooks tests set.
+#[derive(Debug, Default)]
+pub(crate) struct Hooks {
+    pub(crate) after_commit: Option<Hook>,
+    pub(crate) before_undo: Option<Hook>,
+}
+
+/// Makes `nft` call `hook` after each transaction [`Nft::apply`] commits
+/// (and has read back), before planning the next: where a test lets another
+/// program commit, or the process die, between two steps of an update. The
+/// hook runs with the namespace's writer lock held.
+pub fn after_each_commit(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
+    nft.hooks.after_commit = Some(Hook(Box::new(hook)));
+}
+
+/// Makes `nft` call `hook` when [`Nft::apply`] failed after committing and
+/// is about to undo its transactions: where a test lets another program
+/// commit between the failure and the undo.
+pub fn before_undo(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
+    nft.hooks.before_undo = Some(Hook(Box::new(hook)));
 }

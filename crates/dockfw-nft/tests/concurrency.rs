@@ -1,13 +1,36 @@
-//! Another program changing nf_tables between our read of the table and our
-//! commit makes the kernel refuse the batch (ERESTART): apply reads the table
-//! again, plans the step anew and retries.
+//! Other writers. Another program changing nf_tables between our read of
+//! the table and our commit makes the kernel refuse the batch (ERESTART):
+//! apply reads the table again, plans the step anew and retries. An undo
+//! is never sent over another program's commit. Other dockfw writers wait
+//! for the namespace's writer lock, which dies with its holder.
 
 mod common;
 
-use dockfw_core::ruleset::{Ruleset, SetElements};
-use dockfw_nft::testing::{TestNetns, require_root};
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::{Family, Match, Rule, Ruleset, Set, SetElements, Verdict};
+use dockfw_nft::testing::{self, TestNetns, require_root};
+use dockfw_nft::{Error, Nft};
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Runs `nft` (another program, not a dockfw writer) in the namespace at `netns`.
+fn nft_cli(netns: &Path, script: &str) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["nft", script])
+        .output()
+        .expect("nsenter/nft not runnable");
+    assert!(
+        out.status.success(),
+        "nft {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 #[test]
 fn apply_retries_when_someone_else_commits_meanwhile() {
@@ -27,27 +50,29 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
     let (busy, retried, commits) = std::thread::scope(|scope| {
         // Someone else: commits to its own table every few milliseconds, as
         // Docker does when containers start (one commit per iptables-nft
-        // command, each command a process taking some milliseconds).
+        // command). Not a dockfw writer (those wait for the writer lock):
+        // `nft -i`, one command, so one commit, per line.
         let noise = scope.spawn(|| {
-            let mut other = ns.nft().unwrap();
-            let table = Ruleset {
-                table: "other".into(),
-                sets: vec![],
-                chains: vec![],
-            };
+            let mut other = Command::new("nsenter")
+                .arg(format!("--net={}", ns.path().display()))
+                .args(["nft", "-i"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("nsenter/nft not runnable");
+            let mut stdin = other.stdin.take().unwrap();
             let mut commits = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                // Our own commits can make the noise give up too; it only
-                // needs to keep committing.
-                match other.replace(&table) {
-                    Ok(_) | Err(dockfw_nft::Error::Busy { .. }) => {}
-                    Err(e) => panic!("{e}"),
-                }
-                other.remove("other").unwrap();
+                stdin
+                    .write_all(b"add table inet other\ndelete table inet other\n")
+                    .unwrap();
+                stdin.flush().unwrap();
                 commits += 2;
                 started.store(true, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(2));
             }
+            drop(stdin);
+            assert!(other.wait().unwrap().success(), "nft -i failed");
             commits
         });
         // Stops the noise however this thread leaves the scope.
@@ -81,4 +106,217 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
     // cleanly with Busy; most must get through, and some must have retried.
     assert!(busy < 10, "{busy} of 60 applies gave up");
     assert!(retried > 0, "no apply met a concurrent commit");
+}
+
+/// The realistic ruleset, changed so that an apply takes a Prepare (a new
+/// set, a staging copy of a changed one) and then fails: the kernel rejects
+/// its Switch (a jump to a chain that does not exist).
+fn failing_after_one_transaction() -> Ruleset {
+    let mut broken = common::realistic("dockfw");
+    let set = broken.sets.iter_mut().find(|s| s.name == "rule-1-tcp").unwrap();
+    set.elements = SetElements::Port(vec![Interval::single(8443)]);
+    broken.sets.push(Set {
+        name: "new-v4".into(),
+        elements: SetElements::Ipv4(vec![Interval::single(Ipv4Addr::new(10, 0, 0, 1))]),
+    });
+    let policy = broken.chains.iter_mut().find(|c| c.name == "policy").unwrap();
+    policy.rules.insert(
+        1,
+        Rule {
+            comment: "uses the new set".into(),
+            matches: vec![Match::SourceIn {
+                family: Family::Ipv4,
+                set: "new-v4".into(),
+            }],
+            statements: vec![],
+            verdict: Some(Verdict::Accept),
+        },
+    );
+    policy.rules.insert(
+        2,
+        Rule {
+            comment: "broken-rule".into(),
+            matches: vec![],
+            statements: vec![],
+            verdict: Some(Verdict::Jump("no-such-chain".into())),
+        },
+    );
+    broken
+}
+
+/// Another program commits (in a table of its own) between our first
+/// transaction and our failing second: our table is still exactly what our
+/// commit left, so the undo goes ahead and the table holds the old ruleset.
+#[test]
+fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
+    if !require_root("an_undo_goes_ahead_when_others_committed_only_elsewhere") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let base = common::realistic("dockfw");
+    nft.apply(&base).unwrap();
+    let path = ns.path();
+    testing::after_each_commit(&mut nft, move || {
+        nft_cli(&path, "add table inet other");
+    });
+    let err = nft.apply(&failing_after_one_transaction()).unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    let Error::Undone { committed, cause, .. } = &err else {
+        panic!("expected Undone, got {err:?}")
+    };
+    assert_eq!(*committed, 1);
+    assert!(matches!(**cause, Error::Rejected { .. }), "{cause:?}");
+    assert!(
+        text.contains("failed after 1 transaction had committed; they were undone"),
+        "{text}"
+    );
+    assert!(!text.contains("nothing was changed"), "{text}");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
+    assert!(nft_cli(&ns.path(), "list tables").contains("table inet other"));
+}
+
+/// Another program commits to our table between our failure and our undo:
+/// an undo would overwrite its work, so the table is left as is, and the
+/// error says exactly that.
+#[test]
+fn an_undo_is_never_sent_over_a_foreign_commit() {
+    if !require_root("an_undo_is_never_sent_over_a_foreign_commit") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let base = common::realistic("dockfw");
+    nft.apply(&base).unwrap();
+    let generation = nft.generation().unwrap();
+    let path = ns.path();
+    testing::before_undo(&mut nft, move || {
+        nft_cli(&path, "add element inet dockfw admins-v4 { 203.0.113.99 }");
+    });
+    let err = nft.apply(&failing_after_one_transaction()).unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    let Error::LeftAsIs {
+        committed,
+        undone,
+        cause,
+        ..
+    } = &err
+    else {
+        panic!("expected LeftAsIs, got {err:?}")
+    };
+    assert_eq!((*committed, *undone), (1, 0));
+    assert!(matches!(**cause, Error::Rejected { .. }), "{cause:?}");
+    for expected in [
+        "failed after 1 transaction had committed",
+        "rule 2 \"broken-rule\" in chain `policy`",
+        "another program changed nf_tables after our first commit, so they were not undone",
+        "the table holds neither the ruleset applied nor the one before",
+        "run apply again",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    assert!(!text.contains("nothing was changed"), "{text}");
+    // Nothing was sent after the other program's commit: our Prepare and
+    // its element are both still there.
+    assert_eq!(nft.generation().unwrap(), generation.wrapping_add(2));
+    let table = nft_cli(&ns.path(), "list table inet dockfw");
+    assert!(table.contains("203.0.113.99"), "{table}");
+    assert!(table.contains("set new-v4"), "{table}");
+    // Applying again converges.
+    nft.apply(&base).unwrap();
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
+}
+
+/// The child process [`a_writer_waits_for_the_lock_and_kill_9_releases_it`]
+/// starts: applies in the namespace its environment names and stops for
+/// good after the first transaction, holding the writer lock.
+#[test]
+#[ignore = "a helper process of a_writer_waits_for_the_lock_and_kill_9_releases_it"]
+fn lock_holder() {
+    let Ok(netns) = std::env::var(HOLDER_ENV) else {
+        return;
+    };
+    let mut nft = Nft::in_netns(netns).unwrap();
+    testing::after_each_commit(&mut nft, || {
+        println!("{HOLDING}");
+        std::io::stdout().flush().unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    });
+    nft.apply(&common::realistic("dockfw")).unwrap();
+}
+
+const HOLDER_ENV: &str = "DOCKFW_TEST_LOCK_HOLDER_NETNS";
+const HOLDING: &str = "lock holder: committed, holding the lock";
+
+/// Kills the child however the test ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_writer_waits_for_the_lock_and_kill_9_releases_it() {
+    if !require_root("a_writer_waits_for_the_lock_and_kill_9_releases_it") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let mut holder = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["lock_holder", "--exact", "--ignored", "--nocapture"])
+            .env(HOLDER_ENV, ns.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
+    let mut lines = BufReader::new(holder.0.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|line| line.unwrap() == HOLDING),
+        "the lock holder ended before committing"
+    );
+
+    let mut want = common::realistic("dockfw");
+    want.sets[0].elements = SetElements::Ipv4(vec![Interval::single(Ipv4Addr::new(192, 0, 2, 99))]);
+    let mut nft = ns.nft().unwrap();
+    nft.set_lock_wait(Duration::from_millis(300));
+    let err = nft.apply(&want).unwrap_err();
+    let text = err.to_string();
+    eprintln!("{text}");
+    assert!(
+        matches!(err, Error::Locked { holder: Some(p), .. } if p == pid),
+        "{err:?}"
+    );
+    assert!(
+        text.contains(&format!(
+            "another dockfw writer (pid {pid}) holds the lock for this network namespace"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert!(matches!(nft.remove("dockfw"), Err(Error::Locked { .. })));
+    assert!(matches!(nft.replace(&want), Err(Error::Locked { .. })));
+    // Readers take no lock: the holder's first transaction (the sets) is there.
+    let partial = nft.installed("dockfw").unwrap().expect("the holder's Prepare");
+    assert!(partial.chains.is_empty(), "{partial:?}");
+
+    // A writer with a long enough wait blocks until the holder dies.
+    nft.set_lock_wait(Duration::from_secs(30));
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| nft.apply(&want));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!writer.is_finished(), "the writer did not wait for the lock");
+        // SIGKILL: the kernel closes the holder's lock file.
+        holder.0.kill().unwrap();
+        holder.0.wait().unwrap();
+        writer.join().unwrap().unwrap();
+    });
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
 }

@@ -300,8 +300,16 @@ fn a_rejected_change_is_undone_even_after_its_first_transaction() {
     let err = nft.apply(&broken).unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
-    let Error::Rejected { failures, .. } = &err else {
-        panic!("expected Rejected, got {err:?}")
+    // The Prepare had committed, so the error says it was undone rather
+    // than that nothing was changed.
+    let Error::Undone {
+        committed: 1, cause, ..
+    } = &err
+    else {
+        panic!("expected Undone after 1 transaction, got {err:?}")
+    };
+    let Error::Rejected { failures, .. } = &**cause else {
+        panic!("expected Rejected, got {cause:?}")
     };
     assert!(failures.iter().any(|f| f.errno == libc::ENOENT), "{failures:?}");
     assert!(
@@ -309,7 +317,10 @@ fn a_rejected_change_is_undone_even_after_its_first_transaction() {
         "{text}"
     );
     assert!(text.contains("jumps to a chain that does not exist"), "{text}");
-    assert!(text.contains("nothing was changed"), "{text}");
+    assert!(
+        text.contains("they were undone, so the table holds the ruleset it held before"),
+        "{text}"
+    );
     // Two transactions committed: the Prepare, and the rollback deleting
     // what it created.
     assert_eq!(nft.generation().unwrap(), generation.wrapping_add(2));
@@ -327,7 +338,11 @@ fn a_rejected_first_install_leaves_no_table() {
     let mut broken = common::realistic("dockfw");
     chain_mut(&mut broken, "guarded").rules[0].verdict = Some(Verdict::Goto("nowhere".into()));
     let err = nft.apply(&broken).unwrap_err();
-    assert!(matches!(err, Error::Rejected { .. }), "{err:?}");
+    // Sets first (committed), then the rejected rules: the table is removed again.
+    assert!(
+        matches!(&err, Error::Undone { cause, .. } if matches!(**cause, Error::Rejected { .. })),
+        "{err:?}"
+    );
     assert_eq!(nft.installed("dockfw").unwrap(), None);
 }
 

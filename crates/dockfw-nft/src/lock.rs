@@ -1,0 +1,215 @@
+//! The lock that makes dockfw writers of one network namespace take turns.
+//!
+//! Every method of [`Nft`](crate::Nft) that changes nf_tables (`apply`,
+//! `replace`, `remove`) holds it for its whole run, so two dockfw processes
+//! (or two embedders, or `watch` and a one-shot `apply`) never interleave
+//! their transactions: a multi-step update is never planned from, or undone
+//! over, another dockfw writer's half-finished work. Readers take no lock.
+//!
+//! The lock is an `flock(2)` on `/run/dockfw-nft/netns-DEV-INODE.lock`,
+//! where DEV and INODE identify the network namespace (its nsfs file), so
+//! every way of naming one namespace (`/run/netns/NAME`, `/proc/PID/ns/net`,
+//! `ip netns exec`) shares one lock. The kernel drops an `flock` when its
+//! holder's file is closed, however the process ends (`kill -9` included):
+//! a lock can never outlive its holder. The holder writes its pid into the
+//! file so a writer that gives up can say who held it. Processes that see a
+//! different `/run` (another mount namespace) do not share the lock.
+
+use crate::{Error, Result};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where the lock files live.
+pub(crate) const LOCK_DIR: &str = "/run/dockfw-nft";
+
+/// How long a writer waits for the lock by default before giving up with
+/// [`Error::Locked`]. An apply takes milliseconds to a few seconds (very
+/// large sets); this leaves room for a queue of them.
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// The identity of a network namespace: device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetnsId {
+    dev: u64,
+    ino: u64,
+}
+
+impl NetnsId {
+    /// The namespace at `path` (`/proc/thread-self/ns/net` for the calling
+    /// thread's own).
+    pub(crate) fn of(path: &Path) -> io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The calling thread's network namespace (the one [`crate::Nft::open`]
+    /// connects to).
+    pub(crate) fn current() -> io::Result<Self> {
+        Self::of(Path::new("/proc/thread-self/ns/net"))
+    }
+
+    /// The lock file of this namespace in `dir`.
+    fn lock_path(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("netns-{}-{}.lock", self.dev, self.ino))
+    }
+}
+
+/// A held writer lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub(crate) struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    /// Takes the lock of namespace `netns`, waiting up to `wait` for another
+    /// holder to finish.
+    pub(crate) fn acquire(netns: NetnsId, wait: Duration) -> Result<Self> {
+        Self::acquire_in(Path::new(LOCK_DIR), netns, wait)
+    }
+
+    /// [`WriterLock::acquire`] with the lock files in `dir` (created, 0755,
+    /// if missing).
+    fn acquire_in(dir: &Path, netns: NetnsId, wait: Duration) -> Result<Self> {
+        let path = netns.lock_path(dir);
+        let failed = |source: io::Error| Error::LockFile {
+            path: path.clone(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(failed)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(failed)?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if try_flock(&file).map_err(failed)? {
+                break;
+            }
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Err(Error::Locked {
+                    holder: holder(&mut file),
+                    path,
+                    waited,
+                });
+            }
+            // flock has no timed wait: poll, backing off to 50 ms.
+            std::thread::sleep(pause.min(wait - waited));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        // Who holds it, for a writer that gives up waiting. A failure here
+        // costs only that hint, not the lock.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        Ok(Self { _file: file })
+    }
+}
+
+/// Takes an exclusive `flock` on `file` without blocking: `false` if
+/// another open file (another writer) holds it. (std's `File::try_lock`
+/// would need Rust 1.89.)
+fn try_flock(file: &File) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock(2) on a descriptor `file` keeps open for the call;
+        // no memory is passed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let error = io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(error),
+        }
+    }
+}
+
+/// The pid the lock's holder wrote, if it did already.
+fn holder(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dockfw-lock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_directory_is_created_and_a_second_writer_waits_then_gives_up() {
+        let root = scratch("wait");
+        let dir = root.join("run/dockfw-nft");
+        let netns = NetnsId::current().unwrap();
+        let held = WriterLock::acquire_in(&dir, netns, Duration::ZERO).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // Another open file description (another writer) is refused after
+        // the wait, naming the holder.
+        let err = WriterLock::acquire_in(&dir, netns, Duration::from_millis(50)).unwrap_err();
+        let Error::Locked { holder, waited, .. } = &err else {
+            panic!("expected Locked, got {err:?}")
+        };
+        assert_eq!(*holder, Some(std::process::id()));
+        assert!(*waited >= Duration::from_millis(50));
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!(
+                "another dockfw writer (pid {}) holds the lock",
+                std::process::id()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("nothing was changed"), "{text}");
+        // Released on drop; a waiting writer gets it.
+        let waiter = std::thread::spawn({
+            let dir = dir.clone();
+            move || WriterLock::acquire_in(&dir, netns, Duration::from_secs(10)).map(drop)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn namespaces_have_locks_of_their_own() {
+        let root = scratch("own");
+        let here = NetnsId::current().unwrap();
+        let elsewhere = NetnsId {
+            dev: here.dev,
+            ino: here.ino + 1,
+        };
+        assert_ne!(here.lock_path(&root), elsewhere.lock_path(&root));
+        let a = WriterLock::acquire_in(&root, here, Duration::ZERO).unwrap();
+        let b = WriterLock::acquire_in(&root, elsewhere, Duration::ZERO).unwrap();
+        drop((a, b));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
