@@ -91,6 +91,24 @@ pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
 }
 
+/// Whether `name` is a chain the compiler writes (any version's layout), so a
+/// table of only such chains can be told from another program's.
+pub fn is_layout_chain(name: &str) -> bool {
+    [
+        CHAIN_FORWARD,
+        CHAIN_INPUT,
+        CHAIN_GUARDED,
+        CHAIN_PROXY,
+        CHAIN_UNTRACKED,
+        CHAIN_POLICY,
+        CHAIN_DEFAULT,
+    ]
+    .contains(&name)
+        || name
+            .strip_prefix("rule-")
+            .is_some_and(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Compiles `policy` into a ruleset. `containers` is what Docker runs: a
 /// `container` or `labels` rule matches what the containers it selects
 /// publish, and nothing while none of them runs (or Docker is not known); the

@@ -16,9 +16,6 @@
 //! --force`, or `apply` repairing table flags), never by a glitch of its own.
 
 use crate::TableDump;
-use dockfw_core::compile::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY,
-};
 use dockfw_core::ruleset::Ruleset;
 
 /// The comment dockfw puts on the tables it creates.
@@ -60,7 +57,7 @@ pub enum Owner {
     /// Unmarked (written by a dockfw version before the marker), and
     /// everything in it decodes as dockfw's layout: no table comment,
     /// objects or flowtables; at least one chain, every chain named as dockfw
-    /// names them (`forward`, `input`, `guarded`, `docker-proxy`, `rules`,
+    /// names them (`forward`, `input`, `guarded`, `docker-proxy`, `untracked`, `rules`,
     /// `rule-N`, `default-fate`) and every chain, set and rule exactly as
     /// dockfw encodes one. Table flags do not matter (they say nothing of
     /// who wrote the content). Treated as dockfw's.
@@ -120,18 +117,7 @@ pub(crate) fn owner(dump: &TableDump, decoded: Result<&Ruleset, &str>) -> Owner 
 }
 
 fn is_dockfw_chain_name(name: &str) -> bool {
-    [
-        CHAIN_FORWARD,
-        CHAIN_INPUT,
-        CHAIN_GUARDED,
-        CHAIN_PROXY,
-        CHAIN_POLICY,
-        CHAIN_DEFAULT,
-    ]
-    .contains(&name)
-        || name
-            .strip_prefix("rule-")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    dockfw_core::compile::is_layout_chain(name)
 }
 
 #[cfg(test)]
@@ -163,10 +149,11 @@ mod tests {
             "default-fate",
             "guarded",
             "docker-proxy",
+            "untracked",
         ] {
             assert!(is_dockfw_chain_name(name), "{name}");
         }
-        for name in ["INPUT", "filter", "rule-", "rule-x", "output"] {
+        for name in ["INPUT", "filter", "rule-", "rule-x", "rule-0", "output"] {
             assert!(!is_dockfw_chain_name(name), "{name}");
         }
     }
