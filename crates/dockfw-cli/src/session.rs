@@ -7,6 +7,7 @@ use crate::output::{self, Verbosity};
 use anyhow::{Context, Result, bail};
 use dockfw_core::{Parsed, Ruleset};
 use dockfw_nft::Nft;
+use dockfw_nft::monitor::Monitor;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -102,6 +103,18 @@ impl Session {
             Some(netns) => {
                 let path = netns_path(netns)?;
                 Nft::in_netns(&path)
+                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
+            }
+        }
+    }
+
+    /// A subscription to nf_tables notifications, in `--netns` if given.
+    pub fn monitor(&self) -> Result<Monitor> {
+        match &self.global.netns {
+            None => Ok(Monitor::open()?),
+            Some(netns) => {
+                let path = netns_path(netns)?;
+                Monitor::in_netns(&path)
                     .with_context(|| format!("cannot enter network namespace {}", path.display()))
             }
         }
