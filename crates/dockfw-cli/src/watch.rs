@@ -27,7 +27,7 @@ use crate::docker::{DockerView, Unreachable};
 use crate::output::{DIM, GOOD, Verbosity, WARN, paint, plural};
 use crate::session::Session;
 use anyhow::{Context, Result};
-use dockfw_core::{Container, Parsed};
+use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
 use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
 use dockfw_nft::{ApplyReport, Change, Nft};
@@ -359,8 +359,8 @@ impl<'a> Guard<'a> {
         };
         log(session, "applying (start)");
         let started = Instant::now();
-        let report = guard.apply()?;
-        guard.print(&report, started.elapsed());
+        let (report, ruleset) = guard.apply()?;
+        guard.print(report, ruleset, started.elapsed());
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)
@@ -388,7 +388,7 @@ impl<'a> Guard<'a> {
 
     /// Applies the policy to the containers known, and records the
     /// generation it left the table in.
-    fn apply(&mut self) -> Result<ApplyReport> {
+    fn apply(&mut self) -> Result<(ApplyReport, Ruleset)> {
         let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
         let report = self.nft.apply(&ruleset).with_context(|| {
             format!(
@@ -402,7 +402,7 @@ impl<'a> Guard<'a> {
         self.pending = Pending::default();
         self.failures = 0;
         self.failing_since = None;
-        Ok(report)
+        Ok((report, ruleset))
     }
 
     /// An apply failed: retry later, the pause growing with each failure.
@@ -419,7 +419,7 @@ impl<'a> Guard<'a> {
         );
     }
 
-    fn print(&self, report: &ApplyReport, elapsed: Duration) {
+    fn print(&self, report: ApplyReport, ruleset: Ruleset, elapsed: Duration) {
         let applied = Applied {
             parsed: self.parsed.clone(),
             docker: DockerView {
@@ -427,8 +427,8 @@ impl<'a> Guard<'a> {
                 reachable: self.docker_reachable,
                 ..DockerView::default()
             },
-            ruleset: dockfw_core::compile(&self.parsed.policy, &self.containers),
-            report: report.clone(),
+            ruleset,
+            report,
             elapsed,
         };
         let _ = print_applied(self.session, &applied);
@@ -586,8 +586,8 @@ impl<'a> Guard<'a> {
         log(self.session, &format!("applying ({why})"));
         let started = Instant::now();
         match self.apply() {
-            Ok(report) => {
-                self.print(&report, started.elapsed());
+            Ok((report, ruleset)) => {
+                self.print(report, ruleset, started.elapsed());
                 self.last_change = format!("applied ({why}), {}", now_text());
                 notify(&[NotifyState::Status(&self.status())]);
                 true
@@ -640,7 +640,10 @@ impl<'a> Guard<'a> {
                 if !self.apply_logged("policy reloaded") {
                     // The failed apply left the table as it was: keep guarding that.
                     self.parsed = previous;
+                    // The table is as it was: nothing to retry, nothing failing.
                     self.pending = Pending::default();
+                    self.failures = 0;
+                    self.failing_since = None;
                     log(
                         self.session,
                         &format!(
@@ -661,7 +664,7 @@ impl<'a> Guard<'a> {
         let pending = std::mem::take(&mut self.pending);
         let since = pending.since.unwrap_or(now);
         match self.apply() {
-            Ok(report) => {
+            Ok((report, _)) => {
                 let took = since.elapsed();
                 let table = self.table().to_string();
                 let what = if !pending.tampering.is_empty() {
@@ -685,11 +688,20 @@ impl<'a> Guard<'a> {
                     }
                     return;
                 }
-                anstream::println!(
-                    "{} table inet {table}: {what}, in {}",
-                    paint(GOOD, "repaired"),
-                    millis(took)
-                );
+                if self.session.global.json {
+                    let line = serde_json::json!({
+                        "repaired": table,
+                        "what": what,
+                        "elapsed_ms": took.as_secs_f64() * 1000.0,
+                    });
+                    println!("{line}");
+                } else if self.session.verbosity > Verbosity::Quiet {
+                    anstream::println!(
+                        "{} table inet {table}: {what}, in {}",
+                        paint(GOOD, "repaired"),
+                        millis(took)
+                    );
+                }
                 self.last_change = format!("repaired ({what}), {}", now_text());
                 notify(&[NotifyState::Status(&self.status())]);
             }
