@@ -110,11 +110,18 @@ pub enum Command {
         #[arg(long)]
         foreign: bool,
     },
-    /// Apply, then re-apply whenever Docker's containers change (runs until stopped).
+    /// Apply; repair the table whenever anything else changes it; re-apply whenever
+    /// Docker's containers change (runs until stopped).
     ///
-    /// Keeps `container` and `labels` rules and the docker-proxy guard in step with
-    /// what runs. Needs Docker (exit 4 when it cannot be reached at start); if Docker
-    /// goes away later, the installed table stays and watching resumes when it is back.
+    /// Repairs any change another program commits to dockfw's table (deleted, flushed,
+    /// made dormant, a rule or element added or deleted) within milliseconds, logging
+    /// what changed and by whom; a program that keeps changing it is backed off (at
+    /// most 5 s between repairs). Keeps `container` and `labels` rules and the
+    /// docker-proxy guard in step with what runs. Needs Docker (exit 4 when it cannot
+    /// be reached at start); if Docker goes away later, repairs go on with the
+    /// containers last known and following resumes when it is back. SIGHUP re-reads
+    /// the policy (one with errors is refused; the running one stays). Speaks
+    /// systemd's notify protocol (READY, STATUS, watchdog) when NOTIFY_SOCKET is set.
     Watch {
         /// Wait this long after the last event of a burst before applying.
         #[arg(long, default_value = "1s", value_name = "DURATION")]

@@ -8,6 +8,7 @@ use crate::policy_file;
 use anyhow::{Context, Result, bail};
 use dockfw_core::{Parsed, Ruleset};
 use dockfw_nft::Nft;
+use dockfw_nft::monitor::Monitor;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -118,6 +119,18 @@ impl Session {
                     Err(error) => Err(error)
                         .with_context(|| format!("cannot enter network namespace {}", path.display())),
                 }
+            }
+        }
+    }
+
+    /// A subscription to nf_tables notifications, in `--netns` if given.
+    pub fn monitor(&self) -> Result<Monitor> {
+        match &self.global.netns {
+            None => Ok(Monitor::open()?),
+            Some(netns) => {
+                let path = netns_path(netns)?;
+                Monitor::in_netns(&path)
+                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
             }
         }
     }

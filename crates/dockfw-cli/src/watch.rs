@@ -1,38 +1,86 @@
-//! `dockfw-nft watch`: re-apply the policy whenever Docker's containers
-//! change, so `container` and `labels` rules and the docker-proxy guard follow
-//! what runs.
+//! `dockfw-nft watch`: keep the table whole and in step with Docker.
 //!
-//! Events are subscribed to before the first apply, so a change between
-//! listing and watching is never missed. A burst of events (a compose stack
-//! starting) leads to one apply once it settles. If Docker cannot be asked
-//! mid-way, nothing is applied: the installed table stays until Docker
-//! answers again (never an apply that forgets running containers).
+//! * **Guard.** nf_tables notifications of the watched namespace are
+//!   subscribed to before the first apply. A commit that touches our table
+//!   and was not ours (told apart by generation, never by pid: nf_tables
+//!   records the committing *thread*) is repaired with the same glitch-free
+//!   apply, from the policy and the containers last known, without waiting
+//!   for Docker. A program that keeps fighting is backed off ([`Backoff`]);
+//!   the table is never left broken longer than the current delay.
+//! * **Follow Docker.** A thread follows Docker's events (the client is
+//!   blocking); a burst (a compose stack starting) becomes one container
+//!   list, handed to the guard through a channel. If Docker goes away the
+//!   guard carries on with the containers it knew; the thread reconnects.
+//! * **Reload.** SIGHUP re-reads the policy; a policy with errors (or one the
+//!   kernel refuses) is reported and the running one stays.
+//! * **systemd.** `Type=notify`: READY=1 after the first apply, STATUS= with
+//!   the last change, the watchdog fed by the guard's loop while healthy.
+//!   Nothing is sent when NOTIFY_SOCKET is unset.
+//!
+//! One thread owns the nf_tables connection and the monitor, so the
+//! notifications of our own commits are always read after the apply that
+//! made them returned, when their generation is known.
 //!
 //! Each apply takes the namespace's writer lock for its own duration only
 //! (inside `Nft::apply`), never for watch's whole life: a one-shot `apply` or
 //! `remove` beside a running watch waits at most for the apply under way.
 
 use crate::Exit;
-use crate::commands::{install, print_applied};
-use crate::docker::Unreachable;
-use crate::output::{DIM, WARN, paint};
+use crate::commands::{Applied, print_applied};
+use crate::docker::{DockerView, Unreachable};
+use crate::output::{DIM, GOOD, Verbosity, WARN, paint, plural};
 use crate::session::Session;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
-use std::time::Duration;
+use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
+use dockfw_nft::{ApplyReport, Change, Nft};
+use sd_notify::NotifyState;
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Longest wait for an event before checking the connection is still alive.
+/// Longest wait for a Docker event before checking the connection is still alive.
 const IDLE: Duration = Duration::from_secs(60);
 /// Pause between attempts to reach Docker again.
 const RETRY: Duration = Duration::from_secs(2);
+/// Repairs made at once within [`BURST_WINDOW`] before backing off.
+const BURST: usize = 3;
+const BURST_WINDOW: Duration = Duration::from_secs(10);
+/// First backoff delay; it doubles each round the tampering goes on, up to
+/// [`BACKOFF_MAX`], and is forgotten after [`QUIET`] without tampering.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_secs(60);
+/// Longest pause between attempts when applying fails (kernel errors).
+const FAILURE_RETRY_MAX: Duration = Duration::from_secs(60);
+/// A table that could not be repaired for this long makes the guard
+/// unhealthy: it stops feeding systemd's watchdog, which restarts it.
+const UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// What the other threads tell the guard.
+#[derive(Debug)]
+enum Input {
+    /// Docker's containers after a change (or after reconnecting), and why.
+    Containers { containers: Vec<Container>, why: String },
+    /// Docker went away; the thread reconnects.
+    DockerLost(String),
+    /// A failed attempt to reconnect (shown with -v).
+    DockerRetry(String),
+    /// SIGHUP.
+    Reload,
+}
 
 pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
     if session.global.no_docker {
         anyhow::bail!("watch follows Docker's containers; it cannot run with --no-docker");
     }
-    let host = session.global.docker_host.as_deref();
-    // Docker is required: without it there is nothing to watch (exit 4).
-    let mut events = dockfw_docker::subscribe(host, DEFAULT_TIMEOUT).map_err(|error| Unreachable {
+    // First, so a SIGHUP during start-up is a reload, not the end.
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("cannot handle SIGHUP")?;
+    let host = session.global.docker_host.clone();
+    // Docker is required at start: without it there is nothing to follow (exit 4).
+    let events = dockfw_docker::subscribe(host.as_deref(), DEFAULT_TIMEOUT).map_err(|error| Unreachable {
         error,
         by_watch: true,
     })?;
@@ -40,17 +88,70 @@ pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
         session,
         &format!("watching Docker at {} for container changes", events.host()),
     );
-    apply_logged(session, "start");
+    let mut guard = Guard::start(session)?;
+    let (sender, inputs) = std::sync::mpsc::channel();
+    let docker = Inbox {
+        sender: sender.clone(),
+        waker: guard.monitor.waker(),
+    };
+    std::thread::Builder::new()
+        .name("docker-events".into())
+        .spawn(move || follow_docker(host.as_deref(), events, settle, &docker))
+        .context("cannot start the Docker thread")?;
+    let reloads = Inbox {
+        sender,
+        waker: guard.monitor.waker(),
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                reloads.send(Input::Reload);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    guard.run(&inputs)
+}
+
+/// The guard's end of the channel: a message, then a wake-up of its wait.
+struct Inbox {
+    sender: Sender<Input>,
+    waker: Waker,
+}
+
+impl Inbox {
+    fn send(&self, input: Input) {
+        if self.sender.send(input).is_ok() {
+            self.waker.wake();
+        }
+    }
+}
+
+/// Follows Docker's events for ever, handing the guard each settled change.
+fn follow_docker(host: Option<&str>, mut events: BlockingEvents, settle: Duration, inbox: &Inbox) {
     loop {
-        match wait_for_change(&mut events, settle) {
-            Ok(changes) => apply_logged(session, &describe(&changes)),
+        let update = wait_for_change(&mut events, settle).and_then(|changes| {
+            let containers = list_containers(host)?;
+            Ok((containers, describe_events(&changes)))
+        });
+        match update {
+            Ok((containers, why)) => inbox.send(Input::Containers { containers, why }),
             Err(error) => {
-                warn(session, &format!("lost Docker: {error}; reconnecting"));
-                events = reconnect(session, host);
-                apply_logged(session, "Docker is back");
+                inbox.send(Input::DockerLost(error.to_string()));
+                let containers;
+                (events, containers) = reconnect(host, inbox);
+                inbox.send(Input::Containers {
+                    containers,
+                    why: "Docker is back".into(),
+                });
             }
         }
     }
+}
+
+fn list_containers(host: Option<&str>) -> Result<Vec<Container>, dockfw_docker::Error> {
+    let list = dockfw_docker::list_containers(host, DEFAULT_TIMEOUT)?;
+    Ok(list.iter().map(Container::from).collect())
 }
 
 /// Blocks until an event arrives, then gathers the events that follow within
@@ -71,33 +172,21 @@ fn wait_for_change(
     Ok(changes)
 }
 
-fn reconnect(session: &Session, host: Option<&str>) -> BlockingEvents {
+/// Subscribes again (before listing, so no change falls in between) until
+/// Docker answers both.
+fn reconnect(host: Option<&str>, inbox: &Inbox) -> (BlockingEvents, Vec<Container>) {
     loop {
-        match dockfw_docker::subscribe(host, DEFAULT_TIMEOUT) {
-            Ok(events) => return events,
-            Err(error) if session.verbosity > crate::output::Verbosity::Normal => {
-                warn(session, &format!("{error}; retrying"));
-            }
-            Err(_) => {}
+        let attempt = dockfw_docker::subscribe(host, DEFAULT_TIMEOUT)
+            .and_then(|events| Ok((events, list_containers(host)?)));
+        match attempt {
+            Ok(connected) => return connected,
+            Err(error) => inbox.send(Input::DockerRetry(error.to_string())),
         }
         std::thread::sleep(RETRY);
     }
 }
 
-/// Applies; an error is reported and the installed table stays as it was.
-/// (The session requires Docker, so a Docker that does not answer is such an
-/// error, rather than an apply that forgets running containers.)
-fn apply_logged(session: &Session, why: &str) {
-    log(session, &format!("applying ({why})"));
-    match install(session, false, false) {
-        Ok(applied) => {
-            let _ = print_applied(session, &applied);
-        }
-        Err(error) => crate::report(&error),
-    }
-}
-
-fn describe(changes: &[ContainerEvent]) -> String {
+fn describe_events(changes: &[ContainerEvent]) -> String {
     let mut parts: Vec<String> = changes
         .iter()
         .map(|e| {
@@ -109,22 +198,702 @@ fn describe(changes: &[ContainerEvent]) -> String {
         })
         .collect();
     parts.dedup();
-    if parts.len() > 5 {
-        let more = parts.len() - 4;
-        parts.truncate(4);
-        parts.push(format!("{more} more"));
+    summarise(parts, "more")
+}
+
+/// At most four parts, then "N more".
+fn summarise(mut parts: Vec<String>, more: &str) -> String {
+    if parts.len() > 4 {
+        let rest = parts.len() - 3;
+        parts.truncate(3);
+        parts.push(format!("{rest} {more}"));
     }
     parts.join(", ")
 }
 
+/// A foreign commit that touched our table.
+#[derive(Debug)]
+struct Tampering {
+    /// `nft (pid 1234)`.
+    by: String,
+    /// Its changes to our table.
+    changes: Vec<ObjectChange>,
+    /// Tables of others it deleted too (`flush ruleset` deletes them all).
+    other_tables_deleted: usize,
+    /// Whether notifications were lost before it.
+    complete: bool,
+}
+
+/// Why the table must be brought back to the policy.
+#[derive(Debug, Default)]
+struct Pending {
+    /// When the first cause was seen.
+    since: Option<Instant>,
+    /// When to apply.
+    due: Option<Instant>,
+    tampering: Vec<Tampering>,
+    /// Notifications were lost: what the table holds is unknown.
+    overflow: bool,
+    /// An apply failed and is retried.
+    retry: bool,
+}
+
+impl Pending {
+    fn note(&mut self, now: Instant, due: Instant) {
+        self.since.get_or_insert(now);
+        // The earliest wins: a later cause never delays a scheduled repair.
+        self.due = Some(self.due.map_or(due, |d| d.min(due)));
+    }
+}
+
+/// When to repair, against a program that keeps changing the table: the
+/// first [`BURST`] repairs within [`BURST_WINDOW`] at once, then after a
+/// delay of [`BACKOFF_FIRST`] doubling to [`BACKOFF_MAX`] (all tampering
+/// seen meanwhile coalesced into one repair), until [`QUIET`] passes
+/// without tampering.
+#[derive(Debug, Default)]
+struct Backoff {
+    repairs: VecDeque<Instant>,
+    delay: Option<Duration>,
+    /// Whether a repair was made under the current delay (the next round doubles it).
+    repaired_under_delay: bool,
+    last_tampering: Option<Instant>,
+}
+
+impl Backoff {
+    /// The delay before repairing tampering seen at `now`, and whether it is
+    /// a new one (to be said in the log).
+    fn delay(&mut self, now: Instant) -> (Duration, bool) {
+        self.last_tampering = Some(now);
+        while self
+            .repairs
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > BURST_WINDOW)
+        {
+            self.repairs.pop_front();
+        }
+        match self.delay {
+            None if self.repairs.len() < BURST => (Duration::ZERO, false),
+            None => {
+                self.delay = Some(BACKOFF_FIRST);
+                self.repaired_under_delay = false;
+                (BACKOFF_FIRST, true)
+            }
+            Some(delay) if self.repaired_under_delay && delay < BACKOFF_MAX => {
+                let doubled = (delay * 2).min(BACKOFF_MAX);
+                self.delay = Some(doubled);
+                self.repaired_under_delay = false;
+                (doubled, true)
+            }
+            Some(delay) => (delay, false),
+        }
+    }
+
+    fn repaired(&mut self, now: Instant) {
+        self.repairs.push_back(now);
+        self.repaired_under_delay = self.delay.is_some();
+    }
+
+    /// When backing off ends if nothing changes the table before.
+    fn ends_at(&self) -> Option<Instant> {
+        self.delay?;
+        self.last_tampering.map(|t| t + QUIET)
+    }
+
+    /// Ends backing off after [`QUIET`]; `true` when it just ended.
+    fn expire(&mut self, now: Instant) -> bool {
+        if self.ends_at().is_some_and(|end| now >= end) {
+            *self = Self::default();
+            return true;
+        }
+        false
+    }
+}
+
+/// `a` is a later generation than `b` (generations are u32 and wrap).
+fn is_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+struct Guard<'a> {
+    session: &'a Session,
+    nft: Nft,
+    monitor: Monitor,
+    parsed: Parsed,
+    containers: Vec<Container>,
+    docker_reachable: bool,
+    /// The generation our last apply left the table matching the policy
+    /// in: its last committed generation ([`ApplyReport::committed_generations`]),
+    /// or the one it read when nothing needed changing. Commits up to it
+    /// are ours or were seen by that apply; later ones touching the table
+    /// are someone else's.
+    synced: Option<u32>,
+    pending: Pending,
+    backoff: Backoff,
+    failures: u32,
+    /// Since when the table has been known broken and could not be repaired.
+    failing_since: Option<Instant>,
+    watchdog: Option<Duration>,
+    watchdog_fed: Instant,
+    last_change: String,
+}
+
+impl<'a> Guard<'a> {
+    /// Subscribes to nf_tables notifications, then reads the policy, asks
+    /// Docker and applies: a failure here ends watch (policy error: exit 2,
+    /// Docker: 4, kernel: 3).
+    fn start(session: &'a Session) -> Result<Self> {
+        let nft = session.nft()?;
+        // Before the first apply, so no commit falls between it and the subscription.
+        let monitor = session.monitor()?;
+        let parsed = session.load_policy()?;
+        let view = session.docker(&parsed)?;
+        let mut guard = Self {
+            session,
+            nft,
+            monitor,
+            parsed,
+            containers: view.containers,
+            docker_reachable: view.reachable,
+            synced: None,
+            pending: Pending::default(),
+            backoff: Backoff::default(),
+            failures: 0,
+            failing_since: None,
+            watchdog: sd_notify::watchdog_enabled(),
+            watchdog_fed: Instant::now(),
+            last_change: String::new(),
+        };
+        log(session, "applying (start)");
+        let started = Instant::now();
+        let (report, ruleset) = guard.apply()?;
+        guard.print(report, ruleset, started.elapsed());
+        guard.last_change = format!("applied at start, {}", now_text());
+        notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
+        Ok(guard)
+    }
+
+    fn table(&self) -> &str {
+        &self.parsed.policy.guard.table
+    }
+
+    fn status(&self) -> String {
+        let docker = if self.docker_reachable {
+            plural(self.containers.len(), "container")
+        } else {
+            format!(
+                "Docker away, {} last known",
+                plural(self.containers.len(), "container")
+            )
+        };
+        format!(
+            "guarding table inet {} ({docker}); last: {}",
+            self.table(),
+            self.last_change
+        )
+    }
+
+    /// Applies the policy to the containers known, and records the
+    /// generation it left the table in.
+    fn apply(&mut self) -> Result<(ApplyReport, Ruleset)> {
+        let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
+        let report = self.nft.apply(&ruleset).with_context(|| {
+            format!(
+                "cannot install {} into table inet {}",
+                self.session.config_name(),
+                ruleset.table
+            )
+        })?;
+        self.synced = Some(report.committed_generations().last().unwrap_or(report.generation));
+        // Whatever was pending is now in force.
+        self.pending = Pending::default();
+        self.failures = 0;
+        self.failing_since = None;
+        Ok((report, ruleset))
+    }
+
+    /// An apply failed: retry later, the pause growing with each failure.
+    fn failed(&mut self, error: &anyhow::Error, now: Instant) {
+        crate::report(error);
+        self.failures += 1;
+        let pause = Duration::from_secs(1 << self.failures.min(6)).min(FAILURE_RETRY_MAX);
+        self.failing_since.get_or_insert(now);
+        self.pending.retry = true;
+        self.pending.note(now, now + pause);
+        log(
+            self.session,
+            &format!("the table stays as it was; trying again in {}", millis(pause)),
+        );
+    }
+
+    fn print(&self, report: ApplyReport, ruleset: Ruleset, elapsed: Duration) {
+        let applied = Applied {
+            parsed: self.parsed.clone(),
+            docker: DockerView {
+                containers: self.containers.clone(),
+                reachable: self.docker_reachable,
+                ..DockerView::default()
+            },
+            ruleset,
+            report,
+            elapsed,
+        };
+        let _ = print_applied(self.session, &applied);
+    }
+
+    fn run(&mut self, inputs: &Receiver<Input>) -> Result<Exit> {
+        loop {
+            let now = Instant::now();
+            let wake = [self.pending.due, self.backoff.ends_at(), self.next_feed()]
+                .into_iter()
+                .flatten()
+                .min();
+            // Every queued notification before acting, so a burst is one repair.
+            let mut event = self
+                .monitor
+                .next(wake.map(|w| w.saturating_duration_since(now)))?;
+            while let Some(e) = event {
+                self.on_event(e);
+                event = self.monitor.try_next()?;
+            }
+            while let Ok(input) = inputs.try_recv() {
+                self.on_input(input);
+            }
+            let now = Instant::now();
+            if self.pending.due.is_some_and(|due| now >= due) {
+                self.repair(now);
+            }
+            if self.backoff.expire(now) {
+                log(
+                    self.session,
+                    &format!(
+                        "table inet {} left alone for {}; repairing at once again",
+                        self.table(),
+                        millis(QUIET)
+                    ),
+                );
+            }
+            self.feed_watchdog(now);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        let commit = match event {
+            Event::Overflow => {
+                log(
+                    self.session,
+                    &format!(
+                        "nf_tables notifications were lost (receive buffer overflow); checking table inet {} again",
+                        self.table()
+                    ),
+                );
+                self.pending.overflow = true;
+                self.pending.note(now, now);
+                return;
+            }
+            Event::Commit(commit) => commit,
+            _ => return,
+        };
+        // Ours, or seen by our last apply (see `synced`).
+        if self
+            .synced
+            .is_some_and(|synced| !is_after(commit.generation, synced))
+        {
+            return;
+        }
+        let table = self.table().to_string();
+        if !commit.touches(Family::Inet, &table) {
+            return;
+        }
+        let by = format!(
+            "{} (pid {})",
+            commit.process.as_deref().unwrap_or("an unknown process"),
+            commit
+                .pid
+                .map_or_else(|| "unknown".to_string(), |p| p.to_string())
+        );
+        let other_tables_deleted = commit
+            .changes
+            .iter()
+            .filter(|c| c.kind == Kind::Table && c.op == Op::Deleted)
+            .filter(|c| !(c.family == Family::Inet && c.table == table))
+            .count();
+        let tampering = Tampering {
+            changes: commit.changes_to(Family::Inet, &table).cloned().collect(),
+            by,
+            other_tables_deleted,
+            complete: commit.complete,
+        };
+        if self.verbose() {
+            log(
+                self.session,
+                &format!(
+                    "generation {}: {} by {}",
+                    commit.generation,
+                    describe_tampering(std::slice::from_ref(&tampering)),
+                    tampering.by
+                ),
+            );
+        }
+        let (delay, new_delay) = self.backoff.delay(now);
+        if new_delay {
+            log(
+                self.session,
+                &format!(
+                    "{} keeps changing table inet {table} ({} in {}); backing off: next repair in {}",
+                    tampering.by,
+                    plural(self.backoff.repairs.len() + 1, "change"),
+                    millis(BURST_WINDOW),
+                    millis(delay)
+                ),
+            );
+        }
+        self.pending.tampering.push(tampering);
+        self.pending.note(now, now + delay);
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Containers { containers, why } => {
+                self.containers = containers;
+                self.docker_reachable = true;
+                if self.session.verbosity > Verbosity::Quiet && !self.session.global.json {
+                    crate::output::print_diagnostics(&dockfw_core::docker::diagnose(
+                        &self.parsed.policy,
+                        &self.containers,
+                    ));
+                }
+                self.apply_logged(&why);
+            }
+            Input::DockerLost(error) => {
+                self.docker_reachable = false;
+                warn(
+                    self.session,
+                    &format!(
+                        "lost Docker: {error}; reconnecting (still guarding table inet {} with the {} last known)",
+                        self.table(),
+                        plural(self.containers.len(), "container")
+                    ),
+                );
+                self.last_change = format!("lost Docker, {}", now_text());
+                notify(&[NotifyState::Status(&self.status())]);
+            }
+            Input::DockerRetry(error) => {
+                if self.verbose() {
+                    warn(self.session, &format!("{error}; retrying"));
+                }
+            }
+            Input::Reload => self.reload(),
+        }
+    }
+
+    /// Applies after a change of Docker's containers or of the policy.
+    fn apply_logged(&mut self, why: &str) -> bool {
+        log(self.session, &format!("applying ({why})"));
+        let started = Instant::now();
+        match self.apply() {
+            Ok((report, ruleset)) => {
+                self.print(report, ruleset, started.elapsed());
+                self.last_change = format!("applied ({why}), {}", now_text());
+                notify(&[NotifyState::Status(&self.status())]);
+                true
+            }
+            Err(error) => {
+                self.failed(&error, Instant::now());
+                false
+            }
+        }
+    }
+
+    /// SIGHUP: the policy file again. With errors, or refused by the
+    /// kernel, the running policy (and table) stays.
+    fn reload(&mut self) {
+        let reloading = [NotifyState::Reloading];
+        match sd_notify::NotifyState::monotonic_usec_now() {
+            Ok(now) => notify(&[NotifyState::Reloading, now]),
+            Err(_) => notify(&reloading),
+        }
+        log(
+            self.session,
+            &format!("reloading {} (SIGHUP)", self.session.config_name()),
+        );
+        match self.session.load_policy() {
+            Err(error) => {
+                crate::report(&error);
+                log(
+                    self.session,
+                    &format!(
+                        "reload refused: still enforcing the previous policy in table inet {}",
+                        self.table()
+                    ),
+                );
+                self.last_change = format!("reload refused (policy errors), {}", now_text());
+            }
+            Ok(parsed) => {
+                let previous = std::mem::replace(&mut self.parsed, parsed);
+                if previous.policy.guard.table != self.table() {
+                    warn(
+                        self.session,
+                        &format!(
+                            "the policy now names table inet {}; table inet {} stays installed \
+                             (`dockfw-nft remove --table {}` removes it)",
+                            self.table(),
+                            previous.policy.guard.table,
+                            previous.policy.guard.table
+                        ),
+                    );
+                }
+                if !self.apply_logged("policy reloaded") {
+                    // The failed apply left the table as it was: keep guarding that.
+                    self.parsed = previous;
+                    // The table is as it was: nothing to retry, nothing failing.
+                    self.pending = Pending::default();
+                    self.failures = 0;
+                    self.failing_since = None;
+                    log(
+                        self.session,
+                        &format!(
+                            "reload refused: still enforcing the previous policy in table inet {}",
+                            self.table()
+                        ),
+                    );
+                    self.last_change = format!("reload refused (kernel error), {}", now_text());
+                }
+            }
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
+    }
+
+    /// Brings the table back to the policy after tampering, lost
+    /// notifications or a failed apply, and says what was repaired.
+    fn repair(&mut self, now: Instant) {
+        let pending = std::mem::take(&mut self.pending);
+        let since = pending.since.unwrap_or(now);
+        match self.apply() {
+            Ok((report, _)) => {
+                let took = since.elapsed();
+                let table = self.table().to_string();
+                let what = if !pending.tampering.is_empty() {
+                    self.backoff.repaired(Instant::now());
+                    let by: Vec<String> = dedup(pending.tampering.iter().map(|t| t.by.clone()));
+                    format!(
+                        "{}, by {}",
+                        describe_tampering(&pending.tampering),
+                        summarise(by, "others")
+                    )
+                } else if pending.overflow {
+                    "after lost notifications".to_string()
+                } else {
+                    "after the earlier error".to_string()
+                };
+                if report.change == Change::Unchanged {
+                    // E.g. a change undone in the same commit, or our own
+                    // rollback after a failed apply.
+                    if self.verbose() {
+                        log(self.session, &format!("table inet {table} is whole ({what})"));
+                    }
+                    return;
+                }
+                if self.session.global.json {
+                    let line = serde_json::json!({
+                        "repaired": table,
+                        "what": what,
+                        "elapsed_ms": took.as_secs_f64() * 1000.0,
+                    });
+                    println!("{line}");
+                } else if self.session.verbosity > Verbosity::Quiet {
+                    anstream::println!(
+                        "{} table inet {table}: {what}, in {}",
+                        paint(GOOD, "repaired"),
+                        millis(took)
+                    );
+                }
+                self.last_change = format!("repaired ({what}), {}", now_text());
+                notify(&[NotifyState::Status(&self.status())]);
+            }
+            Err(error) => {
+                // Keep the causes for the log line of the repair that works.
+                self.pending = pending;
+                self.pending.due = None;
+                self.failed(&error, now);
+            }
+        }
+    }
+
+    fn next_feed(&self) -> Option<Instant> {
+        self.watchdog.map(|period| self.watchdog_fed + period / 2)
+    }
+
+    /// Feeds systemd's watchdog from this loop (a hung loop is restarted),
+    /// unless the table could not be repaired for [`UNHEALTHY_AFTER`].
+    fn feed_watchdog(&mut self, now: Instant) {
+        if self.next_feed().is_none_or(|due| now < due) {
+            return;
+        }
+        self.watchdog_fed = now;
+        if self
+            .failing_since
+            .is_some_and(|since| now.duration_since(since) > UNHEALTHY_AFTER)
+        {
+            return;
+        }
+        notify(&[NotifyState::Watchdog]);
+    }
+
+    fn verbose(&self) -> bool {
+        self.session.verbosity == Verbosity::Verbose && !self.session.global.json
+    }
+}
+
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
+}
+
+/// What tampering did to our table, in words: `rule deleted in chain rules`,
+/// `table deleted, with 2 other tables`, `3 elements deleted from set blocked`.
+fn describe_tampering(tampering: &[Tampering]) -> String {
+    let changes: Vec<&ObjectChange> = tampering.iter().flat_map(|t| &t.changes).collect();
+    let mut parts = Vec::new();
+    if changes
+        .iter()
+        .any(|c| c.kind == Kind::Table && c.op == Op::Deleted)
+    {
+        // Deleting the table deletes everything in it: say just that.
+        let others: usize = tampering.iter().map(|t| t.other_tables_deleted).sum();
+        parts.push(if others > 0 {
+            format!("table deleted, with {}", plural(others, "other table"))
+        } else {
+            "table deleted".to_string()
+        });
+    } else {
+        // (kind, op, name) → count, in order of appearance.
+        let mut groups: Vec<(Kind, Op, Option<&str>, usize)> = Vec::new();
+        for c in &changes {
+            let key = (c.kind, c.op, c.name.as_deref());
+            match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
+                Some(group) => group.3 += 1,
+                None => groups.push((key.0, key.1, key.2, 1)),
+            }
+        }
+        for (kind, op, name, count) in groups {
+            let name = name.unwrap_or("?");
+            let done = match op {
+                Op::Added => "added",
+                Op::Deleted => "deleted",
+            };
+            parts.push(match kind {
+                Kind::Table => "table flags changed (e.g. dormant)".to_string(),
+                Kind::Rule => format!("{} {done} in chain {name}", plural(count, "rule")),
+                Kind::Element => {
+                    let prep = if op == Op::Added { "to" } else { "from" };
+                    format!("{} {done} {prep} set {name}", plural(count, "element"))
+                }
+                Kind::Unknown(n) => format!("unrecognised change (nf_tables message {n})"),
+                kind => format!("{kind} {name} {done}"),
+            });
+        }
+    }
+    if parts.is_empty() {
+        parts.push("unknown changes".to_string());
+    }
+    let mut text = summarise(parts, "other changes");
+    if tampering.iter().any(|t| !t.complete) {
+        text.push_str(" (notifications were lost: there may be more)");
+    }
+    text
+}
+
+/// `3.1 ms`, `250 ms`, `1.5 s`.
+fn millis(duration: Duration) -> String {
+    let ms = duration.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        let s = ms / 1000.0;
+        if s.fract() == 0.0 {
+            format!("{s:.0} s")
+        } else {
+            format!("{s:.1} s")
+        }
+    }
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Tells systemd, when it asked (NOTIFY_SOCKET); otherwise does nothing.
+fn notify(states: &[NotifyState]) {
+    let _ = sd_notify::notify(states);
+}
+
 fn log(session: &Session, text: &str) {
-    if session.verbosity > crate::output::Verbosity::Quiet && !session.global.json {
+    if session.verbosity > Verbosity::Quiet && !session.global.json {
         anstream::println!("{}", paint(DIM, text));
     }
 }
 
 fn warn(session: &Session, text: &str) {
-    if session.verbosity > crate::output::Verbosity::Quiet {
+    if session.verbosity > Verbosity::Quiet {
         anstream::eprintln!("{} {text}", paint(WARN, "warning:"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_repairs_a_burst_at_once_then_doubles_and_forgets() {
+        let mut b = Backoff::default();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            let now = t0 + Duration::from_millis(50 * i);
+            assert_eq!(b.delay(now), (Duration::ZERO, false));
+            b.repaired(now);
+        }
+        let now = t0 + Duration::from_millis(150);
+        assert_eq!(b.delay(now), (BACKOFF_FIRST, true));
+        // More tampering before that repair: coalesced, same delay, said once.
+        assert_eq!(b.delay(now), (BACKOFF_FIRST, false));
+        b.repaired(now + BACKOFF_FIRST);
+        let mut expected = BACKOFF_FIRST;
+        for _ in 0..6 {
+            expected = (expected * 2).min(BACKOFF_MAX);
+            let (delay, _) = b.delay(now + Duration::from_secs(1));
+            assert_eq!(delay, expected);
+            b.repaired(now + Duration::from_secs(1));
+        }
+        assert_eq!(expected, BACKOFF_MAX);
+        let last = now + Duration::from_secs(2);
+        b.delay(last);
+        assert!(!b.expire(last + QUIET - Duration::from_millis(1)));
+        assert!(b.expire(last + QUIET));
+        assert_eq!(b.delay(last + QUIET * 2), (Duration::ZERO, false));
+    }
+
+    #[test]
+    fn generations_wrap() {
+        assert!(is_after(5, 4));
+        assert!(!is_after(4, 4));
+        assert!(!is_after(3, 4));
+        assert!(is_after(1, u32::MAX));
+    }
+
+    #[test]
+    fn millis_reads_well() {
+        assert_eq!(millis(Duration::from_micros(3100)), "3.1 ms");
+        assert_eq!(millis(Duration::from_millis(250)), "250 ms");
+        assert_eq!(millis(Duration::from_secs(10)), "10 s");
+        assert_eq!(millis(Duration::from_millis(1500)), "1.5 s");
     }
 }

@@ -73,6 +73,43 @@ impl Setup {
         }
     }
 
+    /// `nft ARGS` in the lab's host namespace; must succeed.
+    fn nft(&self, args: &[&str]) {
+        let status = Command::new("nsenter")
+            .arg(format!("--net={}", self.lab.netns_path().display()))
+            .arg("nft")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "nft {args:?}");
+    }
+
+    /// Our table as `nft -s` lists it, or `None`.
+    fn table(&self) -> Option<String> {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.lab.netns_path().display()))
+            .args(["nft", "-s", "list", "table", "inet", "dockfw"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// Waits (at most 5 s: repairs take milliseconds) for our table to be `whole`.
+    fn until_table_is(&self, whole: &str) {
+        let started = std::time::Instant::now();
+        while self.table().as_deref() != Some(whole) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "not repaired: {:?}",
+                self.table()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn done(self) {
         std::fs::remove_dir_all(&self.dir).unwrap();
         self.lab.teardown().unwrap();
@@ -165,8 +202,34 @@ fn watch_follows_containers_as_they_start_and_go() {
         (probe(DENIED, 9090), Outcome::TimedOut),
     ]);
 
-    // A dockerd restart: the watcher reconnects and keeps following.
-    setup.lab.restart_dockerd().unwrap();
+    // Tampering with real Docker running: repaired at once.
+    let whole = setup.table().expect("installed");
+    setup.nft(&["delete", "table", "inet", "dockfw"]);
+    let started = std::time::Instant::now();
+    setup.until_table_is(&whole);
+    println!(
+        "table deleted, with Docker running: whole again in {:.1?}",
+        started.elapsed()
+    );
+    wait_for(
+        &setup.dir.join("watch.log"),
+        "repaired table inet dockfw: table deleted, by nft",
+    );
+
+    // A dockerd restart: the watcher guards on while Docker is down (a
+    // `flush ruleset` then, as `systemctl reload nftables` does, deletes
+    // Docker's tables and ours: ours is repaired), reconnects and keeps
+    // following.
+    setup.lab.stop_dockerd().unwrap();
+    wait_for(&setup.dir.join("watch.log"), "lost Docker");
+    setup.nft(&["flush", "ruleset"]);
+    let started = std::time::Instant::now();
+    setup.until_table_is(&whole);
+    println!(
+        "ruleset flushed, with Docker down: whole again in {:.1?}",
+        started.elapsed()
+    );
+    setup.lab.start_dockerd().unwrap();
     setup.lab.docker(&["rm", "-f", "late"]).unwrap();
     setup
         .lab

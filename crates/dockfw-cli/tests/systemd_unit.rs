@@ -1,5 +1,7 @@
-//! The systemd unit shipped in packaging/: ordered before Docker, oneshot,
-//! reloadable, and stopping it leaves the rules in force.
+//! The systemd units shipped in packaging/: dockfw-nft.service ordered before
+//! Docker, oneshot, reloadable, and stopping it leaves the rules in force;
+//! dockfw-nft-watch.service a notify service with a watchdog that outlives
+//! Docker's restarts.
 
 use std::collections::BTreeMap;
 
@@ -46,14 +48,33 @@ fn unit_guards_the_boot_before_docker_and_fails_closed() {
 }
 
 #[test]
-fn watch_unit_follows_docker() {
+fn watch_unit_follows_docker_and_guards_through_its_restarts() {
     let d = directives(WATCH_UNIT);
     let has = |key: &str, value: &str| d.get(key).is_some_and(|v| v.iter().any(|x| x == value));
     assert!(has("After", "docker.service"));
-    assert!(has("PartOf", "docker.service"), "stops and restarts with Docker");
+    // Was PartOf=docker.service (stopped and restarted with Docker). The
+    // live guard must keep repairing while Docker is stopped or restarting:
+    // a flush can happen then too.
+    assert!(
+        !d.get("PartOf")
+            .is_some_and(|v| v.iter().any(|x| x == "docker.service")),
+        "stopping Docker must not stop the guard"
+    );
+    assert!(!d.contains_key("BindsTo"), "nor bound to Docker");
     assert!(has("WantedBy", "docker.service"));
     assert!(d["ExecStart"].last().is_some_and(|a| a == "watch"));
     assert!(!d.contains_key("ExecStop"), "stopping must not remove the rules");
+    // systemd: ready after the first apply, watchdog fed while healthy.
+    assert!(has("Type", "notify"));
+    assert!(has("NotifyAccess", "main"));
+    assert!(d.contains_key("WatchdogSec"), "watchdog enabled");
+    // Reload = SIGHUP to the watcher, which re-reads the policy.
+    assert_eq!(d["ExecReload"], ["/bin/kill", "-HUP", "$MAINPID"]);
+    assert!(has("Restart", "on-failure"));
+    assert!(
+        has("RestartPreventExitStatus", "2"),
+        "a policy with errors is not retried"
+    );
 }
 
 #[test]
@@ -92,5 +113,9 @@ fn systemd_accepts_the_units() {
     assert!(
         !stderr.contains("dockfw-nft.service:"),
         "warnings about the unit: {stderr}"
+    );
+    assert!(
+        !stderr.contains("dockfw-nft-watch.service:"),
+        "warnings about the watch unit: {stderr}"
     );
 }

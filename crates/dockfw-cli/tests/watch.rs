@@ -1,0 +1,538 @@
+//! `dockfw-nft watch` as a guard, against the real kernel in a network
+//! namespace of its own: every kind of tampering is repaired (the time each
+//! took is printed), a program that keeps fighting is backed off, SIGHUP
+//! reloads the policy, and systemd's notify protocol is spoken.
+//!
+//! Docker is not the point here, so a stand-in daemon on a unix socket
+//! answers the few requests watch makes (version, an empty container list,
+//! an event stream that stays open until the stand-in stops); the real
+//! dockerd is in `docker_lab.rs`. Needs root; fails under CI=true without.
+
+use dockfw_nft::testing::require_root;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[sets]
+admins = ["203.0.113.10", "2001:db8:a::/64"]
+
+[[rule]]
+name = "website"
+ports = ["80/tcp", "443/tcp"]
+
+[[rule]]
+name = "admin panel"
+from = ["@admins"]
+ports = ["8443/tcp"]
+"#;
+
+/// Generous: repairs take milliseconds; this only catches "never".
+const REPAIRED_WITHIN: Duration = Duration::from_secs(5);
+
+/// A named network namespace (as `ip netns add` makes), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(test: &str) -> Self {
+        let name = format!("dfwt-w{test}-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        assert!(status.success(), "ip netns add {name}");
+        Self(name)
+    }
+
+    /// Runs `nft ARGS` inside the namespace; whether it succeeded.
+    fn nft(&self, args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Our table as `nft -s` lists it (without counter values), or `None`.
+    fn table(&self) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.0, "nft", "-s", "list", "table", "inet", "dockfw",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A stand-in Docker daemon: `/version`, an empty container list, and an
+/// event stream held open until [`FakeDocker::stop`].
+struct FakeDocker {
+    socket: PathBuf,
+    stopped: Arc<AtomicBool>,
+}
+
+impl FakeDocker {
+    fn start(socket: &Path) -> Self {
+        let listener = UnixListener::bind(socket).unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stopped);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { return };
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || answer(stream, &flag));
+            }
+        });
+        Self {
+            socket: socket.to_path_buf(),
+            stopped,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Ends every event stream and refuses new connections, as a stopped daemon.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag, then remove the socket.
+        let _ = UnixStream::connect(&self.socket);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer(stream: UnixStream, stopped: &AtomicBool) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let mut out = stream;
+    if path.contains("/events") {
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let _ = out.flush();
+        while !stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    let body = if path == "/version" {
+        r#"{"Version":"20.10.0","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#
+    } else {
+        "[]"
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A running `dockfw-nft watch`, killed on drop; its output in `log`.
+struct Watch {
+    child: Child,
+    log: PathBuf,
+    /// How much of the log has been looked at by `wait_for_new`.
+    seen: usize,
+}
+
+impl Watch {
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `needle` in the log after what was seen so far; returns the
+    /// line holding it and moves past it.
+    fn wait_for_new(&mut self, needle: &str, within: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.text();
+            if let Some(at) = text[self.seen.min(text.len())..].find(needle) {
+                let at = self.seen + at;
+                let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+                self.seen = line_end;
+                return text[line_start..line_end].to_string();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("watch ended ({status}) before saying {needle:?}:\n{text}");
+            }
+            assert!(
+                start.elapsed() < within,
+                "watch never said {needle:?} within {within:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    netns: Netns,
+    dir: PathBuf,
+    docker: FakeDocker,
+}
+
+fn setup(test: &str) -> Option<Setup> {
+    if !require_root(test) {
+        return None;
+    }
+    let netns = Netns::new(test);
+    let dir = std::env::temp_dir().join(format!("dfwt-watch-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let docker = FakeDocker::start(&dir.join("docker.sock"));
+    Some(Setup { netns, dir, docker })
+}
+
+impl Setup {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("dockfw-nft"));
+        command
+            .env_remove("DOCKFW_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("CLICOLOR_FORCE")
+            .current_dir(&self.dir)
+            .args(["--netns", &self.netns.0, "--docker-host", &self.docker.host()])
+            .args(["-c", "policy.toml"])
+            .args(args);
+        command
+    }
+
+    /// Starts watch and waits for its first apply.
+    fn watch(&self, env: &[(&str, &str)]) -> Watch {
+        let log = self.dir.join("watch.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = self.command(&["watch"]);
+        command.envs(env.iter().copied());
+        let child = command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut watch = Watch { child, log, seen: 0 };
+        watch.wait_for_new("applying (start)", REPAIRED_WITHIN);
+        // "applied ..." or "up to date: table inet dockfw already matches ...".
+        watch.wait_for_new("table inet dockfw", REPAIRED_WITHIN);
+        watch
+    }
+
+    /// Waits until the table is `whole` again; how long that took.
+    fn until_whole(&self, whole: &str, started: Instant) -> Duration {
+        loop {
+            if self.netns.table().as_deref() == Some(whole) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < REPAIRED_WITHIN,
+                "not repaired within {REPAIRED_WITHIN:?}; the table now:\n{:?}",
+                self.netns.table()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn done(self) {
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
+}
+
+#[test]
+fn every_kind_of_tampering_is_repaired() {
+    let Some(setup) = setup("tamper") else { return };
+    let whole = {
+        let _watch = setup.watch(&[]);
+        setup.netns.table().expect("installed")
+    };
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "table deleted",
+            &["delete", "table", "inet", "dockfw"],
+            "table deleted, by nft (pid ",
+        ),
+        (
+            "rule inserted",
+            &["insert", "rule", "inet", "dockfw", "forward", "accept"],
+            "1 rule added in chain forward, by nft (pid ",
+        ),
+        (
+            "chain flushed",
+            &["flush", "chain", "inet", "dockfw", "rules"],
+            "rules deleted in chain rules, by nft (pid ",
+        ),
+        (
+            "element deleted",
+            &[
+                "delete",
+                "element",
+                "inet",
+                "dockfw",
+                "set-admins-v4",
+                "{ 203.0.113.10 }",
+            ],
+            "deleted from set set-admins-v4, by nft (pid ",
+        ),
+        (
+            "ruleset flushed",
+            &["flush", "ruleset"],
+            "table deleted, by nft (pid ",
+        ),
+        (
+            "table made dormant",
+            &["add", "table", "inet", "dockfw", "{ flags dormant; }"],
+            "table flags changed (e.g. dormant), by nft (pid ",
+        ),
+    ];
+    for (name, tamper, said) in cases {
+        // A watcher of its own for each, so none is delayed by backing off
+        // (more than three repairs in 10 s; tested below).
+        let mut watch = setup.watch(&[]);
+        assert!(setup.netns.nft(tamper), "nft {tamper:?}");
+        let started = Instant::now();
+        let took = setup.until_whole(&whole, started);
+        let line = watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
+        println!("{name}: whole again {took:.1?} after nft returned; watch says: {line}");
+        assert!(line.contains(said), "{name}: {line}");
+    }
+    let watch = setup.watch(&[]);
+    // A change to someone else's table is not ours to repair.
+    assert!(setup.netns.nft(&["add", "table", "inet", "theirs"]));
+    assert!(setup.netns.nft(&["add", "chain", "inet", "theirs", "c"]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !watch.text()[watch.seen..].contains("repaired"),
+        "{}",
+        watch.text()
+    );
+    assert!(setup.netns.nft(&["list", "chain", "inet", "theirs", "c"]));
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+fn a_program_that_keeps_fighting_is_backed_off() {
+    let Some(setup) = setup("fight") else { return };
+    let mut watch = setup.watch(&[]);
+    let whole = setup.netns.table().expect("installed");
+    let start = Instant::now();
+    let (mut attempts, mut deletions) = (0, 0);
+    while start.elapsed() < Duration::from_secs(3) {
+        attempts += 1;
+        // Fails while the table is gone: the guard is backing off.
+        if setup.netns.nft(&["delete", "table", "inet", "dockfw"]) {
+            deletions += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Instant::now();
+    // Whole within the backoff (at most 5 s) after the fight ends.
+    let took = setup.until_whole(&whole, stopped);
+    let text = watch.text();
+    let repairs = text.matches("repaired table inet dockfw").count();
+    println!(
+        "{attempts} attempts to delete in 3 s, {deletions} found the table, {repairs} repairs; \
+         whole {took:.1?} after the loop stopped"
+    );
+    watch.wait_for_new("keeps changing table inet dockfw", Duration::ZERO);
+    assert!(text.contains("backing off: next repair in 250 ms"), "{text}");
+    assert!(attempts >= 20, "the loop barely ran: {attempts}");
+    // 3 at once, then 250 ms, 500 ms, 1 s, 2 s: not one repair per deletion.
+    assert!(
+        repairs <= 8 && deletions <= repairs + 1,
+        "{repairs} repairs for {attempts} attempts: not backing off\n{text}"
+    );
+    // The table stays whole once the fight is over.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(setup.netns.table().as_deref(), Some(whole.as_str()));
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+fn sighup_applies_a_good_policy_and_refuses_a_bad_one() {
+    let Some(setup) = setup("hup") else { return };
+    let mut watch = setup.watch(&[]);
+    let edited = format!("{POLICY}\n[[rule]]\nname = \"added by reload\"\nports = [\"9000/tcp\"]\n");
+    std::fs::write(setup.dir.join("policy.toml"), &edited).unwrap();
+    watch.signal("-HUP");
+    watch.wait_for_new("reloading policy.toml (SIGHUP)", REPAIRED_WITHIN);
+    watch.wait_for_new("applied policy.toml", REPAIRED_WITHIN);
+    let reloaded = setup.netns.table().expect("installed");
+    assert!(reloaded.contains("\"added by reload\""), "{reloaded}");
+
+    // A policy with an error: said with file:line:column, the table stays.
+    std::fs::write(
+        setup.dir.join("policy.toml"),
+        edited.replace(
+            "ports = [\"9000/tcp\"]",
+            "ports = [\"9000/tcp\"]\nfrm = [\"1.2.3.4\"]",
+        ),
+    )
+    .unwrap();
+    watch.signal("-HUP");
+    watch.wait_for_new("reload refused", REPAIRED_WITHIN);
+    let text = watch.text();
+    assert!(text.contains("policy.toml:"), "{text}");
+    let position = text
+        .lines()
+        .find(|l| l.starts_with("policy.toml:") && l.contains("error"))
+        .unwrap_or_else(|| panic!("no file:line:column error in\n{text}"));
+    let mut fields = position.split(':').skip(1);
+    assert!(fields.next().unwrap().parse::<u32>().is_ok(), "{position}");
+    assert!(fields.next().unwrap().parse::<u32>().is_ok(), "{position}");
+    assert_eq!(setup.netns.table().as_deref(), Some(reloaded.as_str()));
+    // Still guarding what runs: the previous policy is what gets repaired.
+    assert!(setup.netns.nft(&["delete", "table", "inet", "dockfw"]));
+    setup.until_whole(&reloaded, Instant::now());
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+fn guards_on_while_docker_is_away() {
+    let Some(setup) = setup("away") else { return };
+    let mut watch = setup.watch(&[]);
+    let whole = setup.netns.table().expect("installed");
+    setup.docker.stop();
+    watch.wait_for_new("lost Docker", REPAIRED_WITHIN);
+    assert!(setup.netns.nft(&["flush", "ruleset"]));
+    let took = setup.until_whole(&whole, Instant::now());
+    println!("repaired in {took:.1?} with Docker away");
+    watch.wait_for_new("repaired table inet dockfw: table deleted", REPAIRED_WITHIN);
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+fn without_docker_at_start_watch_exits_4() {
+    let Some(setup) = setup("nodock") else { return };
+    setup.docker.stop();
+    let out = setup.command(&["watch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(setup.netns.table(), None, "nothing applied");
+    setup.done();
+}
+
+/// A stand-in for systemd's notify socket: what watch sends, line by line.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+    received: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        Self {
+            socket,
+            path,
+            received: Vec::new(),
+        }
+    }
+
+    /// Waits for a line starting with `prefix`; returns it.
+    fn wait_for(&mut self, prefix: &str) -> String {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(i) = self.received.iter().position(|l| l.starts_with(prefix)) {
+                return self.received.drain(..=i).next_back().unwrap();
+            }
+            assert!(
+                start.elapsed() < REPAIRED_WITHIN,
+                "no {prefix:?} from watch; got {:?}",
+                self.received
+            );
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                self.received.extend(text.lines().map(String::from));
+            }
+        }
+    }
+}
+
+#[test]
+fn speaks_systemds_notify_protocol() {
+    let Some(setup) = setup("notify") else { return };
+    let mut notify = NotifySocket::bind(&setup.dir);
+    let path = notify.path.to_str().unwrap().to_string();
+    let mut watch = setup.watch(&[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "300000")]);
+    notify.wait_for("READY=1");
+    let status = notify.wait_for("STATUS=");
+    assert!(
+        status.starts_with("STATUS=guarding table inet dockfw"),
+        "{status}"
+    );
+    // Fed while healthy: several times within a second at 300 ms.
+    for _ in 0..3 {
+        notify.wait_for("WATCHDOG=1");
+    }
+    assert!(setup.netns.nft(&["delete", "table", "inet", "dockfw"]));
+    watch.wait_for_new("repaired", REPAIRED_WITHIN);
+    let status = notify.wait_for("STATUS=");
+    assert!(
+        status.contains("repaired (table deleted, by nft (pid"),
+        "{status}"
+    );
+    watch.signal("-HUP");
+    notify.wait_for("RELOADING=1");
+    notify.wait_for("READY=1");
+    drop(watch);
+    setup.done();
+}
