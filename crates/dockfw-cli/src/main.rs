@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod docker;
 mod output;
+mod revoke;
 mod session;
 mod watch;
 
