@@ -5,6 +5,7 @@ use crate::Exit;
 use crate::cli::{Cli, ExplainArgs};
 use crate::docker::DockerView;
 use crate::output::{self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, paint, plural};
+use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anstyle::Style;
 use anyhow::{Context, Result, bail};
@@ -89,6 +90,17 @@ struct ApplyOutput<'a> {
     containers: Vec<&'a str>,
     docker_reachable: bool,
     elapsed_ms: f64,
+    /// `null` when revoke did not run (off, or nothing changed).
+    revoked: Option<RevokedOutput<'a>>,
+}
+
+#[derive(Serialize)]
+struct RevokedOutput<'a> {
+    cut: usize,
+    labelled: usize,
+    by: std::collections::BTreeMap<String, usize>,
+    connections: &'a [crate::revoke::Cut],
+    problem: Option<&'a str>,
 }
 
 /// What one apply did.
@@ -98,6 +110,9 @@ pub struct Applied {
     pub ruleset: Ruleset,
     pub report: ApplyReport,
     pub elapsed: Duration,
+    /// What revoke cut; `None` when it did not run (`[guard] revoke = false`,
+    /// or the table was already up to date).
+    pub revoked: Option<Revoked>,
 }
 
 /// Validates, compiles against Docker's containers, and installs the policy
@@ -110,6 +125,14 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let mut nft = session.nft()?;
     let table = &ruleset.table;
     let context = || format!("cannot install {} into table inet {table}", session.config_name());
+    // Revoke reads connections' labels by the map of the ruleset that set
+    // them: the one installed now. (One more read of the table; without one,
+    // the new ruleset's map is the best guess.)
+    let revoking = parsed.policy.guard.revoke;
+    let labelled_by = revoking
+        .then(|| nft.installed(table).ok().flatten())
+        .flatten()
+        .map(|installed| dockfw_core::revoke::label_map(&installed));
     // apply changes only what differs, and nothing when the table already matches
     // (counters and rate-limit state carry on); --force rebuilds it from scratch;
     // --adopt rebuilds it even if dockfw did not create it. Without --adopt a table
@@ -122,12 +145,17 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
         nft.apply(&ruleset)
     }
     .with_context(context)?;
+    let revoked = (revoking && report.change != Change::Unchanged).then(|| {
+        let labelled_by = labelled_by.unwrap_or_else(|| dockfw_core::revoke::label_map(&ruleset));
+        revoke::revoke(session, &parsed.policy, &docker.containers, &labelled_by)
+    });
     Ok(Applied {
         parsed,
         docker,
         ruleset,
         report,
         elapsed: start.elapsed(),
+        revoked,
     })
 }
 
@@ -144,6 +172,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         ruleset,
         report,
         elapsed,
+        revoked,
     } = applied;
     let table = &ruleset.table;
     let interfaces: Vec<String> = parsed
@@ -164,6 +193,13 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             containers: docker.containers.iter().map(|c| c.name.as_str()).collect(),
             docker_reachable: docker.reachable,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+            revoked: revoked.as_ref().map(|r| RevokedOutput {
+                cut: r.cut.len(),
+                labelled: r.labelled,
+                by: r.counts(),
+                connections: &r.cut,
+                problem: r.problem.as_deref(),
+            }),
         };
         println!("{}", serde_json::to_value(out)?);
         return Ok(());
@@ -191,6 +227,9 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             session.config_name(),
         );
     }
+    if let Some(revoked) = revoked {
+        print_revoked(session, revoked);
+    }
     if report.change != Change::Unchanged && session.verbosity == Verbosity::Verbose {
         anstream::println!(
             "  {}",
@@ -210,6 +249,60 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `revoked 2 connections the policy no longer admits: 1 drop by rule "x", 1 drop by default`;
+/// with `-v` one line per connection.
+pub fn print_revoked(session: &Session, revoked: &Revoked) {
+    if let Some(problem) = &revoked.problem {
+        anstream::eprintln!("{} revoke: {problem}", paint(WARN, "warning:"));
+    }
+    if revoked.cut.is_empty() {
+        if session.verbosity == Verbosity::Verbose {
+            anstream::println!(
+                "  {}",
+                paint(
+                    DIM,
+                    format!(
+                        "revoke: {} judged by dockfw, none the policy denies now",
+                        plural(revoked.labelled, "tracked connection")
+                    )
+                )
+            );
+        }
+        return;
+    }
+    let by: Vec<String> = revoked
+        .by_decision()
+        .into_iter()
+        .map(|(what, count)| format!("{count} {what}"))
+        .collect();
+    anstream::println!(
+        "{} {} the policy no longer admits: {}",
+        paint(WARN, "revoked"),
+        plural(revoked.cut.len(), "connection"),
+        by.join(", ")
+    );
+    if session.verbosity == Verbosity::Verbose {
+        for cut in &revoked.cut {
+            let path = serde_json::to_value(cut.path)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            anstream::println!(
+                "  cut {} ({path}, on {}): {}",
+                cut.tuple,
+                cut.interfaces.join(", "),
+                cut.decision
+            );
+        }
+    }
+    if revoked.tcp_loose_off {
+        anstream::eprintln!(
+            "{} net.netfilter.nf_conntrack_tcp_loose is 0: the next packet of a cut TCP connection is invalid, not new; it no longer reaches its container through Docker's NAT, but set the sysctl to 1 (the default) for revoke to work as documented",
+            paint(WARN, "warning:")
+        );
+    }
 }
 
 pub fn remove(session: &Session, foreign: bool) -> Result<Exit> {

@@ -5,6 +5,7 @@ mod commands;
 mod docker;
 mod output;
 mod policy_file;
+mod revoke;
 mod session;
 mod watch;
 

@@ -135,6 +135,19 @@ impl Session {
         }
     }
 
+    /// A ctnetlink connection, in `--netns` if given.
+    pub fn conntrack(&self) -> Result<dockfw_nft::conntrack::Conntrack> {
+        use dockfw_nft::conntrack::Conntrack;
+        match &self.global.netns {
+            None => Ok(Conntrack::open()?),
+            Some(netns) => {
+                let path = netns_path(netns)?;
+                Conntrack::in_netns(&path)
+                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
+            }
+        }
+    }
+
     /// Docker's containers, as far as the options allow, with what the
     /// policy gets wrong about them (printed as warnings, and kept in the
     /// view for JSON output).

@@ -26,11 +26,13 @@
 //! `remove` beside a running watch waits at most for the apply under way.
 
 use crate::Exit;
-use crate::commands::{Applied, print_applied};
+use crate::commands::{Applied, print_applied, print_revoked};
 use crate::docker::{DockerView, Unreachable};
 use crate::output::{DIM, GOOD, Verbosity, WARN, paint, plural};
+use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anyhow::{Context, Result};
+use dockfw_core::revoke::LabelMap;
 use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
 use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
@@ -336,6 +338,9 @@ struct Guard<'a> {
     watchdog: Option<Duration>,
     watchdog_fed: Instant,
     last_change: String,
+    /// The connection-label map of the ruleset our last apply installed: how
+    /// revoke reads the labels of connections judged under it.
+    labels: Option<LabelMap>,
 }
 
 impl<'a> Guard<'a> {
@@ -363,11 +368,12 @@ impl<'a> Guard<'a> {
             watchdog: sd_notify::watchdog_enabled(),
             watchdog_fed: Instant::now(),
             last_change: String::new(),
+            labels: None,
         };
         log(session, "applying (start)");
         let started = Instant::now();
-        let (report, ruleset) = guard.apply()?;
-        guard.print(report, ruleset, started.elapsed());
+        let (report, ruleset, revoked) = guard.apply()?;
+        guard.print(report, ruleset, revoked, started.elapsed());
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)
@@ -393,10 +399,21 @@ impl<'a> Guard<'a> {
         )
     }
 
-    /// Applies the policy to the containers known, and records the
-    /// generation it left the table in.
-    fn apply(&mut self) -> Result<(ApplyReport, Ruleset)> {
+    /// Applies the policy to the containers known, records the generation
+    /// it left the table in, and (unless `[guard] revoke = false`) cuts the
+    /// connections the policy no longer admits, as the one-shot apply does.
+    fn apply(&mut self) -> Result<(ApplyReport, Ruleset, Option<Revoked>)> {
         let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
+        let revoking = self.parsed.policy.guard.revoke;
+        if revoking && self.labels.is_none() {
+            // Before our first apply: the labels were set by whatever is installed.
+            self.labels = self
+                .nft
+                .installed(&ruleset.table)
+                .ok()
+                .flatten()
+                .map(|installed| dockfw_core::revoke::label_map(&installed));
+        }
         let report = self.nft.apply(&ruleset).with_context(|| {
             format!(
                 "cannot install {} into table inet {}",
@@ -409,7 +426,11 @@ impl<'a> Guard<'a> {
         self.pending = Pending::default();
         self.failures = 0;
         self.failing_since = None;
-        Ok((report, ruleset))
+        let new_labels = dockfw_core::revoke::label_map(&ruleset);
+        let labelled_by = self.labels.replace(new_labels.clone()).unwrap_or(new_labels);
+        let revoked = (revoking && report.change != Change::Unchanged)
+            .then(|| revoke::revoke(self.session, &self.parsed.policy, &self.containers, &labelled_by));
+        Ok((report, ruleset, revoked))
     }
 
     /// An apply failed: retry later, the pause growing with each failure.
@@ -426,7 +447,7 @@ impl<'a> Guard<'a> {
         );
     }
 
-    fn print(&self, report: ApplyReport, ruleset: Ruleset, elapsed: Duration) {
+    fn print(&self, report: ApplyReport, ruleset: Ruleset, revoked: Option<Revoked>, elapsed: Duration) {
         let applied = Applied {
             parsed: self.parsed.clone(),
             docker: DockerView {
@@ -437,6 +458,7 @@ impl<'a> Guard<'a> {
             ruleset,
             report,
             elapsed,
+            revoked,
         };
         let _ = print_applied(self.session, &applied);
     }
@@ -593,8 +615,8 @@ impl<'a> Guard<'a> {
         log(self.session, &format!("applying ({why})"));
         let started = Instant::now();
         match self.apply() {
-            Ok((report, ruleset)) => {
-                self.print(report, ruleset, started.elapsed());
+            Ok((report, ruleset, revoked)) => {
+                self.print(report, ruleset, revoked, started.elapsed());
                 self.last_change = format!("applied ({why}), {}", now_text());
                 notify(&[NotifyState::Status(&self.status())]);
                 true
@@ -671,8 +693,11 @@ impl<'a> Guard<'a> {
         let pending = std::mem::take(&mut self.pending);
         let since = pending.since.unwrap_or(now);
         match self.apply() {
-            Ok((report, _)) => {
+            Ok((report, _, revoked)) => {
                 let took = since.elapsed();
+                if let Some(revoked) = &revoked {
+                    print_revoked(self.session, revoked);
+                }
                 let table = self.table().to_string();
                 let what = if !pending.tampering.is_empty() {
                     self.backoff.repaired(Instant::now());

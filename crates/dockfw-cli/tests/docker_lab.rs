@@ -502,3 +502,112 @@ from = ["{allowed}"]
     ]);
     setup.done();
 }
+
+/// Revoke, with real packets: after `apply` of a policy that removes a
+/// source, its held connections are cut within a second, while those of a
+/// source still allowed live on; with `revoke = false` both live on. IPv4
+/// goes through Docker's DNAT; IPv6 through DNAT with Docker's IPv6 on, and
+/// through docker-proxy without.
+#[test]
+fn apply_cuts_held_connections_the_new_policy_denies() {
+    revoke_lab("dfwt-rvk", true);
+}
+
+#[test]
+fn apply_cuts_held_ipv6_connections_through_docker_proxy() {
+    revoke_lab("dfwt-rvkp", false);
+}
+
+fn revoke_lab(prefix: &str, ipv6: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = dockfw_e2e::up_or_skip(LabConfig {
+        ipv6,
+        ..LabConfig::for_test(prefix).unwrap()
+    }) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let setup = Setup { lab, dir };
+    setup
+        .lab
+        .run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let kept_v4 = IpAddr::V4(addr::INET_SOURCES[1]);
+    let cut_v4 = IpAddr::V4(addr::INET_SOURCES[0]);
+    let kept_v6 = IpAddr::V6(addr::INET6_SOURCES[1]);
+    let cut_v6 = IpAddr::V6(addr::INET6_SOURCES[0]);
+    let policy = |sources: &[IpAddr], revoke: bool| {
+        let from: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
+        format!(
+            "[guard]\ninterfaces = [\"eth0\"]\ndefault = \"drop\"\nrevoke = {revoke}\n\n[[rule]]\nname = \"clients\"\nports = [8081]\nfrom = [{}]\n",
+            from.join(", ")
+        )
+    };
+    let held = |src: IpAddr| {
+        let dst = match src {
+            IpAddr::V4(_) => HOST,
+            IpAddr::V6(_) => IpAddr::V6(addr::HOST_INET6_A),
+        };
+        let p = Probe {
+            from: Client::Internet,
+            src,
+            dst,
+            port: 8081,
+            proto: Proto::Tcp,
+        };
+        setup.lab.hold(p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    for revoke in [true, false] {
+        std::fs::write(
+            setup.dir.join("policy.toml"),
+            policy(&[kept_v4, cut_v4, kept_v6, cut_v6], revoke),
+        )
+        .unwrap();
+        setup.dockfw(&["apply"]).assert().code(0);
+        let mut connections: Vec<_> = [kept_v4, cut_v4, kept_v6, cut_v6].into_iter().map(held).collect();
+        for connection in &mut connections {
+            assert_eq!(
+                connection.exchange(Duration::from_secs(5)).unwrap(),
+                Outcome::Open
+            );
+        }
+
+        std::fs::write(setup.dir.join("policy.toml"), policy(&[kept_v4, kept_v6], revoke)).unwrap();
+        let out = setup
+            .dockfw(&["apply", "-v"])
+            .assert()
+            .code(0)
+            .get_output()
+            .clone();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        for (connection, removed) in connections.iter_mut().zip([false, true, false, true]) {
+            let want = if removed && revoke {
+                Outcome::TimedOut
+            } else {
+                Outcome::Open
+            };
+            let got = connection.exchange(Duration::from_secs(1)).unwrap();
+            assert_eq!(got, want, "{} (revoke = {revoke}):\n{stdout}", connection.probe());
+        }
+        if revoke {
+            assert!(
+                stdout.contains("revoked 2 connections the policy no longer admits: 2 drop by default"),
+                "{stdout}"
+            );
+            assert!(stdout.contains(&format!("cut tcp {cut_v4}:")), "{stdout}");
+            let v6_path = if ipv6 { "published" } else { "proxied" };
+            assert!(
+                stdout.contains(&format!("{cut_v4}:")) && stdout.contains("(published, on eth0)"),
+                "{stdout}"
+            );
+            assert!(
+                stdout.contains(&format!("[{cut_v6}]:")) && stdout.contains(&format!("({v6_path}, on eth0)")),
+                "{stdout}"
+            );
+        } else {
+            assert!(!stdout.contains("revoked"), "{stdout}");
+        }
+    }
+    setup.done();
+}

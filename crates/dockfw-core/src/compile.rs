@@ -19,6 +19,7 @@
 //!     ct state untracked [meta nfproto F] [ip daddr @proxy-addr-K-F] meta l4proto P th dport @proxy…-P goto untracked
 //! chain untracked  counter drop: untracked packets the guard would judge
 //! chain rules     the rules, in order; each alternative of a rule is one nft rule
+//!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
 //!     <matches> goto rule-N
 //!     goto default-fate
 //! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
@@ -37,6 +38,21 @@
 //! for a host port a running container publishes, on its address) are
 //! dropped and counted in the `untracked` chain; other untracked traffic
 //! (an admin's `notrack` for the host's ssh) is never touched.
+//!
+//! Connection labels for revoke: only new connections that arrive on a
+//! guarded interface and take one of the three paths reach `rules`, so its
+//! first rules mark exactly the connections dockfw judges. Every interface
+//! pattern the policy names (each `guard.interfaces` entry, then each
+//! rule's `interfaces` entry not already listed, in order of appearance) has
+//! a label bit, from 127 downwards ([`LABEL_BITS`]); a connection gets the
+//! bit of every pattern its input interface matches. A rule may name an
+//! interface more finely than the guard (`wg0` under a guarded `wg*`), so
+//! bits per guard entry alone would not tell the evaluator enough; with a
+//! bit per pattern it learns exactly which of the policy's patterns matched,
+//! which is all [`crate::evaluate_on`] looks at. At most
+//! [`MAX_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
+//! set` only ORs bits in, so other users of labels (OVS, in their own zones,
+//! usually low bits) keep theirs.
 //!
 //! An `accept` ends only our base chain: Docker's chains still run afterwards,
 //! so "allow" never opens more than Docker itself would.
@@ -83,6 +99,13 @@ pub const LOG_RATE: Rate = Rate {
 };
 /// Burst of the log rate limit.
 pub const LOG_BURST: u32 = 10;
+/// The connection label bits dockfw sets (see the module doc): 96 to 127,
+/// handed out from 127 downwards.
+pub const LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
+/// How many distinct interface patterns a policy may name (one label bit each).
+pub const MAX_LABELLED_PATTERNS: usize = 32;
+/// Comment of the rules setting a connection's label bit.
+pub const LABEL_COMMENT: &str = "label for revoke";
 /// How many sources a per-source limit tracks at once.
 pub const METER_SIZE: u32 = 65535;
 
@@ -107,6 +130,28 @@ pub fn is_layout_chain(name: &str) -> bool {
         || name
             .strip_prefix("rule-")
             .is_some_and(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every interface pattern the policy names, in order (guard entries first,
+/// then rules' entries not listed yet), each with its connection label bit.
+/// At most [`MAX_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
+pub fn interface_labels(policy: &Policy) -> Vec<(IfName, u8)> {
+    let mut patterns: Vec<&IfName> = Vec::new();
+    let rules = policy
+        .rules
+        .iter()
+        .filter_map(|rule| rule.interfaces.as_ref())
+        .flatten();
+    for pattern in policy.guard.interfaces.iter().chain(rules) {
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    patterns
+        .into_iter()
+        .zip(LABEL_BITS.rev())
+        .map(|(pattern, bit)| (pattern.clone(), bit))
+        .collect()
 }
 
 /// Compiles `policy` into a ruleset. `containers` is what Docker runs: a
@@ -169,7 +214,15 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         )
     }));
 
-    let mut policy_rules = Vec::new();
+    let mut policy_rules: Vec<Rule> = interface_labels(policy)
+        .into_iter()
+        .map(|(pattern, bit)| Rule {
+            comment: LABEL_COMMENT.into(),
+            matches: vec![Match::IifName(pattern)],
+            statements: vec![Statement::CtLabelSet(bit)],
+            verdict: None,
+        })
+        .collect();
     let mut verdict_chains = Vec::new();
     for (index, policy_rule) in policy.rules.iter().enumerate() {
         let alternatives = compiler.alternatives(index, policy_rule, containers);

@@ -58,6 +58,7 @@ mod nft_keywords;
 mod parse;
 pub mod policy;
 pub mod render;
+pub mod revoke;
 pub mod ruleset;
 #[cfg(feature = "proptest")]
 pub mod testing;

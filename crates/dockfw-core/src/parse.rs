@@ -5,6 +5,7 @@
 //! so that every value keeps its place, lists may be written as a single value,
 //! ports may be integers, and unknown keys get a "did you mean" suggestion.
 
+use crate::compile::MAX_LABELLED_PATTERNS;
 use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
 use crate::lint;
@@ -321,12 +322,30 @@ fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
     let guard = guard?;
     let mut rules = Vec::new();
     let mut seen_names: HashMap<String, Range<usize>> = HashMap::new();
+    let mut patterns: Vec<IfName> = Vec::new();
+    let mut too_many_patterns = false;
     for (index, value) in rule_values.into_iter().enumerate() {
         let Some(table) = value.get_ref().as_table() else {
             type_error(out, value, None, "rule", "a table");
             continue;
         };
         if let Some(rule) = read_rule(out, table, value.span(), index, &guard, &sets, &mut seen_names) {
+            // Each distinct interface pattern takes one connection label bit.
+            for pattern in guard.interfaces.iter().chain(rule.interfaces.iter().flatten()) {
+                if !patterns.contains(pattern) {
+                    patterns.push(pattern.clone());
+                }
+            }
+            if patterns.len() > MAX_LABELLED_PATTERNS && !too_many_patterns {
+                too_many_patterns = true;
+                let span = table.get("interfaces").map_or(value.span(), |v| v.span());
+                out.error(
+                    span,
+                    Some(&rule.name),
+                    format!("the policy names more than {MAX_LABELLED_PATTERNS} distinct interface patterns"),
+                    "each pattern in guard.interfaces and rules' interfaces takes one connection label bit (96-127, for revoke); use fewer, or a wildcard like \"wg*\"".to_string(),
+                );
+            }
             rules.push(rule);
         }
     }
@@ -336,12 +355,30 @@ fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
 fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) -> Option<Guard> {
     let mut keys = TableReader::new(
         table,
-        &["interfaces", "default", "log", "table", "priority"],
+        &["interfaces", "default", "log", "table", "priority", "revoke"],
         "[guard]",
         None,
     );
     let interfaces = match keys.take("interfaces") {
-        Some(value) => read_interfaces(out, value, None),
+        Some(value) => read_interfaces(out, value, None).filter(|names| {
+            let mut distinct = names.clone();
+            distinct.sort();
+            distinct.dedup();
+            let fits = distinct.len() <= MAX_LABELLED_PATTERNS;
+            if !fits {
+                out.error(
+                    value.span(),
+                    None,
+                    format!(
+                        "[guard] lists {} interfaces; at most {MAX_LABELLED_PATTERNS}",
+                        distinct.len()
+                    ),
+                    "each takes one connection label bit (96-127, for revoke); use a wildcard like \"wg*\""
+                        .to_string(),
+                );
+            }
+            fits
+        }),
         None => {
             out.error(
                 span.clone(),
@@ -357,6 +394,15 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         None => Some(Action::Drop),
     };
     let log = read_bool(out, keys.take("log"), None, "log");
+    let revoke = keys
+        .take("revoke")
+        .is_none_or(|value| match value.get_ref().as_bool() {
+            Some(flag) => flag,
+            None => {
+                type_error(out, value, None, "revoke", "true or false");
+                true
+            }
+        });
     let table_name = match keys.take("table") {
         Some(value) => {
             read_string(out, value, None, "table").and_then(|name| match names::check_table_name(name) {
@@ -392,6 +438,7 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         log,
         table: table_name?,
         priority: priority?,
+        revoke,
     })
 }
 

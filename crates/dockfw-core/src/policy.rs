@@ -42,6 +42,9 @@ pub struct Guard {
     pub table: String,
     /// Priority of the forward- and input-hook chains, between -99 and -1.
     pub priority: i32,
+    /// After each apply, cut established connections the policy no longer
+    /// admits (default true).
+    pub revoke: bool,
 }
 
 /// What a rule (or the default) does with a connection.

@@ -130,6 +130,7 @@ pub fn render_rule(rule: &Rule) -> String {
     let mut words: Vec<String> = rule.matches.iter().map(render_match).collect();
     words.extend(rule.statements.iter().map(|statement| match statement {
         Statement::Log { prefix } => format!("log prefix {}", quote(prefix)),
+        Statement::CtLabelSet(bit) => format!("ct label set {bit}"),
     }));
     words.push("counter".into());
     if let Some(verdict) = &rule.verdict {

@@ -404,6 +404,9 @@ pub enum Statement {
         /// Text put before each log line.
         prefix: String,
     },
+    /// `ct label set BIT`: sets one connection label bit (the kernel ORs it
+    /// in; other bits stay as they are).
+    CtLabelSet(u8),
 }
 
 /// How a rejected packet is answered.

@@ -126,6 +126,9 @@ fn the_plan_loads_and_replaces_itself() {
         "comment \"admin panel\"",
         "reject with icmpx admin-prohibited",
         "elements = { 80, 443, 8000-8100 }",
+        // Connection labels for revoke, one bit per interface pattern, readable.
+        "iifname \"eth0\" ct label set 127 counter packets 0 bytes 0 comment \"label for revoke\"",
+        "iifname \"wg*\" ct label set 125 counter packets 0 bytes 0 comment \"label for revoke\"",
     ] {
         assert!(
             output.contains(expected),
@@ -194,9 +197,13 @@ fn keywords_load_as_set_rule_and_interface_names() {
         .map(|k| k.to_string())
         .collect();
     let interfaces: Vec<String> = keywords.iter().filter(|k| k.len() <= 15).cloned().collect();
-    let plan = plan_of(&named_policy("dockfw", &interfaces, &keywords, &keywords));
-    let (ok, output) = in_netns("nft -c -f -", &plan);
-    assert!(ok, "nft -c rejected the plan:\n{output}");
+    // A policy names at most MAX_LABELLED_PATTERNS interfaces (one connection
+    // label bit each): the keywords go in as interfaces in groups of that size.
+    for group in interfaces.chunks(dockfw_core::compile::MAX_LABELLED_PATTERNS) {
+        let plan = plan_of(&named_policy("dockfw", group, &keywords, &keywords));
+        let (ok, output) = in_netns("nft -c -f -", &plan);
+        assert!(ok, "nft -c rejected the plan:\n{output}");
+    }
 }
 
 mod random_names {

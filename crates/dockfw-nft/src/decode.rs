@@ -519,6 +519,21 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
                 });
                 at += 1;
             }
+            Some(Expr::Immediate { data }) => {
+                let label = (0..encode::LABEL_MAP_BYTES * 8).find(|&bit| encode::label_map(bit) == *data);
+                let statement = label
+                    .and_then(|bit| u8::try_from(bit).ok())
+                    .map(Statement::CtLabelSet)
+                    .ok_or_else(|| unexpected(at, "loads data that is no single connection label"))?;
+                if encode::statement_exprs(&statement).ok().as_deref() != exprs.get(at..at + 2) {
+                    return Err(unexpected(
+                        at + 1,
+                        "does not set the connection label as dockfw does",
+                    ));
+                }
+                rule.statements.push(statement);
+                at += 2;
+            }
             Some(_) if !rule.statements.is_empty() => {
                 return Err(unexpected(at, "follows a statement"));
             }
@@ -626,6 +641,34 @@ mod tests {
                 verdict,
             });
         }
+        for bit in [0, 31, 32, 96, 127] {
+            roundtrip(Rule {
+                comment: "c".into(),
+                matches: vec![Match::IifName(IfName::Prefix("wg".into()))],
+                statements: vec![Statement::CtLabelSet(bit)],
+                verdict: None,
+            });
+        }
+    }
+
+    /// `nft --debug=netlink` for `ct label set 127` shows
+    /// `[ immediate reg 1 0x00000000 0x00000000 0x00000000 0x80000000 ]`
+    /// then `[ ct set label with reg 1 ]`.
+    #[test]
+    fn ct_label_set_is_what_nft_writes() {
+        let exprs = encode::statement_exprs(&Statement::CtLabelSet(127)).unwrap();
+        let mut words = [0u32; 4];
+        words[3] = 0x8000_0000;
+        let data: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(
+            exprs,
+            vec![
+                Expr::Immediate { data },
+                Expr::CtSet {
+                    key: libc::NFT_CT_LABELS as u32
+                }
+            ]
+        );
     }
 
     #[test]

@@ -428,7 +428,8 @@ fn static_name(expr: &Expr) -> &'static str {
         Expr::Connlimit { .. } => "connlimit",
         Expr::Log { .. } => "log",
         Expr::Counter { .. } => "counter",
-        Expr::Verdict { .. } => "immediate",
+        Expr::Verdict { .. } | Expr::Immediate { .. } => "immediate",
+        Expr::CtSet { .. } => "ct",
         Expr::Reject { .. } => "reject",
         Expr::Other(_) => "unknown",
     }
@@ -829,6 +830,43 @@ pub(crate) fn verdict_expr(verdict: &Verdict) -> Result<Expr> {
     })
 }
 
+/// The expressions of a statement.
+pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
+    Ok(match statement {
+        Statement::Log { prefix } => {
+            check_name("log prefix", prefix, MAX_LOG_PREFIX)?;
+            vec![Expr::Log {
+                prefix: prefix.clone(),
+            }]
+        }
+        // As nft writes `ct label set N`: the 128-bit map with only bit N set
+        // into a register (native-endian 32-bit words), then `ct set label`
+        // (the kernel ORs it into the connection's labels).
+        Statement::CtLabelSet(bit) => {
+            let bit = usize::from(*bit);
+            if bit >= LABEL_MAP_BYTES * 8 {
+                return Err(Error::Invalid(format!("ct label {bit} is out of range (0-127)")));
+            }
+            vec![
+                Expr::Immediate { data: label_map(bit) },
+                Expr::CtSet {
+                    key: libc::NFT_CT_LABELS as u32,
+                },
+            ]
+        }
+    })
+}
+
+/// Size of the kernel's connection label map (`NF_CT_LABELS_MAX_SIZE`).
+pub(crate) const LABEL_MAP_BYTES: usize = 16;
+
+/// The label map with only `bit` set, as nft and the kernel lay it out.
+pub(crate) fn label_map(bit: usize) -> Vec<u8> {
+    let mut words = [0u32; LABEL_MAP_BYTES / 4];
+    words[bit / 32] = 1 << (bit % 32);
+    words.iter().flat_map(|word| word.to_ne_bytes()).collect()
+}
+
 /// All expressions of a rule, each with the part of the rule it encodes:
 /// matches, statements, the counter, the verdict.
 pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
@@ -837,14 +875,11 @@ pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
         out.extend(match_exprs(m)?.into_iter().map(|e| (e, Part::Match(index))));
     }
     for (index, statement) in rule.statements.iter().enumerate() {
-        let Statement::Log { prefix } = statement;
-        check_name("log prefix", prefix, MAX_LOG_PREFIX)?;
-        out.push((
-            Expr::Log {
-                prefix: prefix.clone(),
-            },
-            Part::Statement(index),
-        ));
+        out.extend(
+            statement_exprs(statement)?
+                .into_iter()
+                .map(|e| (e, Part::Statement(index))),
+        );
     }
     out.push((Expr::Counter { packets: 0, bytes: 0 }, Part::Counter));
     if let Some(verdict) = &rule.verdict {

@@ -43,6 +43,10 @@ pub(crate) enum Expr {
     Log { prefix: String },
     /// `counter` (values are ignored when encoding).
     Counter { packets: u64, bytes: u64 },
+    /// `immediate reg 1 DATA`.
+    Immediate { data: Vec<u8> },
+    /// `ct set KEY with reg 1`.
+    CtSet { key: u32 },
     /// `immediate reg 0` verdict, with a chain for jump/goto.
     Verdict { code: i32, chain: Option<String> },
     /// `reject type T code C`.
@@ -67,7 +71,8 @@ impl Expr {
             Self::Connlimit { .. } => "connlimit",
             Self::Log { .. } => "log",
             Self::Counter { .. } => "counter",
-            Self::Verdict { .. } => "immediate",
+            Self::Verdict { .. } | Self::Immediate { .. } => "immediate",
+            Self::CtSet { .. } => "ct",
             Self::Reject { .. } => "reject",
             Self::Other(name) => name,
         }

@@ -683,6 +683,14 @@ fn build_expr(expr: &Expr) -> *mut sys::nftnl_expr {
                 string(sys::NFTNL_EXPR_IMM_CHAIN, chain);
             }
         }
+        Expr::Immediate { data: d } => {
+            u32_(sys::NFTNL_EXPR_IMM_DREG, REG_1);
+            data(sys::NFTNL_EXPR_IMM_DATA, d);
+        }
+        Expr::CtSet { key } => {
+            u32_(sys::NFTNL_EXPR_CT_KEY, *key);
+            u32_(sys::NFTNL_EXPR_CT_SREG, REG_1);
+        }
         Expr::Reject { kind, code } => {
             u32_(sys::NFTNL_EXPR_REJECT_TYPE, *kind);
             if *kind != libc::NFT_REJECT_TCP_RST as u32 {
@@ -740,6 +748,15 @@ unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
             key: u32_(sys::NFTNL_EXPR_CT_KEY),
             dir: is_set(sys::NFTNL_EXPR_CT_DIR).then(|| u8_(sys::NFTNL_EXPR_CT_DIR)),
         },
+        "ct" if !is_set(sys::NFTNL_EXPR_CT_DREG)
+            && is_set(sys::NFTNL_EXPR_CT_SREG)
+            && u32_(sys::NFTNL_EXPR_CT_SREG) == REG_1
+            && !is_set(sys::NFTNL_EXPR_CT_DIR) =>
+        {
+            Expr::CtSet {
+                key: u32_(sys::NFTNL_EXPR_CT_KEY),
+            }
+        }
         "payload" if reg_ok(sys::NFTNL_EXPR_PAYLOAD_DREG) && is_set(sys::NFTNL_EXPR_PAYLOAD_DREG) => {
             Expr::Payload {
                 base: u32_(sys::NFTNL_EXPR_PAYLOAD_BASE),
@@ -793,6 +810,11 @@ unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
             code: u32_(sys::NFTNL_EXPR_IMM_VERDICT) as i32,
             chain: is_set(sys::NFTNL_EXPR_IMM_CHAIN).then(|| string(sys::NFTNL_EXPR_IMM_CHAIN)),
         },
+        "immediate" if u32_(sys::NFTNL_EXPR_IMM_DREG) == REG_1 && is_set(sys::NFTNL_EXPR_IMM_DATA) => {
+            Expr::Immediate {
+                data: data(sys::NFTNL_EXPR_IMM_DATA),
+            }
+        }
         "reject" => Expr::Reject {
             kind: u32_(sys::NFTNL_EXPR_REJECT_TYPE),
             code: u8_(sys::NFTNL_EXPR_REJECT_CODE),

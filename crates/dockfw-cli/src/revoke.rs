@@ -1,0 +1,143 @@
+//! Revoke after an apply: delete the tracked connections the new policy no
+//! longer admits, so their next packet is judged as new and meets it.
+//!
+//! Candidates carry a dockfw connection label bit (set by the `rules`
+//! chain, so only connections from a guarded interface to a container);
+//! `dockfw_core::revoke` rebuilds each into the Connection and Path the
+//! evaluator takes. Deletes are id-pinned: a newer connection reusing the
+//! tuple is left alone.
+
+use crate::session::Session;
+use dockfw_core::compile::LABEL_BITS;
+use dockfw_core::revoke::{Tracked, judge};
+use dockfw_core::ruleset::IfName;
+use dockfw_core::{Container, Decision, Policy, Proto};
+use dockfw_nft::conntrack::{CtEntry, Status};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One connection cut.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cut {
+    /// `tcp 198.51.100.7:40000 -> 203.0.113.5:8081` (original direction).
+    pub tuple: String,
+    /// `published`, `proxied` or `routed`.
+    pub path: dockfw_core::eval::Path,
+    /// The interface patterns it arrived on (from its labels).
+    pub interfaces: Vec<String>,
+    /// What decides it under the new policy.
+    pub decision: Decision,
+}
+
+/// What revoke did after one apply.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Revoked {
+    /// Tracked connections carrying a dockfw label.
+    pub labelled: usize,
+    /// The connections deleted.
+    pub cut: Vec<Cut>,
+    /// Why revoke could not run (or not completely), if so.
+    pub problem: Option<String>,
+    /// `net.netfilter.nf_conntrack_tcp_loose` is 0 (readable only without `--netns`).
+    pub tcp_loose_off: bool,
+}
+
+impl Revoked {
+    /// How many were cut, per deciding rule or default, in first-seen order.
+    pub fn by_decision(&self) -> Vec<(String, usize)> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for cut in &self.cut {
+            let what = cut.decision.to_string();
+            match counts.iter_mut().find(|(known, _)| *known == what) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((what, 1)),
+            }
+        }
+        counts
+    }
+
+    /// The counts as a JSON-friendly map.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.by_decision().into_iter().collect()
+    }
+}
+
+/// The conntrack entry as revoke sees it; `None` unless it is TCP or UDP
+/// with ports (what rules can match).
+fn tracked(entry: &CtEntry) -> Option<Tracked> {
+    let proto = match entry.original.protocol {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        _ => return None,
+    };
+    let labels = entry.labels.as_ref()?;
+    let label_bits: Vec<u8> = LABEL_BITS
+        .filter(|&bit| labels.contains(usize::from(bit)))
+        .collect();
+    if label_bits.is_empty() {
+        return None;
+    }
+    Some(Tracked {
+        source: entry.original.src,
+        dialled: entry.original.dst,
+        port: entry.original.dst_port?,
+        proto,
+        dnat: entry.status.contains(Status::DstNat),
+        label_bits,
+    })
+}
+
+/// Dumps conntrack in the session's namespace and deletes the connections
+/// `policy` (with `containers`) no longer admits. `labelled_by` is the label
+/// map of the ruleset installed before this apply. Never fails: a problem is
+/// reported in the result (the apply itself succeeded).
+pub fn revoke(
+    session: &Session,
+    policy: &Policy,
+    containers: &[Container],
+    labelled_by: &[(IfName, u8)],
+) -> Revoked {
+    let mut revoked = Revoked::default();
+    let mut conntrack = match session.conntrack() {
+        Ok(conntrack) => conntrack,
+        Err(error) => {
+            revoked.problem = Some(format!("cannot open conntrack: {error:#}"));
+            return revoked;
+        }
+    };
+    let entries = match conntrack.dump() {
+        Ok(entries) => entries,
+        Err(error) => {
+            revoked.problem = Some(format!("cannot list tracked connections: {error}"));
+            return revoked;
+        }
+    };
+    for entry in &entries {
+        let Some(tracked) = tracked(entry) else { continue };
+        revoked.labelled += 1;
+        let Some(verdict) = judge(policy, containers, labelled_by, &tracked) else {
+            continue;
+        };
+        match conntrack.delete(entry) {
+            // Gone meanwhile (closed or timed out): nothing to cut.
+            Ok(false) => {}
+            Ok(true) => revoked.cut.push(Cut {
+                tuple: entry.original.to_string(),
+                path: verdict.path,
+                interfaces: verdict.arrived_on.iter().map(ToString::to_string).collect(),
+                decision: verdict.decision,
+            }),
+            Err(error) => {
+                revoked.problem.get_or_insert(format!(
+                    "cannot delete the tracked connection {}: {error}",
+                    entry.original
+                ));
+            }
+        }
+    }
+    if session.global.netns.is_none() {
+        revoked.tcp_loose_off = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
+            .is_ok_and(|value| value.trim() == "0");
+    }
+    revoked
+}

@@ -1,0 +1,179 @@
+//! Revoke: which tracked connections a new policy no longer admits.
+//!
+//! Conntrack does not record where a connection arrived, so the compiled
+//! ruleset labels every new connection that reaches the `rules` chain with
+//! one bit per interface pattern its input interface matches (see
+//! [`crate::compile`]). A tracked connection is then rebuilt here as a
+//! [`Connection`] and a [`Path`] and judged by [`crate::evaluate_on`], the
+//! evaluator `explain` uses, so the two can never disagree.
+//!
+//! No I/O: the caller dumps conntrack, says what each entry is as a
+//! [`Tracked`], and deletes what [`judge`] says to cut.
+
+use crate::compile::{CHAIN_POLICY, LABEL_BITS, LABEL_COMMENT, container_addresses};
+use crate::eval::{Connection, Decision, Path, evaluate_on};
+use crate::policy::{Action, Container, Policy};
+use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
+use std::net::IpAddr;
+
+/// Which label bit stands for which interface pattern.
+pub type LabelMap = Vec<(IfName, u8)>;
+
+/// One tracked connection, as conntrack describes its original direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// The client (original source).
+    pub source: IpAddr,
+    /// What the client dialled (original destination, before any NAT).
+    pub dialled: IpAddr,
+    /// The port it dialled (original destination port).
+    pub port: u16,
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Whether conntrack destination-NATed it (`IPS_DST_NAT`: Docker published it).
+    pub dnat: bool,
+    /// The dockfw label bits ([`LABEL_BITS`]) set on it.
+    pub label_bits: Vec<u8>,
+}
+
+/// A connection the new policy does not admit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The connection as the evaluator saw it (its interface is a stand-in
+    /// when the labels only tell a wildcard pattern: see [`judge`]).
+    pub connection: Connection,
+    /// How it reached its container.
+    pub path: Path,
+    /// What decides it now (drop or reject).
+    pub decision: Decision,
+    /// The interface patterns its labels say it arrived on.
+    pub arrived_on: Vec<IfName>,
+}
+
+/// The label map a ruleset sets: its `rules` chain's label rules.
+pub fn label_map(ruleset: &Ruleset) -> LabelMap {
+    let Some(chain) = ruleset.chain(CHAIN_POLICY) else {
+        return Vec::new();
+    };
+    chain
+        .rules
+        .iter()
+        .filter(|rule| rule.comment == LABEL_COMMENT)
+        .filter_map(
+            |rule| match (rule.matches.as_slice(), rule.statements.as_slice()) {
+                ([Match::IifName(pattern)], [Statement::CtLabelSet(bit)]) => Some((pattern.clone(), *bit)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Whether label bit `bit` is one dockfw sets.
+pub fn is_dockfw_bit(bit: u8) -> bool {
+    LABEL_BITS.contains(&bit)
+}
+
+/// The path a tracked connection took, from its tuple: destination-NATed
+/// is published; to a running container's address is routed; else it went to
+/// the host (docker-proxy).
+pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Path {
+    if tracked.dnat {
+        Path::Published
+    } else if container_addresses(containers).contains(tracked.dialled) {
+        Path::Routed
+    } else {
+        Path::Proxied
+    }
+}
+
+/// Judges a tracked connection against the new `policy` and `containers`.
+/// `labelled_by` is the label map of the ruleset that labelled it (the one
+/// installed before this apply). `None`: keep it (not ours, or admitted).
+///
+/// The labels tell exactly which of that ruleset's interface patterns the
+/// connection's interface matched. When the new policy names a pattern the
+/// old one did not (say `wg1` under a labelled `wg*`), whether it matches is
+/// unknown: every interface consistent with the labels is tried, and the
+/// connection is cut only if the policy denies it on all of them.
+pub fn judge(
+    policy: &Policy,
+    containers: &[Container],
+    labelled_by: &[(IfName, u8)],
+    tracked: &Tracked,
+) -> Option<Revocation> {
+    let (matched, unmatched): (Vec<&IfName>, Vec<&IfName>) = labelled_by
+        .iter()
+        .map(|(pattern, bit)| (pattern, tracked.label_bits.contains(bit)))
+        .fold((Vec::new(), Vec::new()), |(mut yes, mut no), (pattern, set)| {
+            if set {
+                yes.push(pattern)
+            } else {
+                no.push(pattern)
+            }
+            (yes, no)
+        });
+    if matched.is_empty() {
+        return None;
+    }
+    let path = path_of(tracked, containers);
+    let connection = |interface: String| Connection {
+        interface,
+        source: tracked.source,
+        dialled: Some(tracked.dialled),
+        port: tracked.port,
+        proto: tracked.proto,
+    };
+    let mut decision = None;
+    for interface in interfaces_consistent(&matched, &unmatched, policy) {
+        let verdict = evaluate_on(policy, containers, &connection(interface.clone()), path);
+        if verdict.action() == Action::Allow {
+            return None;
+        }
+        decision.get_or_insert((interface, verdict));
+    }
+    let (interface, decision) = decision?;
+    Some(Revocation {
+        connection: connection(interface),
+        path,
+        decision,
+        arrived_on: matched.into_iter().cloned().collect(),
+    })
+}
+
+/// Interface names standing for every case that matters: each matches all
+/// of `matched`, none of `unmatched`, and together they cover each way the
+/// new policy's patterns could match the real (unknown) name.
+fn interfaces_consistent(matched: &[&IfName], unmatched: &[&IfName], policy: &Policy) -> Vec<String> {
+    if let Some(IfName::Exact(name)) = matched.iter().find(|p| matches!(p, IfName::Exact(_))) {
+        return vec![name.clone()];
+    }
+    // The real name starts with every matched prefix; they nest, so the longest decides.
+    let longest = matched
+        .iter()
+        .filter_map(|p| match p {
+            IfName::Prefix(prefix) => Some(prefix.as_str()),
+            IfName::Exact(_) => None,
+        })
+        .max_by_key(|prefix| prefix.len())
+        .unwrap_or_default();
+    // '/' is never part of an interface name: the stand-in names no pattern
+    // does, beyond those it must match.
+    let stand_in = |prefix: &str| format!("{prefix}/");
+    let consistent = |name: &str| name.starts_with(longest) && !unmatched.iter().any(|p| p.matches(name));
+    let mut names = vec![stand_in(longest)];
+    let rules = policy
+        .rules
+        .iter()
+        .filter_map(|rule| rule.interfaces.as_ref())
+        .flatten();
+    for pattern in policy.guard.interfaces.iter().chain(rules) {
+        let name = match pattern {
+            IfName::Exact(name) => name.clone(),
+            IfName::Prefix(prefix) => stand_in(prefix),
+        };
+        if consistent(&name) && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
