@@ -789,7 +789,8 @@ unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
         // (or nflog's group) is not dockfw's statement.
         "log"
             if !is_set(sys::NFTNL_EXPR_LOG_GROUP)
-                && (!is_set(sys::NFTNL_EXPR_LOG_LEVEL) || u32_(sys::NFTNL_EXPR_LOG_LEVEL) == LOG_LEVEL_WARNING)
+                && (!is_set(sys::NFTNL_EXPR_LOG_LEVEL)
+                    || u32_(sys::NFTNL_EXPR_LOG_LEVEL) == LOG_LEVEL_WARNING)
                 && u32_(sys::NFTNL_EXPR_LOG_FLAGS) == 0 =>
         {
             Expr::Log {

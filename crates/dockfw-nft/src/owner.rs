@@ -17,7 +17,7 @@
 
 use crate::TableDump;
 use dockfw_core::compile::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
 };
 use dockfw_core::ruleset::Ruleset;
 
@@ -61,7 +61,7 @@ pub enum Owner {
     /// everything in it decodes as dockfw's layout: no table comment,
     /// objects or flowtables; at least one chain, every chain named as dockfw
     /// names them (`forward`, `input`, `guarded`, `docker-proxy`, `rules`,
-    /// `rule-N`, `default-fate`) and every chain, set and rule exactly as
+    /// `untracked`, `rule-N`, `default-fate`) and every chain, set and rule exactly as
     /// dockfw encodes one. Table flags do not matter (they say nothing of
     /// who wrote the content). Treated as dockfw's.
     Unmarked,
@@ -125,6 +125,7 @@ fn is_dockfw_chain_name(name: &str) -> bool {
         CHAIN_INPUT,
         CHAIN_GUARDED,
         CHAIN_PROXY,
+        CHAIN_UNTRACKED,
         CHAIN_POLICY,
         CHAIN_DEFAULT,
     ]
@@ -163,6 +164,7 @@ mod tests {
             "default-fate",
             "guarded",
             "docker-proxy",
+            "untracked",
         ] {
             assert!(is_dockfw_chain_name(name), "{name}");
         }

@@ -294,10 +294,7 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
     let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     let text = POLICY.replace("ports = [8080]", "ports = [8080]\nlog = true");
-    let want = dockfw_core::compile(
-        &dockfw_core::parse("tampering.toml", &text).unwrap().policy,
-        &[],
-    );
+    let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
     nft.apply(&want).unwrap();
     // The handle of the (only) rule holding `log prefix` in chain rule-1.
     let log_rule = || {
@@ -320,13 +317,10 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
     ];
     for tampering in tamperings {
         let script = if tampering == "SET-SIZE" {
-            "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n"
-                .to_string()
+            "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n".to_string()
         } else {
             let (handle, _) = log_rule();
-            format!(
-                "replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n"
-            )
+            format!("replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n")
         };
         nft_script(&netns, &script);
         let found = differences(&mut nft, &want);
