@@ -84,9 +84,10 @@ pub fn report(error: &anyhow::Error) {
     let mut said = error.to_string();
     for cause in error.chain().skip(1) {
         let cause = cause.to_string();
-        // Many errors already end with their source's message ("cannot X:
-        // Invalid argument"): say it once.
-        if !said.ends_with(&cause) {
+        // Many errors already carry their source's message ("cannot X:
+        // Invalid argument", "cannot X (path): Y; nothing was changed"):
+        // say it once.
+        if !said.contains(&cause) {
             anstream::eprintln!("  {} {cause}", paint(DIM, "cause:"));
         }
         said = cause;

@@ -383,3 +383,36 @@ fn concurrent_applies_end_in_the_policy_of_the_last_to_commit() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A symlink planted where the namespace's lock file goes is never followed
+/// (nothing is written through it), `apply` exits 3 and says why once.
+#[test]
+fn a_symlink_as_lock_file_is_refused_and_its_cause_said_once() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_root("a_symlink_as_lock_file_is_refused_and_its_cause_said_once") {
+        return;
+    }
+    let netns = Netns::new();
+    let dir = tempdir("lock-symlink");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let ns = std::fs::metadata(format!("/run/netns/{}", netns.0)).unwrap();
+    std::fs::create_dir_all("/run/dockfw-nft").unwrap();
+    let lock = PathBuf::from(format!("/run/dockfw-nft/netns-{}-{}.lock", ns.dev(), ns.ino()));
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+
+    let apply = dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 3);
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(apply.stderr.contains("cannot take the lock"), "{}", apply.stderr);
+    assert_eq!(
+        apply.stderr.matches("Too many levels of symbolic links").count(),
+        1,
+        "{}",
+        apply.stderr
+    );
+    assert!(!netns.ruleset().contains("dockfw"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -126,6 +126,10 @@ pub(crate) fn set(spec: &SetSpec, elems: Elems) -> Decoded<Set> {
         })
     } else if spec.flags == libc::NFT_SET_INTERVAL as u32 {
         let name = &spec.name;
+        // dockfw gives interval sets no size (a size caps what can be added).
+        if let Some(size) = spec.size {
+            return Err(format!("set `{name}` has size {size}"));
+        }
         match (spec.key_type, spec.key_len) {
             (TYPE_IPV4_ADDR, 4) => SetElements::Ipv4(intervals(name, elems)?),
             (TYPE_IPV6_ADDR, 16) => SetElements::Ipv6(intervals(name, elems)?),

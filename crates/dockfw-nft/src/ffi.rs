@@ -704,6 +704,8 @@ fn build_expr(expr: &Expr) -> *mut sys::nftnl_expr {
 
 /// `NFT_LIMIT_PKTS`.
 const LIMIT_PKTS: u32 = 0;
+/// `LOGLEVEL_WARNING`: the level the kernel logs at (and dumps) when none is given.
+const LOG_LEVEL_WARNING: u32 = 4;
 
 /// Reads a libnftnl expression back into an [`Expr`].
 ///
@@ -799,9 +801,19 @@ unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
             count: u32_(sys::NFTNL_EXPR_CONNLIMIT_COUNT),
             flags: u32_(sys::NFTNL_EXPR_CONNLIMIT_FLAGS),
         },
-        "log" if !is_set(sys::NFTNL_EXPR_LOG_GROUP) => Expr::Log {
-            prefix: string(sys::NFTNL_EXPR_LOG_PREFIX),
-        },
+        // dockfw logs at the default level (warning, which the kernel
+        // dumps even when unset) with no flags; any other level or flags
+        // (or nflog's group) is not dockfw's statement.
+        "log"
+            if !is_set(sys::NFTNL_EXPR_LOG_GROUP)
+                && (!is_set(sys::NFTNL_EXPR_LOG_LEVEL)
+                    || u32_(sys::NFTNL_EXPR_LOG_LEVEL) == LOG_LEVEL_WARNING)
+                && u32_(sys::NFTNL_EXPR_LOG_FLAGS) == 0 =>
+        {
+            Expr::Log {
+                prefix: string(sys::NFTNL_EXPR_LOG_PREFIX),
+            }
+        }
         "counter" => Expr::Counter {
             packets: u64_(sys::NFTNL_EXPR_CTR_PACKETS),
             bytes: u64_(sys::NFTNL_EXPR_CTR_BYTES),
@@ -1144,6 +1156,9 @@ unsafe fn expr_text(e: *const sys::nftnl_expr) -> String {
             }
             if is_set(sys::NFTNL_EXPR_LOG_LEVEL) {
                 words.push(format!("level {}", u32_(sys::NFTNL_EXPR_LOG_LEVEL)));
+            }
+            if u32_(sys::NFTNL_EXPR_LOG_FLAGS) != 0 {
+                words.push(format!("flags {:#x}", u32_(sys::NFTNL_EXPR_LOG_FLAGS)));
             }
             if is_set(sys::NFTNL_EXPR_LOG_SNAPLEN) && u32_(sys::NFTNL_EXPR_LOG_SNAPLEN) != 0 {
                 words.push(format!("snaplen {}", u32_(sys::NFTNL_EXPR_LOG_SNAPLEN)));

@@ -93,9 +93,23 @@ impl WriterLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
+            // Never through a symlink; a FIFO or device planted there must
+            // not block us or become our terminal.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(&path)
             .map_err(failed)?;
+        // We truncate and write the file: only a regular file that is not
+        // also another file (a hard link) is ours to write.
+        let meta = file.metadata().map_err(failed)?;
+        if !meta.is_file() {
+            return Err(failed(io::Error::other("it is not a regular file")));
+        }
+        if meta.nlink() != 1 {
+            return Err(failed(io::Error::other(format!(
+                "it has {} hard links; remove it",
+                meta.nlink()
+            ))));
+        }
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
@@ -195,6 +209,30 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         drop(held);
         waiter.join().unwrap().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_not_ours_alone_is_refused_untouched() {
+        let root = scratch("links");
+        std::fs::create_dir_all(&root).unwrap();
+        let netns = NetnsId::current().unwrap();
+        let lock = netns.lock_path(&root);
+        // A hard link to another file: taking the lock would truncate it.
+        let victim = root.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::fs::hard_link(&victim, &lock).unwrap();
+        let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
+        assert!(matches!(err, Error::LockFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("hard link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        // Not a regular file (a FIFO).
+        std::fs::remove_file(&lock).unwrap();
+        let fifo = std::ffi::CString::new(lock.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

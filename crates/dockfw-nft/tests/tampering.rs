@@ -280,3 +280,53 @@ fn an_unmarked_table_in_dockfws_layout_is_recognised_as_ours() {
     assert_eq!(nft.inspect("dockfw").unwrap().unwrap().owner(), &Owner::Dockfw);
     assert!(nft.remove("dockfw").unwrap());
 }
+
+/// Tampering that keeps a rule's comment, order and most of its text: a log
+/// statement given another level or flags, an interval set given a size.
+/// Each is something the kernel does differently from the policy, so each is
+/// a difference, and `apply` repairs it.
+#[test]
+fn small_changes_to_a_log_statement_or_a_set_are_differences() {
+    if !require_root("small_changes_to_a_log_statement_or_a_set_are_differences") {
+        return;
+    }
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    let text = POLICY.replace("ports = [8080]", "ports = [8080]\nlog = true");
+    let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
+    nft.apply(&want).unwrap();
+    // The handle of the (only) rule holding `log prefix` in chain rule-1.
+    let log_rule = || {
+        let listing = nft_cli(&netns, &["-a", "list", "chain", "inet", "dockfw", "rule-1"]);
+        let line = listing
+            .lines()
+            .find(|l| l.contains("log prefix"))
+            .unwrap_or_else(|| panic!("no log rule: {listing}"))
+            .to_string();
+        let handle = line.rsplit(' ').next().unwrap().to_string();
+        // The statement as listed, without counter values, comment and handle.
+        let statement = line.trim().split(" counter").next().unwrap().to_string();
+        (handle, statement)
+    };
+    let (_, original) = log_rule();
+    let tamperings = [
+        format!("{original} level emerg"),
+        format!("{original} flags all"),
+        "SET-SIZE".to_string(),
+    ];
+    for tampering in tamperings {
+        let script = if tampering == "SET-SIZE" {
+            "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n".to_string()
+        } else {
+            let (handle, _) = log_rule();
+            format!("replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n")
+        };
+        nft_script(&netns, &script);
+        let found = differences(&mut nft, &want);
+        assert!(!found.is_empty(), "{tampering}: not seen");
+        let report = nft.apply(&want).unwrap_or_else(|e| panic!("{tampering}: {e}"));
+        assert_ne!(report.change, Change::Unchanged, "{tampering}");
+        assert_eq!(differences(&mut nft, &want), [], "{tampering}: not repaired");
+    }
+}
