@@ -395,6 +395,38 @@ pub enum Match {
     },
 }
 
+impl Match {
+    /// The named set this match looks up or updates, if any.
+    pub fn set(&self) -> Option<&str> {
+        match self {
+            Self::SourceIn { set, .. }
+            | Self::DialledAddrIn { set, .. }
+            | Self::DialledPort(PortMatch::Set(set))
+            | Self::DestAddrIn { set, .. }
+            | Self::DestPort(PortMatch::Set(set))
+            | Self::SourceRateOver { set, .. }
+            | Self::SourceConnectionsOver { set, .. } => Some(set),
+            _ => None,
+        }
+    }
+
+    /// The name of the set this match uses, to rename it (a backend staging
+    /// a set under another name, a test mutating a ruleset). The same
+    /// variants as [`Match::set`].
+    pub fn set_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Self::SourceIn { set, .. }
+            | Self::DialledAddrIn { set, .. }
+            | Self::DialledPort(PortMatch::Set(set))
+            | Self::DestAddrIn { set, .. }
+            | Self::DestPort(PortMatch::Set(set))
+            | Self::SourceRateOver { set, .. }
+            | Self::SourceConnectionsOver { set, .. } => Some(set),
+            _ => None,
+        }
+    }
+}
+
 /// A non-terminal action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

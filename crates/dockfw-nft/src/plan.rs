@@ -70,7 +70,7 @@
 use crate::encode;
 use crate::expr::Expr;
 use dockfw_core::interval::Interval;
-use dockfw_core::ruleset::{BaseHook, Match, PortMatch, Rule, Ruleset, Set, SetElements, Verdict};
+use dockfw_core::ruleset::{BaseHook, Match, Rule, Ruleset, Set, SetElements, Verdict};
 use std::collections::{HashMap, HashSet};
 
 /// Longest object name (`NFT_NAME_MAXLEN` less the NUL).
@@ -225,16 +225,7 @@ fn appended(chain: &str, rules: &[Rule]) -> impl Iterator<Item = Op> {
 
 /// The sets a rule looks up or updates.
 pub(crate) fn set_refs(rule: &Rule) -> impl Iterator<Item = &str> {
-    rule.matches.iter().filter_map(|m| match m {
-        Match::SourceIn { set, .. }
-        | Match::DialledAddrIn { set, .. }
-        | Match::DialledPort(PortMatch::Set(set))
-        | Match::DestAddrIn { set, .. }
-        | Match::DestPort(PortMatch::Set(set))
-        | Match::SourceRateOver { set, .. }
-        | Match::SourceConnectionsOver { set, .. } => Some(set.as_str()),
-        _ => None,
-    })
+    rule.matches.iter().filter_map(Match::set)
 }
 
 fn referenced(ruleset: &Ruleset) -> HashSet<&str> {
@@ -479,16 +470,7 @@ fn prepare(have: &Installed, want: &Ruleset) -> Option<Step> {
 fn substituted(rule: &Rule, subst: &HashMap<&str, String>) -> Rule {
     let mut rule = rule.clone();
     for m in &mut rule.matches {
-        let set = match m {
-            Match::SourceIn { set, .. }
-            | Match::DialledAddrIn { set, .. }
-            | Match::DialledPort(PortMatch::Set(set))
-            | Match::DestAddrIn { set, .. }
-            | Match::DestPort(PortMatch::Set(set))
-            | Match::SourceRateOver { set, .. }
-            | Match::SourceConnectionsOver { set, .. } => set,
-            _ => continue,
-        };
+        let Some(set) = m.set_mut() else { continue };
         if let Some(copy) = subst.get(set.as_str()) {
             *set = copy.clone();
         }

@@ -372,15 +372,8 @@ pub fn effective(ruleset: &Ruleset) -> Vec<(String, Option<BaseHook>, Vec<Rule>)
                 .map(|rule| {
                     let mut rule = rule.clone();
                     for m in &mut rule.matches {
-                        match m {
-                            Match::SourceIn { set, .. }
-                            | Match::DialledAddrIn { set, .. }
-                            | Match::DialledPort(PortMatch::Set(set))
-                            | Match::DestAddrIn { set, .. }
-                            | Match::DestPort(PortMatch::Set(set))
-                            | Match::SourceRateOver { set, .. }
-                            | Match::SourceConnectionsOver { set, .. } => *set = contents(set),
-                            _ => {}
+                        if let Some(set) = m.set_mut() {
+                            *set = contents(set);
                         }
                     }
                     rule

@@ -430,16 +430,7 @@ fn mutate(mut ruleset: Ruleset, mutation: Mutation) -> Ruleset {
                 .iter()
                 .flat_map(|c| &c.rules)
                 .flat_map(|r| &r.matches)
-                .filter_map(|m| match m {
-                    Match::SourceIn { set, .. }
-                    | Match::DialledAddrIn { set, .. }
-                    | Match::DialledPort(PortMatch::Set(set))
-                    | Match::DestAddrIn { set, .. }
-                    | Match::DestPort(PortMatch::Set(set))
-                    | Match::SourceRateOver { set, .. }
-                    | Match::SourceConnectionsOver { set, .. } => Some(set.clone()),
-                    _ => None,
-                })
+                .filter_map(|m| m.set().map(str::to_string))
                 .collect();
             let unused: Vec<usize> = (0..ruleset.sets.len())
                 .filter(|&s| !used.contains(&ruleset.sets[s].name))
