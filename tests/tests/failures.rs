@@ -9,7 +9,7 @@
 mod common;
 
 use common::{Firewall, check, tcp, udp};
-use dockfw_core::compile::CHAIN_POLICY;
+use dockfw_core::layout::CHAIN_POLICY;
 use dockfw_core::ruleset::{Rule, Verdict};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Firewall, check, expect, tcp};
-use dockfw_core::compile::{CHAIN_DEFAULT, rule_chain};
+use dockfw_core::layout::{default_counter, rule_chain};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,
 };
@@ -93,7 +93,7 @@ fn burst_then_rate(lab: &Lab, fw: &mut Firewall) {
         .map(|c| c.packets)
         .collect();
     assert_eq!(chain, [24, 9, 3, 12], "counters of the limited rule's chain");
-    assert_eq!(fw.decided(CHAIN_DEFAULT), 0);
+    assert_eq!(fw.decided(&default_counter()), 0);
 }
 
 /// `limit = { rate = "2/second", burst = 2 }`: of six connections at once

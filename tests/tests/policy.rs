@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Firewall, probe, tcp, udp};
-use dockfw_core::compile::{CHAIN_DEFAULT, rule_chain};
+use dockfw_core::layout::{self, default_counter, rule_counter};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET_B, HOST_INET6_A, HOST_INET6_B, HOST_LAN, HOST_LAN6, INET_SOURCES as INET,
     INET6_SOURCES as INET6, LAN_SOURCES as LAN, LAN6_SOURCES as LAN6,
@@ -50,8 +50,8 @@ fn check(lab: &Lab, fw: &mut Firewall, what: &str, cases: &[Case]) {
     let mut want: BTreeMap<String, u64> = after.keys().map(|chain| (chain.clone(), 0)).collect();
     for &(_, _, by) in cases {
         let chain = match by {
-            By::Rule(n) => rule_chain(n - 1),
-            By::Default => CHAIN_DEFAULT.to_string(),
+            By::Rule(n) => rule_counter(n - 1).chain,
+            By::Default => default_counter().chain,
             By::Nobody => continue,
         };
         *want.entry(chain).or_default() += 1;
@@ -63,11 +63,18 @@ fn check(lab: &Lab, fw: &mut Firewall, what: &str, cases: &[Case]) {
     assert_eq!(got, want, "{what}: packets decided per chain (got, want)");
 }
 
-/// Packets counted by the rule heading each deciding chain.
+/// Packets counted by each policy rule and the default fate of the table
+/// installed last, by chain.
 fn decided_per_chain(fw: &mut Firewall) -> BTreeMap<String, u64> {
+    let installed = fw.installed(&fw.table()).expect("the table is installed");
+    let deciders: Vec<_> = layout::policy_rules(&installed)
+        .into_iter()
+        .chain(layout::default_fate(&installed))
+        .map(|decider| decider.counter)
+        .collect();
     fw.counters()
         .into_iter()
-        .filter(|c| c.index == 0 && (c.chain.starts_with("rule-") || c.chain == CHAIN_DEFAULT))
+        .filter(|c| deciders.iter().any(|at| at.is(&c.chain, c.index)))
         .map(|c| (c.chain, c.packets))
         .collect()
 }

@@ -10,8 +10,8 @@ use crate::session::Session;
 use anstyle::Style;
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use dockfw_core::compile::{CHAIN_DEFAULT, DEFAULT_COMMENT, rule_chain};
-use dockfw_core::ruleset::{Chain, IfName, RejectWith, Verdict};
+use dockfw_core::layout::{self, Decider};
+use dockfw_core::ruleset::IfName;
 use dockfw_core::{Action, Connection, Parsed, Ruleset};
 use dockfw_nft::{ApplyReport, Change};
 use serde::Serialize;
@@ -428,16 +428,8 @@ struct StatusOutput {
     interfaces: Vec<String>,
     rules: Vec<RuleStatus>,
     default: Option<RuleStatus>,
-}
-
-/// What a verdict chain decides: its last rule's verdict.
-fn chain_action(chain: &Chain) -> Option<Action> {
-    match chain.rules.last()?.verdict.as_ref()? {
-        Verdict::Accept => Some(Action::Allow),
-        Verdict::Drop => Some(Action::Drop),
-        Verdict::Reject(RejectWith::TcpReset | RejectWith::IcmpxAdminProhibited) => Some(Action::Reject),
-        _ => None,
-    }
+    /// Untracked packets the guard would judge, dropped (`notrack` somewhere).
+    untracked: Option<RuleStatus>,
 }
 
 pub fn status(session: &Session) -> Result<Exit> {
@@ -494,50 +486,44 @@ pub fn status(session: &Session) -> Result<Exit> {
     } else {
         Vec::new()
     };
-    let counted = |chain: &str| {
-        counters
+    let row = |decider: Decider, containers: Option<Vec<String>>| {
+        let (packets, bytes) = counters
             .iter()
-            .find(|c| c.chain == chain && c.index == 0)
-            .map_or((0, 0), |c| (c.packets, c.bytes))
+            .find(|c| decider.counter.is(&c.chain, c.index))
+            .map_or((0, 0), |c| (c.packets, c.bytes));
+        RuleStatus {
+            name: decider.name,
+            action: decider.action,
+            packets,
+            bytes,
+            containers,
+        }
     };
     let mut rules = Vec::new();
     let mut default = None;
+    let mut untracked = None;
     if let Some(installed) = &installed {
-        for index in 0.. {
-            let Some(chain) = installed.chain(&rule_chain(index)) else {
-                break;
-            };
-            let (packets, bytes) = counted(&chain.name);
-            let name = chain
-                .rules
-                .first()
-                .map_or_else(|| chain.name.clone(), |r| r.comment.clone());
+        for decider in layout::policy_rules(installed) {
             let containers = resolutions.as_ref().map(|all| {
                 all.iter()
-                    .find(|r| r.rule == name)
+                    .find(|r| r.rule == decider.name)
                     .map(|r| r.containers.iter().map(|c| c.name.clone()).collect())
                     .unwrap_or_default()
             });
-            rules.push(RuleStatus {
-                name,
-                action: chain_action(chain),
-                packets,
-                bytes,
-                containers,
-            });
+            rules.push(row(decider, containers));
         }
-        if let Some(chain) = installed.chain(CHAIN_DEFAULT) {
-            let (packets, bytes) = counted(CHAIN_DEFAULT);
-            default = Some(RuleStatus {
-                name: DEFAULT_COMMENT.into(),
-                action: chain_action(chain),
-                packets,
-                bytes,
-                containers: None,
-            });
-        }
+        default = layout::default_fate(installed).map(|decider| row(decider, None));
+        untracked = layout::untracked_drop(installed).map(|decider| row(decider, None));
     }
-    let interfaces = installed.as_ref().map(guarded_interfaces).unwrap_or_default();
+    let interfaces = installed
+        .as_ref()
+        .map(|installed| {
+            layout::guarded_interfaces(installed)
+                .iter()
+                .map(IfName::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let out = StatusOutput {
         table: table.clone(),
         installed: installed.is_some(),
@@ -550,6 +536,7 @@ pub fn status(session: &Session) -> Result<Exit> {
         interfaces,
         rules,
         default,
+        untracked,
     };
     let exit = match (out.installed, matches_policy) {
         _ if out.installed && !out.owned => Exit::Differs,
@@ -563,22 +550,6 @@ pub fn status(session: &Session) -> Result<Exit> {
         print_status(&out);
     }
     Ok(exit)
-}
-
-/// The interfaces the forward chain sends to the guard.
-fn guarded_interfaces(ruleset: &Ruleset) -> Vec<String> {
-    let Some(forward) = ruleset.chain(dockfw_core::compile::CHAIN_FORWARD) else {
-        return Vec::new();
-    };
-    forward
-        .rules
-        .iter()
-        .flat_map(|rule| &rule.matches)
-        .filter_map(|m| match m {
-            dockfw_core::ruleset::Match::IifName(name) => Some(name.to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn print_status(out: &StatusOutput) {
@@ -626,7 +597,7 @@ fn print_status(out: &StatusOutput) {
         columns.push(("CONTAINERS", Align::Left));
     }
     let mut table = Table::new(&columns);
-    for rule in out.rules.iter().chain(&out.default) {
+    for rule in out.rules.iter().chain(&out.default).chain(&out.untracked) {
         let (action, style) = rule.action.map_or(("?".to_string(), Style::new()), |a| {
             (a.to_string(), output::action_style(a))
         });

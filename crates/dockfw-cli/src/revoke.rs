@@ -8,7 +8,7 @@
 //! tuple is left alone.
 
 use crate::session::Session;
-use dockfw_core::compile::LABEL_BITS;
+use dockfw_core::layout::LABEL_BITS;
 use dockfw_core::revoke::{Tracked, judge};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::{Container, Decision, Policy, Proto};

@@ -138,6 +138,7 @@ fn apply_status_diff_remove() {
     assert_eq!(json["rules"][1]["name"], "admin panel");
     assert_eq!(json["rules"][2]["action"], "reject");
     assert_eq!(json["default"]["action"], "drop");
+    assert_eq!(json["untracked"]["action"], "drop");
     assert_eq!(json["rules"][0]["packets"], 0);
 
     assert_eq!(

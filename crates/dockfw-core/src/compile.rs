@@ -1,63 +1,16 @@
-//! Policy → ruleset.
+//! Policy → ruleset, in the layout [`crate::layout`] describes.
 //!
-//! The layout, in table `inet <guard.table>`:
-//!
-//! ```text
-//! chain forward   hook forward, priority <guard.priority>, policy accept
-//!     ct state established,related accept   replies and established traffic: not ours to judge
-//!     iifname <guarded> goto guarded        one rule per guarded interface
-//! chain input     hook input, priority <guard.priority>, policy accept
-//!     ct state established,related accept
-//!     iifname <guarded> goto docker-proxy
-//! chain guarded   is it going to a container?
-//!     ct state untracked oifname "docker0" goto untracked   (and "br-*")
-//!     ct status dnat goto rules         published by Docker
-//!     oifname "docker0" goto rules      routed onto a Docker bridge
-//!     oifname "br-*" goto rules
-//! chain docker-proxy   is it for a port a running container publishes (not NATed)?
-//!     [meta nfproto F] [ct original ip daddr @proxy-addr-K-F] meta l4proto P ct original proto-dst @proxy…-P goto rules
-//!     ct state untracked [meta nfproto F] [ip daddr @proxy-addr-K-F] meta l4proto P th dport @proxy…-P goto untracked
-//! chain untracked  counter drop: untracked packets the guard would judge
-//! chain rules     the rules, in order; each alternative of a rule is one nft rule
-//!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
-//!     <matches> goto rule-N
-//!     goto default-fate
-//! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
-//! chain default-fate  the default fate: counter, [log], verdict
-//! ```
-//!
-//! Every path into a container ends in the same `rules` chain, which matches
-//! what the client dialled (conntrack's original tuple): through Docker's DNAT
-//! and to docker-proxy that is a host address and a published host port; routed
-//! without NAT, a container address and a container port.
-//!
-//! Untracked packets (exempted from conntrack by a `notrack` rule, in anyone's
-//! table) have no original tuple, so no rule could judge them, and are never
-//! NATed: a packet for a published host port is then for the host. Those the
-//! guard would judge (from a guarded interface, routed to a Docker bridge or
-//! for a host port a running container publishes, on its address) are
-//! dropped and counted in the `untracked` chain; other untracked traffic
-//! (an admin's `notrack` for the host's ssh) is never touched.
-//!
-//! Connection labels for revoke: only new connections that arrive on a
-//! guarded interface and take one of the three paths reach `rules`, so its
-//! first rules mark exactly the connections dockfw judges. Every interface
-//! pattern the policy names (each `guard.interfaces` entry, then each
-//! rule's `interfaces` entry not already listed, in order of appearance) has
-//! a label bit, from 127 downwards ([`LABEL_BITS`]); a connection gets the
-//! bit of every pattern its input interface matches. A rule may name an
-//! interface more finely than the guard (`wg0` under a guarded `wg*`), so
-//! bits per guard entry alone would not tell the evaluator enough; with a
-//! bit per pattern it learns exactly which of the policy's patterns matched,
-//! which is all [`crate::evaluate_on`] looks at. At most
-//! [`MAX_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
-//! set` only ORs bits in, so other users of labels (OVS, in their own zones,
-//! usually low bits) keep theirs.
-//!
-//! An `accept` ends only our base chain: Docker's chains still run afterwards,
-//! so "allow" never opens more than Docker itself would.
+//! Each policy rule becomes one kernel rule per alternative (interfaces ×
+//! dialled targets × families × protocols) in the `rules` chain, jumping to
+//! the rule's own chain, which counts, logs, enforces the per-source limits
+//! and decides.
 
 use crate::interval::Interval;
+use crate::layout::{
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
+    DEFAULT_COMMENT, DOCKER_BRIDGES, LABEL_COMMENT, PROXY_COMMENT, UNTRACKED_COMMENT, interface_labels,
+    rule_chain,
+};
 use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
@@ -67,92 +20,17 @@ use crate::values::AddrSet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-/// The base chain on the forward hook.
-pub const CHAIN_FORWARD: &str = "forward";
-/// The base chain on the input hook (connections to the host: docker-proxy).
-pub const CHAIN_INPUT: &str = "input";
-/// Traffic from a guarded interface: is it bound for a container?
-pub const CHAIN_GUARDED: &str = "guarded";
-/// Traffic from a guarded interface to the host: is it for a port a running
-/// container publishes, which docker-proxy answers?
-pub const CHAIN_PROXY: &str = "docker-proxy";
-/// Drops and counts untracked packets the guard would judge.
-pub const CHAIN_UNTRACKED: &str = "untracked";
-/// Comment of the rules sending untracked packets to [`CHAIN_UNTRACKED`], and of its rule.
-pub const UNTRACKED_COMMENT: &str = "untracked (notrack): cannot be judged";
-/// The policy's rules, in order.
-pub const CHAIN_POLICY: &str = "rules";
-/// The default fate.
-pub const CHAIN_DEFAULT: &str = "default-fate";
-/// Comment of the default fate's rules.
-pub const DEFAULT_COMMENT: &str = "default";
-/// Comment of the docker-proxy chain's rules.
-pub const PROXY_COMMENT: &str = "published port (docker-proxy)";
 /// Base name of the sets holding every address but running containers'.
 const NOT_CONTAINERS: &str = "not-containers";
-/// Interfaces of Docker bridges (the default bridge, and user-defined networks).
-pub const DOCKER_BRIDGES: [&str; 2] = ["docker0", "br-*"];
 /// Logging is rate-limited per rule so a flood cannot fill the kernel log.
-pub const LOG_RATE: Rate = Rate {
+const LOG_RATE: Rate = Rate {
     count: 5,
     unit: RateUnit::Second,
 };
 /// Burst of the log rate limit.
-pub const LOG_BURST: u32 = 10;
-/// The connection label bits dockfw sets (see the module doc): 96 to 127,
-/// handed out from 127 downwards.
-pub const LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
-/// How many distinct interface patterns a policy may name (one label bit each).
-pub const MAX_LABELLED_PATTERNS: usize = 32;
-/// Comment of the rules setting a connection's label bit.
-pub const LABEL_COMMENT: &str = "label for revoke";
+const LOG_BURST: u32 = 10;
 /// How many sources a per-source limit tracks at once.
-pub const METER_SIZE: u32 = 65535;
-
-/// Name of the chain deciding for the rule at `index` (0-based).
-pub fn rule_chain(index: usize) -> String {
-    format!("rule-{}", index + 1)
-}
-
-/// Whether `name` is a chain the compiler writes (any version's layout), so a
-/// table of only such chains can be told from another program's.
-pub fn is_layout_chain(name: &str) -> bool {
-    [
-        CHAIN_FORWARD,
-        CHAIN_INPUT,
-        CHAIN_GUARDED,
-        CHAIN_PROXY,
-        CHAIN_UNTRACKED,
-        CHAIN_POLICY,
-        CHAIN_DEFAULT,
-    ]
-    .contains(&name)
-        || name
-            .strip_prefix("rule-")
-            .is_some_and(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Every interface pattern the policy names, in order (guard entries first,
-/// then rules' entries not listed yet), each with its connection label bit.
-/// At most [`MAX_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
-pub fn interface_labels(policy: &Policy) -> Vec<(IfName, u8)> {
-    let mut patterns: Vec<&IfName> = Vec::new();
-    let rules = policy
-        .rules
-        .iter()
-        .filter_map(|rule| rule.interfaces.as_ref())
-        .flatten();
-    for pattern in policy.guard.interfaces.iter().chain(rules) {
-        if !patterns.contains(&pattern) {
-            patterns.push(pattern);
-        }
-    }
-    patterns
-        .into_iter()
-        .zip(LABEL_BITS.rev())
-        .map(|(pattern, bit)| (pattern.clone(), bit))
-        .collect()
-}
+const METER_SIZE: u32 = 65535;
 
 /// Compiles `policy` into a ruleset. `containers` is what Docker runs: a
 /// `container` or `labels` rule matches what the containers it selects

@@ -3,8 +3,9 @@
 //! interpreting the compiled ruleset the way the kernel runs it. Property
 //! tests check that the two always agree, on every [`Path`].
 
-use crate::compile::{Binding, CHAIN_DEFAULT, container_addresses, host_binding};
+use crate::compile::{Binding, container_addresses, host_binding};
 use crate::interval;
+use crate::layout::CHAIN_DEFAULT;
 use crate::policy::{Action, AddrMatch, Container, Policy, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{CtState, Family, Hook, Match, Proto, Ruleset, SetElements, Verdict};
 use serde::Serialize;

@@ -47,11 +47,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod compile;
+mod compile;
 pub mod diag;
 pub mod docker;
 pub mod eval;
 pub mod interval;
+pub mod layout;
 mod lint;
 pub mod names;
 mod nft_keywords;

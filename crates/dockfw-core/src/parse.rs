@@ -5,9 +5,9 @@
 //! so that every value keeps its place, lists may be written as a single value,
 //! ports may be integers, and unknown keys get a "did you mean" suggestion.
 
-use crate::compile::MAX_LABELLED_PATTERNS;
 use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
+use crate::layout::MAX_LABELLED_PATTERNS;
 use crate::lint;
 use crate::names;
 use crate::policy::{

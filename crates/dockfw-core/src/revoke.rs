@@ -10,8 +10,9 @@
 //! No I/O: the caller dumps conntrack, says what each entry is as a
 //! [`Tracked`], and deletes what [`judge`] says to cut.
 
-use crate::compile::{CHAIN_POLICY, LABEL_BITS, LABEL_COMMENT, container_addresses};
+use crate::compile::container_addresses;
 use crate::eval::{Connection, Decision, Path, evaluate_on};
+use crate::layout::{CHAIN_POLICY, LABEL_BITS, LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;

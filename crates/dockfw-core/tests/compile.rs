@@ -1,9 +1,9 @@
 //! Compilation: layout, sets, containers, determinism, normalisation.
 
-use dockfw_core::compile::{
+use dockfw_core::interval::Interval;
+use dockfw_core::layout::{
     CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
 };
-use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
     CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
 };

@@ -117,7 +117,7 @@ pub(crate) fn owner(dump: &TableDump, decoded: Result<&Ruleset, &str>) -> Owner 
 }
 
 fn is_dockfw_chain_name(name: &str) -> bool {
-    dockfw_core::compile::is_layout_chain(name)
+    dockfw_core::layout::is_layout_chain(name)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 #[path = "common/lab.rs"]
 mod lab;
 
-use dockfw_core::compile::{CHAIN_DEFAULT, rule_chain};
+use dockfw_core::layout::{CounterAt, default_counter, rule_counter};
 use dockfw_nft::Nft;
 use dockfw_nft::testing::require_root;
 use lab::{CONNECT_TIMEOUT, Lab, Outcome, V4, V6, sock};
@@ -81,16 +81,16 @@ fn run(test: &str, default: &str, denied: Outcome) {
 
     let counters = nft.counters(&ruleset.table).unwrap();
     // The counter rule heading a verdict chain: packets of new connections it decided.
-    let count = |chain: &str| {
+    let count = |at: CounterAt| {
         counters
             .iter()
-            .find(|c| c.chain == chain && c.index == 0)
+            .find(|c| at.is(&c.chain, c.index))
             .map(|c| c.packets)
-            .unwrap_or_else(|| panic!("no counter in {chain}: {counters:?}"))
+            .unwrap_or_else(|| panic!("no counter at {at:?}: {counters:?}"))
     };
     // One SYN per allowed probe; the denied ones may be retransmitted (drop).
-    assert_eq!(count(&rule_chain(0)), 2, "{counters:?}");
-    assert!(count(CHAIN_DEFAULT) >= 4, "{counters:?}");
+    assert_eq!(count(rule_counter(0)), 2, "{counters:?}");
+    assert!(count(default_counter()) >= 4, "{counters:?}");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn ipv4_and_ipv6_default_reject_is_refused() {
 /// guard does not judge (the router's own service on 2222) keeps working.
 #[test]
 fn notrack_opens_no_published_port() {
-    use dockfw_core::compile::{CHAIN_FORWARD, CHAIN_INPUT, CHAIN_UNTRACKED};
+    use dockfw_core::layout::{CHAIN_FORWARD, CHAIN_INPUT, CHAIN_UNTRACKED};
     use dockfw_core::ruleset::{CtState, Match};
     use dockfw_core::{Container, Proto, PublishedPort};
     use std::io::{Read, Write};
@@ -217,9 +217,10 @@ fn notrack_opens_no_published_port() {
         }
     }
     let counters = nft.counters(&ruleset.table).unwrap();
+    let at = dockfw_core::layout::untracked_counter();
     let untracked = counters
         .iter()
-        .find(|c| c.chain == CHAIN_UNTRACKED)
+        .find(|c| at.is(&c.chain, c.index))
         .unwrap_or_else(|| panic!("no counter in {CHAIN_UNTRACKED}: {counters:?}"));
     assert!(untracked.packets >= 8, "{counters:?}");
 }

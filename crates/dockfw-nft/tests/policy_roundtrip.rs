@@ -7,7 +7,7 @@
 //! alternatives, ...), and the changes it makes between applies. The random
 //! policies and containers are dockfw-core's shared generator.
 
-use dockfw_core::compile::CHAIN_PROXY;
+use dockfw_core::layout::CHAIN_PROXY;
 use dockfw_core::testing::{containers, policy_text};
 use dockfw_core::{compile, parse};
 use dockfw_nft::Change;

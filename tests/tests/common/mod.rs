@@ -3,6 +3,7 @@
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
 
+use dockfw_core::layout::CounterAt;
 use dockfw_core::ruleset::Ruleset;
 use dockfw_core::{Container, PolicyError};
 use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto};
@@ -81,14 +82,14 @@ impl Firewall {
         self.nft.counters(&table).expect("read counters")
     }
 
-    /// Packets counted by the rule heading `chain`: in a rule's own chain
-    /// (`rule-N`, `default-fate`) that is every packet it decided.
-    pub fn decided(&mut self, chain: &str) -> u64 {
+    /// Packets counted by the counter at `at` (a rule's, the default
+    /// fate's: see [`dockfw_core::layout`]): every packet it decided.
+    pub fn decided(&mut self, at: &CounterAt) -> u64 {
         let counters = self.counters();
         counters
             .iter()
-            .find(|c| c.chain == chain && c.index == 0)
-            .unwrap_or_else(|| panic!("no counter heading chain {chain}: {counters:#?}"))
+            .find(|c| at.is(&c.chain, c.index))
+            .unwrap_or_else(|| panic!("no counter at {at:?}: {counters:#?}"))
             .packets
     }
 
@@ -98,7 +99,8 @@ impl Firewall {
         self.nft.remove(&table).expect("remove the table")
     }
 
-    fn table(&self) -> String {
+    /// The table applied last (`dockfw` before any).
+    pub fn table(&self) -> String {
         self.applied
             .as_ref()
             .map_or_else(|| "dockfw".to_string(), |r| r.table.clone())

@@ -1,0 +1,261 @@
+//! The layout of the compiled table: which chain holds what, and where a
+//! policy rule's counter and verdict sit. [`crate::compile()`] writes it; the
+//! command (status) and the tests read an installed table through the
+//! functions here instead of reverse-engineering it.
+//!
+//! In table `inet <guard.table>`:
+//!
+//! ```text
+//! chain forward   hook forward, priority <guard.priority>, policy accept
+//!     ct state established,related accept   replies and established traffic: not ours to judge
+//!     iifname <guarded> goto guarded        one rule per guarded interface
+//! chain input     hook input, priority <guard.priority>, policy accept
+//!     ct state established,related accept
+//!     iifname <guarded> goto docker-proxy
+//! chain guarded   is it going to a container?
+//!     ct state untracked oifname "docker0" goto untracked   (and "br-*")
+//!     ct status dnat goto rules         published by Docker
+//!     oifname "docker0" goto rules      routed onto a Docker bridge
+//!     oifname "br-*" goto rules
+//! chain docker-proxy   is it for a port a running container publishes (not NATed)?
+//!     [meta nfproto F] [ct original ip daddr @proxy-addr-K-F] meta l4proto P ct original proto-dst @proxy…-P goto rules
+//!     ct state untracked [meta nfproto F] [ip daddr @proxy-addr-K-F] meta l4proto P th dport @proxy…-P goto untracked
+//! chain untracked  counter drop: untracked packets the guard would judge
+//! chain rules     the rules, in order; each alternative of a rule is one nft rule
+//!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
+//!     <matches> goto rule-N
+//!     goto default-fate
+//! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
+//! chain default-fate  the default fate: counter, [log], verdict
+//! ```
+//!
+//! Every path into a container ends in the same `rules` chain, which matches
+//! what the client dialled (conntrack's original tuple): through Docker's DNAT
+//! and to docker-proxy that is a host address and a published host port; routed
+//! without NAT, a container address and a container port.
+//!
+//! Untracked packets (exempted from conntrack by a `notrack` rule, in anyone's
+//! table) have no original tuple, so no rule could judge them, and are never
+//! NATed: a packet for a published host port is then for the host. Those the
+//! guard would judge (from a guarded interface, routed to a Docker bridge or
+//! for a host port a running container publishes, on its address) are
+//! dropped and counted in the `untracked` chain; other untracked traffic
+//! (an admin's `notrack` for the host's ssh) is never touched.
+//!
+//! Connection labels for revoke: only new connections that arrive on a
+//! guarded interface and take one of the three paths reach `rules`, so its
+//! first rules mark exactly the connections dockfw judges. Every interface
+//! pattern the policy names (each `guard.interfaces` entry, then each
+//! rule's `interfaces` entry not already listed, in order of appearance) has
+//! a label bit, from 127 downwards ([`LABEL_BITS`]); a connection gets the
+//! bit of every pattern its input interface matches. A rule may name an
+//! interface more finely than the guard (`wg0` under a guarded `wg*`), so
+//! bits per guard entry alone would not tell the evaluator enough; with a
+//! bit per pattern it learns exactly which of the policy's patterns matched,
+//! which is all [`crate::evaluate_via`] looks at. At most
+//! [`MAX_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
+//! set` only ORs bits in, so other users of labels (OVS, in their own zones,
+//! usually low bits) keep theirs.
+//!
+//! An `accept` ends only our base chain: Docker's chains still run afterwards,
+//! so "allow" never opens more than Docker itself would.
+
+use crate::policy::{Action, Policy};
+use crate::ruleset::{Chain, IfName, Match, Ruleset, Verdict};
+
+/// The base chain on the forward hook.
+pub const CHAIN_FORWARD: &str = "forward";
+/// The base chain on the input hook (connections to the host: docker-proxy).
+pub const CHAIN_INPUT: &str = "input";
+/// Traffic from a guarded interface: is it bound for a container?
+pub const CHAIN_GUARDED: &str = "guarded";
+/// Traffic from a guarded interface to the host: is it for a port a running
+/// container publishes, which docker-proxy answers?
+pub const CHAIN_PROXY: &str = "docker-proxy";
+/// Drops and counts untracked packets the guard would judge.
+pub const CHAIN_UNTRACKED: &str = "untracked";
+/// Comment of the rules sending untracked packets to [`CHAIN_UNTRACKED`], and of its rule.
+pub(crate) const UNTRACKED_COMMENT: &str = "untracked (notrack): cannot be judged";
+/// The policy's rules, in order.
+pub const CHAIN_POLICY: &str = "rules";
+/// The default fate.
+pub const CHAIN_DEFAULT: &str = "default-fate";
+/// Comment of the default fate's rules.
+pub(crate) const DEFAULT_COMMENT: &str = "default";
+/// Comment of the docker-proxy chain's rules.
+pub(crate) const PROXY_COMMENT: &str = "published port (docker-proxy)";
+/// Interfaces of Docker bridges (the default bridge, and user-defined networks).
+pub(crate) const DOCKER_BRIDGES: [&str; 2] = ["docker0", "br-*"];
+/// The connection label bits dockfw sets (see the module doc): 96 to 127,
+/// handed out from 127 downwards.
+pub const LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
+/// How many distinct interface patterns a policy may name (one label bit each).
+pub const MAX_LABELLED_PATTERNS: usize = 32;
+/// Comment of the rules setting a connection's label bit.
+pub const LABEL_COMMENT: &str = "label for revoke";
+/// Name of the chain deciding for the rule at `index` (0-based).
+pub fn rule_chain(index: usize) -> String {
+    format!("rule-{}", index + 1)
+}
+
+/// Whether `name` is a chain the compiler writes (any version's layout), so a
+/// table of only such chains can be told from another program's.
+pub fn is_layout_chain(name: &str) -> bool {
+    [
+        CHAIN_FORWARD,
+        CHAIN_INPUT,
+        CHAIN_GUARDED,
+        CHAIN_PROXY,
+        CHAIN_UNTRACKED,
+        CHAIN_POLICY,
+        CHAIN_DEFAULT,
+    ]
+    .contains(&name)
+        || name
+            .strip_prefix("rule-")
+            .is_some_and(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every interface pattern the policy names, in order (guard entries first,
+/// then rules' entries not listed yet), each with its connection label bit.
+/// At most [`MAX_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
+pub fn interface_labels(policy: &Policy) -> Vec<(IfName, u8)> {
+    let mut patterns: Vec<&IfName> = Vec::new();
+    let rules = policy
+        .rules
+        .iter()
+        .filter_map(|rule| rule.interfaces.as_ref())
+        .flatten();
+    for pattern in policy.guard.interfaces.iter().chain(rules) {
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    patterns
+        .into_iter()
+        .zip(LABEL_BITS.rev())
+        .map(|(pattern, bit)| (pattern.clone(), bit))
+        .collect()
+}
+
+/// Where a counter sits in the compiled table: the rule at `index` (0-based)
+/// of `chain`. Every kernel rule counts; this names the one that counts what
+/// a decision decided.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterAt {
+    /// The chain.
+    pub chain: String,
+    /// The rule's position in the chain, from 0.
+    pub index: usize,
+}
+
+impl CounterAt {
+    /// Whether the counter of rule `index` of `chain` is this one.
+    pub fn is(&self, chain: &str, index: usize) -> bool {
+        self.chain == chain && self.index == index
+    }
+}
+
+/// The counter of the policy rule at `index` (0-based): the rule heading its
+/// own chain, which counts every connection the rule decided.
+pub fn rule_counter(index: usize) -> CounterAt {
+    CounterAt {
+        chain: rule_chain(index),
+        index: 0,
+    }
+}
+
+/// The counter of the default fate: every connection no rule decided.
+pub fn default_counter() -> CounterAt {
+    CounterAt {
+        chain: CHAIN_DEFAULT.into(),
+        index: 0,
+    }
+}
+
+/// The counter of the untracked drop: every untracked packet the guard would
+/// have judged.
+pub fn untracked_counter() -> CounterAt {
+    CounterAt {
+        chain: CHAIN_UNTRACKED.into(),
+        index: 0,
+    }
+}
+
+/// A decision the compiled table takes and counts: a policy rule, the
+/// default fate, or the untracked drop, as a table (compiled or installed)
+/// holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    /// The policy rule's name; `default` or `untracked` for the others.
+    pub name: String,
+    /// What its chain decides; `None` when the chain ends in no verdict
+    /// dockfw writes (a table changed by someone else).
+    pub action: Option<Action>,
+    /// Where it counts what it decided.
+    pub counter: CounterAt,
+}
+
+/// The policy rules of `ruleset`, in order: one per `rule-N` chain, named by
+/// the comment of its first rule.
+pub fn policy_rules(ruleset: &Ruleset) -> Vec<Decider> {
+    (0..)
+        .map_while(|index| Some((index, ruleset.chain(&rule_chain(index))?)))
+        .map(|(index, chain)| Decider {
+            name: chain
+                .rules
+                .first()
+                .map_or_else(|| chain.name.clone(), |rule| rule.comment.clone()),
+            action: chain_action(chain),
+            counter: rule_counter(index),
+        })
+        .collect()
+}
+
+/// The default fate of `ruleset`, if it has its chain.
+pub fn default_fate(ruleset: &Ruleset) -> Option<Decider> {
+    let chain = ruleset.chain(CHAIN_DEFAULT)?;
+    Some(Decider {
+        name: DEFAULT_COMMENT.into(),
+        action: chain_action(chain),
+        counter: default_counter(),
+    })
+}
+
+/// The untracked drop of `ruleset`, if it has its chain.
+pub fn untracked_drop(ruleset: &Ruleset) -> Option<Decider> {
+    let chain = ruleset.chain(CHAIN_UNTRACKED)?;
+    Some(Decider {
+        name: CHAIN_UNTRACKED.into(),
+        action: chain_action(chain),
+        counter: untracked_counter(),
+    })
+}
+
+/// The interfaces whose traffic `ruleset` guards: those its forward chain
+/// sends on to be judged, in order.
+pub fn guarded_interfaces(ruleset: &Ruleset) -> Vec<IfName> {
+    let Some(forward) = ruleset.chain(CHAIN_FORWARD) else {
+        return Vec::new();
+    };
+    forward
+        .rules
+        .iter()
+        .flat_map(|rule| &rule.matches)
+        .filter_map(|m| match m {
+            Match::IifName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a verdict chain decides: its last rule's verdict, as the compiler
+/// writes an action (a reject ends in an ICMP reject after the TCP reset).
+fn chain_action(chain: &Chain) -> Option<Action> {
+    match chain.rules.last()?.verdict.as_ref()? {
+        Verdict::Accept => Some(Action::Allow),
+        Verdict::Drop => Some(Action::Drop),
+        Verdict::Reject(_) => Some(Action::Reject),
+        _ => None,
+    }
+}
