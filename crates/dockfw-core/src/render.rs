@@ -10,13 +10,21 @@ use crate::ruleset::{
 use std::fmt::{Display, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Renders `ruleset` as an nft script.
+/// Renders `ruleset` as an nft script that replaces the table: a preamble
+/// deleting the table if it exists, then [`render_table`].
 pub fn render(ruleset: &Ruleset) -> String {
-    let mut out = String::new();
     let table = &ruleset.table;
     // Declaring first makes the delete valid when the table does not exist yet.
-    let _ = writeln!(out, "table inet {table} {{}}");
-    let _ = writeln!(out, "delete table inet {table}");
+    let mut out = format!("table inet {table} {{}}\ndelete table inet {table}\n");
+    out.push_str(&render_table(ruleset));
+    out
+}
+
+/// The table's definition alone, `table inet NAME { … }`: [`render`]
+/// without the preamble that replaces an existing table.
+pub fn render_table(ruleset: &Ruleset) -> String {
+    let mut out = String::new();
+    let table = &ruleset.table;
     let _ = writeln!(out, "table inet {table} {{");
     for set in &ruleset.sets {
         render_set(&mut out, set);
@@ -89,7 +97,7 @@ fn format_range<T: Display + PartialEq>(first: T, last: T) -> String {
 }
 
 /// An interval the way people write it: address, CIDR prefix, or range.
-pub fn format_v4(interval: Interval<Ipv4Addr>) -> String {
+pub(crate) fn format_v4(interval: Interval<Ipv4Addr>) -> String {
     match to_prefixes_v4(interval).as_slice() {
         [(addr, 32)] => addr.to_string(),
         [(addr, len)] => format!("{addr}/{len}"),
@@ -98,7 +106,7 @@ pub fn format_v4(interval: Interval<Ipv4Addr>) -> String {
 }
 
 /// IPv6 counterpart of [`format_v4`].
-pub fn format_v6(interval: Interval<Ipv6Addr>) -> String {
+pub(crate) fn format_v6(interval: Interval<Ipv6Addr>) -> String {
     match to_prefixes_v6(interval).as_slice() {
         [(addr, 128)] => addr.to_string(),
         [(addr, len)] => format!("{addr}/{len}"),

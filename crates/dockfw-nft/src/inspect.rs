@@ -741,7 +741,7 @@ fn set_text(set: &Set) -> String {
         sets: vec![set.clone()],
         chains: Vec::new(),
     };
-    let script = dockfw_core::render(&ruleset);
+    let script = dockfw_core::render::render_table(&ruleset);
     // The set block sits between `table inet t {` and the closing `}`.
     let body = script.split_once("table inet t {\n").map_or("", |(_, body)| body);
     body.strip_suffix("}\n").unwrap_or(body).to_string()
