@@ -3,7 +3,7 @@
 
 use crate::Exit;
 use crate::cli::{Cli, ExplainArgs};
-use crate::docker::DockerView;
+use crate::docker_view::DockerView;
 use crate::output::{self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
@@ -466,7 +466,7 @@ pub fn status(session: &Session) -> Result<Exit> {
             comparison = inspected.as_ref().map(|t| t.compare(&desired));
             resolutions = docker
                 .reachable
-                .then(|| dockfw_core::docker::resolve(&parsed.policy, &docker.containers));
+                .then(|| dockfw_core::containers::resolve(&parsed.policy, &docker.containers));
             Some(comparison.as_ref().is_some_and(dockfw_nft::Comparison::matches))
         }
         None => None,
@@ -635,7 +635,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         proto: range.proto,
     };
     let path = dockfw_core::Path::from(args.via);
-    let explanation = dockfw_core::explain_on(&parsed.policy, &docker.containers, &connection, path);
+    let explanation = dockfw_core::explain_via(&parsed.policy, &docker.containers, &connection, path);
     // A rule with `to`, or a container rule (which tells host from container
     // addresses), that missed might have matched had we known the address dialled.
     let address_decides = args.to.is_none()

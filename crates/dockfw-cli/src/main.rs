@@ -2,7 +2,7 @@
 
 mod cli;
 mod commands;
-mod docker;
+mod docker_view;
 mod output;
 mod policy_file;
 mod revoke;
@@ -71,7 +71,7 @@ fn exit_code(error: &anyhow::Error) -> Exit {
             }
             return Exit::Kernel;
         }
-        if cause.is::<docker::Unreachable>() {
+        if cause.is::<docker_view::Unreachable>() {
             return Exit::Docker;
         }
     }
@@ -102,7 +102,7 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
         if let Some(error) = cause.downcast_ref::<dockfw_nft::Error>() {
             return nft_hint(error);
         }
-        if let Some(unreachable) = cause.downcast_ref::<docker::Unreachable>() {
+        if let Some(unreachable) = cause.downcast_ref::<docker_view::Unreachable>() {
             return Some(if unreachable.by_watch {
                 "watch follows Docker's containers, so it needs Docker: start dockerd, or point \
                  --docker-host (or DOCKER_HOST) at it"

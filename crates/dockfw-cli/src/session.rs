@@ -2,7 +2,7 @@
 //! connection and Docker's view.
 
 use crate::cli::Global;
-use crate::docker::{self, DockerView};
+use crate::docker_view::{self, DockerView};
 use crate::output::{self, Verbosity};
 use crate::policy_file;
 use anyhow::{Context, Result, bail};
@@ -152,9 +152,9 @@ impl Session {
     /// policy gets wrong about them (printed as warnings, and kept in the
     /// view for JSON output).
     pub fn docker(&self, parsed: &Parsed) -> Result<DockerView> {
-        let mut view = docker::query(&self.global)?;
+        let mut view = docker_view::query(&self.global)?;
         if view.reachable {
-            view.diagnostics = dockfw_core::docker::diagnose(&parsed.policy, &view.containers);
+            view.diagnostics = dockfw_core::containers::diagnose(&parsed.policy, &view.containers);
         }
         if self.verbosity > Verbosity::Quiet && !self.global.json {
             if let Some(problem) = &view.problem {

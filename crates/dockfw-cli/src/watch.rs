@@ -27,7 +27,7 @@
 
 use crate::Exit;
 use crate::commands::{Applied, print_applied, print_revoked};
-use crate::docker::{DockerView, Unreachable};
+use crate::docker_view::{DockerView, Unreachable};
 use crate::output::{DIM, GOOD, Verbosity, WARN, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
@@ -581,7 +581,7 @@ impl<'a> Guard<'a> {
                 self.containers = containers;
                 self.docker_reachable = true;
                 if self.session.verbosity > Verbosity::Quiet && !self.session.global.json {
-                    crate::output::print_diagnostics(&dockfw_core::docker::diagnose(
+                    crate::output::print_diagnostics(&dockfw_core::containers::diagnose(
                         &self.parsed.policy,
                         &self.containers,
                     ));

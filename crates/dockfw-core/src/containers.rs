@@ -21,7 +21,7 @@
 //!     published: vec![PublishedPort { host_addr: None, host_port: 8081, container_port: 8000, proto: Proto::Tcp }],
 //!     addresses: vec![],
 //! };
-//! let warnings = dockfw_core::docker::diagnose(&policy, &[django]);
+//! let warnings = dockfw_core::containers::diagnose(&policy, &[django]);
 //! assert_eq!(
 //!     warnings[0].to_string(),
 //!     "p.toml:6:14: warning: rule \"app\": 8000/tcp is django's container port; clients dial 8081\n  \

@@ -153,23 +153,23 @@ pub fn evaluate(policy: &Policy, containers: &[Container], connection: &Connecti
 
 /// Like [`evaluate`], with the reason each earlier rule did not match.
 pub fn explain(policy: &Policy, containers: &[Container], connection: &Connection) -> Explanation {
-    explain_on(policy, containers, connection, Path::Published)
+    explain_via(policy, containers, connection, Path::Published)
 }
 
 /// Which rule decides `connection` arriving by `path`, on the policy itself.
-pub fn evaluate_on(
+pub fn evaluate_via(
     policy: &Policy,
     containers: &[Container],
     connection: &Connection,
     path: Path,
 ) -> Decision {
-    explain_on(policy, containers, connection, path).decision
+    explain_via(policy, containers, connection, path).decision
 }
 
-/// Like [`evaluate_on`], with the reason each earlier rule did not match.
+/// Like [`evaluate_via`], with the reason each earlier rule did not match.
 ///
 /// ```
-/// use dockfw_core::eval::Path;
+/// use dockfw_core::Path;
 /// use dockfw_core::{Connection, Container, Decision, Proto, PublishedPort};
 ///
 /// let policy = dockfw_core::parse("p.toml", r#"
@@ -195,12 +195,12 @@ pub fn evaluate_on(
 /// let app = Decision::Rule { name: "app".into(), action: dockfw_core::Action::Allow };
 /// let containers = [django];
 /// // The same service on every path: host port 8081, or container port 8000 routed.
-/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("203.0.113.5", 8081), Path::Proxied), app);
-/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("172.17.0.2", 8000), Path::Routed), app);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 8081), Path::Proxied), app);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("172.17.0.2", 8000), Path::Routed), app);
 /// // ssh on the host is no published port: docker-proxy is not involved, dockfw does not judge it.
-/// assert_eq!(dockfw_core::evaluate_on(&policy, &containers, &to("203.0.113.5", 22), Path::Proxied), Decision::NotJudged);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 22), Path::Proxied), Decision::NotJudged);
 /// ```
-pub fn explain_on(
+pub fn explain_via(
     policy: &Policy,
     containers: &[Container],
     connection: &Connection,
@@ -438,15 +438,9 @@ pub struct Packet {
 }
 
 impl Packet {
-    /// The first packet of `connection`, published by Docker (DNAT) to a
-    /// container on the default bridge.
-    pub fn from_connection(connection: &Connection) -> Self {
-        Self::on(connection, Path::Published)
-    }
-
     /// The first packet of `connection` arriving by `path`: DNATed to the
     /// default bridge, for the host (docker-proxy), or routed to the bridge.
-    pub fn on(connection: &Connection, path: Path) -> Self {
+    pub fn via(connection: &Connection, path: Path) -> Self {
         Self {
             iif: connection.interface.clone(),
             oif: match path {
@@ -475,7 +469,7 @@ impl Packet {
             ct_new: false,
             ct_dnat: false,
             untracked: true,
-            ..Self::on(connection, path)
+            ..Self::via(connection, path)
         }
     }
 }
@@ -494,13 +488,13 @@ pub struct Outcome {
 /// Which rule decides `connection`, by running the compiled ruleset, for a
 /// connection Docker publishes by DNAT ([`Path::Published`]).
 pub fn evaluate_ruleset(ruleset: &Ruleset, connection: &Connection) -> Decision {
-    evaluate_ruleset_on(ruleset, connection, Path::Published)
+    evaluate_ruleset_via(ruleset, connection, Path::Published)
 }
 
 /// Which rule decides `connection` arriving by `path`, by running the
 /// compiled ruleset's base chains on that path's hook.
-pub fn evaluate_ruleset_on(ruleset: &Ruleset, connection: &Connection, path: Path) -> Decision {
-    let outcome = run(ruleset, path.hook(), &Packet::on(connection, path));
+pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Path) -> Decision {
+    let outcome = simulate_packet(ruleset, path.hook(), &Packet::via(connection, path));
     let action = match outcome.verdict {
         Verdict::Drop => Action::Drop,
         Verdict::Reject(_) => Action::Reject,
@@ -518,7 +512,7 @@ pub fn evaluate_ruleset_on(ruleset: &Ruleset, connection: &Connection, path: Pat
 
 /// Runs `packet` through the base chains of `hook`, lowest priority first,
 /// as the kernel would (assuming no per-source limit is exceeded).
-pub fn run(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcome {
+pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcome {
     let mut bases: Vec<_> = ruleset
         .chains
         .iter()

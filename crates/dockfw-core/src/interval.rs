@@ -114,7 +114,7 @@ pub fn contains<T: Point>(intervals: &[Interval<T>], value: T) -> bool {
 }
 
 /// Whether every value of the normalised list `inner` is in the normalised list `outer`.
-pub fn covers<T: Point>(outer: &[Interval<T>], inner: &[Interval<T>]) -> bool {
+pub(crate) fn covers<T: Point>(outer: &[Interval<T>], inner: &[Interval<T>]) -> bool {
     inner.iter().all(|needle| {
         let after = outer.partition_point(|interval| interval.first <= needle.first);
         // Normalised lists never hold two touching intervals, so `needle` is
@@ -124,7 +124,7 @@ pub fn covers<T: Point>(outer: &[Interval<T>], inner: &[Interval<T>]) -> bool {
 }
 
 /// The values of the normalised lists `a` and `b` that lie in both, normalised.
-pub fn intersect<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval<T>> {
+pub(crate) fn intersect<T: Point>(a: &[Interval<T>], b: &[Interval<T>]) -> Vec<Interval<T>> {
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::new();
     while i < a.len() && j < b.len() {
@@ -181,7 +181,7 @@ pub(crate) fn subtract<T: Predecessor>(a: &[Interval<T>], b: &[Interval<T>]) -> 
 
 /// Splits an address interval into the fewest CIDR prefixes covering it exactly,
 /// as `(network, prefix length)`. Used to print intervals the way people write them.
-pub fn to_prefixes_v4(interval: Interval<Ipv4Addr>) -> Vec<(Ipv4Addr, u8)> {
+pub(crate) fn to_prefixes_v4(interval: Interval<Ipv4Addr>) -> Vec<(Ipv4Addr, u8)> {
     to_prefixes(
         u32::from(interval.first).into(),
         u32::from(interval.last).into(),
@@ -193,7 +193,7 @@ pub fn to_prefixes_v4(interval: Interval<Ipv4Addr>) -> Vec<(Ipv4Addr, u8)> {
 }
 
 /// IPv6 counterpart of [`to_prefixes_v4`].
-pub fn to_prefixes_v6(interval: Interval<Ipv6Addr>) -> Vec<(Ipv6Addr, u8)> {
+pub(crate) fn to_prefixes_v6(interval: Interval<Ipv6Addr>) -> Vec<(Ipv6Addr, u8)> {
     to_prefixes(interval.first.into(), interval.last.into(), 128)
         .into_iter()
         .map(|(start, len)| (Ipv6Addr::from(start), len))

@@ -1,12 +1,29 @@
 //! dockfw-core: the policy language of dockfw-nft and its compiler.
 //!
 //! Data flows one way: a TOML policy is [parsed and validated](parse()) into a
-//! [`Policy`], [compiled](compile()) into a backend-neutral [`Ruleset`], which a
-//! backend (the `dockfw-nft` crate) installs, or which [`render()`] prints as an
-//! nft script. [`evaluate`] says which rule decides a connection, on any
-//! [`Path`] into a container (Docker's DNAT, docker-proxy, routed).
-//! [`docker`] relates a policy to the running containers: which containers
-//! each rule reaches, and warnings about ports nobody publishes.
+//! [`Policy`], [compiled](compile()) into a backend-neutral [`Ruleset`] laid
+//! out as [`layout`] describes, which a backend (the `dockfw-nft` crate)
+//! installs, or which [`render()`] prints as an nft script. [`evaluate`] says
+//! which rule decides a connection, on any [`Path`] into a container (Docker's
+//! DNAT, docker-proxy, routed). [`containers`] relates a policy to the running
+//! containers: which containers each rule reaches, and warnings about ports
+//! nobody publishes.
+//!
+//! # Where a policy field goes
+//!
+//! Follow one field (say a rule's `ports`) through the workspace:
+//!
+//! | step | file |
+//! |---|---|
+//! | the model | `src/policy.rs` (`Policy`, `Guard`, `Rule`) |
+//! | parsed, with file:line:column errors | `src/parse.rs` (the TOML walk), `src/values.rs` (address, port, rate, interface syntax) |
+//! | validated | `src/parse.rs` (errors), `src/names.rs` (what nft accepts), `src/lint.rs` (warnings) |
+//! | compiled | `src/compile.rs` → `src/ruleset.rs` (the backend-neutral `Ruleset`), in the chains of `src/layout.rs` |
+//! | rendered as nft text | `src/render.rs` |
+//! | evaluated | `src/eval.rs` (on the policy, and by running the `Ruleset`); `src/revoke.rs` (tracked connections) |
+//! | against running containers | `src/containers.rs` |
+//! | encoded for the kernel | `crates/dockfw-nft/src/encode.rs`; read back by `decode.rs`; changes planned by `plan.rs` |
+//! | tested | `tests/parse.rs`, `tests/compile.rs`, `tests/containers.rs`, `tests/agreement.rs` (policy and ruleset agree), `tests/nft_accepts_plan.rs` (nft loads every plan); kernel round trips in `crates/dockfw-nft/tests/`, the command in `crates/dockfw-cli/tests/`, real traffic in `tests/` |
 //!
 //! No I/O happens here: callers read files and talk to Docker. With the
 //! feature `proptest`, the `testing` module offers strategies for random
@@ -48,8 +65,8 @@
 #![warn(missing_docs)]
 
 mod compile;
-pub mod diag;
-pub mod docker;
+pub mod containers;
+mod diag;
 pub mod eval;
 pub mod interval;
 pub mod layout;
@@ -68,8 +85,8 @@ pub mod values;
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
-    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_on, evaluate_ruleset,
-    evaluate_ruleset_on, explain, explain_on,
+    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_ruleset, evaluate_ruleset_via,
+    evaluate_via, explain, explain_via,
 };
 pub use parse::{Parsed, parse, parse_bytes};
 pub use policy::{Action, Container, Policy, PublishedPort, Rule};

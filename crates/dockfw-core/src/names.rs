@@ -22,18 +22,18 @@ use crate::nft_keywords::NFT_KEYWORDS;
 /// (`NFT_NAME_MAXLEN`, 256 bytes with the terminating NUL).
 pub const NFT_NAME_MAXLEN: usize = 255;
 /// Longest comment nft accepts (`NFTNL_UDATA_COMMENT_MAXLEN`, 128 bytes).
-pub const NFT_COMMENT_MAXLEN: usize = 128;
+pub(crate) const NFT_COMMENT_MAXLEN: usize = 128;
 /// Longest log prefix the kernel keeps (`NF_LOG_PREFIXLEN`, 128 bytes with the NUL).
-pub const NF_LOG_PREFIX_MAXLEN: usize = 127;
+pub(crate) const NF_LOG_PREFIX_MAXLEN: usize = 127;
 
 /// Longest table name dockfw accepts.
-pub const MAX_TABLE_NAME_LEN: usize = 64;
+pub(crate) const MAX_TABLE_NAME_LEN: usize = 64;
 /// Longest set name (`[sets]` key) dockfw accepts.
-pub const MAX_SET_NAME_LEN: usize = 32;
+pub(crate) const MAX_SET_NAME_LEN: usize = 32;
 /// Longest rule name: it becomes a comment and part of a log prefix.
-pub const MAX_RULE_NAME_LEN: usize = 64;
+pub(crate) const MAX_RULE_NAME_LEN: usize = 64;
 /// What a rule's log prefix adds to its name (`dockfw NAME: `).
-pub const LOG_PREFIX_EXTRA_LEN: usize = "dockfw : ".len();
+pub(crate) const LOG_PREFIX_EXTRA_LEN: usize = "dockfw : ".len();
 
 // Every name dockfw derives from these stays within the kernel's limits: set
 // names gain `set-`, a family suffix, a number and `.next` while staged.
@@ -63,11 +63,11 @@ impl NameError {
 
 /// Whether nftables' scanner reads `word` as a keyword (in any context, in
 /// the versions users run: 1.0.x and 1.1.x).
-pub fn is_nft_keyword(word: &str) -> bool {
+pub(crate) fn is_nft_keyword(word: &str) -> bool {
     NFT_KEYWORDS.binary_search(&word).is_ok()
 }
 
-/// Every word [`is_nft_keyword`] knows, sorted.
+/// Every nft keyword a name must not be, sorted.
 pub fn nft_keywords() -> &'static [&'static str] {
     NFT_KEYWORDS
 }
@@ -100,7 +100,7 @@ pub fn check_table_name(name: &str) -> Result<(), NameError> {
 }
 
 /// Checks the name of a `[sets]` entry.
-pub fn check_set_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn check_set_name(name: &str) -> Result<(), NameError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_SET_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -16,7 +16,7 @@ pub const DEFAULT_PATH: &str = "/etc/dockfw/policy.toml";
 /// Default name of dockfw's nftables table.
 pub const DEFAULT_TABLE: &str = "dockfw";
 /// Default priority of dockfw's base chains, forward and input (Docker's filter chains run at 0).
-pub const DEFAULT_PRIORITY: i32 = -5;
+pub(crate) const DEFAULT_PRIORITY: i32 = -5;
 
 /// A whole policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -171,7 +171,7 @@ pub struct PortSet {
 
 impl PortSet {
     /// The set of exactly these ports.
-    pub fn from_ports(ports: impl IntoIterator<Item = (Proto, u16)>) -> Self {
+    pub(crate) fn from_ports(ports: impl IntoIterator<Item = (Proto, u16)>) -> Self {
         let (mut tcp, mut udp) = (Vec::new(), Vec::new());
         for (proto, port) in ports {
             match proto {
@@ -186,7 +186,7 @@ impl PortSet {
     }
 
     /// Every port of both protocols.
-    pub fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         let all = vec![Interval {
             first: 1,
             last: 65535,
@@ -211,16 +211,8 @@ impl PortSet {
     }
 
     /// Whether every port of `other` is in this set.
-    pub fn covers(&self, other: &Self) -> bool {
+    pub(crate) fn covers(&self, other: &Self) -> bool {
         interval::covers(&self.tcp, &other.tcp) && interval::covers(&self.udp, &other.udp)
-    }
-
-    /// Ports in both sets.
-    pub fn intersection(&self, other: &Self) -> Self {
-        Self {
-            tcp: interval::intersect(&self.tcp, &other.tcp),
-            udp: interval::intersect(&self.udp, &other.udp),
-        }
     }
 
     /// Whether no port is in the set.

@@ -3,16 +3,16 @@
 //! Conntrack does not record where a connection arrived, so the compiled
 //! ruleset labels every new connection that reaches the `rules` chain with
 //! one bit per interface pattern its input interface matches (see
-//! [`crate::compile`]). A tracked connection is then rebuilt here as a
-//! [`Connection`] and a [`Path`] and judged by [`crate::evaluate_on`], the
+//! [`crate::layout`]). A tracked connection is then rebuilt here as a
+//! [`Connection`] and a [`Path`] and judged by [`crate::evaluate_via`], the
 //! evaluator `explain` uses, so the two can never disagree.
 //!
 //! No I/O: the caller dumps conntrack, says what each entry is as a
 //! [`Tracked`], and deletes what [`judge`] says to cut.
 
 use crate::compile::container_addresses;
-use crate::eval::{Connection, Decision, Path, evaluate_on};
-use crate::layout::{CHAIN_POLICY, LABEL_BITS, LABEL_COMMENT};
+use crate::eval::{Connection, Decision, Path, evaluate_via};
+use crate::layout::{CHAIN_POLICY, LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ pub struct Tracked {
     pub proto: Proto,
     /// Whether conntrack destination-NATed it (`IPS_DST_NAT`: Docker published it).
     pub dnat: bool,
-    /// The dockfw label bits ([`LABEL_BITS`]) set on it.
+    /// The dockfw label bits ([`LABEL_BITS`](crate::layout::LABEL_BITS)) set on it.
     pub label_bits: Vec<u8>,
 }
 
@@ -67,11 +67,6 @@ pub fn label_map(ruleset: &Ruleset) -> LabelMap {
             },
         )
         .collect()
-}
-
-/// Whether label bit `bit` is one dockfw sets.
-pub fn is_dockfw_bit(bit: u8) -> bool {
-    LABEL_BITS.contains(&bit)
 }
 
 /// The path a tracked connection took, from its tuple: destination-NATed
@@ -126,7 +121,7 @@ pub fn judge(
     };
     let mut decision = None;
     for interface in interfaces_consistent(&matched, &unmatched, policy) {
-        let verdict = evaluate_on(policy, containers, &connection(interface.clone()), path);
+        let verdict = evaluate_via(policy, containers, &connection(interface.clone()), path);
         if verdict.action() == Action::Allow {
             return None;
         }

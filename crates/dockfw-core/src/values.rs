@@ -28,7 +28,7 @@ impl ValueError {
 /// A contiguous range of addresses of one family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum IpRange {
+pub(crate) enum IpRange {
     /// IPv4 addresses.
     V4(Interval<Ipv4Addr>),
     /// IPv6 addresses.
@@ -36,7 +36,7 @@ pub enum IpRange {
 }
 
 /// Parses `ADDR`, `ADDR/LEN` or `ADDR-ADDR` (IPv4 or IPv6; IPv6 may be in brackets).
-pub fn parse_ip_range(text: &str) -> Result<IpRange, ValueError> {
+pub(crate) fn parse_ip_range(text: &str) -> Result<IpRange, ValueError> {
     let text = text.trim();
     if let Some((network, len)) = text.split_once('/') {
         return parse_cidr(text, network.trim(), len.trim());
@@ -187,7 +187,7 @@ pub struct AddrSet {
 
 impl AddrSet {
     /// Builds a normalised set from ranges.
-    pub fn from_ranges(ranges: impl IntoIterator<Item = IpRange>) -> Self {
+    pub(crate) fn from_ranges(ranges: impl IntoIterator<Item = IpRange>) -> Self {
         let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for range in ranges {
             match range {
@@ -202,7 +202,7 @@ impl AddrSet {
     }
 
     /// The set of exactly these addresses.
-    pub fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub(crate) fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         Self::from_ranges(addrs.into_iter().map(|addr| match addr {
             IpAddr::V4(a) => IpRange::V4(Interval::single(a)),
             IpAddr::V6(a) => IpRange::V6(Interval::single(a)),
@@ -210,7 +210,7 @@ impl AddrSet {
     }
 
     /// Every address of both families.
-    pub fn everything() -> Self {
+    pub(crate) fn everything() -> Self {
         Self {
             v4: vec![Interval {
                 first: Ipv4Addr::UNSPECIFIED,
@@ -224,7 +224,7 @@ impl AddrSet {
     }
 
     /// Union of two sets.
-    pub fn union(&self, other: &Self) -> Self {
+    pub(crate) fn union(&self, other: &Self) -> Self {
         Self {
             v4: interval::normalize([self.v4.as_slice(), other.v4.as_slice()].concat()),
             v6: interval::normalize([self.v6.as_slice(), other.v6.as_slice()].concat()),
@@ -232,7 +232,7 @@ impl AddrSet {
     }
 
     /// Addresses in both sets.
-    pub fn intersection(&self, other: &Self) -> Self {
+    pub(crate) fn intersection(&self, other: &Self) -> Self {
         Self {
             v4: interval::intersect(&self.v4, &other.v4),
             v6: interval::intersect(&self.v6, &other.v6),
@@ -240,7 +240,7 @@ impl AddrSet {
     }
 
     /// Addresses in this set but not in `other`.
-    pub fn difference(&self, other: &Self) -> Self {
+    pub(crate) fn difference(&self, other: &Self) -> Self {
         Self {
             v4: interval::subtract(&self.v4, &other.v4),
             v6: interval::subtract(&self.v6, &other.v6),
@@ -248,7 +248,7 @@ impl AddrSet {
     }
 
     /// Only the addresses of `family`.
-    pub fn of_family(&self, family: Family) -> Self {
+    pub(crate) fn of_family(&self, family: Family) -> Self {
         match family {
             Family::Ipv4 => Self {
                 v4: self.v4.clone(),
@@ -270,7 +270,7 @@ impl AddrSet {
     }
 
     /// Whether every address of `other` is in this set.
-    pub fn covers(&self, other: &Self) -> bool {
+    pub(crate) fn covers(&self, other: &Self) -> bool {
         interval::covers(&self.v4, &other.v4) && interval::covers(&self.v6, &other.v6)
     }
 
@@ -280,16 +280,11 @@ impl AddrSet {
     }
 
     /// Whether the set holds any address of `family`.
-    pub fn has_family(&self, family: Family) -> bool {
+    pub(crate) fn has_family(&self, family: Family) -> bool {
         match family {
             Family::Ipv4 => !self.v4.is_empty(),
             Family::Ipv6 => !self.v6.is_empty(),
         }
-    }
-
-    /// Number of intervals.
-    pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
     }
 }
 
@@ -328,7 +323,7 @@ pub fn parse_port_range(text: &str) -> Result<PortRange, ValueError> {
 }
 
 /// Checks a port number given as a TOML integer.
-pub fn port_from_integer(value: i64) -> Result<u16, ValueError> {
+pub(crate) fn port_from_integer(value: i64) -> Result<u16, ValueError> {
     match u16::try_from(value) {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(port_out_of_range(&value.to_string())),
@@ -367,7 +362,7 @@ fn parse_proto(text: &str) -> Result<Proto, ValueError> {
 }
 
 /// Parses `COUNT/UNIT`, unit one of second, minute, hour, day (or s, sec, min, m, h, d).
-pub fn parse_rate(text: &str) -> Result<Rate, ValueError> {
+pub(crate) fn parse_rate(text: &str) -> Result<Rate, ValueError> {
     let bad = || {
         ValueError::new(
             format!("{text:?} is not a rate"),
@@ -397,7 +392,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, ValueError> {
 }
 
 /// Parses an interface name, `name` or the wildcard `prefix*`.
-pub fn parse_ifname(text: &str) -> Result<IfName, ValueError> {
+pub(crate) fn parse_ifname(text: &str) -> Result<IfName, ValueError> {
     // IFNAMSIZ is 16 including the terminating NUL.
     const MAX_LEN: usize = 15;
     let (name, wildcard) = match text.strip_suffix('*') {

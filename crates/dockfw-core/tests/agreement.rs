@@ -3,7 +3,7 @@
 //! and running containers: the compiled ruleset means what the policy says.
 
 use dockfw_core::testing::{containers_and_connections, policy_text};
-use dockfw_core::{Decision, compile, evaluate_on, evaluate_ruleset_on, parse};
+use dockfw_core::{Decision, compile, evaluate_ruleset_via, evaluate_via, parse};
 use proptest::prelude::*;
 
 proptest! {
@@ -17,8 +17,8 @@ proptest! {
         let parsed = parse("random.toml", &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         let ruleset = compile(&parsed.policy, &containers);
         for (connection, path) in &connections {
-            let by_policy = evaluate_on(&parsed.policy, &containers, connection, *path);
-            let by_ruleset = evaluate_ruleset_on(&ruleset, connection, *path);
+            let by_policy = evaluate_via(&parsed.policy, &containers, connection, *path);
+            let by_ruleset = evaluate_ruleset_via(&ruleset, connection, *path);
             prop_assert_eq!(
                 &by_policy, &by_ruleset,
                 "connection {:?} on {:?}\ncontainers: {:#?}\npolicy:\n{}", connection, path, containers, text
@@ -40,7 +40,7 @@ fn the_generators_reach_every_kind_of_decision() {
         let (text, (containers, connections)) = strategy.new_tree(&mut runner).unwrap().current();
         let policy = parse("random.toml", &text).unwrap().policy;
         for (connection, path) in &connections {
-            match evaluate_on(&policy, &containers, connection, *path) {
+            match evaluate_via(&policy, &containers, connection, *path) {
                 Decision::Rule { name, .. } => {
                     let rule = policy.rule(&name).unwrap();
                     if rule.selects_containers() {

@@ -731,7 +731,7 @@ fn containers_with_the_same_container_ports_share_a_routed_alternative() {
 /// in the `untracked` chain, whichever rule would allow them; others pass.
 #[test]
 fn untracked_packets_the_guard_would_judge_are_dropped() {
-    use dockfw_core::eval::{Packet, run};
+    use dockfw_core::eval::{Packet, simulate_packet};
     use dockfw_core::{Connection, Path};
     let containers = [container(
         "web",
@@ -754,7 +754,7 @@ fn untracked_packets_the_guard_would_judge_are_dropped() {
         proto,
     };
     let fate = |connection: &Connection, path, hook| {
-        let outcome = run(&ruleset, hook, &Packet::untracked(connection, path));
+        let outcome = simulate_packet(&ruleset, hook, &Packet::untracked(connection, path));
         (outcome.verdict, outcome.chain)
     };
     let dropped = (Verdict::Drop, Some(CHAIN_UNTRACKED.to_string()));

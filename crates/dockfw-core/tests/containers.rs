@@ -1,10 +1,10 @@
 //! Docker awareness: evaluation on every path into a container, the
 //! diagnostics against running containers, and what each rule resolves to.
 
-use dockfw_core::docker::{Reached, diagnose, resolve};
+use dockfw_core::containers::{Reached, diagnose, resolve};
 use dockfw_core::{
-    Action, Connection, Container, Decision, Path, Proto, PublishedPort, compile, evaluate_on,
-    evaluate_ruleset_on, explain_on, parse,
+    Action, Connection, Container, Decision, Path, Proto, PublishedPort, compile, evaluate_ruleset_via,
+    evaluate_via, explain_via, parse,
 };
 
 fn published(host_addr: Option<&str>, host_port: u16, container_port: u16, proto: Proto) -> PublishedPort {
@@ -62,8 +62,8 @@ fn connection(source: &str, dialled: &str, port: u16) -> Connection {
 fn decide(connection: &Connection, path: Path) -> Decision {
     let policy = parse("p.toml", POLICY).unwrap().policy;
     let containers = containers();
-    let by_policy = evaluate_on(&policy, &containers, connection, path);
-    let by_ruleset = evaluate_ruleset_on(&compile(&policy, &containers), connection, path);
+    let by_policy = evaluate_via(&policy, &containers, connection, path);
+    let by_ruleset = evaluate_ruleset_via(&compile(&policy, &containers), connection, path);
     assert_eq!(by_policy, by_ruleset, "{connection:?} on {path:?}");
     by_policy
 }
@@ -153,7 +153,7 @@ fn the_docker_proxy_path_judges_only_published_ports() {
 fn explanations_say_why() {
     let policy = parse("p.toml", POLICY).unwrap().policy;
     let containers = containers();
-    let ssh = explain_on(
+    let ssh = explain_via(
         &policy,
         &containers,
         &connection("2001:db8::7", "2001:db8::5", 22),
@@ -165,14 +165,14 @@ fn explanations_say_why() {
     );
     let mut from_lan = connection("198.51.100.7", "203.0.113.5", 8081);
     from_lan.interface = "eth1".into();
-    let lan = explain_on(&policy, &containers, &from_lan, Path::Published);
+    let lan = explain_via(&policy, &containers, &from_lan, Path::Published);
     assert!(
         lan.not_judged
             .unwrap()
             .contains("eth1, which guard.interfaces does not list")
     );
 
-    let routed = explain_on(
+    let routed = explain_via(
         &policy,
         &containers,
         &connection("198.51.100.7", "172.17.0.2", 8081),
@@ -189,7 +189,7 @@ fn explanations_say_why() {
     )
     .unwrap()
     .policy;
-    let misses = explain_on(
+    let misses = explain_via(
         &narrowed,
         &containers,
         &connection("198.51.100.7", "203.0.113.5", 8081),
@@ -214,7 +214,7 @@ fn an_unknown_dialled_address_cannot_tell_published_from_routed() {
     let mut unknown = connection("198.51.100.7", "203.0.113.5", 8081);
     unknown.dialled = None;
     assert_eq!(decide(&unknown, Path::Published), DEFAULT);
-    let why = explain_on(&policy, &containers(), &unknown, Path::Published).misses;
+    let why = explain_via(&policy, &containers(), &unknown, Path::Published).misses;
     assert_eq!(
         why[0].reason,
         "django publishes port 8081/tcp, but which address was dialled decides (none given)"
@@ -223,7 +223,7 @@ fn an_unknown_dialled_address_cannot_tell_published_from_routed() {
     let mut bare = containers();
     bare.iter_mut().for_each(|c| c.addresses.clear());
     assert_eq!(
-        evaluate_on(&policy, &bare, &unknown, Path::Published),
+        evaluate_via(&policy, &bare, &unknown, Path::Published),
         rule("app", Action::Allow)
     );
 }

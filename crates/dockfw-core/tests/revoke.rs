@@ -2,7 +2,7 @@
 //! connection (tuple, status, labels) rebuilt into a Connection and a Path
 //! and judged by the evaluator.
 
-use dockfw_core::eval::Path;
+use dockfw_core::Path;
 use dockfw_core::layout::{LABEL_COMMENT, MAX_LABELLED_PATTERNS, interface_labels};
 use dockfw_core::revoke::{Tracked, judge, label_map, path_of};
 use dockfw_core::ruleset::IfName;
