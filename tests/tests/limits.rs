@@ -19,10 +19,9 @@ use Client::{Internet, Lan};
 use Outcome::{Open, TimedOut};
 
 #[test]
+#[ignore = "needs root and the Docker lab"]
 fn rate_limits_and_connection_limits() {
-    let Some((_serial, lab)) = common::lab("dfwe-limits") else {
-        return;
-    };
+    let (_serial, lab) = common::lab("dfwe-limits");
     let started = Instant::now();
     lab.run_echo(
         "web",

@@ -110,10 +110,9 @@ const LISTEN: [(Proto, u16); 6] = [
 ];
 
 #[test]
+#[ignore = "needs root and the Docker lab"]
 fn every_policy_field_with_real_traffic() {
-    let Some((_serial, lab)) = common::lab("dfwe-policy") else {
-        return;
-    };
+    let (_serial, lab) = common::lab("dfwe-policy");
     let started = Instant::now();
     lab.run_echo("web", &PUBLISH, &LISTEN).unwrap();
     let container = lab.container_addrs("web").unwrap();
