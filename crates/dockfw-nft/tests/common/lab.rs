@@ -111,7 +111,6 @@ impl Lab {
         };
         let (c, r, s) = (lab.client.name(), lab.router.name(), lab.server.name());
         for ns in [c, r, s] {
-            sh(&["ip", "netns", "add", ns]);
             in_ns(ns, &["ip", "link", "set", "lo", "up"]);
             // No duplicate address detection: IPv6 addresses usable at once.
             in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
