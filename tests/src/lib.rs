@@ -19,6 +19,7 @@
 //! `/run/dockfw-lab/{prefix}` and `/var/lib/dockfw-lab/{prefix}`, cgroup
 //! parent `dockfw-lab-{prefix}`. Teardown finds leftovers from these names,
 //! so it also works after a crash.
+#![forbid(unsafe_code)]
 
 mod cleanup;
 mod cmd;

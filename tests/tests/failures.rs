@@ -4,7 +4,7 @@
 //! replacement policies would have opened the port to everyone, so a
 //! partial apply could not go unnoticed.
 //!
-//! Needs root and docker.io; skipped otherwise (fails under CI=true).
+//! Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
 mod common;
 

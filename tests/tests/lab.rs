@@ -1,5 +1,5 @@
 //! The lab itself: topology, dockerd, published ports and the probe's three
-//! outcomes. Needs root and docker.io; skipped otherwise (fails under CI=true).
+//! outcomes. Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto, addr};
 use std::net::IpAddr;

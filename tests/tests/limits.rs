@@ -3,7 +3,7 @@
 //! is dropped (times out) while the allowed part passes, each source and
 //! family counted on its own, and established connections are untouched.
 //!
-//! Needs root and docker.io; skipped otherwise (fails under CI=true).
+//! Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
 mod common;
 

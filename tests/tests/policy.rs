@@ -7,7 +7,7 @@
 //! `version`. After each batch of probes the deciding rule's counter must
 //! have risen by exactly the number of connections it decided.
 //!
-//! Needs root and docker.io; skipped otherwise (fails under CI=true).
+//! Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
 mod common;
 

@@ -5,7 +5,7 @@
 //! user-defined network, a container reaching a published port, and
 //! established connections, which survive re-applying the policy.
 //!
-//! Needs root and docker.io; skipped otherwise (fails under CI=true).
+//! Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <task>`; `cargo xtask --help` lists them and
 //! flags.rs defines every task and flag.
+#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;

@@ -1,7 +1,7 @@
 //! The command against a real dockerd in the lab (docker.io, a private
 //! daemon in network namespaces; the host is never touched): container rules
 //! resolve through Docker, `apply` works with Docker stopped, and `watch`
-//! follows containers as they start. Needs root; fails under CI=true without.
+//! follows containers as they start. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use assert_cmd::assert::OutputAssertExt;
 use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto, addr};

@@ -1,6 +1,6 @@
 //! The commands that change or read the firewall, run as a user would, each
 //! test inside network namespaces of its own (`--netns NAME`): the host's own
-//! ruleset is never touched. Needs root; fails under CI=true without it.
+//! ruleset is never touched. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use assert_cmd::Command;
 use dockfw_nft::testing::{TestNetns, require_root};

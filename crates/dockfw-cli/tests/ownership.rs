@@ -1,7 +1,7 @@
 //! status/diff/apply/remove/check against tables others changed or own, run
 //! as a user would inside a network namespace of its own (`--netns NAME`).
-//! Tampering is done with the `nft` binary. Needs root; fails under CI=true
-//! without it.
+//! Tampering is done with the `nft` binary. Needs root: `#[ignore]`d, run by
+//! `cargo xtask test` as root.
 
 use assert_cmd::Command;
 use dockfw_nft::testing::TestNetns;

@@ -6,7 +6,7 @@
 //! Docker is not the point here, so a stand-in daemon on a unix socket
 //! answers the few requests watch makes (version, an empty container list,
 //! an event stream that stays open until the stand-in stops); the real
-//! dockerd is in `docker_lab.rs`. Needs root; fails under CI=true without.
+//! dockerd is in `docker_lab.rs`. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use dockfw_nft::testing::TestNetns;
 use std::io::{BufRead, BufReader, Write};

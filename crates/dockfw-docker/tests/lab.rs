@@ -1,7 +1,7 @@
 //! Against a real dockerd (docker.io 20.10, API 1.41) in the lab: listing
 //! shows what the daemon reports, events follow containers, and a stopped
-//! daemon is unreachable. Needs root and docker.io; skipped otherwise
-//! (fails under CI=true).
+//! daemon is unreachable. Needs root and docker.io:
+//! `#[ignore]`d, run by `cargo xtask test` as root.
 
 use dockfw_core::{Container, Proto, PublishedPort};
 use dockfw_docker::{Client, ContainerInfo, Error, EventKind, PortBinding, list_containers, subscribe};
