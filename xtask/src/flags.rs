@@ -56,16 +56,6 @@ pub(crate) struct Test {
 }
 
 impl Test {
-    /// The arguments for `cargo test --workspace`, as they were given.
-    pub fn passed_on(&self) -> Vec<String> {
-        let mut args = self.cargo_test_args.clone();
-        if !self.test_binary_args.is_empty() {
-            args.push("--".into());
-            args.extend(self.test_binary_args.iter().cloned());
-        }
-        args
-    }
-
     /// The whole `cargo test` command line. As root the ignored tests run
     /// too (the privileged ones) unless the arguments already choose
     /// (`--ignored`, `--include-ignored`); the `manual::` tests never do.
@@ -232,7 +222,17 @@ mod tests {
             };
             assert_eq!(test.cargo_test_args, cargo_test, "{args:?}");
             assert_eq!(test.test_binary_args, test_binary, "{args:?}");
-            assert_eq!(test.passed_on(), args);
+            // Passed on as given, around what xtask adds after `--`.
+            assert_eq!(
+                test.cargo_test(false),
+                [
+                    &["test", "--workspace"][..],
+                    cargo_test,
+                    &["--", "--skip", crate::MANUAL_TESTS],
+                    test_binary,
+                ]
+                .concat()
+            );
         }
     }
 
