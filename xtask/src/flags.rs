@@ -19,7 +19,9 @@ pub(crate) struct Xtask {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Task {
     /// Formatting check, clippy with warnings denied, every test, then the
-    /// demo when root (CI runs it as root).
+    /// demo. As root it also runs the privileged tests (marked `#[ignore =
+    /// "needs root…"]`); without root it runs the rest and says how many it
+    /// left out, or fails when CI=true.
     #[command(override_usage = "cargo xtask test [CARGO_TEST_ARGS]... [-- <TEST_BINARY_ARGS>...]")]
     Test(Test),
     /// dockfw-nft at work in a throwaway Docker lab (the README's "see it
@@ -54,13 +56,22 @@ pub(crate) struct Test {
 }
 
 impl Test {
-    /// The arguments for `cargo test --workspace`, as they were given.
-    pub fn passed_on(&self) -> Vec<String> {
-        let mut args = self.cargo_test_args.clone();
-        if !self.test_binary_args.is_empty() {
-            args.push("--".into());
-            args.extend(self.test_binary_args.iter().cloned());
+    /// The whole `cargo test` command line. As root the ignored tests run
+    /// too (the privileged ones) unless the arguments already choose
+    /// (`--ignored`, `--include-ignored`); the `manual::` tests never do.
+    pub fn cargo_test(&self, root: bool) -> Vec<String> {
+        let mut args = vec!["test".to_string(), "--workspace".to_string()];
+        args.extend(self.cargo_test_args.iter().cloned());
+        args.push("--".into());
+        let chooses = self
+            .test_binary_args
+            .iter()
+            .any(|a| a == "--ignored" || a == "--include-ignored");
+        if root && !chooses {
+            args.push("--include-ignored".into());
         }
+        args.extend(["--skip".to_string(), crate::MANUAL_TESTS.to_string()]);
+        args.extend(self.test_binary_args.iter().cloned());
         args
     }
 }
@@ -211,8 +222,58 @@ mod tests {
             };
             assert_eq!(test.cargo_test_args, cargo_test, "{args:?}");
             assert_eq!(test.test_binary_args, test_binary, "{args:?}");
-            assert_eq!(test.passed_on(), args);
+            // Passed on as given, around what xtask adds after `--`.
+            assert_eq!(
+                test.cargo_test(false),
+                [
+                    &["test", "--workspace"][..],
+                    cargo_test,
+                    &["--", "--skip", crate::MANUAL_TESTS],
+                    test_binary,
+                ]
+                .concat()
+            );
         }
+    }
+
+    #[test]
+    fn as_root_test_includes_the_ignored_tests_but_never_the_manual_ones() {
+        let Task::Test(test) = parse(&["test", "-p", "dockfw-nft", "--", "--nocapture"]) else {
+            panic!()
+        };
+        let skip = ["--skip", crate::MANUAL_TESTS];
+        assert_eq!(
+            test.cargo_test(true),
+            [
+                &[
+                    "test",
+                    "--workspace",
+                    "-p",
+                    "dockfw-nft",
+                    "--",
+                    "--include-ignored"
+                ][..],
+                &skip,
+                &["--nocapture"],
+            ]
+            .concat()
+        );
+        assert_eq!(
+            test.cargo_test(false),
+            [
+                &["test", "--workspace", "-p", "dockfw-nft", "--"][..],
+                &skip,
+                &["--nocapture"]
+            ]
+            .concat()
+        );
+        let Task::Test(test) = parse(&["test", "--", "--ignored"]) else {
+            panic!()
+        };
+        assert_eq!(
+            test.cargo_test(true),
+            [&["test", "--workspace", "--"][..], &skip, &["--ignored"]].concat()
+        );
     }
 
     #[test]

@@ -18,8 +18,7 @@ pub fn ensure(root: &Path) -> Result<()> {
         return Ok(());
     }
     let command = format!("apt-get install --no-install-recommends {}", missing.join(" "));
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root_user = unsafe { libc::geteuid() } == 0;
+    let root_user = nix::unistd::geteuid().is_root();
     if !root_user || Command::new("apt-get").arg("--version").output().is_err() {
         bail!(
             "missing packages: {}; install them with: {command}",

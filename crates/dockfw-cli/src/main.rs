@@ -1,4 +1,5 @@
 //! `dockfw-nft`: guard Docker-published ports with one nftables policy.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod commands;

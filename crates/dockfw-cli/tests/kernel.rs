@@ -1,51 +1,17 @@
 //! The commands that change or read the firewall, run as a user would, each
 //! test inside network namespaces of its own (`--netns NAME`): the host's own
-//! ruleset is never touched. Needs root; fails under CI=true without it.
+//! ruleset is never touched. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use assert_cmd::Command;
-use dockfw_nft::testing::require_root;
+use dockfw_nft::testing::{TestNetns, require_root};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// A named network namespace (as `ip netns add` makes), deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "dfwt-cli-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let status = std::process::Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        Self(name)
-    }
-
-    /// `nft list ruleset` inside the namespace: what the kernel holds, read
-    /// by the reference tool rather than by us.
-    fn ruleset(&self) -> String {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft", "list", "ruleset"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
+/// `nft list ruleset` inside the namespace: what the kernel holds, read by
+/// the reference tool rather than by us.
+fn ruleset(netns: &TestNetns) -> String {
+    netns.exec("nft", ["list", "ruleset"])
 }
 
 struct Run {
@@ -53,13 +19,13 @@ struct Run {
     stderr: String,
 }
 
-fn dockfw(netns: &Netns, dir: &Path, args: &[&str], code: i32) -> Run {
+fn dockfw(netns: &TestNetns, dir: &Path, args: &[&str], code: i32) -> Run {
     let output = Command::cargo_bin("dockfw-nft")
         .unwrap()
         .env_remove("DOCKFW_CONFIG")
         .env_remove("CLICOLOR_FORCE")
         .current_dir(dir)
-        .args(["--netns", &netns.0, "--no-docker"])
+        .args(["--netns", netns.name(), "--no-docker"])
         .args(args)
         .assert()
         .code(code)
@@ -113,11 +79,9 @@ action = "reject"
 "#;
 
 #[test]
+#[ignore = "needs root"]
 fn apply_status_diff_remove() {
-    if !require_root("apply_status_diff_remove") {
-        return;
-    }
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("lifecycle");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let run = |args: &[&str], code| dockfw(&netns, &dir, args, code);
@@ -127,7 +91,7 @@ fn apply_status_diff_remove() {
 
     let apply = run(&["apply", "-c", "policy.toml"], 0);
     insta::assert_snapshot!("apply", stable(&apply.stdout));
-    assert!(netns.ruleset().contains("table inet dockfw {"));
+    assert!(ruleset(&netns).contains("table inet dockfw {"));
 
     let status = run(&["status", "-c", "policy.toml"], 0);
     insta::assert_snapshot!("status", status.stdout);
@@ -147,10 +111,10 @@ fn apply_status_diff_remove() {
     );
 
     // Applying the same policy again changes nothing (counters keep counting).
-    let before = netns.ruleset();
+    let before = ruleset(&netns);
     let again = run(&["apply", "-c", "policy.toml"], 0);
     assert!(again.stdout.starts_with("up to date: "), "{}", again.stdout);
-    assert_eq!(netns.ruleset(), before);
+    assert_eq!(ruleset(&netns), before);
     // --force rebuilds it anyway.
     let forced = run(&["apply", "--force", "-v", "-c", "policy.toml"], 0);
     assert!(forced.stdout.starts_with("applied "), "{}", forced.stdout);
@@ -172,11 +136,11 @@ fn apply_status_diff_remove() {
     );
     run(&["apply", "-c", "policy.toml"], 0);
     run(&["diff", "-c", "policy.toml"], 0);
-    assert!(netns.ruleset().contains("203.0.113.12"));
+    assert!(ruleset(&netns).contains("203.0.113.12"));
 
     let remove = run(&["remove", "-c", "policy.toml"], 0);
     assert_eq!(remove.stdout, "removed table inet dockfw\n");
-    assert!(!netns.ruleset().contains("dockfw"));
+    assert!(!ruleset(&netns).contains("dockfw"));
     let remove = run(&["remove"], 0);
     assert_eq!(
         remove.stdout,
@@ -186,18 +150,16 @@ fn apply_status_diff_remove() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn remove_deletes_only_our_table() {
-    if !require_root("remove_deletes_only_our_table") {
-        return;
-    }
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("only-ours");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let status = std::process::Command::new("ip")
         .args([
             "netns",
             "exec",
-            &netns.0,
+            netns.name(),
             "nft",
             "add table ip filter; add chain ip filter FORWARD { type filter hook forward priority 0; }",
         ])
@@ -206,37 +168,33 @@ fn remove_deletes_only_our_table() {
     assert!(status.success());
     dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 0);
     dockfw(&netns, &dir, &["remove", "-c", "policy.toml"], 0);
-    let left = netns.ruleset();
+    let left = ruleset(&netns);
     assert!(left.contains("table ip filter"), "{left}");
     assert!(!left.contains("dockfw"), "{left}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_bad_policy_leaves_the_installed_table_as_it_was() {
-    if !require_root("a_bad_policy_leaves_the_installed_table_as_it_was") {
-        return;
-    }
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("bad");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 0);
-    let before = netns.ruleset();
+    let before = ruleset(&netns);
 
     std::fs::write(dir.join("policy.toml"), POLICY.replace("5432", "5432-70000")).unwrap();
     let run = dockfw(&netns, &dir, &["apply", "-c", "policy.toml"], 2);
     assert!(run.stderr.contains("policy.toml:21:"), "{}", run.stderr);
     assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
-    assert_eq!(netns.ruleset(), before);
+    assert_eq!(ruleset(&netns), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn table_option_names_the_table() {
-    if !require_root("table_option_names_the_table") {
-        return;
-    }
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("table");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     dockfw(
@@ -245,7 +203,7 @@ fn table_option_names_the_table() {
         &["apply", "--table", "edge", "-c", "policy.toml"],
         0,
     );
-    assert!(netns.ruleset().contains("table inet edge {"));
+    assert!(ruleset(&netns).contains("table inet edge {"));
     dockfw(
         &netns,
         &dir,
@@ -255,15 +213,14 @@ fn table_option_names_the_table() {
     // Without --table, the policy's table (dockfw) is not installed.
     dockfw(&netns, &dir, &["status", "-c", "policy.toml"], 1);
     dockfw(&netns, &dir, &["remove", "--table", "edge"], 0);
-    assert!(!netns.ruleset().contains("edge"));
+    assert!(!ruleset(&netns).contains("edge"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_privilege_apply_fails_with_exit_3_and_a_hint() {
-    if !require_root("without_privilege_apply_fails_with_exit_3_and_a_hint") {
-        return;
-    }
+    require_root();
     let dir = tempdir("unprivileged");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     // As nobody, with no capabilities: the kernel refuses, so nothing can change.
@@ -287,10 +244,9 @@ fn without_privilege_apply_fails_with_exit_3_and_a_hint() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_use_case_example_applies() {
-    if !require_root("every_use_case_example_applies") {
-        return;
-    }
+    require_root();
     let workspace = Path::new(WORKSPACE);
     for name in [
         "public-web-admin",
@@ -298,7 +254,7 @@ fn every_use_case_example_applies() {
         "database-never-exposed",
         "office-only-container",
     ] {
-        let netns = Netns::new();
+        let netns = TestNetns::new().unwrap();
         let config = format!("examples/{name}.toml");
         dockfw(&netns, workspace, &["apply", "-c", &config], 0);
         dockfw(&netns, workspace, &["status", "-c", &config], 0);
@@ -311,13 +267,12 @@ fn every_use_case_example_applies() {
 /// it: never a state none of them asked for (issue 10: a failed apply's
 /// undo used to restore its stale snapshot over the others' work).
 #[test]
+#[ignore = "needs root"]
 fn concurrent_applies_end_in_the_policy_of_the_last_to_commit() {
-    if !require_root("concurrent_applies_end_in_the_policy_of_the_last_to_commit") {
-        return;
-    }
+    require_root();
     const WRITERS: usize = 6;
     const ROUNDS: usize = 30;
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("concurrent");
     std::fs::write(dir.join("base.toml"), POLICY).unwrap();
     // Each policy changes a set the rules use (an update through a staging
@@ -333,7 +288,7 @@ fn concurrent_applies_end_in_the_policy_of_the_last_to_commit() {
             (name, dockfw_core::compile(&parsed.policy, &[]))
         })
         .collect();
-    let mut nft = dockfw_nft::Nft::in_netns(format!("/run/netns/{}", netns.0)).unwrap();
+    let mut nft = dockfw_nft::Nft::in_netns(netns.path()).unwrap();
     let binary = assert_cmd::cargo::cargo_bin("dockfw-nft");
     for round in 0..ROUNDS {
         dockfw(&netns, &dir, &["apply", "-q", "-c", "base.toml"], 0);
@@ -344,7 +299,7 @@ fn concurrent_applies_end_in_the_policy_of_the_last_to_commit() {
                     .env_remove("DOCKFW_CONFIG")
                     .env_remove("CLICOLOR_FORCE")
                     .current_dir(&dir)
-                    .args(["--netns", &netns.0, "--no-docker", "apply", "-v", "-c", name])
+                    .args(["--netns", netns.name(), "--no-docker", "apply", "-v", "-c", name])
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -388,17 +343,15 @@ fn concurrent_applies_end_in_the_policy_of_the_last_to_commit() {
 /// A symlink planted where the namespace's lock file goes is never followed
 /// (nothing is written through it), `apply` exits 3 and says why once.
 #[test]
+#[ignore = "needs root"]
 fn a_symlink_as_lock_file_is_refused_and_its_cause_said_once() {
     use std::os::unix::fs::MetadataExt;
-    if !require_root("a_symlink_as_lock_file_is_refused_and_its_cause_said_once") {
-        return;
-    }
-    let netns = Netns::new();
+    let netns = TestNetns::new().unwrap();
     let dir = tempdir("lock-symlink");
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let victim = dir.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
-    let ns = std::fs::metadata(format!("/run/netns/{}", netns.0)).unwrap();
+    let ns = std::fs::metadata(netns.path()).unwrap();
     std::fs::create_dir_all("/run/dockfw-nft").unwrap();
     let lock = PathBuf::from(format!("/run/dockfw-nft/netns-{}-{}.lock", ns.dev(), ns.ino()));
     let _ = std::fs::remove_file(&lock);
@@ -414,6 +367,6 @@ fn a_symlink_as_lock_file_is_refused_and_its_cause_said_once() {
         "{}",
         apply.stderr
     );
-    assert!(!netns.ruleset().contains("dockfw"));
+    assert!(!ruleset(&netns).contains("dockfw"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

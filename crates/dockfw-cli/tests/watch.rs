@@ -6,9 +6,9 @@
 //! Docker is not the point here, so a stand-in daemon on a unix socket
 //! answers the few requests watch makes (version, an empty container list,
 //! an event stream that stays open until the stand-in stops); the real
-//! dockerd is in `docker_lab.rs`. Needs root; fails under CI=true without.
+//! dockerd is in `docker_lab.rs`. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
-use dockfw_nft::testing::require_root;
+use dockfw_nft::testing::TestNetns;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -38,48 +38,29 @@ ports = ["8443/tcp"]
 /// Generous: repairs take milliseconds; this only catches "never".
 const REPAIRED_WITHIN: Duration = Duration::from_secs(5);
 
-/// A named network namespace (as `ip netns add` makes), deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(test: &str) -> Self {
-        let name = format!("dfwt-w{test}-{}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        Self(name)
-    }
-
-    /// Runs `nft ARGS` inside the namespace; whether it succeeded.
-    fn nft(&self, args: &[&str]) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    }
-
-    /// Our table as `nft -s` lists it (without counter values), or `None`.
-    fn table(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args([
-                "netns", "exec", &self.0, "nft", "-s", "list", "table", "inet", "dockfw",
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8(out.stdout).unwrap())
-    }
+/// Runs `nft ARGS` inside the namespace; whether it succeeded.
+fn nft(netns: &TestNetns, args: &[&str]) -> bool {
+    netns
+        .command("nft")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// Our table as `nft -s` lists it (without counter values), or `None`.
+fn table(netns: &TestNetns) -> Option<String> {
+    let out = netns
+        .command("nft")
+        .args(["-s", "list", "table", "inet", "dockfw"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap())
 }
 
 /// A stand-in Docker daemon: `/version`, an empty container list, and an
@@ -219,22 +200,19 @@ impl Drop for Watch {
 }
 
 struct Setup {
-    netns: Netns,
+    netns: TestNetns,
     dir: PathBuf,
     docker: FakeDocker,
 }
 
-fn setup(test: &str) -> Option<Setup> {
-    if !require_root(test) {
-        return None;
-    }
-    let netns = Netns::new(test);
+fn setup(test: &str) -> Setup {
+    let netns = TestNetns::new().unwrap();
     let dir = std::env::temp_dir().join(format!("dfwt-watch-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let docker = FakeDocker::start(&dir.join("docker.sock"));
-    Some(Setup { netns, dir, docker })
+    Setup { netns, dir, docker }
 }
 
 impl Setup {
@@ -246,7 +224,7 @@ impl Setup {
             .env_remove("WATCHDOG_USEC")
             .env_remove("CLICOLOR_FORCE")
             .current_dir(&self.dir)
-            .args(["--netns", &self.netns.0, "--docker-host", &self.docker.host()])
+            .args(["--netns", self.netns.name(), "--docker-host", &self.docker.host()])
             .args(["-c", "policy.toml"])
             .args(args);
         command
@@ -274,13 +252,13 @@ impl Setup {
     /// Waits until the table is `whole` again; how long that took.
     fn until_whole(&self, whole: &str, started: Instant) -> Duration {
         loop {
-            if self.netns.table().as_deref() == Some(whole) {
+            if table(&self.netns).as_deref() == Some(whole) {
                 return started.elapsed();
             }
             assert!(
                 started.elapsed() < REPAIRED_WITHIN,
                 "not repaired within {REPAIRED_WITHIN:?}; the table now:\n{:?}",
-                self.netns.table()
+                table(&self.netns)
             );
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -292,11 +270,12 @@ impl Setup {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_kind_of_tampering_is_repaired() {
-    let Some(setup) = setup("tamper") else { return };
+    let setup = setup("tamper");
     let whole = {
         let _watch = setup.watch(&[]);
-        setup.netns.table().expect("installed")
+        table(&setup.netns).expect("installed")
     };
     let cases: &[(&str, &[&str], &str)] = &[
         (
@@ -341,7 +320,7 @@ fn every_kind_of_tampering_is_repaired() {
         // A watcher of its own for each, so none is delayed by backing off
         // (more than three repairs in 10 s; tested below).
         let mut watch = setup.watch(&[]);
-        assert!(setup.netns.nft(tamper), "nft {tamper:?}");
+        assert!(nft(&setup.netns, tamper), "nft {tamper:?}");
         let started = Instant::now();
         let took = setup.until_whole(&whole, started);
         let line = watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
@@ -350,30 +329,31 @@ fn every_kind_of_tampering_is_repaired() {
     }
     let watch = setup.watch(&[]);
     // A change to someone else's table is not ours to repair.
-    assert!(setup.netns.nft(&["add", "table", "inet", "theirs"]));
-    assert!(setup.netns.nft(&["add", "chain", "inet", "theirs", "c"]));
+    assert!(nft(&setup.netns, &["add", "table", "inet", "theirs"]));
+    assert!(nft(&setup.netns, &["add", "chain", "inet", "theirs", "c"]));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !watch.text()[watch.seen..].contains("repaired"),
         "{}",
         watch.text()
     );
-    assert!(setup.netns.nft(&["list", "chain", "inet", "theirs", "c"]));
+    assert!(nft(&setup.netns, &["list", "chain", "inet", "theirs", "c"]));
     drop(watch);
     setup.done();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_program_that_keeps_fighting_is_backed_off() {
-    let Some(setup) = setup("fight") else { return };
+    let setup = setup("fight");
     let mut watch = setup.watch(&[]);
-    let whole = setup.netns.table().expect("installed");
+    let whole = table(&setup.netns).expect("installed");
     let start = Instant::now();
     let (mut attempts, mut deletions) = (0, 0);
     while start.elapsed() < Duration::from_secs(3) {
         attempts += 1;
         // Fails while the table is gone: the guard is backing off.
-        if setup.netns.nft(&["delete", "table", "inet", "dockfw"]) {
+        if nft(&setup.netns, &["delete", "table", "inet", "dockfw"]) {
             deletions += 1;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -397,21 +377,22 @@ fn a_program_that_keeps_fighting_is_backed_off() {
     );
     // The table stays whole once the fight is over.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(setup.netns.table().as_deref(), Some(whole.as_str()));
+    assert_eq!(table(&setup.netns).as_deref(), Some(whole.as_str()));
     drop(watch);
     setup.done();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sighup_applies_a_good_policy_and_refuses_a_bad_one() {
-    let Some(setup) = setup("hup") else { return };
+    let setup = setup("hup");
     let mut watch = setup.watch(&[]);
     let edited = format!("{POLICY}\n[[rule]]\nname = \"added by reload\"\nports = [\"9000/tcp\"]\n");
     std::fs::write(setup.dir.join("policy.toml"), &edited).unwrap();
     watch.signal("-HUP");
     watch.wait_for_new("reloading policy.toml (SIGHUP)", REPAIRED_WITHIN);
     watch.wait_for_new("applied policy.toml", REPAIRED_WITHIN);
-    let reloaded = setup.netns.table().expect("installed");
+    let reloaded = table(&setup.netns).expect("installed");
     assert!(reloaded.contains("\"added by reload\""), "{reloaded}");
 
     // A policy with an error: said with file:line:column, the table stays.
@@ -434,22 +415,23 @@ fn sighup_applies_a_good_policy_and_refuses_a_bad_one() {
     let mut fields = position.split(':').skip(1);
     assert!(fields.next().unwrap().parse::<u32>().is_ok(), "{position}");
     assert!(fields.next().unwrap().parse::<u32>().is_ok(), "{position}");
-    assert_eq!(setup.netns.table().as_deref(), Some(reloaded.as_str()));
+    assert_eq!(table(&setup.netns).as_deref(), Some(reloaded.as_str()));
     // Still guarding what runs: the previous policy is what gets repaired.
-    assert!(setup.netns.nft(&["delete", "table", "inet", "dockfw"]));
+    assert!(nft(&setup.netns, &["delete", "table", "inet", "dockfw"]));
     setup.until_whole(&reloaded, Instant::now());
     drop(watch);
     setup.done();
 }
 
 #[test]
+#[ignore = "needs root"]
 fn guards_on_while_docker_is_away() {
-    let Some(setup) = setup("away") else { return };
+    let setup = setup("away");
     let mut watch = setup.watch(&[]);
-    let whole = setup.netns.table().expect("installed");
+    let whole = table(&setup.netns).expect("installed");
     setup.docker.stop();
     watch.wait_for_new("lost Docker", REPAIRED_WITHIN);
-    assert!(setup.netns.nft(&["flush", "ruleset"]));
+    assert!(nft(&setup.netns, &["flush", "ruleset"]));
     let took = setup.until_whole(&whole, Instant::now());
     println!("repaired in {took:.1?} with Docker away");
     watch.wait_for_new("repaired table inet dockfw: table deleted", REPAIRED_WITHIN);
@@ -458,12 +440,13 @@ fn guards_on_while_docker_is_away() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn without_docker_at_start_watch_exits_4() {
-    let Some(setup) = setup("nodock") else { return };
+    let setup = setup("nodock");
     setup.docker.stop();
     let out = setup.command(&["watch"]).output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert_eq!(setup.netns.table(), None, "nothing applied");
+    assert_eq!(table(&setup.netns), None, "nothing applied");
     setup.done();
 }
 
@@ -508,8 +491,9 @@ impl NotifySocket {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn speaks_systemds_notify_protocol() {
-    let Some(setup) = setup("notify") else { return };
+    let setup = setup("notify");
     let mut notify = NotifySocket::bind(&setup.dir);
     let path = notify.path.to_str().unwrap().to_string();
     let mut watch = setup.watch(&[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "300000")]);
@@ -523,7 +507,7 @@ fn speaks_systemds_notify_protocol() {
     for _ in 0..3 {
         notify.wait_for("WATCHDOG=1");
     }
-    assert!(setup.netns.nft(&["delete", "table", "inet", "dockfw"]));
+    assert!(nft(&setup.netns, &["delete", "table", "inet", "dockfw"]));
     watch.wait_for_new("repaired", REPAIRED_WITHIN);
     let status = notify.wait_for("STATUS=");
     assert!(

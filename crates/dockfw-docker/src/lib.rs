@@ -46,7 +46,7 @@
 //!     containers.iter().map(|c| c.to_container()).collect();
 //! # Ok::<(), dockfw_docker::Error>(())
 //! ```
-
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod blocking;

@@ -1,71 +1,134 @@
-//! Helpers for privileged tests: a fresh network namespace per test, so a
-//! test never touches the host's own firewall. Enabled by the `testing`
-//! feature.
+//! Helpers for privileged tests, enabled by the `testing` feature: the one
+//! network-namespace helper every test crate uses ([`TestNetns`]), so a test
+//! never touches the host's own firewall, and the root check.
+//!
+//! Privileged tests are marked `#[ignore = "needs root"]` (or a reason that
+//! names what else they need), so a `cargo test` without privilege reports
+//! them as ignored, never as passed; `cargo xtask test` runs them as root
+//! with `--include-ignored`. Run by hand without root they fail at once:
+//! [`TestNetns::new`] and [`require_root`] panic rather than let a test pass
+//! without running.
 //!
 //! ```no_run
-//! use dockfw_nft::testing::{TestNetns, require_root};
-//! if !require_root("my_test") {
-//!     return;
-//! }
+//! use dockfw_nft::testing::TestNetns;
 //! let ns = TestNetns::new().unwrap();
 //! let mut nft = ns.nft().unwrap();
 //! assert_eq!(nft.installed("dockfw").unwrap(), None);
 //! ```
 
 use crate::{Nft, Result};
+use std::ffi::OsStr;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Whether privileged tests can run. As non-root: with `CI=true` this panics
-/// (CI must run them), otherwise it prints a notice and returns `false`.
-pub fn require_root(test: &str) -> bool {
+/// Panics unless this process runs as root: a privileged test that runs
+/// without privilege must fail, never pass without testing anything.
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create network namespaces); CI must run privileged tests as root"
-        );
-    }
-    eprintln!("skipping {test}: needs root (set CI=true to make this a failure)");
-    false
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN, for network namespaces), \
+         but runs as uid {euid}. Privileged tests are #[ignore]d so that `cargo test` skips \
+         them without root; run them as root: `cargo xtask test`, or \
+         `cargo test -- --include-ignored`"
+    );
 }
 
-/// A new, empty network namespace that lives as long as this value.
+/// A new, empty, named network namespace (as `ip netns add` makes it, under
+/// `/run/netns`), deleted when this value is dropped, also when a test panics.
+/// Names are unique per process and call: `dfwt-<pid>-<n>`.
 #[derive(Debug)]
 pub struct TestNetns {
+    name: String,
+    /// Held open for [`TestNetns::run`].
     ns: OwnedFd,
 }
 
 impl TestNetns {
-    /// Creates the namespace from a helper thread (`unshare(CLONE_NEWNET)`
-    /// changes only that thread) and keeps a descriptor to it.
+    /// Creates the namespace. Panics when not root (see [`require_root`]).
     pub fn new() -> io::Result<Self> {
-        std::thread::spawn(|| {
-            // SAFETY: unshare(2) affects only this helper thread, which ends
-            // right after opening its namespace file.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
+        require_root();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "dfwt-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip").args(["netns", "add", &name]).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "ip netns add {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        match std::fs::File::open(Path::new("/run/netns").join(&name)) {
+            Ok(file) => Ok(Self {
+                name,
+                ns: file.into(),
+            }),
+            Err(e) => {
+                delete(&name);
+                Err(e)
             }
-            let file = std::fs::File::open("/proc/thread-self/ns/net")?;
-            Ok(Self { ns: file.into() })
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("netns helper thread panicked")))
+        }
     }
 
-    /// A path other processes (and [`Nft::in_netns`]) can open to enter the
+    /// The name, for `ip netns exec NAME`, `ip link … netns NAME` and the
+    /// command's `--netns NAME`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path other processes (and [`Nft::in_netns`]) open to enter the
     /// namespace, e.g. for `nsenter --net=PATH nft list ruleset`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.ns.as_raw_fd()))
+        Path::new("/run/netns").join(&self.name)
     }
 
     /// A connection to nf_tables inside the namespace.
     pub fn nft(&self) -> Result<Nft> {
         Nft::in_netns(self.path())
+    }
+
+    /// `program` to be run inside the namespace (through `nsenter`, which
+    /// leaves /sys alone, unlike `ip netns exec`).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
+        command
+    }
+
+    /// Runs `program args` inside the namespace and returns its standard
+    /// output; panics with its standard error if it fails.
+    pub fn exec<I, S>(&self, program: &str, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<S> = args.into_iter().collect();
+        let out = self
+            .command(program)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program} in {}: {e}", self.name));
+        assert!(
+            out.status.success(),
+            "{program} {:?} in {}: {}",
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy())
+                .collect::<Vec<_>>(),
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs `f` on a thread that has entered the namespace (for sockets,
@@ -85,6 +148,18 @@ impl TestNetns {
                 .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))
         })
     }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        delete(&self.name);
+    }
+}
+
+/// `ip netns del NAME`; the kernel frees the namespace once nothing (no
+/// process, no open descriptor) is left in it.
+fn delete(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
 }
 
 /// A hook [`Nft`] runs at one point of an apply.

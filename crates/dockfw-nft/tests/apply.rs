@@ -2,14 +2,12 @@
 
 mod common;
 
-use dockfw_nft::testing::{TestNetns, require_root};
+use dockfw_nft::testing::TestNetns;
 use dockfw_nft::{Change, TransactionKind};
 
 #[test]
+#[ignore = "needs root"]
 fn realistic_ruleset_round_trips() {
-    if !require_root("realistic_ruleset_round_trips") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let want = common::realistic("dockfw");

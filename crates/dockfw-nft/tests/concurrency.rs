@@ -8,7 +8,7 @@ mod common;
 
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{Family, Match, Rule, Ruleset, Set, SetElements, Verdict};
-use dockfw_nft::testing::{self, TestNetns, require_root};
+use dockfw_nft::testing::{self, TestNetns};
 use dockfw_nft::{Error, Nft};
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -33,10 +33,8 @@ fn nft_cli(netns: &Path, script: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn apply_retries_when_someone_else_commits_meanwhile() {
-    if !require_root("apply_retries_when_someone_else_commits_meanwhile") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     // Two rulesets a step apart: the set rules use changes, so each apply
@@ -148,10 +146,8 @@ fn failing_after_one_transaction() -> Ruleset {
 /// transaction and our failing second: our table is still exactly what our
 /// commit left, so the undo goes ahead and the table holds the old ruleset.
 #[test]
+#[ignore = "needs root"]
 fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
-    if !require_root("an_undo_goes_ahead_when_others_committed_only_elsewhere") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let base = common::realistic("dockfw");
@@ -181,10 +177,8 @@ fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
 /// an undo would overwrite its work, so the table is left as is, and the
 /// error says exactly that.
 #[test]
+#[ignore = "needs root"]
 fn an_undo_is_never_sent_over_a_foreign_commit() {
-    if !require_root("an_undo_is_never_sent_over_a_foreign_commit") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let base = common::realistic("dockfw");
@@ -229,24 +223,30 @@ fn an_undo_is_never_sent_over_a_foreign_commit() {
     assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
 }
 
-/// The child process [`a_writer_waits_for_the_lock_and_kill_9_releases_it`]
-/// starts: applies in the namespace its environment names and stops for
-/// good after the first transaction, holding the writer lock.
-#[test]
-#[ignore = "a helper process of a_writer_waits_for_the_lock_and_kill_9_releases_it"]
-fn lock_holder() {
-    let Ok(netns) = std::env::var(HOLDER_ENV) else {
-        return;
-    };
-    let mut nft = Nft::in_netns(netns).unwrap();
-    testing::after_each_commit(&mut nft, || {
-        println!("{HOLDING}");
-        std::io::stdout().flush().unwrap();
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
-        }
-    });
-    nft.apply(&common::realistic("dockfw")).unwrap();
+/// Tests `--include-ignored` must not run (`cargo xtask test` skips
+/// `manual::`): helper processes started by the tests above.
+mod manual {
+    use super::*;
+
+    /// The child process [`super::a_writer_waits_for_the_lock_and_kill_9_releases_it`]
+    /// starts: applies in the namespace its environment names and stops for
+    /// good after the first transaction, holding the writer lock.
+    #[test]
+    #[ignore = "manual: a helper process of a_writer_waits_for_the_lock_and_kill_9_releases_it"]
+    fn lock_holder() {
+        let Ok(netns) = std::env::var(HOLDER_ENV) else {
+            return;
+        };
+        let mut nft = Nft::in_netns(netns).unwrap();
+        testing::after_each_commit(&mut nft, || {
+            println!("{HOLDING}");
+            std::io::stdout().flush().unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        });
+        nft.apply(&common::realistic("dockfw")).unwrap();
+    }
 }
 
 const HOLDER_ENV: &str = "DOCKFW_TEST_LOCK_HOLDER_NETNS";
@@ -263,14 +263,12 @@ impl Drop for Killed {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_writer_waits_for_the_lock_and_kill_9_releases_it() {
-    if !require_root("a_writer_waits_for_the_lock_and_kill_9_releases_it") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut holder = Killed(
         Command::new(std::env::current_exe().unwrap())
-            .args(["lock_holder", "--exact", "--ignored", "--nocapture"])
+            .args(["manual::lock_holder", "--exact", "--ignored", "--nocapture"])
             .env(HOLDER_ENV, ns.path())
             .stdout(Stdio::piped())
             .spawn()

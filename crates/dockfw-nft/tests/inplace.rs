@@ -6,7 +6,7 @@ mod common;
 
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::*;
-use dockfw_nft::testing::{TestNetns, require_root};
+use dockfw_nft::testing::TestNetns;
 use dockfw_nft::{Change, Error, Nft, TransactionKind};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -62,24 +62,20 @@ fn v4(a: [u8; 4]) -> Interval<Ipv4Addr> {
     Interval::single(Ipv4Addr::from(a))
 }
 
-fn setup(test: &str) -> Option<(TestNetns, Nft, Ruleset)> {
-    if !require_root(test) {
-        return None;
-    }
+fn setup() -> (TestNetns, Nft, Ruleset) {
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let base = common::realistic("dockfw");
     let report = nft.apply(&base).unwrap();
     assert_eq!(report.change, Change::Created);
     assert_eq!(kinds(&report), [Prepare, Switch], "sets first, then rules");
-    Some((ns, nft, base))
+    (ns, nft, base)
 }
 
 #[test]
+#[ignore = "needs root"]
 fn reapplying_the_installed_ruleset_sends_nothing() {
-    let Some((_ns, mut nft, base)) = setup("reapplying_the_installed_ruleset_sends_nothing") else {
-        return;
-    };
+    let (_ns, mut nft, base) = setup();
     let generation = nft.generation().unwrap();
     let report = nft.apply(&base).unwrap();
     assert_eq!(report.change, Change::Unchanged);
@@ -90,10 +86,9 @@ fn reapplying_the_installed_ruleset_sends_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn an_update_leaves_what_did_not_change_alone() {
-    let Some((ns, mut nft, base)) = setup("an_update_leaves_what_did_not_change_alone") else {
-        return;
-    };
+    let (ns, mut nft, base) = setup();
     let before = handles(&ns);
     let counters_before = nft.counters("dockfw").unwrap();
 
@@ -143,10 +138,8 @@ fn an_update_leaves_what_did_not_change_alone() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn counters_of_untouched_rules_survive_an_update() {
-    if !require_root("counters_of_untouched_rules_survive_an_update") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let rule = |comment: &str, port| Rule {
@@ -198,10 +191,9 @@ fn counters_of_untouched_rules_survive_an_update() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sets_and_chains_come_and_go() {
-    let Some((ns, mut nft, base)) = setup("sets_and_chains_come_and_go") else {
-        return;
-    };
+    let (ns, mut nft, base) = setup();
     let before = handles(&ns);
     // Drop chain rule-3 (and the rules going there, and the sets and meters
     // only it used); add a set and a chain using it.
@@ -262,11 +254,9 @@ fn sets_and_chains_come_and_go() {
 /// no rule used, so it changed no packet's fate, and the rollback deletes
 /// them. The table ends as it was, every object the same kernel object.
 #[test]
+#[ignore = "needs root"]
 fn a_rejected_change_is_undone_even_after_its_first_transaction() {
-    let Some((ns, mut nft, base)) = setup("a_rejected_change_is_undone_even_after_its_first_transaction")
-    else {
-        return;
-    };
+    let (ns, mut nft, base) = setup();
     let before = handles(&ns);
     let generation = nft.generation().unwrap();
     let mut broken = base.clone();
@@ -329,10 +319,8 @@ fn a_rejected_change_is_undone_even_after_its_first_transaction() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_rejected_first_install_leaves_no_table() {
-    if !require_root("a_rejected_first_install_leaves_no_table") {
-        return;
-    }
     let ns = TestNetns::new().unwrap();
     let mut nft = ns.nft().unwrap();
     let mut broken = common::realistic("dockfw");
@@ -347,10 +335,9 @@ fn a_rejected_first_install_leaves_no_table() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn changed_base_chains_and_meters_are_recreated() {
-    let Some((_ns, mut nft, base)) = setup("changed_base_chains_and_meters_are_recreated") else {
-        return;
-    };
+    let (_ns, mut nft, base) = setup();
     // A meter's timeout changes: a new meter under a staging name first.
     let mut want = base.clone();
     let SetElements::Meter(meter) = &mut set_mut(&mut want, "rule-3-rate-v4").elements else {
@@ -373,10 +360,9 @@ fn changed_base_chains_and_meters_are_recreated() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_table_apply_cannot_update_in_place_is_replaced() {
-    let Some((ns, mut nft, base)) = setup("a_table_apply_cannot_update_in_place_is_replaced") else {
-        return;
-    };
+    let (ns, mut nft, base) = setup();
     // A rule dockfw does not write.
     nft_cli(
         &ns,
@@ -404,10 +390,9 @@ fn a_table_apply_cannot_update_in_place_is_replaced() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn leftovers_of_an_interrupted_update_are_cleaned_up() {
-    let Some((ns, mut nft, base)) = setup("leftovers_of_an_interrupted_update_are_cleaned_up") else {
-        return;
-    };
+    let (ns, mut nft, base) = setup();
     // What an update interrupted after its first Switch leaves: rules using
     // a staging copy holding the new elements, the original still there.
     let mut want = base.clone();

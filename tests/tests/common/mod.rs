@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 /// two cores, and a busy machine makes probe timing unreliable.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Takes the lab lock and brings a fresh lab up (`None`: skipped, see
-/// [`dockfw_e2e::up_or_skip`]). Keep the guard as long as the lab.
-pub fn lab(prefix: &str) -> Option<(MutexGuard<'static, ()>, Lab)> {
+/// Takes the lab lock and brings a fresh lab up (panics when it cannot, see
+/// [`dockfw_e2e::up_for_test`]). Keep the guard as long as the lab.
+pub fn lab(prefix: &str) -> (MutexGuard<'static, ()>, Lab) {
     lab_with(LabConfig::for_test(prefix).expect("valid prefix"))
 }
 
 /// Like [`lab`] with a configuration of the caller's.
-pub fn lab_with(config: LabConfig) -> Option<(MutexGuard<'static, ()>, Lab)> {
+pub fn lab_with(config: LabConfig) -> (MutexGuard<'static, ()>, Lab) {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    dockfw_e2e::up_or_skip(config).map(|lab| (serial, lab))
+    (serial, dockfw_e2e::up_for_test(config))
 }
 
 /// The firewall of a lab's docker host, driven as the CLI drives it:

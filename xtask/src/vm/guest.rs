@@ -61,8 +61,19 @@ pub(crate) struct Share {
 
 /// The job for one VM run: mount the shares, record facts, run every test
 /// binary the way `cargo test` would (cwd and `CARGO_MANIFEST_DIR` = the
-/// package directory) with `CI=true`, recording each exit status.
+/// package directory) with `CI=true`, recording each exit status. The guest
+/// runs as root, so the privileged (ignored) tests run too, never the
+/// `manual::` ones, as in `cargo xtask test`.
 pub(crate) fn job_script(shares: &[Share], binaries: &[TestBinary], test_args: &[String]) -> String {
+    let chooses = test_args
+        .iter()
+        .any(|a| a == "--ignored" || a == "--include-ignored");
+    let mut all_args: Vec<&str> = Vec::new();
+    if !chooses {
+        all_args.push("--include-ignored");
+    }
+    all_args.extend(["--skip", crate::MANUAL_TESTS]);
+    all_args.extend(test_args.iter().map(String::as_str));
     let mut s = String::from(
         r#"#!/bin/sh
 # One VM run of `cargo xtask vm-test`, started by the image's init.
@@ -103,7 +114,7 @@ printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version)"
             quote_path(&bin.manifest_dir),
             quote_path(&bin.exe)
         );
-        for arg in test_args {
+        for arg in &all_args {
             let _ = write!(s, " {}", quote(arg));
         }
         s.push('\n');
@@ -260,11 +271,10 @@ mod tests {
         }];
         let script = job_script(&shares, &bins, &["published ports".into()]);
         assert!(script.contains("share 'src' '/src'\n"));
-        assert!(
-            script.contains(
-                "test_binary 'dockfw-e2e/lab' '/src/tests' '/t/debug/deps/lab-1' 'published ports'\n"
-            )
-        );
+        assert!(script.contains(
+            "test_binary 'dockfw-e2e/lab' '/src/tests' '/t/debug/deps/lab-1' \
+                 '--include-ignored' '--skip' 'manual::' 'published ports'\n"
+        ));
         assert!(script.ends_with(": > /job/finished\n"));
     }
 }

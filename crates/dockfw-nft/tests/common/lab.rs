@@ -5,9 +5,9 @@
 //! the server's port 80 and 8081 (UDP) as port 81.
 #![allow(dead_code)]
 
+use dockfw_nft::testing::TestNetns;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -92,34 +92,25 @@ pub enum Outcome {
     Other(i32),
 }
 
-/// Named namespaces client, router, server, deleted on drop.
+/// Namespaces client, router, server, deleted on drop.
 pub struct Lab {
-    pub client: String,
-    pub router: String,
-    pub server: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for name in [&self.client, &self.router, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
+    pub client: TestNetns,
+    pub router: TestNetns,
+    pub server: TestNetns,
 }
 
 impl Lab {
     /// Builds the namespaces, links, addresses and routes of both families,
     /// Docker's stand-in DNAT on the router, and a server listening on port 80.
-    pub fn new(tag: &str) -> Self {
-        let pid = std::process::id();
+    /// Panics when not root.
+    pub fn new() -> Self {
         let lab = Lab {
-            client: format!("dfw-{tag}-c-{pid}"),
-            router: format!("dfw-{tag}-r-{pid}"),
-            server: format!("dfw-{tag}-s-{pid}"),
+            client: TestNetns::new().unwrap(),
+            router: TestNetns::new().unwrap(),
+            server: TestNetns::new().unwrap(),
         };
-        let (c, r, s) = (lab.client.as_str(), lab.router.as_str(), lab.server.as_str());
+        let (c, r, s) = (lab.client.name(), lab.router.name(), lab.server.name());
         for ns in [c, r, s] {
-            sh(&["ip", "netns", "add", ns]);
             in_ns(ns, &["ip", "link", "set", "lo", "up"]);
             // No duplicate address detection: IPv6 addresses usable at once.
             in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
@@ -202,17 +193,10 @@ impl Lab {
         );
 
         // The "container": listeners in the server namespace.
-        let listeners = std::thread::spawn({
-            let path = format!("/run/netns/{s}");
-            move || {
-                let ns = std::fs::File::open(path).unwrap();
-                // SAFETY: setns on a namespace fd we hold; affects only this thread.
-                assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-                [V4, V6].map(|f| TcpListener::bind(sock(f.server, 80)).unwrap())
-            }
-        })
-        .join()
-        .unwrap();
+        let listeners = lab
+            .server
+            .run(|| [V4, V6].map(|f| TcpListener::bind(sock(f.server, 80)).unwrap()))
+            .unwrap();
         for listener in listeners {
             std::thread::spawn(move || {
                 for mut conn in listener.incoming().flatten() {
@@ -230,7 +214,15 @@ impl Lab {
         let start = Instant::now();
         let timeout = format!("{}", CONNECT_TIMEOUT.as_secs_f64());
         let code = Command::new("ip")
-            .args(["netns", "exec", &self.client, "curl", "-gs", "-o", "/dev/null"])
+            .args([
+                "netns",
+                "exec",
+                self.client.name(),
+                "curl",
+                "-gs",
+                "-o",
+                "/dev/null",
+            ])
             .args(["--connect-timeout", &timeout, "--max-time", "5"])
             .args(["--interface", source, &url(addr, port)])
             .status()
