@@ -1,6 +1,8 @@
 //! Helpers for privileged tests: a fresh network namespace per test, so a
 //! test never touches the host's own firewall. Enabled by the `testing`
-//! feature.
+//! feature, which also adds the constructors stand-ins of the kernel need
+//! in tests ([`InstalledTable::holding`](crate::InstalledTable::holding),
+//! [`ApplyReport::without_transactions`]).
 //!
 //! ```no_run
 //! use dockfw_nft::testing::{TestNetns, require_root};
@@ -12,11 +14,12 @@
 //! assert_eq!(nft.installed("dockfw").unwrap(), None);
 //! ```
 
-use crate::{Nft, Result};
+use crate::{ApplyReport, Change, Nft, Result};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Whether privileged tests can run. As non-root: with `CI=true` this panics
 /// (CI must run them), otherwise it prints a notice and returns `false`.
@@ -116,4 +119,23 @@ pub fn after_each_commit(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
 /// commit between the failure and the undo.
 pub fn before_undo(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
     nft.hooks.before_undo = Some(Hook(Box::new(hook)));
+}
+
+impl ApplyReport {
+    /// The report of an apply that brought a table to its ruleset by
+    /// `change` without any transaction (no batches sent, no time spent),
+    /// `generation` being the ruleset generation it left: for stand-ins of
+    /// the kernel in tests.
+    pub fn without_transactions(change: Change, generation: u32) -> Self {
+        Self {
+            change,
+            transactions: Vec::new(),
+            attempts: 0,
+            messages: 0,
+            batch_bytes: 0,
+            generation,
+            commit_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+        }
+    }
 }
