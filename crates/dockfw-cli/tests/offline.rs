@@ -60,8 +60,8 @@ struct Offline {
 impl Offline {
     fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "offline-{}-{}",
+        let dir = std::env::temp_dir().join(format!(
+            "dockfw-offline-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
