@@ -4,7 +4,9 @@
 use crate::Exit;
 use crate::cli::{Cli, ExplainArgs};
 use crate::docker_view::DockerView;
-use crate::output::{self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, paint, plural};
+use crate::output::{
+    self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, errln, out, outln, paint, plural,
+};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anstyle::Style;
@@ -35,17 +37,19 @@ pub fn check(session: &Session) -> Result<Exit> {
             "diagnostics": diagnostics,
             "foreign_table": foreign,
         });
-        println!("{report:#}");
+        outln!(session, "{report:#}");
     } else if session.verbosity > Verbosity::Quiet {
         if let Some(why) = &foreign {
-            anstream::eprintln!(
+            errln!(
+                session.console,
                 "{} table inet {} exists and is not dockfw's ({why}): `apply` will refuse to replace it \
                  (choose another `table`, or `apply --adopt` to take it over)",
                 paint(WARN, "warning:"),
                 policy.guard.table
             );
         }
-        anstream::println!(
+        outln!(
+            session,
             "{}: {}: {}, {}, {}",
             session.config_name(),
             paint(GOOD, "ok"),
@@ -72,9 +76,9 @@ pub fn plan(session: &Session) -> Result<Exit> {
     let docker = session.docker(&parsed)?;
     let ruleset = session.desired(&parsed, &docker);
     if session.global.json {
-        println!("{:#}", serde_json::to_value(&ruleset)?);
+        outln!(session, "{:#}", serde_json::to_value(&ruleset)?);
     } else {
-        print!("{}", dockfw_core::render(&ruleset));
+        out!(session, "{}", dockfw_core::render(&ruleset));
     }
     Ok(Exit::Success)
 }
@@ -201,7 +205,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
                 problem: r.problem.as_deref(),
             }),
         };
-        println!("{}", serde_json::to_value(out)?);
+        outln!(session, "{}", serde_json::to_value(out)?);
         return Ok(());
     }
     if session.verbosity == Verbosity::Quiet {
@@ -215,13 +219,15 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         interfaces.join(", "),
     );
     if report.change != Change::Unchanged {
-        anstream::println!(
+        outln!(
+            session,
             "{} {} to table inet {table}: {what}; {elapsed:.0?}",
             paint(GOOD, "applied"),
             session.config_name(),
         );
     } else {
-        anstream::println!(
+        outln!(
+            session,
             "{} table inet {table} already matches {}: {what}; nothing changed (--force reinstalls)",
             paint(GOOD, "up to date:"),
             session.config_name(),
@@ -231,7 +237,8 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         print_revoked(session, revoked);
     }
     if report.change != Change::Unchanged && session.verbosity == Verbosity::Verbose {
-        anstream::println!(
+        outln!(
+            session,
             "  {}",
             paint(
                 DIM,
@@ -255,11 +262,12 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
 /// with `-v` one line per connection.
 pub fn print_revoked(session: &Session, revoked: &Revoked) {
     if let Some(problem) = &revoked.problem {
-        anstream::eprintln!("{} revoke: {problem}", paint(WARN, "warning:"));
+        errln!(session.console, "{} revoke: {problem}", paint(WARN, "warning:"));
     }
     if revoked.cut.is_empty() {
         if session.verbosity == Verbosity::Verbose {
-            anstream::println!(
+            outln!(
+                session,
                 "  {}",
                 paint(
                     DIM,
@@ -277,7 +285,8 @@ pub fn print_revoked(session: &Session, revoked: &Revoked) {
         .into_iter()
         .map(|(what, count)| format!("{count} {what}"))
         .collect();
-    anstream::println!(
+    outln!(
+        session,
         "{} {} the policy no longer admits: {}",
         paint(WARN, "revoked"),
         plural(revoked.cut.len(), "connection"),
@@ -289,7 +298,8 @@ pub fn print_revoked(session: &Session, revoked: &Revoked) {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            anstream::println!(
+            outln!(
+                session,
                 "  cut {} ({path}, on {}): {}",
                 cut.tuple,
                 cut.interfaces.join(", "),
@@ -298,7 +308,8 @@ pub fn print_revoked(session: &Session, revoked: &Revoked) {
         }
     }
     if revoked.tcp_loose_off {
-        anstream::eprintln!(
+        errln!(
+            session.console,
             "{} net.netfilter.nf_conntrack_tcp_loose is 0: the next packet of a cut TCP connection is invalid, not new; it no longer reaches its container through Docker's NAT, but set the sysctl to 1 (the default) for revoke to work as documented",
             paint(WARN, "warning:")
         );
@@ -315,12 +326,16 @@ pub fn remove(session: &Session, foreign: bool) -> Result<Exit> {
     }
     .with_context(|| format!("cannot remove table inet {table}"))?;
     if session.global.json {
-        println!("{:#}", serde_json::json!({ "table": table, "removed": removed }));
+        outln!(
+            session,
+            "{:#}",
+            serde_json::json!({ "table": table, "removed": removed })
+        );
     } else if session.verbosity > Verbosity::Quiet {
         if removed {
-            anstream::println!("{} table inet {table}", paint(GOOD, "removed"));
+            outln!(session, "{} table inet {table}", paint(GOOD, "removed"));
         } else {
-            println!("table inet {table} was not installed; nothing to do");
+            outln!(session, "table inet {table} was not installed; nothing to do");
         }
     }
     Ok(Exit::Success)
@@ -373,14 +388,15 @@ pub fn diff(session: &Session) -> Result<Exit> {
             "differences": differences,
             "diff": unified,
         });
-        println!("{out:#}");
+        outln!(session, "{out:#}");
     } else if equal {
         if session.verbosity > Verbosity::Quiet {
-            println!("table inet {table} matches {}", session.config_name());
+            outln!(session, "table inet {table} matches {}", session.config_name());
         }
     } else {
         if let Some(why) = &foreign {
-            anstream::println!(
+            outln!(
+                session,
                 "{} table inet {table} is not dockfw's ({why}); `apply` leaves it alone without --adopt",
                 paint(WARN, "note:"),
             );
@@ -392,7 +408,7 @@ pub fn diff(session: &Session) -> Result<Exit> {
                 Some(b'@') => DIM,
                 _ => Style::new(),
             };
-            anstream::println!("{}", paint(style, line));
+            outln!(session, "{}", paint(style, line));
         }
     }
     Ok(if equal { Exit::Success } else { Exit::Differs })
@@ -439,7 +455,7 @@ pub fn status(session: &Session) -> Result<Exit> {
         Err(error) if error.is::<crate::session::PolicyInvalid>() => None,
         Err(error) => {
             if session.verbosity > Verbosity::Quiet && !session.global.json {
-                anstream::eprintln!("{} {error:#}", paint(WARN, "warning:"));
+                errln!(session.console, "{} {error:#}", paint(WARN, "warning:"));
             }
             None
         }
@@ -545,14 +561,14 @@ pub fn status(session: &Session) -> Result<Exit> {
         _ => Exit::Differs,
     };
     if session.global.json {
-        println!("{:#}", serde_json::to_value(&out)?);
+        outln!(session, "{:#}", serde_json::to_value(&out)?);
     } else if session.verbosity > Verbosity::Quiet {
-        print_status(&out);
+        print_status(session, &out);
     }
     Ok(exit)
 }
 
-fn print_status(out: &StatusOutput) {
+fn print_status(session: &Session, out: &StatusOutput) {
     let reason = out.reason.as_deref().unwrap_or_default();
     let state = match (out.installed, out.matches_policy) {
         (false, _) => paint(WARN, "not installed"),
@@ -571,12 +587,17 @@ fn print_status(out: &StatusOutput) {
             paint(GOOD, "installed")
         ),
     };
-    anstream::println!("{} {state}", paint(BOLD, format!("table inet {}:", out.table)));
+    outln!(
+        session,
+        "{} {state}",
+        paint(BOLD, format!("table inet {}:", out.table))
+    );
     if !out.installed || !out.owned {
         return;
     }
     if !out.marked {
-        anstream::println!(
+        outln!(
+            session,
             "{}",
             paint(
                 DIM,
@@ -584,8 +605,8 @@ fn print_status(out: &StatusOutput) {
             )
         );
     }
-    anstream::println!("guarding: {}", out.interfaces.join(", "));
-    println!();
+    outln!(session, "guarding: {}", out.interfaces.join(", "));
+    outln!(session);
     let docker_known = out.rules.iter().any(|r| r.containers.is_some());
     let mut columns = vec![
         ("RULE", Align::Left),
@@ -612,7 +633,7 @@ fn print_status(out: &StatusOutput) {
         }
         table.row(row);
     }
-    anstream::print!("{}", table.render());
+    out!(session, "{}", table.render());
 }
 
 pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
@@ -652,7 +673,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
             "explanation": explanation,
             "address_unknown_decides": address_decides,
         });
-        println!("{out:#}");
+        outln!(session, "{out:#}");
         return Ok(Exit::Success);
     }
     let proto = connection.proto.name();
@@ -662,7 +683,8 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         .not_judged
         .as_ref()
         .map_or(String::new(), |why| format!(" ({why})"));
-    anstream::println!(
+    outln!(
+        session,
         "{} → port {}/{proto}{to} on {}: {}{why}",
         connection.source,
         connection.port,
@@ -670,7 +692,8 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         paint(output::action_style(decision.action()), decision)
     );
     for miss in &explanation.misses {
-        anstream::println!(
+        outln!(
+            session,
             "  {} \"{}\" did not match: {}",
             paint(DIM, "rule"),
             miss.rule,
@@ -678,7 +701,8 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         );
     }
     if address_decides {
-        anstream::println!(
+        outln!(
+            session,
             "{} some rules here depend on the address the client dialled; give it with --to ADDR",
             paint(WARN, "note:")
         );

@@ -1,9 +1,138 @@
 //! Human output: aligned tables and colour. Colour goes through `anstream`,
 //! which strips it when the stream is not a terminal or NO_COLOR is set.
 
+use anstream::AutoStream;
 use anstyle::{AnsiColor, Style};
 use dockfw_core::{Action, Diagnostic, Severity};
+use std::cell::{RefCell, RefMut};
 use std::fmt::Write;
+use std::io;
+use std::rc::Rc;
+
+/// Writes a line to the session's standard output ([`Console::out`]), as
+/// `println!` would.
+macro_rules! outln {
+    ($session:expr) => {
+        $crate::output::outln!($session, "")
+    };
+    ($session:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        // As anstream's println!, a closed pipe ends nothing.
+        let _ = writeln!($session.console.out(), $($arg)*);
+    }};
+}
+
+/// Writes to the session's standard output ([`Console::out`]), as `print!` would.
+macro_rules! out {
+    ($session:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!($session.console.out(), $($arg)*);
+    }};
+}
+
+/// Writes a line to the session's standard error ([`Console::err`]), as
+/// `eprintln!` would.
+macro_rules! errln {
+    ($console:expr, $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($console.err(), $($arg)*);
+    }};
+}
+
+pub(crate) use {errln, out, outln};
+
+/// Where a command writes: the terminal, or (for tests) memory. Colour is
+/// stripped where the stream is not a terminal, NO_COLOR is set, or the
+/// output is captured.
+pub struct Console {
+    out: RefCell<AutoStream<Box<dyn io::Write>>>,
+    err: RefCell<AutoStream<Box<dyn io::Write>>>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Console")
+    }
+}
+
+impl Console {
+    /// Standard output and error, coloured as `anstream` decides for them
+    /// (terminal, NO_COLOR, CLICOLOR_FORCE).
+    pub fn terminal() -> Self {
+        let out = AutoStream::choice(&io::stdout());
+        let err = AutoStream::choice(&io::stderr());
+        Self {
+            out: RefCell::new(AutoStream::new(Box::new(io::stdout()), out)),
+            err: RefCell::new(AutoStream::new(Box::new(io::stderr()), err)),
+        }
+    }
+
+    /// Output and error kept in memory, without colour: for tests.
+    pub fn capture() -> (Self, Captured) {
+        let captured = Captured::default();
+        let console = Self {
+            out: RefCell::new(AutoStream::never(Box::new(captured.out.clone()))),
+            err: RefCell::new(AutoStream::never(Box::new(captured.err.clone()))),
+        };
+        (console, captured)
+    }
+
+    /// Standard output.
+    pub fn out(&self) -> RefMut<'_, AutoStream<Box<dyn io::Write>>> {
+        self.out.borrow_mut()
+    }
+
+    /// Standard error.
+    pub fn err(&self) -> RefMut<'_, AutoStream<Box<dyn io::Write>>> {
+        self.err.borrow_mut()
+    }
+}
+
+/// What a command wrote to a [`Console::capture`]d console.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    out: Buffer,
+    err: Buffer,
+}
+
+impl Captured {
+    /// Everything written to standard output so far.
+    pub fn stdout(&self) -> String {
+        self.out.text()
+    }
+
+    /// Everything written to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.err.text()
+    }
+
+    /// Forgets what was written so far.
+    pub fn clear(&self) {
+        self.out.0.borrow_mut().clear();
+        self.err.0.borrow_mut().clear();
+    }
+}
+
+/// A byte buffer shared by the console writing it and the test reading it.
+#[derive(Debug, Clone, Default)]
+struct Buffer(Rc<RefCell<Vec<u8>>>);
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+    }
+}
+
+impl io::Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 pub const BOLD: Style = Style::new().bold();
 pub const DIM: Style = Style::new().dimmed();
@@ -38,7 +167,7 @@ pub fn action_style(action: Action) -> Style {
 }
 
 /// Prints policy diagnostics to stderr, coloured by severity.
-pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
+pub fn print_diagnostics(console: &Console, diagnostics: &[Diagnostic]) {
     for diagnostic in diagnostics {
         let style = match diagnostic.severity {
             Severity::Error => BAD,
@@ -51,7 +180,7 @@ pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
             Severity::Warning => "warning:",
         };
         let text = text.replacen(word, &paint(style, word), 1);
-        anstream::eprintln!("{text}");
+        errln!(console, "{text}");
     }
 }
 

@@ -135,9 +135,6 @@ pub fn revoke(
             }
         }
     }
-    if session.global.netns.is_none() {
-        revoked.tcp_loose_off = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
-            .is_ok_and(|value| value.trim() == "0");
-    }
+    revoked.tcp_loose_off = conntrack.tcp_loose_off();
     revoked
 }

@@ -1,13 +1,14 @@
 //! What every command shares: the global options, the policy, the kernel
-//! connection and Docker's view.
+//! connection (through the session's [`Backend`]), Docker's view and the
+//! console the command writes to.
 
+use crate::backend::{Backend, Connections, Tables};
 use crate::cli::Global;
 use crate::docker_view::{self, DockerView};
-use crate::output::{self, Verbosity};
+use crate::output::{self, Console, Verbosity, errln, outln};
 use crate::policy_file;
 use anyhow::{Context, Result, bail};
 use dockfw_core::{Parsed, Ruleset};
-use dockfw_nft::Nft;
 use dockfw_nft::monitor::Monitor;
 use std::fmt;
 use std::path::PathBuf;
@@ -32,10 +33,14 @@ impl std::error::Error for PolicyInvalid {}
 pub struct Session {
     pub global: Global,
     pub verbosity: Verbosity,
+    /// Where the firewall is read and changed: the kernel, except in tests.
+    backend: Box<dyn Backend>,
+    /// Where the command's output goes.
+    pub console: Console,
 }
 
 impl Session {
-    pub fn new(global: Global) -> Self {
+    pub fn new(global: Global, backend: Box<dyn Backend>, console: Console) -> Self {
         let verbosity = if global.quiet {
             Verbosity::Quiet
         } else if global.verbose > 0 {
@@ -43,7 +48,12 @@ impl Session {
         } else {
             Verbosity::Normal
         };
-        Self { global, verbosity }
+        Self {
+            global,
+            verbosity,
+            backend,
+            console,
+        }
     }
 
     pub fn config_name(&self) -> String {
@@ -62,16 +72,16 @@ impl Session {
                     parsed.policy.guard.table = table.clone();
                 }
                 if self.verbosity > Verbosity::Quiet && !self.global.json {
-                    output::print_diagnostics(&parsed.warnings);
+                    output::print_diagnostics(&self.console, &parsed.warnings);
                 }
                 Ok(parsed)
             }
             Err(error) => {
                 if self.global.json {
                     let report = serde_json::json!({ "ok": false, "diagnostics": error.diagnostics });
-                    println!("{report:#}");
+                    outln!(self, "{report:#}");
                 } else {
-                    output::print_diagnostics(&error.diagnostics);
+                    output::print_diagnostics(&self.console, &error.diagnostics);
                 }
                 Err(PolicyInvalid {
                     path: self.config_name(),
@@ -98,12 +108,12 @@ impl Session {
     }
 
     /// A connection to nf_tables, in `--netns` if given.
-    pub fn nft(&self) -> Result<Nft> {
+    pub fn nft(&self) -> Result<Box<dyn Tables>> {
         match &self.global.netns {
-            None => Ok(Nft::open()?),
+            None => Ok(self.backend.tables(None)?),
             Some(netns) => {
                 let path = netns_path(netns)?;
-                match Nft::in_netns(&path) {
+                match self.backend.tables(Some(&path)) {
                     Ok(nft) => Ok(nft),
                     // setns(2) refuses a file that is no namespace: a usage
                     // error like a missing name, not a kernel failure.
@@ -126,23 +136,19 @@ impl Session {
     /// A subscription to nf_tables notifications, in `--netns` if given.
     pub fn monitor(&self) -> Result<Monitor> {
         match &self.global.netns {
-            None => Ok(Monitor::open()?),
-            Some(netns) => {
-                let path = netns_path(netns)?;
-                Monitor::in_netns(&path)
-                    .with_context(|| format!("cannot enter network namespace {}", path.display()))
-            }
+            None => self.backend.monitor(None),
+            Some(netns) => self.backend.monitor(Some(&netns_path(netns)?)),
         }
     }
 
     /// A ctnetlink connection, in `--netns` if given.
-    pub fn conntrack(&self) -> Result<dockfw_nft::conntrack::Conntrack> {
-        use dockfw_nft::conntrack::Conntrack;
+    pub fn conntrack(&self) -> Result<Box<dyn Connections>> {
         match &self.global.netns {
-            None => Ok(Conntrack::open()?),
+            None => Ok(self.backend.connections(None)?),
             Some(netns) => {
                 let path = netns_path(netns)?;
-                Conntrack::in_netns(&path)
+                self.backend
+                    .connections(Some(&path))
                     .with_context(|| format!("cannot enter network namespace {}", path.display()))
             }
         }
@@ -158,9 +164,13 @@ impl Session {
         }
         if self.verbosity > Verbosity::Quiet && !self.global.json {
             if let Some(problem) = &view.problem {
-                anstream::eprintln!("{} {problem}", output::paint(output::WARN, "warning:"));
+                errln!(
+                    self.console,
+                    "{} {problem}",
+                    output::paint(output::WARN, "warning:")
+                );
             }
-            output::print_diagnostics(&view.diagnostics);
+            output::print_diagnostics(&self.console, &view.diagnostics);
         }
         Ok(view)
     }

@@ -28,7 +28,7 @@
 use crate::Exit;
 use crate::commands::{Applied, print_applied, print_revoked};
 use crate::docker_view::{DockerView, Unreachable};
-use crate::output::{DIM, GOOD, Verbosity, WARN, paint, plural};
+use crate::output::{DIM, GOOD, Verbosity, WARN, errln, outln, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anyhow::{Context, Result};
@@ -36,7 +36,7 @@ use dockfw_core::revoke::LabelMap;
 use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
 use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
-use dockfw_nft::{ApplyReport, Change, Nft};
+use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender};
@@ -319,7 +319,7 @@ fn is_after(a: u32, b: u32) -> bool {
 
 struct Guard<'a> {
     session: &'a Session,
-    nft: Nft,
+    nft: Box<dyn crate::backend::Tables>,
     monitor: Monitor,
     parsed: Parsed,
     containers: Vec<Container>,
@@ -435,7 +435,7 @@ impl<'a> Guard<'a> {
 
     /// An apply failed: retry later, the pause growing with each failure.
     fn failed(&mut self, error: &anyhow::Error, now: Instant) {
-        crate::report(error);
+        crate::report(&self.session.console, error);
         self.failures += 1;
         let pause = Duration::from_secs(1 << self.failures.min(6)).min(FAILURE_RETRY_MAX);
         self.failing_since.get_or_insert(now);
@@ -581,10 +581,10 @@ impl<'a> Guard<'a> {
                 self.containers = containers;
                 self.docker_reachable = true;
                 if self.session.verbosity > Verbosity::Quiet && !self.session.global.json {
-                    crate::output::print_diagnostics(&dockfw_core::containers::diagnose(
-                        &self.parsed.policy,
-                        &self.containers,
-                    ));
+                    crate::output::print_diagnostics(
+                        &self.session.console,
+                        &dockfw_core::containers::diagnose(&self.parsed.policy, &self.containers),
+                    );
                 }
                 self.apply_logged(&why);
             }
@@ -642,7 +642,7 @@ impl<'a> Guard<'a> {
         );
         match self.session.load_policy() {
             Err(error) => {
-                crate::report(&error);
+                crate::report(&self.session.console, &error);
                 log(
                     self.session,
                     &format!(
@@ -726,9 +726,10 @@ impl<'a> Guard<'a> {
                         "what": what,
                         "elapsed_ms": took.as_secs_f64() * 1000.0,
                     });
-                    println!("{line}");
+                    outln!(self.session, "{line}");
                 } else if self.session.verbosity > Verbosity::Quiet {
-                    anstream::println!(
+                    outln!(
+                        self.session,
                         "{} table inet {table}: {what}, in {}",
                         paint(GOOD, "repaired"),
                         millis(took)
@@ -863,13 +864,13 @@ fn notify(states: &[NotifyState]) {
 
 fn log(session: &Session, text: &str) {
     if session.verbosity > Verbosity::Quiet && !session.global.json {
-        anstream::println!("{}", paint(DIM, text));
+        outln!(session, "{}", paint(DIM, text));
     }
 }
 
 fn warn(session: &Session, text: &str) {
     if session.verbosity > Verbosity::Quiet {
-        anstream::eprintln!("{} {text}", paint(WARN, "warning:"));
+        errln!(session.console, "{} {text}", paint(WARN, "warning:"));
     }
 }
 

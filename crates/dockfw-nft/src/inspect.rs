@@ -347,6 +347,31 @@ impl InstalledTable {
     }
 }
 
+#[cfg(feature = "testing")]
+impl InstalledTable {
+    /// A table holding exactly `ruleset` (every part in dockfw's form), with
+    /// table `flags` (`NFT_TABLE_F_*`, e.g. 1 for dormant) and table
+    /// `comment`, as [`Nft::inspect`](crate::Nft::inspect) reads such a
+    /// table: for stand-ins of the kernel in tests. A comment of [`MARKER`]
+    /// makes it dockfw's, another comment foreign; without one it is
+    /// dockfw's if its chains are named as dockfw names them
+    /// ([`Owner::Unmarked`]), as for a table read from the kernel.
+    pub fn holding(ruleset: &Ruleset, flags: u32, comment: Option<&str>) -> Self {
+        let userdata = comment.map(owner::comment_userdata).unwrap_or_default();
+        let owner = owner::by_userdata(&userdata).unwrap_or_else(|| owner::by_content(Ok(ruleset)));
+        let mut view = View::from_ruleset(ruleset);
+        view.flags = flags;
+        view.head = head_lines(&userdata);
+        Self {
+            name: ruleset.table.clone(),
+            owner,
+            ruleset: Some(ruleset.clone()),
+            recognised: ruleset.clone(),
+            view,
+        }
+    }
+}
+
 /// `ruleset` as nft-like text, as [`InstalledTable::text`] renders a table
 /// holding exactly it.
 pub fn table_text(ruleset: &Ruleset) -> String {
@@ -377,6 +402,19 @@ fn recognised(name: &str, dump: &TableDump) -> Ruleset {
         }
     }
     ruleset
+}
+
+/// The table's head lines for its userdata: a comment other than dockfw's
+/// marker, or userdata dockfw does not write.
+fn head_lines(userdata: &[u8]) -> Vec<String> {
+    match owner::table_comment(userdata) {
+        Some(comment) if comment == MARKER => Vec::new(),
+        Some(comment) => vec![format!("comment {comment:?}")],
+        None if !userdata.is_empty() => {
+            vec![format!("# userdata dockfw does not write: {}", hex(userdata))]
+        }
+        None => Vec::new(),
+    }
 }
 
 /// Everything in a table, each part as nft-like text.
@@ -451,18 +489,7 @@ impl View {
     }
 
     fn from_dump(dump: &TableDump) -> Self {
-        let mut head = Vec::new();
-        match owner::table_comment(&dump.userdata) {
-            Some(comment) if comment == MARKER => {}
-            Some(comment) => head.push(format!("comment {comment:?}")),
-            None if !dump.userdata.is_empty() => {
-                head.push(format!(
-                    "# userdata dockfw does not write: {}",
-                    hex(&dump.userdata)
-                ));
-            }
-            None => {}
-        }
+        let head = head_lines(&dump.userdata);
         let sets = dump
             .sets
             .iter()

@@ -26,8 +26,14 @@ const UDATA_TABLE_COMMENT: u8 = 0;
 
 /// Table userdata holding [`MARKER`] as the table comment.
 pub(crate) fn table_userdata() -> Vec<u8> {
-    let mut udata = vec![UDATA_TABLE_COMMENT, (MARKER.len() + 1) as u8];
-    udata.extend_from_slice(MARKER.as_bytes());
+    comment_userdata(MARKER)
+}
+
+/// Table userdata holding `comment` as the table comment, as `nft` writes
+/// it (at most 254 bytes; nft allows 128).
+pub(crate) fn comment_userdata(comment: &str) -> Vec<u8> {
+    let mut udata = vec![UDATA_TABLE_COMMENT, (comment.len() + 1) as u8];
+    udata.extend_from_slice(comment.as_bytes());
     udata.push(0);
     udata
 }
@@ -80,29 +86,41 @@ impl Owner {
 /// Whose the dumped table is; `decoded` is its decoding as a dockfw ruleset
 /// (an error if anything in it is not dockfw's).
 pub(crate) fn owner(dump: &TableDump, decoded: Result<&Ruleset, &str>) -> Owner {
-    match table_comment(&dump.userdata) {
-        Some(comment) if comment == MARKER => return Owner::Dockfw,
-        Some(comment) => {
-            return Owner::Foreign {
-                why: format!("its comment is {comment:?}, not dockfw's {MARKER:?}"),
-            };
-        }
-        None if !dump.userdata.is_empty() => {
-            return Owner::Foreign {
-                why: "it carries userdata dockfw never writes".into(),
-            };
-        }
-        None => {}
+    if let Some(owner) = by_userdata(&dump.userdata) {
+        return owner;
     }
-    let unmarked = |why: String| Owner::Foreign {
-        why: format!("it has no dockfw marker and {why}"),
-    };
     if let Some(object) = dump.objects.first() {
         return unmarked(format!("holds {}", object.text));
     }
     if let Some(flowtable) = dump.flowtables.first() {
         return unmarked(format!("holds flowtable {}", flowtable.name));
     }
+    by_content(decoded)
+}
+
+/// Whose a table with this userdata is, if its userdata decides it (a
+/// comment, or userdata dockfw never writes); `None` for no userdata.
+pub(crate) fn by_userdata(userdata: &[u8]) -> Option<Owner> {
+    match table_comment(userdata) {
+        Some(comment) if comment == MARKER => Some(Owner::Dockfw),
+        Some(comment) => Some(Owner::Foreign {
+            why: format!("its comment is {comment:?}, not dockfw's {MARKER:?}"),
+        }),
+        None if !userdata.is_empty() => Some(Owner::Foreign {
+            why: "it carries userdata dockfw never writes".into(),
+        }),
+        None => None,
+    }
+}
+
+fn unmarked(why: String) -> Owner {
+    Owner::Foreign {
+        why: format!("it has no dockfw marker and {why}"),
+    }
+}
+
+/// Whose an unmarked table without objects or flowtables is, by its content.
+pub(crate) fn by_content(decoded: Result<&Ruleset, &str>) -> Owner {
     let ruleset = match decoded {
         Ok(ruleset) => ruleset,
         Err(what) => return unmarked(format!("holds what dockfw does not write ({what})")),

@@ -9,6 +9,10 @@
 //! [`TestNetns::new`] and [`require_root`] panic rather than let a test pass
 //! without running.
 //!
+//! The feature also adds the constructors stand-ins of the kernel need in
+//! tests ([`InstalledTable::holding`](crate::InstalledTable::holding),
+//! [`ApplyReport::without_transactions`]).
+//!
 //! ```no_run
 //! use dockfw_nft::testing::TestNetns;
 //! let ns = TestNetns::new().unwrap();
@@ -16,7 +20,7 @@
 //! assert_eq!(nft.installed("dockfw").unwrap(), None);
 //! ```
 
-use crate::{Nft, Result};
+use crate::{ApplyReport, Change, Nft, Result};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
@@ -24,6 +28,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Panics unless this process runs as root: a privileged test that runs
 /// without privilege must fail, never pass without testing anything.
@@ -191,4 +196,23 @@ pub fn after_each_commit(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
 /// commit between the failure and the undo.
 pub fn before_undo(nft: &mut Nft, hook: impl FnMut() + Send + 'static) {
     nft.hooks.before_undo = Some(Hook(Box::new(hook)));
+}
+
+impl ApplyReport {
+    /// The report of an apply that brought a table to its ruleset by
+    /// `change` without any transaction (no batches sent, no time spent),
+    /// `generation` being the ruleset generation it left: for stand-ins of
+    /// the kernel in tests.
+    pub fn without_transactions(change: Change, generation: u32) -> Self {
+        Self {
+            change,
+            transactions: Vec::new(),
+            attempts: 0,
+            messages: 0,
+            batch_bytes: 0,
+            generation,
+            commit_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+        }
+    }
 }

@@ -3,11 +3,12 @@
 //! dockfw did not create is never changed or deleted unless asked. Each test
 //! in network namespaces of its own; tampering is done with the `nft` binary.
 
+mod common;
 #[path = "common/lab.rs"]
 mod lab;
 
 use dockfw_nft::testing::TestNetns;
-use dockfw_nft::{Change, Difference, Error, Nft, Owner};
+use dockfw_nft::{Change, Difference, Error, InstalledTable, MARKER, Nft, Owner};
 use lab::{Lab, Outcome, V4, V6};
 use std::process::Command;
 
@@ -110,6 +111,30 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
             "{}",
             f.denied
         );
+    }
+}
+
+/// `InstalledTable::holding`, which in-memory stand-ins of the kernel use
+/// (the CLI's offline tests), reads exactly as `inspect` reads the kernel.
+#[test]
+#[ignore = "needs root"]
+fn a_stand_in_table_reads_as_the_kernel_reads_it() {
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    for want in [ruleset("dockfw"), common::realistic("dockfw")] {
+        nft.apply(&want).unwrap();
+        let read = nft.inspect("dockfw").unwrap().unwrap();
+        assert_eq!(read, InstalledTable::holding(&want, 0, Some(MARKER)));
+        nft_cli(
+            &netns,
+            &[
+                "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
+            ],
+        );
+        let read = nft.inspect("dockfw").unwrap().unwrap();
+        assert_eq!(read, InstalledTable::holding(&want, 1, Some(MARKER)));
+        nft.remove("dockfw").unwrap();
     }
 }
 

@@ -1,0 +1,164 @@
+//! The seam between the commands and the kernel.
+//!
+//! The commands never open a netlink socket themselves: they ask the
+//! session, which asks its [`Backend`]. [`Kernel`] is the only backend the
+//! binary has: nf_tables ([`dockfw_nft::Nft`]) and conntrack
+//! ([`dockfw_nft::conntrack::Conntrack`]) in the network namespace given.
+//! Tests (with the `testing` feature) use [`Memory`], which holds tables in
+//! memory and answers as the kernel does, so the output of `status`, `diff`,
+//! `apply` and `remove` is tested without privilege; they run the command
+//! through [`crate::run`]. Nothing in the binary (no option, no
+//! environment variable) selects it: a firewall command that silently did
+//! not touch the firewall would be a trap.
+//!
+//! `watch` applies and repairs through the backend too, but it also follows
+//! nf_tables notifications ([`Backend::monitor`]), which only the kernel has:
+//! [`Memory`] refuses them, so `watch` runs against the kernel only.
+
+#[cfg(feature = "testing")]
+mod memory;
+
+#[cfg(feature = "testing")]
+pub use memory::{Memory, MemoryTable};
+
+use anyhow::Context;
+use dockfw_core::Ruleset;
+use dockfw_nft::conntrack::{Conntrack, CtEntry};
+use dockfw_nft::monitor::Monitor;
+use dockfw_nft::{ApplyReport, InstalledTable, Nft, Result, RuleCounter};
+use std::fmt;
+use std::path::Path;
+
+/// Where the firewall lives: opens the connections a command needs, in a
+/// network namespace (`None`: the command's own).
+pub trait Backend: fmt::Debug {
+    /// A connection to nf_tables.
+    fn tables(&self, netns: Option<&Path>) -> Result<Box<dyn Tables>>;
+    /// A connection to the connection tracker, for revoke.
+    fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>>;
+    /// A subscription to nf_tables notifications, for `watch`.
+    fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor>;
+}
+
+/// What the commands do with nf_tables: the methods of [`Nft`] they use,
+/// documented there.
+pub trait Tables {
+    /// [`Nft::apply`]: brings the table to `ruleset`, glitch-free; refuses a
+    /// table that is not dockfw's.
+    fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
+    /// [`Nft::replace`]: replaces dockfw's table in one transaction.
+    fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
+    /// [`Nft::adopt`]: replaces the table whoever it belongs to.
+    fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
+    /// [`Nft::installed`]: the table decoded as a dockfw ruleset.
+    fn installed(&mut self, table: &str) -> Result<Option<Ruleset>>;
+    /// [`Nft::inspect`]: everything the table holds, with its owner.
+    fn inspect(&mut self, table: &str) -> Result<Option<InstalledTable>>;
+    /// [`Nft::counters`]: every rule's packets and bytes.
+    fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>>;
+    /// [`Nft::remove`]: deletes dockfw's table; whether it existed.
+    fn remove(&mut self, table: &str) -> Result<bool>;
+    /// [`Nft::remove_foreign`]: deletes the table whoever it belongs to.
+    fn remove_foreign(&mut self, table: &str) -> Result<bool>;
+}
+
+/// What revoke does with the connection tracker: the methods of
+/// [`Conntrack`] it uses, documented there.
+pub trait Connections {
+    /// [`Conntrack::dump`]: every tracked connection.
+    fn dump(&mut self) -> Result<Vec<CtEntry>>;
+    /// [`Conntrack::delete`]: deletes one; whether it was still there.
+    fn delete(&mut self, entry: &CtEntry) -> Result<bool>;
+    /// Whether `net.netfilter.nf_conntrack_tcp_loose` is known to be 0 (a
+    /// cut TCP connection's next packet is then invalid, not new).
+    fn tcp_loose_off(&self) -> bool;
+}
+
+/// The kernel: nf_tables and conntrack over netlink.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kernel;
+
+impl Backend for Kernel {
+    fn tables(&self, netns: Option<&Path>) -> Result<Box<dyn Tables>> {
+        Ok(Box::new(match netns {
+            None => Nft::open()?,
+            Some(path) => Nft::in_netns(path)?,
+        }))
+    }
+
+    fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>> {
+        let conntrack = match netns {
+            None => Conntrack::open()?,
+            Some(path) => Conntrack::in_netns(path)?,
+        };
+        Ok(Box::new(KernelConnections {
+            conntrack,
+            // The sysctl under /proc is the namespace of this process's.
+            own_netns: netns.is_none(),
+        }))
+    }
+
+    fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor> {
+        match netns {
+            None => Ok(Monitor::open()?),
+            Some(path) => Monitor::in_netns(path)
+                .with_context(|| format!("cannot enter network namespace {}", path.display())),
+        }
+    }
+}
+
+impl Tables for Nft {
+    fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        Nft::apply(self, ruleset)
+    }
+
+    fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        Nft::replace(self, ruleset)
+    }
+
+    fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        Nft::adopt(self, ruleset)
+    }
+
+    fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
+        Nft::installed(self, table)
+    }
+
+    fn inspect(&mut self, table: &str) -> Result<Option<InstalledTable>> {
+        Nft::inspect(self, table)
+    }
+
+    fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
+        Nft::counters(self, table)
+    }
+
+    fn remove(&mut self, table: &str) -> Result<bool> {
+        Nft::remove(self, table)
+    }
+
+    fn remove_foreign(&mut self, table: &str) -> Result<bool> {
+        Nft::remove_foreign(self, table)
+    }
+}
+
+/// The kernel's connection tracker.
+struct KernelConnections {
+    conntrack: Conntrack,
+    own_netns: bool,
+}
+
+impl Connections for KernelConnections {
+    fn dump(&mut self) -> Result<Vec<CtEntry>> {
+        self.conntrack.dump()
+    }
+
+    fn delete(&mut self, entry: &CtEntry) -> Result<bool> {
+        self.conntrack.delete(entry)
+    }
+
+    fn tcp_loose_off(&self) -> bool {
+        self.own_netns
+            && std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_tcp_loose")
+                .is_ok_and(|value| value.trim() == "0")
+    }
+}

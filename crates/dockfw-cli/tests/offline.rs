@@ -1,0 +1,379 @@
+//! `status`, `diff`, `apply` and `remove` as a user sees them, without
+//! privilege: each command runs in-process ([`dockfw_cli::run`]) against the
+//! in-memory backend ([`Memory`]) and its console is captured. What the
+//! kernel really does with the same commands is tested in `kernel.rs` and
+//! `ownership.rs` (root); the snapshots here that have a kernel twin
+//! (`kernel__status`, `kernel__diff`, `kernel__apply`) must read the same.
+
+use clap::Parser;
+use dockfw_cli::backend::{Memory, MemoryTable};
+use dockfw_cli::{Cli, Console};
+use dockfw_core::layout::{CHAIN_DEFAULT, rule_chain};
+use dockfw_nft::MARKER;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[sets]
+admins = ["203.0.113.10", "2001:db8:a::/64"]
+
+[[rule]]
+name = "website"
+ports = ["80/tcp", "443/tcp"]
+
+[[rule]]
+name = "admin panel"
+from = ["@admins"]
+ports = ["8443/tcp"]
+action = "allow"
+
+[[rule]]
+name = "databases"
+ports = ["5432"]
+action = "reject"
+"#;
+
+/// What one command did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// A policy file in a directory of its own, and the tables in memory.
+struct Offline {
+    dir: PathBuf,
+    memory: Memory,
+}
+
+impl Offline {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dockfw-offline-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let offline = Self {
+            dir,
+            memory: Memory::new(),
+        };
+        offline.policy(POLICY);
+        offline
+    }
+
+    fn policy(&self, text: &str) {
+        std::fs::write(self.dir.join("policy.toml"), text).unwrap();
+    }
+
+    /// Runs `dockfw-nft --no-docker -c DIR/policy.toml ARGS` expecting exit
+    /// `code`; the directory is left out of the output, so it reads as if run
+    /// in it with `-c policy.toml`.
+    fn run(&self, args: &[&str], code: i32) -> Run {
+        let config = self.dir.join("policy.toml");
+        let cli = Cli::try_parse_from(
+            ["dockfw-nft", "--no-docker", "-c", config.to_str().unwrap()]
+                .iter()
+                .chain(args),
+        )
+        .unwrap();
+        let (console, captured) = Console::capture();
+        let exit = dockfw_cli::run(cli, Box::new(self.memory.clone()), console);
+        let dir = format!("{}/", self.dir.display());
+        let run = Run {
+            code: exit as i32,
+            stdout: captured.stdout().replace(&dir, ""),
+            stderr: captured.stderr().replace(&dir, ""),
+        };
+        assert_eq!(run.code, code, "dockfw-nft {args:?}: {run:#?}");
+        run
+    }
+
+    /// The ruleset the policy compiles to (no containers).
+    fn desired(&self) -> dockfw_core::Ruleset {
+        let text = std::fs::read_to_string(self.dir.join("policy.toml")).unwrap();
+        let parsed = dockfw_core::parse_bytes("policy.toml", text.as_bytes()).unwrap();
+        dockfw_core::compile(&parsed.policy, &[])
+    }
+
+    fn table(&self) -> Option<MemoryTable> {
+        self.memory.table("dockfw")
+    }
+}
+
+impl Drop for Offline {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Strips what varies between runs: the time `apply` took, its last field.
+fn stable(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.rsplit_once("; ") {
+            Some((head, _)) if line.starts_with("applied ") => format!("{head}; [time]"),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `apply --json` without the time it took.
+fn stable_json(run: &Run) -> String {
+    let mut json = run.json();
+    assert!(json["elapsed_ms"].is_number(), "{json}");
+    json["elapsed_ms"] = serde_json::Value::Null;
+    format!("{json:#}")
+}
+
+const FOREIGN: &str = "host firewall";
+
+#[test]
+fn status_not_installed() {
+    let offline = Offline::new();
+    let status = offline.run(&["status"], 1);
+    assert_eq!(status.stdout, "table inet dockfw: not installed\n");
+    assert_eq!(status.stderr, "");
+    let json = offline.run(&["status", "--json"], 1).json();
+    assert_eq!(json["installed"], false);
+    assert_eq!(json["owned"], false);
+    assert_eq!(json["matches_policy"], false);
+    assert_eq!(json["rules"], serde_json::json!([]));
+    assert_eq!(json["default"], serde_json::Value::Null);
+}
+
+#[test]
+fn status_matches_and_shows_counters() {
+    let offline = Offline::new();
+    offline.run(&["apply"], 0);
+    let status = offline.run(&["status"], 0);
+    // What the kernel test shows for the same policy, counters at zero.
+    insta::assert_snapshot!("status-fresh", status.stdout);
+
+    offline.memory.count("dockfw", &rule_chain(0), 0, 7, 1500);
+    offline.memory.count("dockfw", &rule_chain(2), 0, 2, 120);
+    offline.memory.count("dockfw", CHAIN_DEFAULT, 0, 31, 4 << 20);
+    let status = offline.run(&["status"], 0);
+    insta::assert_snapshot!("status-counted", status.stdout);
+    let json = offline.run(&["status", "--json"], 0);
+    insta::assert_snapshot!("status-counted-json", json.stdout);
+}
+
+#[test]
+fn status_says_a_dormant_table_differs_and_apply_repairs_it() {
+    let offline = Offline::new();
+    offline.run(&["apply"], 0);
+    offline.memory.set_flags("dockfw", 1);
+    let status = offline.run(&["status"], 1);
+    insta::assert_snapshot!("status-dormant", status.stdout);
+    let json = offline.run(&["status", "--json"], 1).json();
+    assert_eq!(json["owned"], true);
+    assert_eq!(json["matches_policy"], false);
+    assert_eq!(
+        json["differences"],
+        serde_json::json!(["table is dormant: every chain is off"])
+    );
+    let diff = offline.run(&["diff"], 1);
+    assert!(diff.stdout.contains("-\tflags dormant\n"), "{}", diff.stdout);
+
+    // Flags cannot be cleared in place: the table is rebuilt.
+    offline.run(&["apply"], 0);
+    assert_eq!(offline.table().unwrap().flags, 0);
+    offline.run(&["status"], 0);
+}
+
+#[test]
+fn status_of_a_table_that_is_not_dockfws() {
+    let offline = Offline::new();
+    let ruleset = offline.desired();
+    offline.memory.put(MemoryTable::commented(ruleset, Some(FOREIGN)));
+    let status = offline.run(&["status"], 1);
+    insta::assert_snapshot!("status-foreign", status.stdout);
+    let json = offline.run(&["status", "--json"], 1);
+    insta::assert_snapshot!("status-foreign-json", json.stdout);
+}
+
+#[test]
+fn status_of_a_table_an_earlier_dockfw_wrote() {
+    let offline = Offline::new();
+    offline
+        .memory
+        .put(MemoryTable::commented(offline.desired(), None));
+    let status = offline.run(&["status"], 0);
+    assert!(
+        status
+            .stdout
+            .contains("written by an earlier dockfw (no ownership marker); `apply --force` adds it"),
+        "{}",
+        status.stdout
+    );
+    let json = offline.run(&["status", "--json"], 0).json();
+    assert_eq!(
+        (json["owned"].clone(), json["marked"].clone()),
+        (true.into(), false.into())
+    );
+    // An update in place keeps it unmarked; --force rebuilds it marked.
+    offline.run(&["apply"], 0);
+    assert_eq!(offline.table().unwrap().comment, None);
+    offline.run(&["apply", "--force"], 0);
+    assert_eq!(offline.table().unwrap().comment.as_deref(), Some(MARKER));
+}
+
+#[test]
+fn diff_equal_exits_0_and_different_exits_1_with_the_unified_text() {
+    let offline = Offline::new();
+    let missing = offline.run(&["diff"], 1);
+    assert!(
+        missing.stdout.starts_with(
+            "--- installed (table inet dockfw is not installed)\n+++ desired from policy.toml\n"
+        ),
+        "{}",
+        missing.stdout
+    );
+    let json = offline.run(&["diff", "--json"], 1).json();
+    assert_eq!(
+        (json["installed"].clone(), json["equal"].clone()),
+        (false.into(), false.into())
+    );
+
+    offline.run(&["apply"], 0);
+    let equal = offline.run(&["diff"], 0);
+    assert_eq!(equal.stdout, "table inet dockfw matches policy.toml\n");
+    assert_eq!(offline.run(&["diff", "-q"], 0).stdout, "");
+    let json = offline.run(&["diff", "--json"], 0);
+    insta::assert_snapshot!("diff-equal-json", json.stdout);
+
+    offline.policy(&POLICY.replace("203.0.113.10", "203.0.113.12"));
+    let diff = offline.run(&["diff"], 1);
+    // The kernel test's `kernel__diff` snapshot reads the same.
+    insta::assert_snapshot!("diff-differs", diff.stdout);
+    let json = offline.run(&["diff", "--json"], 1);
+    insta::assert_snapshot!("diff-differs-json", json.stdout);
+}
+
+#[test]
+fn diff_of_a_table_that_is_not_dockfws() {
+    let offline = Offline::new();
+    offline
+        .memory
+        .put(MemoryTable::commented(offline.desired(), Some(FOREIGN)));
+    let diff = offline.run(&["diff"], 1);
+    insta::assert_snapshot!("diff-foreign", diff.stdout);
+    let json = offline.run(&["diff", "--json"], 1).json();
+    assert_eq!(json["owned"], false);
+    assert_eq!(json["equal"], false);
+}
+
+#[test]
+fn apply_creates_then_leaves_alone_then_updates() {
+    let offline = Offline::new();
+    let created = offline.run(&["apply"], 0);
+    // As `kernel__apply` reads.
+    insta::assert_snapshot!("apply-created", stable(&created.stdout));
+    assert_eq!(created.stderr, "");
+    let installed = offline.table().unwrap();
+    assert_eq!(installed, MemoryTable::dockfw(offline.desired()));
+
+    // Nothing sent: the counters keep counting.
+    offline.memory.count("dockfw", &rule_chain(0), 0, 7, 1500);
+    let unchanged = offline.run(&["apply"], 0);
+    insta::assert_snapshot!("apply-unchanged", unchanged.stdout);
+    assert_eq!(offline.table().unwrap().counters.len(), 1);
+    let json = offline.run(&["apply", "--json"], 0);
+    insta::assert_snapshot!("apply-unchanged-json", stable_json(&json));
+
+    offline.policy(&POLICY.replace("203.0.113.10", "203.0.113.12"));
+    let updated = offline.run(&["apply", "--json"], 0);
+    insta::assert_snapshot!("apply-updated-json", stable_json(&updated));
+    assert_eq!(offline.table().unwrap().ruleset, offline.desired());
+    offline.run(&["diff"], 0);
+
+    let verbose = offline.run(&["apply", "--force", "-v"], 0);
+    assert!(verbose.stdout.starts_with("applied "), "{}", verbose.stdout);
+    assert!(verbose.stdout.contains("0 transaction(s)"), "{}", verbose.stdout);
+    assert_eq!(offline.run(&["apply", "-q"], 0).stdout, "");
+}
+
+#[test]
+fn apply_refuses_a_table_that_is_not_dockfws_unless_adopting() {
+    let offline = Offline::new();
+    let mut foreign = MemoryTable::commented(offline.desired(), Some(FOREIGN));
+    foreign.ruleset.chains.truncate(1);
+    offline.memory.put(foreign.clone());
+
+    for args in [&["apply"][..], &["apply", "--force"], &["apply", "--json"]] {
+        let refused = offline.run(args, 2);
+        assert_eq!(refused.stdout, "", "{args:?}");
+        insta::assert_snapshot!("apply-foreign-refused", refused.stderr);
+        assert_eq!(offline.table(), Some(foreign.clone()), "{args:?}");
+    }
+
+    let adopted = offline.run(&["apply", "--adopt"], 0);
+    assert!(
+        adopted.stdout.starts_with("applied policy.toml "),
+        "{}",
+        adopted.stdout
+    );
+    assert_eq!(offline.table(), Some(MemoryTable::dockfw(offline.desired())));
+    offline.run(&["status"], 0);
+}
+
+#[test]
+fn remove_deletes_dockfws_table_and_refuses_anothers() {
+    let offline = Offline::new();
+    offline.run(&["apply"], 0);
+    let removed = offline.run(&["remove"], 0);
+    assert_eq!(removed.stdout, "removed table inet dockfw\n");
+    assert_eq!(offline.table(), None);
+    let absent = offline.run(&["remove"], 0);
+    assert_eq!(
+        absent.stdout,
+        "table inet dockfw was not installed; nothing to do\n"
+    );
+    assert_eq!(
+        offline.run(&["remove", "--json"], 0).json(),
+        serde_json::json!({ "table": "dockfw", "removed": false })
+    );
+    offline.run(&["apply"], 0);
+    assert_eq!(
+        offline.run(&["remove", "--json"], 0).json(),
+        serde_json::json!({ "table": "dockfw", "removed": true })
+    );
+
+    let foreign = MemoryTable::commented(offline.desired(), Some(FOREIGN));
+    offline.memory.put(foreign.clone());
+    let refused = offline.run(&["remove"], 2);
+    assert_eq!(refused.stdout, "");
+    insta::assert_snapshot!("remove-foreign-refused", refused.stderr);
+    assert_eq!(offline.table(), Some(foreign));
+    let removed = offline.run(&["remove", "--foreign", "--json"], 0);
+    assert_eq!(
+        removed.json(),
+        serde_json::json!({ "table": "dockfw", "removed": true })
+    );
+    assert_eq!(offline.table(), None);
+}
+
+#[test]
+fn table_option_names_the_table() {
+    let offline = Offline::new();
+    offline.run(&["apply", "--table", "other"], 0);
+    assert!(offline.memory.table("other").is_some());
+    assert_eq!(offline.table(), None);
+    offline.run(&["status", "--table", "other"], 0);
+    offline.run(&["status"], 1);
+    offline.run(&["remove", "--table", "other"], 0);
+    assert_eq!(offline.memory.table("other"), None);
+}
