@@ -567,6 +567,10 @@ pub(crate) struct SetSpec {
     pub size: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub userdata: Vec<u8>,
+    /// What a dumped set holds that dockfw never writes (policy,
+    /// gc-interval, set expressions, element timeouts, comments or
+    /// expressions…), in words; empty when building.
+    pub extra: Vec<String>,
 }
 
 /// Allocates the libnftnl expression for `expr`; the caller owns it.
@@ -704,6 +708,8 @@ fn build_expr(expr: &Expr) -> *mut sys::nftnl_expr {
 
 /// `NFT_LIMIT_PKTS`.
 const LIMIT_PKTS: u32 = 0;
+/// `NFT_DYNSET_F_INV` (not in libc).
+const DYNSET_F_INV: u32 = 1;
 /// `LOGLEVEL_WARNING`: the level the kernel logs at (and dumps) when none is given.
 const LOG_LEVEL_WARNING: u32 = 4;
 
@@ -783,7 +789,12 @@ unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
             burst: u32_(sys::NFTNL_EXPR_LIMIT_BURST),
             flags: u32_(sys::NFTNL_EXPR_LIMIT_FLAGS),
         },
-        "dynset" if reg_ok(sys::NFTNL_EXPR_DYNSET_SREG_KEY) && !is_set(sys::NFTNL_EXPR_DYNSET_SREG_DATA) => {
+        // dockfw's dynsets are never inverted (NFT_DYNSET_F_INV).
+        "dynset"
+            if reg_ok(sys::NFTNL_EXPR_DYNSET_SREG_KEY)
+                && !is_set(sys::NFTNL_EXPR_DYNSET_SREG_DATA)
+                && u32_(sys::NFTNL_EXPR_DYNSET_FLAGS) & DYNSET_F_INV == 0 =>
+        {
             let mut exprs = Vec::new();
             // SAFETY: `e` is a live dynset; the callback only reads each
             // inner expression, which lives as long as `e`.
@@ -1001,15 +1012,57 @@ pub(crate) fn parse_set(msg: &[u8]) -> Result<SetSpec, String> {
             timeout_ms: is_set(sys::NFTNL_SET_TIMEOUT)
                 .then(|| sys::nftnl_set_get_u64(s, sys::NFTNL_SET_TIMEOUT as u16)),
             userdata: read_bytes(udata, len),
+            extra: set_extras(s),
         })
     }
+}
+
+/// What a dumped set holds beyond what [`MsgWriter::set`] writes.
+///
+/// # Safety
+/// `s` must point to a live set.
+unsafe fn set_extras(s: *const sys::nftnl_set) -> Vec<String> {
+    // SAFETY (closures): `s` is live per the caller.
+    let is_set = |k: u32| unsafe { sys::nftnl_set_is_set(s, k as u16) };
+    let u32_ = |k: u32| unsafe { sys::nftnl_set_get_u32(s, k as u16) };
+    let mut extra = Vec::new();
+    // The kernel dumps a policy only when it is not the default (performance).
+    if is_set(sys::NFTNL_SET_POLICY) {
+        let policy = match u32_(sys::NFTNL_SET_POLICY) {
+            0 => "performance".to_string(),
+            1 => "memory".to_string(),
+            other => other.to_string(),
+        };
+        extra.push(format!("policy {policy}"));
+    }
+    if is_set(sys::NFTNL_SET_GC_INTERVAL) {
+        extra.push(format!("gc-interval {}ms", u32_(sys::NFTNL_SET_GC_INTERVAL)));
+    }
+    if is_set(sys::NFTNL_SET_EXPR) || is_set(sys::NFTNL_SET_EXPRESSIONS) {
+        extra.push("expressions on every element".into());
+    }
+    if is_set(sys::NFTNL_SET_DATA_TYPE) || is_set(sys::NFTNL_SET_OBJ_TYPE) {
+        extra.push("data (a map)".into());
+    }
+    extra
+}
+
+/// Whether element userdata is only the hint nft writes on an interval
+/// that runs to the top of the key range (`NFTNL_UDATA_SET_ELEM_FLAGS` =
+/// `NFTNL_SET_ELEM_F_INTERVAL_OPEN`): it says what the keys already say.
+fn is_open_interval_hint(udata: &[u8]) -> bool {
+    const UDATA_SET_ELEM_FLAGS: u8 = 1;
+    let open = sys::NFTNL_SET_ELEM_F_INTERVAL_OPEN.to_ne_bytes();
+    matches!(udata, [UDATA_SET_ELEM_FLAGS, 4, value @ ..] if *value == open)
 }
 
 /// Dumped set elements as `(key, flags)`.
 pub(crate) type Elems = Vec<(Vec<u8>, u32)>;
 
-/// The `(key, flags)` of each element in a `NEWSETELEM` dump message.
-pub(crate) fn parse_elems(msg: &[u8], out: &mut Elems) -> Result<(), String> {
+/// The `(key, flags)` of each element in a `NEWSETELEM` dump message; what
+/// an element holds beyond that (dockfw writes nothing more) goes to
+/// `extra`, in words.
+pub(crate) fn parse_elems(msg: &[u8], out: &mut Elems, extra: &mut Vec<String>) -> Result<(), String> {
     let nlh = header(msg)?;
     let obj = set_obj();
     // SAFETY: as in `parse_gen`.
@@ -1032,7 +1085,35 @@ pub(crate) fn parse_elems(msg: &[u8], out: &mut Elems) -> Result<(), String> {
             } else {
                 0
             };
-            out.push((read_bytes(key, len), flags));
+            let key = read_bytes(key, len);
+            let elem_is_set = |k: u32| sys::nftnl_set_elem_is_set(e, k as u16);
+            // A timeout is content; an expiration only the state it leads to.
+            let held = [
+                (sys::NFTNL_SET_ELEM_TIMEOUT, "a timeout"),
+                (sys::NFTNL_SET_ELEM_EXPR, "an expression"),
+                (sys::NFTNL_SET_ELEM_EXPRESSIONS, "expressions"),
+                (sys::NFTNL_SET_ELEM_DATA, "data"),
+                (sys::NFTNL_SET_ELEM_VERDICT, "a verdict"),
+                (sys::NFTNL_SET_ELEM_CHAIN, "a chain"),
+                (sys::NFTNL_SET_ELEM_OBJREF, "an object reference"),
+                (sys::NFTNL_SET_ELEM_KEY_END, "a range end key"),
+            ];
+            if elem_is_set(sys::NFTNL_SET_ELEM_USERDATA) {
+                let mut len = 0u32;
+                let udata = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_USERDATA as u16, &mut len);
+                if !is_open_interval_hint(&read_bytes(udata, len)) {
+                    extra.push(format!("element {key:02x?} has a comment or userdata"));
+                }
+            }
+            for (attr, what) in held {
+                if elem_is_set(attr) {
+                    extra.push(format!("element {key:02x?} has {what}"));
+                }
+            }
+            if flags & !(libc::NFT_SET_ELEM_INTERVAL_END as u32) != 0 {
+                extra.push(format!("element {key:02x?} has flags {flags:#x}"));
+            }
+            out.push((key, flags));
             e = sys::nftnl_set_elems_iter_next(iter);
         }
         sys::nftnl_set_elems_iter_destroy(iter);
@@ -1331,5 +1412,30 @@ pub(crate) fn parse_flowtable(msg: &[u8]) -> Result<FlowtableInfo, String> {
             name,
             text,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dynset dockfw would write, read back as itself; inverted (which
+    /// dockfw never writes) it is not dockfw's.
+    #[test]
+    fn an_inverted_dynset_is_not_dockfws() {
+        let dynset = Expr::Dynset {
+            op: libc::NFT_DYNSET_OP_UPDATE as u32,
+            set: "rule-1-rate-v4".into(),
+            timeout_ms: 0,
+            exprs: vec![],
+        };
+        let e = build_expr(&dynset);
+        // SAFETY: `e` is the live expression just built; freed once below.
+        unsafe {
+            assert_eq!(read_expr(e), dynset);
+            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_DYNSET_FLAGS as u16, DYNSET_F_INV);
+            assert_eq!(read_expr(e), Expr::Other("dynset".into()));
+            sys::nftnl_expr_free(e);
+        }
     }
 }

@@ -50,7 +50,9 @@
 //!   [`Nft::remove`] hold the network namespace's writer lock while they
 //!   run: an `flock` on `/run/dockfw-nft/netns-DEV-INODE.lock` (DEV and
 //!   INODE of the namespace's nsfs file, so every path to one namespace
-//!   names one lock; the directory is created, 0755, if missing). Every
+//!   names one lock; the directory is created, 0755, if missing, and
+//!   refused unless it is a directory owned by root or the effective user
+//!   that group and others cannot write to). Every
 //!   dockfw writer of a namespace, the command's `apply`, `remove` and
 //!   `watch` and any embedder, thus runs alone, so no update is ever planned
 //!   over, or undone over, another dockfw writer's half-done work. A writer
@@ -75,7 +77,9 @@
 //!   ([`Error::NotOwned`], see [`Owner`]) in a batch pinned to the generation
 //!   of the read that decided it; [`Nft::adopt`] and [`Nft::remove_foreign`]
 //!   act on it deliberately. A table of an earlier version (no marker) is
-//!   dockfw's when all of it decodes as dockfw's layout ([`Owner::Unmarked`]).
+//!   dockfw's when all of it decodes as dockfw's layout, core chains
+//!   included ([`Owner::Unmarked`]). The marker is a safety net, not
+//!   authentication: any program may write the same comment.
 //! * Kernel errors name the object at fault (table, set, chain, or rule by
 //!   chain, position and comment, and the match when the kernel points at
 //!   an expression) and say what the errno means there.
@@ -1227,7 +1231,7 @@ impl Nft {
         })?;
         specs.retain(|s| s.table == table);
         let mut sets = Vec::new();
-        for spec in specs {
+        for mut spec in specs {
             let mut elems = Vec::new();
             let earlier = reuse
                 .filter(|r| !r.fresh.contains(spec.name.as_str()))
@@ -1236,9 +1240,13 @@ impl Nft {
                 elems = known.clone();
             } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
                 // Meters are filled by the packet path; their elements are not ours.
+                let mut extra = Vec::new();
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
-                    ffi::parse_elems(msg, &mut elems).map_err(protocol)
+                    ffi::parse_elems(msg, &mut elems, &mut extra).map_err(protocol)
                 })?;
+                // Kept with the set, so a set whose elements hold more than
+                // keys is not dockfw's (and is never reused as one).
+                spec.extra.extend(extra);
             }
             sets.push((spec, elems));
         }
