@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::ffi::{ELEMS_PER_MSG, MsgWriter, SetSpec};
-use crate::plan::Op;
+use crate::op::Op;
 use dockfw_core::interval::{Interval, Point};
 use dockfw_core::ruleset::{
     BaseHook, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset,

@@ -22,11 +22,11 @@
 //! libnftnl's expression text (`[ payload load 2b @ transport header + 2 =>
 //! reg 1 ]`, as `nft --debug=netlink` prints) otherwise.
 
-use crate::TableDump;
 use crate::decode;
 use crate::expr::Expr;
 use crate::ffi::{Elems, RuleInfo, SetSpec};
 use crate::owner::{self, MARKER, Owner};
+use crate::read::TableDump;
 use dockfw_core::ruleset::{Hook, Ruleset, Set};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -1119,7 +1119,7 @@ mod tests {
     }
 
     fn table(dump: &TableDump) -> InstalledTable {
-        let decoded = crate::decode_table("dockfw", dump)
+        let decoded = crate::read::decode_table("dockfw", dump)
             .map(|i| i.ruleset)
             .map_err(|e| e.to_string());
         InstalledTable::new("dockfw", dump, decoded.as_ref().map_err(String::as_str))
