@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// How [`Nft::apply`] brought the table to the ruleset.
+/// How [`Nft::apply`](crate::Nft::apply) brought the table to the ruleset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
@@ -14,7 +14,7 @@ pub enum Change {
     Created,
     /// The table was updated in place, touching only what differs.
     Updated,
-    /// The whole table was replaced in one transaction ([`Nft::replace`], or
+    /// The whole table was replaced in one transaction ([`Nft::replace`](crate::Nft::replace), or
     /// `apply` finding a table it cannot update in place).
     Replaced,
 }
@@ -51,7 +51,7 @@ pub struct Transaction {
     pub commit_time: Duration,
 }
 
-/// What [`Nft::apply`] did.
+/// What [`Nft::apply`](crate::Nft::apply) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ApplyReport {
