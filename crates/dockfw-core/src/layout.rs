@@ -98,6 +98,10 @@ pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
 }
 
+/// Chains every compiled table has, in every version's layout: a table
+/// without them is not in dockfw's layout, whatever its chains are called.
+pub const CORE_CHAINS: [&str; 2] = [CHAIN_POLICY, CHAIN_DEFAULT];
+
 /// Whether `name` is a chain the compiler writes (any version's layout), so a
 /// table of only such chains can be told from another program's.
 pub fn is_layout_chain(name: &str) -> bool {

@@ -50,6 +50,29 @@ pub(crate) fn set_comment(udata: &[u8]) -> Option<String> {
     (at != udata.len()).then(|| format!("(unreadable userdata {udata:02x?})"))
 }
 
+/// What set userdata holds beyond the key byte order dockfw writes (nft
+/// writes the same TLV, nothing else, for `plan`'s sets), if anything: e.g.
+/// `typeof` or auto-merge hints. They change no packet's fate, but the
+/// kernel holds them and dockfw did not write them.
+pub(crate) fn set_userdata_beyond_key_order(udata: &[u8]) -> Option<String> {
+    let ours = &encode::SET_UDATA_KEY_BIG_ENDIAN;
+    let mut at = 0;
+    while at < udata.len() {
+        let Some(&[kind, len]) = udata.get(at..at + 2) else {
+            return Some(format!("unreadable {udata:02x?}"));
+        };
+        let end = at + 2 + usize::from(len);
+        let Some(tlv) = udata.get(at..end) else {
+            return Some(format!("unreadable {udata:02x?}"));
+        };
+        if tlv != ours.as_slice() {
+            return Some(format!("type {kind}: {:02x?}", &tlv[2..]));
+        }
+        at = end;
+    }
+    None
+}
+
 /// A chain without its rules.
 pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
     if !info.devices.is_empty() {
@@ -98,6 +121,15 @@ pub(crate) fn set(spec: &SetSpec, elems: Elems) -> Decoded<Set> {
     // own when it loads `plan`'s script. A comment is never dockfw's.
     if let Some(comment) = set_comment(&spec.userdata) {
         return Err(format!("set `{}` has comment {comment:?}", spec.name));
+    }
+    if let Some(what) = set_userdata_beyond_key_order(&spec.userdata) {
+        return Err(format!(
+            "set `{}` has userdata dockfw does not write ({what})",
+            spec.name
+        ));
+    }
+    if let Some(extra) = spec.extra.first() {
+        return Err(format!("set `{}` has {extra}", spec.name));
     }
     let family = |key_type: u32, key_len: u32| match (key_type, key_len) {
         (TYPE_IPV4_ADDR, 4) => Ok(Family::Ipv4),
@@ -716,6 +748,7 @@ mod tests {
             size: None,
             timeout_ms: None,
             userdata: Vec::new(),
+            extra: Vec::new(),
         };
         assert_eq!(set(&spec, elems).unwrap().elements, elements);
     }

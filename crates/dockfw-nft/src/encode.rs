@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use crate::ffi::{ELEMS_PER_MSG, MsgWriter, SetSpec};
-use crate::plan::Op;
+use crate::op::Op;
 use dockfw_core::interval::{Interval, Point};
 use dockfw_core::ruleset::{
     BaseHook, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset,
@@ -25,7 +25,7 @@ pub(crate) const TYPE_IPV4_ADDR: u32 = 7;
 pub(crate) const TYPE_IPV6_ADDR: u32 = 8;
 pub(crate) const TYPE_INET_SERVICE: u32 = 13;
 /// `NFTNL_UDATA_SET_KEYBYTEORDER` = nft's `BYTEORDER_BIG_ENDIAN`, as nft writes it.
-const SET_UDATA_KEY_BIG_ENDIAN: [u8; 6] = {
+pub(crate) const SET_UDATA_KEY_BIG_ENDIAN: [u8; 6] = {
     let v = 2u32.to_ne_bytes();
     [0, 4, v[0], v[1], v[2], v[3]]
 };
@@ -502,6 +502,7 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
         size: None,
         timeout_ms: None,
         userdata: SET_UDATA_KEY_BIG_ENDIAN.to_vec(),
+        extra: Vec::new(),
     };
     if let SetElements::Meter(meter) = elements {
         spec.flags = libc::NFT_SET_EVAL as u32;

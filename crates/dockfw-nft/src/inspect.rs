@@ -4,11 +4,12 @@
 //! [`Nft::inspect`](crate::Nft::inspect) reads everything table `inet NAME`
 //! holds: the table's flags (dormant, …) and comment, every chain (type,
 //! hook, priority, policy, devices, flags, comment), every set (any key type
-//! and flags, its elements), every rule with all its expressions, whether
+//! and flags, size, policy, gc-interval, userdata, set expressions, its
+//! elements with their timeouts, comments and expressions), every rule with all its expressions, whether
 //! dockfw can decode them or not, and the stateful objects (counter, quota,
 //! ct helper, limit, …) and flowtables in the table. State is not content:
-//! counter values, a quota's consumed bytes and a meter's elements are left
-//! out.
+//! counter values, a quota's consumed bytes, elements' expiry times and a
+//! meter's elements are left out.
 //!
 //! [`InstalledTable::compare`] lists every difference from the desired
 //! ruleset, whoever made it: table flags, a rule dockfw did not write
@@ -21,11 +22,11 @@
 //! libnftnl's expression text (`[ payload load 2b @ transport header + 2 =>
 //! reg 1 ]`, as `nft --debug=netlink` prints) otherwise.
 
-use crate::TableDump;
 use crate::decode;
 use crate::expr::Expr;
 use crate::ffi::{Elems, RuleInfo, SetSpec};
 use crate::owner::{self, MARKER, Owner};
+use crate::read::TableDump;
 use dockfw_core::ruleset::{Hook, Ruleset, Set};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -822,6 +823,12 @@ fn foreign_set_text(spec: &SetSpec, elems: &Elems) -> String {
     if let Some(comment) = decode::set_comment(&spec.userdata) {
         out.push_str(&format!("\t\tcomment {comment:?}\n"));
     }
+    if let Some(what) = decode::set_userdata_beyond_key_order(&spec.userdata) {
+        out.push_str(&format!("\t\t# userdata dockfw does not write: {what}\n"));
+    }
+    for extra in &spec.extra {
+        out.push_str(&format!("\t\t# {extra}\n"));
+    }
     if !elems.is_empty() {
         let mut sorted = elems.clone();
         sorted.sort();
@@ -1139,7 +1146,7 @@ mod tests {
     }
 
     fn table(dump: &TableDump) -> InstalledTable {
-        let decoded = crate::decode_table("dockfw", dump)
+        let decoded = crate::read::decode_table("dockfw", dump)
             .map(|i| i.ruleset)
             .map_err(|e| e.to_string());
         InstalledTable::new("dockfw", dump, decoded.as_ref().map_err(String::as_str))
@@ -1257,7 +1264,15 @@ mod tests {
 
     #[test]
     fn unmarked_tables_are_ours_only_in_dockfw_layout() {
-        let want = desired();
+        // An unmarked table needs the chains every dockfw layout has.
+        let mut want = desired();
+        for name in dockfw_core::layout::CORE_CHAINS {
+            want.chains.push(Chain {
+                name: name.into(),
+                hook: None,
+                rules: vec![],
+            });
+        }
         let mut dump = dump_of(&want);
         dump.userdata.clear();
         assert_eq!(table(&dump).owner(), &Owner::Unmarked);
@@ -1281,6 +1296,25 @@ mod tests {
         let mut empty = empty;
         empty.userdata.clear();
         assert!(matches!(table(&empty).owner(), Owner::Foreign { .. }));
+    }
+
+    #[test]
+    fn an_unmarked_table_without_dockfws_core_chains_is_not_ours() {
+        // A host table of empty accept-policy `input`/`forward` chains: every
+        // name is one dockfw uses, but `rules` and `default-fate` are missing.
+        let mut want = desired();
+        want.chains.retain(|c| c.hook.is_some());
+        for chain in &mut want.chains {
+            chain.rules.clear();
+        }
+        assert!(!want.chains.is_empty());
+        let mut dump = dump_of(&want);
+        dump.userdata.clear();
+        let owner = table(&dump).owner().clone();
+        let Owner::Foreign { why } = owner else {
+            panic!("taken for dockfw's: {owner:?}")
+        };
+        assert!(why.contains("no chain `rules`"), "{why}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ impl WriterLock {
     }
 
     /// [`WriterLock::acquire`] with the lock files in `dir` (created, 0755,
-    /// if missing).
+    /// if missing; refused unless a directory owned by root or by us that
+    /// only its owner can write to).
     fn acquire_in(dir: &Path, netns: NetnsId, wait: Duration) -> Result<Self> {
         let path = netns.lock_path(dir);
         let failed = |source: io::Error| Error::LockFile {
@@ -87,6 +88,7 @@ impl WriterLock {
             .mode(0o755)
             .create(dir)
             .map_err(failed)?;
+        check_directory(dir).map_err(failed)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -136,6 +138,33 @@ impl WriterLock {
             .and_then(|()| writeln!(file, "{}", std::process::id()));
         Ok(Self { _file: file })
     }
+}
+
+/// Refuses a lock directory another user could have planted or can write
+/// to: whoever can write there can swap the lock file between our check and
+/// our use, or hold the lock of every dockfw writer.
+fn check_directory(dir: &Path) -> io::Result<()> {
+    // Not followed: a symlink could point anywhere and change at any time.
+    let meta = std::fs::symlink_metadata(dir)?;
+    let shown = dir.display();
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!("{shown} is not a directory")));
+    }
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(io::Error::other(format!(
+            "{shown} is owned by uid {}, not by root or us (uid {euid}); remove it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(io::Error::other(format!(
+            "{shown} can be written by group or others (mode {:o}); make it 0755 or remove it",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// Takes an exclusive `flock` on `file` without blocking: `false` if
@@ -233,6 +262,41 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_lock_directory_others_can_write_or_own_is_refused() {
+        let root = scratch("dir");
+        std::fs::create_dir_all(&root).unwrap();
+        let netns = NetnsId::current().unwrap();
+        let lock = netns.lock_path(&root);
+        for mode in [0o777, 0o775, 0o1777] {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
+            assert!(matches!(err, Error::LockFile { .. }), "{err:?}");
+            assert!(
+                err.to_string().contains("can be written by group or others"),
+                "{err}"
+            );
+            assert!(!lock.exists(), "{mode:o}: the lock file was created");
+        }
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Owned by another user (only root can give a file away).
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&root, Some(4242), None).unwrap();
+            let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+            std::os::unix::fs::chown(&root, Some(0), None).unwrap();
+        }
+        // A symlink to a good directory is refused too.
+        let link = scratch("dirlink");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        let err = WriterLock::acquire_in(&link, netns, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+        std::fs::remove_file(&link).unwrap();
+        WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -89,7 +89,7 @@ impl Transaction {
     /// The ruleset generation this transaction committed as, which the
     /// `NEWGEN` notification of the commit carries ([`Commit::generation`]).
     pub fn committed_generation(&self) -> u32 {
-        crate::next_generation(self.generation)
+        crate::transact::next_generation(self.generation)
     }
 }
 

@@ -14,8 +14,13 @@
 //! its whole content decodes as dockfw's layout (see [`Owner::Unmarked`]);
 //! it receives the marker the next time the table is rebuilt (`apply
 //! --force`, or `apply` repairing table flags), never by a glitch of its own.
+//!
+//! The marker guards against mistakes, not against other programs: anything
+//! with `CAP_NET_ADMIN` can create a table with the same comment, and it is
+//! then taken for dockfw's (and compared with the policy like any other).
 
-use crate::TableDump;
+use crate::read::TableDump;
+use dockfw_core::layout::CORE_CHAINS;
 use dockfw_core::ruleset::Ruleset;
 
 /// The comment dockfw puts on the tables it creates.
@@ -62,10 +67,12 @@ pub enum Owner {
     Dockfw,
     /// Unmarked (written by a dockfw version before the marker), and
     /// everything in it decodes as dockfw's layout: no table comment,
-    /// objects or flowtables; at least one chain, every chain named as dockfw
-    /// names them (`forward`, `input`, `guarded`, `docker-proxy`, `untracked`, `rules`,
-    /// `rule-N`, `default-fate`) and every chain, set and rule exactly as
-    /// dockfw encodes one. Table flags do not matter (they say nothing of
+    /// objects or flowtables; the chains every dockfw table has (`rules` and
+    /// `default-fate`, [`dockfw_core::layout::CORE_CHAINS`]), every chain
+    /// named as dockfw names them (`forward`, `input`, `guarded`,
+    /// `docker-proxy`, `untracked`, `rules`, `rule-N`, `default-fate`) and
+    /// every chain, set and rule exactly as dockfw encodes one. So a host
+    /// table of empty `input`/`forward` chains is not taken for dockfw's. Table flags do not matter (they say nothing of
     /// who wrote the content). Treated as dockfw's.
     Unmarked,
     /// Not dockfw's: `apply` and `remove` leave it alone unless told to take
@@ -130,6 +137,11 @@ pub(crate) fn by_content(decoded: Result<&Ruleset, &str>) -> Owner {
     }
     if let Some(chain) = ruleset.chains.iter().find(|c| !is_dockfw_chain_name(&c.name)) {
         return unmarked(format!("a chain `{}` dockfw never names so", chain.name));
+    }
+    // Empty accept-policy `input`/`forward` chains are a common host table;
+    // only the chains every dockfw layout has make it look like ours.
+    if let Some(missing) = CORE_CHAINS.iter().find(|name| ruleset.chain(name).is_none()) {
+        return unmarked(format!("no chain `{missing}`, which every dockfw table has"));
     }
     Owner::Unmarked
 }

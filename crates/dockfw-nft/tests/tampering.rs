@@ -345,3 +345,82 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
         assert_eq!(differences(&mut nft, &want), [], "{tampering}: not repaired");
     }
 }
+
+/// What the kernel holds of a set that dockfw never writes: each is a
+/// difference (shown in the installed text) and `apply` repairs it. The
+/// kernel changes none of these on an existing set, so another program would
+/// recreate the table: here `nft -f` loads dockfw's own table (marker
+/// included) with one thing added.
+#[test]
+#[ignore = "needs root"]
+fn set_fields_dockfw_does_not_write_are_differences() {
+    let ns = TestNetns::new().unwrap();
+    let netns = ns.path().display().to_string();
+    let mut nft = ns.nft().unwrap();
+    let text = POLICY.replace(
+        "ports = [8080]",
+        "ports = [8080]\nlimit = { rate = \"20/second\", burst = 40 }",
+    );
+    let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
+    let script = dockfw_core::render(&want);
+    let admins = "\tset set-admins-v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n";
+    let meter = "\tset rule-1-rate-v4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 60s\n";
+    assert!(script.contains(admins) && script.contains(meter), "{script}");
+    // (what is changed in the script, into what, what the installed text then shows)
+    let tamperings: [(&str, String, &str); 7] = [
+        (admins, format!("{admins}\t\tpolicy memory\n"), "# policy memory"),
+        (
+            meter,
+            format!("{meter}\t\tgc-interval 5s\n"),
+            "# gc-interval 5000ms",
+        ),
+        // `typeof` is userdata: the set's type hint for nft.
+        (
+            admins,
+            admins.replace("type ipv4_addr", "typeof ip saddr"),
+            "# userdata dockfw does not write",
+        ),
+        // Set expressions: every element gets a counter (nft writes no
+        // per-element expressions otherwise). Both are shown.
+        (
+            admins,
+            format!("{admins}\t\tcounter\n"),
+            "# expressions on every element",
+        ),
+        (admins, format!("{admins}\t\tcounter\n"), "has an expression"),
+        (
+            "{ 10.1.0.2 }",
+            "{ 10.1.0.2 comment \"vip\" }".into(),
+            "has a comment or userdata",
+        ),
+        // Element timeouts need a set with timeouts, so flags differ too.
+        (
+            "flags interval\n\t\telements = { 10.1.0.2 }",
+            "flags interval,timeout\n\t\telements = { 10.1.0.2 timeout 1h }".into(),
+            "has a timeout",
+        ),
+    ];
+    nft.apply(&want).unwrap();
+    for (from, to, shown) in tamperings {
+        let tampered = script.replacen(from, &to, 1).replacen(
+            "table inet dockfw {\n",
+            &format!("table inet dockfw {{\n\tcomment \"{}\"\n", dockfw_nft::MARKER),
+            1,
+        );
+        assert_ne!(tampered, script, "{to}");
+        nft_script(&netns, &format!("delete table inet dockfw\n{tampered}"));
+        let table = nft.inspect("dockfw").unwrap().unwrap();
+        assert_eq!(table.owner(), &Owner::Dockfw, "{to}");
+        let comparison = table.compare(&want);
+        assert!(!comparison.differences.is_empty(), "{to}: not seen");
+        assert!(
+            comparison.installed_text.contains(shown),
+            "{to}: {}",
+            comparison.installed_text
+        );
+        let report = nft.apply(&want).unwrap_or_else(|e| panic!("{to}: {e}"));
+        assert_ne!(report.change, Change::Unchanged, "{to}");
+        assert_eq!(differences(&mut nft, &want), [], "{to}: not repaired");
+        assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()), "{to}");
+    }
+}

@@ -1,0 +1,420 @@
+//! The apply engine: plan a step, commit it, read it back, until the table
+//! is the ruleset; undo our own steps when a later one fails; replace a
+//! table in one transaction; delete one.
+
+use crate::describe::difference;
+use crate::encode;
+use crate::plan::{self, Installed, StepKind};
+use crate::read::{Reuse, Snapshot, TableDump, ensure_ours, owner_of};
+use crate::report::{ApplyReport, Change, TransactionKind};
+use crate::transact::{ATTEMPTS, next_generation};
+use crate::{Error, Nft, Owner, Result};
+use dockfw_core::ruleset::Ruleset;
+use std::time::{Duration, Instant};
+
+/// Committed transactions one in-place update may take: the planner needs at
+/// most four (see [`plan`]); more means someone else keeps changing the table.
+const MAX_STEPS: usize = 8;
+
+/// Whether [`Nft::converge`] brings the table to a ruleset (re-planning
+/// over whatever it finds), or undoes our own steps (only over our own work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Apply,
+    Undo,
+}
+
+/// How [`Nft::converge`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The table holds the ruleset.
+    Done,
+    /// ([`Mode::Undo`]) another program changed the table; stopped there.
+    Overtaken,
+}
+
+/// How [`Nft::restore`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    /// The table holds the original ruleset again (or nothing needed undoing).
+    Done,
+    /// Another program changed nf_tables since our last commit; the table
+    /// was left as is after `undone` transactions of the undo.
+    Overtaken { undone: usize },
+}
+
+/// Where our own commits of one [`Nft::converge`] left nf_tables, so that
+/// an undo is never sent over another program's work.
+#[derive(Debug, Default)]
+struct Trail {
+    /// Transactions committed.
+    committed: usize,
+    /// The table our first commit was planned from (and committed over:
+    /// the batch carried the generation it was read in), inner `None`:
+    /// absent. What an undo goes back to.
+    before: Option<Option<Ruleset>>,
+    /// Whether another program changed the table between our commits (we
+    /// planned anew over its work), so going back to `before` would erase it.
+    interleaved: bool,
+    /// The generation our last commit moved nf_tables to.
+    generation: Option<u32>,
+    /// The table as read back in exactly that generation (inner `None`:
+    /// absent), if it was.
+    table: Option<Option<TableDump>>,
+}
+
+impl Nft {
+    /// [`Nft::apply`] of a checked ruleset, the writer lock held by the caller.
+    pub(crate) fn apply_unlocked(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        let table = ruleset.table.as_str();
+        let started = Instant::now();
+        let (generation, snapshot) = self.read(table, None, true)?;
+        // Ownership is decided on this read, and every batch below carries
+        // its generation: a table swapped meanwhile makes the kernel refuse.
+        ensure_ours(table, snapshot.as_ref())?;
+        let mut report = ApplyReport::new(Change::Unchanged);
+        report.generation = generation;
+        let installed = match snapshot {
+            None => None,
+            Some(snapshot) if snapshot.dump.flags != 0 => {
+                return self.rebuild(ruleset, false, Some(generation));
+            }
+            Some(Snapshot { dump, decoded }) => match decoded {
+                Ok(installed) => Some((dump, installed)),
+                Err(Error::Unrecognised { .. }) => return self.rebuild(ruleset, false, Some(generation)),
+                Err(e) => return Err(e),
+            },
+        };
+        report.verify_time += started.elapsed();
+        match &installed {
+            Some((_, installed)) if installed.ruleset == *ruleset => return Ok(report),
+            Some(_) => report.change = Change::Updated,
+            None => report.change = Change::Created,
+        }
+        let mut trail = Trail::default();
+        let error = match self.converge(
+            ruleset,
+            generation,
+            installed,
+            &mut report,
+            Mode::Apply,
+            &mut trail,
+        ) {
+            Ok(_) => return Ok(report),
+            Err(error) => error,
+        };
+        if trail.committed == 0 || matches!(error, Error::Mismatch { .. } | Error::NotOwned { .. }) {
+            return Err(error);
+        }
+        let (table, committed, cause) = (table.to_string(), trail.committed, Box::new(error));
+        #[cfg(feature = "testing")]
+        if let Some(hook) = &mut self.hooks.before_undo {
+            (hook.0)();
+        }
+        let before = trail.before.clone().flatten();
+        let undo = if trail.interleaved {
+            // Our later steps were planned over another program's work:
+            // going back to before our first would erase it.
+            Ok(Undo::Overtaken { undone: 0 })
+        } else {
+            self.restore(&table, before.as_ref(), &trail)
+        };
+        Err(match undo {
+            Ok(Undo::Done) => Error::Undone {
+                table,
+                committed,
+                cause,
+            },
+            Ok(Undo::Overtaken { undone }) => {
+                let now = self.describe_table(&table, ruleset, before.as_ref());
+                Error::LeftAsIs {
+                    table,
+                    committed,
+                    cause,
+                    undone,
+                    now,
+                }
+            }
+            Err(rollback) => Error::RollbackFailed {
+                table,
+                committed,
+                cause,
+                rollback: Box::new(rollback),
+            },
+        })
+    }
+
+    /// Replaces the table in one transaction, the writer lock held by the
+    /// caller. Each attempt is based on a settled read that found the table
+    /// dockfw's (unless `adopt`), and carries that read's generation, so the
+    /// table cannot change hands between the decision and the write;
+    /// `read_in` is a generation such a read was already made in.
+    pub(crate) fn rebuild(
+        &mut self,
+        ruleset: &Ruleset,
+        adopt: bool,
+        mut read_in: Option<u32>,
+    ) -> Result<ApplyReport> {
+        const ACTION: &str = "replace the table";
+        let table = ruleset.table.as_str();
+        let mut report = ApplyReport::new(Change::Replaced);
+        let mut batch = encode::replace(ruleset, self.seq, &mut self.writer)?;
+        self.take_seqs(batch.msgs.len());
+        for attempt in 1..=ATTEMPTS {
+            let generation = match read_in.take() {
+                Some(generation) => generation,
+                None if adopt => self.generation()?,
+                None => {
+                    let (generation, snapshot) = self.read(table, None, true)?;
+                    ensure_ours(table, snapshot.as_ref())?;
+                    generation
+                }
+            };
+            report.attempts += 1;
+            let Some(transaction) = self.commit(&mut batch, TransactionKind::Replace, generation, ruleset)?
+            else {
+                std::thread::sleep(Duration::from_millis(5 << attempt));
+                continue;
+            };
+            report.record(transaction);
+            let started = Instant::now();
+            let installed = self.installed(table)?;
+            report.verify_time += started.elapsed();
+            if installed.as_ref() != Some(ruleset) {
+                return Err(Error::Mismatch {
+                    table: table.to_string(),
+                    difference: difference(ruleset, installed.as_ref()),
+                });
+            }
+            return Ok(report);
+        }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Runs planned steps from `installed` (read in `generation`, raw and
+    /// decoded) until the table is `want`, recording each transaction in
+    /// `report` and where our commits left nf_tables in `trail`.
+    ///
+    /// [`Mode::Undo`] goes on only over our own work: when another program
+    /// changed the table since the read a step was planned from, or
+    /// committed between our step and its read-back and the table is not
+    /// what our step left, it stops ([`Flow::Overtaken`]) instead of
+    /// planning anew.
+    fn converge(
+        &mut self,
+        want: &Ruleset,
+        mut generation: u32,
+        mut installed: Option<(TableDump, Installed)>,
+        report: &mut ApplyReport,
+        mode: Mode,
+        trail: &mut Trail,
+    ) -> Result<Flow> {
+        const ACTION: &str = "apply the ruleset";
+        let table = want.table.as_str();
+        let mut steps = 0;
+        loop {
+            let step =
+                plan::plan(installed.as_ref().map(|(_, i)| i), want).map_err(|detail| Error::Protocol {
+                    action: ACTION,
+                    detail,
+                })?;
+            let Some(step) = step else {
+                return Ok(Flow::Done);
+            };
+            if steps == MAX_STEPS {
+                return Err(Error::Busy {
+                    action: ACTION,
+                    attempts: steps as u32,
+                });
+            }
+            let mut batch = encode::ops(table, &step.ops, self.seq, &mut self.writer)?;
+            self.take_seqs(batch.msgs.len());
+            let kind = match step.kind {
+                StepKind::Create => TransactionKind::Create,
+                StepKind::Prepare => TransactionKind::Prepare,
+                StepKind::Switch => TransactionKind::Switch,
+            };
+            // Send the batch; while the kernel refuses it because another
+            // program committed since the read it was planned from, read the
+            // table again and, if it is still exactly that, send the same
+            // batch at once under the new generation (planning and encoding
+            // again would leave the same opening for the next commit).
+            let mut refused = 0;
+            let transaction = loop {
+                report.attempts += 1;
+                if let Some(transaction) = self.commit(&mut batch, kind, generation, want)? {
+                    break Some(transaction);
+                }
+                // Once a step has committed, giving up means undoing it,
+                // which meets the same contention: finishing is better.
+                refused += 1;
+                let patience = if steps == 0 { ATTEMPTS } else { 4 * ATTEMPTS };
+                if refused == patience {
+                    return Err(Error::Busy {
+                        action: ACTION,
+                        attempts: patience,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1 << refused.min(5)));
+                let started = Instant::now();
+                let (now, read) = self.read_decoded(table, None)?;
+                report.verify_time += started.elapsed();
+                if let Some((dump, installed)) = &read
+                    && let Owner::Foreign { why } = owner_of(dump, &Ok(installed.clone()))
+                {
+                    // Someone put a table of their own in its place.
+                    return Err(Error::NotOwned {
+                        table: table.to_string(),
+                        why,
+                    });
+                }
+                let unchanged =
+                    read.as_ref().map(|(dump, _)| dump) == installed.as_ref().map(|(dump, _)| dump);
+                (generation, installed) = (now, read);
+                if !unchanged {
+                    trail.interleaved |= trail.committed > 0;
+                    break None;
+                }
+            };
+            let Some(transaction) = transaction else {
+                if mode == Mode::Undo {
+                    // Someone else's work now: not ours to undo.
+                    return Ok(Flow::Overtaken);
+                }
+                // The table itself changed: plan again from what is there.
+                continue;
+            };
+            steps += 1;
+            let ours = next_generation(transaction.generation);
+            if trail.committed == 0 {
+                trail.before = Some(installed.as_ref().map(|(_, i)| i.ruleset.clone()));
+            }
+            trail.committed += 1;
+            (trail.generation, trail.table) = (Some(ours), None);
+            // Read back what the step wrote; the rest cannot have changed if
+            // nothing else committed since the last read.
+            let started = Instant::now();
+            let reuse = installed.as_ref().map(|(previous, _)| Reuse {
+                generation: next_generation(transaction.generation),
+                previous,
+                fresh: step.written_sets().collect(),
+            });
+            let (now, read) = self.read_decoded(table, reuse)?;
+            report.verify_time += started.elapsed();
+            // Only when nobody else committed since can the table be held to
+            // what this step should leave.
+            let got = read.as_ref().map(|(_, r)| &r.ruleset);
+            if now == ours && got != Some(&step.after) {
+                return Err(Error::Mismatch {
+                    table: table.to_string(),
+                    difference: difference(&step.after, got),
+                });
+            }
+            if now == ours {
+                trail.table = Some(read.as_ref().map(|(dump, _)| dump.clone()));
+            } else if got != Some(&step.after) || read.as_ref().is_some_and(|(dump, _)| dump.flags != 0) {
+                // Someone else changed the table right after our commit.
+                if mode == Mode::Undo {
+                    return Ok(Flow::Overtaken);
+                }
+                trail.interleaved = true;
+            }
+            report.record(transaction);
+            (generation, installed) = (now, read);
+            #[cfg(feature = "testing")]
+            if mode == Mode::Apply
+                && let Some(hook) = &mut self.hooks.after_commit
+            {
+                (hook.0)();
+            }
+        }
+    }
+
+    /// Undoes a partly applied update whose commits `trail` followed:
+    /// brings the table back to `original`, what it held before our first
+    /// commit (removes it if there was none),
+    /// the same glitch-free way, but only over our own work. The undo
+    /// starts only if nothing committed since our last commit, or if the
+    /// table still reads exactly as that commit left it (others committed
+    /// elsewhere); each of its batches carries the generation it was planned
+    /// in, so a commit by anyone else meanwhile makes the kernel refuse it.
+    fn restore(&mut self, table: &str, original: Option<&Ruleset>, trail: &Trail) -> Result<Undo> {
+        let Some(ours) = trail.generation else {
+            return Ok(Undo::Done);
+        };
+        let (mut generation, snapshot) = self.read(table, None, true)?;
+        let left_by_us = |generation: u32, dump: Option<&TableDump>| {
+            generation == ours || trail.table.as_ref().is_some_and(|left| left.as_ref() == dump)
+        };
+        if !left_by_us(generation, snapshot.as_ref().map(|s| &s.dump)) {
+            return Ok(Undo::Overtaken { undone: 0 });
+        }
+        let Some(original) = original else {
+            if snapshot.is_none() {
+                return Ok(Undo::Done);
+            }
+            let mine = snapshot.map(|s| s.dump);
+            for _ in 0..ATTEMPTS {
+                if self.delete_table(table, generation)?.is_some() {
+                    return Ok(Undo::Done);
+                }
+                // Refused: someone committed. Go on only if it was elsewhere.
+                let (now, read) = self.read(table, None, true)?;
+                if read.map(|s| s.dump) != mine {
+                    return Ok(Undo::Overtaken { undone: 0 });
+                }
+                generation = now;
+            }
+            return Err(Error::Busy {
+                action: "undo the update (delete the table it created)",
+                attempts: ATTEMPTS,
+            });
+        };
+        let installed = snapshot
+            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .transpose()?;
+        let mut report = ApplyReport::new(Change::Updated);
+        let mut undo = Trail::default();
+        match self.converge(
+            original,
+            generation,
+            installed,
+            &mut report,
+            Mode::Undo,
+            &mut undo,
+        )? {
+            Flow::Done => Ok(Undo::Done),
+            Flow::Overtaken => Ok(Undo::Overtaken {
+                undone: undo.committed,
+            }),
+        }
+    }
+
+    /// [`Nft::remove`] / [`Nft::remove_foreign`], the writer lock held by the caller.
+    pub(crate) fn remove_checked(&mut self, table: &str, any_owner: bool) -> Result<bool> {
+        const ACTION: &str = "remove the table";
+        for attempt in 1..=ATTEMPTS {
+            let generation = if any_owner {
+                self.generation()?
+            } else {
+                let (generation, snapshot) = self.read(table, None, true)?;
+                if snapshot.is_none() {
+                    return Ok(false);
+                }
+                ensure_ours(table, snapshot.as_ref())?;
+                generation
+            };
+            match self.delete_table(table, generation)? {
+                Some(existed) => return Ok(existed),
+                None => std::thread::sleep(Duration::from_millis(1 << attempt)),
+            }
+        }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: ATTEMPTS,
+        })
+    }
+}

@@ -1,0 +1,473 @@
+//! Building messages: every request dockfw sends, written by libnftnl into
+//! one reusable, zero-initialised scratch buffer that is larger than any
+//! message we build (rules are capped at the kernel's 128 expressions and
+//! element messages at [`ELEMS_PER_MSG`] elements), then copied out as bytes.
+//!
+//! Each object kind names itself the same way in every message ([`Message`]:
+//! family, table, name), so a message is an object from [`Owned::named`] or
+//! [`Owned::filter`], a few attributes of its own, and [`MsgWriter::message`].
+
+use super::expr::build_expr;
+use super::{INET, Object, Owned, cstr, sys};
+use crate::expr::Expr;
+use std::ffi::c_char;
+
+/// Set elements per `NEWSETELEM` message; the element list is one netlink
+/// attribute whose length is a u16, so it must stay well under 64 KiB
+/// (an IPv6 interval element takes about 44 bytes).
+pub(crate) const ELEMS_PER_MSG: usize = 1024;
+
+/// Scratch buffer size: the largest message we build is a rule of at most 128
+/// expressions with names of at most 255 bytes each, far below this.
+const SCRATCH_BYTES: usize = 256 * 1024;
+
+/// Writes an object's attributes into the message headed by the header.
+///
+/// # Safety
+/// The header must head a message with room to spare; the object be live.
+type Payload<T> = unsafe fn(*mut libc::nlmsghdr, *mut T);
+
+/// [`Payload`] of a set's elements (`nftnl_set_elems_nlmsg_build_payload`).
+///
+/// # Safety
+/// As [`Payload`].
+unsafe fn set_elements(nlh: *mut libc::nlmsghdr, set: *mut sys::nftnl_set) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { sys::nftnl_set_elems_nlmsg_build_payload(nlh, set) }
+}
+
+/// An object kind a message carries: how it is named and how it becomes
+/// the payload of a message.
+pub(super) trait Message: Object {
+    /// `nftnl_*_nlmsg_build_payload`: the object as a message's payload.
+    ///
+    /// # Safety
+    /// As [`Payload`].
+    unsafe fn payload(nlh: *mut libc::nlmsghdr, obj: *mut Self);
+    /// The attributes of its family, of the table it is in (`None`: it is a
+    /// table) and of its name (a rule: its chain's).
+    const FAMILY: u16;
+    const TABLE: Option<u16>;
+    const NAME: u16;
+    /// Sets a u32 attribute.
+    ///
+    /// # Safety
+    /// `obj` must be live and `attr` one of its kind's.
+    unsafe fn set_u32(obj: *mut Self, attr: u16, value: u32);
+    /// Sets a string attribute; libnftnl copies the string.
+    ///
+    /// # Safety
+    /// As [`Message::set_u32`]; `value` a NUL-terminated string.
+    unsafe fn set_str(obj: *mut Self, attr: u16, value: *const c_char);
+}
+
+/// Implements [`Message`] for a libnftnl type.
+macro_rules! message {
+    ($($ty:ident: $payload:ident, $set_u32:ident, $set_str:ident,
+       family $family:ident, table $($table:ident)?, name $name:ident;)*) => {$(
+        impl Message for sys::$ty {
+            unsafe fn payload(nlh: *mut libc::nlmsghdr, obj: *mut Self) {
+                // SAFETY: guaranteed by the caller.
+                unsafe { sys::$payload(nlh, obj) };
+            }
+            const FAMILY: u16 = sys::$family as u16;
+            const TABLE: Option<u16> = message!(@table $($table)?);
+            const NAME: u16 = sys::$name as u16;
+            unsafe fn set_u32(obj: *mut Self, attr: u16, value: u32) {
+                // SAFETY: guaranteed by the caller.
+                unsafe { sys::$set_u32(obj, attr, value) };
+            }
+            unsafe fn set_str(obj: *mut Self, attr: u16, value: *const c_char) {
+                // SAFETY: guaranteed by the caller.
+                unsafe { sys::$set_str(obj, attr, value) };
+            }
+        }
+    )*};
+    (@table) => { None };
+    (@table $table:ident) => { Some(sys::$table as u16) };
+}
+
+message! {
+    nftnl_table: nftnl_table_nlmsg_build_payload, nftnl_table_set_u32, nftnl_table_set_str,
+        family NFTNL_TABLE_FAMILY, table, name NFTNL_TABLE_NAME;
+    nftnl_chain: nftnl_chain_nlmsg_build_payload, nftnl_chain_set_u32, nftnl_chain_set_str,
+        family NFTNL_CHAIN_FAMILY, table NFTNL_CHAIN_TABLE, name NFTNL_CHAIN_NAME;
+    nftnl_set: nftnl_set_nlmsg_build_payload, nftnl_set_set_u32, nftnl_set_set_str,
+        family NFTNL_SET_FAMILY, table NFTNL_SET_TABLE, name NFTNL_SET_NAME;
+    nftnl_rule: nftnl_rule_nlmsg_build_payload, nftnl_rule_set_u32, nftnl_rule_set_str,
+        family NFTNL_RULE_FAMILY, table NFTNL_RULE_TABLE, name NFTNL_RULE_CHAIN;
+    nftnl_obj: nftnl_obj_nlmsg_build_payload, nftnl_obj_set_u32, nftnl_obj_set_str,
+        family NFTNL_OBJ_FAMILY, table NFTNL_OBJ_TABLE, name NFTNL_OBJ_NAME;
+    nftnl_flowtable: nftnl_flowtable_nlmsg_build_payload, nftnl_flowtable_set_u32, nftnl_flowtable_set_str,
+        family NFTNL_FLOWTABLE_FAMILY, table NFTNL_FLOWTABLE_TABLE, name NFTNL_FLOWTABLE_NAME;
+}
+
+impl<T: Message> Owned<T> {
+    /// The object a change names: family inet, table `table` (`None` for a
+    /// table itself) and name `name` (a rule: its chain).
+    fn named(table: Option<&str>, name: &str) -> Self {
+        let obj = Self::empty();
+        let name = cstr(name);
+        // SAFETY: `obj` is live and the attributes are its kind's;
+        // libnftnl copies the strings.
+        unsafe {
+            T::set_u32(obj.as_ptr(), T::FAMILY, INET);
+            if let (Some(attr), Some(table)) = (T::TABLE, table) {
+                T::set_str(obj.as_ptr(), attr, cstr(table).as_ptr());
+            }
+            T::set_str(obj.as_ptr(), T::NAME, name.as_ptr());
+        }
+        obj
+    }
+
+    /// A read request's filter: only objects in table `table` and, if given,
+    /// named `name` (no family: the message header carries it).
+    fn filter(table: Option<&str>, name: Option<&str>) -> Self {
+        let obj = Self::empty();
+        // SAFETY: as in `named`.
+        unsafe {
+            if let (Some(attr), Some(table)) = (T::TABLE, table) {
+                T::set_str(obj.as_ptr(), attr, cstr(table).as_ptr());
+            }
+            if let Some(name) = name {
+                T::set_str(obj.as_ptr(), T::NAME, cstr(name).as_ptr());
+            }
+        }
+        obj
+    }
+}
+
+/// Builds messages into a reusable scratch buffer.
+pub(crate) struct MsgWriter {
+    // u32 words keep the buffer aligned for `nlmsghdr`.
+    scratch: Vec<u32>,
+}
+
+impl std::fmt::Debug for MsgWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MsgWriter")
+    }
+}
+
+/// Flags of a message creating an object that must not exist yet.
+const CREATE: i32 = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
+
+impl MsgWriter {
+    pub(crate) fn new() -> Self {
+        Self {
+            scratch: vec![0; SCRATCH_BYTES / 4],
+        }
+    }
+
+    /// Writes a header, lets `payload` add attributes, returns the message.
+    fn build(
+        &mut self,
+        ty: u32,
+        family: u16,
+        flags: i32,
+        seq: u32,
+        payload: impl FnOnce(*mut libc::nlmsghdr),
+    ) -> &[u8] {
+        let buf = self.scratch.as_mut_ptr().cast::<c_char>();
+        // SAFETY: the scratch buffer is SCRATCH_BYTES long and 4-byte aligned;
+        // the header needs 20 bytes.
+        let nlh = unsafe { sys::nftnl_nlmsg_build_hdr(buf, ty as u16, family, flags as u16, seq) };
+        payload(nlh);
+        // SAFETY: `nlh` points at the header just written into our buffer.
+        let len = unsafe { (*nlh).nlmsg_len } as usize;
+        assert!(len <= SCRATCH_BYTES, "netlink message overflowed its buffer");
+        // SAFETY: the buffer is initialised (zeroed at creation) and `len`
+        // bytes long at least.
+        unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }
+    }
+
+    /// An inet message of type `ty` carrying `obj`, written by `payload`.
+    fn message_with<T>(
+        &mut self,
+        ty: u32,
+        flags: i32,
+        seq: u32,
+        obj: &Owned<T>,
+        payload: Payload<T>,
+    ) -> &[u8] {
+        self.build(ty, INET as u16, flags, seq, |nlh| {
+            // SAFETY: `nlh` heads a message in our scratch buffer with room
+            // to spare (element counts are capped so that holds too); `obj`
+            // is live.
+            unsafe { payload(nlh, obj.as_ptr()) }
+        })
+    }
+
+    /// An inet message of type `ty` carrying `obj`.
+    fn message<T: Message>(&mut self, ty: u32, flags: i32, seq: u32, obj: &Owned<T>) -> &[u8] {
+        self.message_with(ty, flags, seq, obj, T::payload)
+    }
+
+    /// `NEWTABLE`/`DELTABLE` for an inet table.
+    pub(crate) fn table(&mut self, add: bool, flags: i32, seq: u32, name: &str) -> &[u8] {
+        let table = Owned::<sys::nftnl_table>::named(None, name);
+        // SAFETY: `table` is a live object.
+        unsafe { sys::nftnl_table_set_u32(table.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, 0) };
+        if add {
+            // The ownership marker goes into every table dockfw creates, in the
+            // creating message itself; the kernel ignores it when the table
+            // already exists (table userdata cannot be changed in place).
+            let marker = crate::owner::table_userdata();
+            // SAFETY: `table` is live; libnftnl copies the bytes.
+            unsafe {
+                sys::nftnl_table_set_data(
+                    table.as_ptr(),
+                    sys::NFTNL_TABLE_USERDATA as u16,
+                    marker.as_ptr().cast(),
+                    marker.len() as u32,
+                );
+            }
+        }
+        let ty = if add {
+            libc::NFT_MSG_NEWTABLE
+        } else {
+            libc::NFT_MSG_DELTABLE
+        };
+        self.message(ty as u32, flags, seq, &table)
+    }
+
+    /// `NEWCHAIN`; a base chain gets type filter, policy accept and `hook`.
+    pub(crate) fn chain(&mut self, seq: u32, table: &str, name: &str, hook: Option<(u32, i32)>) -> &[u8] {
+        let chain = Owned::<sys::nftnl_chain>::named(Some(table), name);
+        if let Some((hooknum, priority)) = hook {
+            // SAFETY: `chain` is a live object; libnftnl copies the string.
+            unsafe {
+                let c = chain.as_ptr();
+                sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16, hooknum);
+                sys::nftnl_chain_set_s32(c, sys::NFTNL_CHAIN_PRIO as u16, priority);
+                sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
+                sys::nftnl_chain_set_u32(c, sys::NFTNL_CHAIN_POLICY as u16, libc::NF_ACCEPT as u32);
+            }
+        }
+        self.message(libc::NFT_MSG_NEWCHAIN as u32, CREATE, seq, &chain)
+    }
+
+    /// `NEWSET`.
+    pub(crate) fn set(&mut self, seq: u32, spec: &SetSpec) -> &[u8] {
+        let set = Owned::<sys::nftnl_set>::named(Some(&spec.table), &spec.name);
+        // SAFETY: `set` is a live object; libnftnl copies the data.
+        unsafe {
+            let s = set.as_ptr();
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_ID as u16, spec.id);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_FLAGS as u16, spec.flags);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_TYPE as u16, spec.key_type);
+            sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_LEN as u16, spec.key_len);
+            if let Some(size) = spec.size {
+                sys::nftnl_set_set_u32(s, sys::NFTNL_SET_DESC_SIZE as u16, size);
+            }
+            if let Some(timeout) = spec.timeout_ms {
+                sys::nftnl_set_set_u64(s, sys::NFTNL_SET_TIMEOUT as u16, timeout);
+            }
+            if !spec.userdata.is_empty() {
+                sys::nftnl_set_set_data(
+                    s,
+                    sys::NFTNL_SET_USERDATA as u16,
+                    spec.userdata.as_ptr().cast(),
+                    spec.userdata.len() as u32,
+                );
+            }
+        }
+        self.message(libc::NFT_MSG_NEWSET as u32, CREATE, seq, &set)
+    }
+
+    /// `NEWSETELEM` (or with `delete`, `DELSETELEM`) with at most
+    /// [`ELEMS_PER_MSG`] `(key, interval end)` elements.
+    pub(crate) fn elems(
+        &mut self,
+        seq: u32,
+        table: &str,
+        set_name: &str,
+        delete: bool,
+        elems: &[(Vec<u8>, bool)],
+    ) -> &[u8] {
+        assert!(elems.len() <= ELEMS_PER_MSG);
+        let set = Owned::<sys::nftnl_set>::named(Some(table), set_name);
+        // SAFETY: `set` is a live object; each element is handed over to the
+        // set (which frees it); libnftnl copies the key bytes.
+        unsafe {
+            let s = set.as_ptr();
+            for (key, end) in elems {
+                let e = sys::nftnl_set_elem_alloc();
+                if e.is_null() {
+                    std::process::abort();
+                }
+                sys::nftnl_set_elem_set(
+                    e,
+                    sys::NFTNL_SET_ELEM_KEY as u16,
+                    key.as_ptr().cast(),
+                    key.len() as u32,
+                );
+                if *end {
+                    sys::nftnl_set_elem_set_u32(
+                        e,
+                        sys::NFTNL_SET_ELEM_FLAGS as u16,
+                        libc::NFT_SET_ELEM_INTERVAL_END as u32,
+                    );
+                }
+                sys::nftnl_set_elem_add(s, e);
+            }
+        }
+        let (ty, flags) = if delete {
+            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+        } else {
+            (libc::NFT_MSG_NEWSETELEM, CREATE)
+        };
+        self.message_with(ty as u32, flags, seq, &set, set_elements)
+    }
+
+    /// `DELSET` of set `name`.
+    pub(crate) fn set_delete(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
+        let set = Owned::<sys::nftnl_set>::named(Some(table), name);
+        self.message(libc::NFT_MSG_DELSET as u32, libc::NLM_F_ACK, seq, &set)
+    }
+
+    /// `DELCHAIN` of chain `name` (the kernel also deletes its rules).
+    pub(crate) fn chain_delete(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
+        let chain = Owned::<sys::nftnl_chain>::named(Some(table), name);
+        self.message(libc::NFT_MSG_DELCHAIN as u32, libc::NLM_F_ACK, seq, &chain)
+    }
+
+    /// `DELRULE`: the rule with `handle` in `chain`, or (`None`) every rule
+    /// of the chain.
+    pub(crate) fn rule_delete(&mut self, seq: u32, table: &str, chain: &str, handle: Option<u64>) -> &[u8] {
+        let rule = Owned::<sys::nftnl_rule>::named(Some(table), chain);
+        if let Some(handle) = handle {
+            // SAFETY: `rule` is a live object.
+            unsafe { sys::nftnl_rule_set_u64(rule.as_ptr(), sys::NFTNL_RULE_HANDLE as u16, handle) };
+        }
+        self.message(libc::NFT_MSG_DELRULE as u32, libc::NLM_F_ACK, seq, &rule)
+    }
+
+    /// `NEWRULE` in `chain`: appended, or inserted just before the rule
+    /// whose handle is `before`.
+    pub(crate) fn rule(
+        &mut self,
+        seq: u32,
+        table: &str,
+        chain: &str,
+        before: Option<u64>,
+        exprs: &[Expr],
+        userdata: &[u8],
+    ) -> &[u8] {
+        let rule = Owned::<sys::nftnl_rule>::named(Some(table), chain);
+        // SAFETY: `rule` is a live object; libnftnl copies data and takes
+        // ownership of each expression added.
+        unsafe {
+            let r = rule.as_ptr();
+            if let Some(handle) = before {
+                sys::nftnl_rule_set_u64(r, sys::NFTNL_RULE_POSITION as u16, handle);
+            }
+            if !userdata.is_empty() {
+                sys::nftnl_rule_set_data(
+                    r,
+                    sys::NFTNL_RULE_USERDATA as u16,
+                    userdata.as_ptr().cast(),
+                    userdata.len() as u32,
+                );
+            }
+            for expr in exprs {
+                sys::nftnl_rule_add_expr(r, build_expr(expr));
+            }
+        }
+        // With a position and without NLM_F_APPEND the kernel inserts the
+        // rule before the positioned one; with NLM_F_APPEND and no position
+        // it appends to the chain.
+        let place = if before.is_some() { 0 } else { libc::NLM_F_APPEND };
+        self.message(libc::NFT_MSG_NEWRULE as u32, CREATE | place, seq, &rule)
+    }
+
+    /// `GETGEN` request.
+    pub(crate) fn get_gen(&mut self, seq: u32) -> Vec<u8> {
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+        self.build(
+            libc::NFT_MSG_GETGEN as u32,
+            libc::AF_UNSPEC as u16,
+            flags,
+            seq,
+            |_| {},
+        )
+        .to_vec()
+    }
+
+    /// `GETTABLE` for one table.
+    pub(crate) fn get_table(&mut self, seq: u32, table: &str) -> Vec<u8> {
+        let obj = Owned::<sys::nftnl_table>::filter(None, Some(table));
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+        self.message(libc::NFT_MSG_GETTABLE as u32, flags, seq, &obj)
+            .to_vec()
+    }
+
+    /// A dump request (`GETCHAIN`, `GETSET`, `GETRULE`, …) filtered by table.
+    pub(crate) fn dump(&mut self, seq: u32, what: Dump, table: &str) -> Vec<u8> {
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_DUMP;
+        let of_table = Some(table);
+        match what {
+            Dump::Chains => {
+                let obj = Owned::<sys::nftnl_chain>::filter(of_table, None);
+                self.message(libc::NFT_MSG_GETCHAIN as u32, flags, seq, &obj)
+            }
+            Dump::Sets => {
+                let obj = Owned::<sys::nftnl_set>::filter(of_table, None);
+                self.message(libc::NFT_MSG_GETSET as u32, flags, seq, &obj)
+            }
+            Dump::Elements(set) => {
+                let obj = Owned::<sys::nftnl_set>::filter(of_table, Some(set));
+                self.message_with(libc::NFT_MSG_GETSETELEM as u32, flags, seq, &obj, set_elements)
+            }
+            Dump::Objects => {
+                // Without a type the kernel dumps objects of every type.
+                let obj = Owned::<sys::nftnl_obj>::filter(of_table, None);
+                self.message(libc::NFT_MSG_GETOBJ as u32, flags, seq, &obj)
+            }
+            Dump::Flowtables => {
+                let obj = Owned::<sys::nftnl_flowtable>::filter(of_table, None);
+                self.message(NFT_MSG_GETFLOWTABLE, flags, seq, &obj)
+            }
+            Dump::Rules => {
+                let obj = Owned::<sys::nftnl_rule>::filter(of_table, None);
+                self.message(libc::NFT_MSG_GETRULE as u32, flags, seq, &obj)
+            }
+        }
+        .to_vec()
+    }
+}
+
+/// What to dump.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dump<'a> {
+    Chains,
+    Sets,
+    Elements(&'a str),
+    Rules,
+    /// Stateful objects (counter, quota, ct helper, limit, …).
+    Objects,
+    Flowtables,
+}
+
+/// `NFT_MSG_GETFLOWTABLE` (not in the libc crate).
+const NFT_MSG_GETFLOWTABLE: u32 = 23;
+
+/// Everything a `NEWSET` message carries for dockfw's sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetSpec {
+    pub table: String,
+    pub name: String,
+    /// The kernel's handle when dumped (0 when building).
+    pub handle: u64,
+    pub id: u32,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    pub size: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub userdata: Vec<u8>,
+    /// What a dumped set holds that dockfw never writes (policy,
+    /// gc-interval, set expressions, element timeouts, comments or
+    /// expressions…), in words; empty when building.
+    pub extra: Vec<String>,
+}

@@ -1,0 +1,398 @@
+//! Reading a table: consistent dumps (one generation, or two agreeing
+//! reads), set elements reused from an earlier read, decoding into a
+//! [`Ruleset`], and whose the table is.
+
+use crate::expr::Expr;
+use crate::ffi::{self, Dump};
+use crate::inspect::InstalledTable;
+use crate::owner::{self, Owner};
+use crate::plan::Installed;
+use crate::report::RuleCounter;
+use crate::transact::Outcome;
+use crate::{Error, Nft, Result, decode};
+use dockfw_core::ruleset::Ruleset;
+use std::collections::HashSet;
+
+/// Reads are cheap and only need two agreeing results; allow more tries.
+pub(crate) const READ_ATTEMPTS: u32 = 20;
+
+/// One attempt at reading a table.
+pub(crate) enum Read {
+    Absent,
+    /// A dump saw a concurrent change (or the table vanished midway).
+    Interrupted,
+    Table(TableDump),
+}
+
+/// The raw contents of a table, read in one consistent generation (counter
+/// values zeroed: they are not part of what was applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableDump {
+    pub(crate) flags: u32,
+    /// Table userdata: dockfw's ownership marker (see [`owner`]).
+    pub(crate) userdata: Vec<u8>,
+    pub(crate) chains: Vec<ffi::ChainInfo>,
+    pub(crate) sets: Vec<(ffi::SetSpec, ffi::Elems)>,
+    pub(crate) rules: Vec<ffi::RuleInfo>,
+    /// Stateful objects; dockfw writes none.
+    pub(crate) objects: Vec<ffi::ObjectInfo>,
+    /// Flowtables; dockfw writes none.
+    pub(crate) flowtables: Vec<ffi::FlowtableInfo>,
+}
+
+impl TableDump {
+    /// Whether a chain or set name appears twice, which no committed table
+    /// can hold (see [`Nft::read`]).
+    pub(crate) fn repeats_a_name(&self) -> bool {
+        let mut chains = HashSet::new();
+        let mut sets = HashSet::new();
+        !self.chains.iter().all(|c| chains.insert(c.name.as_str()))
+            || !self.sets.iter().all(|(s, _)| sets.insert(s.name.as_str()))
+    }
+}
+
+/// A read table: raw, and decoded (or why it cannot be).
+pub(crate) struct Snapshot {
+    pub(crate) dump: TableDump,
+    pub(crate) decoded: Result<Installed>,
+}
+
+impl Snapshot {
+    /// Whose the table is.
+    pub(crate) fn owner(&self) -> Owner {
+        owner_of(&self.dump, &self.decoded)
+    }
+}
+
+pub(crate) fn owner_of(dump: &TableDump, decoded: &Result<Installed>) -> Owner {
+    let what = match decoded {
+        Err(Error::Unrecognised { what, .. }) => what.clone(),
+        Err(other) => other.to_string(),
+        Ok(_) => String::new(),
+    };
+    owner::owner(
+        dump,
+        decoded.as_ref().map(|i| &i.ruleset).map_err(|_| what.as_str()),
+    )
+}
+
+/// [`Error::NotOwned`] unless the snapshot is of a table dockfw may change
+/// (or of no table).
+pub(crate) fn ensure_ours(table: &str, snapshot: Option<&Snapshot>) -> Result<()> {
+    match snapshot.map(Snapshot::owner) {
+        Some(Owner::Foreign { why }) => Err(Error::NotOwned {
+            table: table.to_string(),
+            why,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Set elements a read may take from an earlier read instead of dumping them
+/// again: those of every set but `fresh`, if the ruleset generation is still
+/// `generation` when the read starts (nothing but the transaction that led
+/// there has committed since `previous` was read, and it wrote only `fresh`).
+pub(crate) struct Reuse<'a> {
+    pub(crate) generation: u32,
+    pub(crate) previous: &'a TableDump,
+    pub(crate) fresh: HashSet<&'a str>,
+}
+
+/// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
+/// dockfw does not write.
+pub(crate) fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
+    let unrecognised = |what: String| Error::Unrecognised {
+        table: table.to_string(),
+        what,
+    };
+    if let Some(object) = dump.objects.first() {
+        return Err(unrecognised(format!("object {}", object.text)));
+    }
+    if let Some(flowtable) = dump.flowtables.first() {
+        return Err(unrecognised(format!("flowtable `{}`", flowtable.name)));
+    }
+    let mut ruleset = Ruleset {
+        table: table.to_string(),
+        sets: Vec::new(),
+        chains: Vec::new(),
+    };
+    for (spec, elems) in &dump.sets {
+        if ruleset.set(&spec.name).is_some() {
+            return Err(unrecognised(format!("two sets called `{}`", spec.name)));
+        }
+        ruleset
+            .sets
+            .push(decode::set(spec, elems.clone()).map_err(unrecognised)?);
+    }
+    for info in &dump.chains {
+        if ruleset.chain(&info.name).is_some() {
+            return Err(unrecognised(format!("two chains called `{}`", info.name)));
+        }
+        ruleset.chains.push(decode::chain(info).map_err(unrecognised)?);
+    }
+    let mut handles = vec![Vec::new(); ruleset.chains.len()];
+    for info in &dump.rules {
+        let comment = decode::comment(&info.userdata).map_err(unrecognised)?;
+        let rule = decode::rule(&info.exprs, comment.clone())
+            .map_err(|e| unrecognised(format!("in chain `{}`, rule {comment:?}: {e}", info.chain)))?;
+        let at = ruleset
+            .chains
+            .iter()
+            .position(|c| c.name == info.chain)
+            .ok_or_else(|| unrecognised(format!("a rule in unknown chain `{}`", info.chain)))?;
+        ruleset.chains[at].rules.push(rule);
+        handles[at].push(info.handle);
+    }
+    Ok(Installed { ruleset, handles })
+}
+
+impl Nft {
+    /// [`Nft::installed`].
+    pub(crate) fn read_installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
+        let (_, snapshot) = self.read(table, None, false)?;
+        snapshot
+            .map(|snapshot| snapshot.decoded.map(|installed| installed.ruleset))
+            .transpose()
+    }
+
+    /// [`Nft::inspect`].
+    pub(crate) fn inspect_table(&mut self, table: &str) -> Result<Option<InstalledTable>> {
+        let (_, snapshot) = self.read(table, None, false)?;
+        Ok(snapshot.map(|snapshot| {
+            let what = match &snapshot.decoded {
+                Err(Error::Unrecognised { what, .. }) => what.clone(),
+                Err(other) => other.to_string(),
+                Ok(_) => String::new(),
+            };
+            let decoded = snapshot
+                .decoded
+                .as_ref()
+                .map(|i| &i.ruleset)
+                .map_err(|_| what.as_str());
+            InstalledTable::new(table, &snapshot.dump, decoded)
+        }))
+    }
+
+    /// [`Nft::read`] of a settled table, failing if it cannot be decoded.
+    pub(crate) fn read_decoded(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+    ) -> Result<(u32, Option<(TableDump, Installed)>)> {
+        let (generation, snapshot) = self.read(table, reuse, true)?;
+        let read = snapshot
+            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .transpose()?;
+        Ok((generation, read))
+    }
+
+    /// A consistent read of `table` and the generation it was read in,
+    /// taking set elements from `reuse` where it allows.
+    ///
+    /// Consistent: dumped within one generation, or the same (handles
+    /// included) twice in a row while others keep committing. A dump taken
+    /// while another program's transaction is under way can show what no
+    /// committed table holds although the generation did not move: the
+    /// kernel's chain dump, resuming after inactive (pending) chains, lists
+    /// some chains twice; and nf_tables moves the generation a moment before
+    /// it switches to the new objects (a reader during applies saw a set's
+    /// interval starts without their ends). So a dump naming a chain or set
+    /// twice is never believed, and one that cannot be decoded only when two
+    /// reads in a row, each within one generation, agree.
+    ///
+    /// With `settled`, the table must have been dumped within one generation
+    /// (the one returned), as a transaction planned from it carries that
+    /// generation: a read the generation moved under is of no use to it, even
+    /// if it agrees with the one before.
+    pub(crate) fn read(
+        &mut self,
+        table: &str,
+        reuse: Option<Reuse<'_>>,
+        settled: bool,
+    ) -> Result<(u32, Option<Snapshot>)> {
+        const ACTION: &str = "read the table back";
+        // The previous attempt's dump, and whether its generation held.
+        let mut previous: Option<(Option<TableDump>, bool)> = None;
+        for _ in 0..READ_ATTEMPTS {
+            let before = self.generation()?;
+            let reusable = reuse.as_ref().filter(|r| r.generation == before);
+            let dump = match self.dump_table(table, reusable)? {
+                Read::Interrupted => continue,
+                Read::Absent => None,
+                Read::Table(dump) => Some(dump),
+            };
+            if dump.as_ref().is_some_and(TableDump::repeats_a_name) {
+                previous = None;
+                continue;
+            }
+            let decoded = dump.as_ref().map(|dump| decode_table(table, dump));
+            let believable = decoded.as_ref().is_none_or(Result::is_ok);
+            let stable = self.generation()? == before;
+            let agreed = previous
+                .as_ref()
+                .is_some_and(|(p, held)| *p == dump && (believable || *held));
+            let accept = if settled {
+                stable && (believable || agreed)
+            } else {
+                (believable && stable) || (agreed && (believable || stable))
+            };
+            if accept {
+                let snapshot = dump
+                    .zip(decoded)
+                    .map(|(dump, decoded)| Snapshot { dump, decoded });
+                return Ok((before, snapshot));
+            }
+            previous = Some((dump, stable));
+        }
+        Err(Error::Busy {
+            action: ACTION,
+            attempts: READ_ATTEMPTS,
+        })
+    }
+
+    /// Dumps everything in `table`: its flags, chains, sets with their
+    /// elements (unless `reuse` has them), rules.
+    pub(crate) fn dump_table(&mut self, table: &str, reuse: Option<&Reuse<'_>>) -> Result<Read> {
+        const ACTION: &str = "read the table back";
+        let protocol = |detail: String| Error::Protocol {
+            action: ACTION,
+            detail,
+        };
+        let seq = self.take_seqs(1);
+        let msg = self.writer.get_table(seq, table);
+        let mut info = ffi::TableInfo::default();
+        match self.request(ACTION, &msg, seq, |reply| {
+            info = ffi::parse_table(reply).map_err(protocol)?;
+            Ok(())
+        })? {
+            Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
+            Outcome::Refused(errno) => {
+                return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
+            }
+            Outcome::Done { .. } => {}
+        }
+        let mut interrupted = false;
+
+        let mut chains = Vec::new();
+        interrupted |= self.dump(Dump::Chains, table, |msg| {
+            chains.push(ffi::parse_chain(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut specs = Vec::new();
+        interrupted |= self.dump(Dump::Sets, table, |msg| {
+            specs.push(ffi::parse_set(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        specs.retain(|s| s.table == table);
+        let mut sets = Vec::new();
+        for mut spec in specs {
+            let mut elems = Vec::new();
+            let earlier = reuse
+                .filter(|r| !r.fresh.contains(spec.name.as_str()))
+                .and_then(|r| r.previous.sets.iter().find(|(s, _)| *s == spec));
+            if let Some((_, known)) = earlier {
+                elems = known.clone();
+            } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
+                // Meters are filled by the packet path; their elements are not ours.
+                let mut extra = Vec::new();
+                interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
+                    ffi::parse_elems(msg, &mut elems, &mut extra).map_err(protocol)
+                })?;
+                // Kept with the set, so a set whose elements hold more than
+                // keys is not dockfw's (and is never reused as one).
+                spec.extra.extend(extra);
+            }
+            sets.push((spec, elems));
+        }
+        let mut rules = Vec::new();
+        interrupted |= self.dump(Dump::Rules, table, |msg| {
+            let mut rule = ffi::parse_rule(msg).map_err(protocol)?;
+            for expr in &mut rule.exprs {
+                if let Expr::Counter { packets, bytes } = expr {
+                    (*packets, *bytes) = (0, 0);
+                }
+            }
+            rules.push(rule);
+            Ok(())
+        })?;
+        let mut objects = Vec::new();
+        interrupted |= self.dump(Dump::Objects, table, |msg| {
+            objects.push(ffi::parse_object(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut flowtables = Vec::new();
+        interrupted |= self.dump(Dump::Flowtables, table, |msg| {
+            flowtables.push(ffi::parse_flowtable(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        chains.retain(|c| c.table == table);
+        rules.retain(|r| r.table == table);
+        objects.retain(|o| o.table == table);
+        flowtables.retain(|f| f.table == table);
+        if interrupted {
+            return Ok(Read::Interrupted);
+        }
+        Ok(Read::Table(TableDump {
+            flags: info.flags,
+            userdata: info.userdata,
+            chains,
+            sets,
+            rules,
+            objects,
+            flowtables,
+        }))
+    }
+
+    /// One dump; returns whether it was interrupted. A vanished table
+    /// (`ENOENT`) counts as interrupted.
+    pub(crate) fn dump(
+        &mut self,
+        what: Dump<'_>,
+        table: &str,
+        each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        const ACTION: &str = "read the table back";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.dump(seq, what, table);
+        match self.request(ACTION, &msg, seq, each)? {
+            Outcome::Done { interrupted } => Ok(interrupted),
+            Outcome::Refused(libc::ENOENT) => Ok(true),
+            Outcome::Refused(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+        }
+    }
+
+    /// [`Nft::counters`].
+    pub(crate) fn read_counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
+        const ACTION: &str = "read rule counters";
+        let mut rules = Vec::new();
+        let protocol = |detail: String| Error::Protocol {
+            action: ACTION,
+            detail,
+        };
+        self.dump(Dump::Rules, table, |msg| {
+            rules.push(ffi::parse_rule(msg).map_err(protocol)?);
+            Ok(())
+        })?;
+        let mut out: Vec<RuleCounter> = Vec::with_capacity(rules.len());
+        for rule in rules.into_iter().filter(|r| r.table == table) {
+            let index = out.iter().filter(|c| c.chain == rule.chain).count();
+            let (packets, bytes) = rule
+                .exprs
+                .iter()
+                .find_map(|e| match e {
+                    Expr::Counter { packets, bytes } => Some((*packets, *bytes)),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            out.push(RuleCounter {
+                comment: decode::comment(&rule.userdata).unwrap_or_default(),
+                chain: rule.chain,
+                index,
+                handle: rule.handle,
+                packets,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+}

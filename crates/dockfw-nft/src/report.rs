@@ -1,0 +1,116 @@
+//! What the writing methods of [`Nft`](crate::Nft) report: how the table got
+//! to the ruleset, each committed transaction, and rule counters.
+
+use std::time::Duration;
+
+/// How [`Nft::apply`](crate::Nft::apply) brought the table to the ruleset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The table already held exactly the ruleset: nothing was sent, so
+    /// counters, rate limits and meters carry on untouched.
+    Unchanged,
+    /// The table did not exist and was created.
+    Created,
+    /// The table was updated in place, touching only what differs.
+    Updated,
+    /// The whole table was replaced in one transaction ([`Nft::replace`](crate::Nft::replace), or
+    /// `apply` finding a table it cannot update in place).
+    Replaced,
+}
+
+/// What a committed transaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionKind {
+    /// First install of a ruleset without sets: table, chains and rules.
+    Create,
+    /// Sets created or updated that no installed rule uses (and, on a first
+    /// install, the table).
+    Prepare,
+    /// Rules rewritten, chains created or deleted, unused sets deleted; no
+    /// set's elements change.
+    Switch,
+    /// The table deleted and created anew with everything in it.
+    Replace,
+}
+
+/// One committed transaction (one batch, sent with one `sendto`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transaction {
+    /// What it did.
+    pub kind: TransactionKind,
+    /// Netlink messages in the batch, batch begin and end included.
+    pub messages: usize,
+    /// Size of the batch.
+    pub bytes: usize,
+    /// Ruleset generation the batch was based on (it committed as the next one).
+    pub generation: u32,
+    /// Time to send the batch and read every ack (the kernel commit).
+    pub commit_time: Duration,
+}
+
+/// What [`Nft::apply`](crate::Nft::apply) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApplyReport {
+    /// How the table got there.
+    pub change: Change,
+    /// The transactions committed, in order (none when unchanged).
+    pub transactions: Vec<Transaction>,
+    /// Batches sent: the committed ones and those the kernel refused because
+    /// someone else changed nf_tables meanwhile (then re-planned and retried).
+    pub attempts: u32,
+    /// Netlink messages of all committed batches.
+    pub messages: usize,
+    /// Bytes of all committed batches.
+    pub batch_bytes: usize,
+    /// Ruleset generation the last committed batch was based on (when
+    /// unchanged: the generation the table was read in).
+    pub generation: u32,
+    /// Time to send the batches and read every ack (the kernel commits).
+    pub commit_time: Duration,
+    /// Time to read the table (before and after each transaction) and compare it.
+    pub verify_time: Duration,
+}
+
+impl ApplyReport {
+    pub(crate) fn new(change: Change) -> Self {
+        Self {
+            change,
+            transactions: Vec::new(),
+            attempts: 0,
+            messages: 0,
+            batch_bytes: 0,
+            generation: 0,
+            commit_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn record(&mut self, transaction: Transaction) {
+        self.messages += transaction.messages;
+        self.batch_bytes += transaction.bytes;
+        self.generation = transaction.generation;
+        self.commit_time += transaction.commit_time;
+        self.transactions.push(transaction);
+    }
+}
+
+/// Packet and byte counts of one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounter {
+    /// The chain holding the rule.
+    pub chain: String,
+    /// Position of the rule in its chain (0-based, as in `Chain::rules`).
+    pub index: usize,
+    /// The kernel's handle of the rule.
+    pub handle: u64,
+    /// The rule's comment.
+    pub comment: String,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
