@@ -654,6 +654,13 @@ impl<'a> Guard<'a> {
             }
             Ok(parsed) => {
                 let previous = std::mem::replace(&mut self.parsed, parsed);
+                // Repairs still due (tampering seen during a backoff, lost
+                // notifications, a failed apply) stay due if the reload fails.
+                let due = (
+                    std::mem::take(&mut self.pending),
+                    self.failures,
+                    self.failing_since,
+                );
                 if previous.policy.guard.table != self.table() {
                     warn(
                         self.session,
@@ -669,10 +676,10 @@ impl<'a> Guard<'a> {
                 if !self.apply_logged("policy reloaded") {
                     // The failed apply left the table as it was: keep guarding that.
                     self.parsed = previous;
-                    // The table is as it was: nothing to retry, nothing failing.
-                    self.pending = Pending::default();
-                    self.failures = 0;
-                    self.failing_since = None;
+                    // The table is as it was before the reload: whatever was
+                    // due then is due still (and its cause is kept for the
+                    // log line); the new policy's failure is not retried.
+                    (self.pending, self.failures, self.failing_since) = due;
                     log(
                         self.session,
                         &format!(
