@@ -54,6 +54,8 @@ const BURST_WINDOW: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_secs(60);
+/// Longest the guard reads queued notifications before acting on what is due.
+const DRAIN_BUDGET: Duration = Duration::from_millis(20);
 /// Longest pause between attempts when applying fails (kernel errors).
 const FAILURE_RETRY_MAX: Duration = Duration::from_secs(60);
 /// A table that could not be repaired for this long makes the guard
@@ -470,16 +472,22 @@ impl<'a> Guard<'a> {
                 .into_iter()
                 .flatten()
                 .min();
-            // Every queued notification before acting, so a burst is one repair.
-            let mut event = self
+            // The queued notifications before acting, so a burst is one
+            // repair; but not for longer than DRAIN_BUDGET, so a program
+            // committing without pause (to any table) cannot starve a repair.
+            let first = self
                 .monitor
                 .next(wake.map(|w| w.saturating_duration_since(now)))?;
-            while let Some(e) = event {
-                self.on_event(e);
-                event = self.monitor.try_next()?;
+            let monitor = &mut self.monitor;
+            for event in drain(DRAIN_BUDGET, first, || monitor.try_next())? {
+                self.on_event(event);
             }
-            while let Ok(input) = inputs.try_recv() {
+            let (inputs, reload) = take_inputs(inputs);
+            for input in inputs {
                 self.on_input(input);
+            }
+            if reload {
+                self.reload();
             }
             let now = Instant::now();
             if self.pending.due.is_some_and(|due| now >= due) {
@@ -654,6 +662,13 @@ impl<'a> Guard<'a> {
             }
             Ok(parsed) => {
                 let previous = std::mem::replace(&mut self.parsed, parsed);
+                // Repairs still due (tampering seen during a backoff, lost
+                // notifications, a failed apply) stay due if the reload fails.
+                let due = (
+                    std::mem::take(&mut self.pending),
+                    self.failures,
+                    self.failing_since,
+                );
                 if previous.policy.guard.table != self.table() {
                     warn(
                         self.session,
@@ -669,10 +684,10 @@ impl<'a> Guard<'a> {
                 if !self.apply_logged("policy reloaded") {
                     // The failed apply left the table as it was: keep guarding that.
                     self.parsed = previous;
-                    // The table is as it was: nothing to retry, nothing failing.
-                    self.pending = Pending::default();
-                    self.failures = 0;
-                    self.failing_since = None;
+                    // The table is as it was before the reload: whatever was
+                    // due then is due still (and its cause is kept for the
+                    // log line); the new policy's failure is not retried.
+                    (self.pending, self.failures, self.failing_since) = due;
                     log(
                         self.session,
                         &format!(
@@ -770,6 +785,38 @@ impl<'a> Guard<'a> {
     fn verbose(&self) -> bool {
         self.session.verbosity == Verbosity::Verbose && !self.session.global.json
     }
+}
+
+/// Takes `first` and what `next` yields after it, until it yields nothing
+/// or `budget` has passed (the caller acts on what is due, then comes back
+/// for the rest).
+fn drain<T, E>(
+    budget: Duration,
+    first: Option<T>,
+    mut next: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Vec<T>, E> {
+    let until = Instant::now() + budget;
+    let mut taken = Vec::new();
+    let mut item = first;
+    while let Some(i) = item {
+        taken.push(i);
+        item = if Instant::now() < until { next()? } else { None };
+    }
+    Ok(taken)
+}
+
+/// The inputs queued now, SIGHUPs folded into one reload (`true`): a storm
+/// of signals is one re-read of the policy, not a backlog of them.
+fn take_inputs(inputs: &Receiver<Input>) -> (Vec<Input>, bool) {
+    let mut reload = false;
+    let mut others = Vec::new();
+    while let Ok(input) = inputs.try_recv() {
+        match input {
+            Input::Reload => reload = true,
+            other => others.push(other),
+        }
+    }
+    (others, reload)
 }
 
 fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
@@ -905,6 +952,38 @@ mod tests {
         assert!(!b.expire(last + QUIET - Duration::from_millis(1)));
         assert!(b.expire(last + QUIET));
         assert_eq!(b.delay(last + QUIET * 2), (Duration::ZERO, false));
+    }
+
+    #[test]
+    fn a_stream_without_pause_is_read_for_the_budget_only() {
+        let endless = drain(Duration::from_millis(5), Some(0u32), || Ok::<_, ()>(Some(1))).unwrap();
+        assert!(!endless.is_empty());
+        let mut left = 3;
+        let burst = drain(Duration::from_secs(60), Some(0u32), || {
+            left -= 1;
+            Ok::<_, ()>((left > 0).then_some(left))
+        })
+        .unwrap();
+        assert_eq!(burst, [0, 2, 1]);
+        assert!(
+            drain(Duration::ZERO, None::<u32>, || Ok::<_, ()>(Some(1)))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_storm_of_sighups_is_one_reload() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for _ in 0..1000 {
+            sender.send(Input::Reload).unwrap();
+        }
+        sender.send(Input::DockerRetry("x".into())).unwrap();
+        sender.send(Input::Reload).unwrap();
+        let (others, reload) = take_inputs(&receiver);
+        assert!(reload);
+        assert!(matches!(others.as_slice(), [Input::DockerRetry(_)]));
+        assert!(!take_inputs(&receiver).1);
     }
 
     #[test]

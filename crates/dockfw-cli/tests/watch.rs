@@ -425,6 +425,51 @@ fn sighup_applies_a_good_policy_and_refuses_a_bad_one() {
 
 #[test]
 #[ignore = "needs root"]
+fn a_reload_the_kernel_refuses_keeps_the_repair_that_was_due() {
+    let setup = setup("hupdue");
+    let mut watch = setup.watch(&[]);
+    let whole = table(&setup.netns).expect("installed");
+    // Backing off: a repair waits 2 s; tampering meanwhile is due then.
+    let start = Instant::now();
+    while !watch.text()[watch.seen..].contains("backing off: next repair in 2 s") {
+        assert!(nft(
+            &setup.netns,
+            &["insert", "rule", "inet", "dockfw", "forward", "accept"]
+        ));
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", watch.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    watch.wait_for_new("backing off: next repair in 2 s", Duration::ZERO);
+    assert!(nft(
+        &setup.netns,
+        &[
+            "insert",
+            "rule",
+            "inet",
+            "dockfw",
+            "forward",
+            "ip",
+            "saddr",
+            "192.0.2.66",
+            "accept"
+        ]
+    ));
+    // A policy the kernel side refuses: its table is someone else's.
+    assert!(nft(&setup.netns, &["add", "table", "inet", "theirs"]));
+    let policy = setup.dir.join("policy.toml");
+    std::fs::write(&policy, POLICY.replace("[guard]", "[guard]\ntable = \"theirs\"")).unwrap();
+    watch.signal("-HUP");
+    watch.wait_for_new("reload refused", REPAIRED_WITHIN);
+    std::fs::write(&policy, POLICY).unwrap();
+    // The tampering seen before the reload is still repaired (at the end of the delay).
+    let took = setup.until_whole(&whole, Instant::now());
+    println!("whole {took:.1?} after the refused reload");
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+#[ignore = "needs root"]
 fn guards_on_while_docker_is_away() {
     let setup = setup("away");
     let mut watch = setup.watch(&[]);
