@@ -182,6 +182,7 @@ use dockfw_core::ruleset::Ruleset;
 use ffi::MsgWriter;
 use lock::{NetnsId, WriterLock};
 use netlink::{RECV_BYTES, Socket};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -196,6 +197,11 @@ pub struct Nft {
     netns: NetnsId,
     /// How long a writing method waits for the writer lock.
     lock_wait: Duration,
+    /// Per table, what our last apply left there, exact, and the
+    /// generation that holds in (see the crate docs, "What apply reads").
+    images: HashMap<String, read::Image>,
+    /// Reads made so far.
+    reads: read::Reads,
     /// Where tests inject other programs' commits and crashes.
     #[cfg(feature = "testing")]
     hooks: testing::Hooks,
@@ -255,6 +261,8 @@ impl Nft {
             recv: vec![0; RECV_BYTES / 4],
             netns,
             lock_wait: lock::DEFAULT_WAIT,
+            images: HashMap::new(),
+            reads: read::Reads::default(),
             #[cfg(feature = "testing")]
             hooks: testing::Hooks::default(),
         }
@@ -263,6 +271,51 @@ impl Nft {
     /// The current nf_tables ruleset generation id.
     pub fn generation(&mut self) -> Result<u32> {
         self.read_generation()
+    }
+
+    /// Tells this connection about a commit seen through a
+    /// [`Monitor`](monitor::Monitor) of the same namespace, so that what it
+    /// installed stays trusted across other programs' commits elsewhere:
+    /// [`Nft::apply`] plans from what it installed itself, without reading
+    /// the table, only while nf_tables is at the generation of our last
+    /// commit (see the crate docs, "What apply reads"). A commit that did
+    /// not touch a table we installed (by [`Commit::touches`](monitor::Commit::touches),
+    /// which also counts lost notifications and changes it cannot
+    /// understand) and that comes right after the generation we trust moves
+    /// that trust on to it; one touching the table drops it, so the next
+    /// apply reads the table. Commits must be fed in the order the monitor
+    /// reports them, every one of them (ours included: they are recognised
+    /// by generation and change nothing); after [`Event::Overflow`](monitor::Event::Overflow)
+    /// call [`Nft::forget_installed`].
+    pub fn note_commit(&mut self, commit: &monitor::Commit) {
+        self.images.retain(|table, image| {
+            let after = commit.generation.wrapping_sub(image.generation) as i32 > 0;
+            if !after {
+                // Ours, or older than what we trust: already seen.
+                return true;
+            }
+            if commit.generation == transact::next_generation(image.generation)
+                && !commit.touches(monitor::Family::Inet, table)
+            {
+                image.generation = commit.generation;
+                return true;
+            }
+            false
+        });
+    }
+
+    /// Forgets what this connection installed: the next [`Nft::apply`] of
+    /// each table reads it from the kernel first. For when notifications
+    /// were lost.
+    pub fn forget_installed(&mut self) {
+        self.images.clear();
+    }
+
+    /// How many dump requests (a table's get included) this connection has
+    /// made, and how many of them dumped set elements.
+    #[cfg(feature = "testing")]
+    pub fn dump_requests(&self) -> (u64, u64) {
+        (self.reads.requests, self.reads.element_requests)
     }
 
     /// Brings table `ruleset.table` to exactly `ruleset`, changing only what
@@ -335,6 +388,7 @@ impl Nft {
     /// this namespace's writer lock throughout, as [`Nft::apply`] does.
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
+        self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, false, None))
     }
 
@@ -343,6 +397,7 @@ impl Nft {
     /// dockfw's. For taking over a table deliberately. Holds the writer lock.
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
+        self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, true, None))
     }
 
@@ -374,6 +429,7 @@ impl Nft {
     /// carries the generation of the read that found the table dockfw's.
     /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
+        self.images.remove(table);
         self.exclusively(|nft| nft.remove_checked(table, false))
     }
 
@@ -381,6 +437,7 @@ impl Nft {
     /// dockfw did not create, deliberately). Returns whether it existed.
     /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
+        self.images.remove(table);
         self.exclusively(|nft| nft.remove_checked(table, true))
     }
 }
