@@ -388,9 +388,12 @@ impl Nft {
                     (ours, Some((dump, installed)))
                 }
                 installed => {
-                    let reuse = installed.as_ref().map(|(previous, _)| Reuse {
+                    // No table before (first install): every set is one the
+                    // step wrote, none is taken from an earlier read.
+                    let nothing = TableDump::empty();
+                    let reuse = Some(Reuse {
                         generation: ours,
-                        previous,
+                        previous: installed.as_ref().map_or(&nothing, |(previous, _)| previous),
                         written: step.written_sets().map(|name| (name, known(name))).collect(),
                     });
                     let read = self.read_decoded(table, reuse)?;

@@ -41,6 +41,19 @@ pub(crate) struct TableDump {
 }
 
 impl TableDump {
+    /// No table contents at all.
+    pub(crate) fn empty() -> Self {
+        Self {
+            flags: 0,
+            userdata: Vec::new(),
+            chains: Vec::new(),
+            sets: Vec::new(),
+            rules: Vec::new(),
+            objects: Vec::new(),
+            flowtables: Vec::new(),
+        }
+    }
+
     /// Whether a chain or set name appears twice, which no committed table
     /// can hold (see [`Nft::read`]).
     pub(crate) fn repeats_a_name(&self) -> bool {
