@@ -520,11 +520,15 @@ impl<'a> Guard<'a> {
                 );
                 self.pending.overflow = true;
                 self.pending.note(now, now);
+                self.nft.forget_installed();
                 return;
             }
             Event::Commit(commit) => commit,
             _ => return,
         };
+        // Every commit, in order: those elsewhere keep what apply installed
+        // trusted, so the next apply reads nothing (see `Nft::note_commit`).
+        self.nft.note_commit(&commit);
         // Ours, or seen by our last apply (see `synced`).
         if self
             .synced

@@ -49,6 +49,13 @@ fn alternate(nft: &mut Nft, a: &Ruleset, b: &Ruleset, runs: usize, transactions:
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("size") {
+        let elements = std::env::args()
+            .nth(2)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        return size_row(elements);
+    }
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let script = std::env::temp_dir().join(format!("dockfw-bench-{}.nft", std::process::id()));
     println!(
@@ -99,7 +106,8 @@ fn main() {
             unreachable!("large() starts with the IPv4 set")
         };
         big.push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
-        let interval_added = alternate(&mut nft, &ruleset, &one_interval, runs, 4);
+        // A whole interval, apart from the others: one element-only Update.
+        let interval_added = alternate(&mut nft, &ruleset, &one_interval, runs, 1);
 
         let replaced = median(
             (0..runs)
@@ -140,6 +148,7 @@ fn main() {
         );
     }
     let _ = std::fs::remove_file(&script);
+    follow_rows(runs);
     println!(
         "\n`Nft::apply` is not one transaction any more (see the dockfw-nft crate docs): \
          the columns *dockfw commit* and *dockfw apply + verify* measure creating the \
@@ -159,5 +168,74 @@ fn main() {
          them; *one interval added* reads the set, its copy, then the updated set. With \
          many rules using the changed set, switching them to the copy and back \
          rewrites each of them twice (1000 rules row)."
+    );
+}
+
+/// The second table (issue 12): re-applies of a 100,000-interval policy by a
+/// connection that installed it (a valid image: nothing committed since, or
+/// only elsewhere): a container start (one rule more, as a published port
+/// adds) and an unchanged re-apply, with the reads each made.
+fn follow_rows(runs: usize) {
+    let ruleset = common::large("dockfw", 10, 99_900);
+    let ns = TestNetns::new().expect("cannot create a network namespace (run as root)");
+    let mut nft = ns.nft().expect("cannot open nf_tables");
+    nft.apply(&ruleset).unwrap();
+    let mut started = ruleset.clone();
+    let chain = started.chains.last_mut().unwrap();
+    let mut published = chain.rules[0].clone();
+    published.comment = "published port".into();
+    chain.rules.push(published);
+    let (mut start, mut unchanged) = (Vec::new(), Vec::new());
+    let (mut start_reads, mut unchanged_reads) = ((0, 0), (0, 0));
+    for _ in 0..runs {
+        let (took, report) = timed(|| nft.apply(&started).unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(report.transactions.len(), 1, "{report:?}");
+        start.push(took);
+        start_reads = (report.reads, report.element_reads);
+        let (took, report) = timed(|| nft.apply(&started).unwrap());
+        assert_eq!((report.change, report.messages), (Change::Unchanged, 0));
+        unchanged.push(took);
+        unchanged_reads = (report.reads, report.element_reads);
+        nft.apply(&ruleset).unwrap();
+    }
+    println!(
+        "\n| set intervals | container start (one rule more) | its table reads (with elements) | unchanged re-apply | its table reads |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} ms | {} ({}) | {} ms | {} ({}) |",
+        ruleset.element_count(),
+        ms(median(start)),
+        start_reads.0,
+        start_reads.1,
+        ms(median(unchanged)),
+        unchanged_reads.0,
+        unchanged_reads.1,
+    );
+}
+
+/// `bench_apply size N`: one policy of N intervals created, one interval
+/// added, re-applied unchanged, each timed once; run it under
+/// `/usr/bin/time -v` for the peak RSS.
+fn size_row(elements: usize) {
+    let ruleset = common::large("dockfw", 10, elements);
+    let ns = TestNetns::new().expect("cannot create a network namespace (run as root)");
+    let mut nft = ns.nft().expect("cannot open nf_tables");
+    let (create, report) = timed(|| nft.apply(&ruleset).unwrap_or_else(|e| panic!("{e}")));
+    let commit = report.commit_time;
+    let mut added = ruleset.clone();
+    let SetElements::Ipv4(big) = &mut added.sets[0].elements else {
+        unreachable!("large() starts with the IPv4 set")
+    };
+    big.push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
+    let (add, _) = timed(|| nft.apply(&added).unwrap_or_else(|e| panic!("{e}")));
+    let (unchanged, _) = timed(|| nft.apply(&added).unwrap());
+    println!(
+        "{} intervals: create {} ms (kernel commits {} ms), one interval added {} ms, unchanged {} ms",
+        ruleset.element_count(),
+        ms(create),
+        ms(commit),
+        ms(add),
+        ms(unchanged)
     );
 }

@@ -5,7 +5,7 @@
 use crate::describe::difference;
 use crate::encode;
 use crate::plan::{self, Installed, StepKind};
-use crate::read::{Reuse, Snapshot, TableDump, ensure_ours, owner_of};
+use crate::read::{Image, Reuse, Snapshot, TableDump, ensure_ours, owner_of, sent_elems};
 use crate::report::{ApplyReport, Change, TransactionKind};
 use crate::transact::{ATTEMPTS, next_generation};
 use crate::{Error, Nft, Owner, Result};
@@ -61,6 +61,9 @@ struct Trail {
     /// The table as read back in exactly that generation (inner `None`:
     /// absent), if it was.
     table: Option<Option<TableDump>>,
+    /// ([`Mode::Apply`], done) the table as it ended, exact, and the
+    /// generation it is exact in: the image the next apply may plan from.
+    settled: Option<(u32, Option<(TableDump, Installed)>)>,
 }
 
 impl Nft {
@@ -68,26 +71,50 @@ impl Nft {
     pub(crate) fn apply_unlocked(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         let table = ruleset.table.as_str();
         let started = Instant::now();
-        let (generation, snapshot) = self.read(table, None, true)?;
-        // Ownership is decided on this read, and every batch below carries
-        // its generation: a table swapped meanwhile makes the kernel refuse.
-        ensure_ours(table, snapshot.as_ref())?;
+        let reads = self.reads;
         let mut report = ApplyReport::new(Change::Unchanged);
-        report.generation = generation;
-        let installed = match snapshot {
-            None => None,
-            Some(snapshot) if snapshot.dump.flags != 0 => {
-                return self.rebuild(ruleset, false, Some(generation));
+        // Taken out: it goes back only when this apply ends knowing the
+        // table exactly again.
+        let image = self.images.remove(table);
+        let (generation, installed) = match image {
+            // Nobody committed since our last commit (or since the commits
+            // the embedder told us left the table alone): the image is what
+            // a read would return, and every batch below carries this
+            // generation, so a commit by anyone meanwhile makes the kernel
+            // refuse it and the table is read again.
+            Some(image) if self.read_generation()? == image.generation => {
+                (image.generation, Some((image.dump, image.installed)))
             }
-            Some(Snapshot { dump, decoded }) => match decoded {
-                Ok(installed) => Some((dump, installed)),
-                Err(Error::Unrecognised { .. }) => return self.rebuild(ruleset, false, Some(generation)),
-                Err(e) => return Err(e),
-            },
+            _ => {
+                let (generation, snapshot) = self.read(table, None, true)?;
+                // Ownership is decided on this read, and every batch below
+                // carries its generation: a table swapped meanwhile makes
+                // the kernel refuse.
+                ensure_ours(table, snapshot.as_ref())?;
+                let installed = match snapshot {
+                    None => None,
+                    Some(snapshot) if snapshot.dump.flags != 0 => {
+                        return self.rebuild(ruleset, false, Some(generation));
+                    }
+                    Some(Snapshot { dump, decoded }) => match decoded {
+                        Ok(installed) => Some((dump, installed)),
+                        Err(Error::Unrecognised { .. }) => {
+                            return self.rebuild(ruleset, false, Some(generation));
+                        }
+                        Err(e) => return Err(e),
+                    },
+                };
+                (generation, installed)
+            }
         };
+        report.generation = generation;
         report.verify_time += started.elapsed();
-        match &installed {
-            Some((_, installed)) if installed.ruleset == *ruleset => return Ok(report),
+        match installed {
+            Some((dump, installed)) if installed.ruleset == *ruleset => {
+                self.keep_image(table, generation, dump, installed);
+                self.count_reads(&mut report, reads);
+                return Ok(report);
+            }
             Some(_) => report.change = Change::Updated,
             None => report.change = Change::Created,
         }
@@ -100,7 +127,13 @@ impl Nft {
             Mode::Apply,
             &mut trail,
         ) {
-            Ok(_) => return Ok(report),
+            Ok(_) => {
+                if let Some((generation, Some((dump, installed)))) = trail.settled.take() {
+                    self.keep_image(table, generation, dump, installed);
+                }
+                self.count_reads(&mut report, reads);
+                return Ok(report);
+            }
             Err(error) => error,
         };
         if trail.committed == 0 || matches!(error, Error::Mismatch { .. } | Error::NotOwned { .. }) {
@@ -142,6 +175,27 @@ impl Nft {
                 rollback: Box::new(rollback),
             },
         })
+    }
+
+    /// Keeps what apply left in `table` (exact, in `generation`) to plan the
+    /// next apply from.
+    fn keep_image(&mut self, table: &str, generation: u32, dump: TableDump, installed: Installed) {
+        if dump.flags == 0 {
+            self.images.insert(
+                table.to_string(),
+                Image {
+                    generation,
+                    dump,
+                    installed,
+                },
+            );
+        }
+    }
+
+    /// Records in `report` the reads made since `before`.
+    fn count_reads(&self, report: &mut ApplyReport, before: crate::read::Reads) {
+        report.reads = (self.reads.tables - before.tables) as u32;
+        report.element_reads = (self.reads.with_elements - before.with_elements) as u32;
     }
 
     /// Replaces the table in one transaction, the writer lock held by the
@@ -222,6 +276,9 @@ impl Nft {
                     detail,
                 })?;
             let Some(step) = step else {
+                if mode == Mode::Apply {
+                    trail.settled = Some((generation, installed));
+                }
                 return Ok(Flow::Done);
             };
             if steps == MAX_STEPS {
@@ -236,6 +293,7 @@ impl Nft {
                 StepKind::Create => TransactionKind::Create,
                 StepKind::Prepare => TransactionKind::Prepare,
                 StepKind::Switch => TransactionKind::Switch,
+                StepKind::Update => TransactionKind::Update,
             };
             // Send the batch; while the kernel refuses it because another
             // program committed since the read it was planned from, read the
@@ -294,15 +352,55 @@ impl Nft {
             }
             trail.committed += 1;
             (trail.generation, trail.table) = (Some(ours), None);
-            // Read back what the step wrote; the rest cannot have changed if
-            // nothing else committed since the last read.
+            // What the table holds now. The batch was pinned to
+            // `generation` and every message was acked, so it committed
+            // whole as generation `ours`: when it changed only one set's
+            // elements, the table is the one planned from with those
+            // elements, known without reading. Otherwise read back the
+            // structure (and, if not acked message by message, the elements
+            // of the sets the step wrote); the rest cannot have changed if
+            // nothing else committed since the last read. See the crate docs.
             let started = Instant::now();
-            let reuse = installed.as_ref().map(|(previous, _)| Reuse {
-                generation: next_generation(transaction.generation),
-                previous,
-                fresh: step.written_sets().collect(),
-            });
-            let (now, read) = self.read_decoded(table, reuse)?;
+            let known = |name: &str| {
+                transaction
+                    .acked
+                    .then(|| step.after.set(name))
+                    .flatten()
+                    .map(|set| sent_elems(&set.elements))
+            };
+            let (now, read) = match installed {
+                Some((mut dump, previous)) if step.kind == StepKind::Update && transaction.acked => {
+                    for (spec, elems) in &mut dump.sets {
+                        if let Some(sent) = step
+                            .written_sets()
+                            .any(|name| name == spec.name)
+                            .then(|| known(&spec.name))
+                            .flatten()
+                        {
+                            *elems = sent;
+                        }
+                    }
+                    let installed = Installed {
+                        ruleset: step.after.clone(),
+                        handles: previous.handles,
+                    };
+                    // Kept for a possible undo, as a read would have been.
+                    (ours, Some((dump, installed)))
+                }
+                installed => {
+                    // No table before (first install): every set is one the
+                    // step wrote, none is taken from an earlier read.
+                    let nothing = TableDump::empty();
+                    let reuse = Some(Reuse {
+                        generation: ours,
+                        previous: installed.as_ref().map_or(&nothing, |(previous, _)| previous),
+                        written: step.written_sets().map(|name| (name, known(name))).collect(),
+                    });
+                    let read = self.read_decoded(table, reuse)?;
+                    drop(installed);
+                    read
+                }
+            };
             report.verify_time += started.elapsed();
             // Only when nobody else committed since can the table be held to
             // what this step should leave.

@@ -22,6 +22,7 @@
 //!   | no table | Prepare: table and sets; Switch: chains and rules |
 //!   | only rules or chains differ | Switch: changed rules, new and dropped chains, dropped sets |
 //!   | new sets needed | Prepare: create them; Switch |
+//!   | only one set rules use changes, by whole intervals | Update: the elements, in the live set (see "Elements alone") |
 //!   | a set rules use changes | Prepare: a staging copy `NAME.next` (and new sets); Switch: rules use the copy; Prepare: update the original (only the intervals that differ), unused now; Switch: rules back, copy deleted |
 //!   | something dockfw does not write, or table flags (dormant) | Replace (as [`Nft::replace`]) |
 //!
@@ -40,12 +41,56 @@
 //!   ruleset exactly. Each batch carries the ruleset generation it was
 //!   planned from, so a concurrent change by another program makes the
 //!   kernel refuse it (`ERESTART`); the table is then read again and the
-//!   step planned anew. After each transaction the table is read back and
-//!   must be exactly what that step should leave (elements are dumped again
-//!   only for the sets the step wrote, when the generation shows that
-//!   nothing else committed since the last read). If a later transaction
+//!   step planned anew. After each transaction the table is checked to be
+//!   exactly what that step should leave (see "What apply reads"). If a later transaction
 //!   fails, those already committed are undone the same way, but never over
 //!   another program's work (see [`Nft::apply`]).
+//! * **What apply reads.** Each [`Nft`] keeps, per table, the image of what
+//!   its last apply left there (what a read would return, rule handles
+//!   included) and the generation that holds in: our last commit's, or the
+//!   one the table was read in. An apply first asks the generation
+//!   (`GETGEN`, one small request); if it is still the image's, nobody has
+//!   committed since, and the apply plans from the image without dumping
+//!   anything: an unchanged re-apply then sends nothing and reads nothing
+//!   but the generation. Every batch carries that generation, so if anyone
+//!   committed in between the kernel refuses it (`ERESTART`) and the table
+//!   is read in full, as without an image. An embedder that sees every
+//!   commit through a [`Monitor`](monitor::Monitor) (the CLI's `watch`)
+//!   feeds them to [`Nft::note_commit`]: a commit right after the trusted
+//!   generation that did not touch the table moves the trust on, one that
+//!   did (or lost notifications, [`Nft::forget_installed`]) drops the image,
+//!   and the next apply reads in full. Any error, [`Nft::replace`],
+//!   [`Nft::adopt`] and [`Nft::remove`] drop it too.
+//!
+//!   After a transaction, what is verified: nf_tables commits a batch
+//!   atomically, all or nothing, and ours was pinned to the generation it
+//!   was planned in; when the kernel acked every message without error, the
+//!   batch committed whole as the next generation, over exactly the table
+//!   it was planned from. So the elements of the sets it wrote are what it
+//!   sent, and the others are what they were. The read-back then dumps only
+//!   the structure (table flags and marker, chains, set definitions, rules
+//!   with every expression, objects, flowtables) in that very generation,
+//!   takes the elements from what was sent (and, for sets the step did not
+//!   write, from the previous read or image), and holds the decoded whole
+//!   to what the step should leave; this also yields the handles of new
+//!   rules for the image. A transaction that only added or removed elements
+//!   of one set (an Update, below) changes no structure: nothing is read
+//!   back at all, the image is updated with what was sent. If a message
+//!   went unacked (acks lost for lack of room) or the generation moved, the
+//!   written sets' elements are dumped again; if someone else committed,
+//!   everything is. [`Nft::installed`] and [`Nft::inspect`] always read in
+//!   full.
+//! * **Elements alone.** When all that changes is the elements of one set
+//!   rules use, by whole intervals (each added or removed one neither
+//!   overlaps nor adjoins another added or removed one, so no neighbour is
+//!   reshaped), the change is one transaction on the live set
+//!   ([`TransactionKind::Update`]) instead of a staging copy: the rules do
+//!   not change, and the set publishes its new elements at once (6.18
+//!   swaps in the lookup array it builds at commit), so each packet meets
+//!   the set as it was or as it is wanted, and the other elements never
+//!   stop matching (`tests/reapply_traffic.rs` probes this under traffic).
+//!   Two sets changing would publish one after the other; intervals that
+//!   merge with a neighbour, or any rule change, still go through staging.
 //! * **Writers take turns.** [`Nft::apply`], [`Nft::replace`] and
 //!   [`Nft::remove`] hold the network namespace's writer lock while they
 //!   run: an `flock` on `/run/dockfw-nft/netns-DEV-INODE.lock` (DEV and
@@ -182,6 +227,7 @@ use dockfw_core::ruleset::Ruleset;
 use ffi::MsgWriter;
 use lock::{NetnsId, WriterLock};
 use netlink::{RECV_BYTES, Socket};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -196,6 +242,11 @@ pub struct Nft {
     netns: NetnsId,
     /// How long a writing method waits for the writer lock.
     lock_wait: Duration,
+    /// Per table, what our last apply left there, exact, and the
+    /// generation that holds in (see the crate docs, "What apply reads").
+    images: HashMap<String, read::Image>,
+    /// Reads made so far.
+    reads: read::Reads,
     /// Where tests inject other programs' commits and crashes.
     #[cfg(feature = "testing")]
     hooks: testing::Hooks,
@@ -255,6 +306,8 @@ impl Nft {
             recv: vec![0; RECV_BYTES / 4],
             netns,
             lock_wait: lock::DEFAULT_WAIT,
+            images: HashMap::new(),
+            reads: read::Reads::default(),
             #[cfg(feature = "testing")]
             hooks: testing::Hooks::default(),
         }
@@ -263,6 +316,51 @@ impl Nft {
     /// The current nf_tables ruleset generation id.
     pub fn generation(&mut self) -> Result<u32> {
         self.read_generation()
+    }
+
+    /// Tells this connection about a commit seen through a
+    /// [`Monitor`](monitor::Monitor) of the same namespace, so that what it
+    /// installed stays trusted across other programs' commits elsewhere:
+    /// [`Nft::apply`] plans from what it installed itself, without reading
+    /// the table, only while nf_tables is at the generation of our last
+    /// commit (see the crate docs, "What apply reads"). A commit that did
+    /// not touch a table we installed (by [`Commit::touches`](monitor::Commit::touches),
+    /// which also counts lost notifications and changes it cannot
+    /// understand) and that comes right after the generation we trust moves
+    /// that trust on to it; one touching the table drops it, so the next
+    /// apply reads the table. Commits must be fed in the order the monitor
+    /// reports them, every one of them (ours included: they are recognised
+    /// by generation and change nothing); after [`Event::Overflow`](monitor::Event::Overflow)
+    /// call [`Nft::forget_installed`].
+    pub fn note_commit(&mut self, commit: &monitor::Commit) {
+        self.images.retain(|table, image| {
+            let after = commit.generation.wrapping_sub(image.generation) as i32 > 0;
+            if !after {
+                // Ours, or older than what we trust: already seen.
+                return true;
+            }
+            if commit.generation == transact::next_generation(image.generation)
+                && !commit.touches(monitor::Family::Inet, table)
+            {
+                image.generation = commit.generation;
+                return true;
+            }
+            false
+        });
+    }
+
+    /// Forgets what this connection installed: the next [`Nft::apply`] of
+    /// each table reads it from the kernel first. For when notifications
+    /// were lost.
+    pub fn forget_installed(&mut self) {
+        self.images.clear();
+    }
+
+    /// How many dump requests (a table's get included) this connection has
+    /// made, and how many of them dumped set elements.
+    #[cfg(feature = "testing")]
+    pub fn dump_requests(&self) -> (u64, u64) {
+        (self.reads.requests, self.reads.element_requests)
     }
 
     /// Brings table `ruleset.table` to exactly `ruleset`, changing only what
@@ -291,9 +389,10 @@ impl Nft {
     /// the new generation, else the step is planned anew. Another program
     /// committing so often that no read fits in between (thousands of
     /// commits a second) makes `apply` give up with [`Error::Busy`]. After each transaction
-    /// the table is read back and must be exactly what the step should leave
-    /// (set elements are dumped again only for the sets the step wrote, when
-    /// nothing else committed since); at the end it equals `ruleset`.
+    /// the table must be exactly what the step should leave; at the end it
+    /// equals `ruleset`. What is read, and when the table is not read at
+    /// all (the image of our last apply), is in the crate docs, "What apply
+    /// reads".
     ///
     /// If the first transaction fails, nothing was changed. If a later one
     /// fails (e.g. the kernel rejects a rule after the sets it needs were
@@ -335,6 +434,7 @@ impl Nft {
     /// this namespace's writer lock throughout, as [`Nft::apply`] does.
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
+        self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, false, None))
     }
 
@@ -343,6 +443,7 @@ impl Nft {
     /// dockfw's. For taking over a table deliberately. Holds the writer lock.
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
+        self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, true, None))
     }
 
@@ -374,6 +475,7 @@ impl Nft {
     /// carries the generation of the read that found the table dockfw's.
     /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
+        self.images.remove(table);
         self.exclusively(|nft| nft.remove_checked(table, false))
     }
 
@@ -381,6 +483,7 @@ impl Nft {
     /// dockfw did not create, deliberately). Returns whether it existed.
     /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
+        self.images.remove(table);
         self.exclusively(|nft| nft.remove_checked(table, true))
     }
 }

@@ -94,6 +94,9 @@ pub(crate) enum StepKind {
     Prepare,
     /// Rules and chains, and deletion of sets; no set elements change.
     Switch,
+    /// Whole intervals added to or removed from one set rules use, and
+    /// nothing else (see [`in_place`]).
+    Update,
 }
 
 /// The next transaction and the table it must leave behind.
@@ -123,6 +126,9 @@ pub(crate) fn plan(installed: Option<&Installed>, want: &Ruleset) -> Result<Opti
     if have.ruleset == *want {
         return Ok(None);
     }
+    if let Some(step) = in_place(have, want) {
+        return Ok(Some(step));
+    }
     if let Some(step) = prepare(have, want) {
         return Ok(Some(step));
     }
@@ -134,6 +140,85 @@ pub(crate) fn plan(installed: Option<&Installed>, want: &Ruleset) -> Result<Opti
         ));
     }
     Ok(Some(step))
+}
+
+/// The update in one transaction when all that changes is one set's
+/// elements, by whole intervals: each one removed or added neither overlaps
+/// nor adjoins one added or removed (so no neighbour is reshaped, as it is
+/// when an added interval merges with an installed one). Rules are not
+/// touched, so the invariant holds: the set is the only thing that changes,
+/// and a set publishes its new elements all at once (6.18's interval sets
+/// swap in the lookup array built at commit; earlier kernels flip each
+/// element's generation bit at the commit), so every packet meets the set
+/// as it was or as it is wanted, and the other elements never stop
+/// matching (`tests/reapply_traffic.rs` probes this under traffic). Two sets
+/// changing would publish one after the other, a moment of one old and one
+/// new: those still go through staging copies.
+fn in_place(have: &Installed, want: &Ruleset) -> Option<Step> {
+    let installed = &have.ruleset;
+    if installed.chains != want.chains || installed.sets.len() != want.sets.len() {
+        return None;
+    }
+    let mut changed = None;
+    for (old, new) in installed.sets.iter().zip(&want.sets) {
+        if old.name != new.name || !same_kind(&old.elements, &new.elements) {
+            return None;
+        }
+        if old.elements != new.elements {
+            if changed.is_some() {
+                return None;
+            }
+            changed = Some((old, new));
+        }
+    }
+    let (old, new) = changed?;
+    if !referenced(installed).contains(old.name.as_str()) {
+        // No rule uses it: a Prepare updates it, as any unused set.
+        return None;
+    }
+    let (remove, add) = set_delta(&old.elements, &new.elements)?;
+    if reshapes(&remove, &add) {
+        return None;
+    }
+    let mut after = installed.clone();
+    if let Some(set) = after.sets.iter_mut().find(|s| s.name == new.name) {
+        set.elements = new.elements.clone();
+    }
+    Some(Step {
+        kind: StepKind::Update,
+        ops: vec![Op::UpdateSet {
+            name: new.name.clone(),
+            remove,
+            add,
+            elements: new.elements.clone(),
+            copy_of: None,
+        }],
+        after,
+    })
+}
+
+/// Whether an interval of `remove` overlaps or adjoins one of `add` (both
+/// sorted and normalised, as [`set_delta`] leaves them).
+fn reshapes(remove: &SetElements, add: &SetElements) -> bool {
+    fn touch<T: dockfw_core::interval::Point>(remove: &[Interval<T>], add: &[Interval<T>]) -> bool {
+        // Intervals of one side never touch each other; a removed interval
+        // touching an added one is then next to it in order of start.
+        let before = |a: &Interval<T>, b: &Interval<T>| a.last.successor().is_some_and(|s| s < b.first);
+        let mut all: Vec<(&Interval<T>, bool)> = remove
+            .iter()
+            .map(|i| (i, false))
+            .chain(add.iter().map(|i| (i, true)))
+            .collect();
+        all.sort_by_key(|(i, _)| i.first);
+        all.windows(2)
+            .any(|w| w[0].1 != w[1].1 && !before(w[0].0, w[1].0))
+    }
+    match (remove, add) {
+        (SetElements::Ipv4(r), SetElements::Ipv4(a)) => touch(r, a),
+        (SetElements::Ipv6(r), SetElements::Ipv6(a)) => touch(r, a),
+        (SetElements::Port(r), SetElements::Port(a)) => touch(r, a),
+        _ => true,
+    }
 }
 
 /// The table does not exist: sets first (nothing uses them yet), then the

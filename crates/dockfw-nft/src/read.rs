@@ -11,7 +11,7 @@ use crate::report::RuleCounter;
 use crate::transact::Outcome;
 use crate::{Error, Nft, Result, decode};
 use dockfw_core::ruleset::Ruleset;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Reads are cheap and only need two agreeing results; allow more tries.
 pub(crate) const READ_ATTEMPTS: u32 = 20;
@@ -41,6 +41,19 @@ pub(crate) struct TableDump {
 }
 
 impl TableDump {
+    /// No table contents at all.
+    pub(crate) fn empty() -> Self {
+        Self {
+            flags: 0,
+            userdata: Vec::new(),
+            chains: Vec::new(),
+            sets: Vec::new(),
+            rules: Vec::new(),
+            objects: Vec::new(),
+            flowtables: Vec::new(),
+        }
+    }
+
     /// Whether a chain or set name appears twice, which no committed table
     /// can hold (see [`Nft::read`]).
     pub(crate) fn repeats_a_name(&self) -> bool {
@@ -88,14 +101,51 @@ pub(crate) fn ensure_ours(table: &str, snapshot: Option<&Snapshot>) -> Result<()
     }
 }
 
-/// Set elements a read may take from an earlier read instead of dumping them
-/// again: those of every set but `fresh`, if the ruleset generation is still
-/// `generation` when the read starts (nothing but the transaction that led
-/// there has committed since `previous` was read, and it wrote only `fresh`).
+/// Set elements a read may take from what it knows instead of dumping them
+/// again, if the ruleset generation is still `generation` when the read
+/// starts (nothing but the transaction that led there has committed since
+/// `previous` was read or known, and it wrote only the sets in `written`):
+/// every set the transaction did not write as in `previous`, and every set
+/// it wrote with the elements it holds now, when that is known (`Some`: the
+/// transaction was acked message by message, see the crate docs), else
+/// dumped again.
 pub(crate) struct Reuse<'a> {
     pub(crate) generation: u32,
     pub(crate) previous: &'a TableDump,
-    pub(crate) fresh: HashSet<&'a str>,
+    pub(crate) written: HashMap<&'a str, Option<ffi::Elems>>,
+}
+
+/// What [`Nft`] installed in a table itself, exact: what a read would
+/// return, kept after each apply, and the generation it is valid in. An
+/// apply that finds nf_tables still at that generation plans from it
+/// without reading (see the crate docs, "What apply reads").
+#[derive(Debug)]
+pub(crate) struct Image {
+    pub(crate) generation: u32,
+    pub(crate) dump: TableDump,
+    pub(crate) installed: Installed,
+}
+
+/// Reads made through one [`Nft`]: dump requests (a table's get included),
+/// whole-table reads, and those that dumped set elements.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reads {
+    pub(crate) requests: u64,
+    pub(crate) element_requests: u64,
+    pub(crate) tables: u64,
+    pub(crate) with_elements: u64,
+}
+
+/// The elements a kernel dump of an interval set holding `elements` lists,
+/// in the order [`Nft::dump_table`] keeps them.
+pub(crate) fn sent_elems(elements: &dockfw_core::ruleset::SetElements) -> ffi::Elems {
+    let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+    let mut elems: ffi::Elems = crate::encode::interval_elements(elements)
+        .into_iter()
+        .map(|(key, is_end)| (key, if is_end { end } else { 0 }))
+        .collect();
+    elems.sort_unstable();
+    elems
 }
 
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
@@ -258,6 +308,7 @@ impl Nft {
             action: ACTION,
             detail,
         };
+        self.reads.requests += 1;
         let seq = self.take_seqs(1);
         let msg = self.writer.get_table(seq, table);
         let mut info = ffi::TableInfo::default();
@@ -285,12 +336,18 @@ impl Nft {
         })?;
         specs.retain(|s| s.table == table);
         let mut sets = Vec::new();
+        let mut dumped_elements = false;
         for mut spec in specs {
             let mut elems = Vec::new();
+            let sent = reuse.and_then(|r| r.written.get(spec.name.as_str()));
             let earlier = reuse
-                .filter(|r| !r.fresh.contains(spec.name.as_str()))
+                .filter(|_| sent.is_none())
                 .and_then(|r| r.previous.sets.iter().find(|(s, _)| *s == spec));
-            if let Some((_, known)) = earlier {
+            if let Some(Some(sent)) = sent
+                && spec.flags & libc::NFT_SET_EVAL as u32 == 0
+            {
+                elems = sent.clone();
+            } else if let Some((_, known)) = earlier {
                 elems = known.clone();
             } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
                 // Meters are filled by the packet path; their elements are not ours.
@@ -298,6 +355,11 @@ impl Nft {
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
                     ffi::parse_elems(msg, &mut elems, &mut extra).map_err(protocol)
                 })?;
+                dumped_elements = true;
+                self.reads.element_requests += 1;
+                // Kept in key order, so that dumps compare whatever order
+                // the kernel lists elements in, and match what was sent.
+                elems.sort_unstable();
                 // Kept with the set, so a set whose elements hold more than
                 // keys is not dockfw's (and is never reused as one).
                 spec.extra.extend(extra);
@@ -329,6 +391,8 @@ impl Nft {
         rules.retain(|r| r.table == table);
         objects.retain(|o| o.table == table);
         flowtables.retain(|f| f.table == table);
+        self.reads.tables += 1;
+        self.reads.with_elements += u64::from(dumped_elements);
         if interrupted {
             return Ok(Read::Interrupted);
         }
@@ -352,6 +416,7 @@ impl Nft {
         each: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<bool> {
         const ACTION: &str = "read the table back";
+        self.reads.requests += 1;
         let seq = self.take_seqs(1);
         let msg = self.writer.dump(seq, what, table);
         match self.request(ACTION, &msg, seq, each)? {

@@ -31,6 +31,9 @@ pub enum TransactionKind {
     /// Rules rewritten, chains created or deleted, unused sets deleted; no
     /// set's elements change.
     Switch,
+    /// Whole intervals added to or removed from one set rules use, and
+    /// nothing else: the set is seen as it was or as it is wanted, whole.
+    Update,
     /// The table deleted and created anew with everything in it.
     Replace,
 }
@@ -49,6 +52,9 @@ pub struct Transaction {
     pub generation: u32,
     /// Time to send the batch and read every ack (the kernel commit).
     pub commit_time: Duration,
+    /// Whether every message of the batch was acked without error (what
+    /// lets the read-back take set elements from what was sent).
+    pub(crate) acked: bool,
 }
 
 /// What [`Nft::apply`](crate::Nft::apply) did.
@@ -73,6 +79,13 @@ pub struct ApplyReport {
     pub commit_time: Duration,
     /// Time to read the table (before and after each transaction) and compare it.
     pub verify_time: Duration,
+    /// Reads of the table from the kernel: full ones, and after a
+    /// transaction the read-back of its structure (0 when `apply` planned
+    /// from what it had installed itself and read nothing back; see the
+    /// crate docs).
+    pub reads: u32,
+    /// Reads among `reads` that dumped set elements.
+    pub element_reads: u32,
 }
 
 impl ApplyReport {
@@ -86,6 +99,8 @@ impl ApplyReport {
             generation: 0,
             commit_time: Duration::ZERO,
             verify_time: Duration::ZERO,
+            reads: 0,
+            element_reads: 0,
         }
     }
 

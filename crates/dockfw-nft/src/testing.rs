@@ -213,6 +213,8 @@ impl ApplyReport {
             generation,
             commit_time: Duration::ZERO,
             verify_time: Duration::ZERO,
+            reads: 0,
+            element_reads: 0,
         }
     }
 }

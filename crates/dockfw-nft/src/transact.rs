@@ -137,7 +137,7 @@ impl Nft {
             },
             _ => Error::io(ACTION, e),
         })?;
-        let failures = self.collect_acks(batch)?;
+        let (failures, acked) = self.collect_acks(batch)?;
         let commit_time = started.elapsed();
         let restarted = failures.iter().any(|f| {
             f.errno == libc::ERESTART && batch.msg(f.seq).is_some_and(|m| m.object == Object::BatchBegin)
@@ -157,22 +157,27 @@ impl Nft {
                     .collect(),
             });
         }
+        // Every message but the batch's begin and end asks for an ack.
+        let asked = batch.msgs.len().saturating_sub(2);
         Ok(Some(Transaction {
             kind,
             messages: batch.msgs.len(),
             bytes: batch.bytes.len(),
             generation,
             commit_time,
+            acked: acked == asked,
         }))
     }
 
     /// Reads every reply to a batch already sent. The kernel processes a
     /// batch inside `sendto`, so all replies are queued by now; we drain the
-    /// socket without waiting. Returns the failed messages as
-    /// with their ext-ack details.
-    pub(crate) fn collect_acks(&mut self, batch: &Batch) -> Result<Vec<KernelError>> {
+    /// socket without waiting. Returns the failed messages with their
+    /// ext-ack details, and how many of the batch's messages were acked
+    /// without error.
+    pub(crate) fn collect_acks(&mut self, batch: &Batch) -> Result<(Vec<KernelError>, usize)> {
         const ACTION: &str = "read the kernel's answers to the batch";
         let mut failures = Vec::new();
+        let mut acked = 0;
         loop {
             let buf = match self.socket.recv(&mut self.recv, false) {
                 Ok(Some(buf)) => buf,
@@ -187,7 +192,11 @@ impl Nft {
                 detail: e.to_string(),
             })?;
             for reply in replies {
-                if let Reply::Ack {
+                if let Reply::Ack { seq, errno: 0, .. } = reply
+                    && batch.msg(seq).is_some_and(|m| m.seq == seq)
+                {
+                    acked += 1;
+                } else if let Reply::Ack {
                     seq,
                     errno,
                     text,
@@ -205,7 +214,7 @@ impl Nft {
                 }
             }
         }
-        Ok(failures)
+        Ok((failures, acked))
     }
 
     /// Deletes table `table` in a batch based on `generation` (0: whatever
@@ -221,7 +230,7 @@ impl Nft {
         batch.set_genid(generation);
         self.take_seqs(batch.msgs.len());
         self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
-        let failures = self.collect_acks(&batch)?;
+        let (failures, _) = self.collect_acks(&batch)?;
         match failures.first().map(|f| f.errno) {
             None => Ok(Some(true)),
             Some(libc::ENOENT) => Ok(Some(false)),

@@ -347,6 +347,58 @@ fn in_place_updates_give_every_packet_its_fate() {
     );
 }
 
+/// The policy with `admins` and `banned` (IPv4) holding extra whole
+/// intervals, apart from the probed addresses and from each other.
+fn element_variant(admins: bool, banned: bool) -> Ruleset {
+    let text = POLICY
+        .replace(
+            "EXTRA_ADMINS",
+            if admins {
+                r#", "10.1.0.5", "10.9.0.0/24", "10.1.0.0""#
+            } else {
+                ""
+            },
+        )
+        .replace(
+            "EXTRA_BANNED",
+            if banned {
+                r#", "10.1.0.7", "10.8.1.0/24""#
+            } else {
+                ""
+            },
+        )
+        .replace("TOP_RULE", "")
+        .replace("MIDDLE_RULE", "");
+    let parsed = dockfw_core::parse("traffic.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    dockfw_core::compile(&parsed.policy, &[])
+}
+
+/// Elements added to and removed from the live sets the deciding rules use,
+/// one set per apply, in one transaction each (no staging copy): the other
+/// elements (the probed sources) never stop matching.
+#[test]
+#[ignore = "needs root"]
+fn element_only_updates_give_every_packet_its_fate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (lab, classes, mut nft) = setup();
+    let (mut admins, mut banned) = (false, false);
+    assert_eq!(
+        nft.apply(&element_variant(admins, banned)).unwrap().change,
+        Change::Created
+    );
+    let counted = under_traffic(&lab, &classes, rounds(400), |round| {
+        if round % 2 == 0 {
+            admins = !admins;
+        } else {
+            banned = !banned;
+        }
+        let report = nft.apply(&element_variant(admins, banned)).unwrap();
+        let kinds: Vec<_> = report.transactions.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, [dockfw_nft::TransactionKind::Update], "{report:?}");
+    });
+    assert_eq!(wrong(&classes, &counted, false), 0, "packets met the wrong fate");
+}
+
 /// Tests `--include-ignored` must not run (`cargo xtask test` skips
 /// `manual::`): run them by hand, as root, with
 /// `cargo test -p dockfw-nft --test reapply_traffic -- --ignored manual::`.

@@ -263,6 +263,9 @@ fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, St
                 (StepKind::Create, Op::CreateSet { .. } | Op::UpdateSet { .. }) => {
                     return Err(format!("Create does {op:?}"));
                 }
+                // An Update changes one set's elements and nothing else.
+                (StepKind::Update, Op::UpdateSet { .. }) if step.ops.len() == 1 => {}
+                (StepKind::Update, op) => return Err(format!("Update does {op:?}")),
                 _ => {}
             }
             model
@@ -380,10 +383,39 @@ fn the_documented_sequences() {
     // A new set: Prepare (create it), Switch (use it).
     let added = ruleset(&[("a", v4(1)), ("b", v4(2))], vec![lookup("a"), lookup("b")]);
     assert_eq!(converge(Some(&base), &added), Ok(vec![Prepare, Switch]));
-    // A set rules use changes: copy, switch, update, switch back.
-    let changed = ruleset(&[("a", v4(3))], vec![lookup("a")]);
+    // A set rules use changes, an interval merging with its neighbour
+    // (10.0.0.1 becomes 10.0.0.1-2): copy, switch, update, switch back.
+    let merged = ruleset(
+        &[(
+            "a",
+            SetElements::Ipv4(vec![
+                Interval::new(
+                    std::net::Ipv4Addr::new(10, 0, 0, 1),
+                    std::net::Ipv4Addr::new(10, 0, 0, 2),
+                )
+                .unwrap(),
+            ]),
+        )],
+        vec![lookup("a")],
+    );
     assert_eq!(
-        converge(Some(&base), &changed),
+        converge(Some(&base), &merged),
+        Ok(vec![Prepare, Switch, Prepare, Switch])
+    );
+    // Adjoining intervals swapped (10.0.0.1 out, 10.0.0.2 in) reshape too.
+    let adjoining = ruleset(&[("a", v4(2))], vec![lookup("a")]);
+    assert_eq!(
+        converge(Some(&base), &adjoining),
+        Ok(vec![Prepare, Switch, Prepare, Switch])
+    );
+    // Whole intervals added or removed, nothing else: one Update in place.
+    let changed = ruleset(&[("a", v4(3))], vec![lookup("a")]);
+    assert_eq!(converge(Some(&base), &changed), Ok(vec![StepKind::Update]));
+    // Two sets rules use changing: staging copies, switched at once.
+    let two = ruleset(&[("a", v4(1)), ("b", v4(2))], vec![lookup("a"), lookup("b")]);
+    let two_changed = ruleset(&[("a", v4(3)), ("b", v4(5))], vec![lookup("a"), lookup("b")]);
+    assert_eq!(
+        converge(Some(&two), &two_changed),
         Ok(vec![Prepare, Switch, Prepare, Switch])
     );
     // An unused set changes: updated in place, nothing else.

@@ -1,0 +1,167 @@
+//! Applying from what was installed, without reading the table again: an
+//! apply plans from the image of its last apply while nf_tables is still at
+//! the generation that image holds in; another program's commit to the
+//! table makes it read again and converge; commits elsewhere, fed through
+//! `Nft::note_commit`, keep the image trusted. Reads are counted with the
+//! `testing` counter of dump requests. Each test in a namespace of its own.
+
+mod common;
+
+use dockfw_core::interval::Interval;
+use dockfw_core::ruleset::{Ruleset, SetElements};
+use dockfw_nft::monitor::{Event, Monitor};
+use dockfw_nft::testing::TestNetns;
+use dockfw_nft::{Change, Nft, TransactionKind};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+fn big_v4(ruleset: &mut Ruleset) -> &mut Vec<Interval<Ipv4Addr>> {
+    match &mut ruleset.sets[0].elements {
+        SetElements::Ipv4(intervals) => intervals,
+        _ => unreachable!("large() starts with the IPv4 set"),
+    }
+}
+
+fn kinds(report: &dockfw_nft::ApplyReport) -> Vec<TransactionKind> {
+    report.transactions.iter().map(|t| t.kind).collect()
+}
+
+fn setup() -> (TestNetns, Nft, Ruleset) {
+    dockfw_nft::testing::require_root();
+    let ns = TestNetns::new().expect("cannot create a network namespace");
+    let mut nft = ns.nft().unwrap();
+    let ruleset = common::large("dockfw", 10, 1000);
+    assert_eq!(nft.apply(&ruleset).unwrap().change, Change::Created);
+    (ns, nft, ruleset)
+}
+
+#[test]
+#[ignore = "needs root"]
+fn reapplies_with_a_valid_image_read_nothing() {
+    let (_ns, mut nft, ruleset) = setup();
+    let before = nft.dump_requests();
+    // Unchanged: nothing sent, nothing read (one GETGEN).
+    let report = nft.apply(&ruleset).unwrap();
+    assert_eq!(report.change, Change::Unchanged);
+    assert_eq!((report.reads, report.transactions.len()), (0, 0));
+    assert_eq!(nft.dump_requests(), before, "an unchanged re-apply dumped");
+
+    // One interval added to the set rules use, apart from the others: one
+    // element-only transaction, and the table is known without reading.
+    let mut added = ruleset.clone();
+    big_v4(&mut added).push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
+    let report = nft.apply(&added).unwrap();
+    assert_eq!(kinds(&report), [TransactionKind::Update]);
+    assert_eq!(report.reads, 0);
+    assert_eq!(
+        nft.dump_requests(),
+        before,
+        "an element-only update read the table"
+    );
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(added.clone()));
+
+    // A rule changes: one Switch, and only the structure is read back.
+    let before = nft.dump_requests();
+    let mut renamed = added.clone();
+    renamed.chains[1].rules[0].comment.push_str(" (renamed)");
+    let report = nft.apply(&renamed).unwrap();
+    assert_eq!(kinds(&report), [TransactionKind::Switch]);
+    assert_eq!((report.reads, report.element_reads), (1, 0));
+    assert_eq!(nft.dump_requests().1, before.1, "set elements were dumped again");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(renamed.clone()));
+
+    // The interval removed again: back in one Update.
+    let mut removed = renamed.clone();
+    big_v4(&mut removed).pop();
+    let report = nft.apply(&removed).unwrap();
+    assert_eq!(kinds(&report), [TransactionKind::Update]);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(removed));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_foreign_commit_to_the_table_makes_apply_read_again_and_converge() {
+    let (ns, mut nft, ruleset) = setup();
+    ns.exec("nft", ["add element inet dockfw big-v4 { 192.0.2.9 }"]);
+    let report = nft.apply(&ruleset).unwrap();
+    assert_eq!(report.change, Change::Updated, "{report:?}");
+    assert!(report.reads >= 1 && report.element_reads >= 1, "{report:?}");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(ruleset.clone()));
+
+    // A rule deleted behind our back, then an update planned from the image
+    // would delete by stale handles: read again instead.
+    let handle = ns
+        .exec("nft", ["-a", "list", "chain", "inet", "dockfw", "rule-0"])
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("chain") && !line.trim_start().starts_with("table"))
+        .find_map(|line| line.split("# handle ").nth(1).map(str::trim).map(str::to_string))
+        .unwrap();
+    ns.exec(
+        "nft",
+        ["delete", "rule", "inet", "dockfw", "rule-0", "handle", &handle],
+    );
+    let mut want = ruleset.clone();
+    big_v4(&mut want).push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
+    let report = nft.apply(&want).unwrap();
+    assert!(report.reads >= 1, "{report:?}");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
+
+    // Any commit elsewhere, not told: the image is not trusted either.
+    ns.exec("nft", ["add table ip other"]);
+    let report = nft.apply(&ruleset).unwrap();
+    assert!(report.reads >= 1, "{report:?}");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(ruleset));
+}
+
+/// Feeds every commit the monitor reports until none comes for a while.
+fn follow(nft: &mut Nft, monitor: &mut Monitor) -> usize {
+    let mut seen = 0;
+    while let Some(event) = monitor.next(Some(Duration::from_millis(300))).unwrap() {
+        match event {
+            Event::Commit(commit) => nft.note_commit(&commit),
+            _ => nft.forget_installed(),
+        }
+        seen += 1;
+    }
+    seen
+}
+
+#[test]
+#[ignore = "needs root"]
+fn commits_elsewhere_noted_from_the_monitor_keep_the_image() {
+    dockfw_nft::testing::require_root();
+    let ns = TestNetns::new().expect("cannot create a network namespace");
+    let mut monitor = Monitor::in_netns(ns.path()).unwrap();
+    let mut nft = ns.nft().unwrap();
+    let ruleset = common::large("dockfw", 10, 1000);
+    nft.apply(&ruleset).unwrap();
+    // Docker-like commits to tables of their own, seen through the monitor.
+    ns.exec("nft", ["add table ip docker-like"]);
+    ns.exec("nft", ["add chain ip docker-like DOCKER"]);
+    ns.exec(
+        "nft",
+        ["add rule ip docker-like DOCKER ip daddr 172.17.0.2 tcp dport 80 accept"],
+    );
+    assert!(
+        follow(&mut nft, &mut monitor) >= 3,
+        "our commits and three of nft's"
+    );
+    let before = nft.dump_requests();
+    let report = nft.apply(&ruleset).unwrap();
+    assert_eq!((report.change, report.reads), (Change::Unchanged, 0));
+    let mut added = ruleset.clone();
+    big_v4(&mut added).push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
+    let report = nft.apply(&added).unwrap();
+    assert_eq!((kinds(&report), report.reads), (vec![TransactionKind::Update], 0));
+    assert_eq!(nft.dump_requests(), before, "commits elsewhere made apply read");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(added.clone()));
+
+    // A commit to our table, noted: read again, and repaired.
+    follow(&mut nft, &mut monitor);
+    ns.exec("nft", ["flush chain inet dockfw rule-0"]);
+    follow(&mut nft, &mut monitor);
+    let report = nft.apply(&added).unwrap();
+    assert_eq!(report.change, Change::Updated);
+    assert!(report.reads >= 1, "{report:?}");
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(added));
+}
