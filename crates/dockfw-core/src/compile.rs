@@ -68,22 +68,22 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         )
     }));
 
-    // Untracked packets are never NATed: on this hook only routed ones reach a container.
-    let mut guarded: Vec<Rule> = DOCKER_BRIDGES
-        .iter()
-        .map(|bridge| {
-            rule(
-                UNTRACKED_COMMENT,
-                vec![Match::CtState(CtState::Untracked), Match::OifName(ifname(bridge))],
-                Verdict::Goto(CHAIN_UNTRACKED.into()),
-            )
-        })
-        .collect();
-    guarded.push(rule(
+    // Published by Docker first: most new connections take that path, and an
+    // untracked packet never matches it (it has no conntrack entry, so no
+    // `ct status`). Untracked packets are never NATed: on this hook only
+    // routed ones reach a container.
+    let mut guarded = vec![rule(
         "published by Docker (DNAT)",
         vec![Match::CtStatusDnat],
         Verdict::Goto(CHAIN_POLICY.into()),
-    ));
+    )];
+    guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+        rule(
+            UNTRACKED_COMMENT,
+            vec![Match::CtState(CtState::Untracked), Match::OifName(ifname(bridge))],
+            Verdict::Goto(CHAIN_UNTRACKED.into()),
+        )
+    }));
     guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
         rule(
             "routed to a Docker bridge",
@@ -120,11 +120,12 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
     }
     policy_rules.push(rule(DEFAULT_COMMENT, vec![], Verdict::Goto(CHAIN_DEFAULT.into())));
 
-    let mut default = vec![counter_rule(DEFAULT_COMMENT)];
-    if guard.log {
-        default.push(log_rule(DEFAULT_COMMENT, "dockfw: "));
-    }
-    default.extend(verdict_rules(DEFAULT_COMMENT, guard.default));
+    let default = decision_rules(
+        DEFAULT_COMMENT,
+        guard.log.then(|| log_rule(DEFAULT_COMMENT, "dockfw: ")),
+        vec![],
+        guard.default,
+    );
     let proxy = compiler.proxy_rules(containers);
 
     let mut chains = vec![
@@ -200,6 +201,22 @@ fn rule(comment: &str, matches: Vec<Match>, verdict: Verdict) -> Rule {
         statements: vec![],
         verdict: Some(verdict),
     }
+}
+
+/// The rules of a decision's chain: its first rule counts every connection
+/// it decides ([`crate::layout::rule_counter`]), then `log`, `limits`, and
+/// the verdict. With nothing between, an allow or drop is a single rule that
+/// counts and decides: one rule, one counter per decision.
+fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: Action) -> Vec<Rule> {
+    let verdicts = verdict_rules(comment, action);
+    if log.is_none() && limits.is_empty() && verdicts.len() == 1 {
+        return verdicts;
+    }
+    let mut rules = vec![counter_rule(comment)];
+    rules.extend(log);
+    rules.extend(limits);
+    rules.extend(verdicts);
+    rules
 }
 
 fn counter_rule(comment: &str) -> Rule {
@@ -505,13 +522,14 @@ impl Compiler {
         rules
     }
 
-    /// The rules of a rule's own chain: count, log, enforce limits, decide.
+    /// The rules of a rule's own chain: count, log, enforce limits, decide
+    /// (see [`decision_rules`]).
     fn decide(&mut self, index: usize, policy_rule: &PolicyRule, families: &BTreeSet<Family>) -> Vec<Rule> {
         let name = &policy_rule.name;
-        let mut rules = vec![counter_rule(name)];
-        if policy_rule.log {
-            rules.push(log_rule(name, &format!("dockfw {name}: ")));
-        }
+        let log = policy_rule
+            .log
+            .then(|| log_rule(name, &format!("dockfw {name}: ")));
+        let mut rules = Vec::new();
         for &family in families {
             let suffix = family_suffix(family);
             if let Some(limit) = policy_rule.limit {
@@ -546,8 +564,7 @@ impl Compiler {
                 rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
             }
         }
-        rules.extend(verdict_rules(name, policy_rule.action));
-        rules
+        decision_rules(name, log, rules, policy_rule.action)
     }
 }
 

@@ -13,8 +13,8 @@
 //!     ct state established,related accept
 //!     iifname <guarded> goto docker-proxy
 //! chain guarded   is it going to a container?
+//!     ct status dnat goto rules         published by Docker (first: the common path)
 //!     ct state untracked oifname "docker0" goto untracked   (and "br-*")
-//!     ct status dnat goto rules         published by Docker
 //!     oifname "docker0" goto rules      routed onto a Docker bridge
 //!     oifname "br-*" goto rules
 //! chain docker-proxy   is it for a port a running container publishes (not NATed)?
@@ -26,8 +26,14 @@
 //!     <matches> goto rule-N
 //!     goto default-fate
 //! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
-//! chain default-fate  the default fate: counter, [log], verdict
+//!                 (a plain allow or drop is one rule, `counter accept|drop`)
+//! chain default-fate  the default fate: counter, [log], verdict (one rule likewise)
 //! ```
+//!
+//! The judged path is kept short: a new connection published by Docker
+//! passes `forward` (2 rules), `guarded` (1), `rules` (the label rules, then
+//! the alternatives up to the deciding one) and its decision's chain, whose
+//! first rule counts it: one counter per decision.
 //!
 //! Every path into a container ends in the same `rules` chain, which matches
 //! what the client dialled (conntrack's original tuple): through Docker's DNAT
@@ -161,7 +167,8 @@ impl CounterAt {
 }
 
 /// The counter of the policy rule at `index` (0-based): the rule heading its
-/// own chain, which counts every connection the rule decided.
+/// own chain, which counts every connection the rule decided (a plain allow
+/// or drop: the chain's only rule, which also decides).
 pub fn rule_counter(index: usize) -> CounterAt {
     CounterAt {
         chain: rule_chain(index),

@@ -56,8 +56,12 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
             .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_GUARDED.into())))
     );
     let guarded = ruleset.chain(CHAIN_GUARDED).unwrap();
+    // Published by Docker first (the common path; an untracked packet has no
+    // `ct status`, so it never matches).
+    assert_eq!(guarded.rules[0].matches, vec![Match::CtStatusDnat]);
+    assert_eq!(guarded.rules[0].verdict, Some(Verdict::Goto(CHAIN_POLICY.into())));
     // Untracked packets routed to a Docker bridge cannot be judged: dropped.
-    for (rule, bridge) in guarded.rules[..2]
+    for (rule, bridge) in guarded.rules[1..3]
         .iter()
         .zip([IfName::Exact("docker0".into()), IfName::Prefix("br-".into())])
     {
@@ -71,14 +75,13 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     assert_eq!(untracked.rules.len(), 1);
     assert_eq!(untracked.rules[0].matches, vec![]);
     assert_eq!(untracked.rules[0].verdict, Some(Verdict::Drop));
-    let guarded = &guarded.rules[2..];
-    assert_eq!(guarded[0].matches, vec![Match::CtStatusDnat]);
+    let guarded = &guarded.rules[3..];
     assert_eq!(
-        guarded[1].matches,
+        guarded[0].matches,
         vec![Match::OifName(IfName::Exact("docker0".into()))]
     );
     assert_eq!(
-        guarded[2].matches,
+        guarded[1].matches,
         vec![Match::OifName(IfName::Prefix("br-".into()))]
     );
     // The input chain (docker-proxy) hooks in at the same priority, and
@@ -165,9 +168,11 @@ fn each_alternative_is_one_rule_and_families_are_split() {
         ruleset.set("rule-1-tcp").unwrap().elements,
         SetElements::Port(vec![Interval::single(22), Interval::new(8000, 8100).unwrap()])
     );
-    // Every alternative jumps to the rule's own chain, which counts and decides.
+    // Every alternative jumps to the rule's own chain, which counts and
+    // decides: a plain allow in one rule (one counter per decision).
     let chain = ruleset.chain("rule-1").unwrap();
-    assert_eq!(chain.rules.first().unwrap().verdict, None);
+    assert_eq!(chain.rules.len(), 1);
+    assert_eq!(chain.rules.first().unwrap().matches, vec![]);
     assert_eq!(chain.rules.last().unwrap().verdict, Some(Verdict::Accept));
 }
 
