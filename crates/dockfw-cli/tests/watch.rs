@@ -423,6 +423,39 @@ fn sighup_applies_a_good_policy_and_refuses_a_bad_one() {
     setup.done();
 }
 
+/// `systemctl reload dockfw-nft` after an edit runs a one-shot `apply`: a
+/// running watch follows the edited policy file instead of undoing it, and
+/// from then on repairs to it.
+#[test]
+#[ignore = "needs root"]
+fn a_one_shot_apply_of_the_edited_policy_is_followed_not_undone() {
+    let setup = setup("oneshot");
+    let mut watch = setup.watch(&[]);
+    let edited = format!("{POLICY}\n[[rule]]\nname = \"added by apply\"\nports = [\"9000/tcp\"]\n");
+    std::fs::write(setup.dir.join("policy.toml"), &edited).unwrap();
+    let output = setup.command(&["apply"]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    watch.wait_for_new("following policy.toml", REPAIRED_WITHIN);
+    // Long enough for a wrong repair back to the old policy to have happened.
+    std::thread::sleep(Duration::from_millis(500));
+    let applied = table(&setup.netns).expect("installed");
+    assert!(
+        applied.contains("\"added by apply\""),
+        "{applied}\n{}",
+        watch.text()
+    );
+    assert!(!watch.text().contains("repaired"), "{}", watch.text());
+    // Guarding the edited policy now.
+    assert!(nft(&setup.netns, &["delete", "table", "inet", "dockfw"]));
+    setup.until_whole(&applied, Instant::now());
+    drop(watch);
+    setup.done();
+}
+
 #[test]
 #[ignore = "needs root"]
 fn a_reload_the_kernel_refuses_keeps_the_repair_that_was_due() {
