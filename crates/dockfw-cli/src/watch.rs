@@ -42,6 +42,8 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The name nf_tables records for commits of the dockfw-nft command.
+const DOCKFW_PROCESS: &str = "dockfw-nft";
 /// Longest wait for a Docker event before checking the connection is still alive.
 const IDLE: Duration = Duration::from_secs(60);
 /// Pause between attempts to reach Docker again.
@@ -220,6 +222,9 @@ fn summarise(mut parts: Vec<String>, more: &str) -> String {
 struct Tampering {
     /// `nft (pid 1234)`.
     by: String,
+    /// Whether another dockfw-nft process made it (a one-shot `apply`, e.g.
+    /// `systemctl reload dockfw-nft` after the policy was edited).
+    by_dockfw: bool,
     /// Its changes to our table.
     changes: Vec<ObjectChange>,
     /// Tables of others it deleted too (`flush ruleset` deletes them all).
@@ -555,6 +560,7 @@ impl<'a> Guard<'a> {
             .count();
         let tampering = Tampering {
             changes: commit.changes_to(Family::Inet, &table).cloned().collect(),
+            by_dockfw: commit.process.as_deref() == Some(DOCKFW_PROCESS),
             by,
             other_tables_deleted,
             complete: commit.complete,
@@ -706,11 +712,59 @@ impl<'a> Guard<'a> {
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
     }
 
+    /// Another dockfw-nft process changed the table: a one-shot `apply` of
+    /// the policy file (`systemctl reload dockfw-nft` after an edit) must be
+    /// followed, not undone, so read the file again before repairing. A
+    /// policy with errors, or one naming another table, leaves the running
+    /// policy in force (and the repair undoes the change). The process name
+    /// can be forged, but then this only re-reads the policy file.
+    fn follow_policy_file(&mut self, by: &str) {
+        match self.session.load_policy() {
+            Ok(parsed) if parsed.policy == self.parsed.policy => {}
+            Ok(parsed) if parsed.policy.guard.table != self.table() => warn(
+                self.session,
+                &format!(
+                    "{by} changed table inet {}, and {} now names table inet {}: still \
+                     enforcing the previous policy (send SIGHUP to switch tables)",
+                    self.table(),
+                    self.session.config_name(),
+                    parsed.policy.guard.table
+                ),
+            ),
+            Ok(parsed) => {
+                log(
+                    self.session,
+                    &format!(
+                        "{by} changed table inet {}: following {} as it is now",
+                        self.table(),
+                        self.session.config_name()
+                    ),
+                );
+                self.parsed = parsed;
+            }
+            Err(error) => {
+                crate::report(&self.session.console, &error);
+                log(
+                    self.session,
+                    &format!(
+                        "{by} changed table inet {}, but {} has errors: still enforcing the \
+                         previous policy",
+                        self.table(),
+                        self.session.config_name()
+                    ),
+                );
+            }
+        }
+    }
+
     /// Brings the table back to the policy after tampering, lost
     /// notifications or a failed apply, and says what was repaired.
     fn repair(&mut self, now: Instant) {
         let pending = std::mem::take(&mut self.pending);
         let since = pending.since.unwrap_or(now);
+        if let Some(sibling) = pending.tampering.iter().find(|t| t.by_dockfw) {
+            self.follow_policy_file(&sibling.by);
+        }
         match self.apply() {
             Ok((report, _, revoked)) => {
                 let took = since.elapsed();
