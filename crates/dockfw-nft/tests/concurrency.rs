@@ -234,9 +234,13 @@ mod manual {
     #[test]
     #[ignore = "manual: a helper process of a_writer_waits_for_the_lock_and_kill_9_releases_it"]
     fn lock_holder() {
-        let Ok(netns) = std::env::var(HOLDER_ENV) else {
-            return;
-        };
+        let netns = std::env::var(HOLDER_ENV).unwrap_or_else(|_| {
+            panic!(
+                "manual::lock_holder is a helper process, not a test: \
+                 a_writer_waits_for_the_lock_and_kill_9_releases_it starts it with \
+                 {HOLDER_ENV} set; skip it with `--skip manual::` (as `cargo xtask test` does)"
+            )
+        });
         let mut nft = Nft::in_netns(netns).unwrap();
         testing::after_each_commit(&mut nft, || {
             println!("{HOLDING}");
