@@ -150,6 +150,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 mod apply;
 pub mod conntrack;
