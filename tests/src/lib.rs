@@ -20,6 +20,7 @@
 //! parent `dockfw-lab-{prefix}`. Teardown finds leftovers from these names,
 //! so it also works after a crash.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod cleanup;
 mod cmd;

@@ -15,6 +15,9 @@ Exit status:
      installed stays as it was, unless the message says what was committed)
   4  Docker unreachable where Docker is required (--require-docker; watch)";
 
+/// The whole command line: parse it with [`clap::Parser`] and hand it to
+/// [`run`](crate::run). Its help text comes from the `about` attributes, not
+/// from this comment.
 #[derive(Debug, Parser)]
 #[command(
     name = "dockfw-nft",
@@ -28,8 +31,11 @@ Exit status:
     propagate_version = true
 )]
 pub struct Cli {
+    /// The options every subcommand takes (policy file, table, namespace,
+    /// Docker, output).
     #[command(flatten)]
     pub global: Global,
+    /// The subcommand and its own options.
     #[command(subcommand)]
     pub command: Command,
 }

@@ -11,6 +11,7 @@
 //! [`Console::capture`], without privilege; `tests/offline.rs` does. No
 //! option or environment variable of the binary selects another backend.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod cli;
 mod commands;

@@ -1,7 +1,10 @@
 //! The commands that need no privilege, run as a user would: from the
 //! checkout, on the example policies.
 
+mod common;
+
 use assert_cmd::Command;
+use common::tempdir;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -294,19 +297,12 @@ fn completions_and_man_pages_come_from_the_definition() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dockfw-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Every nftables keyword is refused as a table name, from `--table` and from
 /// the policy alike, before anything reaches nft or the kernel; and the
 /// issue's injection through `--table` is refused.
 #[test]
 fn table_names_that_nft_cannot_read_are_refused() {
-    let dir = std::env::temp_dir().join(format!("dockfw-cli-names-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir("names");
     let policy = dir.join("policy.toml");
     for keyword in dockfw_core::names::nft_keywords() {
         let (_, stderr) = output(

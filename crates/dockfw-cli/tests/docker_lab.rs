@@ -4,7 +4,7 @@
 //! follows containers as they start. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use assert_cmd::assert::OutputAssertExt;
-use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto, addr};
+use dockfw_e2e::{Client, Lab, LabConfig, Ns, Outcome, Probe, Proto, addr};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,22 +73,12 @@ impl Setup {
         }
     }
 
-    /// `nft ARGS` in the lab's host namespace; must succeed.
-    fn nft(&self, args: &[&str]) {
-        let status = Command::new("nsenter")
-            .arg(format!("--net={}", self.lab.netns_path().display()))
-            .arg("nft")
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "nft {args:?}");
-    }
-
     /// Our table as `nft -s` lists it, or `None`.
     fn table(&self) -> Option<String> {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.lab.netns_path().display()))
-            .args(["nft", "-s", "list", "table", "inet", "dockfw"])
+        let out = self
+            .lab
+            .ns_cmd(Ns::DockerHost, "nft")
+            .args(["-s", "list", "table", "inet", "dockfw"])
             .stderr(Stdio::null())
             .output()
             .unwrap();
@@ -206,7 +196,7 @@ fn watch_follows_containers_as_they_start_and_go() {
 
     // Tampering with real Docker running: repaired at once.
     let whole = setup.table().expect("installed");
-    setup.nft(&["delete", "table", "inet", "dockfw"]);
+    setup.lab.nft("delete table inet dockfw").unwrap();
     let started = std::time::Instant::now();
     setup.until_table_is(&whole);
     println!(
@@ -224,7 +214,7 @@ fn watch_follows_containers_as_they_start_and_go() {
     // following.
     setup.lab.stop_dockerd().unwrap();
     wait_for(&setup.dir.join("watch.log"), "lost Docker");
-    setup.nft(&["flush", "ruleset"]);
+    setup.lab.nft("flush ruleset").unwrap();
     let started = std::time::Instant::now();
     setup.until_table_is(&whole);
     println!(

@@ -2,7 +2,9 @@
 //! test inside network namespaces of its own (`--netns NAME`): the host's own
 //! ruleset is never touched. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{POLICY, dockfw, stable, tempdir};
 use dockfw_nft::testing::{TestNetns, require_root};
 use std::path::{Path, PathBuf};
 
@@ -13,70 +15,6 @@ const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 fn ruleset(netns: &TestNetns) -> String {
     netns.exec("nft", ["list", "ruleset"])
 }
-
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
-fn dockfw(netns: &TestNetns, dir: &Path, args: &[&str], code: i32) -> Run {
-    let output = Command::cargo_bin("dockfw-nft")
-        .unwrap()
-        .env_remove("DOCKFW_CONFIG")
-        .env_remove("CLICOLOR_FORCE")
-        .current_dir(dir)
-        .args(["--netns", netns.name(), "--no-docker"])
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    Run {
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dockfw-kernel-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Strips what varies between runs: the time `apply` took, its last field.
-fn stable(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.rsplit_once("; ") {
-            Some((head, _)) if line.starts_with("applied ") => format!("{head}; [time]"),
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-const POLICY: &str = r#"
-[guard]
-interfaces = ["eth0"]
-default = "drop"
-
-[sets]
-admins = ["203.0.113.10", "2001:db8:a::/64"]
-
-[[rule]]
-name = "website"
-ports = ["80/tcp", "443/tcp"]
-
-[[rule]]
-name = "admin panel"
-from = ["@admins"]
-ports = ["8443/tcp"]
-action = "allow"
-
-[[rule]]
-name = "databases"
-ports = ["5432"]
-action = "reject"
-"#;
 
 #[test]
 #[ignore = "needs root"]

@@ -5,51 +5,16 @@
 //! `ownership.rs` (root); the snapshots here that have a kernel twin
 //! (`kernel__status`, `kernel__diff`, `kernel__apply`) must read the same.
 
+mod common;
+
 use clap::Parser;
+use common::{POLICY, Run, stable};
 use dockfw_cli::backend::{Memory, MemoryTable};
 use dockfw_cli::{Cli, Console};
-use dockfw_core::layout::{CHAIN_DEFAULT, rule_chain};
+use dockfw_core::layout;
 use dockfw_nft::MARKER;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-const POLICY: &str = r#"
-[guard]
-interfaces = ["eth0"]
-default = "drop"
-
-[sets]
-admins = ["203.0.113.10", "2001:db8:a::/64"]
-
-[[rule]]
-name = "website"
-ports = ["80/tcp", "443/tcp"]
-
-[[rule]]
-name = "admin panel"
-from = ["@admins"]
-ports = ["8443/tcp"]
-action = "allow"
-
-[[rule]]
-name = "databases"
-ports = ["5432"]
-action = "reject"
-"#;
-
-/// What one command did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
-    }
-}
 
 /// A policy file in a directory of its own, and the tables in memory.
 struct Offline {
@@ -119,17 +84,6 @@ impl Drop for Offline {
     }
 }
 
-/// Strips what varies between runs: the time `apply` took, its last field.
-fn stable(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.rsplit_once("; ") {
-            Some((head, _)) if line.starts_with("applied ") => format!("{head}; [time]"),
-            _ => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// `apply --json` without the time it took.
 fn stable_json(run: &Run) -> String {
     let mut json = run.json();
@@ -162,9 +116,11 @@ fn status_matches_and_shows_counters() {
     // What the kernel test shows for the same policy, counters at zero.
     insta::assert_snapshot!("status-fresh", status.stdout);
 
-    offline.memory.count("dockfw", &rule_chain(0), 0, 7, 1500);
-    offline.memory.count("dockfw", &rule_chain(2), 0, 2, 120);
-    offline.memory.count("dockfw", CHAIN_DEFAULT, 0, 31, 4 << 20);
+    offline.memory.count("dockfw", &layout::rule_counter(0), 7, 1500);
+    offline.memory.count("dockfw", &layout::rule_counter(2), 2, 120);
+    offline
+        .memory
+        .count("dockfw", &layout::default_counter(), 31, 4 << 20);
     let status = offline.run(&["status"], 0);
     insta::assert_snapshot!("status-counted", status.stdout);
     let json = offline.run(&["status", "--json"], 0);
@@ -287,7 +243,7 @@ fn apply_creates_then_leaves_alone_then_updates() {
     assert_eq!(installed, MemoryTable::dockfw(offline.desired()));
 
     // Nothing sent: the counters keep counting.
-    offline.memory.count("dockfw", &rule_chain(0), 0, 7, 1500);
+    offline.memory.count("dockfw", &layout::rule_counter(0), 7, 1500);
     let unchanged = offline.run(&["apply"], 0);
     insta::assert_snapshot!("apply-unchanged", unchanged.stdout);
     assert_eq!(offline.table().unwrap().counters.len(), 1);

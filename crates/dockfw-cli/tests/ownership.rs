@@ -3,42 +3,21 @@
 //! Tampering is done with the `nft` binary. Needs root: `#[ignore]`d, run by
 //! `cargo xtask test` as root.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{Run, tempdir};
 use dockfw_nft::testing::TestNetns;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Runs `nft ARGS` inside the namespace; its output.
 fn nft(netns: &TestNetns, args: &[&str]) -> String {
     netns.exec("nft", args)
 }
 
-struct Run {
-    stdout: String,
-    stderr: String,
-}
-
+/// The command with this test's policy file, `DIR/policy.toml`.
 fn dockfw(netns: &TestNetns, dir: &Path, args: &[&str], code: i32) -> Run {
-    let output = Command::cargo_bin("dockfw-nft")
-        .unwrap()
-        .env_remove("DOCKFW_CONFIG")
-        .env_remove("CLICOLOR_FORCE")
-        .current_dir(dir)
-        .args(["--netns", netns.name(), "--no-docker", "--config", "policy.toml"])
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    Run {
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dockfw-own-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    let args: Vec<&str> = ["--config", "policy.toml"].iter().chain(args).copied().collect();
+    common::dockfw(netns, dir, &args, code)
 }
 
 const POLICY: &str = r#"

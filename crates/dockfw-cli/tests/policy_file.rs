@@ -2,8 +2,11 @@
 //! bounded size, refused at once otherwise; bad bytes and IPv4-mapped
 //! addresses located; read errors exit 2; and the smaller message fixes.
 
+mod common;
+
 use assert_cmd::Command;
-use std::path::{Path, PathBuf};
+use common::tempdir;
+use std::path::Path;
 use std::time::Duration;
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -33,12 +36,6 @@ fn check(config: &Path, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(code), "{}: {stderr}", config.display());
     stderr
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dockfw-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -137,8 +134,7 @@ fn an_unreadable_policy_exits_2() {
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, "[guard]\ninterfaces = [\"eth0\"]\n").unwrap();
     std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let output = if root {
         // Root reads anything: run as nobody, without capabilities.
         std::process::Command::new("setpriv")

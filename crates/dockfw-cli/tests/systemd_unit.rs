@@ -77,19 +77,16 @@ fn watch_unit_follows_docker_and_guards_through_its_restarts() {
     );
 }
 
+/// Ignored by default because it needs `systemd-analyze`, which `cargo xtask
+/// test` (running ignored tests) and CI have (`.ci/packages` installs systemd).
 #[test]
+#[ignore = "needs systemd-analyze"]
 fn systemd_accepts_the_units() {
-    if std::process::Command::new("systemd-analyze")
+    if let Err(e) = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_err()
     {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "systemd-analyze is missing; CI must install systemd"
-        );
-        eprintln!("skipping: systemd-analyze not installed");
-        return;
+        panic!("systemd-analyze cannot run ({e}): install systemd to run this test");
     }
     let dir = std::env::temp_dir().join(format!("dockfw-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

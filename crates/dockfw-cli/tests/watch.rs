@@ -8,6 +8,8 @@
 //! an event stream that stays open until the stand-in stops); the real
 //! dockerd is in `docker_lab.rs`. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
+mod common;
+
 use dockfw_nft::testing::TestNetns;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -207,9 +209,7 @@ struct Setup {
 
 fn setup(test: &str) -> Setup {
     let netns = TestNetns::new().unwrap();
-    let dir = std::env::temp_dir().join(format!("dfwt-watch-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tempdir(&format!("watch-{test}"));
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
     let docker = FakeDocker::start(&dir.join("docker.sock"));
     Setup { netns, dir, docker }

@@ -13,17 +13,28 @@
 //!
 //! Follow one field (say a rule's `ports`) through the workspace:
 //!
-//! | step | file |
-//! |---|---|
-//! | the model | `src/policy.rs` (`Policy`, `Guard`, `Rule`) |
-//! | parsed, with file:line:column errors | `src/parse.rs` (the TOML walk), `src/values.rs` (address, port, rate, interface syntax) |
-//! | validated | `src/parse.rs` (errors), `src/names.rs` (what nft accepts), `src/lint.rs` (warnings) |
-//! | compiled | `src/compile.rs` → `src/ruleset.rs` (the backend-neutral `Ruleset`), in the chains of `src/layout.rs` |
-//! | rendered as nft text | `src/render.rs` |
-//! | evaluated | `src/eval.rs` (on the policy, and by running the `Ruleset`); `src/revoke.rs` (tracked connections) |
-//! | against running containers | `src/containers.rs` |
-//! | encoded for the kernel | `crates/dockfw-nft/src/encode.rs`; read back by `decode.rs`; changes planned by `plan.rs` |
-//! | tested | `tests/parse.rs`, `tests/compile.rs`, `tests/containers.rs`, `tests/agreement.rs` (policy and ruleset agree), `tests/nft_accepts_plan.rs` (nft loads every plan); kernel round trips in `crates/dockfw-nft/tests/`, the command in `crates/dockfw-cli/tests/`, real traffic in `tests/` |
+//! | step | file | symbols |
+//! |---|---|---|
+//! | the model | `src/policy.rs` | `Policy`, `Guard`, `Rule` (`Rule::selected` for `container`/`labels`) |
+//! | parsed, with file:line:column errors | `src/parse.rs` (the TOML walk), `src/values.rs` (address, port, rate, interface syntax) | [`parse()`], `read_rule`, `read_ports`, `read_addresses`, `read_labels`; `parse_port_range`, `parse_ip_range` |
+//! | validated | `src/parse.rs` (errors), `src/names.rs` (what nft accepts), `src/lint.rs` (warnings) | `check_rule_name`, `check_table_name`, `lint` |
+//! | compiled | `src/compile.rs` → `src/ruleset.rs` (the backend-neutral `Ruleset`), in the chains of `src/layout.rs` | [`compile()`], `dialled_targets`; `Match::DialledPort`, `Match::DialledAddrIn`, `Match::SourceIn`, [`Match::set`](ruleset::Match::set); `layout::rule_chain`, `layout::rule_counter` |
+//! | rendered as nft text | `src/render.rs` | [`render()`], `render_table`, `render_rule` |
+//! | evaluated | `src/eval.rs` (on the policy, and by running the `Ruleset`); `src/revoke.rs` (tracked connections) | [`evaluate`], `explain`, [`evaluate_ruleset`], `simulate_packet`; `revoke::judge` |
+//! | against running containers | `src/containers.rs` | `containers::resolve`, `containers::diagnose` |
+//! | encoded for the kernel | `crates/dockfw-nft/src/encode.rs`; read back by `decode.rs`; changes planned by `plan.rs` | `match_exprs`, `statement_exprs`, `verdict_expr`; `decode::rule`, `decode::set`; `plan` |
+//! | tested | `tests/parse.rs`, `tests/compile.rs`, `tests/containers.rs`, `tests/agreement.rs` (policy and ruleset agree), `tests/nft_accepts_plan.rs` (nft loads every plan); kernel round trips in `crates/dockfw-nft/tests/`, the command in `crates/dockfw-cli/tests/`, real traffic in `tests/` | |
+//!
+//! A rule's `container` and `labels` name no address: at compile time
+//! `Rule::selected` picks the running containers they match, and
+//! `dialled_targets` turns what those containers publish into the addresses
+//! and ports a client dials (each host address a port is bound to, with
+//! containers' own addresses excluded, for Docker's DNAT and docker-proxy;
+//! the container's own address and container port for routed traffic).
+//! Those addresses become the rule's own address sets, matched by
+//! `Match::DialledAddrIn`, with the ports in `Match::DialledPort`; with no
+//! such container running, the rule matches nothing. So a container starting
+//! or stopping changes the compiled ruleset, which `watch` applies again.
 //!
 //! No I/O happens here: callers read files and talk to Docker. With the
 //! feature `proptest`, the `testing` module offers strategies for random

@@ -264,28 +264,19 @@ impl Conntrack {
             NetfilterProtoFamily::Unspec,
             ConntrackMessage::Get(vec![]),
         );
-        self.socket.send(&request).map_err(|e| Error::io(ACTION, e))?;
         let mut entries = Vec::new();
-        loop {
-            let buf = self
-                .socket
-                .recv(&mut self.recv, true)
-                .map_err(|e| Error::io(ACTION, e))?
-                .ok_or_else(|| protocol(ACTION, "no reply".into()))?;
-            let replies = crate::netlink::parse_replies(buf).map_err(|e| protocol(ACTION, e.to_string()))?;
-            for reply in replies {
-                match reply {
-                    Reply::Data { seq: s, msg, .. } if s == seq => {
-                        entries.push(parse_entry(msg).map_err(|detail| protocol(ACTION, detail))?);
-                    }
-                    Reply::Done { seq: s } if s == seq => return Ok(entries),
-                    Reply::Ack { seq: s, errno, .. } if s == seq && errno != 0 => {
-                        return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
-                    }
-                    _ => {}
-                }
+        self.exchange(ACTION, &request, |reply| match reply {
+            Reply::Data { seq: s, msg, .. } if s == seq => {
+                entries.push(parse_entry(msg).map_err(|detail| protocol(ACTION, detail))?);
+                Ok(None)
             }
-        }
+            Reply::Done { seq: s } if s == seq => Ok(Some(())),
+            Reply::Ack { seq: s, errno, .. } if s == seq && errno != 0 => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
+            _ => Ok(None),
+        })?;
+        Ok(entries)
     }
 
     /// Deletes the dumped connection `entry` (by its original tuple, zone and
@@ -317,23 +308,35 @@ impl Conntrack {
             original.family(),
             ConntrackMessage::Delete(attributes),
         );
-        self.socket.send(&request).map_err(|e| Error::io(ACTION, e))?;
+        self.exchange(ACTION, &request, |reply| match reply {
+            Reply::Ack { seq: s, errno, .. } if s == seq => match errno {
+                0 => Ok(Some(true)),
+                libc::ENOENT => Ok(Some(false)),
+                errno => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            },
+            _ => Ok(None),
+        })
+    }
+
+    /// Sends `request` and hands each reply to `on_reply` until it returns
+    /// an answer (`Some`) or an error; `action` names the work in errors.
+    fn exchange<T>(
+        &mut self,
+        action: &'static str,
+        request: &[u8],
+        mut on_reply: impl FnMut(Reply<'_>) -> Result<Option<T>>,
+    ) -> Result<T> {
+        self.socket.send(request).map_err(|e| Error::io(action, e))?;
         loop {
             let buf = self
                 .socket
                 .recv(&mut self.recv, true)
-                .map_err(|e| Error::io(ACTION, e))?
-                .ok_or_else(|| protocol(ACTION, "no reply".into()))?;
-            let replies = crate::netlink::parse_replies(buf).map_err(|e| protocol(ACTION, e.to_string()))?;
+                .map_err(|e| Error::io(action, e))?
+                .ok_or_else(|| protocol(action, "no reply".into()))?;
+            let replies = crate::netlink::parse_replies(buf).map_err(|e| protocol(action, e.to_string()))?;
             for reply in replies {
-                if let Reply::Ack { seq: s, errno, .. } = reply
-                    && s == seq
-                {
-                    return match errno {
-                        0 => Ok(true),
-                        libc::ENOENT => Ok(false),
-                        errno => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
-                    };
+                if let Some(answer) = on_reply(reply)? {
+                    return Ok(answer);
                 }
             }
         }

@@ -195,6 +195,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 mod apply;
 pub mod conntrack;

@@ -16,9 +16,10 @@
 //! different `/run` (another mount namespace) do not share the lock.
 
 use crate::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ impl NetnsId {
 /// A held writer lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct WriterLock {
-    _file: File,
+    _file: Flock<File>,
 }
 
 impl WriterLock {
@@ -114,10 +115,11 @@ impl WriterLock {
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
-        loop {
-            if try_flock(&file).map_err(failed)? {
-                break;
-            }
+        let mut file = loop {
+            file = match try_flock(file).map_err(failed)? {
+                Ok(locked) => break locked,
+                Err(unlocked) => unlocked,
+            };
             let waited = started.elapsed();
             if waited >= wait {
                 return Err(Error::Locked {
@@ -129,7 +131,7 @@ impl WriterLock {
             // flock has no timed wait: poll, backing off to 50 ms.
             std::thread::sleep(pause.min(wait - waited));
             pause = (pause * 2).min(Duration::from_millis(50));
-        }
+        };
         // Who holds it, for a writer that gives up waiting. A failure here
         // costs only that hint, not the lock.
         let _ = file
@@ -150,8 +152,7 @@ fn check_directory(dir: &Path) -> io::Result<()> {
     if !meta.is_dir() {
         return Err(io::Error::other(format!("{shown} is not a directory")));
     }
-    // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = nix::unistd::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != euid {
         return Err(io::Error::other(format!(
             "{shown} is owned by uid {}, not by root or us (uid {euid}); remove it",
@@ -167,21 +168,16 @@ fn check_directory(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes an exclusive `flock` on `file` without blocking: `false` if
-/// another open file (another writer) holds it. (std's `File::try_lock`
+/// Takes an exclusive `flock` on `file` without blocking: `Err(file)` back
+/// if another open file (another writer) holds it. (std's `File::try_lock`
 /// would need Rust 1.89.)
-fn try_flock(file: &File) -> io::Result<bool> {
+fn try_flock(mut file: File) -> io::Result<std::result::Result<Flock<File>, File>> {
     loop {
-        // SAFETY: flock(2) on a descriptor `file` keeps open for the call;
-        // no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(error),
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(Ok(locked)),
+            Err((unlocked, Errno::EWOULDBLOCK)) => return Ok(Err(unlocked)),
+            Err((unlocked, Errno::EINTR)) => file = unlocked,
+            Err((_, errno)) => return Err(errno.into()),
         }
     }
 }
@@ -257,16 +253,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
         // Not a regular file (a FIFO).
         std::fs::remove_file(&lock).unwrap();
-        let fifo = std::ffi::CString::new(lock.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: mkfifo on a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
-    fn a_lock_directory_others_can_write_or_own_is_refused() {
+    fn a_lock_directory_others_can_write_or_a_symlink_is_refused() {
         let root = scratch("dir");
         std::fs::create_dir_all(&root).unwrap();
         let netns = NetnsId::current().unwrap();
@@ -282,20 +276,32 @@ mod tests {
             assert!(!lock.exists(), "{mode:o}: the lock file was created");
         }
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Owned by another user (only root can give a file away).
-        // SAFETY: geteuid(2) takes no arguments and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            std::os::unix::fs::chown(&root, Some(4242), None).unwrap();
-            let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
-            assert!(err.to_string().contains("owned by uid 4242"), "{err}");
-            std::os::unix::fs::chown(&root, Some(0), None).unwrap();
-        }
         // A symlink to a good directory is refused too.
         let link = scratch("dirlink");
         std::os::unix::fs::symlink(&root, &link).unwrap();
         let err = WriterLock::acquire_in(&link, netns, Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("is not a directory"), "{err}");
         std::fs::remove_file(&link).unwrap();
+        WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Only root can give a directory away, so this needs root.
+    #[test]
+    #[ignore = "needs root"]
+    fn a_lock_directory_another_user_owns_is_refused() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root; run it with `cargo xtask test` or as root with --include-ignored"
+        );
+        let root = scratch("owner");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let netns = NetnsId::current().unwrap();
+        std::os::unix::fs::chown(&root, Some(4242), None).unwrap();
+        let err = WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        std::os::unix::fs::chown(&root, Some(0), None).unwrap();
         WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
     }

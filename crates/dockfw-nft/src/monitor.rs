@@ -34,10 +34,13 @@
 use crate::netlink::{RECV_BYTES, Reply, Socket};
 use crate::{ApplyReport, Error, Result, Transaction};
 use netlink_packet_core::{NlaBuffer, NlasIterator, parse_string, parse_u32_be};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -293,16 +296,14 @@ pub enum Event {
 /// Wakes a [`Monitor`] waiting in [`Monitor::next`] from another thread.
 #[derive(Debug, Clone)]
 pub struct Waker {
-    eventfd: Arc<OwnedFd>,
+    eventfd: Arc<EventFd>,
 }
 
 impl Waker {
     /// Makes the monitor's current (or next) wait return `Ok(None)` at once.
     pub fn wake(&self) {
-        let one = 1u64;
-        // SAFETY: writing 8 bytes from a u64 on our stack to an eventfd we
-        // own; a full counter (EAGAIN) already means "woken".
-        let _ = unsafe { libc::write(self.eventfd.as_raw_fd(), (&raw const one).cast(), 8) };
+        // A full counter (EAGAIN) already means "woken".
+        let _ = self.eventfd.write(1);
     }
 }
 
@@ -310,7 +311,7 @@ impl Waker {
 #[derive(Debug)]
 pub struct Monitor {
     socket: Socket,
-    eventfd: Arc<OwnedFd>,
+    eventfd: Arc<EventFd>,
     recv: Vec<u32>,
     /// Changes of the transaction whose `NEWGEN` has not arrived yet.
     pending: Vec<ObjectChange>,
@@ -336,13 +337,9 @@ impl Monitor {
         socket
             .join_group(NFNLGRP_NFTABLES)
             .map_err(|e| Error::io("subscribe to nf_tables notifications", e))?;
-        // SAFETY: plain eventfd(2) call; the descriptor is owned below.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(Error::io("create an eventfd", io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let eventfd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let eventfd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(|e| Error::io("create an eventfd", e.into()))?;
+        let eventfd = Arc::new(eventfd);
         let monitor = Self {
             socket,
             eventfd,
@@ -437,40 +434,27 @@ impl Monitor {
     /// Waits until the socket is readable (`true`), or the time runs out or
     /// the waker fires (`false`).
     fn wait(&mut self, timeout: Option<Duration>) -> Result<bool> {
-        let millis = timeout.map_or(-1, |t| {
+        let timeout = timeout.map_or(PollTimeout::NONE, |t| {
             // Round up so a short timeout does not become a busy loop.
-            i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
         });
         let mut fds = [
-            libc::pollfd {
-                fd: self.socket.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.eventfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(self.socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.eventfd.as_fd(), PollFlags::POLLIN),
         ];
-        // SAFETY: `fds` is an array of two initialised pollfds we pass the length of.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                return Ok(true);
-            }
-            return Err(Error::io("wait for nf_tables notifications", err));
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(true),
+            Err(e) => return Err(Error::io("wait for nf_tables notifications", e.into())),
         }
-        if fds[1].revents != 0 {
-            let mut count = 0u64;
-            // SAFETY: reading 8 bytes into a u64 on our stack from our
-            // non-blocking eventfd; resets the counter.
-            let _ = unsafe { libc::read(self.eventfd.as_raw_fd(), (&raw mut count).cast(), 8) };
+        let woken = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        if woken(&fds[1]) {
+            // Non-blocking: resets the counter, or finds it reset already.
+            let _ = self.eventfd.read();
             return Ok(false);
         }
         // Readable, or an error is pending (ENOBUFS), which `receive` reports.
-        Ok(fds[0].revents != 0)
+        Ok(woken(&fds[0]))
     }
 }
 
@@ -598,9 +582,8 @@ mod tests {
             .collect()
     }
 
-    fn bytes(words: &[u32]) -> &[u8] {
-        // SAFETY: a u8 view of initialised u32s.
-        unsafe { std::slice::from_raw_parts(words.as_ptr().cast(), words.len() * 4) }
+    fn bytes(words: &[u32]) -> Vec<u8> {
+        words.iter().copied().flat_map(u32::to_ne_bytes).collect()
     }
 
     #[test]
@@ -610,7 +593,7 @@ mod tests {
             1,
             &[(1, b"dockfw\0"), (2, b"forward\0"), (3, &7u64.to_be_bytes())],
         );
-        let Some(Notification::Change(change)) = parse_notification(bytes(&rule)) else {
+        let Some(Notification::Change(change)) = parse_notification(&bytes(&rule)) else {
             panic!("not a change");
         };
         assert_eq!(change.kind, Kind::Rule);
@@ -630,7 +613,7 @@ mod tests {
                 (3, b"nft\0"),
             ],
         );
-        let Some(Notification::Generation { id, pid, process }) = parse_notification(bytes(&generation))
+        let Some(Notification::Generation { id, pid, process }) = parse_notification(&bytes(&generation))
         else {
             panic!("not a generation");
         };
@@ -640,7 +623,7 @@ mod tests {
     #[test]
     fn unknown_messages_touch_every_table() {
         let odd = message(99, 1, &[]);
-        let Some(Notification::Change(change)) = parse_notification(bytes(&odd)) else {
+        let Some(Notification::Change(change)) = parse_notification(&bytes(&odd)) else {
             panic!("not a change");
         };
         assert_eq!(change.kind, Kind::Unknown(99));

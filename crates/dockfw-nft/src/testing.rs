@@ -21,22 +21,21 @@
 //! ```
 
 use crate::{ApplyReport, Change, Nft, Result};
+use nix::sched::{CloneFlags, setns};
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// Panics unless this process runs as root: a privileged test that runs
 /// without privilege must fail, never pass without testing anything.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = nix::unistd::geteuid();
     assert!(
-        euid == 0,
+        euid.is_root(),
         "this test needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN, for network namespaces), \
          but runs as uid {euid}. Privileged tests are #[ignore]d so that `cargo test` skips \
          them without root; run them as root: `cargo xtask test`, or \
@@ -142,11 +141,8 @@ impl TestNetns {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    // SAFETY: setns(2) on a namespace descriptor we own; it
-                    // changes only this scoped helper thread.
-                    if unsafe { libc::setns(self.ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                    // Changes only this scoped helper thread.
+                    setns(&self.ns, CloneFlags::CLONE_NEWNET)?;
                     Ok(f())
                 })
                 .join()
@@ -205,16 +201,8 @@ impl ApplyReport {
     /// the kernel in tests.
     pub fn without_transactions(change: Change, generation: u32) -> Self {
         Self {
-            change,
-            transactions: Vec::new(),
-            attempts: 0,
-            messages: 0,
-            batch_bytes: 0,
             generation,
-            commit_time: Duration::ZERO,
-            verify_time: Duration::ZERO,
-            reads: 0,
-            element_reads: 0,
+            ..Self::new(change)
         }
     }
 }

@@ -7,30 +7,15 @@
 mod common;
 
 use dockfw_core::interval::Interval;
-use dockfw_core::ruleset::{Family, Match, Rule, Ruleset, Set, SetElements, Verdict};
+use dockfw_core::ruleset::SetElements;
 use dockfw_nft::testing::{self, TestNetns};
 use dockfw_nft::{Error, Nft};
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// Runs `nft` (another program, not a dockfw writer) in the namespace at `netns`.
-fn nft_cli(netns: &Path, script: &str) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", netns.display()))
-        .args(["nft", script])
-        .output()
-        .expect("nsenter/nft not runnable");
-    assert!(
-        out.status.success(),
-        "nft {script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 #[ignore = "needs root"]
@@ -51,9 +36,9 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
         // command). Not a dockfw writer (those wait for the writer lock):
         // `nft -i`, one command, so one commit, per line.
         let noise = scope.spawn(|| {
-            let mut other = Command::new("nsenter")
-                .arg(format!("--net={}", ns.path().display()))
-                .args(["nft", "-i"])
+            let mut other = ns
+                .command("nft")
+                .arg("-i")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
@@ -106,57 +91,22 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
     assert!(retried > 0, "no apply met a concurrent commit");
 }
 
-/// The realistic ruleset, changed so that an apply takes a Prepare (a new
-/// set, a staging copy of a changed one) and then fails: the kernel rejects
-/// its Switch (a jump to a chain that does not exist).
-fn failing_after_one_transaction() -> Ruleset {
-    let mut broken = common::realistic("dockfw");
-    let set = broken.sets.iter_mut().find(|s| s.name == "rule-1-tcp").unwrap();
-    set.elements = SetElements::Port(vec![Interval::single(8443)]);
-    broken.sets.push(Set {
-        name: "new-v4".into(),
-        elements: SetElements::Ipv4(vec![Interval::single(Ipv4Addr::new(10, 0, 0, 1))]),
-    });
-    let policy = broken.chains.iter_mut().find(|c| c.name == "policy").unwrap();
-    policy.rules.insert(
-        1,
-        Rule {
-            comment: "uses the new set".into(),
-            matches: vec![Match::SourceIn {
-                family: Family::Ipv4,
-                set: "new-v4".into(),
-            }],
-            statements: vec![],
-            verdict: Some(Verdict::Accept),
-        },
-    );
-    policy.rules.insert(
-        2,
-        Rule {
-            comment: "broken-rule".into(),
-            matches: vec![],
-            statements: vec![],
-            verdict: Some(Verdict::Jump("no-such-chain".into())),
-        },
-    );
-    broken
-}
-
 /// Another program commits (in a table of its own) between our first
 /// transaction and our failing second: our table is still exactly what our
 /// commit left, so the undo goes ahead and the table holds the old ruleset.
 #[test]
 #[ignore = "needs root"]
 fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
-    let ns = TestNetns::new().unwrap();
+    // Shared with the hook, which must own what it uses.
+    let ns = Arc::new(TestNetns::new().unwrap());
     let mut nft = ns.nft().unwrap();
     let base = common::realistic("dockfw");
     nft.apply(&base).unwrap();
-    let path = ns.path();
+    let hook_ns = Arc::clone(&ns);
     testing::after_each_commit(&mut nft, move || {
-        nft_cli(&path, "add table inet other");
+        hook_ns.exec("nft", ["add table inet other"]);
     });
-    let err = nft.apply(&failing_after_one_transaction()).unwrap_err();
+    let err = nft.apply(&common::failing_after_one_transaction()).unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
     let Error::Undone { committed, cause, .. } = &err else {
@@ -170,7 +120,7 @@ fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
     );
     assert!(!text.contains("nothing was changed"), "{text}");
     assert_eq!(nft.installed("dockfw").unwrap(), Some(base));
-    assert!(nft_cli(&ns.path(), "list tables").contains("table inet other"));
+    assert!(ns.exec("nft", ["list tables"]).contains("table inet other"));
 }
 
 /// Another program commits to our table between our failure and our undo:
@@ -179,16 +129,17 @@ fn an_undo_goes_ahead_when_others_committed_only_elsewhere() {
 #[test]
 #[ignore = "needs root"]
 fn an_undo_is_never_sent_over_a_foreign_commit() {
-    let ns = TestNetns::new().unwrap();
+    // Shared with the hook, which must own what it uses.
+    let ns = Arc::new(TestNetns::new().unwrap());
     let mut nft = ns.nft().unwrap();
     let base = common::realistic("dockfw");
     nft.apply(&base).unwrap();
     let generation = nft.generation().unwrap();
-    let path = ns.path();
+    let hook_ns = Arc::clone(&ns);
     testing::before_undo(&mut nft, move || {
-        nft_cli(&path, "add element inet dockfw admins-v4 { 203.0.113.99 }");
+        hook_ns.exec("nft", ["add element inet dockfw admins-v4 { 203.0.113.99 }"]);
     });
-    let err = nft.apply(&failing_after_one_transaction()).unwrap_err();
+    let err = nft.apply(&common::failing_after_one_transaction()).unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
     let Error::LeftAsIs {
@@ -215,7 +166,7 @@ fn an_undo_is_never_sent_over_a_foreign_commit() {
     // Nothing was sent after the other program's commit: our Prepare and
     // its element are both still there.
     assert_eq!(nft.generation().unwrap(), generation.wrapping_add(2));
-    let table = nft_cli(&ns.path(), "list table inet dockfw");
+    let table = ns.exec("nft", ["list table inet dockfw"]);
     assert!(table.contains("203.0.113.99"), "{table}");
     assert!(table.contains("set new-v4"), "{table}");
     // Applying again converges.
@@ -234,9 +185,13 @@ mod manual {
     #[test]
     #[ignore = "manual: a helper process of a_writer_waits_for_the_lock_and_kill_9_releases_it"]
     fn lock_holder() {
-        let Ok(netns) = std::env::var(HOLDER_ENV) else {
-            return;
-        };
+        let netns = std::env::var(HOLDER_ENV).unwrap_or_else(|_| {
+            panic!(
+                "manual::lock_holder is a helper process, not a test: \
+                 a_writer_waits_for_the_lock_and_kill_9_releases_it starts it with \
+                 {HOLDER_ENV} set; skip it with `--skip manual::` (as `cargo xtask test` does)"
+            )
+        });
         let mut nft = Nft::in_netns(netns).unwrap();
         testing::after_each_commit(&mut nft, || {
             println!("{HOLDING}");

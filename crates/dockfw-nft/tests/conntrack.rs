@@ -6,39 +6,22 @@ use dockfw_nft::conntrack::{Conntrack, CtEntry, Status};
 use dockfw_nft::testing::{TestNetns, require_root};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 const PORT: u16 = 5555;
-
-fn in_ns(ns: &TestNetns, args: &[&str]) {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(args)
-        .output()
-        .expect("nsenter not runnable");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A namespace with loopback up and a ruleset that makes conntrack track
 /// connections there, marks those to `PORT` with mark 0x42 and label 5.
 fn namespace() -> TestNetns {
     let ns = TestNetns::new().unwrap();
-    in_ns(&ns, &["ip", "link", "set", "lo", "up"]);
-    in_ns(
-        &ns,
-        &[
-            "nft",
-            "add table inet t; \
+    ns.exec("ip", ["link", "set", "lo", "up"]);
+    ns.exec(
+        "nft",
+        ["add table inet t; \
              add chain inet t out { type filter hook output priority 0; }; \
              add chain inet t in { type filter hook input priority 0; }; \
              add rule inet t out tcp dport 5555 ct mark set 0x42; \
-             add rule inet t out tcp dport 5555 ct label set 5",
-        ],
+             add rule inet t out tcp dport 5555 ct label set 5"],
     );
     ns
 }
@@ -124,10 +107,7 @@ fn a_deleted_entry_makes_the_held_connection_meet_the_ruleset_again() {
 
     // From now on new connections to the port are dropped; the held one,
     // established, carries on.
-    in_ns(
-        &ns,
-        &["nft", "add rule inet t in tcp dport 5555 ct state new drop"],
-    );
+    ns.exec("nft", ["add rule inet t in tcp dport 5555 ct state new drop"]);
     assert!(delivered(&mut client, &mut server, b"still"));
 
     assert!(conntrack.delete(&entry).unwrap());

@@ -160,13 +160,8 @@ fn remove_absent_table_is_fine_and_remove_leaves_nothing() {
     assert_eq!(nft.installed("dockfw").unwrap(), None);
     assert!(nft.counters("dockfw").unwrap().is_empty());
     assert!(!nft.remove("dockfw").unwrap());
-    let listing = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["nft", "list", "ruleset"])
-        .output()
-        .unwrap();
-    assert!(listing.status.success());
-    assert_eq!(String::from_utf8_lossy(&listing.stdout).trim(), "");
+    let listing = ns.exec("nft", ["list", "ruleset"]);
+    assert_eq!(listing.trim(), "");
 }
 
 #[test]

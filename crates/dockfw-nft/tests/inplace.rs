@@ -10,29 +10,13 @@ use dockfw_nft::testing::TestNetns;
 use dockfw_nft::{Change, Error, Nft, TransactionKind};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use TransactionKind::{Prepare, Switch};
-
-fn nft_cli(ns: &TestNetns, args: &[&str]) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .arg("nft")
-        .args(args)
-        .output()
-        .expect("nsenter/nft not runnable");
-    assert!(
-        out.status.success(),
-        "nft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Kernel handles of the table's sets and chains, by kind and name, from
 /// `nft -a list table`.
 fn handles(ns: &TestNetns) -> BTreeMap<String, u64> {
-    nft_cli(ns, &["-a", "list", "table", "inet", "dockfw"])
+    ns.exec("nft", ["-a", "list", "table", "inet", "dockfw"])
         .lines()
         .filter_map(|line| {
             let line = line.trim();
@@ -166,9 +150,8 @@ fn counters_of_untouched_rules_survive_an_update() {
     };
     let first = ruleset(vec![rule("counted", 9), rule("other", 10)]);
     assert_eq!(kinds(&nft.apply(&first).unwrap()), [TransactionKind::Create]);
+    ns.exec("ip", ["link", "set", "lo", "up"]);
     ns.run(|| {
-        let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status();
-        assert!(lo.unwrap().success());
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..5 {
             socket.send_to(b"x", "127.0.0.1:9").unwrap();
@@ -259,34 +242,7 @@ fn a_rejected_change_is_undone_even_after_its_first_transaction() {
     let (ns, mut nft, base) = setup();
     let before = handles(&ns);
     let generation = nft.generation().unwrap();
-    let mut broken = base.clone();
-    set_mut(&mut broken, "rule-1-tcp").elements = SetElements::Port(vec![Interval::single(8443)]);
-    broken.sets.push(Set {
-        name: "new-v4".into(),
-        elements: SetElements::Ipv4(vec![v4([10, 0, 0, 1])]),
-    });
-    let policy = chain_mut(&mut broken, "policy");
-    policy.rules.insert(
-        1,
-        Rule {
-            comment: "uses the new set".into(),
-            matches: vec![Match::SourceIn {
-                family: Family::Ipv4,
-                set: "new-v4".into(),
-            }],
-            statements: vec![],
-            verdict: Some(Verdict::Accept),
-        },
-    );
-    policy.rules.insert(
-        2,
-        Rule {
-            comment: "broken-rule".into(),
-            matches: vec![],
-            statements: vec![],
-            verdict: Some(Verdict::Jump("no-such-chain".into())),
-        },
-    );
+    let broken = common::failing_after_one_transaction();
     let err = nft.apply(&broken).unwrap_err();
     let text = err.to_string();
     eprintln!("{text}");
@@ -364,9 +320,9 @@ fn changed_base_chains_and_meters_are_recreated() {
 fn a_table_apply_cannot_update_in_place_is_replaced() {
     let (ns, mut nft, base) = setup();
     // A rule dockfw does not write.
-    nft_cli(
-        &ns,
-        &[
+    ns.exec(
+        "nft",
+        [
             "add", "rule", "inet", "dockfw", "forward", "meta", "mark", "1", "counter",
         ],
     );
@@ -377,15 +333,15 @@ fn a_table_apply_cannot_update_in_place_is_replaced() {
     assert_eq!(nft.installed("dockfw").unwrap(), Some(base.clone()));
 
     // A dormant table enforces nothing, though its contents are right.
-    nft_cli(
-        &ns,
-        &[
+    ns.exec(
+        "nft",
+        [
             "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
         ],
     );
     assert_eq!(nft.installed("dockfw").unwrap(), Some(base.clone()));
     assert_eq!(nft.apply(&base).unwrap().change, Change::Replaced);
-    let listing = nft_cli(&ns, &["list", "table", "inet", "dockfw"]);
+    let listing = ns.exec("nft", ["list", "table", "inet", "dockfw"]);
     assert!(!listing.contains("dormant"), "{listing}");
 }
 

@@ -7,15 +7,14 @@ use dockfw_nft::Change;
 use dockfw_nft::monitor::{Commit, Event, Family, Kind, Monitor, ObjectChange, Op};
 use dockfw_nft::testing::TestNetns;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs `nft` with `args` (or, with `script`, `nft -f -` reading it) in the
 /// namespace; returns the pid of the `nft` process (nsenter execs it).
 fn nft(ns: &TestNetns, args: &[&str], script: Option<&str>) -> u32 {
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .arg("nft")
+    let mut child = ns
+        .command("nft")
         .args(args)
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -169,8 +168,7 @@ fn our_own_commits_are_recognised_by_generation() {
     let ns = TestNetns::new().unwrap();
     let mut monitor = Monitor::in_netns(ns.path()).unwrap();
     let mut backend = ns.nft().unwrap();
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() } as u32;
+    let tid = nix::unistd::gettid().as_raw() as u32;
 
     let mut ruleset = common::realistic("dockfw");
     for round in 0..2 {

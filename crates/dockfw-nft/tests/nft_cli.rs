@@ -3,20 +3,9 @@
 mod common;
 
 use dockfw_nft::testing::TestNetns;
-use std::process::Command;
 
 fn nft_list(ns: &TestNetns, table: &str) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["nft", "list", "table", "inet", table])
-        .output()
-        .expect("nsenter/nft not runnable");
-    assert!(
-        out.status.success(),
-        "nft list failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    ns.exec("nft", ["list", "table", "inet", table])
 }
 
 #[test]
@@ -66,12 +55,7 @@ fn table_loaded_by_nft_from_rendered_script_decodes_to_the_same_ruleset() {
     let want = rename_chain(common::realistic("dockfw"), "policy", "policy-chain");
     let script = std::env::temp_dir().join(format!("dockfw-nft-test-{}.nft", std::process::id()));
     std::fs::write(&script, dockfw_core::render::render(&want)).unwrap();
-    let status = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path().display()))
-        .args(["nft", "-f"])
-        .arg(&script)
-        .output()
-        .unwrap();
+    let status = ns.command("nft").arg("-f").arg(&script).output().unwrap();
     let _ = std::fs::remove_file(&script);
     assert!(
         status.status.success(),

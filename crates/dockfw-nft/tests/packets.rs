@@ -134,14 +134,11 @@ fn notrack_opens_no_published_port() {
             }
         });
     }
-    lab::in_ns(
-        lab.router.name(),
-        &[
-            "nft",
-            "add table inet other; \
+    lab.router.exec(
+        "nft",
+        ["add table inet other; \
              add chain inet other raw { type filter hook prerouting priority raw; }; \
-             add rule inet other raw tcp dport { 80, 8080, 2222 } notrack",
-        ],
+             add rule inet other raw tcp dport { 80, 8080, 2222 } notrack"],
     );
 
     let text = POLICY.replace("DEFAULT", "drop");

@@ -30,7 +30,6 @@ use dockfw_core::ruleset::{
 use dockfw_nft::{Change, Nft};
 use lab::{Lab, V4, V6};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -203,28 +202,29 @@ fn counts(nft: &mut Nft, classes: &[Class]) -> Vec<(u64, u64)> {
 /// Sends UDP for every class, round robin over four sockets (flows) each,
 /// from a thread inside the client namespace, until `stop`.
 fn blast(lab: &Lab, classes: &[Class], stop: &AtomicBool, sent: &AtomicU64) {
-    let ns = std::fs::File::open(lab.client.path()).unwrap();
-    // SAFETY: setns on a namespace fd we hold; affects only this thread.
-    assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-    let sockets: Vec<(UdpSocket, SocketAddr)> = classes
-        .iter()
-        .flat_map(|class| {
-            (0..4).map(move |_| {
-                let source: IpAddr = class.source.parse().unwrap();
-                let socket = UdpSocket::bind(SocketAddr::new(source, 0)).unwrap();
-                socket.set_nonblocking(true).unwrap();
-                (socket, SocketAddr::new(class.router.parse().unwrap(), class.port))
-            })
-        })
-        .collect();
-    while !stop.load(Ordering::Relaxed) {
-        for (socket, to) in &sockets {
-            // A full queue or an unreachable answer only means fewer packets.
-            if socket.send_to(b"probe", to).is_ok() {
-                sent.fetch_add(1, Ordering::Relaxed);
+    lab.client
+        .run(|| {
+            let sockets: Vec<(UdpSocket, SocketAddr)> = classes
+                .iter()
+                .flat_map(|class| {
+                    (0..4).map(move |_| {
+                        let source: IpAddr = class.source.parse().unwrap();
+                        let socket = UdpSocket::bind(SocketAddr::new(source, 0)).unwrap();
+                        socket.set_nonblocking(true).unwrap();
+                        (socket, SocketAddr::new(class.router.parse().unwrap(), class.port))
+                    })
+                })
+                .collect();
+            while !stop.load(Ordering::Relaxed) {
+                for (socket, to) in &sockets {
+                    // A full queue or an unreachable answer only means fewer packets.
+                    if socket.send_to(b"probe", to).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
-        }
-    }
+        })
+        .unwrap();
 }
 
 /// How many changes to make: `default`, or env `DOCKFW_TRAFFIC_ROUNDS`.

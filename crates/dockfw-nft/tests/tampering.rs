@@ -10,7 +10,6 @@ mod lab;
 use dockfw_nft::testing::TestNetns;
 use dockfw_nft::{Change, Difference, Error, InstalledTable, MARKER, Nft, Owner};
 use lab::{Lab, Outcome, V4, V6};
-use std::process::Command;
 
 const POLICY: &str = r#"
 [guard]
@@ -32,30 +31,14 @@ fn ruleset(table: &str) -> dockfw_core::Ruleset {
     dockfw_core::compile(&parsed.policy, &[])
 }
 
-/// Runs `nft ARGS` inside the namespace at `netns` (a path).
-fn nft_cli(netns: &str, args: &[&str]) -> String {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={netns}"))
-        .arg("nft")
-        .args(args)
-        .output()
-        .expect("nsenter/nft not runnable");
-    assert!(
-        out.status.success(),
-        "nft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn nft_script(netns: &str, script: &str) {
+fn nft_script(ns: &TestNetns, script: &str) {
     let path = std::env::temp_dir().join(format!(
         "dockfw-tamper-{}-{:?}.nft",
         std::process::id(),
         std::thread::current().id()
     ));
     std::fs::write(&path, script).unwrap();
-    nft_cli(netns, &["-f", path.to_str().unwrap()]);
+    ns.exec("nft", ["-f", path.to_str().unwrap()]);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -69,8 +52,8 @@ fn differences(nft: &mut Nft, want: &dockfw_core::Ruleset) -> Vec<Difference> {
 fn dormant_table_opens_the_port_is_reported_and_repaired() {
     let lab = Lab::new();
     let want = ruleset("dockfw");
-    let netns = lab.router.path().display().to_string();
-    let mut nft = Nft::in_netns(&netns).unwrap();
+    let ns = &lab.router;
+    let mut nft = ns.nft().unwrap();
     nft.apply(&want).unwrap();
     for f in [V4, V6] {
         assert_eq!(
@@ -81,9 +64,9 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
         );
     }
 
-    nft_cli(
-        &netns,
-        &[
+    ns.exec(
+        "nft",
+        [
             "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
         ],
     );
@@ -120,15 +103,14 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
 #[ignore = "needs root"]
 fn a_stand_in_table_reads_as_the_kernel_reads_it() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     for want in [ruleset("dockfw"), common::realistic("dockfw")] {
         nft.apply(&want).unwrap();
         let read = nft.inspect("dockfw").unwrap().unwrap();
         assert_eq!(read, InstalledTable::holding(&want, 0, Some(MARKER)));
-        nft_cli(
-            &netns,
-            &[
+        ns.exec(
+            "nft",
+            [
                 "add", "table", "inet", "dockfw", "{", "flags", "dormant", ";", "}",
             ],
         );
@@ -142,11 +124,10 @@ fn a_stand_in_table_reads_as_the_kernel_reads_it() {
 #[ignore = "needs root"]
 fn every_tampering_is_a_difference_and_apply_repairs_it() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     let want = ruleset("dockfw");
     nft.apply(&want).unwrap();
-    let listing = nft_cli(&netns, &["list", "table", "inet", "dockfw"]);
+    let listing = ns.exec("nft", ["list", "table", "inet", "dockfw"]);
     assert!(listing.contains("comment \"managed by dockfw-nft\""), "{listing}");
 
     let tamperings: [(&[&str], &str); 9] = [
@@ -211,7 +192,7 @@ fn every_tampering_is_a_difference_and_apply_repairs_it() {
         ),
     ];
     for (args, shown) in tamperings {
-        nft_cli(&netns, args);
+        ns.exec("nft", args);
         let found = differences(&mut nft, &want);
         let text: Vec<String> = found.iter().map(ToString::to_string).collect();
         assert!(!found.is_empty(), "{args:?} not seen");
@@ -233,10 +214,9 @@ const HOST_FILTER: &str = "table inet filter {
 #[ignore = "needs root"]
 fn foreign_tables_are_left_alone_unless_adopted() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
-    nft_script(&netns, HOST_FILTER);
-    let before = nft_cli(&netns, &["list", "table", "inet", "filter"]);
+    nft_script(&ns, HOST_FILTER);
+    let before = ns.exec("nft", ["list", "table", "inet", "filter"]);
     let want = ruleset("filter");
 
     let table = nft.inspect("filter").unwrap().unwrap();
@@ -253,7 +233,7 @@ fn foreign_tables_are_left_alone_unless_adopted() {
     assert!(matches!(nft.apply(&want), Err(Error::NotOwned { .. })));
     assert!(matches!(nft.replace(&want), Err(Error::NotOwned { .. })));
     assert!(matches!(nft.remove("filter"), Err(Error::NotOwned { .. })));
-    assert_eq!(nft_cli(&netns, &["list", "table", "inet", "filter"]), before);
+    assert_eq!(ns.exec("nft", ["list", "table", "inet", "filter"]), before);
 
     assert_eq!(nft.adopt(&want).unwrap().change, Change::Replaced);
     let table = nft.inspect("filter").unwrap().unwrap();
@@ -261,9 +241,9 @@ fn foreign_tables_are_left_alone_unless_adopted() {
     assert!(table.compare(&want).matches());
 
     // A foreign `table inet dockfw` (someone else's comment): the same.
-    nft_cli(
-        &netns,
-        &[
+    ns.exec(
+        "nft",
+        [
             "add", "table", "inet", "dockfw", "{", "comment", "\"mine\"", ";", "}",
         ],
     );
@@ -278,12 +258,11 @@ fn foreign_tables_are_left_alone_unless_adopted() {
 #[ignore = "needs root"]
 fn an_unmarked_table_in_dockfws_layout_is_recognised_as_ours() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     let want = ruleset("dockfw");
     // What an earlier version left: the same table without the marker
     // (`plan` loaded by nft writes no comment).
-    nft_script(&netns, &dockfw_core::render(&want));
+    nft_script(&ns, &dockfw_core::render(&want));
     let table = nft.inspect("dockfw").unwrap().unwrap();
     assert_eq!(table.owner(), &Owner::Unmarked);
     assert!(
@@ -306,14 +285,13 @@ fn an_unmarked_table_in_dockfws_layout_is_recognised_as_ours() {
 #[ignore = "needs root"]
 fn small_changes_to_a_log_statement_or_a_set_are_differences() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     let text = POLICY.replace("ports = [8080]", "ports = [8080]\nlog = true");
     let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
     nft.apply(&want).unwrap();
     // The handle of the (only) rule holding `log prefix` in chain rule-1.
     let log_rule = || {
-        let listing = nft_cli(&netns, &["-a", "list", "chain", "inet", "dockfw", "rule-1"]);
+        let listing = ns.exec("nft", ["-a", "list", "chain", "inet", "dockfw", "rule-1"]);
         let line = listing
             .lines()
             .find(|l| l.contains("log prefix"))
@@ -337,7 +315,7 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
             let (handle, _) = log_rule();
             format!("replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n")
         };
-        nft_script(&netns, &script);
+        nft_script(&ns, &script);
         let found = differences(&mut nft, &want);
         assert!(!found.is_empty(), "{tampering}: not seen");
         let report = nft.apply(&want).unwrap_or_else(|e| panic!("{tampering}: {e}"));
@@ -355,7 +333,6 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
 #[ignore = "needs root"]
 fn set_fields_dockfw_does_not_write_are_differences() {
     let ns = TestNetns::new().unwrap();
-    let netns = ns.path().display().to_string();
     let mut nft = ns.nft().unwrap();
     let text = POLICY.replace(
         "ports = [8080]",
@@ -408,7 +385,7 @@ fn set_fields_dockfw_does_not_write_are_differences() {
             1,
         );
         assert_ne!(tampered, script, "{to}");
-        nft_script(&netns, &format!("delete table inet dockfw\n{tampered}"));
+        nft_script(&ns, &format!("delete table inet dockfw\n{tampered}"));
         let table = nft.inspect("dockfw").unwrap().unwrap();
         assert_eq!(table.owner(), &Owner::Dockfw, "{to}");
         let comparison = table.compare(&want);

@@ -20,6 +20,7 @@
 
 use super::{Backend, Connections, Tables};
 use dockfw_core::Ruleset;
+use dockfw_core::layout::CounterAt;
 use dockfw_nft::conntrack::CtEntry;
 use dockfw_nft::monitor::Monitor;
 use dockfw_nft::{ApplyReport, Change, Error, InstalledTable, MARKER, Result, RuleCounter};
@@ -114,14 +115,15 @@ impl Memory {
         state.tables.get_mut(name).expect("no such table").flags = flags;
     }
 
-    /// Sets the counter of rule `index` in `chain` of table `name`, as
-    /// traffic would. Panics if there is no such table.
-    pub fn count(&self, name: &str, chain: &str, index: usize, packets: u64, bytes: u64) {
+    /// Sets counter `at` (e.g. [`rule_counter`](dockfw_core::layout::rule_counter) or
+    /// [`default_counter`](dockfw_core::layout::default_counter)) of table `name`, as traffic would.
+    /// Panics if there is no such table.
+    pub fn count(&self, name: &str, at: &CounterAt, packets: u64, bytes: u64) {
         let mut state = self.state.borrow_mut();
         let table = state.tables.get_mut(name).expect("no such table");
         table
             .counters
-            .insert((chain.to_string(), index), (packets, bytes));
+            .insert((at.chain.clone(), at.index), (packets, bytes));
     }
 
     /// Creates or replaces the table with `ruleset`, marked as dockfw's.

@@ -73,12 +73,6 @@ pub fn sh(args: &[&str]) {
     );
 }
 
-pub fn in_ns(ns: &str, args: &[&str]) {
-    let mut all = vec!["ip", "netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh(&all);
-}
-
 /// What a probe saw.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -109,31 +103,47 @@ impl Lab {
             router: TestNetns::new().unwrap(),
             server: TestNetns::new().unwrap(),
         };
-        let (c, r, s) = (lab.client.name(), lab.router.name(), lab.server.name());
+        let (c, r, s) = (&lab.client, &lab.router, &lab.server);
         for ns in [c, r, s] {
-            in_ns(ns, &["ip", "link", "set", "lo", "up"]);
+            ns.exec("ip", ["link", "set", "lo", "up"]);
             // No duplicate address detection: IPv6 addresses usable at once.
-            in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
-            in_ns(ns, &["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"]);
+            ns.exec("sysctl", ["-qw", "net.ipv6.conf.default.accept_dad=0"]);
+            ns.exec("sysctl", ["-qw", "net.ipv6.conf.all.accept_dad=0"]);
         }
         sh(&[
-            "ip", "link", "add", "dfwc", "netns", c, "type", "veth", "peer", "name", "ext0", "netns", r,
+            "ip",
+            "link",
+            "add",
+            "dfwc",
+            "netns",
+            c.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ext0",
+            "netns",
+            r.name(),
         ]);
         sh(&[
-            "ip", "link", "add", "dfws", "netns", s, "type", "veth", "peer", "name", "br-test", "netns", r,
+            "ip",
+            "link",
+            "add",
+            "dfws",
+            "netns",
+            s.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "br-test",
+            "netns",
+            r.name(),
         ]);
-        let add = |ns: &str, addr: &str, prefix: &str, dev: &str| {
-            in_ns(
-                ns,
-                &[
-                    "ip",
-                    "addr",
-                    "add",
-                    &format!("{addr}/{prefix}"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
+        let add = |ns: &TestNetns, addr: &str, prefix: &str, dev: &str| {
+            ns.exec(
+                "ip",
+                ["addr", "add", &format!("{addr}/{prefix}"), "dev", dev, "nodad"],
             );
         };
         for f in [V4, V6] {
@@ -143,23 +153,27 @@ impl Lab {
             add(r, f.router_inside, f.prefix, "br-test");
             add(s, f.server, f.prefix, "dfws");
         }
-        in_ns(c, &["ip", "link", "set", "dfwc", "up"]);
-        in_ns(r, &["ip", "link", "set", "ext0", "up"]);
-        in_ns(r, &["ip", "link", "set", "br-test", "up"]);
-        in_ns(s, &["ip", "link", "set", "dfws", "up"]);
+        c.exec("ip", ["link", "set", "dfwc", "up"]);
+        r.exec("ip", ["link", "set", "ext0", "up"]);
+        r.exec("ip", ["link", "set", "br-test", "up"]);
+        s.exec("ip", ["link", "set", "dfws", "up"]);
         // A veth passes packets only once the kernel has noticed its carrier
         // (linkwatch, up to a second later): wait for that.
         for (ns, dev) in [(c, "dfwc"), (r, "ext0"), (r, "br-test"), (s, "dfws")] {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 let out = Command::new("ip")
-                    .args(["-n", ns, "-o", "link", "show", "dev", dev])
+                    .args(["-n", ns.name(), "-o", "link", "show", "dev", dev])
                     .output()
                     .unwrap();
                 if String::from_utf8_lossy(&out.stdout).contains(" state UP ") {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{dev} in {ns} did not come up");
+                assert!(
+                    Instant::now() < deadline,
+                    "{dev} in {} did not come up",
+                    ns.name()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -170,17 +184,16 @@ impl Lab {
             } else {
                 "fd00:2::/64"
             };
-            in_ns(c, &["ip", "route", "add", server_net, "via", f.router]);
-            in_ns(s, &["ip", "route", "add", "default", "via", f.router_inside]);
+            c.exec("ip", ["route", "add", server_net, "via", f.router]);
+            s.exec("ip", ["route", "add", "default", "via", f.router_inside]);
         }
-        in_ns(r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        in_ns(r, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        r.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+        r.exec("sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
         // Docker's part: publish 8080 (TCP and UDP) on the router as the
         // server's port 80, and 8081 (UDP) as port 81.
-        in_ns(
-            r,
-            &[
-                "nft",
+        r.exec(
+            "nft",
+            [
                 "add table ip nat; add chain ip nat pre { type nat hook prerouting priority -100; }; \
                  add rule ip nat pre tcp dport 8080 dnat to 10.2.0.2:80; \
                  add rule ip nat pre udp dport 8080 dnat to 10.2.0.2:80; \
@@ -213,16 +226,10 @@ impl Lab {
     pub fn probe(&self, source: &str, addr: &str, port: u16) -> (Outcome, Duration) {
         let start = Instant::now();
         let timeout = format!("{}", CONNECT_TIMEOUT.as_secs_f64());
-        let code = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                self.client.name(),
-                "curl",
-                "-gs",
-                "-o",
-                "/dev/null",
-            ])
+        let code = self
+            .client
+            .command("curl")
+            .args(["-gs", "-o", "/dev/null"])
             .args(["--connect-timeout", &timeout, "--max-time", "5"])
             .args(["--interface", source, &url(addr, port)])
             .status()

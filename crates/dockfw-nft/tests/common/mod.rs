@@ -385,3 +385,40 @@ pub fn effective(ruleset: &Ruleset) -> Vec<(String, Option<BaseHook>, Vec<Rule>)
     chains.sort_by(|a, b| a.0.cmp(&b.0));
     chains
 }
+
+/// [`realistic`]`("dockfw")`, changed so that an apply takes a Prepare (a
+/// new set, a staging copy of a changed one) and then fails: the kernel
+/// rejects its Switch (rule 2 "broken-rule" of chain `policy` jumps to a
+/// chain that does not exist).
+pub fn failing_after_one_transaction() -> Ruleset {
+    let mut broken = realistic("dockfw");
+    let set = broken.sets.iter_mut().find(|s| s.name == "rule-1-tcp").unwrap();
+    set.elements = SetElements::Port(vec![Interval::single(8443)]);
+    broken.sets.push(Set {
+        name: "new-v4".into(),
+        elements: SetElements::Ipv4(vec![Interval::single(Ipv4Addr::new(10, 0, 0, 1))]),
+    });
+    let policy = broken.chains.iter_mut().find(|c| c.name == "policy").unwrap();
+    policy.rules.insert(
+        1,
+        Rule {
+            comment: "uses the new set".into(),
+            matches: vec![Match::SourceIn {
+                family: Family::Ipv4,
+                set: "new-v4".into(),
+            }],
+            statements: vec![],
+            verdict: Some(Verdict::Accept),
+        },
+    );
+    policy.rules.insert(
+        2,
+        Rule {
+            comment: "broken-rule".into(),
+            matches: vec![],
+            statements: vec![],
+            verdict: Some(Verdict::Jump("no-such-chain".into())),
+        },
+    );
+    broken
+}
