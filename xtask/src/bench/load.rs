@@ -2,10 +2,11 @@
 //! opens (and resets) as many connections as it can in a bounded time, and a
 //! stand-in Docker daemon for `dockfw-nft watch`.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use dockfw_e2e::netns::{NetnsThread, spawn_in_netns};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +21,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Server {
     stop: Arc<AtomicBool>,
+    /// The listening socket, to wake the blocked accept when stopping.
+    listener: Option<TcpListener>,
     thread: Option<NetnsThread<()>>,
+}
+
+/// Accept queue: long enough that a server thread briefly starved of CPU by
+/// the clients (two cores) never makes the kernel drop SYNs, which would
+/// cost a 1 s retransmission each.
+const BACKLOG: i32 = 4096;
+
+fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+    };
+    let SocketAddr::V4(v4) = addr else {
+        bail!("IPv4 only")
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+    nix::sys::socket::listen(&fd, Backlog::new(BACKLOG)?)?;
+    Ok(TcpListener::from(fd))
 }
 
 impl Server {
@@ -29,30 +56,28 @@ impl Server {
         let flag = Arc::clone(&stop);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = spawn_in_netns(netns, move || {
-            let listener = match TcpListener::bind(addr).and_then(|l| {
-                l.set_nonblocking(true)?;
-                Ok(l)
-            }) {
+            let listener = match listen(addr) {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok(()));
+            let _ = ready_tx.send(Ok(listener.try_clone()));
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => drop(stream),
-                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
                 }
             }
         })?;
-        ready_rx
+        let listener = ready_rx
             .recv()
             .map_err(|_| anyhow!("the server thread ended"))?
-            .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))??;
         Ok(Server {
             stop,
+            listener: Some(listener),
             thread: Some(thread),
         })
     }
@@ -61,6 +86,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(listener) = self.listener.take() {
+            // Wakes the blocked accept (Linux returns EINVAL from it).
+            let _ = nix::sys::socket::shutdown(listener.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
