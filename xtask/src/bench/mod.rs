@@ -29,13 +29,21 @@ pub fn run(root: &Path, bench: Bench) -> Result<()> {
     match bench.part {
         Some(BenchPart::Apply) => apply(root),
         Some(BenchPart::Compile) => compile(root),
-        Some(BenchPart::Compare) => compare(root, bench.quick),
+        Some(BenchPart::Compare) => compare(
+            root,
+            bench.quick,
+            if bench.quick {
+                "cargo xtask bench compare --quick"
+            } else {
+                "cargo xtask bench compare"
+            },
+        ),
         Some(BenchPart::Measure { netns, command }) => ns::measure(&netns, &command),
-        None if bench.quick => compare(root, true),
+        None if bench.quick => compare(root, true, "cargo xtask bench --quick"),
         None => {
             compile(root)?;
             apply(root)?;
-            compare(root, false)
+            compare(root, false, "cargo xtask bench")
         }
     }
 }
@@ -43,7 +51,7 @@ pub fn run(root: &Path, bench: Bench) -> Result<()> {
 /// The packages `compare` runs besides those of .ci/packages.
 const COMPARE_PACKAGES: &[&str] = &["ipset", "iperf3"];
 
-fn compare(root: &Path, quick: bool) -> Result<()> {
+fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("cargo xtask bench compare needs root (network namespaces)");
     }
@@ -56,11 +64,6 @@ fn compare(root: &Path, quick: bool) -> Result<()> {
     let results = compare::run(&binary, &plan)?;
     let took = started.elapsed();
     draw_charts(root, &results)?;
-    let command = if quick {
-        "cargo xtask bench --quick"
-    } else {
-        "cargo xtask bench compare"
-    };
     let section = format!(
         "## dockfw against the alternatives (`{command}`)\n\n\
          Command: `{command}` (as root; took {:.0} s). {}\n\n\
