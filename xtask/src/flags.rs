@@ -104,6 +104,9 @@ pub(crate) enum BenchPart {
     Measure {
         #[arg(long)]
         netns: String,
+        /// Kill the command after this long (e.g. 90s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -396,7 +399,12 @@ mod tests {
         else {
             panic!()
         };
-        let Some(BenchPart::Measure { netns, command }) = measure.part else {
+        let Some(BenchPart::Measure {
+            netns,
+            command,
+            timeout: None,
+        }) = measure.part
+        else {
             panic!()
         };
         assert_eq!(

@@ -39,6 +39,8 @@ pub struct Plan {
     pub data_runs: usize,
     pub data_seconds: u64,
     pub heal_runs: usize,
+    /// A command taking longer is killed and reported as such.
+    pub timeout: Duration,
 }
 
 impl Plan {
@@ -57,6 +59,7 @@ impl Plan {
                 data_runs: 1,
                 data_seconds: 1,
                 heal_runs: 3,
+                timeout: Duration::from_secs(30),
             }
         } else {
             Plan {
@@ -72,15 +75,16 @@ impl Plan {
                 data_runs: 3,
                 data_seconds: 2,
                 heal_runs: 5,
+                timeout: Duration::from_secs(60),
             }
         }
     }
 
     fn runs_for(&self, size: usize) -> usize {
-        if size >= 100_000 {
-            self.runs_large
-        } else {
-            self.runs
+        match size {
+            1_000_000.. => 1,
+            100_000.. => self.runs_large,
+            _ => self.runs,
         }
     }
 }
@@ -217,7 +221,8 @@ loop* is a shell script of one `iptables -I DOCKER-USER` per source, as the reci
 Each command runs under `cargo xtask bench measure`, which joins the namespace, runs it and reads \
 `getrusage(RUSAGE_CHILDREN)`: *wall time* is from start to exit, *kernel CPU time* is its `ru_stime` \
 (nf_tables does a transaction's work in the sending process, so this is most of the kernel's share), \
-*peak RSS* its `ru_maxrss` (for the shell scripts, the largest of their processes). This kernel \
+*peak RSS* its `ru_maxrss` (for the shell scripts, the largest of their processes; about 6 MiB is \
+the floor: Linux counts the forked copy of the measuring process before `exec`). This kernel \
 samples CPU time at the scheduler tick, so kernel times under ~10 ms are coarse (0 means less than a tick). dockfw's own \
 *commit* time (sending the batches and reading every ack, from `apply -v`) is shown separately. \
 The *rules* rows are the other axis: N policy rules of one source and one port each (iptables: one rule \
@@ -239,6 +244,8 @@ pub struct Row {
     pub sys_ms: Samples,
     pub rss_mib: Samples,
     pub commit_ms: Samples,
+    /// A run was killed after [`Plan::timeout`].
+    pub timed_out: bool,
 }
 
 pub const CREATE: &str = "dockfw create";
@@ -331,8 +338,10 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
     let policy_a = files.write("policy.toml", &policy(shape, false))?;
     let policy_b = files.write("policy-changed.toml", &policy(shape, true))?;
     let dockfw = files.dockfw();
+    let limit = plan.timeout;
     let apply = |ns: &Netns, policy: &Path| {
         ns.measured(
+            limit,
             &dockfw,
             &["-v", "--no-docker", "-c", &policy.display().to_string(), "apply"],
         )
@@ -343,29 +352,40 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
         ..Row::default()
     };
     let (mut create, mut unchanged, mut changed) = (row(CREATE), row(UNCHANGED), row(CHANGED));
+    // Whether the run finished.
     let record = |row: &mut Row, (m, output): (super::stats::Measurement, String)| {
+        if m.timed_out {
+            row.timed_out = true;
+            return false;
+        }
         row.wall_ms.push(ms(m.wall));
         row.sys_ms.push(ms(m.system));
         row.rss_mib.push(m.max_rss_kib as f64 / 1024.0);
         if let Some(commit) = commit_time(&output) {
             row.commit_ms.push(ms(commit));
         }
+        true
     };
     let mut last = None;
     for _ in 0..runs {
         let ns = Netns::new("cp")?;
-        record(&mut create, apply(&ns, &policy_a)?);
-        last = Some(ns);
+        if record(&mut create, apply(&ns, &policy_a)?) {
+            last = Some(ns);
+        }
     }
-    let ns = last.context("no run")?;
-    for run in 0..runs {
-        // Each a real change: to the changed policy and back; then the
-        // same policy again, unchanged.
-        let target = if run % 2 == 0 { &policy_b } else { &policy_a };
-        record(&mut changed, apply(&ns, target)?);
-        record(&mut unchanged, apply(&ns, target)?);
+    // Re-applies need a table that was created whole.
+    if let Some(ns) = last {
+        for run in 0..runs {
+            // Each a real change: to the changed policy and back; then the
+            // same policy again, unchanged.
+            let target = if run % 2 == 0 { &policy_b } else { &policy_a };
+            if !record(&mut changed, apply(&ns, target)?) {
+                // Killed half-way: what is installed is unknown.
+                break;
+            }
+            record(&mut unchanged, apply(&ns, target)?);
+        }
     }
-    drop(ns);
     out.extend([create, unchanged, changed]);
 
     let script =
@@ -376,7 +396,7 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
         let ns = Netns::new("nft")?;
         record(
             &mut nft,
-            ns.measured("nft", &["-f", &script.display().to_string()])?,
+            ns.measured(limit, "nft", &["-f", &script.display().to_string()])?,
         );
     }
     out.push(nft);
@@ -388,7 +408,7 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
             let ns = Netns::new("ipt")?;
             record(
                 &mut restore,
-                ns.measured("iptables-restore", &[&rules.display().to_string()])?,
+                ns.measured(limit, "iptables-restore", &[&rules.display().to_string()])?,
             );
         }
         out.push(restore);
@@ -402,7 +422,10 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
         for _ in 0..runs {
             let ns = Netns::new("ips")?;
             ns.exec("iptables-restore", &[&base.display().to_string()])?;
-            record(&mut ipset, ns.measured("sh", &[&script.display().to_string()])?);
+            record(
+                &mut ipset,
+                ns.measured(limit, "sh", &[&script.display().to_string()])?,
+            );
         }
         out.push(ipset);
         if n <= plan.loop_cap {
@@ -411,7 +434,10 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
             for _ in 0..runs.min(3) {
                 let ns = Netns::new("loop")?;
                 ns.exec("iptables-restore", &[&base.display().to_string()])?;
-                record(&mut insert, ns.measured("sh", &[&script.display().to_string()])?);
+                record(
+                    &mut insert,
+                    ns.measured(limit, "sh", &[&script.display().to_string()])?,
+                );
             }
             out.push(insert);
         }
@@ -701,11 +727,15 @@ pub fn report(results: &Results, plan: &Plan) -> String {
             .map(|&size| {
                 let mut cells = vec![thousands(size as i64)];
                 for tool in &tools {
-                    cells.push(
-                        rows.iter()
-                            .find(|r| r.size == size && r.tool == *tool)
-                            .map_or("–".into(), pick),
-                    );
+                    let row = rows.iter().find(|r| r.size == size && r.tool == *tool);
+                    cells.push(match row {
+                        None => "–".into(),
+                        Some(r) if !r.timed_out => pick(r),
+                        Some(r) => match pick(r) {
+                            none if none == "–" => super::stats::timed_out_cell(plan.timeout),
+                            some => format!("{some}; a run {}", super::stats::timed_out_cell(plan.timeout)),
+                        },
+                    });
                 }
                 cells
             })
@@ -867,9 +897,21 @@ mod tests {
             sys_ms: Samples(vec![1.0]),
             rss_mib: Samples(vec![3.0]),
             commit_ms: Samples(vec![]),
+            timed_out: false,
         };
         let results = Results {
-            entries: vec![row(CREATE, 10, 2.0), row(NFT, 10, 20.0), row(CREATE, 1000, 4.0)],
+            entries: vec![
+                row(CREATE, 10, 2.0),
+                row(NFT, 10, 20.0),
+                row(CREATE, 1000, 4.0),
+                Row {
+                    timed_out: true,
+                    ..Row {
+                        wall_ms: Samples::default(),
+                        ..row(NFT, 1000, 0.0)
+                    }
+                },
+            ],
             data: vec![DataRow {
                 guard: NO_GUARD,
                 size: 0,
@@ -882,7 +924,7 @@ mod tests {
         let text = report(&results, &Plan::new(true));
         assert!(text.contains("| entries | dockfw create | nft -f |\n"), "{text}");
         assert!(text.contains("| 10 | 2.00 ms | 20.0 ms |\n"), "{text}");
-        assert!(text.contains("| 1,000 | 4.00 ms | – |\n"), "{text}");
+        assert!(text.contains("| 1,000 | 4.00 ms | > 30 s (killed) |\n"), "{text}");
         assert!(
             text.contains("| no guard | – | 81,600 /s (80,000–82,000) | 20.0 Gbit/s | 0 |"),
             "{text}"

@@ -38,7 +38,11 @@ pub fn run(root: &Path, bench: Bench) -> Result<()> {
                 "cargo xtask bench compare"
             },
         ),
-        Some(BenchPart::Measure { netns, command }) => ns::measure(&netns, &command),
+        Some(BenchPart::Measure {
+            netns,
+            command,
+            timeout,
+        }) => ns::measure(&netns, &command, timeout),
         None if bench.quick => compare(root, true, "cargo xtask bench --quick"),
         None => {
             compile(root)?;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -53,10 +53,14 @@ impl Netns {
     /// Runs `program args` in the namespace as a child of a fresh
     /// `cargo xtask bench measure` process, so that its peak RSS and kernel
     /// time are its own (`getrusage(RUSAGE_CHILDREN)` there).
-    pub fn measured(&self, program: &str, args: &[&str]) -> Result<(Measurement, String)> {
+    /// A command that takes longer than `timeout` is killed and reported
+    /// as timed out (not as a failure).
+    pub fn measured(&self, timeout: Duration, program: &str, args: &[&str]) -> Result<(Measurement, String)> {
         let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+        let timeout = format!("{}s", timeout.as_secs());
         let output = Command::new(exe)
-            .args(["bench", "measure", "--netns", &self.name, "--", program])
+            .args(["bench", "measure", "--netns", &self.name, "--timeout", &timeout])
+            .args(["--", program])
             .args(args)
             .output()
             .context("cannot run xtask bench measure")?;
@@ -68,7 +72,7 @@ impl Netns {
                 String::from_utf8_lossy(&output.stderr)
             )
         })?;
-        if !measurement.success {
+        if !measurement.success && !measurement.timed_out {
             bail!(
                 "{program} {} failed in {}:\n{stdout}{}",
                 args.join(" ").chars().take(300).collect::<String>(),
@@ -103,7 +107,7 @@ pub fn ok(command: &mut Command) -> Result<String> {
 
 /// `cargo xtask bench measure`: joins the namespace, runs the command,
 /// prints what it cost. The child's output passes through first.
-pub fn measure(netns: &str, command: &[String]) -> Result<()> {
+pub fn measure(netns: &str, command: &[String], timeout: Option<Duration>) -> Result<()> {
     use nix::sched::{CloneFlags, setns};
     use nix::sys::resource::{UsageWho, getrusage};
     let file = std::fs::File::open(PathBuf::from("/run/netns").join(netns))
@@ -111,21 +115,38 @@ pub fn measure(netns: &str, command: &[String]) -> Result<()> {
     setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
     let (program, args) = command.split_first().context("no command to measure")?;
     let started = Instant::now();
-    let status = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
-        .status()
+        .spawn()
         .with_context(|| format!("cannot run {program}"))?;
+    // A watchdog thread, so that waiting stays a plain blocking wait (no
+    // polling that would add to short measurements).
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let watchdog = timeout.map(|limit| {
+        std::thread::spawn(move || {
+            let expired = finished.recv_timeout(limit).is_err();
+            if expired {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            expired
+        })
+    });
+    let status = child.wait().context("wait")?;
     let wall = started.elapsed();
+    let _ = done.send(());
+    let timed_out = watchdog.is_some_and(|w| w.join().unwrap_or(false));
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
     let system = usage.system_time();
     let measurement = Measurement {
         wall,
-        system: std::time::Duration::new(
+        system: Duration::new(
             system.tv_sec().max(0) as u64,
             (system.tv_usec().max(0) as u32) * 1000,
         ),
         max_rss_kib: usage.max_rss().max(0) as u64,
         success: status.success(),
+        timed_out,
     };
     println!("{}", measurement.line());
     Ok(())

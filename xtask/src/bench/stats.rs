@@ -55,6 +55,11 @@ impl Samples {
     }
 }
 
+/// A cell for measurements that did not finish: `> 90 s (killed)`.
+pub fn timed_out_cell(limit: Duration) -> String {
+    format!("> {} s (killed)", limit.as_secs())
+}
+
 /// A number with as many decimals as its size deserves: 0.123, 1.23, 12.3,
 /// 1234, 12,345.
 pub fn number(value: f64) -> String {
@@ -138,6 +143,8 @@ pub struct Measurement {
     /// Peak resident set size of the command (its `ru_maxrss`), KiB.
     pub max_rss_kib: u64,
     pub success: bool,
+    /// Killed for taking longer than the time allowed.
+    pub timed_out: bool,
 }
 
 pub const MEASURE_TAG: &str = "xtask-bench-measure:";
@@ -145,11 +152,12 @@ pub const MEASURE_TAG: &str = "xtask-bench-measure:";
 impl Measurement {
     pub fn line(&self) -> String {
         format!(
-            "{MEASURE_TAG} wall_us={} sys_us={} maxrss_kib={} success={}",
+            "{MEASURE_TAG} wall_us={} sys_us={} maxrss_kib={} success={} timed_out={}",
             self.wall.as_micros(),
             self.system.as_micros(),
             self.max_rss_kib,
-            self.success
+            self.success,
+            self.timed_out
         )
     }
 
@@ -167,6 +175,7 @@ impl Measurement {
             system: micros("sys_us")?,
             max_rss_kib: fields.get("maxrss_kib")?.parse().ok()?,
             success: fields.get("success")?.parse().ok()?,
+            timed_out: fields.get("timed_out")?.parse().ok()?,
         })
     }
 }
@@ -254,6 +263,7 @@ mod tests {
             system: Duration::from_micros(56),
             max_rss_kib: 7890,
             success: true,
+            timed_out: false,
         };
         let output = format!("whatever the command printed\n{}\n", m.line());
         assert_eq!(Measurement::parse(&output), Some(m));
