@@ -829,7 +829,7 @@ pub fn report(results: &Results, plan: &Plan) -> String {
     ));
     let _ = writeln!(
         out,
-        "\nRuns per cell: {} ({} at 100,000 entries and more) for the control plane, {} for the data plane \
+        "\nRuns per cell: {} ({} at 100,000 entries, 1 at 1,000,000) for the control plane, {} for the data plane \
          ({} s of connections and {} s of iperf3 each), {} for repairs.",
         plan.runs, plan.runs_large, plan.data_runs, plan.data_seconds, plan.data_seconds, plan.heal_runs
     );
