@@ -32,8 +32,8 @@ pub(crate) enum Task {
     /// Run the end-to-end and privileged tests inside throwaway Debian VMs
     /// (see tests/README.md).
     VmTest(VmTest),
-    /// Benchmarks, written into docs/benchmarks.md.
-    #[command(subcommand)]
+    /// Benchmarks, written into docs/benchmarks.md (with charts in docs/);
+    /// without a subcommand, all of them (needs root).
     Bench(Bench),
     /// Release tarball with man pages, completions and the systemd unit.
     Dist,
@@ -76,13 +76,40 @@ impl Test {
     }
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct Bench {
+    /// A reduced set (fewer sizes and runs) that finishes in a few minutes;
+    /// without a subcommand it runs only `compare`.
+    #[arg(long, global = true)]
+    pub quick: bool,
+    #[command(subcommand)]
+    pub part: Option<BenchPart>,
+}
+
 #[derive(Debug, Subcommand)]
-pub(crate) enum Bench {
+pub(crate) enum BenchPart {
     /// Applying rulesets over netlink, against `nft -f` (release build; needs
     /// root: each size runs in a fresh network namespace).
     Apply,
     /// Parsing and compiling policies (no privilege needed).
     Compile,
+    /// dockfw against `nft -f`, iptables rules in DOCKER-USER and ipset, in
+    /// network namespaces: load time, kernel time, peak RSS; new connections
+    /// per second and throughput through a published port; `watch`'s repair
+    /// time (release build; needs root; installs ipset and iperf3).
+    Compare,
+    /// Runs a command inside a network namespace and prints its wall time,
+    /// kernel CPU time and peak RSS (used by `compare`).
+    #[command(hide = true)]
+    Measure {
+        #[arg(long)]
+        netns: String,
+        /// Kill the command after this long (e.g. 90s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -351,9 +378,44 @@ mod tests {
     }
 
     #[test]
+    fn bench_runs_everything_or_one_part() {
+        let Task::Bench(all) = parse(&["bench"]) else {
+            panic!()
+        };
+        assert!(all.part.is_none() && !all.quick);
+        let Task::Bench(quick) = parse(&["bench", "--quick"]) else {
+            panic!()
+        };
+        assert!(quick.part.is_none() && quick.quick);
+        let Task::Bench(apply) = parse(&["bench", "apply"]) else {
+            panic!()
+        };
+        assert!(matches!(apply.part, Some(BenchPart::Apply)));
+        let Task::Bench(compare) = parse(&["bench", "compare", "--quick"]) else {
+            panic!()
+        };
+        assert!(matches!(compare.part, Some(BenchPart::Compare)) && compare.quick);
+        let Task::Bench(measure) = parse(&["bench", "measure", "--netns", "n", "--", "nft", "-f", "x"])
+        else {
+            panic!()
+        };
+        let Some(BenchPart::Measure {
+            netns,
+            command,
+            timeout: None,
+        }) = measure.part
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (netns.as_str(), command),
+            ("n", vec!["nft".to_string(), "-f".into(), "x".into()])
+        );
+    }
+
+    #[test]
     fn a_task_is_required() {
         assert!(Xtask::try_parse_from(["xtask"]).is_err());
-        assert!(Xtask::try_parse_from(["xtask", "bench"]).is_err());
         assert!(Xtask::try_parse_from(["xtask", "lab"]).is_err());
     }
 }

@@ -13,6 +13,13 @@ pub fn ensure(root: &Path) -> Result<()> {
         .map(|line| line.split('#').next().unwrap_or_default())
         .flat_map(str::split_whitespace)
         .collect();
+    ensure_these(&wanted)
+}
+
+/// Installs those of `wanted` that are missing (as root, with apt-get), or
+/// says how to.
+pub fn ensure_these(wanted: &[&str]) -> Result<()> {
+    let wanted = wanted.iter().copied();
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());

@@ -1,24 +1,164 @@
-//! `cargo xtask bench apply|compile`: benchmarks, written into docs/benchmarks.md.
+//! `cargo xtask bench [apply|compile|compare] [--quick]`: benchmarks,
+//! written into docs/benchmarks.md.
 //!
 //! - `apply` runs the `bench_apply` example of dockfw-nft (release build, as
 //!   root: it creates a fresh network namespace per size).
 //! - `compile` runs the `bench_compile` example of dockfw-core (no privilege).
+//! - `compare` ([`compare`]) runs the release `dockfw-nft` binary, `nft`,
+//!   `iptables-restore`, `ipset` and iperf3 in network namespaces, and draws
+//!   the charts (docs/*.svg).
+//! - no subcommand: all three; with `--quick`, `compare --quick` only.
 //!
 //! Each writes its own section of docs/benchmarks.md, with the command and the
 //! machine it ran on.
 
-use crate::flags::Bench;
+use crate::flags::{Bench, BenchPart};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
+mod chart;
+mod compare;
+mod load;
+mod ns;
+mod stats;
+
 const RUNS: &str = "5";
 
 pub fn run(root: &Path, bench: Bench) -> Result<()> {
-    match bench {
-        Bench::Apply => apply(root),
-        Bench::Compile => compile(root),
+    match bench.part {
+        Some(BenchPart::Apply) => apply(root),
+        Some(BenchPart::Compile) => compile(root),
+        Some(BenchPart::Compare) => compare(
+            root,
+            bench.quick,
+            if bench.quick {
+                "cargo xtask bench compare --quick"
+            } else {
+                "cargo xtask bench compare"
+            },
+        ),
+        Some(BenchPart::Measure {
+            netns,
+            command,
+            timeout,
+        }) => ns::measure(&netns, &command, timeout),
+        None if bench.quick => compare(root, true, "cargo xtask bench --quick"),
+        None => {
+            compile(root)?;
+            apply(root)?;
+            compare(root, false, "cargo xtask bench")
+        }
     }
+}
+
+/// The packages `compare` runs besides those of .ci/packages.
+const COMPARE_PACKAGES: &[&str] = &["ipset", "iperf3"];
+
+fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("cargo xtask bench compare needs root (network namespaces)");
+    }
+    crate::packages::ensure(root)?;
+    crate::packages::ensure_these(COMPARE_PACKAGES)?;
+    crate::run("cargo", &["build", "--release", "--quiet", "-p", "dockfw-cli"])?;
+    let binary = crate::target_dir()?.join("release/dockfw-nft");
+    let plan = compare::Plan::new(quick);
+    let started = std::time::Instant::now();
+    let results = compare::run(&binary, &plan)?;
+    let took = started.elapsed();
+    draw_charts(root, &results)?;
+    let section = format!(
+        "## dockfw against the alternatives (`{command}`)\n\n\
+         Command: `{command}` (as root; took {:.0} s). {}\n\n\
+         ![apply time against entries](apply-time.svg)\n\n\
+         ![new connections per second against entries](connections.svg)\n\n\
+         {}\n\
+         Machine: {}; {}, {}, {}, {}. The machine was shared with other builds while this ran: \
+         treat differences under a factor of about 1.5 between rows as noise.\n",
+        took.as_secs_f64(),
+        compare::METHOD,
+        compare::report(&results, &plan),
+        machine(),
+        describe("nft", &["--version"]),
+        describe("iptables", &["--version"]),
+        describe("ipset", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("ipset"),
+        describe("iperf3", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("iperf3"),
+    );
+    write_section(root, "compare", &section)
+}
+
+/// apply-time.svg (log-log, every tool) and connections.svg.
+fn draw_charts(root: &Path, results: &compare::Results) -> Result<()> {
+    let series = |tool: &str, rows: &[compare::Row]| chart::Series {
+        name: tool.to_string(),
+        points: rows
+            .iter()
+            .filter(|r| r.tool == tool)
+            .filter_map(|r| Some((r.size as f64, r.wall_ms.median()?)))
+            .collect(),
+    };
+    let apply: Vec<chart::Series> = compare::TOOLS
+        .iter()
+        .map(|t| series(t, &results.entries))
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    chart::log_log(
+        &root.join("docs/apply-time.svg"),
+        "Loading an allow-list of N sources (median wall time)",
+        "entries",
+        "ms",
+        &apply,
+    )?;
+    let sizes: Vec<usize> = results
+        .data
+        .iter()
+        .filter(|r| r.guard != compare::NO_GUARD)
+        .map(|r| r.size)
+        .collect();
+    let (lo, hi) = (
+        sizes.iter().copied().min().unwrap_or(10),
+        sizes.iter().copied().max().unwrap_or(10),
+    );
+    let conns: Vec<chart::Series> = [
+        compare::NO_GUARD,
+        compare::DOCKFW,
+        compare::DOCKER_USER,
+        compare::IPSET_GUARD,
+    ]
+    .iter()
+    .map(|guard| chart::Series {
+        name: guard.to_string(),
+        points: results
+            .data
+            .iter()
+            .filter(|r| r.guard == *guard)
+            .filter_map(|r| r.conns.median().map(|c| (r.size, c)))
+            .flat_map(|(size, c)| {
+                // No guard has no size: a flat line across the chart.
+                if *guard == compare::NO_GUARD {
+                    vec![(lo as f64, c), (hi as f64, c)]
+                } else {
+                    vec![(size as f64, c)]
+                }
+            })
+            .collect(),
+    })
+    .filter(|s| !s.points.is_empty())
+    .collect();
+    chart::log_log(
+        &root.join("docs/connections.svg"),
+        "New TCP connections per second through a published port (client last in the list)",
+        "entries",
+        "connections/s",
+        &conns,
+    )
 }
 
 fn apply(root: &Path) -> Result<()> {
