@@ -7,9 +7,9 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
-    DEFAULT_COMMENT, DOCKER_BRIDGES, LABEL_COMMENT, PROXY_COMMENT, UNTRACKED_COMMENT, interface_labels,
-    rule_chain,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_POLICY, CHAIN_PROXY,
+    CHAIN_UNTRACKED, DEFAULT_COMMENT, DOCKER_BRIDGES, LABEL_COMMENT, PROXY_COMMENT, UNJUDGED_COMMENT,
+    UNTRACKED_COMMENT, interface_labels, rule_chain,
 };
 use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{
@@ -42,31 +42,8 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
     let mut compiler = Compiler { sets: Vec::new() };
     let guard = &policy.guard;
 
-    let mut forward = vec![rule(
-        "only new connections are judged",
-        vec![Match::CtState(CtState::EstablishedOrRelated)],
-        Verdict::Accept,
-    )];
-    forward.extend(guard.interfaces.iter().map(|name| {
-        rule(
-            "guarded interface",
-            vec![Match::IifName(name.clone())],
-            Verdict::Goto(CHAIN_GUARDED.into()),
-        )
-    }));
-
-    let mut input = vec![rule(
-        "only new connections are judged",
-        vec![Match::CtState(CtState::EstablishedOrRelated)],
-        Verdict::Accept,
-    )];
-    input.extend(guard.interfaces.iter().map(|name| {
-        rule(
-            "guarded interface",
-            vec![Match::IifName(name.clone())],
-            Verdict::Goto(CHAIN_PROXY.into()),
-        )
-    }));
+    let forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
+    let input = base_rules(&guard.interfaces, CHAIN_PROXY);
 
     // Published by Docker first: most new connections take that path, and an
     // untracked packet never matches it (it has no conntrack entry, so no
@@ -92,7 +69,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         )
     }));
 
-    let mut policy_rules: Vec<Rule> = interface_labels(policy)
+    let label: Vec<Rule> = interface_labels(policy)
         .into_iter()
         .map(|(pattern, bit)| Rule {
             comment: LABEL_COMMENT.into(),
@@ -101,6 +78,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             verdict: None,
         })
         .collect();
+    let mut policy_rules: Vec<Rule> = Vec::new();
     let mut verdict_chains = Vec::new();
     for (index, policy_rule) in policy.rules.iter().enumerate() {
         let alternatives = compiler.alternatives(index, policy_rule, containers);
@@ -165,6 +143,11 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             hook: None,
             rules: policy_rules,
         },
+        Chain {
+            name: CHAIN_LABEL.into(),
+            hook: None,
+            rules: label,
+        },
     ];
     chains.extend(verdict_chains);
     chains.push(Chain {
@@ -177,6 +160,41 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         sets: compiler.sets,
         chains,
     }
+}
+
+/// A base chain's rules, sending what `interfaces` bring to `judge`: first
+/// the established connections no dockfw `rules` chain has judged (opened
+/// before the first apply, or while the table was deleted, flushed, dormant
+/// or bypassed), in their original direction, so the rules judge them late
+/// (an allowed one is labelled there and takes the fast path afterwards, a
+/// denied one is cut); then the fast path for everything else established or
+/// related; then new connections.
+fn base_rules(interfaces: &[IfName], judge: &str) -> Vec<Rule> {
+    let unjudged = interfaces.iter().map(|name| {
+        rule(
+            UNJUDGED_COMMENT,
+            vec![
+                Match::CtState(CtState::Established),
+                Match::CtDirectionOriginal,
+                Match::CtUnlabelled,
+                Match::IifName(name.clone()),
+            ],
+            Verdict::Goto(judge.into()),
+        )
+    });
+    let fast_path = rule(
+        "only new connections are judged",
+        vec![Match::CtState(CtState::EstablishedOrRelated)],
+        Verdict::Accept,
+    );
+    let new = interfaces.iter().map(|name| {
+        rule(
+            "guarded interface",
+            vec![Match::IifName(name.clone())],
+            Verdict::Goto(judge.into()),
+        )
+    });
+    unjudged.chain([fast_path]).chain(new).collect()
 }
 
 /// Suffix of per-family set names.
@@ -209,7 +227,9 @@ fn rule(comment: &str, matches: Vec<Match>, verdict: Verdict) -> Rule {
 /// counts and decides: one rule, one counter per decision.
 fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: Action) -> Vec<Rule> {
     let verdicts = verdict_rules(comment, action);
-    if log.is_none() && limits.is_empty() && verdicts.len() == 1 {
+    // The first verdict rule always matches for allow (`jump label`) and
+    // drop, so it counts every decision; a reject's first rule is TCP only.
+    if log.is_none() && limits.is_empty() && action != Action::Reject {
         return verdicts;
     }
     let mut rules = vec![counter_rule(comment)];
@@ -244,7 +264,13 @@ fn log_rule(comment: &str, prefix: &str) -> Rule {
 
 fn verdict_rules(comment: &str, action: Action) -> Vec<Rule> {
     match action {
-        Action::Allow => vec![rule(comment, vec![], Verdict::Accept)],
+        // Labelled only once allowed: a connection judged late (established,
+        // never labelled) and denied must stay unlabelled, or its next
+        // packet would take the fast path.
+        Action::Allow => vec![
+            rule(comment, vec![], Verdict::Jump(CHAIN_LABEL.into())),
+            rule(comment, vec![], Verdict::Accept),
+        ],
         Action::Drop => vec![rule(comment, vec![], Verdict::Drop)],
         // A TCP client gets a reset (connection refused); anything else an
         // ICMP(v6) administratively-prohibited.

@@ -429,6 +429,14 @@ pub struct Packet {
     pub proto: Proto,
     /// Whether conntrack sees a new connection.
     pub ct_new: bool,
+    /// Whether conntrack relates it to another connection (ICMP error, FTP
+    /// data): `ct state related`. Only meaningful when not `ct_new`.
+    pub ct_related: bool,
+    /// Whether it goes the reply way (server to client): `ct direction reply`.
+    pub ct_reply: bool,
+    /// Whether its connection carries one of dockfw's label bits (a dockfw
+    /// `rules` chain judged it).
+    pub ct_labelled: bool,
     /// Whether conntrack was told not to track it (`notrack`): then it has
     /// no original tuple (`dialled`, `dialled_port` are its own destination)
     /// and no NAT.
@@ -452,8 +460,22 @@ impl Packet {
             dialled_port: connection.port,
             proto: connection.proto,
             ct_new: true,
+            ct_related: false,
+            ct_reply: false,
+            ct_labelled: false,
             ct_dnat: path == Path::Published,
             untracked: false,
+        }
+    }
+
+    /// A later packet of `connection` arriving by `path`, from the client
+    /// (established, original direction); `labelled`: whether a dockfw
+    /// `rules` chain judged the connection when it was new.
+    pub fn established(connection: &Connection, path: Path, labelled: bool) -> Self {
+        Self {
+            ct_new: false,
+            ct_labelled: labelled,
+            ..Self::via(connection, path)
         }
     }
 
@@ -494,19 +516,26 @@ pub fn evaluate_ruleset(ruleset: &Ruleset, connection: &Connection) -> Decision 
 /// Which rule decides `connection` arriving by `path`, by running the
 /// compiled ruleset's base chains on that path's hook.
 pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Path) -> Decision {
-    let outcome = simulate_packet(ruleset, path.hook(), &Packet::via(connection, path));
-    let action = match outcome.verdict {
-        Verdict::Drop => Action::Drop,
-        Verdict::Reject(_) => Action::Reject,
-        _ => Action::Allow,
-    };
-    match (outcome.chain.as_deref(), outcome.comment) {
-        (Some(CHAIN_DEFAULT), _) => Decision::Default { action },
-        (Some(chain), Some(comment)) if chain.starts_with("rule-") => Decision::Rule {
-            name: comment,
-            action,
-        },
-        _ => Decision::NotJudged,
+    simulate_packet(ruleset, path.hook(), &Packet::via(connection, path)).decision()
+}
+
+impl Outcome {
+    /// The decision this outcome stands for: a policy rule's or the
+    /// default's chain decided, or nothing dockfw judges did.
+    pub fn decision(&self) -> Decision {
+        let action = match self.verdict {
+            Verdict::Drop => Action::Drop,
+            Verdict::Reject(_) => Action::Reject,
+            _ => Action::Allow,
+        };
+        match (self.chain.as_deref(), &self.comment) {
+            (Some(CHAIN_DEFAULT), _) => Decision::Default { action },
+            (Some(chain), Some(comment)) if chain.starts_with("rule-") => Decision::Rule {
+                name: comment.clone(),
+                action,
+            },
+            _ => Decision::NotJudged,
+        }
     }
 }
 
@@ -591,10 +620,13 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::L4Proto(proto) => *proto == p.proto,
         Match::CtState(CtState::New) => !p.untracked && p.ct_new,
         Match::CtState(CtState::EstablishedOrRelated) => !p.untracked && !p.ct_new,
+        Match::CtState(CtState::Established) => !p.untracked && !p.ct_new && !p.ct_related,
         Match::CtState(CtState::Untracked) => p.untracked,
         Match::CtState(CtState::NotNew) => !p.ct_new,
         // An untracked packet has no conntrack entry: every `ct` match fails.
         Match::CtStatusDnat => !p.untracked && p.ct_dnat,
+        Match::CtDirectionOriginal => !p.untracked && !p.ct_reply,
+        Match::CtUnlabelled => !p.untracked && !p.ct_labelled,
         Match::SourceIn { family: f, set } => *f == family && in_addr_set(ruleset, set, p.source),
         Match::DialledAddrIn { family: f, set } => {
             !p.untracked

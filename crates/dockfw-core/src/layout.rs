@@ -7,9 +7,12 @@
 //!
 //! ```text
 //! chain forward   hook forward, priority <guard.priority>, policy accept
-//!     ct state established,related accept   replies and established traffic: not ours to judge
+//!     ct state established ct direction original ct label ! 96,…,127 iifname <guarded> goto guarded
+//!                                           never judged (see below): judge now; one per guarded interface
+//!     ct state established,related accept   replies and judged connections: the fast path
 //!     iifname <guarded> goto guarded        one rule per guarded interface
 //! chain input     hook input, priority <guard.priority>, policy accept
+//!     ct state established ct direction original ct label ! 96,…,127 iifname <guarded> goto docker-proxy
 //!     ct state established,related accept
 //!     iifname <guarded> goto docker-proxy
 //! chain guarded   is it going to a container?
@@ -22,18 +25,22 @@
 //!     ct state untracked [meta nfproto F] [ip daddr @proxy-addr-K-F] meta l4proto P th dport @proxy…-P goto untracked
 //! chain untracked  counter drop: untracked packets the guard would judge
 //! chain rules     the rules, in order; each alternative of a rule is one nft rule
-//!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
 //!     <matches> goto rule-N
 //!     goto default-fate
+//! chain label     jumped to by every allow, before its accept
+//!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
 //! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
-//!                 (a plain allow or drop is one rule, `counter accept|drop`)
-//! chain default-fate  the default fate: counter, [log], verdict (one rule likewise)
+//!                 (a plain drop is one rule, `counter drop`; a plain allow
+//!                 two, `counter jump label`, `accept`: the first counts)
+//! chain default-fate  the default fate: counter, [log], verdict (likewise)
 //! ```
 //!
 //! The judged path is kept short: a new connection published by Docker
-//! passes `forward` (2 rules), `guarded` (1), `rules` (the label rules, then
-//! the alternatives up to the deciding one) and its decision's chain, whose
-//! first rule counts it: one counter per decision.
+//! passes `forward` (one rule per guarded interface for unlabelled
+//! established packets, which a new one fails at its first expression, then
+//! 2), `guarded` (1), `rules` (the alternatives up to the deciding one) and
+//! its decision's chain, whose first rule counts it: one counter per
+//! decision (an allow then labels it in `label`).
 //!
 //! Every path into a container ends in the same `rules` chain, which matches
 //! what the client dialled (conntrack's original tuple): through Docker's DNAT
@@ -48,9 +55,11 @@
 //! dropped and counted in the `untracked` chain; other untracked traffic
 //! (an admin's `notrack` for the host's ssh) is never touched.
 //!
-//! Connection labels for revoke: only new connections that arrive on a
-//! guarded interface and take one of the three paths reach `rules`, so its
-//! first rules mark exactly the connections dockfw judges. Every interface
+//! Connection labels for revoke: only connections that arrive on a guarded
+//! interface and take one of the three paths reach `rules`, and every allow
+//! jumps to `label` before accepting, so it marks exactly the connections
+//! dockfw judged and admitted (a denied new connection's entry dies with its
+//! packet; a denied one judged late, see below, must stay unlabelled). Every interface
 //! pattern the policy names (each `guard.interfaces` entry, then each
 //! rule's `interfaces` entry not already listed, in order of appearance) has
 //! a label bit, from 127 downwards ([`LABEL_BITS`]); a connection gets the
@@ -62,6 +71,17 @@
 //! [`MAX_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
 //! set` only ORs bits in, so other users of labels (OVS, in their own zones,
 //! usually low bits) keep theirs.
+//!
+//! Connections no `rules` chain judged carry none of those bits: opened
+//! before the first apply, or while the table was deleted, flushed, dormant
+//! or bypassed by someone's accept. The first rules of both base chains send
+//! their packets in the original direction (client to server), from a
+//! guarded interface, down the same path as a new connection: allowed, the
+//! `label` chain marks it (its later packets take the fast path); denied, the
+//! packet is dropped or rejected, and so is every later one. Replies,
+//! related packets and connections from other interfaces never take it.
+//! Packets that reach no `rules` (ssh to the host, routed elsewhere) are
+//! never labelled, so they pass these few rules on every packet.
 //!
 //! An `accept` ends only our base chain: Docker's chains still run afterwards,
 //! so "allow" never opens more than Docker itself would.
@@ -82,6 +102,11 @@ pub const CHAIN_PROXY: &str = "docker-proxy";
 pub const CHAIN_UNTRACKED: &str = "untracked";
 /// Comment of the rules sending untracked packets to [`CHAIN_UNTRACKED`], and of its rule.
 pub(crate) const UNTRACKED_COMMENT: &str = "untracked (notrack): cannot be judged";
+/// Comment of the base chains' rules sending established connections no
+/// dockfw rules chain has judged (no label bit) to be judged late.
+pub(crate) const UNJUDGED_COMMENT: &str = "established, never judged: judge now";
+/// Labels an allowed connection for revoke (jumped to by every allow).
+pub const CHAIN_LABEL: &str = "label";
 /// The policy's rules, in order.
 pub const CHAIN_POLICY: &str = "rules";
 /// The default fate.
@@ -118,6 +143,7 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_PROXY,
         CHAIN_UNTRACKED,
         CHAIN_POLICY,
+        CHAIN_LABEL,
         CHAIN_DEFAULT,
     ]
     .contains(&name)
@@ -249,12 +275,13 @@ pub fn guarded_interfaces(ruleset: &Ruleset) -> Vec<IfName> {
     let Some(forward) = ruleset.chain(CHAIN_FORWARD) else {
         return Vec::new();
     };
+    // The rules for new connections: the interface alone (the rules judging
+    // unlabelled established connections name each interface again).
     forward
         .rules
         .iter()
-        .flat_map(|rule| &rule.matches)
-        .filter_map(|m| match m {
-            Match::IifName(name) => Some(name.clone()),
+        .filter_map(|rule| match rule.matches.as_slice() {
+            [Match::IifName(name)] => Some(name.clone()),
             _ => None,
         })
         .collect()

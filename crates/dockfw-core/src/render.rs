@@ -173,9 +173,15 @@ fn render_match(m: &Match) -> String {
         Match::L4Proto(proto) => format!("meta l4proto {}", proto.name()),
         Match::CtState(CtState::New) => "ct state new".into(),
         Match::CtState(CtState::EstablishedOrRelated) => "ct state established,related".into(),
+        Match::CtState(CtState::Established) => "ct state established".into(),
         Match::CtState(CtState::Untracked) => "ct state untracked".into(),
         Match::CtState(CtState::NotNew) => "ct state != new".into(),
         Match::CtStatusDnat => "ct status dnat".into(),
+        Match::CtDirectionOriginal => "ct direction original".into(),
+        Match::CtUnlabelled => {
+            let bits: Vec<String> = crate::layout::LABEL_BITS.map(|bit| bit.to_string()).collect();
+            format!("ct label ! {}", bits.join(","))
+        }
         Match::SourceIn { family, set } => format!("{} saddr @{set}", ip(*family)),
         Match::DialledAddrIn { family, set } => format!("ct original {} daddr @{set}", ip(*family)),
         Match::DialledPort(PortMatch::Single(port)) => format!("ct original proto-dst {port}"),

@@ -12,7 +12,7 @@
 
 use crate::compile::container_addresses;
 use crate::eval::{Connection, Decision, Path, evaluate_via};
-use crate::layout::{CHAIN_POLICY, LABEL_COMMENT};
+use crate::layout::{CHAIN_LABEL, CHAIN_POLICY, LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
@@ -51,14 +51,13 @@ pub struct Revocation {
     pub arrived_on: Vec<IfName>,
 }
 
-/// The label map a ruleset sets: its `rules` chain's label rules.
+/// The label map a ruleset sets: its `label` chain's label rules (or, in
+/// tables of earlier versions, those at the top of `rules`).
 pub fn label_map(ruleset: &Ruleset) -> LabelMap {
-    let Some(chain) = ruleset.chain(CHAIN_POLICY) else {
-        return Vec::new();
-    };
-    chain
-        .rules
-        .iter()
+    [CHAIN_LABEL, CHAIN_POLICY]
+        .into_iter()
+        .filter_map(|name| ruleset.chain(name))
+        .flat_map(|chain| &chain.rules)
         .filter(|rule| rule.comment == LABEL_COMMENT)
         .filter_map(
             |rule| match (rule.matches.as_slice(), rule.statements.as_slice()) {

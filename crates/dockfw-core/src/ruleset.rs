@@ -230,6 +230,8 @@ pub enum CtState {
     /// `ct state established,related`: replies and the rest of a connection
     /// already judged, and what conntrack relates to one (ICMP errors, FTP data).
     EstablishedOrRelated,
+    /// `ct state established` (not related): a later packet of a connection.
+    Established,
     /// `ct state untracked`: a packet conntrack was told not to track (a
     /// `notrack` rule anywhere). It has no original tuple and is never NATed.
     Untracked,
@@ -333,6 +335,13 @@ pub enum Match {
     CtState(CtState),
     /// `ct status dnat`: the connection was destination-NATed (Docker-published).
     CtStatusDnat,
+    /// `ct direction original`: the packet goes the way the connection's
+    /// first packet went (client to server), not a reply.
+    CtDirectionOriginal,
+    /// `ct label ! 96,…,127`: the connection carries none of dockfw's label
+    /// bits ([`LABEL_BITS`](crate::layout::LABEL_BITS)): no dockfw rules
+    /// chain has judged it.
+    CtUnlabelled,
     /// `ip saddr @set` / `ip6 saddr @set`.
     SourceIn {
         /// Address family of the set (and of the packet).

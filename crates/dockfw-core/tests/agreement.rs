@@ -2,6 +2,8 @@
 //! connection, on every path (DNAT, docker-proxy, routed), for random policies
 //! and running containers: the compiled ruleset means what the policy says.
 
+use dockfw_core::eval::{Packet, simulate_packet};
+use dockfw_core::ruleset::Verdict;
 use dockfw_core::testing::{containers_and_connections, policy_text};
 use dockfw_core::{Decision, compile, evaluate_ruleset_via, evaluate_via, parse};
 use proptest::prelude::*;
@@ -23,6 +25,21 @@ proptest! {
                 &by_policy, &by_ruleset,
                 "connection {:?} on {:?}\ncontainers: {:#?}\npolicy:\n{}", connection, path, containers, text
             );
+            // A later packet of a connection no rules chain labelled (opened
+            // before the table existed) is judged exactly like a new one.
+            let hook = path.hook();
+            let late = simulate_packet(&ruleset, hook, &Packet::established(connection, *path, false));
+            prop_assert_eq!(&late.decision(), &by_policy, "late: {:?} on {:?}\n{}", connection, path, text);
+            // Labelled (judged and admitted when new), a reply or related:
+            // the fast path, never judged again.
+            let labelled = Packet::established(connection, *path, true);
+            let reply = Packet { ct_reply: true, ..Packet::established(connection, *path, false) };
+            let related = Packet { ct_related: true, ..Packet::established(connection, *path, false) };
+            for packet in [labelled, reply, related] {
+                let outcome = simulate_packet(&ruleset, hook, &packet);
+                prop_assert_eq!(&outcome.verdict, &Verdict::Accept);
+                prop_assert_eq!(outcome.decision(), Decision::NotJudged, "{:?}", packet);
+            }
         }
     }
 }

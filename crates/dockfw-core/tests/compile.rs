@@ -2,10 +2,11 @@
 
 use dockfw_core::interval::Interval;
 use dockfw_core::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_POLICY, CHAIN_PROXY,
+    CHAIN_UNTRACKED,
 };
 use dockfw_core::ruleset::{
-    CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
+    Chain, CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
 };
 use dockfw_core::{Container, Proto, PublishedPort, Ruleset, compile, parse, render};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -36,22 +37,41 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     let forward = ruleset.chain(CHAIN_FORWARD).unwrap();
     let hook = forward.hook.unwrap();
     assert_eq!((hook.hook, hook.priority), (Hook::Forward, -7));
+    // First, per guarded interface, established connections no dockfw
+    // rules chain judged (no label), client to server: judged now.
+    for (rule, interface) in forward.rules[..2]
+        .iter()
+        .zip([IfName::Exact("eth0".into()), IfName::Prefix("wg".into())])
+    {
+        assert_eq!(
+            rule.matches,
+            vec![
+                Match::CtState(CtState::Established),
+                Match::CtDirectionOriginal,
+                Match::CtUnlabelled,
+                Match::IifName(interface),
+            ]
+        );
+        assert_eq!(rule.verdict, Some(Verdict::Goto(CHAIN_GUARDED.into())));
+    }
+    let forward_unjudged = forward.rules[0].matches[..3].to_vec();
+    let forward = &forward.rules[2..];
     // Only established and related: untracked packets are judged below.
     assert_eq!(
-        forward.rules[0].matches,
+        forward[0].matches,
         vec![Match::CtState(CtState::EstablishedOrRelated)]
     );
-    assert_eq!(forward.rules[0].verdict, Some(Verdict::Accept));
+    assert_eq!(forward[0].verdict, Some(Verdict::Accept));
     assert_eq!(
-        forward.rules[1].matches,
+        forward[1].matches,
         vec![Match::IifName(IfName::Exact("eth0".into()))]
     );
     assert_eq!(
-        forward.rules[2].matches,
+        forward[2].matches,
         vec![Match::IifName(IfName::Prefix("wg".into()))]
     );
     assert!(
-        forward.rules[1..]
+        forward[1..]
             .iter()
             .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_GUARDED.into())))
     );
@@ -89,6 +109,15 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     let input = ruleset.chain(CHAIN_INPUT).unwrap();
     let hook = input.hook.unwrap();
     assert_eq!((hook.hook, hook.priority), (Hook::Input, -7));
+    // The same late judging first, to the docker-proxy chain.
+    for rule in &input.rules[..2] {
+        assert_eq!(rule.matches[..3], forward_unjudged[..]);
+        assert_eq!(rule.verdict, Some(Verdict::Goto(CHAIN_PROXY.into())));
+    }
+    let input = Chain {
+        rules: input.rules[2..].to_vec(),
+        ..input.clone()
+    };
     assert_eq!(
         input.rules[0].matches,
         vec![Match::CtState(CtState::EstablishedOrRelated)]
@@ -169,10 +198,15 @@ fn each_alternative_is_one_rule_and_families_are_split() {
         SetElements::Port(vec![Interval::single(22), Interval::new(8000, 8100).unwrap()])
     );
     // Every alternative jumps to the rule's own chain, which counts and
-    // decides: a plain allow in one rule (one counter per decision).
+    // decides: a plain allow's first rule counts and labels the connection
+    // (one counter per decision), the second accepts.
     let chain = ruleset.chain("rule-1").unwrap();
-    assert_eq!(chain.rules.len(), 1);
+    assert_eq!(chain.rules.len(), 2);
     assert_eq!(chain.rules.first().unwrap().matches, vec![]);
+    assert_eq!(
+        chain.rules.first().unwrap().verdict,
+        Some(Verdict::Jump(CHAIN_LABEL.into()))
+    );
     assert_eq!(chain.rules.last().unwrap().verdict, Some(Verdict::Accept));
 }
 

@@ -65,8 +65,9 @@ fn one_bit_per_interface_pattern_from_127_down_and_read_back_from_the_ruleset() 
     );
     let ruleset = compile(&policy, &[]);
     assert_eq!(label_map(&ruleset), labels);
-    // They come first in `rules`, have no verdict, and the evaluator runs through them.
-    let rules = ruleset.chain("rules").unwrap();
+    // They fill the `label` chain every allow jumps to, have no verdict,
+    // and the evaluator runs through them.
+    let rules = ruleset.chain("label").unwrap();
     assert!(
         rules.rules[..3]
             .iter()

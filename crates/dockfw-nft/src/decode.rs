@@ -323,6 +323,7 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
                 (encode::CT_STATE_NEW, true) => CtState::New,
                 (encode::CT_STATE_NEW, false) => CtState::NotNew,
                 (encode::CT_STATE_ESTABLISHED_RELATED, true) => CtState::EstablishedOrRelated,
+                (encode::CT_STATE_ESTABLISHED, true) => CtState::Established,
                 (encode::CT_STATE_UNTRACKED, true) => CtState::Untracked,
                 _ => return None,
             };
@@ -332,6 +333,14 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
             if *key == ct(libc::NFT_CT_STATUS) =>
         {
             (Match::CtStatusDnat, 3)
+        }
+        [E::Ct { key, dir: None }, E::Cmp { .. }, ..] if *key == ct(libc::NFT_CT_DIRECTION) => {
+            (Match::CtDirectionOriginal, 2)
+        }
+        [E::Ct { key, dir: None }, E::Bitwise { .. }, E::Cmp { .. }, ..]
+            if *key == ct(libc::NFT_CT_LABELS) =>
+        {
+            (Match::CtUnlabelled, 3)
         }
         [E::Payload { base, offset, len }, next, ..]
             if *base == libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32 && (*offset, *len) == (2, 2) =>
@@ -620,7 +629,10 @@ mod tests {
             Match::CtState(CtState::NotNew),
             Match::CtState(CtState::EstablishedOrRelated),
             Match::CtState(CtState::Untracked),
+            Match::CtState(CtState::Established),
             Match::CtStatusDnat,
+            Match::CtDirectionOriginal,
+            Match::CtUnlabelled,
             Match::SourceIn {
                 family: Family::Ipv4,
                 set: "a".into(),
@@ -702,6 +714,46 @@ mod tests {
                 Expr::Immediate { data },
                 Expr::CtSet {
                     key: libc::NFT_CT_LABELS as u32
+                }
+            ]
+        );
+    }
+
+    /// `nft --debug=netlink` (1.0.6) for `ct direction original ct label ! 96,…,127`:
+    /// `[ ct load direction => reg 1 ]`, `[ cmp eq reg 1 0x00000000 ]`, then
+    /// `[ ct load label => reg 1 ]`,
+    /// `[ bitwise reg 1 = ( reg 1 & 0x00000000 0x00000000 0x00000000 0xffffffff ) ^ 0 ]`,
+    /// `[ cmp eq reg 1 0x00000000 0x00000000 0x00000000 0x00000000 ]`.
+    #[test]
+    fn late_judging_matches_are_what_nft_writes() {
+        let words = |w: [u32; 4]| -> Vec<u8> { w.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+        assert_eq!(
+            encode::match_exprs(&Match::CtDirectionOriginal).unwrap(),
+            vec![
+                Expr::Ct {
+                    key: libc::NFT_CT_DIRECTION as u32,
+                    dir: None
+                },
+                Expr::Cmp {
+                    op: libc::NFT_CMP_EQ as u32,
+                    data: vec![0]
+                }
+            ]
+        );
+        assert_eq!(
+            encode::match_exprs(&Match::CtUnlabelled).unwrap(),
+            vec![
+                Expr::Ct {
+                    key: libc::NFT_CT_LABELS as u32,
+                    dir: None
+                },
+                Expr::Bitwise {
+                    mask: words([0, 0, 0, 0xffff_ffff]),
+                    xor: words([0; 4])
+                },
+                Expr::Cmp {
+                    op: libc::NFT_CMP_EQ as u32,
+                    data: words([0; 4])
                 }
             ]
         );

@@ -37,6 +37,8 @@ pub(crate) const IPS_DST_NAT: u32 = 0x20;
 pub(crate) const CT_STATE_NEW: u32 = 0x08;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
 pub(crate) const CT_STATE_ESTABLISHED_RELATED: u32 = 0x02 | 0x04;
+/// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`.
+pub(crate) const CT_STATE_ESTABLISHED: u32 = 0x02;
 /// `NF_CT_STATE_UNTRACKED_BIT`.
 pub(crate) const CT_STATE_UNTRACKED: u32 = 0x40;
 /// The kernel's limit on expressions per rule (`NFT_RULE_MAXEXPRS`).
@@ -728,7 +730,37 @@ pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
         Match::CtState(CtState::Untracked) => {
             ct_bits(libc::NFT_CT_STATE, CT_STATE_UNTRACKED, libc::NFT_CMP_NEQ).to_vec()
         }
+        Match::CtState(CtState::Established) => {
+            ct_bits(libc::NFT_CT_STATE, CT_STATE_ESTABLISHED, libc::NFT_CMP_NEQ).to_vec()
+        }
         Match::CtStatusDnat => ct_bits(libc::NFT_CT_STATUS, IPS_DST_NAT, libc::NFT_CMP_NEQ).to_vec(),
+        // As nft writes `ct direction original`: one byte, IP_CT_DIR_ORIGINAL.
+        Match::CtDirectionOriginal => vec![
+            Expr::Ct {
+                key: libc::NFT_CT_DIRECTION as u32,
+                dir: None,
+            },
+            Expr::Cmp {
+                op: libc::NFT_CMP_EQ as u32,
+                data: vec![0],
+            },
+        ],
+        // As nft writes `ct label ! 96,…,127`: the labels masked with
+        // dockfw's bits, equal to nothing.
+        Match::CtUnlabelled => vec![
+            Expr::Ct {
+                key: libc::NFT_CT_LABELS as u32,
+                dir: None,
+            },
+            Expr::Bitwise {
+                mask: dockfw_label_mask(),
+                xor: vec![0; LABEL_MAP_BYTES],
+            },
+            Expr::Cmp {
+                op: libc::NFT_CMP_EQ as u32,
+                data: vec![0; LABEL_MAP_BYTES],
+            },
+        ],
         Match::SourceIn { family, set } => {
             check_name("set", set, MAX_NAME)?;
             vec![
@@ -860,6 +892,17 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
 
 /// Size of the kernel's connection label map (`NF_CT_LABELS_MAX_SIZE`).
 pub(crate) const LABEL_MAP_BYTES: usize = 16;
+
+/// The label map with every bit of [`LABEL_BITS`](dockfw_core::layout::LABEL_BITS) set.
+pub(crate) fn dockfw_label_mask() -> Vec<u8> {
+    let mut mask = vec![0; LABEL_MAP_BYTES];
+    for bit in dockfw_core::layout::LABEL_BITS {
+        for (byte, set) in mask.iter_mut().zip(label_map(usize::from(bit))) {
+            *byte |= set;
+        }
+    }
+    mask
+}
 
 /// The label map with only `bit` set, as nft and the kernel lay it out.
 pub(crate) fn label_map(bit: usize) -> Vec<u8> {
