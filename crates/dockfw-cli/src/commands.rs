@@ -655,7 +655,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         port: range.ports.first,
         proto: range.proto,
     };
-    let path = dockfw_core::Path::from(args.via);
+    let path = dockfw_core::Via::from(args.via);
     let explanation = dockfw_core::explain_via(&parsed.policy, &docker.containers, &connection, path);
     // A rule with `to`, or a container rule (which tells host from container
     // addresses), that missed might have matched had we known the address dialled.

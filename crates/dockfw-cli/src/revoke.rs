@@ -22,7 +22,7 @@ pub struct Cut {
     /// `tcp 198.51.100.7:40000 -> 203.0.113.5:8081` (original direction).
     pub tuple: String,
     /// `published`, `proxied` or `routed`.
-    pub path: dockfw_core::Path,
+    pub path: dockfw_core::Via,
     /// The interface patterns it arrived on (from its labels).
     pub interfaces: Vec<String>,
     /// What decides it under the new policy.

@@ -4,14 +4,14 @@
 //! ruleset labels every new connection that reaches the `rules` chain with
 //! one bit per interface pattern its input interface matches (see
 //! [`crate::layout`]). A tracked connection is then rebuilt here as a
-//! [`Connection`] and a [`Path`] and judged by [`crate::evaluate_via`], the
+//! [`Connection`] and a [`Via`] and judged by [`crate::evaluate_via`], the
 //! evaluator `explain` uses, so the two can never disagree.
 //!
 //! No I/O: the caller dumps conntrack, says what each entry is as a
 //! [`Tracked`], and deletes what [`judge`] says to cut.
 
 use crate::compile::container_addresses;
-use crate::eval::{Connection, Decision, Path, evaluate_via};
+use crate::eval::{Connection, Decision, Via, evaluate_via};
 use crate::layout::{CHAIN_POLICY, LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
@@ -44,7 +44,7 @@ pub struct Revocation {
     /// when the labels only tell a wildcard pattern: see [`judge`]).
     pub connection: Connection,
     /// How it reached its container.
-    pub path: Path,
+    pub path: Via,
     /// What decides it now (drop or reject).
     pub decision: Decision,
     /// The interface patterns its labels say it arrived on.
@@ -72,13 +72,13 @@ pub fn label_map(ruleset: &Ruleset) -> LabelMap {
 /// The path a tracked connection took, from its tuple: destination-NATed
 /// is published; to a running container's address is routed; else it went to
 /// the host (docker-proxy).
-pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Path {
+pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
     if tracked.dnat {
-        Path::Published
+        Via::Published
     } else if container_addresses(containers).contains(tracked.dialled) {
-        Path::Routed
+        Via::Routed
     } else {
-        Path::Proxied
+        Via::Proxied
     }
 }
 

@@ -9,7 +9,7 @@
 //! dial host addresses, container addresses and unknown ones, so that rules
 //! both match and miss.
 
-use crate::eval::{Connection, Path};
+use crate::eval::{Connection, Via};
 use crate::policy::{Container, PublishedPort};
 use crate::ruleset::Proto;
 use proptest::prelude::*;
@@ -295,7 +295,7 @@ pub fn connection_to(containers: &[Container]) -> impl Strategy<Value = Connecti
 /// reach the containers.
 pub fn containers_and_connections(
     count: usize,
-) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Path)>)> {
+) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Via)>)> {
     containers().prop_flat_map(move |containers| {
         let connections = proptest::collection::vec((connection_to(&containers), path()), count);
         (Just(containers), connections)
@@ -303,6 +303,6 @@ pub fn containers_and_connections(
 }
 
 /// Any path into a container.
-pub fn path() -> impl Strategy<Value = Path> {
-    select(vec![Path::Published, Path::Proxied, Path::Routed])
+pub fn path() -> impl Strategy<Value = Via> {
+    select(vec![Via::Published, Via::Proxied, Via::Routed])
 }

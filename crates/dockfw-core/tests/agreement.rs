@@ -45,8 +45,8 @@ fn the_generators_reach_every_kind_of_decision() {
                     let rule = policy.rule(&name).unwrap();
                     if rule.selects_containers() {
                         by_selecting_rule += 1;
-                        routed += usize::from(*path == dockfw_core::Path::Routed);
-                        proxied += usize::from(*path == dockfw_core::Path::Proxied);
+                        routed += usize::from(*path == dockfw_core::Via::Routed);
+                        proxied += usize::from(*path == dockfw_core::Via::Proxied);
                     }
                 }
                 Decision::NotJudged => not_judged += 1,

@@ -737,7 +737,7 @@ fn containers_with_the_same_container_ports_share_a_routed_alternative() {
 #[test]
 fn untracked_packets_the_guard_would_judge_are_dropped() {
     use dockfw_core::eval::{Packet, simulate_packet};
-    use dockfw_core::{Connection, Path};
+    use dockfw_core::{Connection, Via};
     let containers = [container(
         "web",
         &[],
@@ -766,15 +766,15 @@ fn untracked_packets_the_guard_would_judge_are_dropped() {
     let untouched = (Verdict::Accept, None);
     // A published port: never DNATed when untracked, so for docker-proxy.
     let web = connection(8080, Proto::Tcp, "192.0.2.1");
-    assert_eq!(fate(&web, Path::Published, Hook::Input), dropped);
+    assert_eq!(fate(&web, Via::Published, Hook::Input), dropped);
     let bound = connection(5353, Proto::Udp, "203.0.113.6");
-    assert_eq!(fate(&bound, Path::Proxied, Hook::Input), dropped);
+    assert_eq!(fate(&bound, Via::Proxied, Hook::Input), dropped);
     // Routed to the container's own address.
     let routed = connection(80, Proto::Tcp, "172.17.0.2");
-    assert_eq!(fate(&routed, Path::Routed, Hook::Forward), dropped);
+    assert_eq!(fate(&routed, Via::Routed, Hook::Forward), dropped);
     // Not judged: another host port, the bound port on another address.
     let ssh = connection(22, Proto::Tcp, "192.0.2.1");
-    assert_eq!(fate(&ssh, Path::Proxied, Hook::Input), untouched);
+    assert_eq!(fate(&ssh, Via::Proxied, Hook::Input), untouched);
     let elsewhere = connection(5353, Proto::Udp, "192.0.2.1");
-    assert_eq!(fate(&elsewhere, Path::Proxied, Hook::Input), untouched);
+    assert_eq!(fate(&elsewhere, Via::Proxied, Hook::Input), untouched);
 }

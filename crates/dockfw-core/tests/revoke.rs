@@ -1,8 +1,8 @@
 //! Revoke without a kernel: label bits in the compiled ruleset, and a tracked
-//! connection (tuple, status, labels) rebuilt into a Connection and a Path
+//! connection (tuple, status, labels) rebuilt into a Connection and a Via
 //! and judged by the evaluator.
 
-use dockfw_core::Path;
+use dockfw_core::Via;
 use dockfw_core::layout::{LABEL_COMMENT, MAX_LABELLED_PATTERNS, interface_labels};
 use dockfw_core::revoke::{Tracked, judge, label_map, path_of};
 use dockfw_core::ruleset::IfName;
@@ -82,21 +82,21 @@ fn path_comes_from_the_tuple() {
             &tracked("198.51.100.7", "203.0.113.5", 8081, true, &[127]),
             &containers
         ),
-        Path::Published
+        Via::Published
     );
     assert_eq!(
         path_of(
             &tracked("198.51.100.7", "172.17.0.2", 8000, false, &[127]),
             &containers
         ),
-        Path::Routed
+        Via::Routed
     );
     assert_eq!(
         path_of(
             &tracked("2001:db8::7", "2001:db8::5", 8081, false, &[127]),
             &containers
         ),
-        Path::Proxied
+        Via::Proxied
     );
 }
 
@@ -118,7 +118,7 @@ fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
     }
     let proxied = tracked("2001:db8::99", "2001:db8::5", 8081, false, &[127]);
     let verdict = judge(&new, &containers, &map, &proxied).expect("cut");
-    assert_eq!(verdict.path, Path::Proxied);
+    assert_eq!(verdict.path, Via::Proxied);
     // No dockfw bit: never judged, whatever the policy says.
     assert_eq!(
         judge(
