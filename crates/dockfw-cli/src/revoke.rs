@@ -8,7 +8,7 @@
 //! tuple is left alone.
 
 use crate::session::Session;
-use dockfw_core::layout::LABEL_BITS;
+use dockfw_core::layout::CT_LABEL_BITS;
 use dockfw_core::revoke::{Tracked, judge};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::{Container, Decision, Policy, Proto};
@@ -71,7 +71,7 @@ fn tracked(entry: &CtEntry) -> Option<Tracked> {
         _ => return None,
     };
     let labels = entry.labels.as_ref()?;
-    let label_bits: Vec<u8> = LABEL_BITS
+    let label_bits: Vec<u8> = CT_LABEL_BITS
         .filter(|&bit| labels.contains(usize::from(bit)))
         .collect();
     if label_bits.is_empty() {

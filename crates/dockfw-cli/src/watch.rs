@@ -32,7 +32,7 @@ use crate::output::{DIM, GOOD, Verbosity, WARN, errln, outln, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anyhow::{Context, Result};
-use dockfw_core::revoke::LabelMap;
+use dockfw_core::revoke::CtLabelMap;
 use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
 use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
@@ -347,7 +347,7 @@ struct Guard<'a> {
     last_change: String,
     /// The connection-label map of the ruleset our last apply installed: how
     /// revoke reads the labels of connections judged under it.
-    labels: Option<LabelMap>,
+    labels: Option<CtLabelMap>,
 }
 
 impl<'a> Guard<'a> {
@@ -419,7 +419,7 @@ impl<'a> Guard<'a> {
                 .installed(&ruleset.table)
                 .ok()
                 .flatten()
-                .map(|installed| dockfw_core::revoke::label_map(&installed));
+                .map(|installed| dockfw_core::revoke::ct_label_map(&installed));
         }
         let report = self.nft.apply(&ruleset).with_context(|| {
             format!(
@@ -433,7 +433,7 @@ impl<'a> Guard<'a> {
         self.pending = Pending::default();
         self.failures = 0;
         self.failing_since = None;
-        let new_labels = dockfw_core::revoke::label_map(&ruleset);
+        let new_labels = dockfw_core::revoke::ct_label_map(&ruleset);
         let labelled_by = self.labels.replace(new_labels.clone()).unwrap_or(new_labels);
         let revoked = (revoking && report.change != Change::Unchanged)
             .then(|| revoke::revoke(self.session, &self.parsed.policy, &self.containers, &labelled_by));

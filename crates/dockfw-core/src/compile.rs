@@ -8,7 +8,7 @@
 use crate::interval::Interval;
 use crate::layout::{
     CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
-    DEFAULT_COMMENT, DOCKER_BRIDGES, LABEL_COMMENT, PROXY_COMMENT, UNTRACKED_COMMENT, interface_labels,
+    CT_LABEL_COMMENT, DEFAULT_COMMENT, DOCKER_BRIDGES, PROXY_COMMENT, UNTRACKED_COMMENT, interface_ct_labels,
     rule_chain,
 };
 use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
@@ -92,10 +92,10 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         )
     }));
 
-    let mut policy_rules: Vec<Rule> = interface_labels(policy)
+    let mut policy_rules: Vec<Rule> = interface_ct_labels(policy)
         .into_iter()
         .map(|(pattern, bit)| Rule {
-            comment: LABEL_COMMENT.into(),
+            comment: CT_LABEL_COMMENT.into(),
             matches: vec![Match::IifName(pattern)],
             statements: vec![Statement::CtLabelSet(bit)],
             verdict: None,

@@ -12,13 +12,13 @@
 
 use crate::compile::container_addresses;
 use crate::eval::{Connection, Decision, Via, evaluate_via};
-use crate::layout::{CHAIN_POLICY, LABEL_COMMENT};
+use crate::layout::{CHAIN_POLICY, CT_LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
 
 /// Which label bit stands for which interface pattern.
-pub type LabelMap = Vec<(IfName, u8)>;
+pub type CtLabelMap = Vec<(IfName, u8)>;
 
 /// One tracked connection, as conntrack describes its original direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Tracked {
     pub proto: Proto,
     /// Whether conntrack destination-NATed it (`IPS_DST_NAT`: Docker published it).
     pub dnat: bool,
-    /// The dockfw label bits ([`LABEL_BITS`](crate::layout::LABEL_BITS)) set on it.
+    /// The dockfw label bits ([`CT_LABEL_BITS`](crate::layout::CT_LABEL_BITS)) set on it.
     pub label_bits: Vec<u8>,
 }
 
@@ -52,14 +52,14 @@ pub struct Revocation {
 }
 
 /// The label map a ruleset sets: its `rules` chain's label rules.
-pub fn label_map(ruleset: &Ruleset) -> LabelMap {
+pub fn ct_label_map(ruleset: &Ruleset) -> CtLabelMap {
     let Some(chain) = ruleset.chain(CHAIN_POLICY) else {
         return Vec::new();
     };
     chain
         .rules
         .iter()
-        .filter(|rule| rule.comment == LABEL_COMMENT)
+        .filter(|rule| rule.comment == CT_LABEL_COMMENT)
         .filter_map(
             |rule| match (rule.matches.as_slice(), rule.statements.as_slice()) {
                 ([Match::IifName(pattern)], [Statement::CtLabelSet(bit)]) => Some((pattern.clone(), *bit)),

@@ -3,7 +3,7 @@
 
 use dockfw_core::containers::{Reached, diagnose, resolve};
 use dockfw_core::{
-    Action, Connection, Container, Decision, Via, Proto, PublishedPort, compile, evaluate_ruleset_via,
+    Action, Connection, Container, Decision, Proto, PublishedPort, Via, compile, evaluate_ruleset_via,
     evaluate_via, explain_via, parse,
 };
 

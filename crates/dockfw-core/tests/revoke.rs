@@ -3,8 +3,8 @@
 //! and judged by the evaluator.
 
 use dockfw_core::Via;
-use dockfw_core::layout::{LABEL_COMMENT, MAX_LABELLED_PATTERNS, interface_labels};
-use dockfw_core::revoke::{Tracked, judge, label_map, path_of};
+use dockfw_core::layout::{CT_LABEL_COMMENT, MAX_CT_LABELLED_PATTERNS, interface_ct_labels};
+use dockfw_core::revoke::{Tracked, ct_label_map, judge, path_of};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::{Action, Container, Decision, Proto, PublishedPort, compile, parse};
 
@@ -54,7 +54,7 @@ ports = [8081]
 #[test]
 fn one_bit_per_interface_pattern_from_127_down_and_read_back_from_the_ruleset() {
     let policy = policy(OLD);
-    let labels = interface_labels(&policy);
+    let labels = interface_ct_labels(&policy);
     assert_eq!(
         labels,
         vec![
@@ -64,13 +64,13 @@ fn one_bit_per_interface_pattern_from_127_down_and_read_back_from_the_ruleset() 
         ]
     );
     let ruleset = compile(&policy, &[]);
-    assert_eq!(label_map(&ruleset), labels);
+    assert_eq!(ct_label_map(&ruleset), labels);
     // They come first in `rules`, have no verdict, and the evaluator runs through them.
     let rules = ruleset.chain("rules").unwrap();
     assert!(
         rules.rules[..3]
             .iter()
-            .all(|r| r.comment == LABEL_COMMENT && r.verdict.is_none())
+            .all(|r| r.comment == CT_LABEL_COMMENT && r.verdict.is_none())
     );
 }
 
@@ -103,7 +103,7 @@ fn path_comes_from_the_tuple() {
 #[test]
 fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
     let old = policy(OLD);
-    let map = interface_labels(&old);
+    let map = interface_ct_labels(&old);
     let new = policy(&OLD.replace("198.51.100.0/24", "198.51.100.0/28"));
     let containers = [django()];
     // Still allowed (DNAT path, eth0).
@@ -138,7 +138,7 @@ fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
 #[test]
 fn a_rule_naming_an_interface_under_a_guarded_wildcard_is_told_apart() {
     let old = policy(OLD);
-    let map = interface_labels(&old);
+    let map = interface_ct_labels(&old);
     let containers = [django()];
     // "vpn" admits anyone on wg0; from wg5 only the office gets in.
     let on_wg0 = tracked("192.0.2.1", "203.0.113.5", 8081, true, &[126, 125]);
@@ -162,7 +162,7 @@ fn a_rule_naming_an_interface_under_a_guarded_wildcard_is_told_apart() {
 
 #[test]
 fn more_interface_patterns_than_label_bits_are_refused_with_a_location() {
-    let names: Vec<String> = (0..=MAX_LABELLED_PATTERNS)
+    let names: Vec<String> = (0..=MAX_CT_LABELLED_PATTERNS)
         .map(|i| format!("\"eth{i}\""))
         .collect();
     let text = format!("[guard]\ninterfaces = [{}]\n", names.join(", "));
@@ -172,7 +172,7 @@ fn more_interface_patterns_than_label_bits_are_refused_with_a_location() {
     assert!(message.contains("at most 32"), "{message}");
 
     let mut text = "[guard]\ninterfaces = [\"eth*\"]\n".to_string();
-    for i in 0..MAX_LABELLED_PATTERNS {
+    for i in 0..MAX_CT_LABELLED_PATTERNS {
         text += &format!("[[rule]]\nname = \"r{i}\"\ninterfaces = [\"eth{i}\"]\n");
     }
     let error = parse("p.toml", &text).expect_err("refused");

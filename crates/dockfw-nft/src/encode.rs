@@ -849,7 +849,9 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
                 return Err(Error::Invalid(format!("ct label {bit} is out of range (0-127)")));
             }
             vec![
-                Expr::Immediate { data: label_map(bit) },
+                Expr::Immediate {
+                    data: ct_label_map(bit),
+                },
                 Expr::CtSet {
                     key: libc::NFT_CT_LABELS as u32,
                 },
@@ -862,7 +864,7 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
 pub(crate) const LABEL_MAP_BYTES: usize = 16;
 
 /// The label map with only `bit` set, as nft and the kernel lay it out.
-pub(crate) fn label_map(bit: usize) -> Vec<u8> {
+pub(crate) fn ct_label_map(bit: usize) -> Vec<u8> {
     let mut words = [0u32; LABEL_MAP_BYTES / 4];
     words[bit / 32] = 1 << (bit % 32);
     words.iter().flat_map(|word| word.to_ne_bytes()).collect()
