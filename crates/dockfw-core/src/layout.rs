@@ -83,7 +83,7 @@ pub const CHAIN_UNTRACKED: &str = "untracked";
 /// Comment of the rules sending untracked packets to [`CHAIN_UNTRACKED`], and of its rule.
 pub(crate) const UNTRACKED_COMMENT: &str = "untracked (notrack): cannot be judged";
 /// The policy's rules, in order.
-pub const CHAIN_POLICY: &str = "rules";
+pub const CHAIN_RULES: &str = "rules";
 /// The default fate.
 pub const CHAIN_DEFAULT: &str = "default-fate";
 /// Comment of the default fate's rules.
@@ -106,7 +106,7 @@ pub fn rule_chain(index: usize) -> String {
 
 /// Chains every compiled table has, in every version's layout: a table
 /// without them is not in dockfw's layout, whatever its chains are called.
-pub const CORE_CHAINS: [&str; 2] = [CHAIN_POLICY, CHAIN_DEFAULT];
+pub const CORE_CHAINS: [&str; 2] = [CHAIN_RULES, CHAIN_DEFAULT];
 
 /// Whether `name` is a chain the compiler writes (any version's layout), so a
 /// table of only such chains can be told from another program's.
@@ -117,7 +117,7 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_GUARDED,
         CHAIN_PROXY,
         CHAIN_UNTRACKED,
-        CHAIN_POLICY,
+        CHAIN_RULES,
         CHAIN_DEFAULT,
     ]
     .contains(&name)

@@ -12,7 +12,7 @@
 
 use crate::compile::container_addresses;
 use crate::eval::{Connection, Decision, Via, evaluate_via};
-use crate::layout::{CHAIN_POLICY, CT_LABEL_COMMENT};
+use crate::layout::{CHAIN_RULES, CT_LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
@@ -53,7 +53,7 @@ pub struct Revocation {
 
 /// The label map a ruleset sets: its `rules` chain's label rules.
 pub fn ct_label_map(ruleset: &Ruleset) -> CtLabelMap {
-    let Some(chain) = ruleset.chain(CHAIN_POLICY) else {
+    let Some(chain) = ruleset.chain(CHAIN_RULES) else {
         return Vec::new();
     };
     chain

@@ -2,7 +2,7 @@
 
 use dockfw_core::interval::Interval;
 use dockfw_core::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_POLICY, CHAIN_PROXY, CHAIN_UNTRACKED,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED,
 };
 use dockfw_core::ruleset::{
     CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
@@ -17,7 +17,7 @@ fn compiled(text: &str, containers: &[Container]) -> Ruleset {
 const GUARD: &str = "[guard]\ninterfaces = [\"eth0\", \"wg*\"]\n";
 
 fn policy_rules(ruleset: &Ruleset, comment: &str) -> Vec<Vec<Match>> {
-    let chain = ruleset.chain(CHAIN_POLICY).unwrap();
+    let chain = ruleset.chain(CHAIN_RULES).unwrap();
     chain
         .rules
         .iter()
@@ -59,7 +59,7 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     // Published by Docker first (the common path; an untracked packet has no
     // `ct status`, so it never matches).
     assert_eq!(guarded.rules[0].matches, vec![Match::CtStatusDnat]);
-    assert_eq!(guarded.rules[0].verdict, Some(Verdict::Goto(CHAIN_POLICY.into())));
+    assert_eq!(guarded.rules[0].verdict, Some(Verdict::Goto(CHAIN_RULES.into())));
     // Untracked packets routed to a Docker bridge cannot be judged: dropped.
     for (rule, bridge) in guarded.rules[1..3]
         .iter()
@@ -565,7 +565,7 @@ fn the_docker_proxy_chain_judges_only_published_host_ports() {
     assert!(
         tracked
             .iter()
-            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_POLICY.into())))
+            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_RULES.into())))
     );
     assert_eq!(
         ruleset.set("proxy-tcp").unwrap().elements,
