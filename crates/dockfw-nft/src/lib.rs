@@ -341,7 +341,7 @@ impl Nft {
                 return true;
             }
             if commit.generation == transact::next_generation(image.generation)
-                && !commit.touches(monitor::Family::Inet, table)
+                && !commit.touches(monitor::NfFamily::Inet, table)
             {
                 image.generation = commit.generation;
                 return true;
