@@ -14,10 +14,10 @@ use dockfw_core::ruleset::{Rule, Verdict};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,
 };
-use dockfw_e2e::{Client, Lab, Outcome, Probe, Proto};
+use dockfw_e2e::{Client, Lab, Probe, ProbeResult, Proto};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, TimedOut};
+use ProbeResult::{Open, TimedOut};
 
 /// In force throughout: one source allowed, everyone else dropped.
 const ENFORCED: &str = r#"

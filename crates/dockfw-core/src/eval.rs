@@ -476,7 +476,7 @@ impl Packet {
 
 /// The final verdict of a packet in a ruleset, and the rule that gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct PacketOutcome {
     /// `Accept` also when no rule decided (the base chain's policy).
     pub verdict: Verdict,
     /// Chain of the deciding rule (`None` for the base chain policy).
@@ -512,7 +512,7 @@ pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Vi
 
 /// Runs `packet` through the base chains of `hook`, lowest priority first,
 /// as the kernel would (assuming no per-source limit is exceeded).
-pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcome {
+pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
     let mut bases: Vec<_> = ruleset
         .chains
         .iter()
@@ -527,7 +527,7 @@ pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcom
             Flow::Continue => {}
         }
     }
-    last_accept.unwrap_or(Outcome {
+    last_accept.unwrap_or(PacketOutcome {
         verdict: Verdict::Accept,
         chain: None,
         comment: None,
@@ -536,7 +536,7 @@ pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcom
 
 enum Flow {
     Continue,
-    Final(Outcome),
+    Final(PacketOutcome),
 }
 
 /// nftables allows 16 nested jumps; the compiler needs three.
@@ -563,7 +563,7 @@ fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Fl
             }
             Some(Verdict::Goto(target)) => return run_chain(ruleset, target, packet, depth + 1),
             Some(verdict) => {
-                return Flow::Final(Outcome {
+                return Flow::Final(PacketOutcome {
                     verdict: verdict.clone(),
                     chain: Some(chain.name.clone()),
                     comment: Some(rule.comment.clone()),

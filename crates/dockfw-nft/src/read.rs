@@ -8,7 +8,7 @@ use crate::inspect::InstalledTable;
 use crate::owner::{self, Owner};
 use crate::plan::Installed;
 use crate::report::RuleCounter;
-use crate::transact::Outcome;
+use crate::transact::RequestOutcome;
 use crate::{Error, Nft, Result, decode};
 use dockfw_core::ruleset::Ruleset;
 use std::collections::{HashMap, HashSet};
@@ -316,11 +316,11 @@ impl Nft {
             info = ffi::parse_table(reply).map_err(protocol)?;
             Ok(())
         })? {
-            Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
-            Outcome::Refused(errno) => {
+            RequestOutcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
+            RequestOutcome::Refused(errno) => {
                 return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
             }
-            Outcome::Done { .. } => {}
+            RequestOutcome::Done { .. } => {}
         }
         let mut interrupted = false;
 
@@ -420,9 +420,11 @@ impl Nft {
         let seq = self.take_seqs(1);
         let msg = self.writer.dump(seq, what, table);
         match self.request(ACTION, &msg, seq, each)? {
-            Outcome::Done { interrupted } => Ok(interrupted),
-            Outcome::Refused(libc::ENOENT) => Ok(true),
-            Outcome::Refused(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            RequestOutcome::Done { interrupted } => Ok(interrupted),
+            RequestOutcome::Refused(libc::ENOENT) => Ok(true),
+            RequestOutcome::Refused(errno) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
         }
     }
 

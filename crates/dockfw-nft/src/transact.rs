@@ -15,7 +15,7 @@ pub(crate) const ATTEMPTS: u32 = 5;
 
 /// How a request ended: completed (dumps: with or without interruption), or
 /// refused with an errno.
-pub(crate) enum Outcome {
+pub(crate) enum RequestOutcome {
     Done { interrupted: bool },
     Refused(i32),
 }
@@ -52,7 +52,7 @@ impl Nft {
         msg: &[u8],
         seq: u32,
         mut each: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Outcome> {
+    ) -> Result<RequestOutcome> {
         self.socket.send(msg).map_err(|e| Error::io(action, e))?;
         let mut interrupted = false;
         loop {
@@ -71,15 +71,15 @@ impl Nft {
                         interrupted |= flags & NLM_F_DUMP_INTR != 0;
                         each(msg)?;
                     }
-                    Reply::Done { seq: s } if s == seq => return Ok(Outcome::Done { interrupted }),
+                    Reply::Done { seq: s } if s == seq => return Ok(RequestOutcome::Done { interrupted }),
                     Reply::Ack { seq: s, errno: 0, .. } if s == seq => {
-                        return Ok(Outcome::Done { interrupted });
+                        return Ok(RequestOutcome::Done { interrupted });
                     }
                     Reply::Ack { seq: s, errno, .. } if s == seq => {
                         if errno == libc::EPERM {
                             return Err(Error::PermissionDenied { action });
                         }
-                        return Ok(Outcome::Refused(errno));
+                        return Ok(RequestOutcome::Refused(errno));
                     }
                     // Leftovers of an earlier, abandoned exchange.
                     _ => {}
@@ -102,8 +102,10 @@ impl Nft {
             Ok(())
         })?;
         match (outcome, genid) {
-            (Outcome::Done { .. }, Some(genid)) => Ok(genid),
-            (Outcome::Refused(errno), _) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            (RequestOutcome::Done { .. }, Some(genid)) => Ok(genid),
+            (RequestOutcome::Refused(errno), _) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
             _ => Err(Error::Protocol {
                 action: ACTION,
                 detail: "no generation in the reply".into(),
