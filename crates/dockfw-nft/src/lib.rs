@@ -224,6 +224,7 @@ pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, Change, RuleCounter, Transaction, TransactionKind};
 
+use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
 use ffi::MsgWriter;
 use lock::{NetnsId, WriterLock};
@@ -436,7 +437,7 @@ impl Nft {
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
-        self.exclusively(|nft| nft.rebuild(ruleset, false, None))
+        self.exclusively(|nft| nft.rebuild(ruleset, Owners::OursOnly, None))
     }
 
     /// [`Nft::replace`], whoever the table belongs to: a table dockfw did
@@ -445,7 +446,7 @@ impl Nft {
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
-        self.exclusively(|nft| nft.rebuild(ruleset, true, None))
+        self.exclusively(|nft| nft.rebuild(ruleset, Owners::Any, None))
     }
 
     /// The table `table` as installed, decoded; `None` if there is no such table.
@@ -477,7 +478,7 @@ impl Nft {
     /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
         self.images.remove(table);
-        self.exclusively(|nft| nft.remove_checked(table, false))
+        self.exclusively(|nft| nft.remove_checked(table, Owners::OursOnly))
     }
 
     /// Deletes table `table` whoever it belongs to (for removing a table
@@ -485,6 +486,6 @@ impl Nft {
     /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
         self.images.remove(table);
-        self.exclusively(|nft| nft.remove_checked(table, true))
+        self.exclusively(|nft| nft.remove_checked(table, Owners::Any))
     }
 }
