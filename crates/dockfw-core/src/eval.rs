@@ -512,7 +512,7 @@ pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Vi
 
 /// Runs `packet` through the base chains of `hook`, lowest priority first,
 /// as the kernel would (assuming no per-source limit is exceeded).
-pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
+pub(crate) fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
     let mut bases: Vec<_> = ruleset
         .chains
         .iter()

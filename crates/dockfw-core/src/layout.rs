@@ -59,7 +59,7 @@
 //! bits per guard entry alone would not tell the evaluator enough; with a
 //! bit per pattern it learns exactly which of the policy's patterns matched,
 //! which is all [`crate::evaluate_via`] looks at. At most
-//! [`MAX_CT_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
+//! `MAX_CT_LABELLED_PATTERNS` patterns (the parser refuses more). `ct label
 //! set` only ORs bits in, so other users of labels (OVS, in their own zones,
 //! usually low bits) keep theirs.
 //!
@@ -74,7 +74,7 @@ pub const CHAIN_FORWARD: &str = "forward";
 /// The base chain on the input hook (connections to the host: docker-proxy).
 pub const CHAIN_INPUT: &str = "input";
 /// Traffic from a guarded interface: is it bound for a container?
-pub const CHAIN_GUARDED: &str = "guarded";
+pub(crate) const CHAIN_GUARDED: &str = "guarded";
 /// Traffic from a guarded interface to the host: is it for a port a running
 /// container publishes, which docker-proxy answers?
 pub const CHAIN_PROXY: &str = "docker-proxy";
@@ -96,9 +96,9 @@ pub(crate) const DOCKER_BRIDGES: [&str; 2] = ["docker0", "br-*"];
 /// handed out from 127 downwards.
 pub const CT_LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
 /// How many distinct interface patterns a policy may name (one label bit each).
-pub const MAX_CT_LABELLED_PATTERNS: usize = 32;
+pub(crate) const MAX_CT_LABELLED_PATTERNS: usize = 32;
 /// Comment of the rules setting a connection's label bit.
-pub const CT_LABEL_COMMENT: &str = "label for revoke";
+pub(crate) const CT_LABEL_COMMENT: &str = "label for revoke";
 /// Name of the chain deciding for the rule at `index` (0-based).
 pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
@@ -129,7 +129,7 @@ pub fn is_layout_chain(name: &str) -> bool {
 /// Every interface pattern the policy names, in order (guard entries first,
 /// then rules' entries not listed yet), each with its connection label bit.
 /// At most [`MAX_CT_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
-pub fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
+pub(crate) fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
     let mut patterns: Vec<&IfName> = Vec::new();
     let rules = policy
         .rules

@@ -72,7 +72,7 @@ pub fn ct_label_map(ruleset: &Ruleset) -> CtLabelMap {
 /// The path a tracked connection took, from its tuple: destination-NATed
 /// is published; to a running container's address is routed; else it went to
 /// the host (docker-proxy).
-pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
+pub(crate) fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
     if tracked.dnat {
         Via::Published
     } else if container_addresses(containers).contains(tracked.dialled) {

@@ -203,7 +203,7 @@ impl IfName {
     }
 
     /// Whether every name this pattern matches is also matched by `other`.
-    pub fn is_covered_by(&self, other: &IfName) -> bool {
+    pub(crate) fn is_covered_by(&self, other: &IfName) -> bool {
         match (self, other) {
             (Self::Exact(name), _) => other.matches(name),
             (Self::Prefix(prefix), Self::Prefix(outer)) => prefix.starts_with(outer.as_str()),

@@ -2,11 +2,12 @@
 
 use dockfw_core::interval::Interval;
 use dockfw_core::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_INPUT, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED,
 };
 use dockfw_core::ruleset::{
     CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
 };
+use dockfw_core::testing::internals::CHAIN_GUARDED;
 use dockfw_core::{Container, Proto, PublishedPort, Ruleset, compile, parse, render};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -736,7 +737,8 @@ fn containers_with_the_same_container_ports_share_a_routed_alternative() {
 /// in the `untracked` chain, whichever rule would allow them; others pass.
 #[test]
 fn untracked_packets_the_guard_would_judge_are_dropped() {
-    use dockfw_core::eval::{Packet, simulate_packet};
+    use dockfw_core::eval::Packet;
+    use dockfw_core::testing::internals::simulate_packet;
     use dockfw_core::{Connection, Via};
     let containers = [container(
         "web",

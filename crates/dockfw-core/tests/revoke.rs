@@ -3,9 +3,11 @@
 //! and judged by the evaluator.
 
 use dockfw_core::Via;
-use dockfw_core::layout::{CT_LABEL_COMMENT, MAX_CT_LABELLED_PATTERNS, interface_ct_labels};
-use dockfw_core::revoke::{Tracked, ct_label_map, judge, path_of};
+use dockfw_core::revoke::{Tracked, ct_label_map, judge};
 use dockfw_core::ruleset::IfName;
+use dockfw_core::testing::internals::{
+    CT_LABEL_COMMENT, MAX_CT_LABELLED_PATTERNS, interface_ct_labels, path_of,
+};
 use dockfw_core::{Action, Container, Decision, Proto, PublishedPort, compile, parse};
 
 fn policy(text: &str) -> dockfw_core::Policy {

@@ -129,7 +129,9 @@ impl Memory {
     /// Creates or replaces the table with `ruleset`, marked as dockfw's.
     fn rebuild(&self, ruleset: &Ruleset, owners: Owners) -> Result<ApplyReport> {
         let mut state = self.state.borrow_mut();
-        if owners == Owners::OursOnly && let Some(table) = state.tables.get(&ruleset.table) {
+        if owners == Owners::OursOnly
+            && let Some(table) = state.tables.get(&ruleset.table)
+        {
             table.refuse_unless_ours()?;
         }
         let change = if state.tables.contains_key(&ruleset.table) {
