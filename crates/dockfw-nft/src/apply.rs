@@ -3,9 +3,10 @@
 //! table in one transaction; delete one.
 
 use crate::describe::difference;
+use crate::dump::TableDump;
 use crate::encode;
 use crate::plan::{self, Installed, StepKind};
-use crate::read::{Image, Reuse, Snapshot, TableDump, ensure_ours, owner_of, sent_elems};
+use crate::read::{Image, Reuse, Snapshot, ensure_ours, owner_of, sent_elems};
 use crate::report::{ApplyReport, Change, TransactionKind};
 use crate::transact::{ATTEMPTS, next_generation};
 use crate::{Error, Nft, Owner, Result};

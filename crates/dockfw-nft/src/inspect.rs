@@ -23,10 +23,10 @@
 //! reg 1 ]`, as `nft --debug=netlink` prints) otherwise.
 
 use crate::decode;
+use crate::dump::TableDump;
 use crate::expr::Expr;
 use crate::ffi::{Elems, RuleInfo, SetSpec};
 use crate::owner::{self, MARKER, Owner};
-use crate::read::TableDump;
 use dockfw_core::ruleset::{Hook, Ruleset, Set};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};

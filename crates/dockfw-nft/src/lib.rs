@@ -134,7 +134,7 @@
 //! ```text
 //!              Ruleset (dockfw-core)                       kernel
 //!                  │                                          ▲
-//!   apply.rs ──────┤ read.rs: consistent dump ◀── ffi/parse ──┤ (replies)
+//!   apply.rs ──────┤ read.rs: consistent dump.rs ◀─ ffi/parse ┤ (replies)
 //!   (engine)       │   decode.rs: dump → Ruleset              │
 //!                  │   owner.rs: whose table; inspect.rs: every Difference
 //!                  ▼                                          │
@@ -201,6 +201,7 @@ mod apply;
 pub mod conntrack;
 mod decode;
 mod describe;
+mod dump;
 mod encode;
 mod error;
 mod expr;

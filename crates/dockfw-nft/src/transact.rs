@@ -1,7 +1,7 @@
 //! Talking to nf_tables: one request and its replies, a batch and its acks,
 //! the ruleset generation every batch is pinned to.
 
-use crate::describe::describe_failure;
+use crate::describe::{KernelError, describe_failure};
 use crate::encode::{Batch, Object};
 use crate::netlink::{self, NLM_F_DUMP_INTR, Reply};
 use crate::report::{Transaction, TransactionKind};
@@ -18,14 +18,6 @@ pub(crate) const ATTEMPTS: u32 = 5;
 pub(crate) enum RequestOutcome {
     Done { interrupted: bool },
     Refused(i32),
-}
-
-/// A message of a batch the kernel answered with an error.
-pub(crate) struct KernelError {
-    pub(crate) seq: u32,
-    pub(crate) errno: i32,
-    pub(crate) text: Option<String>,
-    pub(crate) offset: Option<u32>,
 }
 
 /// The generation nf_tables moves to when a batch based on `generation`
