@@ -136,7 +136,9 @@
 //!                  │                                          ▲
 //!   apply.rs ──────┤ read.rs: consistent dump.rs ◀─ ffi/parse ┤ (replies)
 //!   (engine)       │   decode.rs: dump → Ruleset              │
-//!                  │   owner.rs: whose table; inspect.rs: every Difference
+//!                  │   owner.rs: whose table                  │
+//!                  │   inspect/compare.rs: every Difference   │
+//!                  │   inspect/text.rs: as nft-like text      │
 //!                  ▼                                          │
 //!   plan.rs: installed + wanted → steps of op::Op             │
 //!                  ▼                                          │
