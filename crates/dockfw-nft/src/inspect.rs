@@ -31,7 +31,7 @@ mod compare;
 mod text;
 
 pub use compare::{Comparison, Difference};
-use text::{View, head_lines};
+use text::View;
 
 /// An installed table as read by [`Nft::inspect`](crate::Nft::inspect).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl InstalledTable {
         let owner = owner::by_userdata(&userdata).unwrap_or_else(|| owner::by_content(Ok(ruleset)));
         let mut view = View::from_ruleset(ruleset);
         view.flags = flags;
-        view.head = head_lines(&userdata);
+        view.head = text::head_lines(&userdata);
         Self {
             name: ruleset.table.clone(),
             owner,
