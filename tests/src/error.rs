@@ -94,7 +94,7 @@ pub enum LabError {
         /// The connection's probe, as it is shown.
         probe: String,
         /// What the probe met instead.
-        outcome: crate::probe::Outcome,
+        outcome: crate::probe::ProbeResult,
     },
     /// A command's output was not what the lab expected.
     #[error("unexpected output from `{cmd}`: {output:?}")]

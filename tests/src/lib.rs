@@ -4,12 +4,12 @@
 //! published port. Used by the end-to-end tests and `cargo xtask lab`.
 //!
 //! ```no_run
-//! use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Proto, addr};
+//! use dockfw_e2e::{Client, Lab, LabConfig, ProbeResult, Proto, addr};
 //! # fn main() -> dockfw_e2e::Result<()> {
 //! let lab = Lab::up_with(LabConfig::new("dfwdoc")?)?;
 //! lab.run_echo("web", &["8081:8000"], &[(Proto::Tcp, 8000)])?;
 //! let seen = lab.probe(Client::Internet, addr::INET_SOURCES[0].into(), addr::HOST_INET_A.into(), 8081, Proto::Tcp)?;
-//! assert_eq!(seen, Outcome::Open);
+//! assert_eq!(seen, ProbeResult::Open);
 //! lab.teardown()?;
 //! # Ok(()) }
 //! ```
@@ -36,7 +36,7 @@ mod traffic;
 pub use cleanup::LabProcess;
 pub use error::{LabError, Result};
 pub use image::IMAGE_REPO;
-pub use probe::{Outcome, Probe, Proto};
+pub use probe::{Probe, ProbeResult, Proto};
 pub use topology::{Ns, Ns as Client, addr};
 pub use traffic::{EchoServer, HeldConnection, ProbeLoop, Tally};
 
@@ -313,7 +313,7 @@ impl Lab {
             let silent: Vec<String> = paths
                 .iter()
                 .zip(&outcomes)
-                .filter(|(_, o)| **o == Outcome::TimedOut)
+                .filter(|(_, o)| **o == ProbeResult::TimedOut)
                 .map(|(p, _)| p.to_string())
                 .collect();
             if silent.is_empty() {
@@ -476,7 +476,14 @@ impl Lab {
     }
 
     /// One probe from `from` (bound to `src`) to `dst:port`.
-    pub fn probe(&self, from: Client, src: IpAddr, dst: IpAddr, port: u16, proto: Proto) -> Result<Outcome> {
+    pub fn probe(
+        &self,
+        from: Client,
+        src: IpAddr,
+        dst: IpAddr,
+        port: u16,
+        proto: Proto,
+    ) -> Result<ProbeResult> {
         let p = Probe {
             from,
             src,
@@ -489,7 +496,7 @@ impl Lab {
     }
 
     /// Runs many probes concurrently (one thread each); results in order.
-    pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<Outcome>> {
+    pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
         let timeout = self.config.probe_timeout;
         let mut threads = Vec::with_capacity(probes.len());
         for p in probes.iter().copied() {
@@ -503,7 +510,7 @@ impl Lab {
     /// Runs the probes of `cases` concurrently and describes each outcome
     /// that differs from the one wanted, as "PROBE: want W, got G" (empty:
     /// all as wanted).
-    pub fn wrong_outcomes(&self, cases: &[(Probe, Outcome)]) -> Result<Vec<String>> {
+    pub fn wrong_outcomes(&self, cases: &[(Probe, ProbeResult)]) -> Result<Vec<String>> {
         let probes: Vec<Probe> = cases.iter().map(|(p, _)| *p).collect();
         let got = self.probe_all(&probes)?;
         Ok(cases
@@ -516,7 +523,7 @@ impl Lab {
 
     /// Repeats a probe until it gives `want` or `timeout` passes; returns the
     /// last outcome (useful right after a ruleset or container change).
-    pub fn probe_until(&self, p: Probe, want: Outcome, timeout: Duration) -> Result<Outcome> {
+    pub fn probe_until(&self, p: Probe, want: ProbeResult, timeout: Duration) -> Result<ProbeResult> {
         let start = Instant::now();
         loop {
             let got = self.probe(p.from, p.src, p.dst, p.port, p.proto)?;
@@ -563,15 +570,15 @@ impl Lab {
 
     /// Has container `name` open a connection to `dst` (`lab-echo ask`,
     /// which expects an echo) and reports what it saw: the outbound path.
-    pub fn ask_from_container(&self, name: &str, proto: Proto, dst: SocketAddr) -> Result<Outcome> {
+    pub fn ask_from_container(&self, name: &str, proto: Proto, dst: SocketAddr) -> Result<ProbeResult> {
         let mut command = self.docker_cmd(["exec", name, "/bin/lab-echo", "ask"]);
         command.arg(proto.to_string()).arg(dst.to_string());
         let out = cmd::output(&mut command, None)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         match stdout.trim() {
-            "open" => Ok(Outcome::Open),
-            "refused" => Ok(Outcome::Refused),
-            "timed out" => Ok(Outcome::TimedOut),
+            "open" => Ok(ProbeResult::Open),
+            "refused" => Ok(ProbeResult::Refused),
+            "timed out" => Ok(ProbeResult::TimedOut),
             _ => Err(LabError::Unexpected {
                 cmd: cmd::describe(&command),
                 output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),

@@ -39,7 +39,7 @@ impl std::str::FromStr for Proto {
 
 /// What a probe saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum ProbeResult {
     /// Connected (TCP) or got the datagram echoed back (UDP).
     Open,
     /// Actively refused: TCP RST, or ICMP(v6) port/host/net unreachable or
@@ -49,7 +49,7 @@ pub enum Outcome {
     TimedOut,
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for ProbeResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
     }
@@ -84,7 +84,7 @@ impl std::fmt::Display for Probe {
 }
 
 /// Runs one probe in the calling thread's current network namespace.
-pub(crate) fn probe_here(p: &Probe, timeout: Duration) -> Result<Outcome> {
+pub(crate) fn probe_here(p: &Probe, timeout: Duration) -> Result<ProbeResult> {
     let local = |source: io::Error| LabError::Probe {
         probe: p.to_string(),
         source,
@@ -100,7 +100,7 @@ pub(crate) fn probe_here(p: &Probe, timeout: Duration) -> Result<Outcome> {
         .map_err(local)?;
     match p.proto {
         Proto::Tcp => match sock.connect_timeout(&dst.into(), timeout) {
-            Ok(()) => Ok(Outcome::Open),
+            Ok(()) => Ok(ProbeResult::Open),
             Err(e) => classify_or_err(e, local),
         },
         Proto::Udp => {
@@ -113,14 +113,14 @@ pub(crate) fn probe_here(p: &Probe, timeout: Duration) -> Result<Outcome> {
             }
             let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
             match sock.recv(&mut buf) {
-                Ok(_) => Ok(Outcome::Open),
+                Ok(_) => Ok(ProbeResult::Open),
                 Err(e) => classify_or_err(e, local),
             }
         }
     }
 }
 
-fn classify_or_err(e: io::Error, local: impl FnOnce(io::Error) -> LabError) -> Result<Outcome> {
+fn classify_or_err(e: io::Error, local: impl FnOnce(io::Error) -> LabError) -> Result<ProbeResult> {
     match classify(&e) {
         Some(o) => Ok(o),
         None => Err(local(e)),
@@ -128,20 +128,22 @@ fn classify_or_err(e: io::Error, local: impl FnOnce(io::Error) -> LabError) -> R
 }
 
 /// Maps a socket error to an outcome; `None` for local failures.
-pub(crate) fn classify(e: &io::Error) -> Option<Outcome> {
+pub(crate) fn classify(e: &io::Error) -> Option<ProbeResult> {
     if std::env::var_os("DOCKFW_LAB_DEBUG").is_some() {
         eprintln!("dockfw-lab probe: socket error {e:?}");
     }
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => return Some(Outcome::TimedOut),
-        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => return Some(Outcome::Refused),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => return Some(ProbeResult::TimedOut),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            return Some(ProbeResult::Refused);
+        }
         _ => {}
     }
     match e.raw_os_error() {
         // ICMP host/net unreachable and admin-prohibited (nft `reject with
         // icmpx admin-prohibited`) surface as these; ICMPv6
         // admin-prohibited as EACCES.
-        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES) => Some(Outcome::Refused),
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES) => Some(ProbeResult::Refused),
         _ => None,
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::error::{LabError, Result, io_err};
 use crate::netns::{self, NetnsThread};
-use crate::probe::{self, Outcome, Probe, Proto};
+use crate::probe::{self, Probe, ProbeResult, Proto};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -69,14 +69,14 @@ impl HeldConnection {
     /// Sends a line and waits up to `timeout` for it to come back (the
     /// peer must echo): `Open` when it does, `TimedOut` when nothing comes,
     /// `Refused` when the connection was reset or closed.
-    pub fn exchange(&mut self, timeout: Duration) -> Result<Outcome> {
+    pub fn exchange(&mut self, timeout: Duration) -> Result<ProbeResult> {
         let local = |source: io::Error| LabError::Probe {
             probe: self.probe.to_string(),
             source,
         };
         // A reset or closed connection is "refused" here.
         let fate = |e: io::Error| match e.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => Ok(Outcome::Refused),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => Ok(ProbeResult::Refused),
             _ => probe::classify(&e).ok_or_else(|| local(e)),
         };
         let message = b"dockfw-lab held connection\n";
@@ -86,7 +86,7 @@ impl HeldConnection {
         }
         let mut echoed = vec![0u8; message.len()];
         match self.stream.read_exact(&mut echoed) {
-            Ok(()) if echoed == message => Ok(Outcome::Open),
+            Ok(()) if echoed == message => Ok(ProbeResult::Open),
             Ok(()) => Err(local(io::Error::other("the peer sent something else back"))),
             Err(e) => fate(e),
         }
@@ -103,7 +103,7 @@ pub struct ProbeLoop {
 }
 
 /// An outcome and when its probe started.
-type Timed = (Duration, Outcome);
+type Timed = (Duration, ProbeResult);
 
 impl ProbeLoop {
     pub(crate) fn start(
@@ -173,19 +173,19 @@ pub struct Tally {
     /// The probe.
     pub probe: Probe,
     /// What each repetition saw.
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<ProbeResult>,
     /// When each repetition started, from [`ProbeLoop::started`].
     pub at: Vec<Duration>,
 }
 
 impl Tally {
     /// How many repetitions saw `outcome`.
-    pub fn count(&self, outcome: Outcome) -> usize {
+    pub fn count(&self, outcome: ProbeResult) -> usize {
         self.outcomes.iter().filter(|&&o| o == outcome).count()
     }
 
     /// Whether every repetition saw `outcome` (and there was at least one).
-    pub fn all(&self, outcome: Outcome) -> bool {
+    pub fn all(&self, outcome: ProbeResult) -> bool {
         !self.outcomes.is_empty() && self.count(outcome) == self.outcomes.len()
     }
 }
@@ -199,11 +199,11 @@ impl fmt::Display for Tally {
             "{}: {} probes, {} Open, {} Refused, {} TimedOut",
             self.probe,
             self.outcomes.len(),
-            self.count(Outcome::Open),
-            self.count(Outcome::Refused),
-            self.count(Outcome::TimedOut)
+            self.count(ProbeResult::Open),
+            self.count(ProbeResult::Refused),
+            self.count(ProbeResult::TimedOut)
         )?;
-        let usual = [Outcome::Open, Outcome::Refused, Outcome::TimedOut]
+        let usual = [ProbeResult::Open, ProbeResult::Refused, ProbeResult::TimedOut]
             .into_iter()
             .max_by_key(|&o| self.count(o));
         if f.alternate() {

@@ -9,15 +9,15 @@
 mod common;
 
 use common::{Firewall, check, tcp, udp};
-use dockfw_core::layout::CHAIN_POLICY;
+use dockfw_core::layout::CHAIN_RULES;
 use dockfw_core::ruleset::{Rule, Verdict};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,
 };
-use dockfw_e2e::{Client, Lab, Outcome, Probe, Proto};
+use dockfw_e2e::{Client, Lab, Probe, ProbeResult, Proto};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, TimedOut};
+use ProbeResult::{Open, TimedOut};
 
 /// In force throughout: one source allowed, everyone else dropped.
 const ENFORCED: &str = r#"
@@ -97,7 +97,7 @@ fn failed_applies_leave_the_previous_policy_enforced() {
     let rules = refused
         .chains
         .iter_mut()
-        .find(|c| c.name == CHAIN_POLICY)
+        .find(|c| c.name == CHAIN_RULES)
         .expect("the rules chain");
     rules.rules.insert(
         0,

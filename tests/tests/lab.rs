@@ -1,7 +1,7 @@
 //! The lab itself: topology, dockerd, published ports and the probe's three
 //! outcomes. Needs root and docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
 
-use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto, addr};
+use dockfw_e2e::{Client, Lab, LabConfig, Probe, ProbeResult, Proto, addr};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ fn probe(from: Client, src: impl Into<IpAddr>, dst: impl Into<IpAddr>, port: u16
     }
 }
 
-fn check(lab: &Lab, cases: &[(Probe, Outcome)]) {
+fn check(lab: &Lab, cases: &[(Probe, ProbeResult)]) {
     let start = Instant::now();
     let wrong = lab.wrong_outcomes(cases).expect("probes run");
     // Concurrent, so the whole batch takes about one probe timeout.
@@ -50,7 +50,7 @@ fn published_ports_open_closed_and_dropped() {
 
     let inet = addr::INET_SOURCES;
     let host = addr::HOST_INET_A;
-    use Outcome::*;
+    use ProbeResult::*;
     use Proto::*;
     check(
         &lab,
@@ -188,13 +188,13 @@ fn idempotent_up_dockerd_restart_and_crash_cleanup() {
         Proto::Tcp,
     );
     let until_open = |lab: &Lab, p: Probe| {
-        lab.probe_until(p, Outcome::Open, Duration::from_secs(15))
+        lab.probe_until(p, ProbeResult::Open, Duration::from_secs(15))
             .unwrap()
     };
-    assert_eq!(until_open(&lab, p), Outcome::Open);
+    assert_eq!(until_open(&lab, p), ProbeResult::Open);
     assert_eq!(
         until_open(&lab, p6),
-        Outcome::Open,
+        ProbeResult::Open,
         "IPv6 through Docker's ip6tables DNAT"
     );
 
@@ -214,14 +214,14 @@ fn idempotent_up_dockerd_restart_and_crash_cleanup() {
     assert_ne!(lab.dockerd_pid(), Some(pid), "a new dockerd");
     assert_eq!(
         until_open(&lab, p),
-        Outcome::Open,
+        ProbeResult::Open,
         "restart policy brings the container back"
     );
 
     lab.stop_dockerd().unwrap();
     assert_eq!(lab.dockerd_pid(), None);
     lab.start_dockerd().unwrap();
-    assert_eq!(until_open(&lab, p), Outcome::Open);
+    assert_eq!(until_open(&lab, p), ProbeResult::Open);
 
     // A crash: dockerd dies without cleaning up; down still removes it all
     // (shim and container processes, mounts, cgroups, namespaces, dirs).

@@ -14,11 +14,11 @@ use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, HOST_LAN6, INET_SOURCES as INET, INET6_SOURCES as INET6,
     LAN_SOURCES as LAN, LAN6_SOURCES as LAN6,
 };
-use dockfw_e2e::{Client, LabConfig, Outcome, Probe, Proto, Tally};
+use dockfw_e2e::{Client, LabConfig, Probe, ProbeResult, Proto, Tally};
 use std::time::{Duration, Instant};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, Refused, TimedOut};
+use ProbeResult::{Open, Refused, TimedOut};
 
 const POLICY: &str = r#"
     [guard]
@@ -76,7 +76,7 @@ fn rejected() -> Vec<Probe> {
 }
 
 /// What the policy gives each probe once the container runs.
-fn enforced() -> Vec<(Probe, Outcome)> {
+fn enforced() -> Vec<(Probe, ProbeResult)> {
     let mut cases = expect(allowed(), Open);
     cases.extend(expect(dropped(), TimedOut));
     cases.extend(expect(rejected(), Refused));
@@ -180,7 +180,7 @@ fn fifty_reapplies_under_continuous_probing() {
     // default fate drops, under DENY_LIST it accepts.
     for (name, policy) in [("default drop", POLICY), ("default accept", DENY_LIST)] {
         let ruleset = fw.apply(policy);
-        let want = |p: &Probe| -> Outcome {
+        let want = |p: &Probe| -> ProbeResult {
             if dropped().contains(p) {
                 TimedOut
             } else if rejected().contains(p) {
@@ -195,7 +195,7 @@ fn fifty_reapplies_under_continuous_probing() {
             looping.extend(dropped());
         }
         looping.extend(rejected());
-        let first: Vec<(Probe, Outcome)> = looping.iter().map(|p| (*p, want(p))).collect();
+        let first: Vec<(Probe, ProbeResult)> = looping.iter().map(|p| (*p, want(p))).collect();
         check(&lab, &format!("{name}: before re-applying"), &first);
 
         let watch = lab.probe_loop(&looping, Duration::from_millis(2)).unwrap();

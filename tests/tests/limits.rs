@@ -12,11 +12,11 @@ use dockfw_core::layout::{default_counter, rule_chain};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,
 };
-use dockfw_e2e::{Client, HeldConnection, Lab, Outcome, Probe, Proto};
+use dockfw_e2e::{Client, HeldConnection, Lab, Probe, ProbeResult, Proto};
 use std::time::{Duration, Instant};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, TimedOut};
+use ProbeResult::{Open, TimedOut};
 
 #[test]
 #[ignore = "needs root and the Docker lab"]
@@ -37,7 +37,7 @@ fn rate_limits_and_connection_limits() {
 }
 
 /// Outcomes of `p` repeated `n` times at once, Open first.
-fn repeated(lab: &Lab, p: Probe, n: usize) -> Vec<Outcome> {
+fn repeated(lab: &Lab, p: Probe, n: usize) -> Vec<ProbeResult> {
     let mut got = lab.probe_all(&vec![p; n]).unwrap();
     got.sort_by_key(|o| *o != Open);
     got

@@ -17,13 +17,13 @@ use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET_B, HOST_INET6_A, HOST_INET6_B, HOST_LAN, HOST_LAN6, INET_SOURCES as INET,
     INET6_SOURCES as INET6, LAN_SOURCES as LAN, LAN6_SOURCES as LAN6,
 };
-use dockfw_e2e::{Client, Lab, Outcome, Probe, Proto};
+use dockfw_e2e::{Client, Lab, Probe, ProbeResult, Proto};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, Refused, TimedOut};
+use ProbeResult::{Open, Refused, TimedOut};
 
 /// Which chain of ours decides a probe's connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ enum By {
     Nobody,
 }
 
-type Case = (Probe, Outcome, By);
+type Case = (Probe, ProbeResult, By);
 
 /// Runs the probes at once, asserts their outcomes, and asserts that each
 /// rule's counter (and the default fate's) rose by exactly the number of
@@ -44,7 +44,7 @@ type Case = (Probe, Outcome, By);
 /// SYN is not retransmitted within the probe timeout).
 fn check(lab: &Lab, fw: &mut Firewall, what: &str, cases: &[Case]) {
     let before = decided_per_chain(fw);
-    let plain: Vec<(Probe, Outcome)> = cases.iter().map(|&(p, o, _)| (p, o)).collect();
+    let plain: Vec<(Probe, ProbeResult)> = cases.iter().map(|&(p, o, _)| (p, o)).collect();
     common::check(lab, what, &plain);
     let after = decided_per_chain(fw);
     let mut want: BTreeMap<String, u64> = after.keys().map(|chain| (chain.clone(), 0)).collect();

@@ -13,12 +13,12 @@ use common::{Firewall, check, expect, tcp, udp};
 use dockfw_e2e::addr::{
     HOST_INET_A, HOST_INET6_A, HOST_LAN, INET_SOURCES as INET, INET6_SOURCES as INET6, LAN_SOURCES as LAN,
 };
-use dockfw_e2e::{Client, EchoServer, Lab, Outcome, Proto};
+use dockfw_e2e::{Client, EchoServer, Lab, ProbeResult, Proto};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use Client::{Internet, Lan};
-use Outcome::{Open, Refused};
+use ProbeResult::{Open, Refused};
 
 const STRICT: &str = r#"
     [guard]

@@ -8,7 +8,7 @@
 //! blocked connection, removes the policy, and tears the lab down.
 
 use anyhow::{Context, Result, bail};
-use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto, addr};
+use dockfw_e2e::{Client, Lab, LabConfig, Probe, ProbeResult, Proto, addr};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,8 +104,8 @@ fn demo(lab: &Lab, binary: &Path) -> Result<()> {
 
     step("With the policy: the website stays public; only the admin reaches the admin panel");
     show_probes(lab, host, &probes)?;
-    expect(lab, probe(stranger, host, ADMIN_PORT), Outcome::TimedOut)?;
-    expect(lab, probe(admin, host, ADMIN_PORT), Outcome::Open)?;
+    expect(lab, probe(stranger, host, ADMIN_PORT), ProbeResult::TimedOut)?;
+    expect(lab, probe(admin, host, ADMIN_PORT), ProbeResult::Open)?;
 
     cli.run(&["status"])?;
     cli.run(&[
@@ -121,7 +121,7 @@ fn demo(lab: &Lab, binary: &Path) -> Result<()> {
     cli.run(&["remove"])?;
     step("Removed: Docker's default behaviour is back (everything published is open)");
     show_probes(lab, host, &probes[1..2])?;
-    expect(lab, probe(stranger, host, ADMIN_PORT), Outcome::Open)?;
+    expect(lab, probe(stranger, host, ADMIN_PORT), ProbeResult::Open)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
@@ -165,9 +165,9 @@ fn show_probes(lab: &Lab, host: IpAddr, probes: &[(&str, IpAddr, u16)]) -> Resul
             _ => "admin panel",
         };
         let verdict = match outcome {
-            Outcome::Open => "connected".to_string(),
-            Outcome::TimedOut => "blocked (no answer: dropped)".to_string(),
-            Outcome::Refused => "refused".to_string(),
+            ProbeResult::Open => "connected".to_string(),
+            ProbeResult::TimedOut => "blocked (no answer: dropped)".to_string(),
+            ProbeResult::Refused => "refused".to_string(),
         };
         println!("  {who:<8} {src:<15} -> {host}:{port:<5} ({what:<11})  {verdict}");
     }
@@ -184,7 +184,7 @@ fn probe(src: IpAddr, dst: IpAddr, port: u16) -> Probe {
     }
 }
 
-fn expect(lab: &Lab, probe: Probe, want: Outcome) -> Result<()> {
+fn expect(lab: &Lab, probe: Probe, want: ProbeResult) -> Result<()> {
     let got = lab.probe(probe.from, probe.src, probe.dst, probe.port, probe.proto)?;
     if got != want {
         bail!("demo expectation failed: {probe}: want {want}, got {got}");

@@ -4,7 +4,7 @@
 //! session, which asks its [`Backend`]. [`Kernel`] is the only backend the
 //! binary has: nf_tables ([`dockfw_nft::Nft`]) and conntrack
 //! ([`dockfw_nft::conntrack::Conntrack`]) in the network namespace given.
-//! Tests (with the `testing` feature) use [`Memory`], which holds tables in
+//! Tests (with the `testing` feature) use `Memory`, which holds tables in
 //! memory and answers as the kernel does, so the output of `status`, `diff`,
 //! `apply` and `remove` is tested without privilege; they run the command
 //! through [`crate::run`]. Nothing in the binary (no option, no
@@ -13,7 +13,7 @@
 //!
 //! `watch` applies and repairs through the backend too, but it also follows
 //! nf_tables notifications ([`Backend::monitor`]), which only the kernel has:
-//! [`Memory`] refuses them, so `watch` runs against the kernel only.
+//! `Memory` refuses them, so `watch` runs against the kernel only.
 
 #[cfg(feature = "testing")]
 mod memory;

@@ -164,24 +164,24 @@ pub struct ExplainArgs {
     /// The way in: DNAT by Docker to a container (published), Docker's userland
     /// proxy on the host (proxied, e.g. IPv6 clients of an IPv4-only Docker), or
     /// routed to a container's address without NAT (routed).
-    #[arg(long, value_enum, default_value_t = Via::Published)]
-    pub via: Via,
+    #[arg(long, value_enum, default_value_t = ViaArg::Published)]
+    pub via: ViaArg,
 }
 
-/// The way a connection reaches a container (see `dockfw_core::Path`).
+/// The way a connection reaches a container (see `dockfw_core::Via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Via {
+pub enum ViaArg {
     Published,
     Proxied,
     Routed,
 }
 
-impl From<Via> for dockfw_core::Path {
-    fn from(via: Via) -> Self {
+impl From<ViaArg> for dockfw_core::Via {
+    fn from(via: ViaArg) -> Self {
         match via {
-            Via::Published => Self::Published,
-            Via::Proxied => Self::Proxied,
-            Via::Routed => Self::Routed,
+            ViaArg::Published => Self::Published,
+            ViaArg::Proxied => Self::Proxied,
+            ViaArg::Routed => Self::Routed,
         }
     }
 }

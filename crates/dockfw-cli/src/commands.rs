@@ -136,7 +136,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let labelled_by = revoking
         .then(|| nft.installed(table).ok().flatten())
         .flatten()
-        .map(|installed| dockfw_core::revoke::label_map(&installed));
+        .map(|installed| dockfw_core::revoke::ct_label_map(&installed));
     // apply changes only what differs, and nothing when the table already matches
     // (counters and rate-limit state carry on); --force rebuilds it from scratch;
     // --adopt rebuilds it even if dockfw did not create it. Without --adopt a table
@@ -150,7 +150,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     }
     .with_context(context)?;
     let revoked = (revoking && report.change != Change::Unchanged).then(|| {
-        let labelled_by = labelled_by.unwrap_or_else(|| dockfw_core::revoke::label_map(&ruleset));
+        let labelled_by = labelled_by.unwrap_or_else(|| dockfw_core::revoke::ct_label_map(&ruleset));
         revoke::revoke(session, &parsed.policy, &docker.containers, &labelled_by)
     });
     Ok(Applied {
@@ -655,7 +655,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         port: range.ports.first,
         proto: range.proto,
     };
-    let path = dockfw_core::Path::from(args.via);
+    let path = dockfw_core::Via::from(args.via);
     let explanation = dockfw_core::explain_via(&parsed.policy, &docker.containers, &connection, path);
     // A rule with `to`, or a container rule (which tells host from container
     // addresses), that missed might have matched had we known the address dialled.

@@ -7,7 +7,7 @@
 //! policy, Docker's view, the connections to the kernel, the console) is the
 //! `session`. The commands reach the kernel only through the session's
 //! [`Backend`], so tests run them in-process against
-//! [`backend::Memory`] (feature `testing`) and read what they printed from
+//! `backend::Memory` (feature `testing`) and read what they printed from
 //! [`Console::capture`], without privilege; `tests/offline.rs` does. No
 //! option or environment variable of the binary selects another backend.
 #![forbid(unsafe_code)]
@@ -56,7 +56,7 @@ impl From<Exit> for ExitCode {
 
 /// Runs the parsed command line `cli` against `backend`, writing to
 /// `console`: what `main` does with the kernel and the terminal, and what
-/// tests do with [`backend::Memory`] and [`Console::capture`]. Errors are
+/// tests do with `backend::Memory` and [`Console::capture`]. Errors are
 /// printed to the console (with their causes and a hint) and mapped to the
 /// exit code `--help` documents.
 pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {

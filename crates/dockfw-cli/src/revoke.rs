@@ -8,7 +8,7 @@
 //! tuple is left alone.
 
 use crate::session::Session;
-use dockfw_core::layout::LABEL_BITS;
+use dockfw_core::layout::CT_LABEL_BITS;
 use dockfw_core::revoke::{Tracked, judge};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::{Container, Decision, Policy, Proto};
@@ -22,7 +22,7 @@ pub struct Cut {
     /// `tcp 198.51.100.7:40000 -> 203.0.113.5:8081` (original direction).
     pub tuple: String,
     /// `published`, `proxied` or `routed`.
-    pub path: dockfw_core::Path,
+    pub path: dockfw_core::Via,
     /// The interface patterns it arrived on (from its labels).
     pub interfaces: Vec<String>,
     /// What decides it under the new policy.
@@ -71,7 +71,7 @@ fn tracked(entry: &CtEntry) -> Option<Tracked> {
         _ => return None,
     };
     let labels = entry.labels.as_ref()?;
-    let label_bits: Vec<u8> = LABEL_BITS
+    let label_bits: Vec<u8> = CT_LABEL_BITS
         .filter(|&bit| labels.contains(usize::from(bit)))
         .collect();
     if label_bits.is_empty() {

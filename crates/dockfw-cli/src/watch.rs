@@ -32,10 +32,10 @@ use crate::output::{DIM, GOOD, Verbosity, WARN, errln, outln, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::Session;
 use anyhow::{Context, Result};
-use dockfw_core::revoke::LabelMap;
+use dockfw_core::revoke::CtLabelMap;
 use dockfw_core::{Container, Parsed, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
-use dockfw_nft::monitor::{Event, Family, Kind, Monitor, ObjectChange, Op, Waker};
+use dockfw_nft::monitor::{Action, Event, Kind, Monitor, NfFamily, ObjectChange, Waker};
 use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
 use std::collections::VecDeque;
@@ -347,7 +347,7 @@ struct Guard<'a> {
     last_change: String,
     /// The connection-label map of the ruleset our last apply installed: how
     /// revoke reads the labels of connections judged under it.
-    labels: Option<LabelMap>,
+    labels: Option<CtLabelMap>,
 }
 
 impl<'a> Guard<'a> {
@@ -419,7 +419,7 @@ impl<'a> Guard<'a> {
                 .installed(&ruleset.table)
                 .ok()
                 .flatten()
-                .map(|installed| dockfw_core::revoke::label_map(&installed));
+                .map(|installed| dockfw_core::revoke::ct_label_map(&installed));
         }
         let report = self.nft.apply(&ruleset).with_context(|| {
             format!(
@@ -433,7 +433,7 @@ impl<'a> Guard<'a> {
         self.pending = Pending::default();
         self.failures = 0;
         self.failing_since = None;
-        let new_labels = dockfw_core::revoke::label_map(&ruleset);
+        let new_labels = dockfw_core::revoke::ct_label_map(&ruleset);
         let labelled_by = self.labels.replace(new_labels.clone()).unwrap_or(new_labels);
         let revoked = (revoking && report.change != Change::Unchanged)
             .then(|| revoke::revoke(self.session, &self.parsed.policy, &self.containers, &labelled_by));
@@ -542,7 +542,7 @@ impl<'a> Guard<'a> {
             return;
         }
         let table = self.table().to_string();
-        if !commit.touches(Family::Inet, &table) {
+        if !commit.touches(NfFamily::Inet, &table) {
             return;
         }
         let by = format!(
@@ -555,11 +555,11 @@ impl<'a> Guard<'a> {
         let other_tables_deleted = commit
             .changes
             .iter()
-            .filter(|c| c.kind == Kind::Table && c.op == Op::Deleted)
-            .filter(|c| !(c.family == Family::Inet && c.table == table))
+            .filter(|c| c.kind == Kind::Table && c.action == Action::Deleted)
+            .filter(|c| !(c.family == NfFamily::Inet && c.table == table))
             .count();
         let tampering = Tampering {
-            changes: commit.changes_to(Family::Inet, &table).cloned().collect(),
+            changes: commit.changes_to(NfFamily::Inet, &table).cloned().collect(),
             by_dockfw: commit.process.as_deref() == Some(DOCKFW_PROCESS),
             by,
             other_tables_deleted,
@@ -894,7 +894,7 @@ fn describe_tampering(tampering: &[Tampering]) -> String {
     let mut parts = Vec::new();
     if changes
         .iter()
-        .any(|c| c.kind == Kind::Table && c.op == Op::Deleted)
+        .any(|c| c.kind == Kind::Table && c.action == Action::Deleted)
     {
         // Deleting the table deletes everything in it: say just that.
         let others: usize = tampering.iter().map(|t| t.other_tables_deleted).sum();
@@ -904,26 +904,26 @@ fn describe_tampering(tampering: &[Tampering]) -> String {
             "table deleted".to_string()
         });
     } else {
-        // (kind, op, name) → count, in order of appearance.
-        let mut groups: Vec<(Kind, Op, Option<&str>, usize)> = Vec::new();
+        // (kind, action, name) → count, in order of appearance.
+        let mut groups: Vec<(Kind, Action, Option<&str>, usize)> = Vec::new();
         for c in &changes {
-            let key = (c.kind, c.op, c.name.as_deref());
+            let key = (c.kind, c.action, c.name.as_deref());
             match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
                 Some(group) => group.3 += 1,
                 None => groups.push((key.0, key.1, key.2, 1)),
             }
         }
-        for (kind, op, name, count) in groups {
+        for (kind, action, name, count) in groups {
             let name = name.unwrap_or("?");
-            let done = match op {
-                Op::Added => "added",
-                Op::Deleted => "deleted",
+            let done = match action {
+                Action::Added => "added",
+                Action::Deleted => "deleted",
             };
             parts.push(match kind {
                 Kind::Table => "table flags changed (e.g. dormant)".to_string(),
                 Kind::Rule => format!("{} {done} in chain {name}", plural(count, "rule")),
                 Kind::Element => {
-                    let prep = if op == Op::Added { "to" } else { "from" };
+                    let prep = if action == Action::Added { "to" } else { "from" };
                     format!("{} {done} {prep} set {name}", plural(count, "element"))
                 }
                 Kind::Unknown(n) => format!("unrecognised change (nf_tables message {n})"),

@@ -4,7 +4,7 @@
 //! follows containers as they start. Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 use assert_cmd::assert::OutputAssertExt;
-use dockfw_e2e::{Client, Lab, LabConfig, Ns, Outcome, Probe, Proto, addr};
+use dockfw_e2e::{Client, Lab, LabConfig, Ns, Probe, ProbeResult, Proto, addr};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,7 +66,7 @@ impl Setup {
         command
     }
 
-    fn expect(&self, cases: &[(Probe, Outcome)]) {
+    fn expect(&self, cases: &[(Probe, ProbeResult)]) {
         for &(p, want) in cases {
             let got = self.lab.probe_until(p, want, Duration::from_secs(10)).unwrap();
             assert_eq!(got, want, "{p}");
@@ -127,12 +127,12 @@ fn apply_without_docker_then_again_with_it() {
         .run_echo("late", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
         .unwrap();
     // Applied before the container existed: its rule matches nothing, so the default (drop) holds.
-    setup.expect(&[(probe(ALLOWED, 8081), Outcome::TimedOut)]);
+    setup.expect(&[(probe(ALLOWED, 8081), ProbeResult::TimedOut)]);
 
     setup.dockfw(&["apply"]).assert().code(0);
     setup.expect(&[
-        (probe(ALLOWED, 8081), Outcome::Open),
-        (probe(DENIED, 8081), Outcome::TimedOut),
+        (probe(ALLOWED, 8081), ProbeResult::Open),
+        (probe(DENIED, 8081), ProbeResult::TimedOut),
     ]);
     let out = setup
         .dockfw(&["status", "--json"])
@@ -179,8 +179,8 @@ fn watch_follows_containers_as_they_start_and_go() {
         .run_echo("late", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
         .unwrap();
     setup.expect(&[
-        (probe(ALLOWED, 8081), Outcome::Open),
-        (probe(DENIED, 8081), Outcome::TimedOut),
+        (probe(ALLOWED, 8081), ProbeResult::Open),
+        (probe(DENIED, 8081), ProbeResult::TimedOut),
     ]);
 
     // Re-created publishing another port: followed too.
@@ -190,8 +190,8 @@ fn watch_follows_containers_as_they_start_and_go() {
         .run_echo("late", &["9090:8000/tcp"], &[(Proto::Tcp, 8000)])
         .unwrap();
     setup.expect(&[
-        (probe(ALLOWED, 9090), Outcome::Open),
-        (probe(DENIED, 9090), Outcome::TimedOut),
+        (probe(ALLOWED, 9090), ProbeResult::Open),
+        (probe(DENIED, 9090), ProbeResult::TimedOut),
     ]);
 
     // Tampering with real Docker running: repaired at once.
@@ -227,7 +227,7 @@ fn watch_follows_containers_as_they_start_and_go() {
         .lab
         .run_echo("late", &["7070:8000/tcp"], &[(Proto::Tcp, 8000)])
         .unwrap();
-    setup.expect(&[(probe(ALLOWED, 7070), Outcome::Open)]);
+    setup.expect(&[(probe(ALLOWED, 7070), ProbeResult::Open)]);
     let log = std::fs::read_to_string(setup.dir.join("watch.log")).unwrap();
     assert!(log.contains("lost Docker"), "{log}");
     drop(watcher);
@@ -264,7 +264,7 @@ impl Setup {
     }
 
     /// Every probe at once; all must give what they want.
-    fn expect_now(&self, cases: &[(Probe, Outcome)]) {
+    fn expect_now(&self, cases: &[(Probe, ProbeResult)]) {
         let wrong = self.lab.wrong_outcomes(cases).unwrap();
         assert!(wrong.is_empty(), "unexpected outcomes:\n{}", wrong.join("\n"));
     }
@@ -314,7 +314,7 @@ from = ["{db_client}"]
 "#
     ));
     setup.dockfw(&["apply"]).assert().code(0);
-    use Outcome::*;
+    use ProbeResult::*;
     let host = addr::HOST_INET_A;
     let p = |src, port| probe_from(Client::Internet, src, host, port);
     setup.expect_now(&[
@@ -400,7 +400,7 @@ fn ipv6_clients_of_an_ipv4_only_docker_are_held_to_the_policy() {
     let [stranger, allowed, rejected] = addr::INET6_SOURCES;
     let host = addr::HOST_INET6_A;
     let p = |src, port| probe_from(Client::Internet, src, host, port);
-    use Outcome::*;
+    use ProbeResult::*;
     // Without dockfw: open to every IPv6 client, through docker-proxy.
     setup.expect_now(&[(p(stranger, 8081), Open), (p(allowed, 8081), Open)]);
 
@@ -470,7 +470,7 @@ fn routed_access_to_a_container_address_is_judged() {
     .unwrap();
     let [stranger, allowed, _] = addr::LAN_SOURCES;
     let p = |src, port| probe_from(Client::Lan, src, web, port);
-    use Outcome::*;
+    use ProbeResult::*;
     // Docker itself accepts routed traffic to a published container port.
     setup.expect_now(&[(p(stranger, 8000), Open)]);
 
@@ -563,7 +563,7 @@ fn revoke_lab(prefix: &str, ipv6: bool) {
         for connection in &mut connections {
             assert_eq!(
                 connection.exchange(Duration::from_secs(5)).unwrap(),
-                Outcome::Open
+                ProbeResult::Open
             );
         }
 
@@ -577,9 +577,9 @@ fn revoke_lab(prefix: &str, ipv6: bool) {
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         for (connection, removed) in connections.iter_mut().zip([false, true, false, true]) {
             let want = if removed && revoke {
-                Outcome::TimedOut
+                ProbeResult::TimedOut
             } else {
-                Outcome::Open
+                ProbeResult::Open
             };
             let got = connection.exchange(Duration::from_secs(1)).unwrap();
             assert_eq!(got, want, "{} (revoke = {revoke}):\n{stdout}", connection.probe());

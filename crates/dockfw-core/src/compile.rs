@@ -7,9 +7,9 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_POLICY, CHAIN_PROXY,
-    CHAIN_UNTRACKED, DEFAULT_COMMENT, DOCKER_BRIDGES, LABEL_COMMENT, PROXY_COMMENT, UNJUDGED_COMMENT,
-    UNTRACKED_COMMENT, interface_labels, rule_chain,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
+    CHAIN_UNTRACKED, CT_LABEL_COMMENT, DEFAULT_COMMENT, DOCKER_BRIDGES, PROXY_COMMENT, UNJUDGED_COMMENT,
+    UNTRACKED_COMMENT, interface_ct_labels, rule_chain,
 };
 use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{
@@ -52,7 +52,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
     let mut guarded = vec![rule(
         "published by Docker (DNAT)",
         vec![Match::CtStatusDnat],
-        Verdict::Goto(CHAIN_POLICY.into()),
+        Verdict::Goto(CHAIN_RULES.into()),
     )];
     guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
         rule(
@@ -65,14 +65,14 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         rule(
             "routed to a Docker bridge",
             vec![Match::OifName(ifname(bridge))],
-            Verdict::Goto(CHAIN_POLICY.into()),
+            Verdict::Goto(CHAIN_RULES.into()),
         )
     }));
 
-    let label: Vec<Rule> = interface_labels(policy)
+    let label: Vec<Rule> = interface_ct_labels(policy)
         .into_iter()
         .map(|(pattern, bit)| Rule {
-            comment: LABEL_COMMENT.into(),
+            comment: CT_LABEL_COMMENT.into(),
             matches: vec![Match::IifName(pattern)],
             statements: vec![Statement::CtLabelSet(bit)],
             verdict: None,
@@ -139,7 +139,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             rules: vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)],
         },
         Chain {
-            name: CHAIN_POLICY.into(),
+            name: CHAIN_RULES.into(),
             hook: None,
             rules: policy_rules,
         },
@@ -532,7 +532,7 @@ impl Compiler {
                 let mut matches = matches.clone();
                 matches.push(Match::L4Proto(proto));
                 matches.push(Match::DialledPort(PortMatch::Set(set.clone())));
-                rules.push(rule(PROXY_COMMENT, matches, Verdict::Goto(CHAIN_POLICY.into())));
+                rules.push(rule(PROXY_COMMENT, matches, Verdict::Goto(CHAIN_RULES.into())));
                 let mut own = own.clone();
                 own.insert(0, Match::CtState(CtState::Untracked));
                 own.push(Match::L4Proto(proto));

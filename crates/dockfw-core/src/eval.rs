@@ -1,7 +1,7 @@
 //! "Which rule decides this connection?" — answered twice, independently: on
 //! the policy (with the reason each earlier rule did not match), and by
 //! interpreting the compiled ruleset the way the kernel runs it. Property
-//! tests check that the two always agree, on every [`Path`].
+//! tests check that the two always agree, on every [`Via`].
 
 use crate::compile::{Binding, container_addresses, host_binding};
 use crate::interval;
@@ -44,7 +44,7 @@ impl Connection {
 /// dockfw's base chains judges it. All paths end in the same rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Path {
+pub enum Via {
     /// To a published port that Docker destination-NATs to a container
     /// (forward hook). The connection's address and port are the host's.
     #[default]
@@ -59,7 +59,7 @@ pub enum Path {
     Routed,
 }
 
-impl Path {
+impl Via {
     /// The netfilter hook the path passes.
     pub fn hook(self) -> Hook {
         match self {
@@ -146,14 +146,14 @@ impl fmt::Display for Explanation {
 }
 
 /// Which rule decides `connection`, on the policy itself, for a connection
-/// Docker publishes by DNAT ([`Path::Published`]).
+/// Docker publishes by DNAT ([`Via::Published`]).
 pub fn evaluate(policy: &Policy, containers: &[Container], connection: &Connection) -> Decision {
     explain(policy, containers, connection).decision
 }
 
 /// Like [`evaluate`], with the reason each earlier rule did not match.
 pub fn explain(policy: &Policy, containers: &[Container], connection: &Connection) -> Explanation {
-    explain_via(policy, containers, connection, Path::Published)
+    explain_via(policy, containers, connection, Via::Published)
 }
 
 /// Which rule decides `connection` arriving by `path`, on the policy itself.
@@ -161,7 +161,7 @@ pub fn evaluate_via(
     policy: &Policy,
     containers: &[Container],
     connection: &Connection,
-    path: Path,
+    path: Via,
 ) -> Decision {
     explain_via(policy, containers, connection, path).decision
 }
@@ -169,7 +169,7 @@ pub fn evaluate_via(
 /// Like [`evaluate_via`], with the reason each earlier rule did not match.
 ///
 /// ```
-/// use dockfw_core::Path;
+/// use dockfw_core::Via;
 /// use dockfw_core::{Connection, Container, Decision, Proto, PublishedPort};
 ///
 /// let policy = dockfw_core::parse("p.toml", r#"
@@ -195,16 +195,16 @@ pub fn evaluate_via(
 /// let app = Decision::Rule { name: "app".into(), action: dockfw_core::Action::Allow };
 /// let containers = [django];
 /// // The same service on every path: host port 8081, or container port 8000 routed.
-/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 8081), Path::Proxied), app);
-/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("172.17.0.2", 8000), Path::Routed), app);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 8081), Via::Proxied), app);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("172.17.0.2", 8000), Via::Routed), app);
 /// // ssh on the host is no published port: docker-proxy is not involved, dockfw does not judge it.
-/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 22), Path::Proxied), Decision::NotJudged);
+/// assert_eq!(dockfw_core::evaluate_via(&policy, &containers, &to("203.0.113.5", 22), Via::Proxied), Decision::NotJudged);
 /// ```
 pub fn explain_via(
     policy: &Policy,
     containers: &[Container],
     connection: &Connection,
-    path: Path,
+    path: Via,
 ) -> Explanation {
     let not_judged = |why: String| Explanation {
         decision: Decision::NotJudged,
@@ -222,7 +222,7 @@ pub fn explain_via(
             connection.interface
         ));
     }
-    if path == Path::Proxied && !reaches_docker_proxy(containers, connection) {
+    if path == Via::Proxied && !reaches_docker_proxy(containers, connection) {
         return not_judged(format!(
             "no running container publishes port {}/{} on that address: it is for the host itself",
             connection.port,
@@ -448,12 +448,12 @@ pub struct Packet {
 impl Packet {
     /// The first packet of `connection` arriving by `path`: DNATed to the
     /// default bridge, for the host (docker-proxy), or routed to the bridge.
-    pub fn via(connection: &Connection, path: Path) -> Self {
+    pub fn via(connection: &Connection, path: Via) -> Self {
         Self {
             iif: connection.interface.clone(),
             oif: match path {
-                Path::Published | Path::Routed => "docker0".into(),
-                Path::Proxied => String::new(),
+                Via::Published | Via::Routed => "docker0".into(),
+                Via::Proxied => String::new(),
             },
             source: connection.source,
             dialled: connection.dialled,
@@ -463,7 +463,7 @@ impl Packet {
             ct_related: false,
             ct_reply: false,
             ct_labelled: false,
-            ct_dnat: path == Path::Published,
+            ct_dnat: path == Via::Published,
             untracked: false,
         }
     }
@@ -471,7 +471,7 @@ impl Packet {
     /// A later packet of `connection` arriving by `path`, from the client
     /// (established, original direction); `labelled`: whether a dockfw
     /// `rules` chain judged the connection when it was new.
-    pub fn established(connection: &Connection, path: Path, labelled: bool) -> Self {
+    pub fn established(connection: &Connection, path: Via, labelled: bool) -> Self {
         Self {
             ct_new: false,
             ct_labelled: labelled,
@@ -482,9 +482,9 @@ impl Packet {
     /// `connection`'s first packet arriving by `path` after a `notrack` rule
     /// (in anyone's table) exempted it from conntrack: no DNAT happens, so
     /// a packet for a published host port is for the host (docker-proxy).
-    pub fn untracked(connection: &Connection, path: Path) -> Self {
+    pub fn untracked(connection: &Connection, path: Via) -> Self {
         let path = match path {
-            Path::Published => Path::Proxied,
+            Via::Published => Via::Proxied,
             other => other,
         };
         Self {
@@ -498,7 +498,7 @@ impl Packet {
 
 /// The final verdict of a packet in a ruleset, and the rule that gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct PacketOutcome {
     /// `Accept` also when no rule decided (the base chain's policy).
     pub verdict: Verdict,
     /// Chain of the deciding rule (`None` for the base chain policy).
@@ -508,18 +508,18 @@ pub struct Outcome {
 }
 
 /// Which rule decides `connection`, by running the compiled ruleset, for a
-/// connection Docker publishes by DNAT ([`Path::Published`]).
+/// connection Docker publishes by DNAT ([`Via::Published`]).
 pub fn evaluate_ruleset(ruleset: &Ruleset, connection: &Connection) -> Decision {
-    evaluate_ruleset_via(ruleset, connection, Path::Published)
+    evaluate_ruleset_via(ruleset, connection, Via::Published)
 }
 
 /// Which rule decides `connection` arriving by `path`, by running the
 /// compiled ruleset's base chains on that path's hook.
-pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Path) -> Decision {
+pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Via) -> Decision {
     simulate_packet(ruleset, path.hook(), &Packet::via(connection, path)).decision()
 }
 
-impl Outcome {
+impl PacketOutcome {
     /// The decision this outcome stands for: a policy rule's or the
     /// default's chain decided, or nothing dockfw judges did.
     pub fn decision(&self) -> Decision {
@@ -541,7 +541,7 @@ impl Outcome {
 
 /// Runs `packet` through the base chains of `hook`, lowest priority first,
 /// as the kernel would (assuming no per-source limit is exceeded).
-pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcome {
+pub(crate) fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
     let mut bases: Vec<_> = ruleset
         .chains
         .iter()
@@ -556,7 +556,7 @@ pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcom
             Flow::Continue => {}
         }
     }
-    last_accept.unwrap_or(Outcome {
+    last_accept.unwrap_or(PacketOutcome {
         verdict: Verdict::Accept,
         chain: None,
         comment: None,
@@ -565,7 +565,7 @@ pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Outcom
 
 enum Flow {
     Continue,
-    Final(Outcome),
+    Final(PacketOutcome),
 }
 
 /// nftables allows 16 nested jumps; the compiler needs three.
@@ -592,7 +592,7 @@ fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Fl
             }
             Some(Verdict::Goto(target)) => return run_chain(ruleset, target, packet, depth + 1),
             Some(verdict) => {
-                return Flow::Final(Outcome {
+                return Flow::Final(PacketOutcome {
                     verdict: verdict.clone(),
                     chain: Some(chain.name.clone()),
                     comment: Some(rule.comment.clone()),

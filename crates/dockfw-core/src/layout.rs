@@ -62,13 +62,13 @@
 //! packet; a denied one judged late, see below, must stay unlabelled). Every interface
 //! pattern the policy names (each `guard.interfaces` entry, then each
 //! rule's `interfaces` entry not already listed, in order of appearance) has
-//! a label bit, from 127 downwards ([`LABEL_BITS`]); a connection gets the
+//! a label bit, from 127 downwards ([`CT_LABEL_BITS`]); a connection gets the
 //! bit of every pattern its input interface matches. A rule may name an
 //! interface more finely than the guard (`wg0` under a guarded `wg*`), so
 //! bits per guard entry alone would not tell the evaluator enough; with a
 //! bit per pattern it learns exactly which of the policy's patterns matched,
 //! which is all [`crate::evaluate_via`] looks at. At most
-//! [`MAX_LABELLED_PATTERNS`] patterns (the parser refuses more). `ct label
+//! `MAX_CT_LABELLED_PATTERNS` patterns (the parser refuses more). `ct label
 //! set` only ORs bits in, so other users of labels (OVS, in their own zones,
 //! usually low bits) keep theirs.
 //!
@@ -94,7 +94,7 @@ pub const CHAIN_FORWARD: &str = "forward";
 /// The base chain on the input hook (connections to the host: docker-proxy).
 pub const CHAIN_INPUT: &str = "input";
 /// Traffic from a guarded interface: is it bound for a container?
-pub const CHAIN_GUARDED: &str = "guarded";
+pub(crate) const CHAIN_GUARDED: &str = "guarded";
 /// Traffic from a guarded interface to the host: is it for a port a running
 /// container publishes, which docker-proxy answers?
 pub const CHAIN_PROXY: &str = "docker-proxy";
@@ -108,7 +108,7 @@ pub(crate) const UNJUDGED_COMMENT: &str = "established, never judged: judge now"
 /// Labels an allowed connection for revoke (jumped to by every allow).
 pub const CHAIN_LABEL: &str = "label";
 /// The policy's rules, in order.
-pub const CHAIN_POLICY: &str = "rules";
+pub const CHAIN_RULES: &str = "rules";
 /// The default fate.
 pub const CHAIN_DEFAULT: &str = "default-fate";
 /// Comment of the default fate's rules.
@@ -119,11 +119,11 @@ pub(crate) const PROXY_COMMENT: &str = "published port (docker-proxy)";
 pub(crate) const DOCKER_BRIDGES: [&str; 2] = ["docker0", "br-*"];
 /// The connection label bits dockfw sets (see the module doc): 96 to 127,
 /// handed out from 127 downwards.
-pub const LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
+pub const CT_LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
 /// How many distinct interface patterns a policy may name (one label bit each).
-pub const MAX_LABELLED_PATTERNS: usize = 32;
+pub(crate) const MAX_CT_LABELLED_PATTERNS: usize = 32;
 /// Comment of the rules setting a connection's label bit.
-pub const LABEL_COMMENT: &str = "label for revoke";
+pub(crate) const CT_LABEL_COMMENT: &str = "label for revoke";
 /// Name of the chain deciding for the rule at `index` (0-based).
 pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
@@ -131,7 +131,7 @@ pub fn rule_chain(index: usize) -> String {
 
 /// Chains every compiled table has, in every version's layout: a table
 /// without them is not in dockfw's layout, whatever its chains are called.
-pub const CORE_CHAINS: [&str; 2] = [CHAIN_POLICY, CHAIN_DEFAULT];
+pub const CORE_CHAINS: [&str; 2] = [CHAIN_RULES, CHAIN_DEFAULT];
 
 /// Whether `name` is a chain the compiler writes (any version's layout), so a
 /// table of only such chains can be told from another program's.
@@ -142,7 +142,7 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_GUARDED,
         CHAIN_PROXY,
         CHAIN_UNTRACKED,
-        CHAIN_POLICY,
+        CHAIN_RULES,
         CHAIN_LABEL,
         CHAIN_DEFAULT,
     ]
@@ -154,8 +154,8 @@ pub fn is_layout_chain(name: &str) -> bool {
 
 /// Every interface pattern the policy names, in order (guard entries first,
 /// then rules' entries not listed yet), each with its connection label bit.
-/// At most [`MAX_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
-pub fn interface_labels(policy: &Policy) -> Vec<(IfName, u8)> {
+/// At most [`MAX_CT_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
+pub(crate) fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
     let mut patterns: Vec<&IfName> = Vec::new();
     let rules = policy
         .rules
@@ -169,7 +169,7 @@ pub fn interface_labels(policy: &Policy) -> Vec<(IfName, u8)> {
     }
     patterns
         .into_iter()
-        .zip(LABEL_BITS.rev())
+        .zip(CT_LABEL_BITS.rev())
         .map(|(pattern, bit)| (pattern.clone(), bit))
         .collect()
 }

@@ -4,7 +4,7 @@
 //! [`Policy`], [compiled](compile()) into a backend-neutral [`Ruleset`] laid
 //! out as [`layout`] describes, which a backend (the `dockfw-nft` crate)
 //! installs, or which [`render()`] prints as an nft script. [`evaluate`] says
-//! which rule decides a connection, on any [`Path`] into a container (Docker's
+//! which rule decides a connection, on any [`Via`] into a container (Docker's
 //! DNAT, docker-proxy, routed). [`containers`] relates a policy to the running
 //! containers: which containers each rule reaches, and warnings about ports
 //! nobody publishes.
@@ -96,7 +96,7 @@ pub mod values;
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
-    Connection, Decision, Explanation, Miss, Path, evaluate, evaluate_ruleset, evaluate_ruleset_via,
+    Connection, Decision, Explanation, Miss, Via, evaluate, evaluate_ruleset, evaluate_ruleset_via,
     evaluate_via, explain, explain_via,
 };
 pub use parse::{Parsed, parse, parse_bytes};

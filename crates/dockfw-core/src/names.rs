@@ -116,7 +116,7 @@ pub(crate) fn check_set_name(name: &str) -> Result<(), NameError> {
 }
 
 /// Checks a rule name (it becomes a comment and a log prefix).
-pub fn check_rule_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn check_rule_name(name: &str) -> Result<(), NameError> {
     const HINT: &str = "letters, digits, spaces and most punctuation will do";
     if name.trim().is_empty() {
         return Err(NameError::new("a rule name cannot be empty".to_string(), HINT));

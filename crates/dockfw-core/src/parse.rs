@@ -7,7 +7,7 @@
 
 use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
-use crate::layout::MAX_LABELLED_PATTERNS;
+use crate::layout::MAX_CT_LABELLED_PATTERNS;
 use crate::lint;
 use crate::names;
 use crate::policy::{
@@ -336,13 +336,13 @@ fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
                     patterns.push(pattern.clone());
                 }
             }
-            if patterns.len() > MAX_LABELLED_PATTERNS && !too_many_patterns {
+            if patterns.len() > MAX_CT_LABELLED_PATTERNS && !too_many_patterns {
                 too_many_patterns = true;
                 let span = table.get("interfaces").map_or(value.span(), |v| v.span());
                 out.error(
                     span,
                     Some(&rule.name),
-                    format!("the policy names more than {MAX_LABELLED_PATTERNS} distinct interface patterns"),
+                    format!("the policy names more than {MAX_CT_LABELLED_PATTERNS} distinct interface patterns"),
                     "each pattern in guard.interfaces and rules' interfaces takes one connection label bit (96-127, for revoke); use fewer, or a wildcard like \"wg*\"".to_string(),
                 );
             }
@@ -364,13 +364,13 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
             let mut distinct = names.clone();
             distinct.sort();
             distinct.dedup();
-            let fits = distinct.len() <= MAX_LABELLED_PATTERNS;
+            let fits = distinct.len() <= MAX_CT_LABELLED_PATTERNS;
             if !fits {
                 out.error(
                     value.span(),
                     None,
                     format!(
-                        "[guard] lists {} interfaces; at most {MAX_LABELLED_PATTERNS}",
+                        "[guard] lists {} interfaces; at most {MAX_CT_LABELLED_PATTERNS}",
                         distinct.len()
                     ),
                     "each takes one connection label bit (96-127, for revoke); use a wildcard like \"wg*\""

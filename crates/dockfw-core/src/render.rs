@@ -179,7 +179,7 @@ fn render_match(m: &Match) -> String {
         Match::CtStatusDnat => "ct status dnat".into(),
         Match::CtDirectionOriginal => "ct direction original".into(),
         Match::CtUnlabelled => {
-            let bits: Vec<String> = crate::layout::LABEL_BITS.map(|bit| bit.to_string()).collect();
+            let bits: Vec<String> = crate::layout::CT_LABEL_BITS.map(|bit| bit.to_string()).collect();
             format!("ct label ! {}", bits.join(","))
         }
         Match::SourceIn { family, set } => format!("{} saddr @{set}", ip(*family)),

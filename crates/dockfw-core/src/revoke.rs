@@ -4,21 +4,21 @@
 //! ruleset labels every new connection that reaches the `rules` chain with
 //! one bit per interface pattern its input interface matches (see
 //! [`crate::layout`]). A tracked connection is then rebuilt here as a
-//! [`Connection`] and a [`Path`] and judged by [`crate::evaluate_via`], the
+//! [`Connection`] and a [`Via`] and judged by [`crate::evaluate_via`], the
 //! evaluator `explain` uses, so the two can never disagree.
 //!
 //! No I/O: the caller dumps conntrack, says what each entry is as a
 //! [`Tracked`], and deletes what [`judge`] says to cut.
 
 use crate::compile::container_addresses;
-use crate::eval::{Connection, Decision, Path, evaluate_via};
-use crate::layout::{CHAIN_LABEL, CHAIN_POLICY, LABEL_COMMENT};
+use crate::eval::{Connection, Decision, Via, evaluate_via};
+use crate::layout::{CHAIN_LABEL, CHAIN_RULES, CT_LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
 
 /// Which label bit stands for which interface pattern.
-pub type LabelMap = Vec<(IfName, u8)>;
+pub type CtLabelMap = Vec<(IfName, u8)>;
 
 /// One tracked connection, as conntrack describes its original direction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Tracked {
     pub proto: Proto,
     /// Whether conntrack destination-NATed it (`IPS_DST_NAT`: Docker published it).
     pub dnat: bool,
-    /// The dockfw label bits ([`LABEL_BITS`](crate::layout::LABEL_BITS)) set on it.
+    /// The dockfw label bits ([`CT_LABEL_BITS`](crate::layout::CT_LABEL_BITS)) set on it.
     pub label_bits: Vec<u8>,
 }
 
@@ -44,7 +44,7 @@ pub struct Revocation {
     /// when the labels only tell a wildcard pattern: see [`judge`]).
     pub connection: Connection,
     /// How it reached its container.
-    pub path: Path,
+    pub path: Via,
     /// What decides it now (drop or reject).
     pub decision: Decision,
     /// The interface patterns its labels say it arrived on.
@@ -53,12 +53,12 @@ pub struct Revocation {
 
 /// The label map a ruleset sets: its `label` chain's label rules (or, in
 /// tables of earlier versions, those at the top of `rules`).
-pub fn label_map(ruleset: &Ruleset) -> LabelMap {
-    [CHAIN_LABEL, CHAIN_POLICY]
+pub fn ct_label_map(ruleset: &Ruleset) -> CtLabelMap {
+    [CHAIN_LABEL, CHAIN_RULES]
         .into_iter()
         .filter_map(|name| ruleset.chain(name))
         .flat_map(|chain| &chain.rules)
-        .filter(|rule| rule.comment == LABEL_COMMENT)
+        .filter(|rule| rule.comment == CT_LABEL_COMMENT)
         .filter_map(
             |rule| match (rule.matches.as_slice(), rule.statements.as_slice()) {
                 ([Match::IifName(pattern)], [Statement::CtLabelSet(bit)]) => Some((pattern.clone(), *bit)),
@@ -71,13 +71,13 @@ pub fn label_map(ruleset: &Ruleset) -> LabelMap {
 /// The path a tracked connection took, from its tuple: destination-NATed
 /// is published; to a running container's address is routed; else it went to
 /// the host (docker-proxy).
-pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Path {
+pub(crate) fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
     if tracked.dnat {
-        Path::Published
+        Via::Published
     } else if container_addresses(containers).contains(tracked.dialled) {
-        Path::Routed
+        Via::Routed
     } else {
-        Path::Proxied
+        Via::Proxied
     }
 }
 

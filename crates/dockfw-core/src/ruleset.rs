@@ -203,7 +203,7 @@ impl IfName {
     }
 
     /// Whether every name this pattern matches is also matched by `other`.
-    pub fn is_covered_by(&self, other: &IfName) -> bool {
+    pub(crate) fn is_covered_by(&self, other: &IfName) -> bool {
         match (self, other) {
             (Self::Exact(name), _) => other.matches(name),
             (Self::Prefix(prefix), Self::Prefix(outer)) => prefix.starts_with(outer.as_str()),
@@ -339,7 +339,7 @@ pub enum Match {
     /// first packet went (client to server), not a reply.
     CtDirectionOriginal,
     /// `ct label ! 96,…,127`: the connection carries none of dockfw's label
-    /// bits ([`LABEL_BITS`](crate::layout::LABEL_BITS)): no dockfw rules
+    /// bits ([`CT_LABEL_BITS`](crate::layout::CT_LABEL_BITS)): no dockfw rules
     /// chain has judged it.
     CtUnlabelled,
     /// `ip saddr @set` / `ip6 saddr @set`.

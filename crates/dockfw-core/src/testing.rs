@@ -9,7 +9,7 @@
 //! dial host addresses, container addresses and unknown ones, so that rules
 //! both match and miss.
 
-use crate::eval::{Connection, Path};
+use crate::eval::{Connection, Via};
 use crate::policy::{Container, PublishedPort};
 use crate::ruleset::Proto;
 use proptest::prelude::*;
@@ -295,7 +295,7 @@ pub fn connection_to(containers: &[Container]) -> impl Strategy<Value = Connecti
 /// reach the containers.
 pub fn containers_and_connections(
     count: usize,
-) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Path)>)> {
+) -> impl Strategy<Value = (Vec<Container>, Vec<(Connection, Via)>)> {
     containers().prop_flat_map(move |containers| {
         let connections = proptest::collection::vec((connection_to(&containers), path()), count);
         (Just(containers), connections)
@@ -303,6 +303,43 @@ pub fn containers_and_connections(
 }
 
 /// Any path into a container.
-pub fn path() -> impl Strategy<Value = Path> {
-    select(vec![Path::Published, Path::Proxied, Path::Routed])
+pub fn path() -> impl Strategy<Value = Via> {
+    select(vec![Via::Published, Via::Proxied, Via::Routed])
+}
+
+/// Crate internals the integration tests check directly; not part of the
+/// API (the table layout and the evaluator may change without notice).
+pub mod internals {
+    use crate::eval::{Packet, PacketOutcome, Via};
+    use crate::names::NameError;
+    use crate::policy::{Container, Policy};
+    use crate::revoke::Tracked;
+    use crate::ruleset::{Hook, IfName, Ruleset};
+
+    /// [`crate::layout`]'s chain for traffic from a guarded interface.
+    pub const CHAIN_GUARDED: &str = crate::layout::CHAIN_GUARDED;
+    /// How many interface patterns get a conntrack label bit.
+    pub const MAX_CT_LABELLED_PATTERNS: usize = crate::layout::MAX_CT_LABELLED_PATTERNS;
+    /// The comment of the rules that set conntrack label bits.
+    pub const CT_LABEL_COMMENT: &str = crate::layout::CT_LABEL_COMMENT;
+
+    /// The conntrack label bit of each interface pattern of `policy`.
+    pub fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
+        crate::layout::interface_ct_labels(policy)
+    }
+
+    /// Checks a rule name as the parser does.
+    pub fn check_rule_name(name: &str) -> Result<(), NameError> {
+        crate::names::check_rule_name(name)
+    }
+
+    /// The way a tracked connection reached its destination.
+    pub fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
+        crate::revoke::path_of(tracked, containers)
+    }
+
+    /// Runs `packet` through the base chains of `hook`, as the kernel would.
+    pub fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
+        crate::eval::simulate_packet(ruleset, hook, packet)
+    }
 }

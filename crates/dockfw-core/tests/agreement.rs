@@ -2,8 +2,9 @@
 //! connection, on every path (DNAT, docker-proxy, routed), for random policies
 //! and running containers: the compiled ruleset means what the policy says.
 
-use dockfw_core::eval::{Packet, simulate_packet};
+use dockfw_core::eval::Packet;
 use dockfw_core::ruleset::Verdict;
+use dockfw_core::testing::internals::simulate_packet;
 use dockfw_core::testing::{containers_and_connections, policy_text};
 use dockfw_core::{Decision, compile, evaluate_ruleset_via, evaluate_via, parse};
 use proptest::prelude::*;
@@ -62,8 +63,8 @@ fn the_generators_reach_every_kind_of_decision() {
                     let rule = policy.rule(&name).unwrap();
                     if rule.selects_containers() {
                         by_selecting_rule += 1;
-                        routed += usize::from(*path == dockfw_core::Path::Routed);
-                        proxied += usize::from(*path == dockfw_core::Path::Proxied);
+                        routed += usize::from(*path == dockfw_core::Via::Routed);
+                        proxied += usize::from(*path == dockfw_core::Via::Proxied);
                     }
                 }
                 Decision::NotJudged => not_judged += 1,

@@ -2,12 +2,12 @@
 
 use dockfw_core::interval::Interval;
 use dockfw_core::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_POLICY, CHAIN_PROXY,
-    CHAIN_UNTRACKED,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED,
 };
 use dockfw_core::ruleset::{
     Chain, CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
 };
+use dockfw_core::testing::internals::CHAIN_GUARDED;
 use dockfw_core::{Container, Proto, PublishedPort, Ruleset, compile, parse, render};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -18,7 +18,7 @@ fn compiled(text: &str, containers: &[Container]) -> Ruleset {
 const GUARD: &str = "[guard]\ninterfaces = [\"eth0\", \"wg*\"]\n";
 
 fn policy_rules(ruleset: &Ruleset, comment: &str) -> Vec<Vec<Match>> {
-    let chain = ruleset.chain(CHAIN_POLICY).unwrap();
+    let chain = ruleset.chain(CHAIN_RULES).unwrap();
     chain
         .rules
         .iter()
@@ -79,7 +79,7 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     // Published by Docker first (the common path; an untracked packet has no
     // `ct status`, so it never matches).
     assert_eq!(guarded.rules[0].matches, vec![Match::CtStatusDnat]);
-    assert_eq!(guarded.rules[0].verdict, Some(Verdict::Goto(CHAIN_POLICY.into())));
+    assert_eq!(guarded.rules[0].verdict, Some(Verdict::Goto(CHAIN_RULES.into())));
     // Untracked packets routed to a Docker bridge cannot be judged: dropped.
     for (rule, bridge) in guarded.rules[1..3]
         .iter()
@@ -599,7 +599,7 @@ fn the_docker_proxy_chain_judges_only_published_host_ports() {
     assert!(
         tracked
             .iter()
-            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_POLICY.into())))
+            .all(|r| r.verdict == Some(Verdict::Goto(CHAIN_RULES.into())))
     );
     assert_eq!(
         ruleset.set("proxy-tcp").unwrap().elements,
@@ -770,8 +770,9 @@ fn containers_with_the_same_container_ports_share_a_routed_alternative() {
 /// in the `untracked` chain, whichever rule would allow them; others pass.
 #[test]
 fn untracked_packets_the_guard_would_judge_are_dropped() {
-    use dockfw_core::eval::{Packet, simulate_packet};
-    use dockfw_core::{Connection, Path};
+    use dockfw_core::eval::Packet;
+    use dockfw_core::testing::internals::simulate_packet;
+    use dockfw_core::{Connection, Via};
     let containers = [container(
         "web",
         &[],
@@ -800,15 +801,15 @@ fn untracked_packets_the_guard_would_judge_are_dropped() {
     let untouched = (Verdict::Accept, None);
     // A published port: never DNATed when untracked, so for docker-proxy.
     let web = connection(8080, Proto::Tcp, "192.0.2.1");
-    assert_eq!(fate(&web, Path::Published, Hook::Input), dropped);
+    assert_eq!(fate(&web, Via::Published, Hook::Input), dropped);
     let bound = connection(5353, Proto::Udp, "203.0.113.6");
-    assert_eq!(fate(&bound, Path::Proxied, Hook::Input), dropped);
+    assert_eq!(fate(&bound, Via::Proxied, Hook::Input), dropped);
     // Routed to the container's own address.
     let routed = connection(80, Proto::Tcp, "172.17.0.2");
-    assert_eq!(fate(&routed, Path::Routed, Hook::Forward), dropped);
+    assert_eq!(fate(&routed, Via::Routed, Hook::Forward), dropped);
     // Not judged: another host port, the bound port on another address.
     let ssh = connection(22, Proto::Tcp, "192.0.2.1");
-    assert_eq!(fate(&ssh, Path::Proxied, Hook::Input), untouched);
+    assert_eq!(fate(&ssh, Via::Proxied, Hook::Input), untouched);
     let elsewhere = connection(5353, Proto::Udp, "192.0.2.1");
-    assert_eq!(fate(&elsewhere, Path::Proxied, Hook::Input), untouched);
+    assert_eq!(fate(&elsewhere, Via::Proxied, Hook::Input), untouched);
 }

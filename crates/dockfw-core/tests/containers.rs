@@ -3,7 +3,7 @@
 
 use dockfw_core::containers::{Reached, diagnose, resolve};
 use dockfw_core::{
-    Action, Connection, Container, Decision, Path, Proto, PublishedPort, compile, evaluate_ruleset_via,
+    Action, Connection, Container, Decision, Proto, PublishedPort, Via, compile, evaluate_ruleset_via,
     evaluate_via, explain_via, parse,
 };
 
@@ -59,7 +59,7 @@ fn connection(source: &str, dialled: &str, port: u16) -> Connection {
 }
 
 /// Evaluates on the policy and on the compiled ruleset; they must agree.
-fn decide(connection: &Connection, path: Path) -> Decision {
+fn decide(connection: &Connection, path: Via) -> Decision {
     let policy = parse("p.toml", POLICY).unwrap().policy;
     let containers = containers();
     let by_policy = evaluate_via(&policy, &containers, connection, path);
@@ -83,39 +83,39 @@ fn a_container_rule_means_the_same_service_on_every_path() {
     // Docker's DNAT, and docker-proxy (an IPv6 client of an IPv4-only Docker):
     // the host port on a host address.
     assert_eq!(
-        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Path::Published),
+        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Via::Published),
         app
     );
     assert_eq!(
-        decide(&connection("2001:db8::7", "2001:db8::5", 8081), Path::Proxied),
+        decide(&connection("2001:db8::7", "2001:db8::5", 8081), Via::Proxied),
         app
     );
     // Routed to the container's own address, without NAT: the container port.
     assert_eq!(
-        decide(&connection("198.51.100.7", "172.17.0.2", 8000), Path::Routed),
+        decide(&connection("198.51.100.7", "172.17.0.2", 8000), Via::Routed),
         app
     );
     assert_eq!(
-        decide(&connection("2001:db8::7", "fd00::2", 8000), Path::Routed),
+        decide(&connection("2001:db8::7", "fd00::2", 8000), Via::Routed),
         app
     );
     // Not the service: the host port at the container's address, the
     // container port at a host address, another container's address.
     assert_eq!(
-        decide(&connection("198.51.100.7", "172.17.0.2", 8081), Path::Routed),
+        decide(&connection("198.51.100.7", "172.17.0.2", 8081), Via::Routed),
         DEFAULT
     );
     assert_eq!(
-        decide(&connection("198.51.100.7", "203.0.113.5", 8000), Path::Published),
+        decide(&connection("198.51.100.7", "203.0.113.5", 8000), Via::Published),
         DEFAULT
     );
     assert_eq!(
-        decide(&connection("198.51.100.7", "172.17.0.3", 8000), Path::Routed),
+        decide(&connection("198.51.100.7", "172.17.0.3", 8000), Via::Routed),
         DEFAULT
     );
     // A plain rule matches what was dialled on any path: routed, the container port.
     assert_eq!(
-        decide(&connection("198.51.100.7", "172.17.0.3", 80), Path::Routed),
+        decide(&connection("198.51.100.7", "172.17.0.3", 80), Via::Routed),
         rule("web", Action::Reject)
     );
 }
@@ -124,27 +124,27 @@ fn a_container_rule_means_the_same_service_on_every_path() {
 fn the_docker_proxy_path_judges_only_published_ports() {
     // ssh on the host: no container publishes 22, docker-proxy is not involved.
     assert_eq!(
-        decide(&connection("2001:db8::7", "2001:db8::5", 22), Path::Proxied),
+        decide(&connection("2001:db8::7", "2001:db8::5", 22), Via::Proxied),
         Decision::NotJudged
     );
     // db publishes 5432 on IPv4 only (0.0.0.0): an IPv6 5432 is the host's own.
     assert_eq!(
-        decide(&connection("2001:db8::7", "2001:db8::5", 5432), Path::Proxied),
+        decide(&connection("2001:db8::7", "2001:db8::5", 5432), Via::Proxied),
         Decision::NotJudged
     );
     assert_eq!(
-        decide(&connection("198.51.100.7", "203.0.113.5", 5432), Path::Proxied),
+        decide(&connection("198.51.100.7", "203.0.113.5", 5432), Via::Proxied),
         DEFAULT
     );
     // Same rules, same verdicts as the forward path.
     assert_eq!(
-        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Path::Proxied),
-        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Path::Published)
+        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Via::Proxied),
+        decide(&connection("198.51.100.7", "203.0.113.5", 8081), Via::Published)
     );
     // Unguarded interfaces are never judged, on any path.
     let mut from_lan = connection("2001:db8::7", "2001:db8::5", 8081);
     from_lan.interface = "eth1".into();
-    for path in [Path::Published, Path::Proxied, Path::Routed] {
+    for path in [Via::Published, Via::Proxied, Via::Routed] {
         assert_eq!(decide(&from_lan, path), Decision::NotJudged);
     }
 }
@@ -157,7 +157,7 @@ fn explanations_say_why() {
         &policy,
         &containers,
         &connection("2001:db8::7", "2001:db8::5", 22),
-        Path::Proxied,
+        Via::Proxied,
     );
     assert_eq!(
         ssh.to_string(),
@@ -165,7 +165,7 @@ fn explanations_say_why() {
     );
     let mut from_lan = connection("198.51.100.7", "203.0.113.5", 8081);
     from_lan.interface = "eth1".into();
-    let lan = explain_via(&policy, &containers, &from_lan, Path::Published);
+    let lan = explain_via(&policy, &containers, &from_lan, Via::Published);
     assert!(
         lan.not_judged
             .unwrap()
@@ -176,7 +176,7 @@ fn explanations_say_why() {
         &policy,
         &containers,
         &connection("198.51.100.7", "172.17.0.2", 8081),
-        Path::Routed,
+        Via::Routed,
     );
     assert_eq!(routed.decision, DEFAULT);
     assert_eq!(
@@ -193,7 +193,7 @@ fn explanations_say_why() {
         &narrowed,
         &containers,
         &connection("198.51.100.7", "203.0.113.5", 8081),
-        Path::Published,
+        Via::Published,
     )
     .misses;
     assert_eq!(
@@ -213,8 +213,8 @@ fn an_unknown_dialled_address_cannot_tell_published_from_routed() {
     let policy = parse("p.toml", POLICY).unwrap().policy;
     let mut unknown = connection("198.51.100.7", "203.0.113.5", 8081);
     unknown.dialled = None;
-    assert_eq!(decide(&unknown, Path::Published), DEFAULT);
-    let why = explain_via(&policy, &containers(), &unknown, Path::Published).misses;
+    assert_eq!(decide(&unknown, Via::Published), DEFAULT);
+    let why = explain_via(&policy, &containers(), &unknown, Via::Published).misses;
     assert_eq!(
         why[0].reason,
         "django publishes port 8081/tcp, but which address was dialled decides (none given)"
@@ -223,7 +223,7 @@ fn an_unknown_dialled_address_cannot_tell_published_from_routed() {
     let mut bare = containers();
     bare.iter_mut().for_each(|c| c.addresses.clear());
     assert_eq!(
-        evaluate_via(&policy, &bare, &unknown, Path::Published),
+        evaluate_via(&policy, &bare, &unknown, Via::Published),
         rule("app", Action::Allow)
     );
 }

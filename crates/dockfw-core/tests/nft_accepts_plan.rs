@@ -191,9 +191,9 @@ fn keywords_load_as_set_rule_and_interface_names() {
         .map(|k| k.to_string())
         .collect();
     let interfaces: Vec<String> = keywords.iter().filter(|k| k.len() <= 15).cloned().collect();
-    // A policy names at most MAX_LABELLED_PATTERNS interfaces (one connection
+    // A policy names at most MAX_CT_LABELLED_PATTERNS interfaces (one connection
     // label bit each): the keywords go in as interfaces in groups of that size.
-    for group in interfaces.chunks(dockfw_core::layout::MAX_LABELLED_PATTERNS) {
+    for group in interfaces.chunks(dockfw_core::testing::internals::MAX_CT_LABELLED_PATTERNS) {
         let plan = plan_of(&named_policy("dockfw", group, &keywords, &keywords));
         let (ok, output) = in_netns("nft -c -f -", &plan);
         assert!(ok, "nft -c rejected the plan:\n{output}");
@@ -202,7 +202,8 @@ fn keywords_load_as_set_rule_and_interface_names() {
 
 mod random_names {
     use super::*;
-    use dockfw_core::names::{check_rule_name, check_table_name};
+    use dockfw_core::names::check_table_name;
+    use dockfw_core::testing::internals::check_rule_name;
     use proptest::prelude::*;
 
     fn table() -> impl Strategy<Value = String> {

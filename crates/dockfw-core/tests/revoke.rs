@@ -1,11 +1,13 @@
 //! Revoke without a kernel: label bits in the compiled ruleset, and a tracked
-//! connection (tuple, status, labels) rebuilt into a Connection and a Path
+//! connection (tuple, status, labels) rebuilt into a Connection and a Via
 //! and judged by the evaluator.
 
-use dockfw_core::Path;
-use dockfw_core::layout::{LABEL_COMMENT, MAX_LABELLED_PATTERNS, interface_labels};
-use dockfw_core::revoke::{Tracked, judge, label_map, path_of};
+use dockfw_core::Via;
+use dockfw_core::revoke::{Tracked, ct_label_map, judge};
 use dockfw_core::ruleset::IfName;
+use dockfw_core::testing::internals::{
+    CT_LABEL_COMMENT, MAX_CT_LABELLED_PATTERNS, interface_ct_labels, path_of,
+};
 use dockfw_core::{Action, Container, Decision, Proto, PublishedPort, compile, parse};
 
 fn policy(text: &str) -> dockfw_core::Policy {
@@ -54,7 +56,7 @@ ports = [8081]
 #[test]
 fn one_bit_per_interface_pattern_from_127_down_and_read_back_from_the_ruleset() {
     let policy = policy(OLD);
-    let labels = interface_labels(&policy);
+    let labels = interface_ct_labels(&policy);
     assert_eq!(
         labels,
         vec![
@@ -64,14 +66,14 @@ fn one_bit_per_interface_pattern_from_127_down_and_read_back_from_the_ruleset() 
         ]
     );
     let ruleset = compile(&policy, &[]);
-    assert_eq!(label_map(&ruleset), labels);
+    assert_eq!(ct_label_map(&ruleset), labels);
     // They fill the `label` chain every allow jumps to, have no verdict,
     // and the evaluator runs through them.
     let rules = ruleset.chain("label").unwrap();
     assert!(
         rules.rules[..3]
             .iter()
-            .all(|r| r.comment == LABEL_COMMENT && r.verdict.is_none())
+            .all(|r| r.comment == CT_LABEL_COMMENT && r.verdict.is_none())
     );
 }
 
@@ -83,28 +85,28 @@ fn path_comes_from_the_tuple() {
             &tracked("198.51.100.7", "203.0.113.5", 8081, true, &[127]),
             &containers
         ),
-        Path::Published
+        Via::Published
     );
     assert_eq!(
         path_of(
             &tracked("198.51.100.7", "172.17.0.2", 8000, false, &[127]),
             &containers
         ),
-        Path::Routed
+        Via::Routed
     );
     assert_eq!(
         path_of(
             &tracked("2001:db8::7", "2001:db8::5", 8081, false, &[127]),
             &containers
         ),
-        Path::Proxied
+        Via::Proxied
     );
 }
 
 #[test]
 fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
     let old = policy(OLD);
-    let map = interface_labels(&old);
+    let map = interface_ct_labels(&old);
     let new = policy(&OLD.replace("198.51.100.0/24", "198.51.100.0/28"));
     let containers = [django()];
     // Still allowed (DNAT path, eth0).
@@ -119,7 +121,7 @@ fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
     }
     let proxied = tracked("2001:db8::99", "2001:db8::5", 8081, false, &[127]);
     let verdict = judge(&new, &containers, &map, &proxied).expect("cut");
-    assert_eq!(verdict.path, Path::Proxied);
+    assert_eq!(verdict.path, Via::Proxied);
     // No dockfw bit: never judged, whatever the policy says.
     assert_eq!(
         judge(
@@ -139,7 +141,7 @@ fn a_source_the_new_policy_removes_is_cut_one_it_still_allows_is_kept() {
 #[test]
 fn a_rule_naming_an_interface_under_a_guarded_wildcard_is_told_apart() {
     let old = policy(OLD);
-    let map = interface_labels(&old);
+    let map = interface_ct_labels(&old);
     let containers = [django()];
     // "vpn" admits anyone on wg0; from wg5 only the office gets in.
     let on_wg0 = tracked("192.0.2.1", "203.0.113.5", 8081, true, &[126, 125]);
@@ -163,7 +165,7 @@ fn a_rule_naming_an_interface_under_a_guarded_wildcard_is_told_apart() {
 
 #[test]
 fn more_interface_patterns_than_label_bits_are_refused_with_a_location() {
-    let names: Vec<String> = (0..=MAX_LABELLED_PATTERNS)
+    let names: Vec<String> = (0..=MAX_CT_LABELLED_PATTERNS)
         .map(|i| format!("\"eth{i}\""))
         .collect();
     let text = format!("[guard]\ninterfaces = [{}]\n", names.join(", "));
@@ -173,7 +175,7 @@ fn more_interface_patterns_than_label_bits_are_refused_with_a_location() {
     assert!(message.contains("at most 32"), "{message}");
 
     let mut text = "[guard]\ninterfaces = [\"eth*\"]\n".to_string();
-    for i in 0..MAX_LABELLED_PATTERNS {
+    for i in 0..MAX_CT_LABELLED_PATTERNS {
         text += &format!("[[rule]]\nname = \"r{i}\"\ninterfaces = [\"eth{i}\"]\n");
     }
     let error = parse("p.toml", &text).expect_err("refused");

@@ -3,9 +3,10 @@
 //! table in one transaction; delete one.
 
 use crate::describe::difference;
+use crate::dump::TableDump;
 use crate::encode;
 use crate::plan::{self, Installed, StepKind};
-use crate::read::{Image, Reuse, Snapshot, TableDump, ensure_ours, owner_of, sent_elems};
+use crate::read::{Image, Reuse, Snapshot, ensure_ours, owner_of, sent_elems};
 use crate::report::{ApplyReport, Change, TransactionKind};
 use crate::transact::{ATTEMPTS, next_generation};
 use crate::{Error, Nft, Owner, Result};
@@ -15,6 +16,15 @@ use std::time::{Duration, Instant};
 /// Committed transactions one in-place update may take: the planner needs at
 /// most four (see [`plan`]); more means someone else keeps changing the table.
 const MAX_STEPS: usize = 8;
+
+/// Whose table a write may replace or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owners {
+    /// Only dockfw's own (the table is read and checked first).
+    OursOnly,
+    /// Whoever created it (`adopt`, `remove_foreign`: deliberate).
+    Any,
+}
 
 /// Whether [`Nft::converge`] brings the table to a ruleset (re-planning
 /// over whatever it finds), or undoes our own steps (only over our own work).
@@ -94,12 +104,12 @@ impl Nft {
                 let installed = match snapshot {
                     None => None,
                     Some(snapshot) if snapshot.dump.flags != 0 => {
-                        return self.rebuild(ruleset, false, Some(generation));
+                        return self.rebuild(ruleset, Owners::OursOnly, Some(generation));
                     }
                     Some(Snapshot { dump, decoded }) => match decoded {
                         Ok(installed) => Some((dump, installed)),
                         Err(Error::Unrecognised { .. }) => {
-                            return self.rebuild(ruleset, false, Some(generation));
+                            return self.rebuild(ruleset, Owners::OursOnly, Some(generation));
                         }
                         Err(e) => return Err(e),
                     },
@@ -200,13 +210,13 @@ impl Nft {
 
     /// Replaces the table in one transaction, the writer lock held by the
     /// caller. Each attempt is based on a settled read that found the table
-    /// dockfw's (unless `adopt`), and carries that read's generation, so the
+    /// dockfw's (unless `owners` is [`Owners::Any`]), and carries that read's generation, so the
     /// table cannot change hands between the decision and the write;
     /// `read_in` is a generation such a read was already made in.
     pub(crate) fn rebuild(
         &mut self,
         ruleset: &Ruleset,
-        adopt: bool,
+        owners: Owners,
         mut read_in: Option<u32>,
     ) -> Result<ApplyReport> {
         const ACTION: &str = "replace the table";
@@ -217,7 +227,7 @@ impl Nft {
         for attempt in 1..=ATTEMPTS {
             let generation = match read_in.take() {
                 Some(generation) => generation,
-                None if adopt => self.generation()?,
+                None if owners == Owners::Any => self.generation()?,
                 None => {
                     let (generation, snapshot) = self.read(table, None, true)?;
                     ensure_ours(table, snapshot.as_ref())?;
@@ -492,10 +502,10 @@ impl Nft {
     }
 
     /// [`Nft::remove`] / [`Nft::remove_foreign`], the writer lock held by the caller.
-    pub(crate) fn remove_checked(&mut self, table: &str, any_owner: bool) -> Result<bool> {
+    pub(crate) fn remove_checked(&mut self, table: &str, owners: Owners) -> Result<bool> {
         const ACTION: &str = "remove the table";
         for attempt in 1..=ATTEMPTS {
-            let generation = if any_owner {
+            let generation = if owners == Owners::Any {
                 self.generation()?
             } else {
                 let (generation, snapshot) = self.read(table, None, true)?;

@@ -565,7 +565,7 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
                 at += 1;
             }
             Some(Expr::Immediate { data }) => {
-                let label = (0..encode::LABEL_MAP_BYTES * 8).find(|&bit| encode::label_map(bit) == *data);
+                let label = (0..encode::LABEL_MAP_BYTES * 8).find(|&bit| encode::ct_label_map(bit) == *data);
                 let statement = label
                     .and_then(|bit| u8::try_from(bit).ok())
                     .map(Statement::CtLabelSet)

@@ -3,9 +3,16 @@
 //! after an update stopped part-way.
 
 use crate::encode::{Batch, Object, Part};
-use crate::transact::KernelError;
 use crate::{Error, Failure, Nft};
 use dockfw_core::ruleset::Ruleset;
+
+/// A message of a batch the kernel answered with an error.
+pub(crate) struct KernelError {
+    pub(crate) seq: u32,
+    pub(crate) errno: i32,
+    pub(crate) text: Option<String>,
+    pub(crate) offset: Option<u32>,
+}
 
 /// The first difference between what was applied and what is installed.
 pub(crate) fn difference(want: &Ruleset, got: Option<&Ruleset>) -> String {

@@ -881,7 +881,9 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
                 return Err(Error::Invalid(format!("ct label {bit} is out of range (0-127)")));
             }
             vec![
-                Expr::Immediate { data: label_map(bit) },
+                Expr::Immediate {
+                    data: ct_label_map(bit),
+                },
                 Expr::CtSet {
                     key: libc::NFT_CT_LABELS as u32,
                 },
@@ -893,11 +895,11 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
 /// Size of the kernel's connection label map (`NF_CT_LABELS_MAX_SIZE`).
 pub(crate) const LABEL_MAP_BYTES: usize = 16;
 
-/// The label map with every bit of [`LABEL_BITS`](dockfw_core::layout::LABEL_BITS) set.
+/// The label map with every bit of [`CT_LABEL_BITS`](dockfw_core::layout::CT_LABEL_BITS) set.
 pub(crate) fn dockfw_label_mask() -> Vec<u8> {
     let mut mask = vec![0; LABEL_MAP_BYTES];
-    for bit in dockfw_core::layout::LABEL_BITS {
-        for (byte, set) in mask.iter_mut().zip(label_map(usize::from(bit))) {
+    for bit in dockfw_core::layout::CT_LABEL_BITS {
+        for (byte, set) in mask.iter_mut().zip(ct_label_map(usize::from(bit))) {
             *byte |= set;
         }
     }
@@ -905,7 +907,7 @@ pub(crate) fn dockfw_label_mask() -> Vec<u8> {
 }
 
 /// The label map with only `bit` set, as nft and the kernel lay it out.
-pub(crate) fn label_map(bit: usize) -> Vec<u8> {
+pub(crate) fn ct_label_map(bit: usize) -> Vec<u8> {
     let mut words = [0u32; LABEL_MAP_BYTES / 4];
     words[bit / 32] = 1 << (bit % 32);
     words.iter().flat_map(|word| word.to_ne_bytes()).collect()

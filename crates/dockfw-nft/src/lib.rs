@@ -134,9 +134,11 @@
 //! ```text
 //!              Ruleset (dockfw-core)                       kernel
 //!                  │                                          ▲
-//!   apply.rs ──────┤ read.rs: consistent dump ◀── ffi/parse ──┤ (replies)
+//!   apply.rs ──────┤ read.rs: consistent dump.rs ◀─ ffi/parse ┤ (replies)
 //!   (engine)       │   decode.rs: dump → Ruleset              │
-//!                  │   owner.rs: whose table; inspect.rs: every Difference
+//!                  │   owner.rs: whose table                  │
+//!                  │   inspect/compare.rs: every Difference   │
+//!                  │   inspect/text.rs: as nft-like text      │
 //!                  ▼                                          │
 //!   plan.rs: installed + wanted → steps of op::Op             │
 //!                  ▼                                          │
@@ -201,6 +203,7 @@ mod apply;
 pub mod conntrack;
 mod decode;
 mod describe;
+mod dump;
 mod encode;
 mod error;
 mod expr;
@@ -224,6 +227,7 @@ pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, Change, RuleCounter, Transaction, TransactionKind};
 
+use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
 use ffi::MsgWriter;
 use lock::{NetnsId, WriterLock};
@@ -341,7 +345,7 @@ impl Nft {
                 return true;
             }
             if commit.generation == transact::next_generation(image.generation)
-                && !commit.touches(monitor::Family::Inet, table)
+                && !commit.touches(monitor::NfFamily::Inet, table)
             {
                 image.generation = commit.generation;
                 return true;
@@ -436,7 +440,7 @@ impl Nft {
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
-        self.exclusively(|nft| nft.rebuild(ruleset, false, None))
+        self.exclusively(|nft| nft.rebuild(ruleset, Owners::OursOnly, None))
     }
 
     /// [`Nft::replace`], whoever the table belongs to: a table dockfw did
@@ -445,7 +449,7 @@ impl Nft {
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
-        self.exclusively(|nft| nft.rebuild(ruleset, true, None))
+        self.exclusively(|nft| nft.rebuild(ruleset, Owners::Any, None))
     }
 
     /// The table `table` as installed, decoded; `None` if there is no such table.
@@ -477,7 +481,7 @@ impl Nft {
     /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
         self.images.remove(table);
-        self.exclusively(|nft| nft.remove_checked(table, false))
+        self.exclusively(|nft| nft.remove_checked(table, Owners::OursOnly))
     }
 
     /// Deletes table `table` whoever it belongs to (for removing a table
@@ -485,6 +489,6 @@ impl Nft {
     /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
         self.images.remove(table);
-        self.exclusively(|nft| nft.remove_checked(table, true))
+        self.exclusively(|nft| nft.remove_checked(table, Owners::Any))
     }
 }

@@ -15,13 +15,13 @@
 //! not enough: nf_tables records the committing *thread*).
 //!
 //! ```no_run
-//! use dockfw_nft::monitor::{Event, Family, Monitor};
+//! use dockfw_nft::monitor::{Event, NfFamily, Monitor};
 //! use std::time::Duration;
 //! # fn main() -> Result<(), dockfw_nft::Error> {
 //! let mut monitor = Monitor::open()?;
 //! loop {
 //!     match monitor.next(Some(Duration::from_secs(1)))? {
-//!         Some(Event::Commit(commit)) if commit.touches(Family::Inet, "dockfw") => {
+//!         Some(Event::Commit(commit)) if commit.touches(NfFamily::Inet, "dockfw") => {
 //!             println!("generation {} by {:?} (pid {:?})", commit.generation, commit.process, commit.pid);
 //!         }
 //!         Some(Event::Overflow) => println!("notifications lost: read everything again"),
@@ -106,7 +106,7 @@ impl ApplyReport {
 
 /// An nf_tables address family, as in `nft`'s syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
+pub enum NfFamily {
     /// `inet` (IPv4 and IPv6; dockfw's own table).
     Inet,
     /// `ip`.
@@ -123,7 +123,7 @@ pub enum Family {
     Other(u8),
 }
 
-impl From<u8> for Family {
+impl From<u8> for NfFamily {
     fn from(nfproto: u8) -> Self {
         match nfproto {
             1 => Self::Inet,
@@ -137,7 +137,7 @@ impl From<u8> for Family {
     }
 }
 
-impl fmt::Display for Family {
+impl fmt::Display for NfFamily {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Inet => f.write_str("inet"),
@@ -192,7 +192,7 @@ impl fmt::Display for Kind {
 
 /// Whether an object was added or deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
+pub enum Action {
     /// `NEW*`: created, or (tables, chains, sets, rules replaced in place)
     /// updated.
     Added,
@@ -207,9 +207,9 @@ pub struct ObjectChange {
     /// What kind of object.
     pub kind: Kind,
     /// Added or deleted.
-    pub op: Op,
+    pub action: Action,
     /// The family of its table.
-    pub family: Family,
+    pub family: NfFamily,
     /// Its table (empty for [`Kind::Unknown`] if the message named none).
     pub table: String,
     /// The chain, set, object or flowtable's own name; for rules their
@@ -221,11 +221,11 @@ pub struct ObjectChange {
 
 impl fmt::Display for ObjectChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let op = match self.op {
-            Op::Added => "add",
-            Op::Deleted => "delete",
+        let action = match self.action {
+            Action::Added => "add",
+            Action::Deleted => "delete",
         };
-        write!(f, "{op} {} {} {}", self.kind, self.family, self.table)?;
+        write!(f, "{action} {} {} {}", self.kind, self.family, self.table)?;
         if let Some(name) = &self.name {
             write!(f, " {name}")?;
         }
@@ -262,7 +262,7 @@ impl Commit {
     /// Whether the commit changed anything in table `table` of `family`.
     /// Conservative: `true` also when it holds a change this monitor could
     /// not understand, or lost notifications.
-    pub fn touches(&self, family: Family, table: &str) -> bool {
+    pub fn touches(&self, family: NfFamily, table: &str) -> bool {
         !self.complete
             || self
                 .changes
@@ -273,7 +273,7 @@ impl Commit {
     /// The changes made to table `table` of `family`.
     pub fn changes_to<'a>(
         &'a self,
-        family: Family,
+        family: NfFamily,
         table: &'a str,
     ) -> impl Iterator<Item = &'a ObjectChange> {
         self.changes
@@ -482,7 +482,7 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
         return None;
     }
     let ty = ty & 0xff;
-    let family = Family::from(*msg.get(NLMSG_HDR)?);
+    let family = NfFamily::from(*msg.get(NLMSG_HDR)?);
     let attrs = msg.get(NLMSG_HDR + NFGENMSG..).unwrap_or_default();
     let attr = |kind: u16| -> Option<&[u8]> {
         NlasIterator::new(attrs)
@@ -506,21 +506,21 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
             None => Some(Notification::Change(unknown(ty, family))),
         };
     }
-    let (kind, op) = match ty {
-        NFT_MSG_NEWTABLE => (Kind::Table, Op::Added),
-        NFT_MSG_DELTABLE => (Kind::Table, Op::Deleted),
-        NFT_MSG_NEWCHAIN => (Kind::Chain, Op::Added),
-        NFT_MSG_DELCHAIN => (Kind::Chain, Op::Deleted),
-        NFT_MSG_NEWRULE => (Kind::Rule, Op::Added),
-        NFT_MSG_DELRULE => (Kind::Rule, Op::Deleted),
-        NFT_MSG_NEWSET => (Kind::Set, Op::Added),
-        NFT_MSG_DELSET => (Kind::Set, Op::Deleted),
-        NFT_MSG_NEWSETELEM => (Kind::Element, Op::Added),
-        NFT_MSG_DELSETELEM => (Kind::Element, Op::Deleted),
-        NFT_MSG_NEWOBJ => (Kind::Object, Op::Added),
-        NFT_MSG_DELOBJ => (Kind::Object, Op::Deleted),
-        NFT_MSG_NEWFLOWTABLE => (Kind::Flowtable, Op::Added),
-        NFT_MSG_DELFLOWTABLE => (Kind::Flowtable, Op::Deleted),
+    let (kind, action) = match ty {
+        NFT_MSG_NEWTABLE => (Kind::Table, Action::Added),
+        NFT_MSG_DELTABLE => (Kind::Table, Action::Deleted),
+        NFT_MSG_NEWCHAIN => (Kind::Chain, Action::Added),
+        NFT_MSG_DELCHAIN => (Kind::Chain, Action::Deleted),
+        NFT_MSG_NEWRULE => (Kind::Rule, Action::Added),
+        NFT_MSG_DELRULE => (Kind::Rule, Action::Deleted),
+        NFT_MSG_NEWSET => (Kind::Set, Action::Added),
+        NFT_MSG_DELSET => (Kind::Set, Action::Deleted),
+        NFT_MSG_NEWSETELEM => (Kind::Element, Action::Added),
+        NFT_MSG_DELSETELEM => (Kind::Element, Action::Deleted),
+        NFT_MSG_NEWOBJ => (Kind::Object, Action::Added),
+        NFT_MSG_DELOBJ => (Kind::Object, Action::Deleted),
+        NFT_MSG_NEWFLOWTABLE => (Kind::Flowtable, Action::Added),
+        NFT_MSG_DELFLOWTABLE => (Kind::Flowtable, Action::Deleted),
         _ => return Some(Notification::Change(unknown(ty, family))),
     };
     let table = text(NFTA_TABLE);
@@ -539,7 +539,7 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
     };
     Some(Notification::Change(ObjectChange {
         kind,
-        op,
+        action,
         family,
         table,
         name,
@@ -547,10 +547,10 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
     }))
 }
 
-fn unknown(ty: u16, family: Family) -> ObjectChange {
+fn unknown(ty: u16, family: NfFamily) -> ObjectChange {
     ObjectChange {
         kind: Kind::Unknown(ty as u8),
-        op: Op::Added,
+        action: Action::Added,
         family,
         table: String::new(),
         name: None,
@@ -597,8 +597,8 @@ mod tests {
             panic!("not a change");
         };
         assert_eq!(change.kind, Kind::Rule);
-        assert_eq!(change.op, Op::Deleted);
-        assert_eq!(change.family, Family::Inet);
+        assert_eq!(change.action, Action::Deleted);
+        assert_eq!(change.family, NfFamily::Inet);
         assert_eq!(change.table, "dockfw");
         assert_eq!(change.name.as_deref(), Some("forward"));
         assert_eq!(change.handle, Some(7));
@@ -634,6 +634,6 @@ mod tests {
             changes: vec![change],
             complete: true,
         };
-        assert!(commit.touches(Family::Inet, "dockfw"));
+        assert!(commit.touches(NfFamily::Inet, "dockfw"));
     }
 }

@@ -19,7 +19,7 @@
 //! with `CAP_NET_ADMIN` can create a table with the same comment, and it is
 //! then taken for dockfw's (and compared with the policy like any other).
 
-use crate::read::TableDump;
+use crate::dump::TableDump;
 use dockfw_core::layout::CORE_CHAINS;
 use dockfw_core::ruleset::Ruleset;
 

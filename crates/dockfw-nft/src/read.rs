@@ -2,16 +2,17 @@
 //! reads), set elements reused from an earlier read, decoding into a
 //! [`Ruleset`], and whose the table is.
 
+use crate::dump::TableDump;
 use crate::expr::Expr;
 use crate::ffi::{self, Dump};
 use crate::inspect::InstalledTable;
 use crate::owner::{self, Owner};
 use crate::plan::Installed;
 use crate::report::RuleCounter;
-use crate::transact::Outcome;
+use crate::transact::RequestOutcome;
 use crate::{Error, Nft, Result, decode};
 use dockfw_core::ruleset::Ruleset;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Reads are cheap and only need two agreeing results; allow more tries.
 pub(crate) const READ_ATTEMPTS: u32 = 20;
@@ -22,46 +23,6 @@ pub(crate) enum Read {
     /// A dump saw a concurrent change (or the table vanished midway).
     Interrupted,
     Table(TableDump),
-}
-
-/// The raw contents of a table, read in one consistent generation (counter
-/// values zeroed: they are not part of what was applied).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TableDump {
-    pub(crate) flags: u32,
-    /// Table userdata: dockfw's ownership marker (see [`owner`]).
-    pub(crate) userdata: Vec<u8>,
-    pub(crate) chains: Vec<ffi::ChainInfo>,
-    pub(crate) sets: Vec<(ffi::SetSpec, ffi::Elems)>,
-    pub(crate) rules: Vec<ffi::RuleInfo>,
-    /// Stateful objects; dockfw writes none.
-    pub(crate) objects: Vec<ffi::ObjectInfo>,
-    /// Flowtables; dockfw writes none.
-    pub(crate) flowtables: Vec<ffi::FlowtableInfo>,
-}
-
-impl TableDump {
-    /// No table contents at all.
-    pub(crate) fn empty() -> Self {
-        Self {
-            flags: 0,
-            userdata: Vec::new(),
-            chains: Vec::new(),
-            sets: Vec::new(),
-            rules: Vec::new(),
-            objects: Vec::new(),
-            flowtables: Vec::new(),
-        }
-    }
-
-    /// Whether a chain or set name appears twice, which no committed table
-    /// can hold (see [`Nft::read`]).
-    pub(crate) fn repeats_a_name(&self) -> bool {
-        let mut chains = HashSet::new();
-        let mut sets = HashSet::new();
-        !self.chains.iter().all(|c| chains.insert(c.name.as_str()))
-            || !self.sets.iter().all(|(s, _)| sets.insert(s.name.as_str()))
-    }
 }
 
 /// A read table: raw, and decoded (or why it cannot be).
@@ -316,11 +277,11 @@ impl Nft {
             info = ffi::parse_table(reply).map_err(protocol)?;
             Ok(())
         })? {
-            Outcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
-            Outcome::Refused(errno) => {
+            RequestOutcome::Refused(libc::ENOENT) => return Ok(Read::Absent),
+            RequestOutcome::Refused(errno) => {
                 return Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)));
             }
-            Outcome::Done { .. } => {}
+            RequestOutcome::Done { .. } => {}
         }
         let mut interrupted = false;
 
@@ -420,9 +381,11 @@ impl Nft {
         let seq = self.take_seqs(1);
         let msg = self.writer.dump(seq, what, table);
         match self.request(ACTION, &msg, seq, each)? {
-            Outcome::Done { interrupted } => Ok(interrupted),
-            Outcome::Refused(libc::ENOENT) => Ok(true),
-            Outcome::Refused(errno) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            RequestOutcome::Done { interrupted } => Ok(interrupted),
+            RequestOutcome::Refused(libc::ENOENT) => Ok(true),
+            RequestOutcome::Refused(errno) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
         }
     }
 

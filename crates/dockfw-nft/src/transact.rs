@@ -1,7 +1,7 @@
 //! Talking to nf_tables: one request and its replies, a batch and its acks,
 //! the ruleset generation every batch is pinned to.
 
-use crate::describe::describe_failure;
+use crate::describe::{KernelError, describe_failure};
 use crate::encode::{Batch, Object};
 use crate::netlink::{self, NLM_F_DUMP_INTR, Reply};
 use crate::report::{Transaction, TransactionKind};
@@ -15,17 +15,9 @@ pub(crate) const ATTEMPTS: u32 = 5;
 
 /// How a request ended: completed (dumps: with or without interruption), or
 /// refused with an errno.
-pub(crate) enum Outcome {
+pub(crate) enum RequestOutcome {
     Done { interrupted: bool },
     Refused(i32),
-}
-
-/// A message of a batch the kernel answered with an error.
-pub(crate) struct KernelError {
-    pub(crate) seq: u32,
-    pub(crate) errno: i32,
-    pub(crate) text: Option<String>,
-    pub(crate) offset: Option<u32>,
 }
 
 /// The generation nf_tables moves to when a batch based on `generation`
@@ -52,7 +44,7 @@ impl Nft {
         msg: &[u8],
         seq: u32,
         mut each: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Outcome> {
+    ) -> Result<RequestOutcome> {
         self.socket.send(msg).map_err(|e| Error::io(action, e))?;
         let mut interrupted = false;
         loop {
@@ -71,15 +63,15 @@ impl Nft {
                         interrupted |= flags & NLM_F_DUMP_INTR != 0;
                         each(msg)?;
                     }
-                    Reply::Done { seq: s } if s == seq => return Ok(Outcome::Done { interrupted }),
+                    Reply::Done { seq: s } if s == seq => return Ok(RequestOutcome::Done { interrupted }),
                     Reply::Ack { seq: s, errno: 0, .. } if s == seq => {
-                        return Ok(Outcome::Done { interrupted });
+                        return Ok(RequestOutcome::Done { interrupted });
                     }
                     Reply::Ack { seq: s, errno, .. } if s == seq => {
                         if errno == libc::EPERM {
                             return Err(Error::PermissionDenied { action });
                         }
-                        return Ok(Outcome::Refused(errno));
+                        return Ok(RequestOutcome::Refused(errno));
                     }
                     // Leftovers of an earlier, abandoned exchange.
                     _ => {}
@@ -102,8 +94,10 @@ impl Nft {
             Ok(())
         })?;
         match (outcome, genid) {
-            (Outcome::Done { .. }, Some(genid)) => Ok(genid),
-            (Outcome::Refused(errno), _) => Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno))),
+            (RequestOutcome::Done { .. }, Some(genid)) => Ok(genid),
+            (RequestOutcome::Refused(errno), _) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
             _ => Err(Error::Protocol {
                 action: ACTION,
                 detail: "no generation in the reply".into(),

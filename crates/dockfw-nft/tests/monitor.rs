@@ -4,7 +4,7 @@
 mod common;
 
 use dockfw_nft::Change;
-use dockfw_nft::monitor::{Commit, Event, Family, Kind, Monitor, ObjectChange, Op};
+use dockfw_nft::monitor::{Action, Commit, Event, Kind, Monitor, NfFamily, ObjectChange};
 use dockfw_nft::testing::TestNetns;
 use std::io::Write;
 use std::process::Stdio;
@@ -52,10 +52,10 @@ fn drain(monitor: &mut Monitor) -> Vec<Event> {
     events
 }
 
-fn summary(changes: &[ObjectChange]) -> Vec<(Kind, Op, Option<&str>)> {
+fn summary(changes: &[ObjectChange]) -> Vec<(Kind, Action, Option<&str>)> {
     changes
         .iter()
-        .map(|c| (c.kind, c.op, c.name.as_deref()))
+        .map(|c| (c.kind, c.action, c.name.as_deref()))
         .collect()
 }
 
@@ -64,9 +64,9 @@ fn by_nft(commit: &Commit, pid: u32) {
     assert_eq!(commit.process.as_deref(), Some("nft"), "{commit:?}");
     assert_eq!(commit.pid, Some(pid), "{commit:?}");
     assert!(commit.complete);
-    assert!(commit.touches(Family::Inet, "t"), "{commit:?}");
-    assert!(!commit.touches(Family::Ip, "t"));
-    assert!(!commit.touches(Family::Inet, "dockfw"));
+    assert!(commit.touches(NfFamily::Inet, "t"), "{commit:?}");
+    assert!(!commit.touches(NfFamily::Ip, "t"));
+    assert!(!commit.touches(NfFamily::Inet, "dockfw"));
 }
 
 #[test]
@@ -79,8 +79,8 @@ fn changes_made_with_nft_arrive_as_commits() {
     let pid = nft(&ns, &["add table inet t"], None);
     let first = commit(&mut monitor);
     by_nft(&first, pid);
-    assert_eq!(summary(&first.changes), [(Kind::Table, Op::Added, None)]);
-    assert_eq!(first.changes[0].family, Family::Inet);
+    assert_eq!(summary(&first.changes), [(Kind::Table, Action::Added, None)]);
+    assert_eq!(first.changes[0].family, NfFamily::Inet);
     assert_eq!(first.changes[0].table, "t");
 
     let pid = nft(
@@ -91,12 +91,12 @@ fn changes_made_with_nft_arrive_as_commits() {
     let c = commit(&mut monitor);
     by_nft(&c, pid);
     assert_eq!(c.generation, first.generation.wrapping_add(1));
-    assert_eq!(summary(&c.changes), [(Kind::Chain, Op::Added, Some("c"))]);
+    assert_eq!(summary(&c.changes), [(Kind::Chain, Action::Added, Some("c"))]);
 
     let pid = nft(&ns, &["add rule inet t c tcp dport 22 accept"], None);
     let c = commit(&mut monitor);
     by_nft(&c, pid);
-    assert_eq!(summary(&c.changes), [(Kind::Rule, Op::Added, Some("c"))]);
+    assert_eq!(summary(&c.changes), [(Kind::Rule, Action::Added, Some("c"))]);
     let handle = c.changes[0]
         .handle
         .expect("a rule notification carries its handle");
@@ -104,13 +104,13 @@ fn changes_made_with_nft_arrive_as_commits() {
     let pid = nft(&ns, &["delete rule inet t c handle", &handle.to_string()], None);
     let c = commit(&mut monitor);
     by_nft(&c, pid);
-    assert_eq!(summary(&c.changes), [(Kind::Rule, Op::Deleted, Some("c"))]);
+    assert_eq!(summary(&c.changes), [(Kind::Rule, Action::Deleted, Some("c"))]);
     assert_eq!(c.changes[0].handle, Some(handle));
 
     let pid = nft(&ns, &["add set inet t s { type ipv4_addr; }"], None);
     let c = commit(&mut monitor);
     by_nft(&c, pid);
-    assert_eq!(summary(&c.changes), [(Kind::Set, Op::Added, Some("s"))]);
+    assert_eq!(summary(&c.changes), [(Kind::Set, Action::Added, Some("s"))]);
 
     let pid = nft(&ns, &["add element inet t s { 192.0.2.1, 192.0.2.2 }"], None);
     let c = commit(&mut monitor);
@@ -119,20 +119,20 @@ fn changes_made_with_nft_arrive_as_commits() {
     assert!(
         c.changes
             .iter()
-            .all(|x| (x.kind, x.op, x.name.as_deref()) == (Kind::Element, Op::Added, Some("s")))
+            .all(|x| (x.kind, x.action, x.name.as_deref()) == (Kind::Element, Action::Added, Some("s")))
     );
 
     let pid = nft(&ns, &["add table inet t { flags dormant; }"], None);
     let c = commit(&mut monitor);
     by_nft(&c, pid);
-    assert_eq!(summary(&c.changes), [(Kind::Table, Op::Added, None)]);
+    assert_eq!(summary(&c.changes), [(Kind::Table, Action::Added, None)]);
 
     // Another table, then flush ruleset: every table is deleted.
     let pid = nft(&ns, &["add table ip other"], None);
     let c = commit(&mut monitor);
     assert_eq!(c.pid, Some(pid));
-    assert!(!c.touches(Family::Inet, "t"));
-    assert!(c.touches(Family::Ip, "other"));
+    assert!(!c.touches(NfFamily::Inet, "t"));
+    assert!(c.touches(NfFamily::Ip, "other"));
 
     let pid = nft(&ns, &["flush ruleset"], None);
     let c = commit(&mut monitor);
@@ -141,14 +141,14 @@ fn changes_made_with_nft_arrive_as_commits() {
         .changes
         .iter()
         .filter(|x| x.kind == Kind::Table)
-        .map(|x| (x.op, x.family, x.table.as_str()))
+        .map(|x| (x.action, x.family, x.table.as_str()))
         .collect();
     assert!(
-        deleted_tables.contains(&(Op::Deleted, Family::Inet, "t")),
+        deleted_tables.contains(&(Action::Deleted, NfFamily::Inet, "t")),
         "{c:?}"
     );
     assert!(
-        deleted_tables.contains(&(Op::Deleted, Family::Ip, "other")),
+        deleted_tables.contains(&(Action::Deleted, NfFamily::Ip, "other")),
         "{c:?}"
     );
 
@@ -157,7 +157,7 @@ fn changes_made_with_nft_arrive_as_commits() {
     let pid = nft(&ns, &["delete table inet t"], None);
     let c = commit(&mut monitor);
     by_nft(&c, pid);
-    assert_eq!(summary(&c.changes), [(Kind::Table, Op::Deleted, None)]);
+    assert_eq!(summary(&c.changes), [(Kind::Table, Action::Deleted, None)]);
 
     assert_eq!(drain(&mut monitor), []);
 }
@@ -185,7 +185,7 @@ fn our_own_commits_are_recognised_by_generation() {
         let seen: Vec<u32> = commits.iter().map(|c| c.generation).collect();
         assert_eq!(seen, ours, "round {round}: one commit per transaction, in order");
         for c in &commits {
-            assert!(c.touches(Family::Inet, "dockfw"));
+            assert!(c.touches(NfFamily::Inet, "dockfw"));
             assert!(c.complete);
             // nf_tables records the committing thread, not the process.
             assert_eq!(c.pid, Some(tid));
@@ -219,7 +219,7 @@ fn our_own_commits_are_recognised_by_generation() {
     assert_eq!(mine.len(), ours.len());
     assert_eq!(foreign.len(), 1);
     assert_eq!(foreign[0].pid, Some(pid));
-    assert!(!foreign[0].touches(Family::Inet, "dockfw"));
+    assert!(!foreign[0].touches(NfFamily::Inet, "dockfw"));
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn overflow_is_reported_and_the_monitor_recovers() {
     for event in events.iter().skip_while(|e| **e != Event::Overflow) {
         if let Event::Commit(c) = event {
             assert!(!c.complete);
-            assert!(c.touches(Family::Inet, "anything"));
+            assert!(c.touches(NfFamily::Inet, "anything"));
         }
     }
 
@@ -254,7 +254,7 @@ fn overflow_is_reported_and_the_monitor_recovers() {
     monitor.set_receive_buffer(1 << 20).unwrap();
     nft(&ns, &["add table inet u"], None);
     let c = commit(&mut monitor);
-    assert!(c.touches(Family::Inet, "u"));
+    assert!(c.touches(NfFamily::Inet, "u"));
     let pid = nft(&ns, &["delete table inet t"], None);
     let c = commit(&mut monitor);
     assert!(c.complete);
@@ -262,7 +262,7 @@ fn overflow_is_reported_and_the_monitor_recovers() {
     assert!(
         c.changes
             .iter()
-            .any(|x| (x.kind, x.op, x.table.as_str()) == (Kind::Table, Op::Deleted, "t"))
+            .any(|x| (x.kind, x.action, x.table.as_str()) == (Kind::Table, Action::Deleted, "t"))
     );
 }
 

@@ -15,7 +15,7 @@ mod lab;
 
 use dockfw_core::layout::{CounterAt, default_counter, rule_counter};
 use dockfw_nft::Nft;
-use lab::{CONNECT_TIMEOUT, Lab, Outcome, V4, V6, sock};
+use lab::{CONNECT_TIMEOUT, Lab, ProbeResult, V4, V6, sock};
 
 const POLICY: &str = r#"
 [guard]
@@ -35,12 +35,12 @@ ports = [8080]
 /// `default` as its default fate, and checks each family: the allowed source
 /// gets through on the published port, the denied source meets `denied`, and
 /// the allowed source dialling the server's own port does too.
-fn run(default: &str, denied: Outcome) {
+fn run(default: &str, denied: ProbeResult) {
     let lab = Lab::new();
     for f in [V4, V6] {
         assert_eq!(
             lab.probe(f.denied, f.router, 8080).0,
-            Outcome::Served,
+            ProbeResult::Served,
             "lab broken: no connectivity from {} without dockfw",
             f.denied
         );
@@ -56,7 +56,7 @@ fn run(default: &str, denied: Outcome) {
         let (outcome, _) = lab.probe(f.allowed, f.router, 8080);
         assert_eq!(
             outcome,
-            Outcome::Served,
+            ProbeResult::Served,
             "allowed source {} must get through",
             f.allowed
         );
@@ -69,7 +69,7 @@ fn run(default: &str, denied: Outcome) {
                 sock(addr, port)
             );
             match denied {
-                Outcome::TimedOut => assert!(took >= CONNECT_TIMEOUT, "{took:?}"),
+                ProbeResult::TimedOut => assert!(took >= CONNECT_TIMEOUT, "{took:?}"),
                 _ => assert!(took < CONNECT_TIMEOUT, "a reject must be at once, took {took:?}"),
             }
         }
@@ -92,13 +92,13 @@ fn run(default: &str, denied: Outcome) {
 #[test]
 #[ignore = "needs root"]
 fn ipv4_and_ipv6_default_drop_times_out() {
-    run("drop", Outcome::TimedOut);
+    run("drop", ProbeResult::TimedOut);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn ipv4_and_ipv6_default_reject_is_refused() {
-    run("reject", Outcome::Refused);
+    run("reject", ProbeResult::Refused);
 }
 
 /// A `notrack` rule in someone else's table (raw prerouting) must not open
@@ -173,13 +173,13 @@ fn notrack_opens_no_published_port() {
     for f in [V4, V6] {
         assert_eq!(
             lab.probe(f.denied, f.router, 8080).0,
-            Outcome::Served,
+            ProbeResult::Served,
             "lab: untracked {}",
             f.denied
         );
         assert_eq!(
             lab.probe(f.denied, f.server, 80).0,
-            Outcome::Served,
+            ProbeResult::Served,
             "lab: untracked routed {}",
             f.denied
         );
@@ -191,14 +191,14 @@ fn notrack_opens_no_published_port() {
             for (addr, port) in [(f.router, 8080), (f.server, 80)] {
                 assert_eq!(
                     lab.probe(source, addr, port).0,
-                    Outcome::TimedOut,
+                    ProbeResult::TimedOut,
                     "untracked {source} -> {} must be dropped",
                     sock(addr, port)
                 );
             }
             assert_eq!(
                 lab.probe(source, f.router, 2222).0,
-                Outcome::Served,
+                ProbeResult::Served,
                 "the guard does not judge the router's own port 2222: its notrack keeps working"
             );
         }

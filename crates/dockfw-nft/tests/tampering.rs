@@ -9,7 +9,7 @@ mod lab;
 
 use dockfw_nft::testing::TestNetns;
 use dockfw_nft::{Change, Difference, Error, InstalledTable, MARKER, Nft, Owner};
-use lab::{Lab, Outcome, V4, V6};
+use lab::{Lab, ProbeResult, V4, V6};
 
 const POLICY: &str = r#"
 [guard]
@@ -58,7 +58,7 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
     for f in [V4, V6] {
         assert_eq!(
             lab.probe(f.denied, f.router, 8080).0,
-            Outcome::Refused,
+            ProbeResult::Refused,
             "{}",
             f.denied
         );
@@ -74,7 +74,7 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
     for f in [V4, V6] {
         assert_eq!(
             lab.probe(f.denied, f.router, 8080).0,
-            Outcome::Served,
+            ProbeResult::Served,
             "{}",
             f.denied
         );
@@ -90,7 +90,7 @@ fn dormant_table_opens_the_port_is_reported_and_repaired() {
     for f in [V4, V6] {
         assert_eq!(
             lab.probe(f.denied, f.router, 8080).0,
-            Outcome::Refused,
+            ProbeResult::Refused,
             "{}",
             f.denied
         );

@@ -6,7 +6,7 @@
 use dockfw_core::layout::CounterAt;
 use dockfw_core::ruleset::Ruleset;
 use dockfw_core::{Container, PolicyError};
-use dockfw_e2e::{Client, Lab, LabConfig, Outcome, Probe, Proto};
+use dockfw_e2e::{Client, Lab, LabConfig, Probe, ProbeResult, Proto};
 use dockfw_nft::{Nft, RuleCounter};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -135,7 +135,7 @@ pub fn probe(from: Client, src: impl Into<IpAddr>, dst: impl Into<IpAddr>, port:
 
 /// Runs the probes of `cases` at once and asserts each outcome; the panic
 /// lists every wrong one under the heading `what`.
-pub fn check(lab: &Lab, what: &str, cases: &[(Probe, Outcome)]) {
+pub fn check(lab: &Lab, what: &str, cases: &[(Probe, ProbeResult)]) {
     let start = Instant::now();
     let wrong = lab.wrong_outcomes(cases).expect("probes run");
     let took = start.elapsed();
@@ -171,6 +171,6 @@ pub fn network_state(lab: &Lab) -> String {
 }
 
 /// The cases of `probes`, each expecting `outcome`.
-pub fn expect(probes: impl IntoIterator<Item = Probe>, outcome: Outcome) -> Vec<(Probe, Outcome)> {
+pub fn expect(probes: impl IntoIterator<Item = Probe>, outcome: ProbeResult) -> Vec<(Probe, ProbeResult)> {
     probes.into_iter().map(|p| (p, outcome)).collect()
 }

@@ -4,7 +4,7 @@
 //! - `apply` runs the `bench_apply` example of dockfw-nft (release build, as
 //!   root: it creates a fresh network namespace per size).
 //! - `compile` runs the `bench_compile` example of dockfw-core (no privilege).
-//! - `compare` ([`compare`]) runs the release `dockfw-nft` binary, `nft`,
+//! - `compare` ([`compare()`]) runs the release `dockfw-nft` binary, `nft`,
 //!   `iptables-restore`, `ipset` and iperf3 in network namespaces, and draws
 //!   the charts (docs/*.svg).
 //! - no subcommand: all three; with `--quick`, `compare --quick` only.

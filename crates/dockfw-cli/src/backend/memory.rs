@@ -127,9 +127,11 @@ impl Memory {
     }
 
     /// Creates or replaces the table with `ruleset`, marked as dockfw's.
-    fn rebuild(&self, ruleset: &Ruleset, adopt: bool) -> Result<ApplyReport> {
+    fn rebuild(&self, ruleset: &Ruleset, owners: Owners) -> Result<ApplyReport> {
         let mut state = self.state.borrow_mut();
-        if !adopt && let Some(table) = state.tables.get(&ruleset.table) {
+        if owners == Owners::OursOnly
+            && let Some(table) = state.tables.get(&ruleset.table)
+        {
             table.refuse_unless_ours()?;
         }
         let change = if state.tables.contains_key(&ruleset.table) {
@@ -143,6 +145,15 @@ impl Memory {
             .insert(ruleset.table.clone(), MemoryTable::dockfw(ruleset.clone()));
         Ok(ApplyReport::without_transactions(change, state.generation))
     }
+}
+
+/// Whose table [`Memory::rebuild`] may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owners {
+    /// Only dockfw's own.
+    OursOnly,
+    /// Whoever created it (`adopt`).
+    Any,
 }
 
 impl Backend for Memory {
@@ -164,13 +175,13 @@ impl Tables for Memory {
         let mut state = self.state.borrow_mut();
         let Some(table) = state.tables.get_mut(&ruleset.table) else {
             drop(state);
-            return self.rebuild(ruleset, false);
+            return self.rebuild(ruleset, Owners::OursOnly);
         };
         table.refuse_unless_ours()?;
         if table.flags != 0 {
             // The kernel cannot clear a table's flags in place either.
             drop(state);
-            return self.rebuild(ruleset, false);
+            return self.rebuild(ruleset, Owners::OursOnly);
         }
         if table.ruleset == *ruleset {
             let generation = state.generation;
@@ -190,11 +201,11 @@ impl Tables for Memory {
     }
 
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
-        self.rebuild(ruleset, false)
+        self.rebuild(ruleset, Owners::OursOnly)
     }
 
     fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
-        self.rebuild(ruleset, true)
+        self.rebuild(ruleset, Owners::Any)
     }
 
     fn installed(&mut self, table: &str) -> Result<Option<Ruleset>> {

@@ -75,7 +75,7 @@ pub fn sh(args: &[&str]) {
 
 /// What a probe saw.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ProbeResult {
     /// Connected and got the server's answer.
     Served,
     /// Refused at once (a TCP reset).
@@ -223,7 +223,7 @@ impl Lab {
     }
 
     /// Connects from `source` to `addr:port` with curl; also returns how long it took.
-    pub fn probe(&self, source: &str, addr: &str, port: u16) -> (Outcome, Duration) {
+    pub fn probe(&self, source: &str, addr: &str, port: u16) -> (ProbeResult, Duration) {
         let start = Instant::now();
         let timeout = format!("{}", CONNECT_TIMEOUT.as_secs_f64());
         let code = self
@@ -237,10 +237,10 @@ impl Lab {
             .code()
             .unwrap_or(-1);
         let outcome = match code {
-            0 => Outcome::Served,
-            7 => Outcome::Refused,
-            28 => Outcome::TimedOut,
-            other => Outcome::Other(other),
+            0 => ProbeResult::Served,
+            7 => ProbeResult::Refused,
+            28 => ProbeResult::TimedOut,
+            other => ProbeResult::Other(other),
         };
         (outcome, start.elapsed())
     }
