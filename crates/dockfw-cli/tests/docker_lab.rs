@@ -664,20 +664,20 @@ impl ContainerConnection {
     }
 
     /// Sends a line; `Open` when it comes back within `timeout`.
-    fn exchange(&mut self, timeout: Duration) -> Outcome {
+    fn exchange(&mut self, timeout: Duration) -> ProbeResult {
         use std::io::Write;
         let line = "dockfw-lab container connection";
         if writeln!(self.to_peer, "{line}")
             .and_then(|()| self.to_peer.flush())
             .is_err()
         {
-            return Outcome::Refused;
+            return ProbeResult::Refused;
         }
         match self.from_peer.recv_timeout(timeout) {
-            Ok(echoed) if echoed == line => Outcome::Open,
+            Ok(echoed) if echoed == line => ProbeResult::Open,
             Ok(other) => panic!("the peer sent {other:?} back"),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Outcome::TimedOut,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Outcome::Refused,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => ProbeResult::TimedOut,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => ProbeResult::Refused,
         }
     }
 }
@@ -728,8 +728,8 @@ fn late_judging_lab(prefix: &str, ipv6: bool) {
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         status["rules"][0]["packets"].as_u64().unwrap()
     };
-    use Outcome::*;
-    let exchange = |connection: &mut dockfw_e2e::HeldConnection, want: Outcome, what: &str| {
+    use ProbeResult::*;
+    let exchange = |connection: &mut dockfw_e2e::HeldConnection, want: ProbeResult, what: &str| {
         let timeout = Duration::from_secs(if want == Open { 5 } else { 1 });
         let got = connection.exchange(timeout).unwrap();
         assert_eq!(got, want, "{what}: {}", connection.probe());
