@@ -574,7 +574,15 @@ impl Compiler {
                     rate: limit.rate,
                     burst: limit.burst,
                 };
-                rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
+                // New connections only: a connection created while no dockfw
+                // table existed can never be labelled, so each of its packets
+                // is judged again and must not feed (or be dropped by) a meter
+                // of connection attempts.
+                rules.push(rule(
+                    name,
+                    vec![Match::NfProto(family), Match::CtState(CtState::New), over],
+                    Verdict::Drop,
+                ));
             }
             if let Some(count) = policy_rule.max_connections {
                 let set = self.add_set(
@@ -586,6 +594,9 @@ impl Compiler {
                         timeout_secs: None,
                     }),
                 );
+                // Every packet, new or judged late: the kernel counts a tracked
+                // connection once however often it is seen (nf_conncount skips
+                // a tuple it already holds).
                 let over = Match::SourceConnectionsOver { family, set, count };
                 rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
             }

@@ -443,6 +443,9 @@ pub struct Packet {
     pub untracked: bool,
     /// Whether the connection was destination-NATed.
     pub ct_dnat: bool,
+    /// Whether its source is over every per-source rate (`limit`) a rule
+    /// sets; the rate rule only meters new connections.
+    pub over_rate: bool,
 }
 
 impl Packet {
@@ -465,6 +468,7 @@ impl Packet {
             ct_labelled: false,
             ct_dnat: path == Via::Published,
             untracked: false,
+            over_rate: false,
         }
     }
 
@@ -540,7 +544,8 @@ impl PacketOutcome {
 }
 
 /// Runs `packet` through the base chains of `hook`, lowest priority first,
-/// as the kernel would (assuming no per-source limit is exceeded).
+/// as the kernel would (assuming no `max_connections` is exceeded, and a
+/// `limit` only when `packet.over_rate`).
 pub(crate) fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> PacketOutcome {
     let mut bases: Vec<_> = ruleset
         .chains
@@ -645,7 +650,8 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::DestPort(ports) => !p.ct_dnat && ports.matches(p.dialled_port, ruleset),
         // Logging's rate limit: assume under the rate.
         Match::Limit { .. } => true,
-        // Per-source limits: assume the source stays within them.
-        Match::SourceRateOver { .. } | Match::SourceConnectionsOver { .. } => false,
+        Match::SourceRateOver { .. } => p.over_rate,
+        // Assume the source stays within its connection count.
+        Match::SourceConnectionsOver { .. } => false,
     }
 }

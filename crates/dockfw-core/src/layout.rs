@@ -29,7 +29,8 @@
 //!     goto default-fate
 //! chain label     jumped to by every allow, before its accept
 //!     iifname <pattern> ct label set <bit>   one per interface pattern (see below)
-//! chain rule-N    what rule N decides: counter, [log], [per-source limits], verdict
+//! chain rule-N    what rule N decides: counter, [log], [per-source limits
+//!                 (rate: `ct state new` only)], verdict
 //!                 (a plain drop is one rule, `counter drop`; a plain allow
 //!                 two, `counter jump label`, `accept`: the first counts)
 //! chain default-fate  the default fate: counter, [log], verdict (likewise)
@@ -76,9 +77,17 @@
 //! before the first apply, or while the table was deleted, flushed, dormant
 //! or bypassed by someone's accept. The first rules of both base chains send
 //! their packets in the original direction (client to server), from a
-//! guarded interface, down the same path as a new connection: allowed, the
-//! `label` chain marks it (its later packets take the fast path); denied, the
-//! packet is dropped or rejected, and so is every later one. Replies,
+//! guarded interface, down the same path as a new connection: denied, the
+//! packet is dropped or rejected, and so is every later one; allowed, it is
+//! accepted and the `label` chain tries to mark it. The kernel adds label
+//! storage to a connection only when it is created, and only if some rule
+//! using labels exists then: a connection created while no dockfw table
+//! existed (before the first apply, or while it was deleted) can never be
+//! labelled, so its original-direction packets are judged on every packet
+//! until it ends. Allow or deny is right; the decision's counter counts those
+//! packets; the per-source rate limit matches `ct state new` first, so it
+//! meters new connections only and never drops them (`max_connections`
+//! counts a tracked connection once however often it sees it). Replies,
 //! related packets and connections from other interfaces never take it.
 //! Packets that reach no `rules` (ssh to the host, routed elsewhere) are
 //! never labelled, so they pass these few rules on every packet.

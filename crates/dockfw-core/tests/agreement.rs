@@ -31,6 +31,12 @@ proptest! {
             let hook = path.hook();
             let late = simulate_packet(&ruleset, hook, &Packet::established(connection, *path, false));
             prop_assert_eq!(&late.decision(), &by_policy, "late: {:?} on {:?}\n{}", connection, path, text);
+            // Such a connection can never be labelled, so every packet is
+            // judged: a rule's rate limit meters new connections only and
+            // must not drop it, however busy its source.
+            let busy = Packet { over_rate: true, ..Packet::established(connection, *path, false) };
+            let late_busy = simulate_packet(&ruleset, hook, &busy);
+            prop_assert_eq!(&late_busy, &late, "late over rate: {:?} on {:?}\n{}", connection, path, text);
             // Labelled (judged and admitted when new), a reply or related:
             // the fast path, never judged again.
             let labelled = Packet::established(connection, *path, true);

@@ -1,5 +1,6 @@
 //! Compilation: layout, sets, containers, determinism, normalisation.
 
+use dockfw_core::eval::Packet;
 use dockfw_core::interval::Interval;
 use dockfw_core::layout::{
     CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED,
@@ -7,8 +8,10 @@ use dockfw_core::layout::{
 use dockfw_core::ruleset::{
     Chain, CtState, Family, Hook, IfName, Match, PortMatch, RejectWith, SetElements, Statement, Verdict,
 };
-use dockfw_core::testing::internals::CHAIN_GUARDED;
-use dockfw_core::{Container, Proto, PublishedPort, Ruleset, compile, parse, render};
+use dockfw_core::testing::internals::{CHAIN_GUARDED, simulate_packet};
+use dockfw_core::{
+    Action, Connection, Container, Decision, Proto, PublishedPort, Ruleset, Via, compile, parse, render,
+};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 fn compiled(text: &str, containers: &[Container]) -> Ruleset {
@@ -369,7 +372,7 @@ fn limits_get_per_family_meters_in_the_rules_chain() {
         .rules
         .iter()
         .filter(|r| r.verdict == Some(Verdict::Drop))
-        .map(|r| &r.matches[1])
+        .map(|r| r.matches.last().unwrap())
         .collect();
     assert_eq!(over.len(), 4, "rate and connections, for IPv4 and IPv6");
     assert!(matches!(
@@ -393,6 +396,76 @@ fn limits_get_per_family_meters_in_the_rules_chain() {
     );
     assert!(
         matches!(ruleset.set("rule-1-conns-v6").unwrap().elements, SetElements::Meter(m) if m.timeout_secs.is_none())
+    );
+}
+
+/// A connection created before dockfw's table existed can never be
+/// labelled, so each of its packets is judged again: the rate meter must see
+/// only new connections, or it would drop a long-lived allowed one.
+#[test]
+fn the_rate_limit_meters_only_new_connections() {
+    let ruleset = compiled(
+        &format!(
+            "{GUARD}[[rule]]\nname = \"web\"\nports = 80\nlimit = {{ rate = \"1/second\", burst = 1 }}\n"
+        ),
+        &[],
+    );
+    let chain = ruleset.chain("rule-1").unwrap();
+    let rate_rules: Vec<_> = chain
+        .rules
+        .iter()
+        .filter(|r| {
+            r.matches
+                .iter()
+                .any(|m| matches!(m, Match::SourceRateOver { .. }))
+        })
+        .collect();
+    assert_eq!(rate_rules.len(), 2, "one per family");
+    for rule in &rate_rules {
+        assert_eq!(rule.matches[1], Match::CtState(CtState::New), "{rule:?}");
+        assert_eq!(rule.verdict, Some(Verdict::Drop));
+    }
+    assert!(
+        render(&ruleset).contains("ct state new update @rule-1-rate-v4"),
+        "{}",
+        render(&ruleset)
+    );
+
+    let connection = Connection {
+        interface: "eth0".into(),
+        source: "198.51.100.7".parse().unwrap(),
+        dialled: Some("203.0.113.1".parse().unwrap()),
+        port: 80,
+        proto: Proto::Tcp,
+    };
+    let hook = Via::Published.hook();
+    let new_over = Packet {
+        over_rate: true,
+        ..Packet::via(&connection, Via::Published)
+    };
+    let outcome = simulate_packet(&ruleset, hook, &new_over);
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Drop,
+        "a new connection over the rate is dropped"
+    );
+    assert_eq!(outcome.chain.as_deref(), Some("rule-1"));
+    let late_over = Packet {
+        over_rate: true,
+        ..Packet::established(&connection, Via::Published, false)
+    };
+    let outcome = simulate_packet(&ruleset, hook, &late_over);
+    assert_eq!(
+        outcome.verdict,
+        Verdict::Accept,
+        "a late-judged packet skips the meter"
+    );
+    assert_eq!(
+        outcome.decision(),
+        Decision::Rule {
+            name: "web".into(),
+            action: Action::Allow
+        }
     );
 }
 
