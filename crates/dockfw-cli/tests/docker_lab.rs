@@ -707,7 +707,7 @@ fn late_judging_lab(prefix: &str, ipv6: bool) {
     let cut_v6 = IpAddr::V6(addr::INET6_SOURCES[0]);
     let policy = |revoke: bool| {
         format!(
-            "[guard]\ninterfaces = [\"eth0\"]\ndefault = \"drop\"\nrevoke = {revoke}\n\n[[rule]]\nname = \"clients\"\nports = [8081]\nfrom = [\"{kept_v4}\", \"{kept_v6}\"]\n"
+            "[guard]\ninterfaces = [\"eth0\"]\ndefault = \"drop\"\nrevoke = {revoke}\n\n[[rule]]\nname = \"clients\"\nports = [8081]\nfrom = [\"{kept_v4}\", \"{kept_v6}\"]\nlimit = {{ rate = \"1/second\", burst = 1 }}\n"
         )
     };
     let held = |src: IpAddr| {
@@ -786,6 +786,26 @@ fn late_judging_lab(prefix: &str, ipv6: bool) {
     assert!(counted >= 2, "each allowed connection judged: {counted}");
     for connection in [0, 2] {
         exchange(&mut clients[connection], Open, "again");
+    }
+    // Never labelled, so each packet is judged again: the rule's rate limit
+    // (1/second, burst 1) meters new connections only and must not drop
+    // them. TCP would hide a drop by retransmitting, so its counter tells.
+    for round in 0..10 {
+        for connection in [0, 2] {
+            exchange(&mut clients[connection], Open, &format!("quick exchange {round}"));
+        }
+    }
+    let rule_chain = lab.nft("list chain inet dockfw rule-1").unwrap();
+    let rate_drops: Vec<_> = rule_chain
+        .lines()
+        .filter(|l| l.contains("limit rate over"))
+        .collect();
+    assert_eq!(rate_drops.len(), 2, "{rule_chain}");
+    for line in rate_drops {
+        assert!(
+            line.contains("counter packets 0 "),
+            "a held connection hit the rate limit: {line}"
+        );
     }
     clients.retain(|c| ![cut_v4, cut_v6].contains(&c.probe().src));
 
