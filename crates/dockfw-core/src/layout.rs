@@ -166,12 +166,7 @@ pub fn is_layout_chain(name: &str) -> bool {
 /// At most [`MAX_CT_LABELLED_PATTERNS`] for a parsed policy; extra ones get no bit.
 pub(crate) fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
     let mut patterns: Vec<&IfName> = Vec::new();
-    let rules = policy
-        .rules
-        .iter()
-        .filter_map(|rule| rule.interfaces.as_ref())
-        .flatten();
-    for pattern in policy.guard.interfaces.iter().chain(rules) {
+    for pattern in policy.interface_patterns() {
         if !patterns.contains(&pattern) {
             patterns.push(pattern);
         }

@@ -259,6 +259,17 @@ pub struct PublishedPort {
 }
 
 impl Policy {
+    /// Every interface pattern the policy names: the guarded ones, then each
+    /// rule's `interfaces` (repeats included), in file order.
+    pub fn interface_patterns(&self) -> impl Iterator<Item = &IfName> {
+        let rules = self
+            .rules
+            .iter()
+            .filter_map(|rule| rule.interfaces.as_ref())
+            .flatten();
+        self.guard.interfaces.iter().chain(rules)
+    }
+
     /// The rule called `name`.
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.name == name)

@@ -156,12 +156,7 @@ fn interfaces_consistent(matched: &[&IfName], unmatched: &[&IfName], policy: &Po
     let stand_in = |prefix: &str| format!("{prefix}/");
     let consistent = |name: &str| name.starts_with(longest) && !unmatched.iter().any(|p| p.matches(name));
     let mut names = vec![stand_in(longest)];
-    let rules = policy
-        .rules
-        .iter()
-        .filter_map(|rule| rule.interfaces.as_ref())
-        .flatten();
-    for pattern in policy.guard.interfaces.iter().chain(rules) {
+    for pattern in policy.interface_patterns() {
         let name = match pattern {
             IfName::Exact(name) => name.clone(),
             IfName::Prefix(prefix) => stand_in(prefix),
