@@ -42,7 +42,15 @@ fn random_sequences_of_rulesets_apply_onto_one_table() {
         let reader = scope.spawn(|| {
             let mut reader = ns.nft().unwrap();
             let (mut snapshots, mut between, mut torn) = (0u64, 0u64, 0u64);
+            let mut first = true;
             while !stop.load(Ordering::Relaxed) {
+                // The lock is held for a whole read, so that the applying
+                // thread cannot move on meanwhile; between reads it must get
+                // its turn (std's mutex is not fair: re-locking at once can
+                // starve it for minutes).
+                if !std::mem::take(&mut first) {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
                 let allowed = allowed.lock().unwrap();
                 let Some(allowed) = allowed.as_ref() else { continue };
                 let read = |reader: &mut dockfw_nft::Nft| {
