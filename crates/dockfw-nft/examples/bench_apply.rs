@@ -59,6 +59,10 @@ fn main() {
             .unwrap_or(1_000_000);
         return size_row(elements);
     }
+    if std::env::args().nth(1).as_deref() == Some("follow") {
+        let runs = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(5);
+        return follow_rows(runs);
+    }
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
     let script = std::env::temp_dir().join(format!("dockfw-bench-{}.nft", std::process::id()));
     println!(

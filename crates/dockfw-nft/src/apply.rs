@@ -376,7 +376,7 @@ impl Nft {
                     .acked
                     .then(|| step.after.set(name))
                     .flatten()
-                    .map(|set| sent_elems(&set.elements))
+                    .map(|set| (sent_elems(&set.elements), &set.elements))
             };
             let (now, read) = match installed {
                 Some((mut dump, previous)) if step.kind == StepKind::Update && transaction.acked => {
@@ -387,7 +387,7 @@ impl Nft {
                             .then(|| known(&spec.name))
                             .flatten()
                         {
-                            *elems = sent;
+                            *elems = sent.0;
                         }
                     }
                     let installed = Installed {
@@ -404,6 +404,7 @@ impl Nft {
                     let reuse = Some(Reuse {
                         generation: ours,
                         previous: installed.as_ref().map_or(&nothing, |(previous, _)| previous),
+                        previous_decoded: installed.as_ref().map(|(_, i)| &i.ruleset),
                         written: step.written_sets().map(|name| (name, known(name))).collect(),
                     });
                     let read = self.read_decoded(table, reuse)?;

@@ -6,7 +6,7 @@
 
 use crate::encode::{self, TYPE_INET_SERVICE, TYPE_IPV4_ADDR, TYPE_IPV6_ADDR};
 use crate::expr::Expr;
-use crate::ffi::{ChainInfo, Elems, SetSpec};
+use crate::ffi::{ChainInfo, Elems, Key, SetSpec};
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
@@ -116,7 +116,7 @@ pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
 }
 
 /// A set with its dumped `(key, flags)` elements.
-pub(crate) fn set(spec: &SetSpec, elems: Elems) -> Decoded<Set> {
+pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
     // dockfw writes the key byte order only; nft adds typing hints of its
     // own when it loads `plan`'s script. A comment is never dockfw's.
     if let Some(comment) = set_comment(&spec.userdata) {
@@ -211,9 +211,20 @@ impl FromKey for Ipv6Addr {
 /// big-endian, so byte order is numeric order; dump order is not relied on).
 fn intervals<T: FromKey + dockfw_core::interval::Point>(
     set: &str,
-    mut elems: Elems,
+    elems: &[(Key, u32)],
 ) -> Decoded<Vec<Interval<T>>> {
-    elems.sort();
+    // Reads keep elements in key order; anything else is sorted here.
+    let sorted;
+    let mut elems = if elems.is_sorted() {
+        elems
+    } else {
+        sorted = {
+            let mut copy = elems.to_vec();
+            copy.sort();
+            copy
+        };
+        &sorted[..]
+    };
     let end_flag = libc::NFT_SET_ELEM_INTERVAL_END as u32;
     let bad = |what: &str| format!("set `{set}`: {what}");
     let mut out = Vec::with_capacity(elems.len() / 2 + 1);
@@ -223,9 +234,9 @@ fn intervals<T: FromKey + dockfw_core::interval::Point>(
         && flags & end_flag != 0
         && key.iter().all(|&b| b == 0)
     {
-        elems.remove(0);
+        elems = &elems[1..];
     }
-    let mut iter = elems.into_iter().peekable();
+    let mut iter = elems.iter().peekable();
     while let Some((key, flags)) = iter.next() {
         if flags & end_flag != 0 {
             return Err(bad("interval end without a start"));
@@ -774,7 +785,7 @@ mod tests {
             Interval::single(80),
             Interval::new(60000, 65535).unwrap(),
         ]);
-        let mut elems: Vec<(Vec<u8>, u32)> = encode::interval_elements(&elements)
+        let mut elems: Vec<(Key, u32)> = encode::interval_elements(&elements)
             .into_iter()
             .map(|(k, end)| {
                 (
@@ -802,7 +813,7 @@ mod tests {
             userdata: Vec::new(),
             extra: Vec::new(),
         };
-        assert_eq!(set(&spec, elems).unwrap().elements, elements);
+        assert_eq!(set(&spec, &elems.into()).unwrap().elements, elements);
     }
 
     #[test]

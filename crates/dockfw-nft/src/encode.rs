@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::expr::Expr;
-use crate::ffi::{ELEMS_PER_MSG, MsgWriter, SetSpec};
+use crate::ffi::{self, ELEMS_PER_MSG, MsgWriter, SetSpec};
 use crate::op::Op;
 use dockfw_core::interval::{Interval, Point};
 use dockfw_core::ruleset::{
@@ -519,28 +519,28 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
 
 /// Big-endian key bytes of interval points.
 pub(crate) trait Key: Point {
-    fn key(self) -> Vec<u8>;
+    fn key(self) -> ffi::Key;
 }
 impl Key for u16 {
-    fn key(self) -> Vec<u8> {
-        self.to_be_bytes().to_vec()
+    fn key(self) -> ffi::Key {
+        ffi::Key::from_slice(&self.to_be_bytes())
     }
 }
 impl Key for std::net::Ipv4Addr {
-    fn key(self) -> Vec<u8> {
-        self.octets().to_vec()
+    fn key(self) -> ffi::Key {
+        ffi::Key::from_slice(&self.octets())
     }
 }
 impl Key for std::net::Ipv6Addr {
-    fn key(self) -> Vec<u8> {
-        self.octets().to_vec()
+    fn key(self) -> ffi::Key {
+        ffi::Key::from_slice(&self.octets())
     }
 }
 
 /// Kernel elements for inclusive intervals: a start element, then an
 /// interval-end element at `last + 1` (omitted at the top of the range).
-pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(Vec<u8>, bool)> {
-    fn of<T: Key>(intervals: &[Interval<T>]) -> Vec<(Vec<u8>, bool)> {
+pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)> {
+    fn of<T: Key>(intervals: &[Interval<T>]) -> Vec<(ffi::Key, bool)> {
         let mut out = Vec::with_capacity(intervals.len() * 2);
         for interval in intervals {
             out.push((interval.first.key(), false));

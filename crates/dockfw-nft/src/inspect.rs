@@ -146,7 +146,7 @@ fn recognised(name: &str, dump: &TableDump) -> Ruleset {
         chains: Vec::new(),
     };
     for (spec, elems) in &dump.sets {
-        if let Ok(set) = decode::set(spec, elems.clone()) {
+        if let Ok(set) = decode::set(spec, elems) {
             ruleset.sets.push(set);
         }
     }
@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn table(dump: &TableDump) -> InstalledTable {
-        let decoded = crate::read::decode_table("dockfw", dump)
+        let decoded = crate::read::decode_table("dockfw", dump, None)
             .map(|i| i.ruleset)
             .map_err(|e| e.to_string());
         InstalledTable::new("dockfw", dump, decoded.as_ref().map_err(String::as_str))

@@ -11,8 +11,9 @@ use crate::plan::Installed;
 use crate::report::RuleCounter;
 use crate::transact::RequestOutcome;
 use crate::{Error, Nft, Result, decode};
-use dockfw_core::ruleset::Ruleset;
+use dockfw_core::ruleset::{Ruleset, SetElements};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Reads are cheap and only need two agreeing results; allow more tries.
 pub(crate) const READ_ATTEMPTS: u32 = 20;
@@ -73,7 +74,27 @@ pub(crate) fn ensure_ours(table: &str, snapshot: Option<&Snapshot>) -> Result<()
 pub(crate) struct Reuse<'a> {
     pub(crate) generation: u32,
     pub(crate) previous: &'a TableDump,
-    pub(crate) written: HashMap<&'a str, Option<ffi::Elems>>,
+    /// `previous` decoded, when it was: the sets taken from it are not
+    /// decoded again.
+    pub(crate) previous_decoded: Option<&'a Ruleset>,
+    /// The elements each written set holds, when known, with their decoding.
+    pub(crate) written: HashMap<&'a str, Option<(ffi::Elems, &'a SetElements)>>,
+}
+
+impl Reuse<'_> {
+    /// The decoded elements of set `name` whose dumped elements are `elems`,
+    /// if this read took them from what it knew (the same shared list), so
+    /// decoding them again would give these.
+    fn decoded(&self, name: &str, elems: &ffi::Elems) -> Option<&SetElements> {
+        if let Some(Some((sent, elements))) = self.written.get(name) {
+            return Arc::ptr_eq(sent, elems).then_some(*elements);
+        }
+        let (_, known) = self.previous.sets.iter().find(|(s, _)| s.name == name)?;
+        if !Arc::ptr_eq(known, elems) {
+            return None;
+        }
+        Some(&self.previous_decoded?.set(name)?.elements)
+    }
 }
 
 /// What [`Nft`] installed in a table itself, exact: what a read would
@@ -101,17 +122,17 @@ pub(crate) struct Reads {
 /// in the order [`Nft::dump_table`] keeps them.
 pub(crate) fn sent_elems(elements: &dockfw_core::ruleset::SetElements) -> ffi::Elems {
     let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
-    let mut elems: ffi::Elems = crate::encode::interval_elements(elements)
+    let mut elems: Vec<_> = crate::encode::interval_elements(elements)
         .into_iter()
         .map(|(key, is_end)| (key, if is_end { end } else { 0 }))
         .collect();
     elems.sort_unstable();
-    elems
+    elems.into()
 }
 
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
 /// dockfw does not write.
-pub(crate) fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
+pub(crate) fn decode_table(table: &str, dump: &TableDump, reuse: Option<&Reuse<'_>>) -> Result<Installed> {
     let unrecognised = |what: String| Error::Unrecognised {
         table: table.to_string(),
         what,
@@ -131,9 +152,22 @@ pub(crate) fn decode_table(table: &str, dump: &TableDump) -> Result<Installed> {
         if ruleset.set(&spec.name).is_some() {
             return Err(unrecognised(format!("two sets called `{}`", spec.name)));
         }
-        ruleset
-            .sets
-            .push(decode::set(spec, elems.clone()).map_err(unrecognised)?);
+        let known = reuse.and_then(|r| r.decoded(&spec.name, elems));
+        let set = match known {
+            // The set's own attributes are still checked; only the elements,
+            // decoded when they were read or sent, are not decoded again.
+            Some(elements) => {
+                let mut set = decode::set(spec, &ffi::Elems::from([])).map_err(unrecognised)?;
+                if std::mem::discriminant(&set.elements) != std::mem::discriminant(elements) {
+                    decode::set(spec, elems).map_err(unrecognised)?
+                } else {
+                    set.elements = elements.clone();
+                    set
+                }
+            }
+            None => decode::set(spec, elems).map_err(unrecognised)?,
+        };
+        ruleset.sets.push(set);
     }
     for info in &dump.chains {
         if ruleset.chain(&info.name).is_some() {
@@ -236,7 +270,9 @@ impl Nft {
                 previous = None;
                 continue;
             }
-            let decoded = dump.as_ref().map(|dump| decode_table(table, dump));
+            let decoded = dump
+                .as_ref()
+                .map(|dump| decode_table(table, dump, reuse.as_ref()));
             let believable = decoded.as_ref().is_none_or(Result::is_ok);
             let stable = self.generation()? == before;
             let agreed = previous
@@ -299,12 +335,12 @@ impl Nft {
         let mut sets = Vec::new();
         let mut dumped_elements = false;
         for mut spec in specs {
-            let mut elems = Vec::new();
+            let mut elems: ffi::Elems = Vec::new().into();
             let sent = reuse.and_then(|r| r.written.get(spec.name.as_str()));
             let earlier = reuse
                 .filter(|_| sent.is_none())
                 .and_then(|r| r.previous.sets.iter().find(|(s, _)| *s == spec));
-            if let Some(Some(sent)) = sent
+            if let Some(Some((sent, _))) = sent
                 && spec.flags & libc::NFT_SET_EVAL as u32 == 0
             {
                 elems = sent.clone();
@@ -312,15 +348,16 @@ impl Nft {
                 elems = known.clone();
             } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
                 // Meters are filled by the packet path; their elements are not ours.
-                let mut extra = Vec::new();
+                let (mut dumped, mut extra) = (Vec::new(), Vec::new());
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
-                    ffi::parse_elems(msg, &mut elems, &mut extra).map_err(protocol)
+                    ffi::parse_elems(msg, &mut dumped, &mut extra).map_err(protocol)
                 })?;
                 dumped_elements = true;
                 self.reads.element_requests += 1;
                 // Kept in key order, so that dumps compare whatever order
                 // the kernel lists elements in, and match what was sent.
-                elems.sort_unstable();
+                dumped.sort_unstable();
+                elems = dumped.into();
                 // Kept with the set, so a set whose elements hold more than
                 // keys is not dockfw's (and is never reused as one).
                 spec.extra.extend(extra);

@@ -12,7 +12,7 @@ mod parse;
 mod writer;
 
 pub(crate) use parse::{
-    ChainInfo, Elems, FlowtableInfo, ObjectInfo, RuleInfo, TableInfo, parse_chain, parse_elems,
+    ChainInfo, Elems, FlowtableInfo, Key, ObjectInfo, RuleInfo, TableInfo, parse_chain, parse_elems,
     parse_flowtable, parse_gen, parse_object, parse_rule, parse_set, parse_table,
 };
 pub(crate) use writer::{Dump, ELEMS_PER_MSG, MsgWriter, SetSpec};

@@ -205,13 +205,21 @@ fn is_open_interval_hint(udata: &[u8]) -> bool {
     matches!(udata, [UDATA_SET_ELEM_FLAGS, 4, value @ ..] if *value == open)
 }
 
-/// Dumped set elements as `(key, flags)`.
-pub(crate) type Elems = Vec<(Vec<u8>, u32)>;
+/// A set element's key bytes, inline up to 16 (every key dockfw writes).
+pub(crate) type Key = smallvec::SmallVec<[u8; 16]>;
+
+/// Dumped set elements as `(key, flags)`, in key order. Shared: a read
+/// takes the sets nobody wrote from the read before, without copying them.
+pub(crate) type Elems = std::sync::Arc<[(Key, u32)]>;
 
 /// The `(key, flags)` of each element in a `NEWSETELEM` dump message; what
 /// an element holds beyond that (dockfw writes nothing more) goes to
 /// `extra`, in words.
-pub(crate) fn parse_elems(msg: &[u8], out: &mut Elems, extra: &mut Vec<String>) -> Result<(), String> {
+pub(crate) fn parse_elems(
+    msg: &[u8],
+    out: &mut Vec<(Key, u32)>,
+    extra: &mut Vec<String>,
+) -> Result<(), String> {
     let nlh = header(msg)?;
     let obj = Owned::<sys::nftnl_set>::empty();
     // SAFETY: as in `parse_gen`.
@@ -234,7 +242,7 @@ pub(crate) fn parse_elems(msg: &[u8], out: &mut Elems, extra: &mut Vec<String>) 
             } else {
                 0
             };
-            let key = read_bytes(key, len);
+            let key = Key::from_slice(&read_bytes(key, len));
             let elem_is_set = |k: u32| sys::nftnl_set_elem_is_set(e, k as u16);
             // A timeout is content; an expiration only the state it leads to.
             let held = [

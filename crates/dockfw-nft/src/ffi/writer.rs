@@ -283,7 +283,7 @@ impl MsgWriter {
         table: &str,
         set_name: &str,
         delete: bool,
-        elems: &[(Vec<u8>, bool)],
+        elems: &[(super::Key, bool)],
     ) -> &[u8] {
         assert!(elems.len() <= ELEMS_PER_MSG);
         let set = Owned::<sys::nftnl_set>::named(Some(table), set_name);

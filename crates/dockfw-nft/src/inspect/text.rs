@@ -113,7 +113,7 @@ impl View {
             .sets
             .iter()
             .map(|(spec, elems)| {
-                let text = match decode::set(spec, elems.clone()) {
+                let text = match decode::set(spec, elems) {
                     Ok(set) => set_text(&set),
                     Err(_) => foreign_set_text(spec, elems),
                 };
@@ -326,7 +326,7 @@ fn foreign_set_text(spec: &SetSpec, elems: &Elems) -> String {
         out.push_str(&format!("\t\t# {extra}\n"));
     }
     if !elems.is_empty() {
-        let mut sorted = elems.clone();
+        let mut sorted = elems.to_vec();
         sorted.sort();
         let shown: Vec<String> = sorted
             .iter()
