@@ -241,7 +241,7 @@ fn intervals<T: FromKey + dockfw_core::interval::Point>(
         if flags & end_flag != 0 {
             return Err(bad("interval end without a start"));
         }
-        let first = T::from_key(&key).ok_or_else(|| bad("key of the wrong length"))?;
+        let first = T::from_key(key).ok_or_else(|| bad("key of the wrong length"))?;
         let last = match iter.peek() {
             Some((end, flags)) if flags & end_flag != 0 => {
                 let end = T::from_key(end).ok_or_else(|| bad("key of the wrong length"))?;
