@@ -6,7 +6,7 @@ use crate::describe::difference;
 use crate::dump::TableDump;
 use crate::encode;
 use crate::plan::{self, Installed, StepKind};
-use crate::read::{Image, Reuse, Snapshot, ensure_ours, owner_of, sent_elems};
+use crate::read::{Image, Reuse, Snapshot, decode_tolerant, ensure_ours, owner_of, sent_elems};
 use crate::report::{ApplyReport, Change, TransactionKind};
 use crate::transact::{ATTEMPTS, next_generation};
 use crate::{Error, Nft, Owner, Result};
@@ -86,17 +86,32 @@ impl Nft {
         // Taken out: it goes back only when this apply ends knowing the
         // table exactly again.
         let image = self.images.remove(table);
+        let mut tolerated = false;
         let (generation, installed) = match image {
             // Nobody committed since our last commit (or since the commits
             // the embedder told us left the table alone): the image is what
             // a read would return, and every batch below carries this
             // generation, so a commit by anyone meanwhile makes the kernel
             // refuse it and the table is read again.
-            Some(image) if self.read_generation()? == image.generation => {
+            Some(image) if image.stale.is_none() && self.read_generation()? == image.generation => {
                 (image.generation, Some((image.dump, image.installed)))
             }
-            _ => {
-                let (generation, snapshot) = self.read(table, None, true)?;
+            image => {
+                // Others changed the table since the image, and their
+                // notifications were followed (`Nft::note_commit`): the
+                // structure is read again, set elements only where the
+                // notifications could not tell what changed.
+                let now = match &image {
+                    Some(image) if image.stale.is_some() => Some(self.read_generation()?),
+                    _ => None,
+                };
+                let reuse = image
+                    .as_ref()
+                    .zip(now)
+                    .filter(|(image, now)| image.seen() == *now)
+                    .map(|(image, now)| image.reuse(now));
+                let (generation, snapshot) = self.read(table, reuse, true)?;
+                drop(image);
                 // Ownership is decided on this read, and every batch below
                 // carries its generation: a table swapped meanwhile makes
                 // the kernel refuse.
@@ -108,9 +123,16 @@ impl Nft {
                     }
                     Some(Snapshot { dump, decoded }) => match decoded {
                         Ok(installed) => Some((dump, installed)),
-                        Err(Error::Unrecognised { .. }) => {
-                            return self.rebuild(ruleset, Owners::OursOnly, Some(generation));
-                        }
+                        // Rules someone added are deleted in place, by
+                        // handle; anything else unrecognised (objects,
+                        // chains of other kinds, sets) means a rebuild.
+                        Err(Error::Unrecognised { .. }) => match decode_tolerant(table, &dump) {
+                            Ok(installed) => {
+                                tolerated = true;
+                                Some((dump, installed))
+                            }
+                            Err(_) => return self.rebuild(ruleset, Owners::OursOnly, Some(generation)),
+                        },
                         Err(e) => return Err(e),
                     },
                 };
@@ -128,7 +150,11 @@ impl Nft {
             Some(_) => report.change = Change::Updated,
             None => report.change = Change::Created,
         }
-        let mut trail = Trail::default();
+        let mut trail = Trail {
+            // Undoing would mean putting back rules we do not write.
+            interleaved: tolerated,
+            ..Trail::default()
+        };
         let error = match self.converge(
             ruleset,
             generation,
@@ -197,6 +223,7 @@ impl Nft {
                     generation,
                     dump,
                     installed,
+                    stale: None,
                 },
             );
         }
@@ -328,7 +355,7 @@ impl Nft {
                 }
                 std::thread::sleep(Duration::from_millis(1 << refused.min(5)));
                 let started = Instant::now();
-                let (now, read) = self.read_decoded(table, None)?;
+                let (now, read) = self.read_decoded(table, None, mode == Mode::Apply)?;
                 report.verify_time += started.elapsed();
                 if let Some((dump, installed)) = &read
                     && let Owner::Foreign { why } = owner_of(dump, &Ok(installed.clone()))
@@ -405,9 +432,10 @@ impl Nft {
                         generation: ours,
                         previous: installed.as_ref().map_or(&nothing, |(previous, _)| previous),
                         previous_decoded: installed.as_ref().map(|(_, i)| &i.ruleset),
+                        updated: None,
                         written: step.written_sets().map(|name| (name, known(name))).collect(),
                     });
-                    let read = self.read_decoded(table, reuse)?;
+                    let read = self.read_decoded(table, reuse, mode == Mode::Apply)?;
                     drop(installed);
                     read
                 }

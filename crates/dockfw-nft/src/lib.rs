@@ -57,10 +57,22 @@
 //!   is read in full, as without an image. An embedder that sees every
 //!   commit through a [`Monitor`](monitor::Monitor) (the CLI's `watch`)
 //!   feeds them to [`Nft::note_commit`]: a commit right after the trusted
-//!   generation that did not touch the table moves the trust on, one that
-//!   did (or lost notifications, [`Nft::forget_installed`]) drops the image,
-//!   and the next apply reads in full. Any error, [`Nft::replace`],
-//!   [`Nft::adopt`] and [`Nft::remove`] drop it too.
+//!   generation that did not touch the table moves the trust on. One that
+//!   did is followed: the notifications name every object it added or
+//!   deleted, and each set element with its key and flags, so the image's
+//!   set elements are updated from them, and the next apply reads the
+//!   table's structure (chains, set definitions, rules) but dumps the
+//!   elements only of sets the notifications could not account for (a set
+//!   created or deleted, an element holding more than a key). A missed
+//!   commit, a change the monitor cannot read, or lost notifications
+//!   ([`Nft::forget_installed`]) drop the image, and the next apply reads in
+//!   full. Any error, [`Nft::replace`], [`Nft::adopt`] and [`Nft::remove`]
+//!   drop it too.
+//! * **Rules dockfw does not write** (`nft insert rule inet dockfw forward
+//!   accept`) in a table of ours are deleted in place, by handle, in a
+//!   Switch; the table is rebuilt in one transaction only for what cannot be
+//!   edited that way (stateful objects, flowtables, chains or sets of kinds
+//!   dockfw does not write, a dormant table).
 //!
 //!   After a transaction, what is verified: nf_tables commits a batch
 //!   atomically, all or nothing, and ours was pinned to the generation it
@@ -339,18 +351,32 @@ impl Nft {
     /// call [`Nft::forget_installed`].
     pub fn note_commit(&mut self, commit: &monitor::Commit) {
         self.images.retain(|table, image| {
-            let after = commit.generation.wrapping_sub(image.generation) as i32 > 0;
+            let seen = image.seen();
+            let after = commit.generation.wrapping_sub(seen) as i32 > 0;
             if !after {
                 // Ours, or older than what we trust: already seen.
                 return true;
             }
-            if commit.generation == transact::next_generation(image.generation)
-                && !commit.touches(monitor::NfFamily::Inet, table)
-            {
-                image.generation = commit.generation;
+            if commit.generation != transact::next_generation(seen) {
+                // A commit was missed.
+                return false;
+            }
+            if !commit.touches(monitor::NfFamily::Inet, table) {
+                match &mut image.stale {
+                    Some(stale) => stale.seen = commit.generation,
+                    None => image.generation = commit.generation,
+                }
                 return true;
             }
-            false
+            let changes: Vec<_> = commit.changes_to(monitor::NfFamily::Inet, table).collect();
+            // `touches` also counts lost notifications and changes it cannot
+            // place: then nothing in the image can be vouched for.
+            commit.complete
+                && !commit
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c.kind, monitor::Kind::Unknown(_)))
+                && image.follow(commit.generation, &changes)
         });
     }
 

@@ -77,6 +77,12 @@ const NFTA_TABLE: u16 = 1;
 const NFTA_NAME: u16 = 2;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_PAD: u16 = 8;
+const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_GEN_ID: u16 = 1;
 const NFTA_GEN_PROC_PID: u16 = 2;
 const NFTA_GEN_PROC_NAME: u16 = 3;
@@ -217,6 +223,22 @@ pub struct ObjectChange {
     pub name: Option<String>,
     /// The rule's handle, for rules.
     pub handle: Option<u64>,
+    /// For elements: the element, when the notification held exactly one
+    /// that this monitor could read.
+    pub element: Option<Element>,
+}
+
+/// A set element as a notification reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Element {
+    /// Its key, in the set's byte order.
+    pub key: Vec<u8>,
+    /// `NFTA_SET_ELEM_FLAGS` (an interval end: `NFT_SET_ELEM_INTERVAL_END`).
+    pub flags: u32,
+    /// Whether it holds nothing but its key and flags (no data, timeout,
+    /// userdata, expressions, ...), as every element dockfw writes.
+    pub plain: bool,
 }
 
 impl fmt::Display for ObjectChange {
@@ -533,6 +555,10 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
         Kind::Rule => attr(NFTA_RULE_HANDLE).and_then(|v| Some(u64::from_be_bytes(v.try_into().ok()?))),
         _ => None,
     };
+    let element = match kind {
+        Kind::Element => attr(NFTA_SET_ELEM_LIST_ELEMENTS).and_then(only_element),
+        _ => None,
+    };
     // A message that does not name its table is not understood.
     let Some(table) = table else {
         return Some(Notification::Change(unknown(ty, family)));
@@ -544,7 +570,46 @@ fn parse_notification(msg: &[u8]) -> Option<Notification> {
         table,
         name,
         handle,
+        element,
     }))
+}
+
+/// Walks the attributes in `bytes`, as `(kind, value)`.
+fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    NlasIterator::new(bytes)
+        .map_while(|nla: Result<NlaBuffer<&[u8]>, _>| nla.ok())
+        .filter_map(|nla| {
+            let (kind, len) = (nla.kind(), usize::from(nla.length()));
+            Some((kind, nla.into_inner().get(4..len)?))
+        })
+}
+
+/// The one element of an `NFTA_SET_ELEM_LIST_ELEMENTS` list; `None` if the
+/// list holds more than one or an element cannot be read.
+fn only_element(list: &[u8]) -> Option<Element> {
+    let mut elements = attributes(list).filter(|(kind, _)| *kind == NFTA_LIST_ELEM);
+    let (_, element) = elements.next()?;
+    if elements.next().is_some() {
+        return None;
+    }
+    let (mut key, mut flags, mut plain) = (None, 0, true);
+    for (kind, value) in attributes(element) {
+        match kind {
+            NFTA_SET_ELEM_KEY => {
+                key = attributes(value)
+                    .find(|(kind, _)| *kind == NFTA_DATA_VALUE)
+                    .map(|(_, v)| v.to_vec());
+            }
+            NFTA_SET_ELEM_FLAGS => flags = parse_u32_be(value).ok()?,
+            NFTA_SET_ELEM_PAD => {}
+            _ => plain = false,
+        }
+    }
+    Some(Element {
+        key: key?,
+        flags,
+        plain,
+    })
 }
 
 fn unknown(ty: u16, family: NfFamily) -> ObjectChange {
@@ -555,6 +620,7 @@ fn unknown(ty: u16, family: NfFamily) -> ObjectChange {
         table: String::new(),
         name: None,
         handle: None,
+        element: None,
     }
 }
 

@@ -85,6 +85,27 @@ pub(crate) struct Installed {
     pub handles: Vec<Vec<u64>>,
 }
 
+/// The comment of [`foreign_rule`]: a control character, which no rule
+/// dockfw writes holds (`dockfw_core::names`).
+const FOREIGN_RULE: &str = "\u{1}a rule dockfw does not write";
+
+/// A stand-in for a rule dockfw does not write, found in a table of ours
+/// (see [`crate::read::decode_tolerant`]): never equal to a wanted rule, so
+/// the planner deletes it by its handle.
+pub(crate) fn foreign_rule() -> Rule {
+    Rule {
+        comment: FOREIGN_RULE.to_string(),
+        matches: Vec::new(),
+        statements: Vec::new(),
+        verdict: None,
+    }
+}
+
+/// Whether `rule` is a [`foreign_rule`] stand-in.
+pub(crate) fn is_foreign(rule: &Rule) -> bool {
+    rule.comment == FOREIGN_RULE
+}
+
 /// What kind of transaction a step is (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum StepKind {
@@ -593,7 +614,8 @@ fn switch(have: &Installed, want: &Ruleset) -> Result<Step, String> {
         let handles = &have.handles[at];
         // A rule jumping to a chain that is recreated must go too, even if
         // it reads the same: it refers to the old chain object.
-        let stale = |rule: &Rule| jump_target(rule).is_some_and(|t| dropped_set.contains(t));
+        let stale =
+            |rule: &Rule| is_foreign(rule) || jump_target(rule).is_some_and(|t| dropped_set.contains(t));
         let edits = rule_edits(old, rules, stale);
         for old_index in edits.deleted {
             ops.push(Op::DeleteRule {

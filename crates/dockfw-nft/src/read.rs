@@ -6,13 +6,14 @@ use crate::dump::TableDump;
 use crate::expr::Expr;
 use crate::ffi::{self, Dump};
 use crate::inspect::InstalledTable;
+use crate::monitor::{Action, Kind, ObjectChange};
 use crate::owner::{self, Owner};
-use crate::plan::Installed;
+use crate::plan::{self, Installed};
 use crate::report::RuleCounter;
 use crate::transact::RequestOutcome;
 use crate::{Error, Nft, Result, decode};
 use dockfw_core::ruleset::{Ruleset, SetElements};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Reads are cheap and only need two agreeing results; allow more tries.
@@ -79,6 +80,8 @@ pub(crate) struct Reuse<'a> {
     pub(crate) previous_decoded: Option<&'a Ruleset>,
     /// The elements each written set holds, when known, with their decoding.
     pub(crate) written: HashMap<&'a str, Option<(ffi::Elems, &'a SetElements)>>,
+    /// Sets of `previous` whose elements changed since `previous_decoded`.
+    pub(crate) updated: Option<&'a HashSet<String>>,
 }
 
 impl Reuse<'_> {
@@ -90,7 +93,7 @@ impl Reuse<'_> {
             return Arc::ptr_eq(sent, elems).then_some(*elements);
         }
         let (_, known) = self.previous.sets.iter().find(|(s, _)| s.name == name)?;
-        if !Arc::ptr_eq(known, elems) {
+        if !Arc::ptr_eq(known, elems) || self.updated.is_some_and(|u| u.contains(name)) {
             return None;
         }
         Some(&self.previous_decoded?.set(name)?.elements)
@@ -106,6 +109,97 @@ pub(crate) struct Image {
     pub(crate) generation: u32,
     pub(crate) dump: TableDump,
     pub(crate) installed: Installed,
+    /// Other programs' commits to the table since `generation`, followed
+    /// through notifications ([`crate::Nft::note_commit`]).
+    pub(crate) stale: Option<Stale>,
+}
+
+/// What other programs changed in a table since its [`Image`] was exact, as
+/// their notifications said: the structure is read again, but set elements
+/// only where the notifications could not say exactly what changed.
+#[derive(Debug, Default)]
+pub(crate) struct Stale {
+    /// The last generation whose commit was followed.
+    pub(crate) seen: u32,
+    /// Sets whose elements must be dumped again.
+    pub(crate) redump: HashSet<String>,
+    /// Sets whose elements in the image were updated from notifications
+    /// (so the image's decoding of them is out of date).
+    pub(crate) updated: HashSet<String>,
+}
+
+impl Image {
+    /// The last generation the image accounts for.
+    pub(crate) fn seen(&self) -> u32 {
+        self.stale.as_ref().map_or(self.generation, |s| s.seen)
+    }
+
+    /// Follows one commit by another program that changed the table, in
+    /// generation `generation` right after [`Image::seen`]; `false` if the
+    /// image can no longer be kept (a change it cannot account for).
+    pub(crate) fn follow(&mut self, generation: u32, changes: &[&ObjectChange]) -> bool {
+        let stale = self.stale.get_or_insert_with(Stale::default);
+        stale.seen = generation;
+        // Per set, what the commit left of each element it touched, in
+        // commit order: present (added) or not (deleted).
+        let mut elements: HashMap<&str, HashMap<(ffi::Key, u32), bool>> = HashMap::new();
+        for change in changes {
+            match (change.kind, change.name.as_deref()) {
+                (Kind::Table | Kind::Chain | Kind::Rule | Kind::Object | Kind::Flowtable, _) => {}
+                (Kind::Set, Some(set)) => {
+                    stale.redump.insert(set.to_string());
+                }
+                (Kind::Element, Some(set)) => match &change.element {
+                    Some(element) if element.plain => {
+                        let key = (ffi::Key::from_slice(&element.key), element.flags);
+                        let present = change.action == Action::Added;
+                        elements.entry(set).or_default().insert(key, present);
+                    }
+                    _ => {
+                        stale.redump.insert(set.to_string());
+                    }
+                },
+                (Kind::Unknown(_), _) | (Kind::Set | Kind::Element, None) => return false,
+            }
+        }
+        for (set, touched) in elements {
+            if stale.redump.contains(set) {
+                continue;
+            }
+            let Some((_, elems)) = self.dump.sets.iter_mut().find(|(s, _)| s.name == set) else {
+                // Not in the image: a set someone created; dumped anyway.
+                continue;
+            };
+            let mut updated: Vec<_> = elems
+                .iter()
+                .filter(|e| !touched.contains_key(e))
+                .cloned()
+                .collect();
+            updated.extend(touched.into_iter().filter(|(_, p)| *p).map(|(e, _)| e));
+            updated.sort_unstable();
+            *elems = updated.into();
+            stale.updated.insert(set.to_string());
+        }
+        true
+    }
+
+    /// How a read of the table may reuse the image: in generation
+    /// `generation`, the elements of every set the notifications accounted
+    /// for.
+    pub(crate) fn reuse(&self, generation: u32) -> Reuse<'_> {
+        let stale = self.stale.as_ref();
+        Reuse {
+            generation,
+            previous: &self.dump,
+            previous_decoded: Some(&self.installed.ruleset),
+            written: stale
+                .into_iter()
+                .flat_map(|s| &s.redump)
+                .map(|set| (set.as_str(), None))
+                .collect(),
+            updated: stale.map(|s| &s.updated),
+        }
+    }
 }
 
 /// Reads made through one [`Nft`]: dump requests (a table's get included),
@@ -133,6 +227,24 @@ pub(crate) fn sent_elems(elements: &dockfw_core::ruleset::SetElements) -> ffi::E
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
 /// dockfw does not write.
 pub(crate) fn decode_table(table: &str, dump: &TableDump, reuse: Option<&Reuse<'_>>) -> Result<Installed> {
+    decode_with(table, dump, reuse, false)
+}
+
+/// Like [`decode_table`], but a rule dockfw does not write (someone's
+/// `nft insert rule … accept`) decodes as a placeholder
+/// ([`plan::foreign_rule`]) that planning deletes by its handle, so such
+/// tampering is repaired in place rather than by rebuilding the table.
+/// Only for a table already known to be ours.
+pub(crate) fn decode_tolerant(table: &str, dump: &TableDump) -> Result<Installed> {
+    decode_with(table, dump, None, true)
+}
+
+fn decode_with(
+    table: &str,
+    dump: &TableDump,
+    reuse: Option<&Reuse<'_>>,
+    tolerate_rules: bool,
+) -> Result<Installed> {
     let unrecognised = |what: String| Error::Unrecognised {
         table: table.to_string(),
         what,
@@ -177,9 +289,15 @@ pub(crate) fn decode_table(table: &str, dump: &TableDump, reuse: Option<&Reuse<'
     }
     let mut handles = vec![Vec::new(); ruleset.chains.len()];
     for info in &dump.rules {
-        let comment = decode::comment(&info.userdata).map_err(unrecognised)?;
-        let rule = decode::rule(&info.exprs, comment.clone())
-            .map_err(|e| unrecognised(format!("in chain `{}`, rule {comment:?}: {e}", info.chain)))?;
+        let decoded = decode::comment(&info.userdata).and_then(|comment| {
+            decode::rule(&info.exprs, comment.clone())
+                .map_err(|e| format!("in chain `{}`, rule {comment:?}: {e}", info.chain))
+        });
+        let rule = match decoded {
+            Ok(rule) => rule,
+            Err(_) if tolerate_rules => plan::foreign_rule(),
+            Err(e) => return Err(unrecognised(e)),
+        };
         let at = ruleset
             .chains
             .iter()
@@ -218,15 +336,22 @@ impl Nft {
         }))
     }
 
-    /// [`Nft::read`] of a settled table, failing if it cannot be decoded.
+    /// [`Nft::read`] of a settled table, failing if it cannot be decoded
+    /// (with `tolerant`, as [`decode_tolerant`] can).
     pub(crate) fn read_decoded(
         &mut self,
         table: &str,
         reuse: Option<Reuse<'_>>,
+        tolerant: bool,
     ) -> Result<(u32, Option<(TableDump, Installed)>)> {
         let (generation, snapshot) = self.read(table, reuse, true)?;
         let read = snapshot
-            .map(|Snapshot { dump, decoded }| decoded.map(|installed| (dump, installed)))
+            .map(|Snapshot { dump, decoded }| match decoded {
+                Err(Error::Unrecognised { .. }) if tolerant => {
+                    decode_tolerant(table, &dump).map(|installed| (dump, installed))
+                }
+                decoded => decoded.map(|installed| (dump, installed)),
+            })
             .transpose()?;
         Ok((generation, read))
     }

@@ -165,3 +165,87 @@ fn commits_elsewhere_noted_from_the_monitor_keep_the_image() {
     assert!(report.reads >= 1, "{report:?}");
     assert_eq!(nft.installed("dockfw").unwrap(), Some(added));
 }
+
+/// Dump requests that listed set elements, since `before`.
+fn element_dumps(nft: &Nft, before: (u64, u64)) -> u64 {
+    nft.dump_requests().1 - before.1
+}
+
+#[test]
+#[ignore = "needs root"]
+fn tampering_followed_from_the_monitor_is_repaired_without_dumping_elements() {
+    dockfw_nft::testing::require_root();
+    let ns = TestNetns::new().expect("cannot create a network namespace");
+    let mut monitor = Monitor::in_netns(ns.path()).unwrap();
+    let mut nft = ns.nft().unwrap();
+    let ruleset = common::large("dockfw", 10, 1000);
+    nft.apply(&ruleset).unwrap();
+    follow(&mut nft, &mut monitor);
+    // Each kind of tampering the notifications describe exactly: the
+    // structure is read again, no set's elements are dumped, and the
+    // repair leaves exactly the ruleset (checked by a fresh connection,
+    // which reads everything).
+    let tampering = [
+        "insert rule inet dockfw forward accept",
+        "flush chain inet dockfw rule-0",
+        "delete element inet dockfw big-v4 { 10.0.0.0-10.0.0.1 }",
+        "add element inet dockfw big-v4 { 192.0.2.77 }",
+        "add element inet dockfw big-v4 { 198.51.100.0/24 }",
+    ];
+    for command in tampering {
+        ns.exec("nft", [command]);
+        follow(&mut nft, &mut monitor);
+        let before = nft.dump_requests();
+        let report = nft.apply(&ruleset).unwrap_or_else(|e| panic!("{command}: {e}"));
+        assert_eq!(report.change, Change::Updated, "{command}: {report:?}");
+        assert_eq!(element_dumps(&nft, before), 0, "{command}: elements dumped");
+        follow(&mut nft, &mut monitor);
+        assert_eq!(
+            ns.nft().unwrap().installed("dockfw").unwrap().as_ref(),
+            Some(&ruleset),
+            "{command}: not repaired"
+        );
+        // And the image is exact again: nothing to do, nothing read.
+        let report = nft.apply(&ruleset).unwrap();
+        assert_eq!((report.change, report.reads), (Change::Unchanged, 0), "{command}");
+    }
+
+    // Several commits in a row, followed, then one apply.
+    ns.exec("nft", ["delete element inet dockfw big-v4 { 10.0.0.8-10.0.0.9 }"]);
+    ns.exec("nft", ["add element inet dockfw big-v4 { 192.0.2.55 }"]);
+    ns.exec("nft", ["add rule inet dockfw rule-1 drop"]);
+    follow(&mut nft, &mut monitor);
+    let before = nft.dump_requests();
+    assert_eq!(nft.apply(&ruleset).unwrap().change, Change::Updated);
+    assert_eq!(element_dumps(&nft, before), 0);
+    assert_eq!(
+        ns.nft().unwrap().installed("dockfw").unwrap(),
+        Some(ruleset.clone())
+    );
+
+    // An element with more than a key (a timeout) is not followed: that
+    // set is dumped again, and the table still repaired.
+    follow(&mut nft, &mut monitor);
+    ns.exec(
+        "nft",
+        ["add set inet dockfw extra { type ipv4_addr; flags timeout; }"],
+    );
+    ns.exec("nft", ["add element inet dockfw extra { 192.0.2.1 timeout 1h }"]);
+    follow(&mut nft, &mut monitor);
+    nft.apply(&ruleset).unwrap();
+    follow(&mut nft, &mut monitor);
+    assert_eq!(
+        ns.nft().unwrap().installed("dockfw").unwrap(),
+        Some(ruleset.clone())
+    );
+
+    // A commit the monitor did not report to us (not followed): a full read.
+    ns.exec(
+        "nft",
+        ["delete element inet dockfw big-v4 { 10.0.0.12-10.0.0.13 }"],
+    );
+    let before = nft.dump_requests();
+    assert_eq!(nft.apply(&ruleset).unwrap().change, Change::Updated);
+    assert!(element_dumps(&nft, before) >= 1);
+    assert_eq!(ns.nft().unwrap().installed("dockfw").unwrap(), Some(ruleset));
+}

@@ -327,6 +327,15 @@ fn a_table_apply_cannot_update_in_place_is_replaced() {
         ],
     );
     assert!(matches!(nft.installed("dockfw"), Err(Error::Unrecognised { .. })));
+    // ... is deleted in place, by its handle: the rest stays as it is.
+    let report = nft.apply(&base).unwrap();
+    assert_eq!(report.change, Change::Updated);
+    assert_eq!(kinds(&report), [TransactionKind::Switch]);
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(base.clone()));
+
+    // Something else dockfw does not write (a stateful object): rebuilt.
+    ns.exec("nft", ["add", "counter", "inet", "dockfw", "extra"]);
+    assert!(matches!(nft.installed("dockfw"), Err(Error::Unrecognised { .. })));
     let report = nft.apply(&base).unwrap();
     assert_eq!(report.change, Change::Replaced);
     assert_eq!(kinds(&report), [TransactionKind::Replace]);
