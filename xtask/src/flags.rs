@@ -95,9 +95,12 @@ pub(crate) enum BenchPart {
     Compile,
     /// dockfw against `nft -f`, iptables rules in DOCKER-USER and ipset, in
     /// network namespaces: load time, kernel time, peak RSS; new connections
-    /// per second and throughput through a published port; `watch`'s repair
-    /// time (release build; needs root; installs ipset and iperf3).
+    /// per second and throughput through a published port (release build;
+    /// needs root; installs ipset and iperf3).
     Compare,
+    /// `watch`'s repair time after each kind of tampering, at 10 to 100,000
+    /// entries (release build; needs root).
+    Heal,
     /// Runs a command inside a network namespace and prints its wall time,
     /// kernel CPU time and peak RSS (used by `compare`).
     #[command(hide = true)]

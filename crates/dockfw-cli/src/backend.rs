@@ -60,11 +60,15 @@ pub trait Tables {
     fn remove(&mut self, table: &str) -> Result<bool>;
     /// [`Nft::remove_foreign`]: deletes the table whoever it belongs to.
     fn remove_foreign(&mut self, table: &str) -> Result<bool>;
+    /// [`Nft::generation`]: the current ruleset generation.
+    fn generation(&mut self) -> Result<u32>;
     /// [`Nft::note_commit`]: a commit the monitor saw, so that what was
     /// installed stays trusted across commits elsewhere (none by default).
     fn note_commit(&mut self, _commit: &dockfw_nft::monitor::Commit) {}
-    /// [`Nft::forget_installed`]: notifications were lost.
-    fn forget_installed(&mut self) {}
+    /// [`Nft::note_lost_notifications`]: notifications were lost.
+    fn note_lost_notifications(&mut self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// What revoke does with the connection tracker: the methods of
@@ -144,11 +148,15 @@ impl Tables for Nft {
     fn remove_foreign(&mut self, table: &str) -> Result<bool> {
         Nft::remove_foreign(self, table)
     }
+    fn generation(&mut self) -> Result<u32> {
+        Nft::generation(self)
+    }
+
     fn note_commit(&mut self, commit: &dockfw_nft::monitor::Commit) {
         Nft::note_commit(self, commit);
     }
-    fn forget_installed(&mut self) {
-        Nft::forget_installed(self);
+    fn note_lost_notifications(&mut self) -> Result<bool> {
+        Nft::note_lost_notifications(self)
     }
 }
 

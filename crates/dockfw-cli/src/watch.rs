@@ -243,6 +243,9 @@ struct Pending {
     tampering: Vec<Tampering>,
     /// Notifications were lost: what the table holds is unknown.
     overflow: bool,
+    /// Something was committed while notifications were paused for our
+    /// own apply: what the table holds is unknown.
+    unseen: bool,
     /// An apply failed and is retried.
     retry: bool,
 }
@@ -379,7 +382,7 @@ impl<'a> Guard<'a> {
         };
         log(session, "applying (start)");
         let started = Instant::now();
-        let (report, ruleset, revoked) = guard.apply()?;
+        let (report, ruleset, revoked) = guard.apply(true)?;
         guard.print(report, ruleset, revoked, started.elapsed());
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
@@ -409,7 +412,14 @@ impl<'a> Guard<'a> {
     /// Applies the policy to the containers known, records the generation
     /// it left the table in, and (unless `[guard] revoke = false`) cuts the
     /// connections the policy no longer admits, as the one-shot apply does.
-    fn apply(&mut self) -> Result<(ApplyReport, Ruleset, Option<Revoked>)> {
+    ///
+    /// With `quiet`, notifications are paused while it commits: for applies
+    /// that may write whole sets (the first, and repairs of a deleted
+    /// table), for which nf_tables would build one notification per
+    /// element. Commits by others in that window are not reported, so it
+    /// is not used for the small updates of container starts, which must
+    /// not cost a full read when Docker commits at the same moment.
+    fn apply(&mut self, quiet: bool) -> Result<(ApplyReport, Ruleset, Option<Revoked>)> {
         let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
         let revoking = self.parsed.policy.guard.revoke;
         if revoking && self.labels.is_none() {
@@ -421,16 +431,34 @@ impl<'a> Guard<'a> {
                 .flatten()
                 .map(|installed| dockfw_core::revoke::ct_label_map(&installed));
         }
-        let report = self.nft.apply(&ruleset).with_context(|| {
+        // Our own commits need no notifications (we know what we sent),
+        // and nf_tables builds one per set element for every listener: with
+        // a large set that made each commit several times slower.
+        let paused = quiet && self.monitor.pause().is_ok();
+        let result = self.nft.apply(&ruleset);
+        if paused {
+            self.monitor
+                .resume()
+                .context("cannot follow nf_tables any more")?;
+        }
+        let report = result.with_context(|| {
             format!(
                 "cannot install {} into table inet {}",
                 self.session.config_name(),
                 ruleset.table
             )
         })?;
-        self.synced = Some(report.committed_generations().last().unwrap_or(report.generation));
+        let synced = report.committed_generations().last().unwrap_or(report.generation);
+        self.synced = Some(synced);
         // Whatever was pending is now in force.
         self.pending = Pending::default();
+        // A commit by anyone between our last one and resuming was not
+        // reported: if there was one, look again at once.
+        if paused && self.nft.generation().map_or(true, |now| now != synced) {
+            let now = Instant::now();
+            self.pending.unseen = true;
+            self.pending.note(now, now);
+        }
         self.failures = 0;
         self.failing_since = None;
         let new_labels = dockfw_core::revoke::ct_label_map(&ruleset);
@@ -516,6 +544,20 @@ impl<'a> Guard<'a> {
         let now = Instant::now();
         let commit = match event {
             Event::Overflow => {
+                // Typically our own large commit: its element notifications
+                // overflow the buffer while we are busy committing. If
+                // nothing was committed since, nothing was missed.
+                if self.nft.note_lost_notifications().unwrap_or(false) {
+                    self.monitor.loss_accounted_for();
+                    if self.verbose() {
+                        log(
+                            self.session,
+                            "nf_tables notifications were lost (receive buffer overflow), \
+                             but nothing was committed since our last commit",
+                        );
+                    }
+                    return;
+                }
                 log(
                     self.session,
                     &format!(
@@ -525,7 +567,6 @@ impl<'a> Guard<'a> {
                 );
                 self.pending.overflow = true;
                 self.pending.note(now, now);
-                self.nft.forget_installed();
                 return;
             }
             Event::Commit(commit) => commit,
@@ -632,7 +673,7 @@ impl<'a> Guard<'a> {
     fn apply_logged(&mut self, why: &str) -> bool {
         log(self.session, &format!("applying ({why})"));
         let started = Instant::now();
-        match self.apply() {
+        match self.apply(false) {
             Ok((report, ruleset, revoked)) => {
                 self.print(report, ruleset, revoked, started.elapsed());
                 self.last_change = format!("applied ({why}), {}", now_text());
@@ -765,7 +806,14 @@ impl<'a> Guard<'a> {
         if let Some(sibling) = pending.tampering.iter().find(|t| t.by_dockfw) {
             self.follow_policy_file(&sibling.by);
         }
-        match self.apply() {
+        let deleted = pending.overflow
+            || pending.unseen
+            || pending.tampering.iter().any(|t| {
+                t.changes
+                    .iter()
+                    .any(|c| c.kind == Kind::Table && c.action == Action::Deleted)
+            });
+        match self.apply(deleted) {
             Ok((report, _, revoked)) => {
                 let took = since.elapsed();
                 if let Some(revoked) = &revoked {
@@ -780,6 +828,8 @@ impl<'a> Guard<'a> {
                         describe_tampering(&pending.tampering),
                         summarise(by, "others")
                     )
+                } else if pending.unseen {
+                    "after a change made while we were applying".to_string()
                 } else if pending.overflow {
                     "after lost notifications".to_string()
                 } else {

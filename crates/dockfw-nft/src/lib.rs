@@ -381,10 +381,34 @@ impl Nft {
     }
 
     /// Forgets what this connection installed: the next [`Nft::apply`] of
-    /// each table reads it from the kernel first. For when notifications
-    /// were lost.
+    /// each table reads it from the kernel first.
     pub fn forget_installed(&mut self) {
         self.images.clear();
+    }
+
+    /// Tells this connection that a [`Monitor`](monitor::Monitor) lost
+    /// notifications ([`Event::Overflow`](monitor::Event::Overflow)): what
+    /// it installed stays trusted only where nf_tables is still at the
+    /// generation it is exact in, i.e. nobody committed since (the lost
+    /// notifications were of commits it already accounts for, typically
+    /// its own large commit, whose element notifications overflowed the
+    /// buffer). Everything else is forgotten, as by
+    /// [`Nft::forget_installed`].
+    ///
+    /// Returns whether anything it installed is still trusted: then nothing
+    /// was committed since, and the monitor can be told so
+    /// ([`Monitor::loss_accounted_for`](monitor::Monitor::loss_accounted_for)).
+    pub fn note_lost_notifications(&mut self) -> Result<bool> {
+        let now = match self.read_generation() {
+            Ok(now) => now,
+            Err(error) => {
+                self.images.clear();
+                return Err(error);
+            }
+        };
+        self.images
+            .retain(|_, image| image.stale.is_none() && image.generation == now);
+        Ok(!self.images.is_empty())
     }
 
     /// How many dump requests (a table's get included) this connection has

@@ -274,6 +274,8 @@ impl Socket {
 
 /// `NETLINK_ADD_MEMBERSHIP`.
 const NETLINK_ADD_MEMBERSHIP: c_int = 1;
+/// `NETLINK_DROP_MEMBERSHIP`.
+const NETLINK_DROP_MEMBERSHIP: c_int = 2;
 
 impl Socket {
     /// Subscribes to the multicast group `group` (e.g. `NFNLGRP_NFTABLES`).
@@ -282,6 +284,16 @@ impl Socket {
             &self.fd,
             libc::SOL_NETLINK,
             NETLINK_ADD_MEMBERSHIP,
+            group as c_int,
+        )
+    }
+
+    /// Unsubscribes from the multicast group `group`.
+    pub(crate) fn leave_group(&self, group: u32) -> io::Result<()> {
+        setsockopt_int(
+            &self.fd,
+            libc::SOL_NETLINK,
+            NETLINK_DROP_MEMBERSHIP,
             group as c_int,
         )
     }

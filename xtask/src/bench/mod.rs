@@ -1,4 +1,4 @@
-//! `cargo xtask bench [apply|compile|compare] [--quick]`: benchmarks,
+//! `cargo xtask bench [apply|compile|compare|heal] [--quick]`: benchmarks,
 //! written into docs/benchmarks.md.
 //!
 //! - `apply` runs the `bench_apply` example of dockfw-nft (release build, as
@@ -7,7 +7,9 @@
 //! - `compare` ([`compare()`]) runs the release `dockfw-nft` binary, `nft`,
 //!   `iptables-restore`, `ipset` and iperf3 in network namespaces, and draws
 //!   the charts (docs/*.svg).
-//! - no subcommand: all three; with `--quick`, `compare --quick` only.
+//! - `heal` starts `dockfw-nft watch` in network namespaces, tampers with
+//!   its table and times the repair.
+//! - no subcommand: all four; with `--quick`, `compare --quick` only.
 //!
 //! Each writes its own section of docs/benchmarks.md, with the command and the
 //! machine it ran on.
@@ -38,6 +40,15 @@ pub fn run(root: &Path, bench: Bench) -> Result<()> {
                 "cargo xtask bench compare"
             },
         ),
+        Some(BenchPart::Heal) => heal(
+            root,
+            bench.quick,
+            if bench.quick {
+                "cargo xtask bench heal --quick"
+            } else {
+                "cargo xtask bench heal"
+            },
+        ),
         Some(BenchPart::Measure {
             netns,
             command,
@@ -47,7 +58,8 @@ pub fn run(root: &Path, bench: Bench) -> Result<()> {
         None => {
             compile(root)?;
             apply(root)?;
-            compare(root, false, "cargo xtask bench")
+            compare(root, false, "cargo xtask bench")?;
+            heal(root, false, "cargo xtask bench")
         }
     }
 }
@@ -92,6 +104,29 @@ fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
             .unwrap_or("iperf3"),
     );
     write_section(root, "compare", &section)
+}
+
+fn heal(root: &Path, quick: bool, command: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("cargo xtask bench heal needs root (network namespaces)");
+    }
+    crate::packages::ensure(root)?;
+    crate::run("cargo", &["build", "--release", "--quiet", "-p", "dockfw-cli"])?;
+    let binary = crate::target_dir()?.join("release/dockfw-nft");
+    let plan = compare::Plan::new(quick);
+    let started = std::time::Instant::now();
+    let rows = compare::run_heal(&binary, &plan)?;
+    let section = format!(
+        "## Repairing tampering (`{command}`)\n\n\
+         Command: `{command}` (as root; took {:.0} s). {}\n\n{}\n\
+         Machine: {}; {}. The machine was shared with other builds while this ran.\n",
+        started.elapsed().as_secs_f64(),
+        compare::HEAL_METHOD,
+        compare::heal_report(&rows, &plan),
+        machine(),
+        describe("nft", &["--version"]),
+    );
+    write_section(root, "heal", &section)
 }
 
 /// apply-time.svg (log-log, every tool) and connections.svg.

@@ -171,6 +171,10 @@ impl Backend for Memory {
 }
 
 impl Tables for Memory {
+    fn generation(&mut self) -> Result<u32> {
+        Ok(self.state.borrow().generation)
+    }
+
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         let mut state = self.state.borrow_mut();
         let Some(table) = state.tables.get_mut(&ruleset.table) else {
