@@ -192,11 +192,15 @@ impl<'a> Collector<'a> {
     }
 
     /// Errors first, then warnings, each in file order.
-    pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.diagnostics
-            .sort_by(|a, b| (a.severity, &a.location).cmp(&(b.severity, &b.location)));
-        self.diagnostics
+    pub(crate) fn into_sorted(self) -> Vec<Diagnostic> {
+        sorted(self.diagnostics)
     }
+}
+
+/// Errors first, then warnings, each in file order.
+pub(crate) fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics.sort_by(|a, b| (a.severity, &a.location).cmp(&(b.severity, &b.location)));
+    diagnostics
 }
 
 #[cfg(test)]

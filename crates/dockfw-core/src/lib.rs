@@ -89,6 +89,7 @@ pub mod policy;
 pub mod render;
 pub mod revoke;
 pub mod ruleset;
+pub mod sets;
 #[cfg(feature = "proptest")]
 pub mod testing;
 pub mod values;
@@ -99,7 +100,7 @@ pub use eval::{
     Connection, Decision, Explanation, Miss, Via, evaluate, evaluate_ruleset, evaluate_ruleset_via,
     evaluate_via, explain, explain_via,
 };
-pub use parse::{Parsed, parse, parse_bytes};
+pub use parse::{Draft, Parsed, parse, parse_bytes};
 pub use policy::{Action, Container, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};

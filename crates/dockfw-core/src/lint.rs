@@ -1,6 +1,6 @@
 //! Warnings about a valid policy: rules that can never match, sets never used.
 
-use crate::diag::{Collector, Diagnostic, Severity};
+use crate::diag::{Diagnostic, Severity};
 use crate::policy::{AddrMatch, Guard, Policy, PortSet, Rule};
 use crate::ruleset::Proto;
 use crate::values::AddrSet;
@@ -110,7 +110,7 @@ fn merge(
     })
 }
 
-pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
+pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
     let mut earlier_rules = ShadowIndex::default();
     let mut comparisons = 0usize;
     for (index, rule) in policy.rules.iter().enumerate() {
@@ -126,7 +126,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
             }
         }
         if comparisons > MAX_SHADOW_COMPARISONS {
-            out.diagnostics.push(Diagnostic {
+            out.push(Diagnostic {
                 severity: Severity::Warning,
                 location: rule.location.clone(),
                 rule: Some(rule.name.clone()),
@@ -146,7 +146,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
                 .location
                 .as_ref()
                 .map_or(String::new(), |l| format!(" (line {})", l.line));
-            out.diagnostics.push(Diagnostic {
+            out.push(Diagnostic {
                 severity: Severity::Warning,
                 location: rule.location.clone(),
                 rule: Some(rule.name.clone()),
@@ -167,7 +167,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
         .filter_map(|entry| entry.strip_prefix('@'))
         .collect();
     for name in policy.sets.keys().filter(|name| !used.contains(name.as_str())) {
-        out.diagnostics.push(Diagnostic {
+        out.push(Diagnostic {
             severity: Severity::Warning,
             location: None,
             rule: None,
