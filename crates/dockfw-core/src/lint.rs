@@ -115,7 +115,16 @@ pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
     let mut comparisons = 0usize;
     for (index, rule) in policy.rules.iter().enumerate() {
         let mut shadowing = None;
-        for candidate in earlier_rules.candidates(rule) {
+        // A set whose addresses are not all known (skipped, or filled at run
+        // time) would make the rule look narrower than it is.
+        let addresses_known = rule
+            .from
+            .iter()
+            .chain(rule.to.iter())
+            .flat_map(|addrs| addrs.entries.iter())
+            .filter_map(|entry| policy.sets.get(entry.strip_prefix('@')?))
+            .all(|set| set.complete && !set.is_dynamic());
+        for candidate in earlier_rules.candidates(rule).filter(|_| addresses_known) {
             comparisons += 1;
             if comparisons > MAX_SHADOW_COMPARISONS {
                 break;

@@ -61,8 +61,8 @@ pub struct Set {
     /// Each entry as read, with where it came from, in source order.
     #[serde(skip)]
     pub entries: Vec<SetEntry>,
-    /// False when a source was skipped on purpose ([`Content::Skipped`]):
-    /// then `addrs` lacks that source's addresses.
+    /// False when a source was skipped on purpose ([`Content::Skipped`]) or
+    /// could not be read: then `addrs` lacks that source's addresses.
     pub complete: bool,
     /// For each source, how its entries' origins name it: the policy file,
     /// the list as the caller read it (path, URL); empty for names and dynamic.
@@ -483,6 +483,7 @@ pub(crate) fn resolve(
             }
             let content = loaded.take(name, index);
             let at = source.location().clone();
+            let diagnostics_before = diagnostics.len();
             let mut error = |message: String, hint: Option<String>| {
                 diagnostics.push(Diagnostic {
                     severity: Severity::Error,
@@ -534,6 +535,12 @@ pub(crate) fn resolve(
                     format!("its {} source was given the wrong kind of content", source.kind()),
                     None,
                 ),
+            }
+            if diagnostics[diagnostics_before..]
+                .iter()
+                .any(|d| d.severity == Severity::Error)
+            {
+                set.complete = false;
             }
         }
         set.addrs = AddrSet::from_ranges(set.entries.iter().map(|entry| entry.range));
