@@ -670,6 +670,9 @@ fn read_set_sources(
     let refresh_value = keys.take("refresh");
     let dynamic_value = keys.take("dynamic");
     let timeout_value = keys.take("timeout");
+    // A misspelt or mistyped source is one error, not also "no source".
+    let misspelt =
+        !keys.entries.is_empty() || dynamic_value.is_some_and(|value| value.get_ref().as_bool().is_none());
     keys.finish(out);
 
     let key = |field: &str| format!("{name}.{field}");
@@ -788,7 +791,8 @@ fn read_set_sources(
             location: out.map.locate(value.span().start),
         });
     }
-    if entries.is_none() && file.is_none() && url.is_none() && names_value.is_none() && !dynamic {
+    if entries.is_none() && file.is_none() && url.is_none() && names_value.is_none() && !dynamic && !misspelt
+    {
         out.error(
             span,
             None,
