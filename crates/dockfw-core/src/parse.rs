@@ -641,7 +641,7 @@ fn read_set_entries(out: &mut Collector<'_>, name: &str, value: &Value<'_>, set:
         }
         match values::parse_ip_range(text) {
             Ok(range) => {
-                let line = out.map.locate(item.span().start).line;
+                let line = out.map.line(item.span().start);
                 set.entries.push(SetEntry {
                     range,
                     source,
