@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use dockfw_core::layout::{self, Decider};
 use dockfw_core::ruleset::IfName;
+use dockfw_core::sets::Origin;
 use dockfw_core::{Action, Connection, Parsed, Ruleset};
 use dockfw_nft::{ApplyReport, Change};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn check(session: &Session) -> Result<Exit> {
-    let parsed = session.load_policy()?;
+    let parsed = session.check_policy()?;
     let docker = session.docker(&parsed)?;
     let policy = &parsed.policy;
     let foreign = foreign_table(session, &policy.guard.table);
@@ -669,12 +670,14 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
                 .rule(&miss.rule)
                 .is_some_and(|rule| rule.to.is_some() || rule.selects_containers())
         });
+    let memberships = set_memberships(&parsed, &connection);
     if session.global.json {
         let out = serde_json::json!({
             "connection": connection,
             "via": path,
             "explanation": explanation,
             "address_unknown_decides": address_decides,
+            "sets": memberships,
         });
         outln!(session, "{out:#}");
         return Ok(Exit::Success);
@@ -703,6 +706,9 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
             miss.reason
         );
     }
+    for membership in &memberships {
+        outln!(session, "  {membership}");
+    }
     if address_decides {
         outln!(
             session,
@@ -711,6 +717,49 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// An address of the connection that is in a set, and where the set's
+/// entries holding it came from.
+#[derive(Serialize)]
+struct Membership<'a> {
+    address: std::net::IpAddr,
+    set: &'a str,
+    origins: Vec<Origin<'a>>,
+}
+
+impl std::fmt::Display for Membership<'_> {
+    /// "198.51.100.7 is in @blocked, from /etc/dockfw/sets/blocked.netset line 12"
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOWN: usize = 3;
+        write!(f, "{} is in @{}", self.address, self.set)?;
+        for (i, origin) in self.origins.iter().take(SHOWN).enumerate() {
+            write!(f, "{}{origin}", if i == 0 { ", " } else { ", and " })?;
+        }
+        if self.origins.len() > SHOWN {
+            write!(f, ", and {} more entries", self.origins.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+/// The sets the connection's source (and dialled address, if given) are in.
+fn set_memberships<'a>(parsed: &'a Parsed, connection: &Connection) -> Vec<Membership<'a>> {
+    let addresses = std::iter::once(connection.source).chain(connection.dialled);
+    addresses
+        .flat_map(|address| {
+            parsed
+                .policy
+                .sets
+                .iter()
+                .filter(move |(_, set)| set.addrs.contains(address))
+                .map(move |(name, set)| Membership {
+                    address,
+                    set: name,
+                    origins: set.origins_of(address).collect(),
+                })
+        })
+        .collect()
 }
 
 fn guessed_interface(parsed: &Parsed) -> Result<String> {

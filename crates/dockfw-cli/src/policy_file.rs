@@ -1,4 +1,5 @@
-//! Reading the policy file: the one place the CLI reads a policy from disk.
+//! Reading the policy file and the list files its sets name: the one place
+//! the CLI reads a policy from disk.
 //!
 //! Only a regular file of at most [`MAX_POLICY_BYTES`] is read, so that
 //! `--config /dev/zero` (endless), a FIFO without a writer (blocks forever)
@@ -22,8 +23,8 @@ pub enum ReadError {
     Io(io::Error),
     /// A device, FIFO, socket or directory.
     NotRegular(&'static str),
-    /// Larger than [`MAX_POLICY_BYTES`].
-    TooLarge,
+    /// Larger than [`MAX_POLICY_BYTES`]; what it is ("policy", "set file").
+    TooLarge(&'static str),
 }
 
 impl fmt::Display for ReadError {
@@ -31,9 +32,9 @@ impl fmt::Display for ReadError {
         match self {
             Self::Io(error) => write!(f, "{error}"),
             Self::NotRegular(kind) => write!(f, "it is a {kind}, not a regular file"),
-            Self::TooLarge => write!(
+            Self::TooLarge(what) => write!(
                 f,
-                "it is larger than {} MiB, the largest policy dockfw-nft reads",
+                "it is larger than {} MiB, the largest {what} dockfw-nft reads",
                 MAX_POLICY_BYTES >> 20
             ),
         }
@@ -44,8 +45,18 @@ impl std::error::Error for ReadError {}
 
 /// Reads the policy file's bytes.
 pub fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    read_capped(path, "policy")
+}
+
+/// Reads a set's list file (`file = "..."`), under the same rules as the
+/// policy: a 100,000-line list is about 2 MB.
+pub fn read_list(path: &Path) -> Result<Vec<u8>, ReadError> {
+    read_capped(path, "set file")
+}
+
+fn read_capped(path: &Path, what: &'static str) -> Result<Vec<u8>, ReadError> {
     // Look before opening: opening some devices has effects of its own.
-    check(&std::fs::metadata(path).map_err(ReadError::Io)?)?;
+    check(&std::fs::metadata(path).map_err(ReadError::Io)?, what)?;
     // O_NONBLOCK: should the path have become a FIFO since, opening it still
     // returns at once (and the check below refuses it).
     let mut file = File::options()
@@ -54,7 +65,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         .open(path)
         .map_err(ReadError::Io)?;
     let metadata = file.metadata().map_err(ReadError::Io)?;
-    check(&metadata)?;
+    check(&metadata, what)?;
     // The length may change under us: read one byte past the limit to know.
     let mut bytes = Vec::with_capacity(metadata.len().min(MAX_POLICY_BYTES) as usize);
     (&mut file)
@@ -62,12 +73,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
         .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        return Err(ReadError::TooLarge);
+        return Err(ReadError::TooLarge(what));
     }
     Ok(bytes)
 }
 
-fn check(metadata: &Metadata) -> Result<(), ReadError> {
+fn check(metadata: &Metadata, what: &'static str) -> Result<(), ReadError> {
     let kind = metadata.file_type();
     let not_regular = if kind.is_file() {
         None
@@ -88,7 +99,7 @@ fn check(metadata: &Metadata) -> Result<(), ReadError> {
         return Err(ReadError::NotRegular(kind));
     }
     if metadata.len() > MAX_POLICY_BYTES {
-        return Err(ReadError::TooLarge);
+        return Err(ReadError::TooLarge(what));
     }
     Ok(())
 }

@@ -8,10 +8,11 @@ use crate::docker_view::{self, DockerView};
 use crate::output::{self, Console, Verbosity, errln, outln};
 use crate::policy_file;
 use anyhow::{Context, Result, bail};
-use dockfw_core::{Parsed, Ruleset};
+use dockfw_core::sets::{Content, Loaded, SetSource};
+use dockfw_core::{Draft, Parsed, Ruleset};
 use dockfw_nft::monitor::Monitor;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The policy has errors; they were printed.
 #[derive(Debug)]
@@ -28,6 +29,15 @@ impl fmt::Display for PolicyInvalid {
 }
 
 impl std::error::Error for PolicyInvalid {}
+
+/// What the policy is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// To check it: what cannot be loaded yet is skipped, with a warning.
+    Check,
+    /// To enforce or evaluate it: everything loads, or the policy is refused.
+    Enforce,
+}
 
 #[derive(Debug)]
 pub struct Session {
@@ -60,13 +70,30 @@ impl Session {
         self.global.config.display().to_string()
     }
 
-    /// Reads and validates the policy, printing warnings (unless quiet or
-    /// JSON) and errors. `--table` overrides the policy's table.
+    /// Reads and validates the policy and the list files its sets name,
+    /// printing warnings (unless quiet or JSON) and errors, for a command
+    /// that enforces or evaluates it: a set source dockfw-nft cannot load
+    /// yet (`url`, `names`, `dynamic`) is an error, never an empty set.
+    /// `--table` overrides the policy's table.
     pub fn load_policy(&self) -> Result<Parsed> {
+        self.load(Purpose::Enforce)
+    }
+
+    /// Like [`Session::load_policy`], for `check`: sources dockfw-nft cannot
+    /// load yet are warnings, and the rest of the policy is checked.
+    pub fn check_policy(&self) -> Result<Parsed> {
+        self.load(Purpose::Check)
+    }
+
+    fn load(&self, purpose: Purpose) -> Result<Parsed> {
         let path = &self.global.config;
         let bytes =
             policy_file::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
-        match dockfw_core::parse_bytes(&self.config_name(), &bytes) {
+        let parsed = Draft::parse_bytes(&self.config_name(), &bytes).and_then(|draft| {
+            let loaded = self.load_sources(&draft, purpose);
+            draft.resolve(loaded)
+        });
+        match parsed {
             Ok(mut parsed) => {
                 if let Some(table) = &self.global.table {
                     parsed.policy.guard.table = table.clone();
@@ -92,18 +119,65 @@ impl Session {
         }
     }
 
+    /// Reads the sets' list files (a relative path is relative to the
+    /// policy's directory); refuses, or for `check` skips, what cannot be
+    /// loaded yet.
+    fn load_sources(&self, draft: &Draft, purpose: Purpose) -> Loaded {
+        let directory = self.global.config.parent().unwrap_or(Path::new(""));
+        let mut loaded = Loaded::new();
+        for external in draft.external_sources() {
+            let content = match external.source {
+                SetSource::File { path, .. } => {
+                    let path = directory.join(path);
+                    match policy_file::read_list(&path) {
+                        Ok(bytes) => Content::List {
+                            name: path.display().to_string(),
+                            bytes,
+                        },
+                        Err(error) => Content::Failed {
+                            problem: format!("cannot read {}: {error}", path.display()),
+                            hint: None,
+                        },
+                    }
+                }
+                SetSource::Url { .. } => not_yet(
+                    purpose,
+                    "url sources are not supported yet",
+                    "the set was checked without its url",
+                    "download the list (curl -o PATH URL) and write file = \"PATH\" instead",
+                ),
+                SetSource::Names { .. } => not_yet(
+                    purpose,
+                    "names sources are not supported yet",
+                    "the set was checked without its names",
+                    "write the names' addresses under entries = [...] instead",
+                ),
+                // Written in the policy: never external.
+                SetSource::Entries { .. } => continue,
+                SetSource::Dynamic { .. } => not_yet(
+                    purpose,
+                    "dynamic sets are not supported yet",
+                    "the set was checked as empty",
+                    "keep the addresses in a list file (file = \"PATH\") and apply again when it changes",
+                ),
+            };
+            loaded.insert(external.set, external.index, content);
+        }
+        loaded
+    }
+
     /// The table to work on without a policy: `--table`, else the policy's
-    /// (if it can be read), else the default.
+    /// (if it can be read; its sets need not load), else the default.
     pub fn table_without_policy(&self) -> String {
         if let Some(table) = &self.global.table {
             return table.clone();
         }
         policy_file::read(&self.global.config)
             .ok()
-            .and_then(|bytes| dockfw_core::parse_bytes(&self.config_name(), &bytes).ok())
+            .and_then(|bytes| Draft::parse_bytes(&self.config_name(), &bytes).ok())
             .map_or_else(
                 || dockfw_core::policy::DEFAULT_TABLE.to_string(),
-                |p| p.policy.guard.table,
+                |draft| draft.guard().table.clone(),
             )
     }
 
@@ -178,6 +252,20 @@ impl Session {
     /// The ruleset the policy compiles to, given what Docker runs.
     pub fn desired(&self, parsed: &Parsed, docker: &DockerView) -> Ruleset {
         dockfw_core::compile(&parsed.policy, &docker.containers)
+    }
+}
+
+/// The content of a source dockfw-nft cannot load yet: skipped with a
+/// warning for `check`, an error for everything else.
+fn not_yet(purpose: Purpose, problem: &str, checked: &str, hint: &str) -> Content {
+    match purpose {
+        Purpose::Check => Content::Skipped {
+            why: format!("{problem}: {checked}, and every command but check refuses this policy"),
+        },
+        Purpose::Enforce => Content::Failed {
+            problem: problem.to_string(),
+            hint: Some(hint.to_string()),
+        },
     }
 }
 

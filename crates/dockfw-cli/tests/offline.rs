@@ -333,3 +333,207 @@ fn table_option_names_the_table() {
     offline.run(&["remove", "--table", "other"], 0);
     assert_eq!(offline.memory.table("other"), None);
 }
+
+/// A policy whose blocklist is partly a FireHOL-style file beside it.
+const FILE_POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+
+[sets]
+blocked = { entries = ["192.0.2.0/24"], file = "sets/blocked.netset" }
+
+[[rule]]
+name = "blocklist"
+from = "@blocked"
+action = "drop"
+
+[[rule]]
+name = "website"
+ports = [443]
+"#;
+
+const BLOCKED_NETSET: &str =
+    "#\n# blocked\n#\n# ipv4 hash:net ipset\n#\n198.51.100.0/24\n203.0.113.7 ; one host\n2001:db8:bad::/48\n";
+
+impl Offline {
+    /// Writes `text` to `path` under the policy's directory.
+    fn file(&self, path: &str, text: &str) {
+        let path = self.dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+#[test]
+fn a_set_from_a_file_beside_the_policy_plans_applies_and_explains() {
+    let offline = Offline::new();
+    offline.policy(FILE_POLICY);
+    offline.file("sets/blocked.netset", BLOCKED_NETSET);
+
+    let check = offline.run(&["check"], 0);
+    assert_eq!(check.stdout, "policy.toml: ok: 2 rules, 1 set, 0 warnings\n");
+    assert_eq!(check.stderr, "");
+
+    let plan = offline.run(&["plan"], 0);
+    assert!(
+        plan.stdout
+            .contains("elements = { 192.0.2.0/24, 198.51.100.0/24, 203.0.113.7 }"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("elements = { 2001:db8:bad::/48 }"),
+        "{}",
+        plan.stdout
+    );
+
+    offline.run(&["apply"], 0);
+    let installed = offline.table().unwrap().ruleset;
+    let blocked_v4 = installed.set("set-blocked-v4").expect("the set is installed");
+    assert_eq!(blocked_v4.elements.len(), 3);
+
+    let explain = offline.run(&["explain", "--from", "203.0.113.7", "--port", "443"], 0);
+    assert_eq!(
+        explain.stdout,
+        "203.0.113.7 → port 443/tcp on eth0: drop by rule \"blocklist\"\n  \
+         203.0.113.7 is in @blocked, from sets/blocked.netset line 7\n"
+    );
+    let explain = offline.run(&["explain", "--from", "192.0.2.9", "--port", "443"], 0);
+    assert!(
+        explain
+            .stdout
+            .contains("192.0.2.9 is in @blocked, written in policy.toml line 6\n"),
+        "{}",
+        explain.stdout
+    );
+    let json = offline
+        .run(
+            &["explain", "--from", "2001:db8:bad::1", "--port", "443", "--json"],
+            0,
+        )
+        .json();
+    assert_eq!(
+        json["sets"],
+        serde_json::json!([{
+            "address": "2001:db8:bad::1",
+            "set": "blocked",
+            "origins": [{ "source": "file", "path": "sets/blocked.netset", "line": 8 }],
+        }])
+    );
+    // Not in any set: nothing said about sets.
+    let explain = offline.run(&["explain", "--from", "198.18.0.1", "--port", "443"], 0);
+    assert_eq!(
+        explain.stdout,
+        "198.18.0.1 → port 443/tcp on eth0: allow by rule \"website\"\n  \
+         rule \"blocklist\" did not match: source 198.18.0.1 is not in from = [@blocked]\n"
+    );
+
+    // The file is read at each apply.
+    offline.file("sets/blocked.netset", "198.51.100.0/24\n");
+    offline.run(&["apply"], 0);
+    let installed = offline.table().unwrap().ruleset;
+    assert_eq!(installed.set("set-blocked-v4").unwrap().elements.len(), 2);
+    assert!(installed.set("set-blocked-v6").is_none());
+}
+
+#[test]
+fn a_bad_line_in_a_set_file_is_an_error_at_its_file_and_line() {
+    let offline = Offline::new();
+    offline.policy(FILE_POLICY);
+    offline.file(
+        "sets/blocked.netset",
+        "# blocked\n198.51.100.0/24\n  203.0.113.300\n",
+    );
+    for command in ["check", "plan", "apply"] {
+        let refused = offline.run(&[command], 2);
+        assert_eq!(refused.stdout, "", "{command}");
+        assert_eq!(
+            refused.stderr,
+            "sets/blocked.netset:3:3: error: set \"blocked\": \"203.0.113.300\" is not an IP address\n  \
+             hint: an IPv4 address has four numbers 0-255, like 192.0.2.10\n\
+             error: policy.toml has 1 error; nothing was changed\n\
+             hint: fix the errors above; `dockfw-nft check` validates without changing anything\n",
+            "{command}"
+        );
+    }
+    assert_eq!(offline.table(), None);
+}
+
+#[test]
+fn a_set_file_that_cannot_be_read_names_the_set_and_the_path() {
+    let offline = Offline::new();
+    offline.policy(FILE_POLICY);
+    let missing = offline.run(&["plan"], 2);
+    assert!(
+        missing.stderr.starts_with(
+            "policy.toml:6:48: error: set \"blocked\": cannot read sets/blocked.netset: No such file or directory"
+        ),
+        "{}",
+        missing.stderr
+    );
+    // Not a regular file: refused without reading, like the policy.
+    std::fs::create_dir_all(offline.dir.join("sets/blocked.netset")).unwrap();
+    let directory = offline.run(&["apply"], 2);
+    assert!(
+        directory.stderr.starts_with(
+            "policy.toml:6:48: error: set \"blocked\": cannot read sets/blocked.netset: it is a directory, not a regular file"
+        ),
+        "{}",
+        directory.stderr
+    );
+    assert_eq!(offline.table(), None);
+}
+
+#[test]
+fn url_names_and_dynamic_sources_pass_check_but_nothing_enforces_them_yet() {
+    let offline = Offline::new();
+    offline.policy(
+        r#"
+[guard]
+interfaces = ["eth0"]
+
+[sets]
+cdn = { url = "https://www.example.com/ips-v4", refresh = "1d" }
+partners = { names = ["api.partner.example"], refresh = "5m" }
+banned = { dynamic = true, timeout = "1h" }
+
+[[rule]]
+from = ["@banned"]
+action = "drop"
+
+[[rule]]
+from = ["@cdn", "@partners"]
+ports = [443]
+"#,
+    );
+    let check = offline.run(&["check"], 0);
+    assert_eq!(check.stdout, "policy.toml: ok: 2 rules, 3 sets, 3 warnings\n");
+    assert_eq!(
+        check.stderr,
+        "policy.toml:6:15: warning: set \"cdn\": url sources are not supported yet: the set was checked without its url, and every command but check refuses this policy\n\
+         policy.toml:7:22: warning: set \"partners\": names sources are not supported yet: the set was checked without its names, and every command but check refuses this policy\n\
+         policy.toml:8:22: warning: set \"banned\": dynamic sets are not supported yet: the set was checked as empty, and every command but check refuses this policy\n"
+    );
+    for command in [
+        &["plan"][..],
+        &["apply"],
+        &["diff"],
+        &["explain", "--from", "192.0.2.1", "--port", "443"],
+    ] {
+        let refused = offline.run(command, 2);
+        assert_eq!(refused.stdout, "", "{command:?}");
+        for expected in [
+            "policy.toml:6:15: error: set \"cdn\": url sources are not supported yet\n",
+            "policy.toml:7:22: error: set \"partners\": names sources are not supported yet\n",
+            "policy.toml:8:22: error: set \"banned\": dynamic sets are not supported yet\n",
+            "error: policy.toml has 3 errors; nothing was changed\n",
+        ] {
+            assert!(
+                refused.stderr.contains(expected),
+                "{command:?}: {expected:?} not in {}",
+                refused.stderr
+            );
+        }
+    }
+    assert_eq!(offline.table(), None);
+}

@@ -118,6 +118,13 @@ impl<'a> SourceMap<'a> {
         }
     }
 
+    /// The 1-based line of `offset`: cheaper than [`SourceMap::locate`],
+    /// which counts the characters before it on its line.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.line_starts
+            .partition_point(|&start| start <= offset.min(self.text.len()))
+    }
+
     pub(crate) fn locate(&self, offset: usize) -> Location {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
@@ -192,11 +199,15 @@ impl<'a> Collector<'a> {
     }
 
     /// Errors first, then warnings, each in file order.
-    pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.diagnostics
-            .sort_by(|a, b| (a.severity, &a.location).cmp(&(b.severity, &b.location)));
-        self.diagnostics
+    pub(crate) fn into_sorted(self) -> Vec<Diagnostic> {
+        sorted(self.diagnostics)
     }
+}
+
+/// Errors first, then warnings, each in file order.
+pub(crate) fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics.sort_by(|a, b| (a.severity, &a.location).cmp(&(b.severity, &b.location)));
+    diagnostics
 }
 
 #[cfg(test)]
@@ -218,5 +229,8 @@ mod tests {
         // 'ç' is two bytes but one column.
         assert_eq!(map.locate(5).column, 2);
         assert_eq!(map.locate(100).line, 3);
+        for offset in [0, 2, 3, 5, 100] {
+            assert_eq!(map.line(offset), map.locate(offset).line);
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! | step | file | symbols |
 //! |---|---|---|
 //! | the model | `src/policy.rs` | `Policy`, `Guard`, `Rule` (`Rule::selected` for `container`/`labels`) |
-//! | parsed, with file:line:column errors | `src/parse.rs` (the TOML walk), `src/values.rs` (address, port, rate, interface syntax) | [`parse()`], `read_rule`, `read_ports`, `read_addresses`, `read_labels`; `parse_port_range`, `parse_ip_range` |
+//! | parsed, with file:line:column errors | `src/parse.rs` (the TOML walk), `src/values.rs` (address, port, rate, interface syntax), `src/sets.rs` (set sources, list files, origins) | [`parse()`], [`Draft`], `read_rule`, `read_ports`, `read_addresses`, `read_labels`, `read_sets`; `parse_port_range`, `parse_ip_range`, [`sets::parse_list`] |
 //! | validated | `src/parse.rs` (errors), `src/names.rs` (what nft accepts), `src/lint.rs` (warnings) | `check_rule_name`, `check_table_name`, `lint` |
 //! | compiled | `src/compile.rs` → `src/ruleset.rs` (the backend-neutral `Ruleset`), in the chains of `src/layout.rs` | [`compile()`], `dialled_targets`; `Match::DialledPort`, `Match::DialledAddrIn`, `Match::SourceIn`, [`Match::set`](ruleset::Match::set); `layout::rule_chain`, `layout::rule_counter` |
 //! | rendered as nft text | `src/render.rs` | [`render()`], `render_table`, `render_rule` |
@@ -36,7 +36,13 @@
 //! such container running, the rule matches nothing. So a container starting
 //! or stopping changes the compiled ruleset, which `watch` applies again.
 //!
-//! No I/O happens here: callers read files and talk to Docker. With the
+//! No I/O happens here: callers read files and talk to Docker. A policy
+//! whose sets have sources outside it (list files, URLs, DNS names) is read
+//! in two steps: [`Draft::parse`], then the caller loads each of
+//! [`Draft::external_sources`] into a [`sets::Loaded`] and calls
+//! [`Draft::resolve`], which reads lists with [`sets::parse_list`] and keeps
+//! each set entry's origin ([`sets`]). [`parse()`] is both steps with
+//! nothing loaded. With the
 //! feature `proptest`, the `testing` module offers strategies for random
 //! policies, containers and connections.
 //!
@@ -89,6 +95,7 @@ pub mod policy;
 pub mod render;
 pub mod revoke;
 pub mod ruleset;
+pub mod sets;
 #[cfg(feature = "proptest")]
 pub mod testing;
 pub mod values;
@@ -99,7 +106,7 @@ pub use eval::{
     Connection, Decision, Explanation, Miss, Via, evaluate, evaluate_ruleset, evaluate_ruleset_via,
     evaluate_via, explain, explain_via,
 };
-pub use parse::{Parsed, parse, parse_bytes};
+pub use parse::{Draft, Parsed, parse, parse_bytes};
 pub use policy::{Action, Container, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};

@@ -1,6 +1,6 @@
 //! Warnings about a valid policy: rules that can never match, sets never used.
 
-use crate::diag::{Collector, Diagnostic, Severity};
+use crate::diag::{Diagnostic, Severity};
 use crate::policy::{AddrMatch, Guard, Policy, PortSet, Rule};
 use crate::ruleset::Proto;
 use crate::values::AddrSet;
@@ -110,12 +110,21 @@ fn merge(
     })
 }
 
-pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
+pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
     let mut earlier_rules = ShadowIndex::default();
     let mut comparisons = 0usize;
     for (index, rule) in policy.rules.iter().enumerate() {
         let mut shadowing = None;
-        for candidate in earlier_rules.candidates(rule) {
+        // A set whose addresses are not all known (skipped, or filled at run
+        // time) would make the rule look narrower than it is.
+        let addresses_known = rule
+            .from
+            .iter()
+            .chain(rule.to.iter())
+            .flat_map(|addrs| addrs.entries.iter())
+            .filter_map(|entry| policy.sets.get(entry.strip_prefix('@')?))
+            .all(|set| set.complete && !set.is_dynamic());
+        for candidate in earlier_rules.candidates(rule).filter(|_| addresses_known) {
             comparisons += 1;
             if comparisons > MAX_SHADOW_COMPARISONS {
                 break;
@@ -126,7 +135,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
             }
         }
         if comparisons > MAX_SHADOW_COMPARISONS {
-            out.diagnostics.push(Diagnostic {
+            out.push(Diagnostic {
                 severity: Severity::Warning,
                 location: rule.location.clone(),
                 rule: Some(rule.name.clone()),
@@ -146,7 +155,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
                 .location
                 .as_ref()
                 .map_or(String::new(), |l| format!(" (line {})", l.line));
-            out.diagnostics.push(Diagnostic {
+            out.push(Diagnostic {
                 severity: Severity::Warning,
                 location: rule.location.clone(),
                 rule: Some(rule.name.clone()),
@@ -167,7 +176,7 @@ pub(crate) fn lint(policy: &Policy, out: &mut Collector<'_>) {
         .filter_map(|entry| entry.strip_prefix('@'))
         .collect();
     for name in policy.sets.keys().filter(|name| !used.contains(name.as_str())) {
-        out.diagnostics.push(Diagnostic {
+        out.push(Diagnostic {
             severity: Severity::Warning,
             location: None,
             rule: None,

@@ -5,7 +5,7 @@
 //! so that every value keeps its place, lists may be written as a single value,
 //! ports may be integers, and unknown keys get a "did you mean" suggestion.
 
-use crate::diag::{Collector, Diagnostic, PolicyError, Severity};
+use crate::diag::{self, Collector, Diagnostic, PolicyError, Severity};
 use crate::interval;
 use crate::layout::MAX_CT_LABELLED_PATTERNS;
 use crate::lint;
@@ -14,10 +14,12 @@ use crate::policy::{
     Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortEntry, PortSet, Rule,
 };
 use crate::ruleset::{IfName, Proto};
+use crate::sets::{self, ExternalSource, Loaded, Set, SetEntry, SetSource};
 use crate::values::{self, AddrSet, IpRange, ValueError};
 use serde_spanned::Spanned;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 /// A policy read without errors, and the warnings about it.
@@ -34,6 +36,10 @@ const VERSION: i64 = 1;
 
 /// Reads and validates a policy. `file` names the source in diagnostics.
 ///
+/// A policy whose sets have sources outside it (`file`, `url`, `names`) is
+/// an error here, since this crate reads nothing: read it with
+/// [`Draft::parse`], load those sources and [`Draft::resolve`] it.
+///
 /// ```
 /// let parsed = dockfw_core::parse("policy.toml", r#"
 ///     [guard]
@@ -44,35 +50,7 @@ const VERSION: i64 = 1;
 /// assert_eq!(parsed.policy.rules[0].name, "rule 1");
 /// ```
 pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyError> {
-    let mut out = Collector::new(file, text);
-    let document = match DeTable::parse(text) {
-        Ok(document) => document,
-        Err(error) => {
-            let span = error.span().unwrap_or(0..0);
-            out.error(
-                span,
-                None,
-                format!("invalid TOML: {}", error.message().trim_end()),
-                None,
-            );
-            return Err(PolicyError {
-                diagnostics: out.into_sorted(),
-            });
-        }
-    };
-    let policy = read_policy(&mut out, document.get_ref());
-    match policy {
-        Some(policy) if !out.has_errors() => {
-            lint::lint(&policy, &mut out);
-            Ok(Parsed {
-                policy,
-                warnings: out.into_sorted(),
-            })
-        }
-        _ => Err(PolicyError {
-            diagnostics: out.into_sorted(),
-        }),
-    }
+    Draft::parse(file, text)?.resolve(Loaded::new())
 }
 
 /// Reads and validates a policy as read from a file: like [`parse`], but the
@@ -85,30 +63,143 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, PolicyError> {
 /// assert_eq!((location.line, location.column), (2, 19));
 /// ```
 pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Parsed, PolicyError> {
-    let error = match std::str::from_utf8(bytes) {
-        Ok(text) => return parse(file, text),
-        Err(error) => error,
-    };
-    let valid = error.valid_up_to();
-    let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
-    let mut out = Collector::new(file, before);
-    let bad: Vec<String> = bytes[valid..]
+    Draft::parse_bytes(file, bytes)?.resolve(Loaded::new())
+}
+
+/// A policy read and validated, but whose sets' sources outside the policy
+/// (`file`, `url`, `names`, `dynamic`) are not loaded yet: the caller loads
+/// each of [`Draft::external_sources`] (this crate does no I/O) and
+/// [`Draft::resolve`]s it into the [`Parsed`] policy. See [`crate::sets`].
+#[derive(Debug, Clone)]
+pub struct Draft {
+    policy: Policy,
+    /// Warnings so far.
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Draft {
+    /// Reads and validates a policy; `file` names the source in diagnostics.
+    pub fn parse(file: &str, text: &str) -> Result<Self, PolicyError> {
+        let mut out = Collector::new(file, text);
+        let document = match DeTable::parse(text) {
+            Ok(document) => document,
+            Err(error) => {
+                let span = error.span().unwrap_or(0..0);
+                out.error(
+                    span,
+                    None,
+                    format!("invalid TOML: {}", error.message().trim_end()),
+                    None,
+                );
+                return Err(PolicyError {
+                    diagnostics: out.into_sorted(),
+                });
+            }
+        };
+        match read_policy(&mut out, document.get_ref()) {
+            Some(policy) if !out.has_errors() => Ok(Self {
+                policy,
+                diagnostics: out.diagnostics,
+            }),
+            _ => Err(PolicyError {
+                diagnostics: out.into_sorted(),
+            }),
+        }
+    }
+
+    /// Like [`Draft::parse`], for bytes that must first be UTF-8 (see [`parse_bytes`]).
+    pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Self, PolicyError> {
+        let error = match std::str::from_utf8(bytes) {
+            Ok(text) => return Self::parse(file, text),
+            Err(error) => error,
+        };
+        let valid = error.valid_up_to();
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        let mut out = Collector::new(file, before);
+        let bad: Vec<String> = bytes[valid..]
+            .iter()
+            .take(error.error_len().unwrap_or(bytes.len() - valid).min(4))
+            .map(|byte| format!("0x{byte:02x}"))
+            .collect();
+        out.error(
+            valid..valid,
+            None,
+            format!(
+                "the policy is not UTF-8 text: {} is not valid UTF-8",
+                bad.join(" ")
+            ),
+            "save the policy as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".to_string(),
+        );
+        Err(PolicyError {
+            diagnostics: out.into_sorted(),
+        })
+    }
+
+    /// The `[guard]` section, complete already (it needs nothing loaded).
+    pub fn guard(&self) -> &Guard {
+        &self.policy.guard
+    }
+
+    /// Every set source to load before [`Draft::resolve`], by set name then
+    /// in the order written.
+    pub fn external_sources(&self) -> impl Iterator<Item = ExternalSource<'_>> {
+        self.policy.sets.iter().flat_map(|(name, set)| {
+            set.sources
+                .iter()
+                .enumerate()
+                .filter(|(_, source)| source.is_external())
+                .map(move |(index, source)| ExternalSource {
+                    set: name,
+                    index,
+                    source,
+                })
+        })
+    }
+
+    /// Reads the loaded sources into the sets (a bad line of a list is an
+    /// error at its file:line:column), completes the rules' addresses, and
+    /// checks the whole policy. A `file`, `url` or `names` source missing
+    /// from `loaded` is an error: a set is never silently empty.
+    pub fn resolve(self, loaded: Loaded) -> Result<Parsed, PolicyError> {
+        let Self {
+            mut policy,
+            mut diagnostics,
+        } = self;
+        sets::resolve(&mut policy.sets, loaded, &mut diagnostics);
+        let has_errors = |d: &[Diagnostic]| d.iter().any(|d| d.severity == Severity::Error);
+        if has_errors(&diagnostics) {
+            return Err(PolicyError {
+                diagnostics: diag::sorted(diagnostics),
+            });
+        }
+        for rule in &mut policy.rules {
+            for addresses in [rule.from.as_mut(), rule.to.as_mut()].into_iter().flatten() {
+                add_set_addresses(addresses, &policy.sets);
+            }
+        }
+        lint::lint(&policy, &mut diagnostics);
+        Ok(Parsed {
+            policy,
+            warnings: diag::sorted(diagnostics),
+        })
+    }
+}
+
+/// Adds to a rule's `from` or `to` the addresses of the sets it names.
+fn add_set_addresses(addresses: &mut AddrMatch, sets: &BTreeMap<String, Set>) {
+    for name in addresses
+        .entries
         .iter()
-        .take(error.error_len().unwrap_or(bytes.len() - valid).min(4))
-        .map(|byte| format!("0x{byte:02x}"))
-        .collect();
-    out.error(
-        valid..valid,
-        None,
-        format!(
-            "the policy is not UTF-8 text: {} is not valid UTF-8",
-            bad.join(" ")
-        ),
-        "save the policy as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)".to_string(),
-    );
-    Err(PolicyError {
-        diagnostics: out.into_sorted(),
-    })
+        .filter_map(|entry| entry.strip_prefix('@'))
+    {
+        if let Some(set) = sets.get(name) {
+            addresses.addrs = if addresses.addrs.is_empty() {
+                set.addrs.clone()
+            } else {
+                addresses.addrs.union(&set.addrs)
+            };
+        }
+    }
 }
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -120,14 +211,14 @@ struct TableReader<'t, 'i> {
     taken: BTreeMap<String, usize>,
     known: &'static [&'static str],
     rule: Option<String>,
-    section: &'static str,
+    section: String,
 }
 
 impl<'t, 'i> TableReader<'t, 'i> {
     fn new(
         table: &'t DeTable<'i>,
         known: &'static [&'static str],
-        section: &'static str,
+        section: impl Into<String>,
         rule: Option<String>,
     ) -> Self {
         let entries = table
@@ -139,7 +230,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
             taken: BTreeMap::new(),
             known,
             rule,
-            section,
+            section: section.into(),
         }
     }
 
@@ -493,7 +584,7 @@ fn read_action(
     }
 }
 
-fn read_sets(out: &mut Collector<'_>, table: &DeTable<'_>) -> BTreeMap<String, AddrSet> {
+fn read_sets(out: &mut Collector<'_>, table: &DeTable<'_>) -> BTreeMap<String, Set> {
     let mut sets = BTreeMap::new();
     for (key, value) in table {
         let name = key.get_ref().as_ref();
@@ -501,44 +592,250 @@ fn read_sets(out: &mut Collector<'_>, table: &DeTable<'_>) -> BTreeMap<String, A
             out.error(key.span(), None, error.problem, error.hint);
             continue;
         }
-        let items: Vec<&Value<'_>> = match value.get_ref() {
-            DeValue::Array(items) => items.iter().collect(),
-            DeValue::String(_) => vec![value],
+        let mut set = Set::new(out.map.locate(value.span().start));
+        match value.get_ref() {
+            DeValue::Array(_) | DeValue::String(_) => read_set_entries(out, name, value, &mut set),
+            DeValue::Table(sources) => read_set_sources(out, name, sources, value.span(), &mut set),
             _ => {
-                type_error(out, value, None, name, "a list of addresses");
-                continue;
-            }
-        };
-        if items.is_empty() {
-            out.warning(
-                value.span(),
-                None,
-                format!("set \"{name}\" is empty and matches nothing"),
-                None,
-            );
-        }
-        let mut ranges = Vec::new();
-        for item in items {
-            let Some(text) = read_string(out, item, None, name) else {
-                continue;
-            };
-            if text.trim().starts_with('@') || text.trim().eq_ignore_ascii_case("any") {
-                out.error(
-                    item.span(),
+                type_error(
+                    out,
+                    value,
                     None,
-                    format!("set \"{name}\": {text:?} cannot stand in a set"),
-                    "sets hold addresses, CIDRs and ranges; list sets side by side in a rule's \"from\" instead".to_string(),
+                    name,
+                    "a list of addresses or a table of sources like { file = \"blocked.netset\" }",
                 );
                 continue;
             }
-            match values::parse_ip_range(text) {
-                Ok(range) => ranges.push(range),
-                Err(error) => value_error(out, item.span(), None, &format!("set \"{name}\""), error),
-            }
         }
-        sets.insert(name.to_string(), AddrSet::from_ranges(ranges));
+        sets.insert(name.to_string(), set);
     }
     sets
+}
+
+/// The keys of a set written as a table of sources.
+const SET_KEYS: &[&str] = &["entries", "file", "url", "names", "refresh", "dynamic", "timeout"];
+
+/// A set's addresses written in the policy (an inline list, or `entries`):
+/// one source, each entry with its line.
+fn read_set_entries(out: &mut Collector<'_>, name: &str, value: &Value<'_>, set: &mut Set) {
+    let items: Vec<&Value<'_>> = match value.get_ref() {
+        DeValue::Array(items) => items.iter().collect(),
+        _ => vec![value],
+    };
+    let source = set.add_source(SetSource::Entries {
+        location: out.map.locate(value.span().start),
+    });
+    for item in items {
+        let Some(text) = read_string(out, item, None, name) else {
+            continue;
+        };
+        if text.trim().starts_with('@') || text.trim().eq_ignore_ascii_case("any") {
+            out.error(
+                item.span(),
+                None,
+                format!("set \"{name}\": {text:?} cannot stand in a set"),
+                "sets hold addresses, CIDRs and ranges; list sets side by side in a rule's \"from\" instead"
+                    .to_string(),
+            );
+            continue;
+        }
+        match values::parse_ip_range(text) {
+            Ok(range) => {
+                let line = out.map.line(item.span().start);
+                set.entries.push(SetEntry {
+                    range,
+                    source,
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                });
+            }
+            Err(error) => value_error(out, item.span(), None, &format!("set \"{name}\""), error),
+        }
+    }
+}
+
+/// A set written as a table of sources: `entries`, `file`, `url`, `names`
+/// (with `refresh`) combine; `dynamic` (with `timeout`) stands alone.
+fn read_set_sources(
+    out: &mut Collector<'_>,
+    name: &str,
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    set: &mut Set,
+) {
+    let mut keys = TableReader::new(table, SET_KEYS, format!("set \"{name}\""), None);
+    let entries = keys.take("entries");
+    let file = keys.take("file");
+    let url = keys.take("url");
+    let names_value = keys.take("names");
+    let refresh_value = keys.take("refresh");
+    let dynamic_value = keys.take("dynamic");
+    let timeout_value = keys.take("timeout");
+    // A misspelt or mistyped source is one error, not also "no source".
+    let misspelt =
+        !keys.entries.is_empty() || dynamic_value.is_some_and(|value| value.get_ref().as_bool().is_none());
+    keys.finish(out);
+
+    let key = |field: &str| format!("{name}.{field}");
+    let refresh = refresh_value.and_then(|value| read_duration(out, value, name, "refresh"));
+    if let Some(value) = entries {
+        match value.get_ref() {
+            DeValue::Array(_) | DeValue::String(_) => read_set_entries(out, name, value, set),
+            _ => type_error(out, value, None, &key("entries"), "a list of addresses"),
+        }
+    }
+    if let Some(value) = file
+        && let Some(path) = read_string(out, value, None, &key("file"))
+    {
+        if path.trim().is_empty() {
+            out.error(
+                value.span(),
+                None,
+                format!("set \"{name}\": \"file\" is empty"),
+                "write the list's path, like file = \"/etc/dockfw/sets/blocked.netset\" (a relative path is relative to the policy's directory)".to_string(),
+            );
+        } else {
+            set.add_source(SetSource::File {
+                path: path.to_string(),
+                location: out.map.locate(value.span().start),
+            });
+        }
+    }
+    if let Some(value) = url
+        && let Some(text) = read_string(out, value, None, &key("url"))
+    {
+        match values::check_url(text) {
+            Ok(()) => {
+                set.add_source(SetSource::Url {
+                    url: text.trim().to_string(),
+                    refresh,
+                    location: out.map.locate(value.span().start),
+                });
+            }
+            Err(error) => value_error(out, value.span(), None, &format!("set \"{name}\": url"), error),
+        }
+    }
+    if let Some(value) = names_value
+        && value.get_ref().as_array().is_some_and(|items| items.is_empty())
+    {
+        out.error(
+            value.span(),
+            None,
+            format!("set \"{name}\": \"names\" is an empty list"),
+            "list at least one name, like names = [\"api.partner.example\"], or remove \"names\"".to_string(),
+        );
+    } else if let Some(value) = names_value
+        && let Some(items) = read_list(out, value, None, &key("names"))
+    {
+        let mut names = Vec::new();
+        for item in items {
+            let Some(text) = read_string(out, item, None, &key("names")) else {
+                continue;
+            };
+            match values::check_host_name(text) {
+                Ok(()) => names.push(text.trim().to_string()),
+                Err(error) => value_error(out, item.span(), None, &format!("set \"{name}\": names"), error),
+            }
+        }
+        set.add_source(SetSource::Names {
+            names,
+            refresh,
+            location: out.map.locate(value.span().start),
+        });
+    }
+    if let Some(value) = refresh_value
+        && url.is_none()
+        && names_value.is_none()
+    {
+        out.error(
+            value.span(),
+            None,
+            format!("set \"{name}\": \"refresh\" applies to url and names sources"),
+            "remove \"refresh\" (files and entries are read at each apply)".to_string(),
+        );
+    }
+
+    let dynamic = read_bool(out, dynamic_value, None, &key("dynamic"));
+    let timeout = timeout_value.and_then(|value| read_duration(out, value, name, "timeout"));
+    if let Some(value) = timeout_value
+        && !dynamic
+    {
+        out.error(
+            value.span(),
+            None,
+            format!("set \"{name}\": \"timeout\" applies to dynamic sets"),
+            "add dynamic = true, or remove \"timeout\"".to_string(),
+        );
+    }
+    if let Some(value) = dynamic_value
+        && dynamic
+    {
+        for (field, other) in [
+            ("entries", entries),
+            ("file", file),
+            ("url", url),
+            ("names", names_value),
+        ] {
+            if let Some(other) = other {
+                out.error(
+                    other.span(),
+                    None,
+                    format!("set \"{name}\": a dynamic set is filled at run time and cannot also have \"{field}\""),
+                    format!(
+                        "remove \"{field}\", or put those addresses in a set of their own and list both in the rule, like from = [\"@{name}\", \"@{name}-static\"]"
+                    ),
+                );
+            }
+        }
+        set.add_source(SetSource::Dynamic {
+            timeout,
+            location: out.map.locate(value.span().start),
+        });
+    }
+    if entries.is_none() && file.is_none() && url.is_none() && names_value.is_none() && !dynamic && !misspelt
+    {
+        out.error(
+            span,
+            None,
+            format!("set \"{name}\" has no source"),
+            "give it entries = [\"192.0.2.0/24\"], file = \"PATH\", url = \"https://…\", names = [\"host.example\"] or dynamic = true".to_string(),
+        );
+    }
+}
+
+/// `refresh`, `timeout`: a duration like "30s", "5m", "1h", "1d".
+fn read_duration(out: &mut Collector<'_>, value: &Value<'_>, set: &str, key: &str) -> Option<Duration> {
+    let Some(text) = value.get_ref().as_str() else {
+        type_error(
+            out,
+            value,
+            None,
+            &format!("{set}.{key}"),
+            "a duration like \"1h\"",
+        );
+        return None;
+    };
+    let hint = "write a number and a unit, like \"30s\", \"5m\", \"1h\" or \"1d\"".to_string();
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if duration.is_zero() => {
+            out.error(
+                value.span(),
+                None,
+                format!("set \"{set}\": {key} {text:?} must be longer than zero"),
+                hint,
+            );
+            None
+        }
+        Ok(duration) => Some(duration),
+        Err(_) => {
+            out.error(
+                value.span(),
+                None,
+                format!("set \"{set}\": {key} {text:?} is not a duration"),
+                hint,
+            );
+            None
+        }
+    }
 }
 
 /// `from` / `to`: "any", "@set", address, CIDR or range. `None` means any.
@@ -547,7 +844,7 @@ fn read_addresses(
     value: &Value<'_>,
     rule: &str,
     key: &str,
-    sets: &BTreeMap<String, AddrSet>,
+    sets: &BTreeMap<String, Set>,
 ) -> Result<Option<AddrMatch>, ()> {
     let items = read_list(out, value, Some(rule), key).ok_or(())?;
     let mut ok = true;
@@ -555,7 +852,6 @@ fn read_addresses(
     let mut entries = Vec::new();
     let mut refs = Vec::new();
     let mut ranges: Vec<IpRange> = Vec::new();
-    let mut addrs = AddrSet::default();
     for item in &items {
         let Some(text) = read_string(out, item, Some(rule), key) else {
             ok = false;
@@ -566,11 +862,10 @@ fn read_addresses(
         if text.eq_ignore_ascii_case("any") {
             any = Some(item.span());
         } else if let Some(name) = text.strip_prefix('@') {
+            // The set's addresses are added once its sources are loaded
+            // (add_set_addresses).
             match sets.get(name) {
-                Some(set) => {
-                    addrs = addrs.union(set);
-                    refs.push(name.to_string());
-                }
+                Some(_) => refs.push(name.to_string()),
                 None => {
                     let known: Vec<&str> = sets.keys().map(String::as_str).collect();
                     let hint = match known.iter().min_by_key(|k| strsim::levenshtein(k, name)) {
@@ -619,7 +914,7 @@ fn read_addresses(
     Ok(Some(AddrMatch {
         entries,
         only_set,
-        addrs: addrs.union(&AddrSet::from_ranges(ranges)),
+        addrs: AddrSet::from_ranges(ranges),
     }))
 }
 
@@ -735,7 +1030,7 @@ fn read_rule(
     span: Range<usize>,
     index: usize,
     guard: &Guard,
-    sets: &BTreeMap<String, AddrSet>,
+    sets: &BTreeMap<String, Set>,
     seen_names: &mut HashMap<String, Range<usize>>,
 ) -> Option<Rule> {
     let default_name = format!("rule {}", index + 1);

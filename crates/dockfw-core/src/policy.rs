@@ -6,6 +6,7 @@
 use crate::diag::Location;
 use crate::interval::{self, Interval};
 use crate::ruleset::{IfName, Proto, Rate};
+use crate::sets::Set;
 use crate::values::AddrSet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub struct Policy {
     /// Where outside traffic arrives, and what happens when no rule decides.
     pub guard: Guard,
     /// Named address lists, by name.
-    pub sets: BTreeMap<String, AddrSet>,
+    pub sets: BTreeMap<String, Set>,
     /// Rules, judged top to bottom; the first that matches decides.
     pub rules: Vec<Rule>,
 }

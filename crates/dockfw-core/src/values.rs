@@ -28,11 +28,22 @@ impl ValueError {
 /// A contiguous range of addresses of one family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum IpRange {
+pub enum IpRange {
     /// IPv4 addresses.
     V4(Interval<Ipv4Addr>),
     /// IPv6 addresses.
     V6(Interval<Ipv6Addr>),
+}
+
+impl IpRange {
+    /// Whether `addr` is in the range.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self, addr) {
+            (Self::V4(range), IpAddr::V4(a)) => range.first <= a && a <= range.last,
+            (Self::V6(range), IpAddr::V6(a)) => range.first <= a && a <= range.last,
+            _ => false,
+        }
+    }
 }
 
 /// Parses `ADDR`, `ADDR/LEN` or `ADDR-ADDR` (IPv4 or IPv6; IPv6 may be in brackets).
@@ -174,6 +185,61 @@ fn parse_cidr(text: &str, network: &str, len: &str) -> Result<IpRange, ValueErro
             last: Ipv6Addr::from(last),
         }),
     })
+}
+
+/// Checks a set's `url`: http or https, with a host.
+pub(crate) fn check_url(text: &str) -> Result<(), ValueError> {
+    let text = text.trim();
+    let scheme_end = text.find("://").map_or(0, |i| i + 3);
+    let scheme = text[..scheme_end].to_ascii_lowercase();
+    if scheme != "https://" && scheme != "http://" {
+        return Err(ValueError::new(
+            format!("{text:?} is not an https:// or http:// URL"),
+            "write the list's address, like url = \"https://www.cloudflare.com/ips-v4\"".to_string(),
+        ));
+    }
+    let host = text[scheme_end..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if host.is_empty() {
+        return Err(ValueError::new(format!("URL {text:?} has no host"), None));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ValueError::new(
+            format!("URL {text:?} contains {c:?}"),
+            "percent-encode it (a space is %20)".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a DNS name of a set's `names`: labels of letters, digits, '-'
+/// and '_', at most 63 bytes each and 253 in all; a trailing dot is allowed.
+pub(crate) fn check_host_name(text: &str) -> Result<(), ValueError> {
+    let text = text.trim();
+    if parse_ip_range(text).is_ok() {
+        return Err(ValueError::new(
+            format!("{text:?} is an address, not a name"),
+            "write addresses under entries = [...]".to_string(),
+        ));
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let valid_label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(ValueError::new(
+            format!("{text:?} is not a DNS name"),
+            "write a host name like \"api.partner.example\" (letters, digits, '-' and '_' between dots; internationalised names in their xn-- form)".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// A set of IPv4 and IPv6 addresses, normalised per family.

@@ -45,12 +45,12 @@ fn the_reference_example_parses_with_every_field() {
     assert_eq!(policy.guard.table, "dockfw");
     assert_eq!(policy.guard.priority, -5);
     assert_eq!(
-        policy.sets["admins"].v4.len(),
+        policy.sets["admins"].addrs.v4.len(),
         1,
         "two adjacent addresses merge into one interval"
     );
-    assert_eq!(policy.sets["office"].v4.len(), 2);
-    assert_eq!(policy.sets["office"].v6.len(), 1);
+    assert_eq!(policy.sets["office"].addrs.v4.len(), 2);
+    assert_eq!(policy.sets["office"].addrs.v6.len(), 1);
 
     let web = &policy.rules[0];
     assert_eq!(web.name, "public web");

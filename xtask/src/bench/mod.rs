@@ -291,7 +291,10 @@ fn compile(root: &Path) -> Result<()> {
          The rows without set entries (16,000, 32,000 and 500,000 rules, the sizes of\n\
          issue 10) are rules of one TCP port each and nothing else, ports repeating\n\
          past 65,535 rules, so that the later rules are warned about as never matching\n\
-         (*warnings*): the lint at its busiest.\n\
+         (*warnings*): the lint at its busiest. The *list file* row is the 100,000-entry\n\
+         set read from a list file (`big = {{ file = \"big.netset\" }}`, one address a line\n\
+         under a FireHOL-style header) instead of the policy: its *parse + validate*\n\
+         includes parsing the list (already in memory) and recording each entry's origin.\n\
          *parse + validate* is TOML text to a checked, linted policy; *compile* is policy to\n\
          ruleset (sets normalised into sorted, disjoint intervals).\n\n\
          {table}\n\
