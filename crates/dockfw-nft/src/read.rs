@@ -170,14 +170,7 @@ impl Image {
                 // Not in the image: a set someone created; dumped anyway.
                 continue;
             };
-            let mut updated: Vec<_> = elems
-                .iter()
-                .filter(|e| !touched.contains_key(e))
-                .cloned()
-                .collect();
-            updated.extend(touched.into_iter().filter(|(_, p)| *p).map(|(e, _)| e));
-            updated.sort_unstable();
-            *elems = updated.into();
+            *elems = merged(elems, touched).into();
             stale.updated.insert(set.to_string());
         }
         true
@@ -200,6 +193,28 @@ impl Image {
             updated: stale.map(|s| &s.updated),
         }
     }
+}
+
+/// `elems` (in key order) with each touched element present or not as
+/// `touched` says: one merge, no hashing of the (many) untouched ones.
+fn merged(elems: &[(ffi::Key, u32)], touched: HashMap<(ffi::Key, u32), bool>) -> Vec<(ffi::Key, u32)> {
+    let mut changes: Vec<_> = touched.into_iter().collect();
+    changes.sort_unstable();
+    let mut changes = changes.into_iter().peekable();
+    let mut out = Vec::with_capacity(elems.len() + changes.len());
+    for elem in elems {
+        while let Some((change, present)) = changes.next_if(|(change, _)| change < elem) {
+            if present {
+                out.push(change);
+            }
+        }
+        match changes.next_if(|(change, _)| change == elem) {
+            Some((_, false)) => {}
+            _ => out.push(elem.clone()),
+        }
+    }
+    out.extend(changes.filter(|(_, present)| *present).map(|(change, _)| change));
+    out
 }
 
 /// Reads made through one [`Nft`]: dump requests (a table's get included),
@@ -584,5 +599,38 @@ impl Nft {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    fn elem(byte: u8, flags: u32) -> (ffi::Key, u32) {
+        (ffi::Key::from_slice(&[byte]), flags)
+    }
+
+    #[test]
+    fn notified_element_changes_merge_into_the_image() {
+        let elems = [elem(1, 0), elem(3, 0), elem(3, 1), elem(5, 0)];
+        let touched = HashMap::from([
+            (elem(0, 0), true),  // added before everything
+            (elem(1, 0), true),  // added again: present already
+            (elem(3, 0), false), // deleted; its end (flags 1) stays
+            (elem(4, 0), true),  // added between
+            (elem(6, 0), false), // deleted, was never there
+            (elem(7, 1), true),  // added after everything
+        ]);
+        assert_eq!(
+            merged(&elems, touched),
+            [
+                elem(0, 0),
+                elem(1, 0),
+                elem(3, 1),
+                elem(4, 0),
+                elem(5, 0),
+                elem(7, 1)
+            ]
+        );
     }
 }
