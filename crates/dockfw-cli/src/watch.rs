@@ -806,13 +806,13 @@ impl<'a> Guard<'a> {
         if let Some(sibling) = pending.tampering.iter().find(|t| t.by_dockfw) {
             self.follow_policy_file(&sibling.by);
         }
-        let deleted = pending.overflow
-            || pending.unseen
-            || pending.tampering.iter().any(|t| {
-                t.changes
-                    .iter()
-                    .any(|c| c.kind == Kind::Table && c.action == Action::Deleted)
-            });
+        // Not after lost or unseen notifications: the table is then most
+        // likely whole, and pausing again could miss the next commit too.
+        let deleted = pending.tampering.iter().any(|t| {
+            t.changes
+                .iter()
+                .any(|c| c.kind == Kind::Table && c.action == Action::Deleted)
+        });
         match self.apply(deleted) {
             Ok((report, _, revoked)) => {
                 let took = since.elapsed();
