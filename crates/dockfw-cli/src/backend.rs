@@ -60,6 +60,8 @@ pub trait Tables {
     fn remove(&mut self, table: &str) -> Result<bool>;
     /// [`Nft::remove_foreign`]: deletes the table whoever it belongs to.
     fn remove_foreign(&mut self, table: &str) -> Result<bool>;
+    /// [`Nft::keep_images_in_memory_only`]: for a long-lived connection.
+    fn keep_images_in_memory_only(&mut self) {}
     /// [`Nft::generation`]: the current ruleset generation.
     fn generation(&mut self) -> Result<u32>;
     /// [`Nft::note_commit`]: a commit the monitor saw, so that what was
@@ -89,10 +91,14 @@ pub struct Kernel;
 
 impl Backend for Kernel {
     fn tables(&self, netns: Option<&Path>) -> Result<Box<dyn Tables>> {
-        Ok(Box::new(match netns {
+        let mut nft = match netns {
             None => Nft::open()?,
             Some(path) => Nft::in_netns(path)?,
-        }))
+        };
+        // One-shot commands hand what they installed on to the next (see
+        // `Nft::keep_images_on_disk`); watch keeps it in memory.
+        nft.keep_images_on_disk(Nft::IMAGE_DIR);
+        Ok(Box::new(nft))
     }
 
     fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>> {
@@ -150,6 +156,10 @@ impl Tables for Nft {
     }
     fn generation(&mut self) -> Result<u32> {
         Nft::generation(self)
+    }
+
+    fn keep_images_in_memory_only(&mut self) {
+        Nft::keep_images_in_memory_only(self);
     }
 
     fn note_commit(&mut self, commit: &dockfw_nft::monitor::Commit) {

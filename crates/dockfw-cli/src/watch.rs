@@ -358,7 +358,8 @@ impl<'a> Guard<'a> {
     /// Docker and applies: a failure here ends watch (policy error: exit 2,
     /// Docker: 4, kernel: 3).
     fn start(session: &'a Session) -> Result<Self> {
-        let nft = session.nft()?;
+        let mut nft = session.nft()?;
+        nft.keep_images_in_memory_only();
         // Before the first apply, so no commit falls between it and the subscription.
         let monitor = session.monitor()?;
         let parsed = session.load_policy()?;

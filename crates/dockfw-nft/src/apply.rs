@@ -85,7 +85,7 @@ impl Nft {
         let mut report = ApplyReport::new(Change::Unchanged);
         // Taken out: it goes back only when this apply ends knowing the
         // table exactly again.
-        let image = self.images.remove(table);
+        let image = self.images.remove(table).or_else(|| self.image_from_disk(table));
         let mut tolerated = false;
         let (generation, installed) = match image {
             // Nobody committed since our last commit (or since the commits
@@ -217,6 +217,10 @@ impl Nft {
     /// next apply from.
     fn keep_image(&mut self, table: &str, generation: u32, dump: TableDump, installed: Installed) {
         if dump.flags == 0 {
+            if let (Some(disk), Ok(cookie)) = (&self.disk, self.socket.netns_cookie()) {
+                // Best effort: without the file, the next process reads.
+                let _ = disk.save(self.netns, cookie, table, generation, &dump);
+            }
             self.images.insert(
                 table.to_string(),
                 Image {

@@ -68,6 +68,16 @@
 //!   ([`Nft::forget_installed`]) drop the image, and the next apply reads in
 //!   full. Any error, [`Nft::replace`], [`Nft::adopt`] and [`Nft::remove`]
 //!   drop it too.
+//! * **Between processes.** With [`Nft::keep_images_on_disk`] (the CLI's
+//!   one-shot commands use `/run/dockfw-nft`), the set elements of each
+//!   image are also saved, with the generation they hold in, the boot's id
+//!   and the namespace's cookie; a later process's apply, [`Nft::installed`]
+//!   or [`Nft::inspect`] takes them from there, and reads only the table's
+//!   structure, while nf_tables is still at that generation in that
+//!   namespace (nobody committed since), for sets whose definition, handle
+//!   included, is the saved one. Otherwise it reads in full. The files are
+//!   root's, 0600, written whole (renamed into place), and at most 16 are
+//!   kept.
 //! * **Rules dockfw does not write** (`nft insert rule inet dockfw forward
 //!   accept`) in a table of ours are deleted in place, by handle, in a
 //!   Switch; the table is rebuilt in one transaction only for what cannot be
@@ -212,6 +222,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+mod cache;
 pub mod conntrack;
 mod decode;
 mod describe;
@@ -262,6 +273,9 @@ pub struct Nft {
     /// Per table, what our last apply left there, exact, and the
     /// generation that holds in (see the crate docs, "What apply reads").
     images: HashMap<String, read::Image>,
+    /// Where images are also kept on disk for other processes
+    /// ([`Nft::keep_images_on_disk`]).
+    disk: Option<cache::DiskImages>,
     /// Reads made so far.
     reads: read::Reads,
     /// Where tests inject other programs' commits and crashes.
@@ -324,11 +338,35 @@ impl Nft {
             netns,
             lock_wait: lock::DEFAULT_WAIT,
             images: HashMap::new(),
+            disk: None,
             reads: read::Reads::default(),
             #[cfg(feature = "testing")]
             hooks: testing::Hooks::default(),
         }
     }
+
+    /// Keeps the set elements each apply leaves on disk too, in `dir`
+    /// (created 0755 if missing; it must be owned by root or us and not
+    /// writable by others, as the writer lock's `/run/dockfw-nft`), so that
+    /// the next process's apply, `inspect` or `installed` of the table need
+    /// not dump them again while nobody has committed anything since:
+    /// nf_tables' generation and the namespace's cookie prove it. For
+    /// one-shot commands; a long-lived connection keeps its image in memory
+    /// anyway. See the crate docs, "What apply reads".
+    pub fn keep_images_on_disk(&mut self, dir: impl Into<std::path::PathBuf>) {
+        self.disk = Some(cache::DiskImages::new(dir.into()));
+    }
+
+    /// Stops [`Nft::keep_images_on_disk`]: images are kept in memory only
+    /// (the default; for long-lived connections, for which saving after
+    /// every apply would cost more than the reads it saves others).
+    pub fn keep_images_in_memory_only(&mut self) {
+        self.disk = None;
+    }
+
+    /// The default directory of [`Nft::keep_images_on_disk`]:
+    /// `/run/dockfw-nft`, beside the writer locks (a tmpfs, emptied at boot).
+    pub const IMAGE_DIR: &'static str = lock::LOCK_DIR;
 
     /// The current nf_tables ruleset generation id.
     pub fn generation(&mut self) -> Result<u32> {
@@ -530,7 +568,7 @@ impl Nft {
     /// carries the generation of the read that found the table dockfw's.
     /// Holds this namespace's writer lock, as [`Nft::apply`] does.
     pub fn remove(&mut self, table: &str) -> Result<bool> {
-        self.images.remove(table);
+        self.forget_image(table);
         self.exclusively(|nft| nft.remove_checked(table, Owners::OursOnly))
     }
 
@@ -538,7 +576,15 @@ impl Nft {
     /// dockfw did not create, deliberately). Returns whether it existed.
     /// Holds the writer lock.
     pub fn remove_foreign(&mut self, table: &str) -> Result<bool> {
-        self.images.remove(table);
+        self.forget_image(table);
         self.exclusively(|nft| nft.remove_checked(table, Owners::Any))
+    }
+
+    /// Forgets what we know of `table`, in memory and on disk.
+    fn forget_image(&mut self, table: &str) {
+        self.images.remove(table);
+        if let Some(disk) = &self.disk {
+            disk.forget(self.netns, table);
+        }
     }
 }

@@ -56,9 +56,14 @@ impl NetnsId {
         Self::of(Path::new("/proc/thread-self/ns/net"))
     }
 
+    /// `netns-DEV-INODE`: how files of this namespace are named.
+    pub(crate) fn file_stem(&self) -> String {
+        format!("netns-{}-{}", self.dev, self.ino)
+    }
+
     /// The lock file of this namespace in `dir`.
     fn lock_path(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("netns-{}-{}.lock", self.dev, self.ino))
+        dir.join(format!("{}.lock", self.file_stem()))
     }
 }
 
@@ -84,12 +89,7 @@ impl WriterLock {
             path: path.clone(),
             source,
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(failed)?;
-        check_directory(dir).map_err(failed)?;
+        prepare_directory(dir).map_err(failed)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -140,6 +140,13 @@ impl WriterLock {
             .and_then(|()| writeln!(file, "{}", std::process::id()));
         Ok(Self { _file: file })
     }
+}
+
+/// Creates `dir` (0755) if missing, and refuses it unless it is a directory
+/// owned by root or by us that only its owner can write to.
+pub(crate) fn prepare_directory(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    check_directory(dir)
 }
 
 /// Refuses a lock directory another user could have planted or can write

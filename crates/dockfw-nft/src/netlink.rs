@@ -141,6 +141,26 @@ fn setsockopt_int(fd: &OwnedFd, level: c_int, name: c_int, value: c_int) -> io::
 }
 
 impl Socket {
+    /// The cookie of the socket's network namespace (`SO_NETNS_COOKIE`,
+    /// Linux 5.14): unique among all namespaces since boot, never reused.
+    pub(crate) fn netns_cookie(&self) -> io::Result<u64> {
+        const SO_NETNS_COOKIE: c_int = 71;
+        let mut cookie = 0u64;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `fd` is an open socket; the value is a u64 on our stack
+        // whose size we pass, and the kernel writes at most that much.
+        check(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&raw mut cookie).cast::<c_void>(),
+                &raw mut len,
+            )
+        })?;
+        Ok(cookie)
+    }
+
     /// Opens a socket in the calling thread's network namespace.
     pub(crate) fn open() -> io::Result<Self> {
         // SAFETY: plain socket(2) call; the returned descriptor is owned below.

@@ -325,9 +325,49 @@ fn decode_with(
 }
 
 impl Nft {
+    /// What another process left in `table` and saved on disk (see
+    /// [`crate::cache`]), as an image the next read may take set elements
+    /// from: only the sets, whose elements hold in the saved generation.
+    pub(crate) fn image_from_disk(&mut self, table: &str) -> Option<Image> {
+        let disk = self.disk.as_ref()?;
+        let cookie = self.socket.netns_cookie().ok()?;
+        let (generation, dump) = disk.load(self.netns, cookie, table)?;
+        let updated = dump.sets.iter().map(|(spec, _)| spec.name.clone()).collect();
+        Some(Image {
+            generation,
+            dump,
+            installed: Installed {
+                ruleset: Ruleset {
+                    table: table.to_string(),
+                    sets: Vec::new(),
+                    chains: Vec::new(),
+                },
+                handles: Vec::new(),
+            },
+            // Structure unknown: read again; elements decoded again.
+            stale: Some(Stale {
+                seen: generation,
+                redump: HashSet::new(),
+                updated,
+            }),
+        })
+    }
+
+    /// A read of `table` for inspection, taking set elements from what this
+    /// connection (or, on disk, another process) knows while nothing was
+    /// committed since.
+    fn read_known(&mut self, table: &str) -> Result<(u32, Option<Snapshot>)> {
+        let image = self.images.remove(table).or_else(|| self.image_from_disk(table));
+        let result = self.read(table, image.as_ref().map(|i| i.reuse(i.seen())), false);
+        if let Some(image) = image {
+            self.images.insert(table.to_string(), image);
+        }
+        result
+    }
+
     /// [`Nft::installed`].
     pub(crate) fn read_installed(&mut self, table: &str) -> Result<Option<Ruleset>> {
-        let (_, snapshot) = self.read(table, None, false)?;
+        let (_, snapshot) = self.read_known(table)?;
         snapshot
             .map(|snapshot| snapshot.decoded.map(|installed| installed.ruleset))
             .transpose()
@@ -335,7 +375,7 @@ impl Nft {
 
     /// [`Nft::inspect`].
     pub(crate) fn inspect_table(&mut self, table: &str) -> Result<Option<InstalledTable>> {
-        let (_, snapshot) = self.read(table, None, false)?;
+        let (_, snapshot) = self.read_known(table)?;
         Ok(snapshot.map(|snapshot| {
             let what = match &snapshot.decoded {
                 Err(Error::Unrecognised { what, .. }) => what.clone(),

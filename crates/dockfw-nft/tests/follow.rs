@@ -249,3 +249,96 @@ fn tampering_followed_from_the_monitor_is_repaired_without_dumping_elements() {
     assert!(element_dumps(&nft, before) >= 1);
     assert_eq!(ns.nft().unwrap().installed("dockfw").unwrap(), Some(ruleset));
 }
+
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("dockfw-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The one image file in it.
+    fn image(&self) -> std::path::PathBuf {
+        let mut files: Vec<_> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "image"))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files.pop().unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn another_process_takes_set_elements_from_disk_while_nothing_was_committed() {
+    dockfw_nft::testing::require_root();
+    let ns = TestNetns::new().expect("cannot create a network namespace");
+    let dir = Scratch::new("images");
+    let ruleset = common::large("dockfw", 10, 1000);
+    let connect = || {
+        let mut nft = ns.nft().unwrap();
+        nft.keep_images_on_disk(&dir.0);
+        nft
+    };
+    connect().apply(&ruleset).unwrap();
+
+    // A new connection (as a new process): nothing committed since, so the
+    // elements come from disk; the structure is read.
+    let mut nft = connect();
+    let report = nft.apply(&ruleset).unwrap();
+    assert_eq!(report.change, Change::Unchanged);
+    assert_eq!((report.reads, report.element_reads), (1, 0), "{report:?}");
+    let mut nft = connect();
+    assert_eq!(nft.installed("dockfw").unwrap(), Some(ruleset.clone()));
+    assert_eq!(nft.inspect("dockfw").unwrap().unwrap().ruleset(), Some(&ruleset));
+    assert_eq!(nft.dump_requests().1, 0, "elements were dumped");
+
+    // One interval added by a new connection: one transaction, no dump.
+    let mut added = ruleset.clone();
+    big_v4(&mut added).push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
+    let mut nft = connect();
+    let report = nft.apply(&added).unwrap();
+    assert_eq!(kinds(&report), [TransactionKind::Update]);
+    assert_eq!(report.element_reads, 0, "{report:?}");
+
+    // Someone committed since: the file is not believed.
+    ns.exec("nft", ["delete element inet dockfw big-v4 { 10.0.0.0-10.0.0.1 }"]);
+    let mut nft = connect();
+    let report = nft.apply(&added).unwrap();
+    assert_eq!(report.change, Change::Updated);
+    assert!(report.element_reads >= 1, "{report:?}");
+    assert_eq!(
+        ns.nft().unwrap().installed("dockfw").unwrap(),
+        Some(added.clone())
+    );
+
+    // A file saved in another namespace (the same generation, by chance or
+    // copied there) is not believed either: the namespace's cookie differs.
+    let other = TestNetns::new().expect("cannot create a network namespace");
+    let other_dir = Scratch::new("images-other");
+    let mut there = other.nft().unwrap();
+    there.keep_images_on_disk(&other_dir.0);
+    there.apply(&added).unwrap();
+    std::fs::copy(dir.image(), other_dir.image()).unwrap();
+    let mut there = other.nft().unwrap();
+    there.keep_images_on_disk(&other_dir.0);
+    assert!(there.apply(&added).unwrap().element_reads >= 1);
+
+    // Nor is a damaged file.
+    std::fs::write(dir.image(), b"not an image").unwrap();
+    let mut nft = connect();
+    let report = nft.apply(&added).unwrap();
+    assert_eq!(report.change, Change::Unchanged);
+    assert!(report.element_reads >= 1, "{report:?}");
+}

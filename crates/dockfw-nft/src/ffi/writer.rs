@@ -453,7 +453,7 @@ pub(crate) enum Dump<'a> {
 const NFT_MSG_GETFLOWTABLE: u32 = 23;
 
 /// Everything a `NEWSET` message carries for dockfw's sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SetSpec {
     pub table: String,
     pub name: String,
