@@ -343,31 +343,30 @@ pub fn load_names(names: &[String], cache: &Cache, previous: Option<&Content>) -
         }
         return (Content::Resolved(addresses), warnings);
     }
-    let problems: Vec<String> = names
-        .iter()
-        .zip(&results)
-        .map(|(name, result)| match result {
-            Err(problem) => format!("{name}: {problem}"),
-            Ok(_) => String::new(),
-        })
-        .collect();
-    let problems = problems.join("; ");
-    let several = if names.len() == 1 {
-        "its name"
-    } else {
-        "none of its names"
+    let problem = |result: &Result<Vec<IpAddr>, String>| match result {
+        Err(problem) => problem.clone(),
+        Ok(_) => String::new(),
+    };
+    let failed = match (names, results.as_slice()) {
+        ([name], [result]) => format!("{name} did not resolve ({})", problem(result)),
+        _ => {
+            let problems: Vec<String> = names
+                .iter()
+                .zip(&results)
+                .map(|(name, result)| format!("{name}: {}", problem(result)))
+                .collect();
+            format!("none of its names resolved ({})", problems.join("; "))
+        }
     };
     if let Some(previous @ Content::Resolved(_)) = previous {
-        warnings.push(format!(
-            "{several} resolved ({problems}): keeping the addresses they resolved to before"
-        ));
+        warnings.push(format!("{failed}: keeping the addresses resolved before"));
         return (previous.clone(), warnings);
     }
     match cache.read("names", &key) {
         Ok(Some((bytes, written))) => {
             if let Some(addresses) = parse_names_file(&bytes, names) {
                 warnings.push(format!(
-                    "{several} resolved ({problems}): using the addresses they resolved to {} ago",
+                    "{failed}: using the addresses resolved {} ago",
                     age(written)
                 ));
                 return (Content::Resolved(addresses), warnings);
@@ -381,7 +380,7 @@ pub fn load_names(names: &[String], cache: &Cache, previous: Option<&Content>) -
         )),
     }
     let content = Content::Failed {
-        problem: format!("{several} resolved ({problems}), and no earlier addresses are kept"),
+        problem: format!("{failed}, and no earlier addresses are kept"),
         hint: Some(
             "the set is not applied empty: check the names, and the resolver (/etc/resolv.conf)".to_string(),
         ),

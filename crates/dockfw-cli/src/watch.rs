@@ -975,8 +975,9 @@ impl<'a> Guard<'a> {
         };
         // What the policy writes now (its refresh, its place in the file).
         fetched.source = self.sources[position].source.clone();
-        for diagnostic in fetched.diagnostics() {
-            warn(self.session, &diagnostic.to_string());
+        let warnings: Vec<_> = fetched.diagnostics().collect();
+        if self.session.verbosity > Verbosity::Quiet {
+            crate::output::print_diagnostics(&self.session.console, &warnings);
         }
         if let Content::Failed { problem, .. } = &fetched.content {
             // Never an empty set: what it held stays.
