@@ -212,8 +212,8 @@ impl Session {
                     };
                     (Content::Skipped { why: why.to_string() }, Vec::new())
                 }
-                SetSource::Url { url, .. } => sources::load_url(url, &self.cache(), None),
-                SetSource::Names { names, .. } => sources::load_names(names, &self.cache(), None),
+                SetSource::Url { url, .. } => sources::load_url(url, &self.cache()),
+                SetSource::Names { names, .. } => sources::load_names(names, &self.cache()),
                 // Written in the policy: never external.
                 SetSource::Entries { .. } => continue,
                 SetSource::Dynamic { .. } => (

@@ -12,8 +12,8 @@
 //! * **Names** are resolved with `getaddrinfo` (so /etc/hosts, nsswitch and
 //!   resolv.conf apply), each on a thread of its own, given up after
 //!   [`RESOLVE_TIMEOUT`]. When no name of a source resolves, the addresses
-//!   they last resolved to are used (from watch's memory, else the cache),
-//!   with a warning; with none known, the source fails.
+//!   they last resolved to (kept in the cache directory) are used, with a
+//!   warning; with none known, the source fails.
 
 use crate::policy_file::{self, MAX_POLICY_BYTES};
 use dockfw_core::sets::{Content, SetSource};
@@ -216,9 +216,9 @@ fn age(then: SystemTime) -> String {
 }
 
 /// Downloads `url` (a list), keeping a good download in `cache`. When the
-/// download fails: the cached copy with a warning, else `previous` (what
-/// watch loaded last) with a warning, else [`Content::Failed`].
-pub fn load_url(url: &str, cache: &Cache, previous: Option<&Content>) -> (Content, Vec<String>) {
+/// download fails: the cached copy with a warning, else [`Content::Failed`]
+/// (watch then keeps what the set held).
+pub fn load_url(url: &str, cache: &Cache) -> (Content, Vec<String>) {
     let mut warnings = Vec::new();
     let problem = match download(url) {
         Ok(bytes) => {
@@ -260,12 +260,6 @@ pub fn load_url(url: &str, cache: &Cache, previous: Option<&Content>) -> (Conten
             "cannot read the copy of {url} kept in {}: {error}",
             cache.dir.display()
         )),
-    }
-    if let Some(previous @ Content::List { .. }) = previous {
-        warnings.push(format!(
-            "cannot download {url} ({problem}): keeping the list downloaded before"
-        ));
-        return (previous.clone(), warnings);
     }
     let content = Content::Failed {
         problem: format!("cannot download {url} ({problem}), and no earlier copy is kept"),
@@ -324,11 +318,11 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Resolves `names` (A and AAAA) through the host's resolver. When none
-/// resolves: `previous` (what watch resolved last), else the cached
-/// resolution, each with a warning, else [`Content::Failed`] giving each
-/// name's problem. A name that alone fails is left to
-/// [`Draft::resolve`](dockfw_core::Draft::resolve)'s warning.
-pub fn load_names(names: &[String], cache: &Cache, previous: Option<&Content>) -> (Content, Vec<String>) {
+/// resolves: the cached resolution with a warning, else [`Content::Failed`]
+/// giving each name's problem (watch then keeps what the set held). A name
+/// that alone fails is left to [`Draft::resolve`](dockfw_core::Draft::resolve)'s
+/// warning.
+pub fn load_names(names: &[String], cache: &Cache) -> (Content, Vec<String>) {
     let mut warnings = Vec::new();
     let results = resolve_all(names, RESOLVE_TIMEOUT);
     let key = names.join(",");
@@ -358,10 +352,6 @@ pub fn load_names(names: &[String], cache: &Cache, previous: Option<&Content>) -
             format!("none of its names resolved ({})", problems.join("; "))
         }
     };
-    if let Some(previous @ Content::Resolved(_)) = previous {
-        warnings.push(format!("{failed}: keeping the addresses resolved before"));
-        return (previous.clone(), warnings);
-    }
     match cache.read("names", &key) {
         Ok(Some((bytes, written))) => {
             if let Some(addresses) = parse_names_file(&bytes, names) {

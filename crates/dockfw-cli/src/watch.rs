@@ -337,8 +337,8 @@ fn refresh_sources(schedules: &Receiver<Vec<Refresh>>, cache: &Cache, inbox: &In
             }
             let fetched = &refresh.fetched;
             let (content, warnings) = match &fetched.source {
-                SetSource::Url { url, .. } => sources::load_url(url, cache, None),
-                SetSource::Names { names, .. } => sources::load_names(names, cache, None),
+                SetSource::Url { url, .. } => sources::load_url(url, cache),
+                SetSource::Names { names, .. } => sources::load_names(names, cache),
                 _ => continue,
             };
             let mut loaded = Fetched::new(&fetched.set, fetched.index, &fetched.source, content);
