@@ -143,7 +143,11 @@ pub enum Command {
     /// docker-proxy guard in step with what runs. Needs Docker (exit 4 when it cannot
     /// be reached at start); if Docker goes away later, repairs go on with the
     /// containers last known and following resumes when it is back. SIGHUP re-reads
-    /// the policy (one with errors is refused; the running one stays). Speaks
+    /// the policy (one with errors is refused; the running one stays). Downloads
+    /// `url` sets and resolves `names` sets again at their `refresh` (default 1d
+    /// and 5m), and reads list files again when they change; applies only when a
+    /// set's addresses changed, and keeps what a set held when its source fails
+    /// or has errors. Speaks
     /// systemd's notify protocol (READY, STATUS, watchdog) when NOTIFY_SOCKET is set.
     Watch {
         /// Wait this long after the last event of a burst before applying.

@@ -139,6 +139,8 @@ pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
         .context("cannot start the refresh thread")?;
     guard.schedule = Some(schedule);
     guard.follow_sources();
+    // A list file changed between the first read and inotify's watch.
+    guard.reread_files();
     let docker = Inbox {
         sender: sender.clone(),
         waker: guard.monitor.waker(),
