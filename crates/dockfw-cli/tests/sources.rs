@@ -531,6 +531,9 @@ impl Dns {
         std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n").unwrap();
         let hosts = dir.join("dns-hosts");
         std::fs::write(&hosts, records).unwrap();
+        // A name that is always there, to know when dnsmasq answers.
+        let ready = dir.join("dns-ready");
+        std::fs::write(&ready, "127.0.0.1 ready.test\n").unwrap();
         let child = netns
             .command("dnsmasq")
             .args([
@@ -546,6 +549,7 @@ impl Dns {
             ])
             .args(["--user=root", "--local-ttl=0"])
             .arg(format!("--addn-hosts={}", hosts.display()))
+            .arg(format!("--addn-hosts={}", ready.display()))
             .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -566,8 +570,7 @@ impl Dns {
                 .stdout(Stdio::null())
                 .status()
                 .unwrap();
-            // "ready.test" does not exist: exit 2 is dnsmasq saying so.
-            if answered.code() == Some(2) {
+            if answered.success() {
                 break dns;
             }
             assert!(
