@@ -67,6 +67,16 @@ pub struct Global {
     /// Fail (exit 4) when Docker cannot be reached, instead of warning.
     #[arg(long, global = true)]
     pub require_docker: bool,
+    /// Where downloaded lists (`url` sources) and resolved names are kept, for
+    /// when the next download or lookup fails.
+    #[arg(
+        long,
+        global = true,
+        env = "DOCKFW_CACHE_DIR",
+        default_value = crate::sources::DEFAULT_CACHE_DIR,
+        value_name = "DIR"
+    )]
+    pub cache_dir: PathBuf,
     /// Set for `watch`, which requires Docker whatever the options say.
     #[arg(skip)]
     pub watching: bool,
@@ -104,7 +114,14 @@ pub enum Command {
     /// Is the table installed and current; packets and bytes each rule decided.
     Status,
     /// Validate the policy and print its warnings. Needs no privilege.
-    Check,
+    ///
+    /// Reads the sets' list files; downloads `url` sources and resolves `names`
+    /// only with --fetch.
+    Check {
+        /// Also download the sets' URLs and resolve their names.
+        #[arg(long)]
+        fetch: bool,
+    },
     /// Say which rule decides a connection, and why the rules before it did not match.
     Explain(ExplainArgs),
     /// Delete dockfw's table (and nothing else).
@@ -126,7 +143,11 @@ pub enum Command {
     /// docker-proxy guard in step with what runs. Needs Docker (exit 4 when it cannot
     /// be reached at start); if Docker goes away later, repairs go on with the
     /// containers last known and following resumes when it is back. SIGHUP re-reads
-    /// the policy (one with errors is refused; the running one stays). Speaks
+    /// the policy (one with errors is refused; the running one stays). Downloads
+    /// `url` sets and resolves `names` sets again at their `refresh` (default 1d
+    /// and 5m), and reads list files again when they change; applies only when a
+    /// set's addresses changed, and keeps what a set held when its source fails
+    /// or has errors. Speaks
     /// systemd's notify protocol (READY, STATUS, watchdog) when NOTIFY_SOCKET is set.
     Watch {
         /// Wait this long after the last event of a burst before applying.

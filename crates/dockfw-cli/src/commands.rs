@@ -21,8 +21,8 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub fn check(session: &Session) -> Result<Exit> {
-    let parsed = session.check_policy()?;
+pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
+    let parsed = session.check_policy(fetch)?;
     let docker = session.docker(&parsed)?;
     let policy = &parsed.policy;
     let foreign = foreign_table(session, &policy.guard.table);

@@ -20,6 +20,7 @@ mod output;
 mod policy_file;
 mod revoke;
 mod session;
+mod sources;
 mod watch;
 
 pub mod backend;
@@ -72,7 +73,7 @@ pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {
         Command::Plan => commands::plan(&session),
         Command::Diff => commands::diff(&session),
         Command::Status => commands::status(&session),
-        Command::Check => commands::check(&session),
+        Command::Check { fetch } => commands::check(&session, fetch),
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove { foreign } => commands::remove(&session, foreign),
         Command::Watch { settle } => watch::watch(&session, settle.into()),

@@ -7,9 +7,10 @@ use crate::cli::Global;
 use crate::docker_view::{self, DockerView};
 use crate::output::{self, Console, Verbosity, errln, outln};
 use crate::policy_file;
+use crate::sources::{self, Cache, Fetched};
 use anyhow::{Context, Result, bail};
 use dockfw_core::sets::{Content, Loaded, SetSource};
-use dockfw_core::{Draft, Parsed, Ruleset};
+use dockfw_core::{Draft, Parsed, PolicyError, Ruleset};
 use dockfw_nft::monitor::Monitor;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,10 +34,20 @@ impl std::error::Error for PolicyInvalid {}
 /// What the policy is loaded for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
-    /// To check it: what cannot be loaded yet is skipped, with a warning.
-    Check,
+    /// To check it: what cannot be loaded yet is skipped, with a warning;
+    /// `url` and `names` sources are loaded only when `fetch` is set.
+    Check { fetch: bool },
     /// To enforce or evaluate it: everything loads, or the policy is refused.
     Enforce,
+}
+
+/// A policy as watch keeps it: the policy file read, its sources as loaded
+/// (to resolve it again when one of them changes), and the result.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub draft: Draft,
+    pub sources: Vec<Fetched>,
+    pub parsed: Parsed,
 }
 
 #[derive(Debug)]
@@ -70,98 +81,154 @@ impl Session {
         self.global.config.display().to_string()
     }
 
-    /// Reads and validates the policy and the list files its sets name,
-    /// printing warnings (unless quiet or JSON) and errors, for a command
-    /// that enforces or evaluates it: a set source dockfw-nft cannot load
-    /// yet (`url`, `names`, `dynamic`) is an error, never an empty set.
-    /// `--table` overrides the policy's table.
+    /// Reads and validates the policy and the sources its sets name (list
+    /// files, downloads, DNS names), printing warnings (unless quiet or
+    /// JSON) and errors, for a command that enforces or evaluates it: a
+    /// source that cannot be loaded (and has no earlier copy) is an error,
+    /// never an empty set. `--table` overrides the policy's table.
     pub fn load_policy(&self) -> Result<Parsed> {
-        self.load(Purpose::Enforce)
+        Ok(self.load(Purpose::Enforce, None)?.parsed)
     }
 
-    /// Like [`Session::load_policy`], for `check`: sources dockfw-nft cannot
-    /// load yet are warnings, and the rest of the policy is checked.
-    pub fn check_policy(&self) -> Result<Parsed> {
-        self.load(Purpose::Check)
+    /// Like [`Session::load_policy`], for `check`: `url` and `names`
+    /// sources are loaded only with `fetch` (else skipped with a warning),
+    /// and sources dockfw-nft cannot load yet are warnings.
+    pub fn check_policy(&self, fetch: bool) -> Result<Parsed> {
+        Ok(self.load(Purpose::Check { fetch }, None)?.parsed)
     }
 
-    fn load(&self, purpose: Purpose) -> Result<Parsed> {
-        let path = &self.global.config;
-        let bytes =
-            policy_file::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
-        let parsed = Draft::parse_bytes(&self.config_name(), &bytes).and_then(|draft| {
-            let loaded = self.load_sources(&draft, purpose);
-            draft.resolve(loaded)
-        });
-        match parsed {
-            Ok(mut parsed) => {
+    /// Like [`Session::load_policy`], for watch: `url` and `names` sources
+    /// loaded before (in `previous`) are kept as they are, since watch
+    /// refreshes them on its own schedule; list files are read again.
+    pub fn follow_policy(&self, previous: &[Fetched]) -> Result<Followed> {
+        self.load(Purpose::Enforce, Some(previous))
+    }
+
+    /// The draft of the policy resolved with `sources` (watch, after one
+    /// changed); nothing printed.
+    pub fn resolve(&self, draft: &Draft, sources: &[Fetched]) -> Result<Parsed, PolicyError> {
+        let mut loaded = Loaded::new();
+        for fetched in sources {
+            loaded.insert(&fetched.set, fetched.index, fetched.content.clone());
+        }
+        let mut parsed = draft.clone().resolve(loaded);
+        let warnings = sources.iter().flat_map(Fetched::diagnostics);
+        match &mut parsed {
+            Ok(parsed) => {
+                parsed.warnings.extend(warnings);
                 if let Some(table) = &self.global.table {
                     parsed.policy.guard.table = table.clone();
                 }
+            }
+            Err(error) => error.diagnostics.extend(warnings),
+        }
+        parsed
+    }
+
+    /// Where downloads and resolved names are kept.
+    pub fn cache(&self) -> Cache {
+        Cache::new(&self.global.cache_dir)
+    }
+
+    /// The directory relative `file` paths are relative to.
+    pub fn policy_dir(&self) -> &Path {
+        self.global.config.parent().unwrap_or(Path::new(""))
+    }
+
+    fn load(&self, purpose: Purpose, previous: Option<&[Fetched]>) -> Result<Followed> {
+        let path = &self.global.config;
+        let bytes =
+            policy_file::read(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+        let loaded = Draft::parse_bytes(&self.config_name(), &bytes).and_then(|draft| {
+            let sources = self.load_sources(&draft, purpose, previous);
+            let parsed = self.resolve(&draft, &sources)?;
+            Ok(Followed {
+                draft,
+                sources,
+                parsed,
+            })
+        });
+        match loaded {
+            Ok(followed) => {
                 if self.verbosity > Verbosity::Quiet && !self.global.json {
-                    output::print_diagnostics(&self.console, &parsed.warnings);
+                    output::print_diagnostics(&self.console, &followed.parsed.warnings);
                 }
-                Ok(parsed)
+                Ok(followed)
             }
-            Err(error) => {
-                if self.global.json {
-                    let report = serde_json::json!({ "ok": false, "diagnostics": error.diagnostics });
-                    outln!(self, "{report:#}");
-                } else {
-                    output::print_diagnostics(&self.console, &error.diagnostics);
-                }
-                Err(PolicyInvalid {
-                    path: self.config_name(),
-                    errors: error.errors().count(),
-                }
-                .into())
-            }
+            Err(error) => Err(self.refused(&error)),
         }
     }
 
-    /// Reads the sets' list files (a relative path is relative to the
-    /// policy's directory); refuses, or for `check` skips, what cannot be
-    /// loaded yet.
-    fn load_sources(&self, draft: &Draft, purpose: Purpose) -> Loaded {
-        let directory = self.global.config.parent().unwrap_or(Path::new(""));
-        let mut loaded = Loaded::new();
+    /// Prints a policy's errors; the error that says it was refused.
+    pub fn refused(&self, error: &PolicyError) -> anyhow::Error {
+        if self.global.json {
+            let report = serde_json::json!({ "ok": false, "diagnostics": error.diagnostics });
+            outln!(self, "{report:#}");
+        } else {
+            output::print_diagnostics(&self.console, &error.diagnostics);
+        }
+        PolicyInvalid {
+            path: self.config_name(),
+            errors: error.errors().count(),
+        }
+        .into()
+    }
+
+    /// Loads the sets' external sources: list files (a relative path is
+    /// relative to the policy's directory), downloads and names (for
+    /// `check` only when fetching; what `previous` holds is kept); refuses,
+    /// or for `check` skips, what cannot be loaded yet.
+    fn load_sources(&self, draft: &Draft, purpose: Purpose, previous: Option<&[Fetched]>) -> Vec<Fetched> {
+        let fetching = purpose != Purpose::Check { fetch: false };
+        // Only downloads and names: files are read again.
+        let kept = |set: &str, source: &SetSource| {
+            if !matches!(source, SetSource::Url { .. } | SetSource::Names { .. }) {
+                return None;
+            }
+            previous?
+                .iter()
+                .find(|fetched| fetched.same_target(set, source))
+                .map(|fetched| Fetched {
+                    source: source.clone(),
+                    ..fetched.clone()
+                })
+        };
+        let mut loaded = Vec::new();
         for external in draft.external_sources() {
-            let content = match external.source {
-                SetSource::File { path, .. } => {
-                    let path = directory.join(path);
-                    match policy_file::read_list(&path) {
-                        Ok(bytes) => Content::List {
-                            name: path.display().to_string(),
-                            bytes,
-                        },
-                        Err(error) => Content::Failed {
-                            problem: format!("cannot read {}: {error}", path.display()),
-                            hint: None,
-                        },
-                    }
+            let (set, index, source) = (external.set, external.index, external.source);
+            if let Some(mut kept) = kept(set, source) {
+                kept.index = index;
+                kept.warnings.clear();
+                loaded.push(kept);
+                continue;
+            }
+            let (content, warnings) = match source {
+                SetSource::File { path, .. } => (sources::read_file(self.policy_dir(), path), Vec::new()),
+                SetSource::Url { .. } | SetSource::Names { .. } if !fetching => {
+                    let why = if matches!(source, SetSource::Url { .. }) {
+                        "its url was not downloaded (`check --fetch` downloads it)"
+                    } else {
+                        "its names were not resolved (`check --fetch` resolves them)"
+                    };
+                    (Content::Skipped { why: why.to_string() }, Vec::new())
                 }
-                SetSource::Url { .. } => not_yet(
-                    purpose,
-                    "url sources are not supported yet",
-                    "the set was checked without its url",
-                    "download the list (curl -o PATH URL) and write file = \"PATH\" instead",
-                ),
-                SetSource::Names { .. } => not_yet(
-                    purpose,
-                    "names sources are not supported yet",
-                    "the set was checked without its names",
-                    "write the names' addresses under entries = [...] instead",
-                ),
+                SetSource::Url { url, .. } => sources::load_url(url, &self.cache()),
+                SetSource::Names { names, .. } => sources::load_names(names, &self.cache()),
                 // Written in the policy: never external.
                 SetSource::Entries { .. } => continue,
-                SetSource::Dynamic { .. } => not_yet(
-                    purpose,
-                    "dynamic sets are not supported yet",
-                    "the set was checked as empty",
-                    "keep the addresses in a list file (file = \"PATH\") and apply again when it changes",
+                SetSource::Dynamic { .. } => (
+                    not_yet(
+                        purpose,
+                        "dynamic sets are not supported yet",
+                        "the set was checked as empty",
+                        "keep the addresses in a list file (file = \"PATH\") and apply again when it changes",
+                    ),
+                    Vec::new(),
                 ),
             };
-            loaded.insert(external.set, external.index, content);
+            let mut fetched = Fetched::new(set, index, source, content);
+            fetched.warnings = warnings;
+            loaded.push(fetched);
         }
         loaded
     }
@@ -259,7 +326,7 @@ impl Session {
 /// warning for `check`, an error for everything else.
 fn not_yet(purpose: Purpose, problem: &str, checked: &str, hint: &str) -> Content {
     match purpose {
-        Purpose::Check => Content::Skipped {
+        Purpose::Check { .. } => Content::Skipped {
             why: format!("{problem}: {checked}, and every command but check refuses this policy"),
         },
         Purpose::Enforce => Content::Failed {

@@ -13,6 +13,12 @@
 //!   guard carries on with the containers it knew; the thread reconnects.
 //! * **Reload.** SIGHUP re-reads the policy; a policy with errors (or one the
 //!   kernel refuses) is reported and the running one stays.
+//! * **Sets' sources.** A thread downloads each `url` source and resolves
+//!   each `names` source again at its `refresh`; another follows the list
+//!   files through inotify (their directories, so an editor's
+//!   write-and-rename is seen). A change is applied only when a set's
+//!   addresses changed; a source that fails keeps what it held, and one
+//!   with errors is refused like a policy reload (see [`Guard::adopt`]).
 //! * **systemd.** `Type=notify`: READY=1 after the first apply, STATUS= with
 //!   the last change, the watchdog fed by the guard's loop while healthy.
 //!   Nothing is sent when NOTIFY_SOCKET is unset.
@@ -30,16 +36,20 @@ use crate::commands::{Applied, print_applied, print_revoked};
 use crate::docker_view::{DockerView, Unreachable};
 use crate::output::{DIM, GOOD, Verbosity, WARN, errln, outln, paint, plural};
 use crate::revoke::{self, Revoked};
-use crate::session::Session;
+use crate::session::{Followed, Session};
+use crate::sources::{self, Cache, Fetched};
 use anyhow::{Context, Result};
 use dockfw_core::revoke::CtLabelMap;
-use dockfw_core::{Container, Parsed, Ruleset};
+use dockfw_core::sets::{Content, SetSource};
+use dockfw_core::{Container, Draft, Parsed, Policy, Ruleset};
 use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
 use dockfw_nft::monitor::{Action, Event, Kind, Monitor, NfFamily, ObjectChange, Waker};
 use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
-use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, Sender};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The name nf_tables records for commits of the dockfw-nft command.
@@ -60,6 +70,9 @@ const QUIET: Duration = Duration::from_secs(60);
 const DRAIN_BUDGET: Duration = Duration::from_millis(20);
 /// Longest pause between attempts when applying fails (kernel errors).
 const FAILURE_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Wait after a list file changed before reading it, so that a burst of
+/// writes (or a copy in several steps) is read once, whole.
+const FILE_SETTLE: Duration = Duration::from_millis(300);
 /// A table that could not be repaired for this long makes the guard
 /// unhealthy: it stops feeding systemd's watchdog, which restarts it.
 const UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -75,6 +88,11 @@ enum Input {
     DockerRetry(String),
     /// SIGHUP.
     Reload,
+    /// A `url` or `names` source loaded again at its `refresh`.
+    Refreshed(Fetched),
+    /// Entries of the directories holding list files changed (by watch
+    /// descriptor and name); `None` when inotify lost track (overflow).
+    FilesChanged(Option<Vec<(inotify::WatchDescriptor, OsString)>>),
 }
 
 pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
@@ -96,6 +114,33 @@ pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
     );
     let mut guard = Guard::start(session)?;
     let (sender, inputs) = std::sync::mpsc::channel();
+    let files = inotify::Inotify::init().context("cannot follow the sets' list files (inotify)")?;
+    guard.files = Some(FileWatch {
+        watches: files.watches(),
+        directories: HashMap::new(),
+    });
+    let file_events = Inbox {
+        sender: sender.clone(),
+        waker: guard.monitor.waker(),
+    };
+    std::thread::Builder::new()
+        .name("list-files".into())
+        .spawn(move || follow_files(files, &file_events))
+        .context("cannot start the list files' thread")?;
+    let (schedule, schedules) = std::sync::mpsc::channel();
+    let refreshed = Inbox {
+        sender: sender.clone(),
+        waker: guard.monitor.waker(),
+    };
+    let cache = session.cache();
+    std::thread::Builder::new()
+        .name("refresh".into())
+        .spawn(move || refresh_sources(&schedules, &cache, &refreshed))
+        .context("cannot start the refresh thread")?;
+    guard.schedule = Some(schedule);
+    guard.follow_sources();
+    // A list file changed between the first read and inotify's watch.
+    guard.reread_files();
     let docker = Inbox {
         sender: sender.clone(),
         waker: guard.monitor.waker(),
@@ -217,6 +262,136 @@ fn summarise(mut parts: Vec<String>, more: &str) -> String {
     parts.join(", ")
 }
 
+/// Follows the directories of the list files for ever (the guard adds and
+/// removes them), handing the guard the names of the entries that changed.
+fn follow_files(mut inotify: inotify::Inotify, inbox: &Inbox) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        match inotify.read_events_blocking(&mut buffer) {
+            Ok(events) => {
+                let mut changed = Some(Vec::new());
+                for event in events {
+                    if event.mask.contains(inotify::EventMask::Q_OVERFLOW) {
+                        changed = None;
+                    } else if let (Some(list), Some(name)) = (&mut changed, event.name) {
+                        list.push((event.wd.clone(), name.to_os_string()));
+                    }
+                }
+                if changed.as_ref().is_none_or(|list| !list.is_empty()) {
+                    inbox.send(Input::FilesChanged(changed));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                // Cannot read inotify any more: say so once, by a re-read
+                // of every file, and stop following.
+                inbox.send(Input::FilesChanged(None));
+                return;
+            }
+        }
+    }
+}
+
+/// A `url` or `names` source watch loads again every `every`.
+#[derive(Debug)]
+struct Refresh {
+    fetched: Fetched,
+    every: Duration,
+}
+
+/// Loads each scheduled source again when it is due, for ever, handing the
+/// guard what it loaded; the guard sends a new schedule whenever the
+/// policy's sources change (a source kept keeps its due time).
+fn refresh_sources(schedules: &Receiver<Vec<Refresh>>, cache: &Cache, inbox: &Inbox) {
+    let mut due: Vec<(Refresh, Instant)> = Vec::new();
+    loop {
+        let next = due.iter().map(|(_, at)| *at).min();
+        let received = match next {
+            Some(at) => schedules.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => schedules.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(schedule) => {
+                let now = Instant::now();
+                due = schedule
+                    .into_iter()
+                    .map(|refresh| {
+                        let at = due
+                            .iter()
+                            .find(|(old, _)| {
+                                old.every == refresh.every
+                                    && old.fetched.index == refresh.fetched.index
+                                    && old
+                                        .fetched
+                                        .same_target(&refresh.fetched.set, &refresh.fetched.source)
+                            })
+                            .map_or(now + refresh.every, |(_, at)| *at);
+                        (refresh, at)
+                    })
+                    .collect();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        for (refresh, at) in &mut due {
+            if *at > Instant::now() {
+                continue;
+            }
+            let fetched = &refresh.fetched;
+            let (content, warnings) = match &fetched.source {
+                SetSource::Url { url, .. } => sources::load_url(url, cache),
+                SetSource::Names { names, .. } => sources::load_names(names, cache),
+                _ => continue,
+            };
+            let mut loaded = Fetched::new(&fetched.set, fetched.index, &fetched.source, content);
+            loaded.warnings = warnings;
+            inbox.send(Input::Refreshed(loaded));
+            *at = Instant::now() + refresh.every;
+        }
+    }
+}
+
+/// The directories of the list files, as inotify watches them.
+#[derive(Debug)]
+struct FileWatch {
+    watches: inotify::Watches,
+    directories: HashMap<PathBuf, inotify::WatchDescriptor>,
+}
+
+/// Where a list file's changes are seen: its directory (an editor replaces
+/// the file by a new one), and its name in it.
+fn file_place(policy_dir: &Path, path: &str) -> Option<(PathBuf, OsString)> {
+    let full = policy_dir.join(path);
+    let name = full.file_name()?.to_os_string();
+    let directory = match full.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Some((directory, name))
+}
+
+/// How each set's addresses differ between two resolutions of one policy:
+/// (set, intervals added, intervals removed), for the sets that changed.
+fn set_changes(old: &Policy, new: &Policy) -> Vec<(String, usize, usize)> {
+    fn count<T: Eq + std::hash::Hash>(from: &[T], to: &[T]) -> (usize, usize) {
+        let from: HashSet<&T> = from.iter().collect();
+        let to: HashSet<&T> = to.iter().collect();
+        (to.difference(&from).count(), from.difference(&to).count())
+    }
+    new.sets
+        .iter()
+        .filter_map(|(name, set)| {
+            let before = old.sets.get(name)?;
+            if before.addrs == set.addrs {
+                return None;
+            }
+            let (added4, removed4) = count(&before.addrs.v4, &set.addrs.v4);
+            let (added6, removed6) = count(&before.addrs.v6, &set.addrs.v6);
+            Some((name.clone(), added4 + added6, removed4 + removed6))
+        })
+        .collect()
+}
+
 /// A foreign commit that touched our table.
 #[derive(Debug)]
 struct Tampering {
@@ -332,6 +507,16 @@ struct Guard<'a> {
     nft: Box<dyn crate::backend::Tables>,
     monitor: Monitor,
     parsed: Parsed,
+    /// The policy file as read, and its sets' sources as loaded: resolved
+    /// again into `parsed` when a source changes.
+    draft: Draft,
+    sources: Vec<Fetched>,
+    /// Where the `url` and `names` sources to refresh are sent.
+    schedule: Option<Sender<Vec<Refresh>>>,
+    /// The list files' directories followed.
+    files: Option<FileWatch>,
+    /// When to read the list files again, after they changed.
+    files_due: Option<Instant>,
     containers: Vec<Container>,
     docker_reachable: bool,
     /// The generation our last apply left the table matching the policy
@@ -362,13 +547,22 @@ impl<'a> Guard<'a> {
         nft.keep_images_in_memory_only();
         // Before the first apply, so no commit falls between it and the subscription.
         let monitor = session.monitor()?;
-        let parsed = session.load_policy()?;
+        let Followed {
+            draft,
+            sources,
+            parsed,
+        } = session.follow_policy(&[])?;
         let view = session.docker(&parsed)?;
         let mut guard = Self {
             session,
             nft,
             monitor,
             parsed,
+            draft,
+            sources,
+            schedule: None,
+            files: None,
+            files_due: None,
             containers: view.containers,
             docker_reachable: view.reachable,
             synced: None,
@@ -502,10 +696,15 @@ impl<'a> Guard<'a> {
     fn run(&mut self, inputs: &Receiver<Input>) -> Result<Exit> {
         loop {
             let now = Instant::now();
-            let wake = [self.pending.due, self.backoff.ends_at(), self.next_feed()]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                self.pending.due,
+                self.backoff.ends_at(),
+                self.next_feed(),
+                self.files_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             // The queued notifications before acting, so a burst is one
             // repair; but not for longer than DRAIN_BUDGET, so a program
             // committing without pause (to any table) cannot starve a repair.
@@ -522,6 +721,11 @@ impl<'a> Guard<'a> {
             }
             if reload {
                 self.reload();
+            }
+            let now = Instant::now();
+            if self.files_due.is_some_and(|due| now >= due) {
+                self.files_due = None;
+                self.reread_files();
             }
             let now = Instant::now();
             if self.pending.due.is_some_and(|due| now >= due) {
@@ -667,7 +871,192 @@ impl<'a> Guard<'a> {
                 }
             }
             Input::Reload => self.reload(),
+            Input::Refreshed(fetched) => self.on_refreshed(fetched),
+            Input::FilesChanged(changed) => {
+                let ours = changed.is_none_or(|changed| {
+                    changed.iter().any(|(wd, name)| {
+                        self.file_places().any(|(directory, file)| {
+                            self.watched(&directory).is_some_and(|w| w == wd) && &file == name
+                        })
+                    })
+                });
+                if ours && self.files_due.is_none() {
+                    self.files_due = Some(Instant::now() + FILE_SETTLE);
+                }
+            }
         }
+    }
+
+    /// The directory and name of each list file the policy reads.
+    fn file_places(&self) -> impl Iterator<Item = (PathBuf, OsString)> + '_ {
+        self.sources.iter().filter_map(|fetched| match &fetched.source {
+            SetSource::File { path, .. } => file_place(self.session.policy_dir(), path),
+            _ => None,
+        })
+    }
+
+    fn watched(&self, directory: &Path) -> Option<&inotify::WatchDescriptor> {
+        self.files.as_ref()?.directories.get(directory)
+    }
+
+    /// Follows the sources of the policy now in force: the refresh thread
+    /// gets the `url` and `names` sources, inotify the list files'
+    /// directories (those no longer needed are dropped).
+    fn follow_sources(&mut self) {
+        if let Some(schedule) = &self.schedule {
+            let refreshes = self
+                .sources
+                .iter()
+                .filter_map(|fetched| {
+                    Some(Refresh {
+                        every: sources::refresh_interval(&fetched.source)?,
+                        fetched: fetched.clone(),
+                    })
+                })
+                .collect();
+            let _ = schedule.send(refreshes);
+        }
+        let wanted: HashSet<PathBuf> = self.file_places().map(|(directory, _)| directory).collect();
+        let Some(files) = &mut self.files else { return };
+        files.directories.retain(|directory, wd| {
+            let keep = wanted.contains(directory);
+            if !keep {
+                let _ = files.watches.remove(wd.clone());
+            }
+            keep
+        });
+        for directory in wanted {
+            if files.directories.contains_key(&directory) {
+                continue;
+            }
+            let mask = inotify::WatchMask::CLOSE_WRITE
+                | inotify::WatchMask::MOVED_TO
+                | inotify::WatchMask::MOVED_FROM
+                | inotify::WatchMask::CREATE
+                | inotify::WatchMask::DELETE;
+            match files.watches.add(&directory, mask) {
+                Ok(wd) => {
+                    files.directories.insert(directory, wd);
+                }
+                Err(error) => warn(
+                    self.session,
+                    &format!(
+                        "cannot follow changes in {} ({error}): its list files are read again only \
+                         on SIGHUP",
+                        directory.display()
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// A list file changed: read them again, and apply what changed.
+    fn reread_files(&mut self) {
+        let mut sources = self.sources.clone();
+        let mut read = Vec::new();
+        for fetched in &mut sources {
+            if let SetSource::File { path, .. } = &fetched.source {
+                let content = sources::read_file(self.session.policy_dir(), path);
+                if content != fetched.content {
+                    read.push(path.clone());
+                    fetched.content = content;
+                }
+            }
+        }
+        if !read.is_empty() {
+            self.adopt(sources, &format!("{} changed", read.join(", ")));
+        }
+    }
+
+    /// A `url` or `names` source was loaded again at its refresh.
+    fn on_refreshed(&mut self, mut fetched: Fetched) {
+        let Some(position) = self.sources.iter().position(|known| {
+            known.index == fetched.index && known.same_target(&fetched.set, &fetched.source)
+        }) else {
+            // The policy was reloaded since, without this source.
+            return;
+        };
+        // What the policy writes now (its refresh, its place in the file).
+        fetched.source = self.sources[position].source.clone();
+        let warnings: Vec<_> = fetched.diagnostics().collect();
+        if self.session.verbosity > Verbosity::Quiet {
+            crate::output::print_diagnostics(&self.session.console, &warnings);
+        }
+        if let Content::Failed { problem, .. } = &fetched.content {
+            // Never an empty set: what it held stays.
+            warn(
+                self.session,
+                &format!("set \"{}\": {problem}; it keeps what it held", fetched.set),
+            );
+            return;
+        }
+        if fetched.content == self.sources[position].content {
+            return;
+        }
+        let what = match &fetched.source {
+            SetSource::Url { url, .. } => format!("{url} downloaded again"),
+            SetSource::Names { .. } => "names resolved again".to_string(),
+            _ => "refreshed".to_string(),
+        };
+        let mut sources = self.sources.clone();
+        fetched.warnings.clear();
+        sources[position] = fetched;
+        self.adopt(sources, &what);
+    }
+
+    /// Resolves the policy with `sources` (one or more of which changed,
+    /// `what` says how). With errors (a bad line in a list), they are
+    /// reported and everything stays as it was, as for a policy reload.
+    /// Otherwise the sources are kept, and the policy applied when a set's
+    /// addresses changed, with one line for each such set.
+    fn adopt(&mut self, mut sources: Vec<Fetched>, what: &str) {
+        // Said when they were loaded.
+        for fetched in &mut sources {
+            fetched.warnings.clear();
+        }
+        let parsed = match self.session.resolve(&self.draft, &sources) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                if self.session.global.json {
+                    let line = serde_json::json!({ "refused": what, "diagnostics": error.diagnostics });
+                    outln!(self.session, "{line}");
+                } else if self.session.verbosity > Verbosity::Quiet {
+                    crate::output::print_diagnostics(&self.session.console, &error.diagnostics);
+                }
+                log(
+                    self.session,
+                    &format!("{what}, with errors: the sets keep what they held"),
+                );
+                self.last_change = format!("{what}, refused (errors), {}", now_text());
+                notify(&[NotifyState::Status(&self.status())]);
+                return;
+            }
+        };
+        let changes = set_changes(&self.parsed.policy, &parsed.policy);
+        self.sources = sources;
+        self.parsed = parsed;
+        if changes.is_empty() {
+            if self.verbose() {
+                log(self.session, &format!("{what}: no set changed"));
+            }
+            return;
+        }
+        for (set, added, removed) in &changes {
+            if self.session.global.json {
+                let line = serde_json::json!({ "set": set, "added": added, "removed": removed, "why": what });
+                outln!(self.session, "{line}");
+            } else if self.session.verbosity > Verbosity::Quiet {
+                outln!(
+                    self.session,
+                    "set {set}: {added} added, {removed} removed ({what})"
+                );
+            }
+        }
+        let sets: Vec<String> = changes
+            .into_iter()
+            .map(|(set, ..)| format!("set {set}"))
+            .collect();
+        self.apply_logged(&format!("{} changed", summarise(sets, "other sets")));
     }
 
     /// Applies after a change of Docker's containers or of the policy.
@@ -700,7 +1089,9 @@ impl<'a> Guard<'a> {
             self.session,
             &format!("reloading {} (SIGHUP)", self.session.config_name()),
         );
-        match self.session.load_policy() {
+        // Downloads and names already loaded are kept until their refresh:
+        // the guard is not held up by a slow server.
+        match self.session.follow_policy(&self.sources) {
             Err(error) => {
                 crate::report(&self.session.console, &error);
                 log(
@@ -712,8 +1103,10 @@ impl<'a> Guard<'a> {
                 );
                 self.last_change = format!("reload refused (policy errors), {}", now_text());
             }
-            Ok(parsed) => {
-                let previous = std::mem::replace(&mut self.parsed, parsed);
+            Ok(followed) => {
+                let previous = std::mem::replace(&mut self.parsed, followed.parsed);
+                let previous_draft = std::mem::replace(&mut self.draft, followed.draft);
+                let previous_sources = std::mem::replace(&mut self.sources, followed.sources);
                 // Repairs still due (tampering seen during a backoff, lost
                 // notifications, a failed apply) stay due if the reload fails.
                 let due = (
@@ -736,6 +1129,8 @@ impl<'a> Guard<'a> {
                 if !self.apply_logged("policy reloaded") {
                     // The failed apply left the table as it was: keep guarding that.
                     self.parsed = previous;
+                    self.draft = previous_draft;
+                    self.sources = previous_sources;
                     // The table is as it was before the reload: whatever was
                     // due then is due still (and its cause is kept for the
                     // log line); the new policy's failure is not retried.
@@ -749,6 +1144,7 @@ impl<'a> Guard<'a> {
                     );
                     self.last_change = format!("reload refused (kernel error), {}", now_text());
                 }
+                self.follow_sources();
             }
         }
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
@@ -760,10 +1156,15 @@ impl<'a> Guard<'a> {
     /// policy with errors, or one naming another table, leaves the running
     /// policy in force (and the repair undoes the change). The process name
     /// can be forged, but then this only re-reads the policy file.
+    ///
+    /// Everything is loaded anew, as that `apply` did: downloads and names
+    /// too, so as not to undo what it installed from them.
     fn follow_policy_file(&mut self, by: &str) {
-        match self.session.load_policy() {
-            Ok(parsed) if parsed.policy == self.parsed.policy => {}
-            Ok(parsed) if parsed.policy.guard.table != self.table() => warn(
+        match self.session.follow_policy(&[]) {
+            Ok(followed) if followed.parsed.policy == self.parsed.policy => {
+                self.sources = followed.sources;
+            }
+            Ok(Followed { parsed, .. }) if parsed.policy.guard.table != self.table() => warn(
                 self.session,
                 &format!(
                     "{by} changed table inet {}, and {} now names table inet {}: still \
@@ -773,7 +1174,7 @@ impl<'a> Guard<'a> {
                     parsed.policy.guard.table
                 ),
             ),
-            Ok(parsed) => {
+            Ok(followed) => {
                 log(
                     self.session,
                     &format!(
@@ -782,7 +1183,10 @@ impl<'a> Guard<'a> {
                         self.session.config_name()
                     ),
                 );
-                self.parsed = parsed;
+                self.parsed = followed.parsed;
+                self.draft = followed.draft;
+                self.sources = followed.sources;
+                self.follow_sources();
             }
             Err(error) => {
                 crate::report(&self.session.console, &error);

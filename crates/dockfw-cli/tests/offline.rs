@@ -48,10 +48,19 @@ impl Offline {
     /// in it with `-c policy.toml`.
     fn run(&self, args: &[&str], code: i32) -> Run {
         let config = self.dir.join("policy.toml");
+        // Downloads are kept here, never under /var/lib.
+        let cache = self.dir.join("cache");
         let cli = Cli::try_parse_from(
-            ["dockfw-nft", "--no-docker", "-c", config.to_str().unwrap()]
-                .iter()
-                .chain(args),
+            [
+                "dockfw-nft",
+                "--no-docker",
+                "-c",
+                config.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ]
+            .iter()
+            .chain(args),
         )
         .unwrap();
         let (console, captured) = Console::capture();
@@ -485,15 +494,16 @@ fn a_set_file_that_cannot_be_read_names_the_set_and_the_path() {
 }
 
 #[test]
-fn url_names_and_dynamic_sources_pass_check_but_nothing_enforces_them_yet() {
+fn check_neither_downloads_nor_resolves_and_dynamic_sets_are_refused_yet() {
     let offline = Offline::new();
+    // Port 1 of the loopback: refused at once, nothing leaves the host.
     offline.policy(
         r#"
 [guard]
 interfaces = ["eth0"]
 
 [sets]
-cdn = { url = "https://www.example.com/ips-v4", refresh = "1d" }
+cdn = { url = "http://127.0.0.1:1/ips-v4", refresh = "1d" }
 partners = { names = ["api.partner.example"], refresh = "5m" }
 banned = { dynamic = true, timeout = "1h" }
 
@@ -510,27 +520,45 @@ ports = [443]
     assert_eq!(check.stdout, "policy.toml: ok: 2 rules, 3 sets, 3 warnings\n");
     assert_eq!(
         check.stderr,
-        "policy.toml:6:15: warning: set \"cdn\": url sources are not supported yet: the set was checked without its url, and every command but check refuses this policy\n\
-         policy.toml:7:22: warning: set \"partners\": names sources are not supported yet: the set was checked without its names, and every command but check refuses this policy\n\
+        "policy.toml:6:15: warning: set \"cdn\": its url was not downloaded (`check --fetch` downloads it)\n\
+         policy.toml:7:22: warning: set \"partners\": its names were not resolved (`check --fetch` resolves them)\n\
          policy.toml:8:22: warning: set \"banned\": dynamic sets are not supported yet: the set was checked as empty, and every command but check refuses this policy\n"
+    );
+    // The names are left out below: resolving them would ask the host's DNS.
+    offline.policy(
+        &std::fs::read_to_string(offline.dir.join("policy.toml"))
+            .unwrap()
+            .replace("\"@cdn\", \"@partners\"", "\"@cdn\"")
+            .replace(
+                "partners = { names = [\"api.partner.example\"], refresh = \"5m\" }\n",
+                "",
+            ),
     );
     for command in [
         &["plan"][..],
         &["apply"],
         &["diff"],
+        &["check", "--fetch"],
         &["explain", "--from", "192.0.2.1", "--port", "443"],
     ] {
         let refused = offline.run(command, 2);
         assert_eq!(refused.stdout, "", "{command:?}");
         for expected in [
-            "policy.toml:6:15: error: set \"cdn\": url sources are not supported yet\n",
-            "policy.toml:7:22: error: set \"partners\": names sources are not supported yet\n",
-            "policy.toml:8:22: error: set \"banned\": dynamic sets are not supported yet\n",
-            "error: policy.toml has 3 errors; nothing was changed\n",
+            "policy.toml:6:15: error: set \"cdn\": cannot download http://127.0.0.1:1/ips-v4 (Connection refused (os error 111)), and no earlier copy is kept\n",
+            "error: policy.toml has ",
         ] {
             assert!(
                 refused.stderr.contains(expected),
                 "{command:?}: {expected:?} not in {}",
+                refused.stderr
+            );
+        }
+        if command[0] != "check" {
+            assert!(
+                refused.stderr.contains(
+                    "policy.toml:7:22: error: set \"banned\": dynamic sets are not supported yet\n"
+                ),
+                "{command:?}: {}",
                 refused.stderr
             );
         }

@@ -2,20 +2,25 @@
 
 use dockfw_core::sets::{Content, Loaded, SetSource};
 
-/// Parses a policy, each of its sets' list files standing in as a one-entry
-/// list (the files are the reader's own); any other external source is left
-/// unloaded, and so an error.
+/// Parses a policy, each of its sets' list files and downloads standing in
+/// as a one-entry list (the files are the reader's own), each name as
+/// resolving to one address; any other external source is left unloaded,
+/// and so an error.
 fn parse(name: &str, text: &str) -> Result<dockfw_core::Parsed, dockfw_core::PolicyError> {
     let draft = dockfw_core::Draft::parse(name, text)?;
     let mut loaded = Loaded::new();
     for external in draft.external_sources() {
-        if let SetSource::File { path, .. } = external.source {
-            let content = Content::List {
-                name: path.clone(),
+        let content = match external.source {
+            SetSource::File { path: list, .. } | SetSource::Url { url: list, .. } => Content::List {
+                name: list.clone(),
                 bytes: b"192.0.2.1\n".to_vec(),
-            };
-            loaded.insert(external.set, external.index, content);
-        }
+            },
+            SetSource::Names { names, .. } => {
+                Content::Resolved(vec![vec!["192.0.2.1".parse().unwrap()]; names.len()])
+            }
+            _ => continue,
+        };
+        loaded.insert(external.set, external.index, content);
     }
     draft.resolve(loaded)
 }

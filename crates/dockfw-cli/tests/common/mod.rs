@@ -5,6 +5,8 @@
 // Each test file uses only part of this.
 #![allow(dead_code)]
 
+pub mod fake_docker;
+
 use dockfw_nft::testing::TestNetns;
 use std::path::{Path, PathBuf};
 

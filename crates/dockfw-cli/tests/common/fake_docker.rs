@@ -1,0 +1,93 @@
+//! A stand-in Docker daemon on a unix socket, for the tests of `watch`:
+//! it answers the few requests watch makes (version, an empty container
+//! list, an event stream that stays open until the stand-in stops).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A stand-in Docker daemon: `/version`, an empty container list, and an
+/// event stream held open until [`FakeDocker::stop`].
+pub struct FakeDocker {
+    socket: PathBuf,
+    stopped: Arc<AtomicBool>,
+}
+
+impl FakeDocker {
+    pub fn start(socket: &Path) -> Self {
+        let listener = UnixListener::bind(socket).unwrap();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stopped);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { return };
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || answer(stream, &flag));
+            }
+        });
+        Self {
+            socket: socket.to_path_buf(),
+            stopped,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Ends every event stream and refuses new connections, as a stopped daemon.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag, then remove the socket.
+        let _ = UnixStream::connect(&self.socket);
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer(stream: UnixStream, stopped: &AtomicBool) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let mut out = stream;
+    if path.contains("/events") {
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let _ = out.flush();
+        while !stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    let body = if path == "/version" {
+        r#"{"Version":"20.10.0","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#
+    } else {
+        "[]"
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
