@@ -149,7 +149,7 @@ impl DiskImages {
         if images.len() <= MAX_FILES {
             return;
         }
-        images.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        images.sort_unstable_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, path) in &images[MAX_FILES..] {
             let _ = std::fs::remove_file(path);
         }
