@@ -60,6 +60,10 @@ pub trait Tables {
     fn remove(&mut self, table: &str) -> Result<bool>;
     /// [`Nft::remove_foreign`]: deletes the table whoever it belongs to.
     fn remove_foreign(&mut self, table: &str) -> Result<bool>;
+    /// [`Nft::base_chains`]: every base chain in the namespace (none by default).
+    fn base_chains(&mut self) -> Result<Vec<dockfw_nft::BaseChain>> {
+        Ok(Vec::new())
+    }
     /// [`Nft::keep_images_in_memory_only`]: for a long-lived connection.
     fn keep_images_in_memory_only(&mut self) {}
     /// [`Nft::generation`]: the current ruleset generation.
@@ -160,6 +164,10 @@ impl Tables for Nft {
 
     fn keep_images_in_memory_only(&mut self) {
         Nft::keep_images_in_memory_only(self);
+    }
+
+    fn base_chains(&mut self) -> Result<Vec<dockfw_nft::BaseChain>> {
+        Nft::base_chains(self)
     }
 
     fn note_commit(&mut self, commit: &dockfw_nft::monitor::Commit) {

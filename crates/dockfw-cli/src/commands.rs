@@ -26,6 +26,9 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
     let docker = session.docker(&parsed)?;
     let policy = &parsed.policy;
     let foreign = foreign_table(session, &policy.guard.table);
+    if let Ok(mut nft) = session.nft() {
+        warn_same_priority(session, nft.as_mut(), &policy.guard.table, policy.guard.priority);
+    }
     let warnings = parsed.warnings.len() + docker.diagnostics.len() + usize::from(foreign.is_some());
     if session.global.json {
         let diagnostics: Vec<_> = parsed.warnings.iter().chain(&docker.diagnostics).collect();
@@ -64,6 +67,56 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
 
 /// Why the policy's table, if it exists, is not dockfw's. `check` needs no
 /// privilege: when the table cannot be read (no CAP_NET_ADMIN), nothing is said.
+/// Base chains of other tables on the hooks ours use (forward, input) at our
+/// very priority: nf_tables runs two base chains of one priority in an
+/// undefined order, so which decides first is luck. Best effort: nothing
+/// when the kernel cannot be asked.
+pub fn same_priority(nft: &mut dyn crate::backend::Tables, table: &str, priority: i32) -> Vec<String> {
+    use dockfw_nft::monitor::NfFamily;
+    let Ok(chains) = nft.base_chains() else {
+        return Vec::new();
+    };
+    chains
+        .into_iter()
+        .filter(|c| matches!(c.family, NfFamily::Inet | NfFamily::Ip | NfFamily::Ip6))
+        .filter(|c| !(c.family == NfFamily::Inet && c.table == table))
+        .filter(|c| c.priority == priority)
+        .filter_map(|c| {
+            let hook = match c.hook as i32 {
+                libc::NF_INET_FORWARD => "forward",
+                libc::NF_INET_LOCAL_IN => "input",
+                _ => return None,
+            };
+            Some(format!(
+                "table {} {} chain {} ({hook} hook)",
+                c.family, c.table, c.chain
+            ))
+        })
+        .collect()
+}
+
+/// Warns of [`same_priority`] chains.
+pub fn warn_same_priority(
+    session: &Session,
+    nft: &mut dyn crate::backend::Tables,
+    table: &str,
+    priority: i32,
+) {
+    if session.verbosity == Verbosity::Quiet || session.global.json {
+        return;
+    }
+    for chain in same_priority(nft, table, priority) {
+        errln!(
+            session.console,
+            "{} {chain} hooks at priority {priority}, as table inet {table} does: nf_tables runs base \
+             chains of one priority in an undefined order, so either may decide first; set `priority` \
+             in [guard] to another value below 0 (e.g. {})",
+            paint(WARN, "warning:"),
+            priority - 5
+        );
+    }
+}
+
 fn foreign_table(session: &Session, table: &str) -> Option<String> {
     let table = session.global.table.as_deref().unwrap_or(table);
     match session.nft().ok()?.inspect(table).ok()??.owner() {
@@ -167,6 +220,8 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
 pub fn apply(session: &Session, force: bool, adopt: bool) -> Result<Exit> {
     let applied = install(session, force, adopt)?;
     print_applied(session, &applied)?;
+    let guard = &applied.parsed.policy.guard;
+    warn_same_priority(session, session.nft()?.as_mut(), &guard.table, guard.priority);
     Ok(Exit::Success)
 }
 
@@ -469,6 +524,9 @@ pub fn status(session: &Session) -> Result<Exit> {
         None => session.table_without_policy(),
     };
     let mut nft = session.nft()?;
+    if let Some(parsed) = &parsed {
+        warn_same_priority(session, nft.as_mut(), &table, parsed.policy.guard.priority);
+    }
     let inspected = nft.inspect(&table)?;
     let owner = inspected.as_ref().map(|t| t.owner().clone());
     let foreign = match &owner {

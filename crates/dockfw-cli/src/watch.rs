@@ -579,6 +579,8 @@ impl<'a> Guard<'a> {
         let started = Instant::now();
         let (report, ruleset, revoked) = guard.apply(true)?;
         guard.print(report, ruleset, revoked, started.elapsed());
+        let (table, priority) = (guard.table().to_string(), guard.parsed.policy.guard.priority);
+        crate::commands::warn_same_priority(session, guard.nft.as_mut(), &table, priority);
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)

@@ -308,3 +308,44 @@ fn a_symlink_as_lock_file_is_refused_and_its_cause_said_once() {
     assert!(!ruleset(&netns).contains("dockfw"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn another_table_at_our_priority_is_warned_about() {
+    let netns = TestNetns::new().unwrap();
+    let dir = tempdir("same-priority");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let run = |args: &[&str], code| dockfw(&netns, &dir, args, code);
+    // Another tool's base chain (dfw uses filter - 5 too) on the forward hook.
+    netns.exec(
+        "nft",
+        ["add table ip other; add chain ip other hooked { type filter hook forward priority -5; }"],
+    );
+    // And one at another priority, which is no concern.
+    netns.exec(
+        "nft",
+        ["add chain ip other later { type filter hook forward priority 0; }"],
+    );
+    for args in [
+        &["check", "-c", "policy.toml"][..],
+        &["apply", "-c", "policy.toml"],
+        &["status", "-c", "policy.toml"],
+    ] {
+        let out = run(args, 0);
+        assert!(
+            out.stderr
+                .contains("warning: table ip other chain hooked (forward hook) hooks at priority -5"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("chain later"), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("set `priority` in [guard]"), "{}", out.stderr);
+    }
+    // At another priority of ours: no warning.
+    let policy = POLICY.replace("[guard]\n", "[guard]\npriority = -10\n");
+    assert_ne!(policy, POLICY, "the policy has a [guard] table");
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let out = run(&["apply", "-c", "policy.toml"], 0);
+    assert!(!out.stderr.contains("hooks at priority"), "{}", out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

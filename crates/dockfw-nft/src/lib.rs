@@ -248,7 +248,7 @@ pub use error::{Error, Failure, Result};
 pub use inspect::{Comparison, Difference, InstalledTable, table_text};
 pub use owner::{MARKER, Owner};
 
-pub use report::{ApplyReport, Change, RuleCounter, Transaction, TransactionKind};
+pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
@@ -367,6 +367,40 @@ impl Nft {
     /// The default directory of [`Nft::keep_images_on_disk`]:
     /// `/run/dockfw-nft`, beside the writer locks (a tmpfs, emptied at boot).
     pub const IMAGE_DIR: &'static str = lock::LOCK_DIR;
+
+    /// Every base chain in the namespace, of every table and family: for
+    /// telling whether another table hooks where ours does, at the same
+    /// priority (the order of two base chains at one priority is
+    /// undefined).
+    pub fn base_chains(&mut self) -> Result<Vec<BaseChain>> {
+        const ACTION: &str = "list the base chains";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.all_chains(seq);
+        let mut chains = Vec::new();
+        let outcome = self.request(ACTION, &msg, seq, |reply| {
+            let family = reply.get(16).copied().unwrap_or(0);
+            let info = ffi::parse_chain(reply).map_err(|detail| Error::Protocol {
+                action: ACTION,
+                detail,
+            })?;
+            if let Some((hook, priority, ..)) = info.hook {
+                chains.push(BaseChain {
+                    family: monitor::NfFamily::from(family),
+                    table: info.table,
+                    chain: info.name,
+                    hook,
+                    priority,
+                });
+            }
+            Ok(())
+        })?;
+        match outcome {
+            transact::RequestOutcome::Done { .. } => Ok(chains),
+            transact::RequestOutcome::Refused(errno) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
+        }
+    }
 
     /// The current nf_tables ruleset generation id.
     pub fn generation(&mut self) -> Result<u32> {

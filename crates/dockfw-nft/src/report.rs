@@ -129,3 +129,19 @@ pub struct RuleCounter {
     /// Bytes counted.
     pub bytes: u64,
 }
+
+/// A base chain of any table in the namespace (see [`crate::Nft::base_chains`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BaseChain {
+    /// The table's family.
+    pub family: crate::monitor::NfFamily,
+    /// Its table.
+    pub table: String,
+    /// Its name.
+    pub chain: String,
+    /// The hook number (`NF_INET_*` for ip, ip6 and inet: 1 input, 2 forward).
+    pub hook: u32,
+    /// Its priority.
+    pub priority: i32,
+}

@@ -402,6 +402,19 @@ impl MsgWriter {
             .to_vec()
     }
 
+    /// A `GETCHAIN` dump of every chain of every table and family.
+    pub(crate) fn all_chains(&mut self, seq: u32) -> Vec<u8> {
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_DUMP;
+        self.build(
+            libc::NFT_MSG_GETCHAIN as u32,
+            libc::NFPROTO_UNSPEC as u16,
+            flags,
+            seq,
+            |_| {},
+        )
+        .to_vec()
+    }
+
     /// A dump request (`GETCHAIN`, `GETSET`, `GETRULE`, …) filtered by table.
     pub(crate) fn dump(&mut self, seq: u32, what: Dump, table: &str) -> Vec<u8> {
         let flags = libc::NLM_F_REQUEST | libc::NLM_F_DUMP;
