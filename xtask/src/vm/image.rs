@@ -178,8 +178,8 @@ fn check_build_prerequisites() -> Result<()> {
             "building a VM image needs root (debootstrap, device nodes): run `cargo xtask vm-test` as root once; later runs reuse the cached image"
         );
     }
-    super::require_program("debootstrap", "debootstrap")?;
-    super::require_program("mkfs.ext4", "e2fsprogs")?;
+    super::install_program("debootstrap", "debootstrap")?;
+    super::install_program("mkfs.ext4", "e2fsprogs")?;
     let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
     if !keyring.is_file() {
         bail!(

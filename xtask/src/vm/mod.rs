@@ -305,6 +305,16 @@ pub(crate) fn require_program(program: &str, package: &str) -> Result<PathBuf> {
         .with_context(|| format!("`{program}` not found: apt-get install {package}"))
 }
 
+/// [`require_program`], installing `package` first if `program` is missing
+/// and we can (as root with apt, as `test` and `demo` install `.ci/packages`).
+pub(crate) fn install_program(program: &str, package: &str) -> Result<PathBuf> {
+    if let Ok(found) = require_program(program, package) {
+        return Ok(found);
+    }
+    crate::packages::ensure_these(&[package])?;
+    require_program(program, package)
+}
+
 fn format_secs(d: Duration) -> String {
     let secs = d.as_secs();
     format!("{}m{:02}s", secs / 60, secs % 60)

@@ -204,7 +204,7 @@ impl Drop for Guard {
 
 /// qemu-system-x86_64 on PATH.
 pub(crate) fn program() -> Result<PathBuf> {
-    super::require_program("qemu-system-x86_64", "qemu-system-x86")
+    super::install_program("qemu-system-x86_64", "qemu-system-x86")
 }
 
 /// Fails unless the cached kernel is readable (vmlinuz is 0600 root).
