@@ -98,6 +98,11 @@ test_binary() {
     for share in shares {
         let _ = writeln!(s, "share {} {}", quote(&share.tag), quote_path(&share.path));
     }
+    // Snapshot tests (insta) find the workspace with `cargo metadata`, and
+    // there is no cargo in the guest: name it (the first share, the checkout).
+    if let Some(checkout) = shares.first() {
+        let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", quote_path(&checkout.path));
+    }
     s.push_str(
         r#"{
     echo "kernel $(uname -r)"
@@ -271,6 +276,7 @@ mod tests {
         }];
         let script = job_script(&shares, &bins, &["published ports".into()]);
         assert!(script.contains("share 'src' '/src'\n"));
+        assert!(script.contains("export INSTA_WORKSPACE_ROOT='/src'\n"));
         assert!(script.contains(
             "test_binary 'dockfw-e2e/lab' '/src/tests' '/t/debug/deps/lab-1' \
                  '--include-ignored' '--skip' 'manual::' 'published ports'\n"
