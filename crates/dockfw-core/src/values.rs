@@ -268,7 +268,7 @@ impl AddrSet {
     }
 
     /// The set of exactly these addresses.
-    pub(crate) fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         Self::from_ranges(addrs.into_iter().map(|addr| match addr {
             IpAddr::V4(a) => IpRange::V4(Interval::single(a)),
             IpAddr::V6(a) => IpRange::V6(Interval::single(a)),

@@ -229,6 +229,7 @@ mod owner;
 mod plan;
 mod read;
 mod report;
+mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transact;
@@ -238,6 +239,7 @@ pub use inspect::{Comparison, Difference, InstalledTable, table_text};
 pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, Change, RuleCounter, Transaction, TransactionKind};
+pub use runtime::{RuntimeElement, RuntimeEntry};
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
@@ -361,7 +363,18 @@ impl Nft {
                 // A commit was missed.
                 return false;
             }
-            if !commit.touches(monitor::NfFamily::Inet, table) {
+            // Elements added to or deleted from run-time sets (`set add`,
+            // fail2ban) are not the image's business: as if elsewhere.
+            let beyond_runtime = commit.touches(monitor::NfFamily::Inet, table)
+                && (!commit.complete
+                    || commit
+                        .changes
+                        .iter()
+                        .any(|c| matches!(c.kind, monitor::Kind::Unknown(_)))
+                    || commit
+                        .changes_to(monitor::NfFamily::Inet, table)
+                        .any(|c| !image.is_runtime_element(c)));
+            if !beyond_runtime {
                 match &mut image.stale {
                     Some(stale) => stale.seen = commit.generation,
                     None => image.generation = commit.generation,
