@@ -73,7 +73,7 @@ impl Session {
     /// Reads and validates the policy and the list files its sets name,
     /// printing warnings (unless quiet or JSON) and errors, for a command
     /// that enforces or evaluates it: a set source dockfw-nft cannot load
-    /// yet (`url`, `names`, `dynamic`) is an error, never an empty set.
+    /// yet (`url`, `names`) is an error, never an empty set.
     /// `--table` overrides the policy's table.
     pub fn load_policy(&self) -> Result<Parsed> {
         self.load(Purpose::Enforce)
@@ -152,14 +152,9 @@ impl Session {
                     "the set was checked without its names",
                     "write the names' addresses under entries = [...] instead",
                 ),
-                // Written in the policy: never external.
-                SetSource::Entries { .. } => continue,
-                SetSource::Dynamic { .. } => not_yet(
-                    purpose,
-                    "dynamic sets are not supported yet",
-                    "the set was checked as empty",
-                    "keep the addresses in a list file (file = \"PATH\") and apply again when it changes",
-                ),
+                // Written in the policy: never external. A dynamic set's
+                // elements belong to run time: nothing to load.
+                SetSource::Entries { .. } | SetSource::Dynamic { .. } => continue,
             };
             loaded.insert(external.set, external.index, content);
         }

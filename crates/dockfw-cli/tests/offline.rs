@@ -485,7 +485,7 @@ fn a_set_file_that_cannot_be_read_names_the_set_and_the_path() {
 }
 
 #[test]
-fn url_names_and_dynamic_sources_pass_check_but_nothing_enforces_them_yet() {
+fn url_and_names_sources_pass_check_but_nothing_enforces_them_yet() {
     let offline = Offline::new();
     offline.policy(
         r#"
@@ -495,11 +495,6 @@ interfaces = ["eth0"]
 [sets]
 cdn = { url = "https://www.example.com/ips-v4", refresh = "1d" }
 partners = { names = ["api.partner.example"], refresh = "5m" }
-banned = { dynamic = true, timeout = "1h" }
-
-[[rule]]
-from = ["@banned"]
-action = "drop"
 
 [[rule]]
 from = ["@cdn", "@partners"]
@@ -507,12 +502,11 @@ ports = [443]
 "#,
     );
     let check = offline.run(&["check"], 0);
-    assert_eq!(check.stdout, "policy.toml: ok: 2 rules, 3 sets, 3 warnings\n");
+    assert_eq!(check.stdout, "policy.toml: ok: 1 rule, 2 sets, 2 warnings\n");
     assert_eq!(
         check.stderr,
         "policy.toml:6:15: warning: set \"cdn\": url sources are not supported yet: the set was checked without its url, and every command but check refuses this policy\n\
-         policy.toml:7:22: warning: set \"partners\": names sources are not supported yet: the set was checked without its names, and every command but check refuses this policy\n\
-         policy.toml:8:22: warning: set \"banned\": dynamic sets are not supported yet: the set was checked as empty, and every command but check refuses this policy\n"
+         policy.toml:7:22: warning: set \"partners\": names sources are not supported yet: the set was checked without its names, and every command but check refuses this policy\n"
     );
     for command in [
         &["plan"][..],
@@ -525,8 +519,7 @@ ports = [443]
         for expected in [
             "policy.toml:6:15: error: set \"cdn\": url sources are not supported yet\n",
             "policy.toml:7:22: error: set \"partners\": names sources are not supported yet\n",
-            "policy.toml:8:22: error: set \"banned\": dynamic sets are not supported yet\n",
-            "error: policy.toml has 3 errors; nothing was changed\n",
+            "error: policy.toml has 2 errors; nothing was changed\n",
         ] {
             assert!(
                 refused.stderr.contains(expected),

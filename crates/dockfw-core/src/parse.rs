@@ -140,6 +140,12 @@ impl Draft {
         &self.policy.guard
     }
 
+    /// The `[sets]`, by name, with their sources (their addresses are not
+    /// loaded yet; a `dynamic` set needs none: [`Set::is_dynamic`]).
+    pub fn sets(&self) -> &BTreeMap<String, Set> {
+        &self.policy.sets
+    }
+
     /// Every set source to load before [`Draft::resolve`], by set name then
     /// in the order written.
     pub fn external_sources(&self) -> impl Iterator<Item = ExternalSource<'_>> {

@@ -38,6 +38,19 @@ pub struct RuntimeElement {
     pub expires: Option<Duration>,
 }
 
+#[cfg(feature = "testing")]
+impl RuntimeElement {
+    /// An element as [`Nft::runtime_elements`] would list it: for stand-ins
+    /// of the kernel in tests.
+    pub fn stand_in(addr: Option<IpAddr>, timeout: Option<Duration>, expires: Option<Duration>) -> Self {
+        Self {
+            addr,
+            timeout,
+            expires,
+        }
+    }
+}
+
 /// An address to add to, or delete from, a run-time set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeEntry {
