@@ -55,7 +55,10 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             runtime.kernel,
             SetElements::Runtime(RuntimeSet {
                 family: runtime.family,
-                timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                // Whole seconds, which every kernel HZ converts exactly
+                // (1500 ms would read back as 1504 ms at HZ=250).
+                timeout_ms: timeout
+                    .map(|t| (t.as_secs() + u64::from(t.subsec_nanos() > 0)).saturating_mul(1000)),
             }),
         );
     }

@@ -103,6 +103,18 @@
 //!   stop matching (`tests/reapply_traffic.rs` probes this under traffic).
 //!   Two sets changing would publish one after the other; intervals that
 //!   merge with a neighbour, or any rule change, still go through staging.
+//! * **Run-time sets.** [`SetElements::Runtime`](dockfw_core::ruleset::SetElements::Runtime)
+//!   sets (a policy's `dynamic` sets) are created like any set, but their
+//!   elements belong to run time: no read dumps them, nothing compares them,
+//!   and the image ignores their notifications (a commit that only adds or
+//!   deletes such elements keeps it trusted). They are listed first, by
+//!   name, so no other set coming or going can force one to be recreated;
+//!   only a change of its own flags or timeout does
+//!   ([`ApplyReport::recreated_runtime_sets`]). [`Nft::replace`] puts their
+//!   elements back into the rebuilt table with the time each had left.
+//!   [`Nft::runtime_elements`], [`Nft::add_runtime_elements`],
+//!   [`Nft::delete_runtime_elements`] and [`Nft::flush_runtime_sets`] read
+//!   and change them, one transaction each, without the writer lock.
 //! * **Writers take turns.** [`Nft::apply`], [`Nft::replace`] and
 //!   [`Nft::remove`] hold the network namespace's writer lock while they
 //!   run: an `flock` on `/run/dockfw-nft/netns-DEV-INODE.lock` (DEV and

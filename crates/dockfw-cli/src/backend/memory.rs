@@ -379,10 +379,11 @@ impl Tables for Memory {
     }
 
     fn flush_runtime_sets(&mut self, table: &str, sets: &[&str]) -> Result<()> {
-        let entries: Vec<RuntimeEntry> = Vec::new();
-        self.change_runtime(table, &entries, |_, _| {})?;
         let mut state = self.state.borrow_mut();
-        let installed = state.tables.get_mut(table).expect("checked");
+        let installed = state.tables.get_mut(table).ok_or_else(|| Error::NoTable {
+            table: table.to_string(),
+        })?;
+        installed.refuse_unless_ours()?;
         for set in sets {
             installed.runtime_set(set)?;
         }
