@@ -2,7 +2,7 @@
 //!
 //! TARGET/dist/dockfw-nft-VERSION-ARCH-linux/ (TARGET: cargo's target directory) holds the release binary, its
 //! man pages and shell completions (generated from the clap definition by the
-//! binary itself), the systemd unit, the example policies and the README; the
+//! binary itself), the systemd unit, the fail2ban action, the example policies and the README; the
 //! directory is also packed as a .tar.gz beside it.
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +29,7 @@ pub fn run(root: &Path) -> Result<()> {
     }
     fs::create_dir_all(out.join("completions"))?;
     fs::create_dir_all(out.join("examples"))?;
+    fs::create_dir_all(out.join("fail2ban"))?;
 
     copy(&binary, &out.join("dockfw-nft"))?;
     let status = Command::new(&binary)
@@ -49,6 +50,10 @@ pub fn run(root: &Path) -> Result<()> {
     copy(
         &root.join("packaging/dockfw-nft.service"),
         &out.join("dockfw-nft.service"),
+    )?;
+    copy(
+        &root.join("packaging/fail2ban/action.d/dockfw-nft.conf"),
+        &out.join("fail2ban/dockfw-nft.conf"),
     )?;
     copy(&root.join("README.md"), &out.join("README.md"))?;
     for entry in fs::read_dir(root.join("examples"))? {

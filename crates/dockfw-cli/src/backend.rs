@@ -25,7 +25,7 @@ use anyhow::Context;
 use dockfw_core::Ruleset;
 use dockfw_nft::conntrack::{Conntrack, CtEntry};
 use dockfw_nft::monitor::Monitor;
-use dockfw_nft::{ApplyReport, InstalledTable, Nft, Result, RuleCounter};
+use dockfw_nft::{ApplyReport, InstalledTable, Nft, Result, RuleCounter, RuntimeElement, RuntimeEntry};
 use std::fmt;
 use std::path::Path;
 
@@ -68,6 +68,14 @@ pub trait Tables {
     fn keep_images_in_memory_only(&mut self) {}
     /// [`Nft::generation`]: the current ruleset generation.
     fn generation(&mut self) -> Result<u32>;
+    /// [`Nft::runtime_elements`]: what run time put in a run-time set.
+    fn runtime_elements(&mut self, table: &str, set: &str) -> Result<Vec<RuntimeElement>>;
+    /// [`Nft::add_runtime_elements`]: one transaction; present ones are no error.
+    fn add_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()>;
+    /// [`Nft::delete_runtime_elements`]: one transaction; absent ones are no error.
+    fn delete_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()>;
+    /// [`Nft::flush_runtime_sets`]: empties run-time sets, in one transaction.
+    fn flush_runtime_sets(&mut self, table: &str, sets: &[&str]) -> Result<()>;
     /// [`Nft::note_commit`]: a commit the monitor saw, so that what was
     /// installed stays trusted across commits elsewhere (none by default).
     fn note_commit(&mut self, _commit: &dockfw_nft::monitor::Commit) {}
@@ -168,6 +176,22 @@ impl Tables for Nft {
 
     fn base_chains(&mut self) -> Result<Vec<dockfw_nft::BaseChain>> {
         Nft::base_chains(self)
+    }
+
+    fn runtime_elements(&mut self, table: &str, set: &str) -> Result<Vec<RuntimeElement>> {
+        Nft::runtime_elements(self, table, set)
+    }
+
+    fn add_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()> {
+        Nft::add_runtime_elements(self, table, entries)
+    }
+
+    fn delete_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()> {
+        Nft::delete_runtime_elements(self, table, entries)
+    }
+
+    fn flush_runtime_sets(&mut self, table: &str, sets: &[&str]) -> Result<()> {
+        Nft::flush_runtime_sets(self, table, sets)
     }
 
     fn note_commit(&mut self, commit: &dockfw_nft::monitor::Commit) {

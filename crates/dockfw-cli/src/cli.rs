@@ -13,7 +13,9 @@ Exit status:
      dockfw's (apply, remove); nothing was changed
   3  kernel or lock error, incl. no permission to change the firewall (the ruleset already
      installed stays as it was, unless the message says what was committed)
-  4  Docker unreachable where Docker is required (--require-docker; watch)";
+  4  Docker unreachable where Docker is required (--require-docker; watch)
+set: 1 when the table or the set is not installed (apply first); 2 when NAME is not a
+dynamic set of the policy, or an argument is not one address";
 
 /// The whole command line: parse it with [`clap::Parser`] and hand it to
 /// [`run`](crate::run). Its help text comes from the `about` attributes, not
@@ -80,7 +82,7 @@ pub struct Global {
     /// Set for `watch`, which requires Docker whatever the options say.
     #[arg(skip)]
     pub watching: bool,
-    /// Print data as JSON (check, plan, apply, diff, status, explain, remove).
+    /// Print data as JSON (check, plan, apply, diff, status, explain, remove, set).
     #[arg(long, global = true)]
     pub json: bool,
     /// Say more (repeat for more detail).
@@ -154,6 +156,20 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_name = "DURATION")]
         settle: humantime::Duration,
     },
+    /// List, add, delete and flush the addresses of the policy's dynamic sets
+    /// (`dynamic = true`), e.g. for fail2ban or a script.
+    ///
+    /// NAME is the set's name in the policy; its addresses live in the kernel sets
+    /// set-NAME-v4 and set-NAME-v6 of dockfw's table, which `apply` creates and never
+    /// empties. Each change is one transaction; adding an address already there, or
+    /// deleting one that is not, is no error. The kernel removes an address when its
+    /// timeout runs out. Exit 1 when the table (or the set) is not installed: run
+    /// `dockfw-nft apply` first.
+    Set {
+        /// What to do.
+        #[command(subcommand)]
+        command: SetCommand,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -165,6 +181,42 @@ pub enum Command {
     Manpages {
         /// Directory to write dockfw-nft.1 and dockfw-nft-COMMAND.1 into.
         dir: PathBuf,
+    },
+}
+
+/// `dockfw-nft set ...`.
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// The addresses in one dynamic set (or in each), with the time each has left.
+    List {
+        /// The set's name in the policy [default: every dynamic set].
+        name: Option<String>,
+    },
+    /// Add addresses (IPv4 or IPv6, mixed) to a dynamic set.
+    Add {
+        /// The set's name in the policy.
+        name: String,
+        /// The addresses.
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+        /// How long they stay: a duration (10m, 1h30m) or seconds (600, as fail2ban's
+        /// <bantime> gives); a negative number (fail2ban's permanent bantime = -1) gives
+        /// them no timeout of their own [default: the set's timeout, if any].
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        timeout: Option<String>,
+    },
+    /// Delete addresses from a dynamic set (one not in it is skipped).
+    Del {
+        /// The set's name in the policy.
+        name: String,
+        /// The addresses.
+        #[arg(required = true, value_name = "ADDR")]
+        addresses: Vec<String>,
+    },
+    /// Delete every address of a dynamic set.
+    Flush {
+        /// The set's name in the policy.
+        name: String,
     },
 }
 

@@ -18,6 +18,7 @@ use dockfw_core::sets::Origin;
 use dockfw_core::{Action, Connection, Parsed, Ruleset};
 use dockfw_nft::{ApplyReport, Change};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,14 @@ struct ApplyOutput<'a> {
     elapsed_ms: f64,
     /// `null` when revoke did not run (off, or nothing changed).
     revoked: Option<RevokedOutput<'a>>,
+    /// Kernel sets of dynamic sets recreated (emptied) because the policy
+    /// changed their timeout or type (left out when none).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    recreated_dynamic_sets: &'a [String],
+    /// Addresses of dynamic sets put back after the table was rebuilt
+    /// (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    dynamic_addresses_kept: usize,
 }
 
 #[derive(Serialize)]
@@ -159,6 +168,10 @@ struct RevokedOutput<'a> {
     by: std::collections::BTreeMap<String, usize>,
     connections: &'a [crate::revoke::Cut],
     problem: Option<&'a str>,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// What one apply did.
@@ -260,6 +273,8 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
                 connections: &r.cut,
                 problem: r.problem.as_deref(),
             }),
+            recreated_dynamic_sets: &report.recreated_runtime_sets,
+            dynamic_addresses_kept: report.runtime_elements_kept,
         };
         outln!(session, "{}", serde_json::to_value(out)?);
         return Ok(());
@@ -289,6 +304,14 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             session.config_name(),
         );
     }
+    for set in &report.recreated_runtime_sets {
+        errln!(
+            session.console,
+            "{} dynamic set `{set}` was recreated: the policy changed its timeout or type, so the \
+             addresses added to it at run time (fail2ban, `dockfw-nft set add`) are gone",
+            paint(WARN, "warning:")
+        );
+    }
     if let Some(revoked) = revoked {
         print_revoked(session, revoked);
     }
@@ -300,7 +323,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
                 DIM,
                 format!(
                     "{} transaction(s): {} messages, {} bytes, generation {}, {} attempt(s); commit {:.1?}, verify {:.1?}; \
-                     read the table {} time(s), {} with set elements",
+                     read the table {} time(s), {} with set elements{}",
                     report.transactions.len(),
                     report.messages,
                     report.batch_bytes,
@@ -310,6 +333,10 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
                     report.verify_time,
                     report.reads,
                     report.element_reads,
+                    match report.runtime_elements_kept {
+                        0 => String::new(),
+                        kept => format!("; kept {kept} address(es) of dynamic sets"),
+                    },
                 )
             )
         );
@@ -699,7 +726,10 @@ fn print_status(session: &Session, out: &StatusOutput) {
 }
 
 pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
-    let parsed = session.load_policy()?;
+    let mut parsed = session.load_policy()?;
+    // What the dynamic sets hold now, when the kernel tells (root, table
+    // installed); otherwise the explanation says it does not know.
+    let unread = crate::dynamic_sets::fill_runtime(session, &mut parsed.policy);
     let docker = session.docker(&parsed)?;
     let range = dockfw_core::values::parse_port_range(&args.port)
         .map_err(|e| anyhow::anyhow!("--port {}: {}", args.port, e.message))?;
@@ -729,13 +759,24 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
                 .is_some_and(|rule| rule.to.is_some() || rule.selects_containers())
         });
     let memberships = set_memberships(&parsed, &connection);
+    // Why each dynamic set the decision needed is unknown.
+    let unknown: Vec<(&String, &str)> = explanation
+        .unknown_sets
+        .iter()
+        .map(|name| {
+            let why = unread.get(name).map_or("not read", String::as_str);
+            (name, why)
+        })
+        .collect();
     if session.global.json {
+        let unknown: BTreeMap<&String, &str> = unknown.iter().copied().collect();
         let out = serde_json::json!({
             "connection": connection,
             "via": path,
             "explanation": explanation,
             "address_unknown_decides": address_decides,
             "sets": memberships,
+            "dynamic_sets_not_read": unknown,
         });
         outln!(session, "{out:#}");
         return Ok(Exit::Success);
@@ -767,6 +808,15 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     for membership in &memberships {
         outln!(session, "  {membership}");
     }
+    for (name, why) in &unknown {
+        outln!(
+            session,
+            "{} @{name} is dynamic: its addresses exist only in the kernel, and could not be read ({why}); \
+             this assumes {} is not in it",
+            paint(WARN, "note:"),
+            connection.source
+        );
+    }
     if address_decides {
         outln!(
             session,
@@ -778,12 +828,15 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
 }
 
 /// An address of the connection that is in a set, and where the set's
-/// entries holding it came from.
+/// entries holding it came from (for a dynamic set: added at run time).
 #[derive(Serialize)]
 struct Membership<'a> {
     address: std::net::IpAddr,
     set: &'a str,
     origins: Vec<Origin<'a>>,
+    /// In a dynamic set: added at run time (left out when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dynamic: bool,
 }
 
 impl std::fmt::Display for Membership<'_> {
@@ -791,6 +844,9 @@ impl std::fmt::Display for Membership<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 3;
         write!(f, "{} is in @{}", self.address, self.set)?;
+        if self.dynamic {
+            return write!(f, ", added at run time (`dockfw-nft set list {}`)", self.set);
+        }
         for (i, origin) in self.origins.iter().take(SHOWN).enumerate() {
             write!(f, "{}{origin}", if i == 0 { ", " } else { ", and " })?;
         }
@@ -810,11 +866,12 @@ fn set_memberships<'a>(parsed: &'a Parsed, connection: &Connection) -> Vec<Membe
                 .policy
                 .sets
                 .iter()
-                .filter(move |(_, set)| set.addrs.contains(address))
+                .filter(move |(_, set)| set.holds(address) == Some(true))
                 .map(move |(name, set)| Membership {
                     address,
                     set: name,
                     origins: set.origins_of(address).collect(),
+                    dynamic: set.is_dynamic(),
                 })
         })
         .collect()

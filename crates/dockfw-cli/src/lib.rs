@@ -16,6 +16,7 @@
 mod cli;
 mod commands;
 mod docker_view;
+mod dynamic_sets;
 mod output;
 mod policy_file;
 mod revoke;
@@ -76,6 +77,7 @@ pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {
         Command::Check { fetch } => commands::check(&session, fetch),
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove { foreign } => commands::remove(&session, foreign),
+        Command::Set { command } => dynamic_sets::set(&session, &command),
         Command::Watch { settle } => watch::watch(&session, settle.into()),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
@@ -97,6 +99,17 @@ fn exit_code(error: &anyhow::Error) -> Exit {
             if matches!(error, dockfw_nft::Error::NotOwned { .. }) {
                 return Exit::Usage;
             }
+            // `set`: the table, or the set as the policy has it, is not
+            // installed, as `status` says of a missing table.
+            if matches!(
+                error,
+                dockfw_nft::Error::NoTable { .. }
+                    | dockfw_nft::Error::NoSet { .. }
+                    | dockfw_nft::Error::NotRuntimeSet { .. }
+            ) {
+                return Exit::Differs;
+            }
+
             return Exit::Kernel;
         }
         if cause.is::<docker_view::Unreachable>() {
@@ -171,6 +184,14 @@ fn nft_hint(error: &dockfw_nft::Error) -> Option<&'static str> {
             "dockfw only changes tables it created: choose another `table` in the policy (or \
              --table), or take this one over deliberately with `apply --adopt` (its contents \
              are lost) or delete it with `remove --foreign`",
+        ),
+        Error::NoTable { .. } => Some("install the policy first: `dockfw-nft apply`"),
+        Error::NoSet { .. } => Some(
+            "the installed table was applied from a policy without this set: `dockfw-nft apply` creates it",
+        ),
+        Error::NotRuntimeSet { .. } => Some(
+            "the installed table differs from the policy (`dockfw-nft diff` shows how); \
+             `dockfw-nft apply` makes the set dynamic",
         ),
         Error::Undone { cause, .. } => nft_hint(cause),
         Error::LeftAsIs { .. } | Error::RollbackFailed { .. } => Some(

@@ -98,6 +98,11 @@ pub fn revoke(
     labelled_by: &[(IfName, u8)],
 ) -> Revoked {
     let mut revoked = Revoked::default();
+    // Judged with what the dynamic sets hold now; one that cannot be read
+    // stays unknown, and no connection is cut on a guess about it.
+    let mut policy = policy.clone();
+    crate::dynamic_sets::fill_runtime(session, &mut policy);
+    let policy = &policy;
     let mut conntrack = match session.conntrack() {
         Ok(conntrack) => conntrack,
         Err(error) => {

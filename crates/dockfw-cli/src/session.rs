@@ -214,17 +214,9 @@ impl Session {
                 }
                 SetSource::Url { url, .. } => sources::load_url(url, &self.cache()),
                 SetSource::Names { names, .. } => sources::load_names(names, &self.cache()),
-                // Written in the policy: never external.
-                SetSource::Entries { .. } => continue,
-                SetSource::Dynamic { .. } => (
-                    not_yet(
-                        purpose,
-                        "dynamic sets are not supported yet",
-                        "the set was checked as empty",
-                        "keep the addresses in a list file (file = \"PATH\") and apply again when it changes",
-                    ),
-                    Vec::new(),
-                ),
+                // Written in the policy: never external. A dynamic set's
+                // elements belong to run time: nothing to load.
+                SetSource::Entries { .. } | SetSource::Dynamic { .. } => continue,
             };
             let mut fetched = Fetched::new(set, index, source, content);
             fetched.warnings = warnings;
@@ -319,20 +311,6 @@ impl Session {
     /// The ruleset the policy compiles to, given what Docker runs.
     pub fn desired(&self, parsed: &Parsed, docker: &DockerView) -> Ruleset {
         dockfw_core::compile(&parsed.policy, &docker.containers)
-    }
-}
-
-/// The content of a source dockfw-nft cannot load yet: skipped with a
-/// warning for `check`, an error for everything else.
-fn not_yet(purpose: Purpose, problem: &str, checked: &str, hint: &str) -> Content {
-    match purpose {
-        Purpose::Check { .. } => Content::Skipped {
-            why: format!("{problem}: {checked}, and every command but check refuses this policy"),
-        },
-        Purpose::Enforce => Content::Failed {
-            problem: problem.to_string(),
-            hint: Some(hint.to_string()),
-        },
     }
 }
 

@@ -790,7 +790,13 @@ impl<'a> Guard<'a> {
             return;
         }
         let table = self.table().to_string();
-        if !commit.touches(NfFamily::Inet, &table) {
+        // Addresses coming and going in the dynamic sets are run time's.
+        let runtime: Vec<String> = dockfw_core::layout::runtime_sets(&self.parsed.policy)
+            .into_iter()
+            .map(|set| set.kernel)
+            .collect();
+        let is_runtime = |set: &str| runtime.iter().any(|name| name == set);
+        if !commit.touches_beyond_elements_of(NfFamily::Inet, &table, is_runtime) {
             return;
         }
         let by = format!(
@@ -807,7 +813,11 @@ impl<'a> Guard<'a> {
             .filter(|c| !(c.family == NfFamily::Inet && c.table == table))
             .count();
         let tampering = Tampering {
-            changes: commit.changes_to(NfFamily::Inet, &table).cloned().collect(),
+            changes: commit
+                .changes_to(NfFamily::Inet, &table)
+                .filter(|c| !(c.kind == Kind::Element && c.name.as_deref().is_some_and(is_runtime)))
+                .cloned()
+                .collect(),
             by_dockfw: commit.process.as_deref() == Some(DOCKFW_PROCESS),
             by,
             other_tables_deleted,

@@ -531,3 +531,76 @@ fn speaks_systemds_notify_protocol() {
     drop(watch);
     setup.done();
 }
+
+#[test]
+#[ignore = "needs root"]
+fn addresses_coming_and_going_in_dynamic_sets_are_not_repaired() {
+    let setup = setup("dynamic");
+    let policy = POLICY.replace(
+        "[sets]\n",
+        "[sets]\nbanned = { dynamic = true, timeout = \"1h\" }\n",
+    ) + "\n[[rule]]\nname = \"bans\"\nfrom = \"@banned\"\naction = \"drop\"\n";
+    std::fs::write(setup.dir.join("policy.toml"), policy).unwrap();
+    let mut watch = setup.watch(&[]);
+    let set = |args: &[&str]| {
+        let status = setup.command(&[&["set"], args].concat()).status().unwrap();
+        assert!(status.success(), "set {args:?}");
+    };
+    // By the command (a dockfw-nft commit, which watch would otherwise
+    // follow as an edited policy), by nft, and by the kernel's timeout.
+    set(&["add", "banned", "192.0.2.7", "2001:db8::7", "--timeout", "1s"]);
+    set(&["add", "banned", "192.0.2.9"]);
+    assert!(nft(
+        &setup.netns,
+        &[
+            "add",
+            "element",
+            "inet",
+            "dockfw",
+            "set-banned-v4",
+            "{ 192.0.2.8 timeout 1m }"
+        ]
+    ));
+    assert!(nft(
+        &setup.netns,
+        &[
+            "delete",
+            "element",
+            "inet",
+            "dockfw",
+            "set-banned-v4",
+            "{ 192.0.2.8 }"
+        ]
+    ));
+    set(&["del", "banned", "2001:db8::7"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(nft(
+        &setup.netns,
+        &["flush", "set", "inet", "dockfw", "set-banned-v6"]
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let said = &watch.text()[watch.seen..];
+    for needle in ["repaired", "changed table", "applying"] {
+        assert!(!said.contains(needle), "{needle:?} in:\n{said}");
+    }
+    // Real tampering is still repaired, and the run-time addresses stay.
+    assert!(nft(
+        &setup.netns,
+        &[
+            "add",
+            "element",
+            "inet",
+            "dockfw",
+            "set-admins-v4",
+            "{ 192.0.2.99 }"
+        ]
+    ));
+    let line = watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
+    assert!(line.contains("added to set set-admins-v4"), "{line}");
+    let listed = setup.command(&["set", "list", "banned"]).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("192.0.2.9  expires in"), "{listed}");
+    assert!(!listed.contains("192.0.2.7"), "expired: {listed}");
+    drop(watch);
+    setup.done();
+}

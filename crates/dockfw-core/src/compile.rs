@@ -9,12 +9,12 @@ use crate::interval::Interval;
 use crate::layout::{
     CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
     CHAIN_UNTRACKED, CT_LABEL_COMMENT, DEFAULT_COMMENT, DOCKER_BRIDGES, PROXY_COMMENT, UNJUDGED_COMMENT,
-    UNTRACKED_COMMENT, interface_ct_labels, rule_chain,
+    UNTRACKED_COMMENT, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
 use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
-    RejectWith, Rule, Ruleset, Set, SetElements, Statement, Verdict,
+    RejectWith, Rule, Ruleset, RuntimeSet, Set, SetElements, Statement, Verdict,
 };
 use crate::values::AddrSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,10 +37,31 @@ const METER_SIZE: u32 = 65535;
 /// publish, and nothing while none of them runs (or Docker is not known); the
 /// docker-proxy chain judges the host ports running containers publish.
 ///
+/// A `dynamic` set becomes two kernel sets ([`SetElements::Runtime`],
+/// `set-NAME-v4` and `set-NAME-v6`), first in the ruleset, whether rules use
+/// it or not (so it can be filled before they do); a rule naming it in
+/// `from` gets alternatives matching those sets.
+///
 /// Deterministic: the same inputs give the same ruleset.
 pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
     let mut compiler = Compiler { sets: Vec::new() };
     let guard = &policy.guard;
+    for runtime in runtime_sets(policy) {
+        let timeout = policy
+            .sets
+            .get(&runtime.set)
+            .and_then(|set| set.dynamic_timeout());
+        compiler.add_set(
+            runtime.kernel,
+            SetElements::Runtime(RuntimeSet {
+                family: runtime.family,
+                // Whole seconds, which every kernel HZ converts exactly
+                // (1500 ms would read back as 1504 ms at HZ=250).
+                timeout_ms: timeout
+                    .map(|t| (t.as_secs() + u64::from(t.subsec_nanos() > 0)).saturating_mul(1000)),
+            }),
+        );
+    }
 
     let forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
     let input = base_rules(&guard.interfaces, CHAIN_PROXY);
@@ -357,6 +378,28 @@ struct Compiler {
     sets: Vec<Set>,
 }
 
+/// Where a rule's sources are: anywhere, the addresses written, or a
+/// dynamic set.
+enum Source<'a> {
+    Any,
+    Written {
+        addrs: &'a AddrSet,
+        /// Base name of the kernel sets holding them.
+        base: String,
+    },
+    /// A dynamic set, by name: both families, filled at run time.
+    Dynamic(&'a str),
+}
+
+impl Source<'_> {
+    fn has_family(&self, family: Family) -> bool {
+        match self {
+            Self::Any | Self::Dynamic(_) => true,
+            Self::Written { addrs, .. } => addrs.has_family(family),
+        }
+    }
+}
+
 impl Compiler {
     /// Adds a set called `name`, or reuses an identical one of that name; a
     /// different one of that name gets a numbered name instead.
@@ -405,70 +448,92 @@ impl Compiler {
     }
 
     /// The match lists of a rule's alternatives: interfaces × dialled targets ×
-    /// families × protocols. Empty when the rule can match nothing (e.g. its
-    /// container is not running).
+    /// sources × families × protocols. Empty when the rule can match nothing
+    /// (e.g. its container is not running).
     fn alternatives(&mut self, index: usize, rule: &PolicyRule, containers: &[Container]) -> Vec<Vec<Match>> {
         let interfaces: Vec<Option<&IfName>> = match &rule.interfaces {
             Some(names) => names.iter().map(Some).collect(),
             None => vec![None],
         };
-        let from = rule.from.as_ref().map(|f| &f.addrs);
-        let from_base = Self::addr_base(index, "from", rule.from.as_ref());
+        // The sources: any, or the addresses written (and in sets written in
+        // the policy or files), and each dynamic set on its own (its kernel
+        // sets are filled at run time, so they cannot be merged).
+        let sources: Vec<Source<'_>> = match &rule.from {
+            None => vec![Source::Any],
+            Some(from) => {
+                let written = (!from.addrs.is_empty() || from.dynamic.is_empty()).then(|| Source::Written {
+                    addrs: &from.addrs,
+                    base: Self::addr_base(index, "from", rule.from.as_ref()),
+                });
+                written
+                    .into_iter()
+                    .chain(from.dynamic.iter().map(|name| Source::Dynamic(name)))
+                    .collect()
+            }
+        };
         let dialled = dialled_targets(index, rule, containers);
         let port_base = rule_chain(index);
 
         let mut out = Vec::new();
         for target in &dialled {
-            let allowed = |f: Family| {
-                from.is_none_or(|s| s.has_family(f)) && target.to.as_ref().is_none_or(|s| s.has_family(f))
-            };
-            let families: Vec<Option<Family>> = match target.family {
-                Some(family) if allowed(family) => vec![Some(family)],
-                Some(_) => vec![],
-                None if from.is_none() && target.to.is_none() => vec![None],
-                None => [Family::Ipv4, Family::Ipv6]
-                    .into_iter()
-                    .filter(|&f| allowed(f))
-                    .map(Some)
-                    .collect(),
-            };
-            let protos: Vec<Option<Proto>> = match &target.ports {
-                None => vec![None],
-                Some(ports) => [Proto::Tcp, Proto::Udp]
-                    .into_iter()
-                    .filter(|&p| !ports.of(p).is_empty())
-                    .map(Some)
-                    .collect(),
-            };
-            for family in &families {
-                let mut addr_matches = Vec::new();
-                if let Some(family) = *family {
-                    addr_matches.push(Match::NfProto(family));
-                    if let Some(from) = from {
-                        let set = self.addr_set(&from_base, family, from);
-                        addr_matches.push(Match::SourceIn { family, set });
+            for source in &sources {
+                let allowed =
+                    |f: Family| source.has_family(f) && target.to.as_ref().is_none_or(|s| s.has_family(f));
+                let families: Vec<Option<Family>> = match target.family {
+                    Some(family) if allowed(family) => vec![Some(family)],
+                    Some(_) => vec![],
+                    None if matches!(source, Source::Any) && target.to.is_none() => vec![None],
+                    None => [Family::Ipv4, Family::Ipv6]
+                        .into_iter()
+                        .filter(|&f| allowed(f))
+                        .map(Some)
+                        .collect(),
+                };
+                let protos: Vec<Option<Proto>> = match &target.ports {
+                    None => vec![None],
+                    Some(ports) => [Proto::Tcp, Proto::Udp]
+                        .into_iter()
+                        .filter(|&p| !ports.of(p).is_empty())
+                        .map(Some)
+                        .collect(),
+                };
+                for family in &families {
+                    let mut addr_matches = Vec::new();
+                    if let Some(family) = *family {
+                        addr_matches.push(Match::NfProto(family));
+                        match source {
+                            Source::Any => {}
+                            Source::Written { addrs, base } => {
+                                let set = self.addr_set(base, family, addrs);
+                                addr_matches.push(Match::SourceIn { family, set });
+                            }
+                            Source::Dynamic(name) => {
+                                let set = runtime_set_name(name, family);
+                                addr_matches.push(Match::SourceIn { family, set });
+                            }
+                        }
+                        if let Some(to) = &target.to {
+                            let set = self.addr_set(&target.to_base, family, to);
+                            addr_matches.push(Match::DialledAddrIn { family, set });
+                        }
                     }
-                    if let Some(to) = &target.to {
-                        let set = self.addr_set(&target.to_base, family, to);
-                        addr_matches.push(Match::DialledAddrIn { family, set });
-                    }
-                }
-                for proto in &protos {
-                    let mut port_matches = Vec::new();
-                    if let (Some(proto), Some(ports)) = (*proto, &target.ports) {
-                        port_matches.push(Match::L4Proto(proto));
-                        port_matches.push(Match::DialledPort(self.port_match(
-                            &port_base,
-                            proto,
-                            ports.of(proto),
-                        )));
-                    }
-                    for interface in &interfaces {
-                        let mut matches: Vec<Match> =
-                            interface.map(|i| Match::IifName(i.clone())).into_iter().collect();
-                        matches.extend(addr_matches.iter().cloned());
-                        matches.extend(port_matches.iter().cloned());
-                        out.push(matches);
+                    for proto in &protos {
+                        let mut port_matches = Vec::new();
+                        if let (Some(proto), Some(ports)) = (*proto, &target.ports) {
+                            port_matches.push(Match::L4Proto(proto));
+                            port_matches.push(Match::DialledPort(self.port_match(
+                                &port_base,
+                                proto,
+                                ports.of(proto),
+                            )));
+                        }
+                        for interface in &interfaces {
+                            let mut matches: Vec<Match> =
+                                interface.map(|i| Match::IifName(i.clone())).into_iter().collect();
+                            matches.extend(addr_matches.iter().cloned());
+                            matches.extend(port_matches.iter().cloned());
+                            out.push(matches);
+                        }
                     }
                 }
             }

@@ -118,6 +118,11 @@ pub struct Explanation {
     pub not_judged: Option<String>,
     /// The rules before the deciding one, and why each did not match.
     pub misses: Vec<Miss>,
+    /// Dynamic sets those rules name whose addresses are not known (not
+    /// read from the kernel: [`crate::sets::Set::fill_runtime`]): the
+    /// decision assumes the address is in none of them, and may be wrong.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_sets: Vec<String>,
 }
 
 impl fmt::Display for Decision {
@@ -210,6 +215,7 @@ pub fn explain_via(
         decision: Decision::NotJudged,
         not_judged: Some(why),
         misses: vec![],
+        unknown_sets: vec![],
     };
     if !policy
         .guard
@@ -230,8 +236,9 @@ pub fn explain_via(
         ));
     }
     let mut misses = Vec::new();
+    let mut unknown_sets = Vec::new();
     for rule in &policy.rules {
-        match miss_reason(rule, containers, connection) {
+        match miss_reason(policy, rule, containers, connection, &mut unknown_sets) {
             Some(reason) => misses.push(Miss {
                 rule: rule.name.clone(),
                 reason,
@@ -244,6 +251,7 @@ pub fn explain_via(
                     },
                     not_judged: None,
                     misses,
+                    unknown_sets,
                 };
             }
         }
@@ -254,6 +262,7 @@ pub fn explain_via(
         },
         not_judged: None,
         misses,
+        unknown_sets,
     }
 }
 
@@ -271,8 +280,15 @@ fn entries(addrs: &AddrMatch) -> String {
     addrs.entries.join(", ")
 }
 
-/// `None` if `rule` matches `connection`, else why not.
-fn miss_reason(rule: &PolicyRule, containers: &[Container], c: &Connection) -> Option<String> {
+/// `None` if `rule` matches `connection`, else why not. Dynamic sets of
+/// unknown contents it had to consult go to `unknown_sets`.
+fn miss_reason(
+    policy: &Policy,
+    rule: &PolicyRule,
+    containers: &[Container],
+    c: &Connection,
+    unknown_sets: &mut Vec<String>,
+) -> Option<String> {
     if let Some(names) = &rule.interfaces
         && !names.iter().any(|name| name.matches(&c.interface))
     {
@@ -282,11 +298,38 @@ fn miss_reason(rule: &PolicyRule, containers: &[Container], c: &Connection) -> O
     if let Some(from) = &rule.from
         && !from.addrs.contains(c.source)
     {
-        return Some(format!(
-            "source {} is not in from = [{}]",
-            c.source,
-            entries(from)
-        ));
+        let mut unknown = Vec::new();
+        let in_dynamic =
+            from.dynamic.iter().any(
+                |name| match policy.sets.get(name).and_then(|set| set.holds(c.source)) {
+                    Some(holds) => holds,
+                    None => {
+                        unknown.push(name.as_str());
+                        false
+                    }
+                },
+            );
+        if !in_dynamic {
+            if unknown.is_empty() {
+                return Some(format!(
+                    "source {} is not in from = [{}]",
+                    c.source,
+                    entries(from)
+                ));
+            }
+            let named: Vec<String> = unknown.iter().map(|name| format!("@{name}")).collect();
+            for name in unknown {
+                if !unknown_sets.iter().any(|known| known == name) {
+                    unknown_sets.push(name.to_string());
+                }
+            }
+            return Some(format!(
+                "source {} is not in from = [{}], unless it is in {}: dynamic, filled at run time, not read (assumed not to hold it)",
+                c.source,
+                entries(from),
+                named.join(", ")
+            ));
+        }
     }
     if let Some(to) = &rule.to {
         match c.dialled {

@@ -96,7 +96,7 @@
 //! so "allow" never opens more than Docker itself would.
 
 use crate::policy::{Action, Policy};
-use crate::ruleset::{Chain, IfName, Match, Ruleset, Verdict};
+use crate::ruleset::{Chain, Family, IfName, Match, Ruleset, Verdict};
 
 /// The base chain on the forward hook.
 pub const CHAIN_FORWARD: &str = "forward";
@@ -136,6 +136,46 @@ pub(crate) const CT_LABEL_COMMENT: &str = "label for revoke";
 /// Name of the chain deciding for the rule at `index` (0-based).
 pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
+}
+
+/// The kernel set holding the `family` addresses of the policy's dynamic
+/// set `set`: `set-NAME-v4` or `set-NAME-v6`.
+pub fn runtime_set_name(set: &str, family: Family) -> String {
+    let suffix = match family {
+        Family::Ipv4 => "v4",
+        Family::Ipv6 => "v6",
+    };
+    format!("set-{set}-{suffix}")
+}
+
+/// One kernel set of a policy's dynamic set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSetName {
+    /// The set's name in the policy.
+    pub set: String,
+    /// The family of the addresses it holds.
+    pub family: Family,
+    /// Its name in the kernel ([`runtime_set_name`]).
+    pub kernel: String,
+}
+
+/// The kernel sets of the policy's dynamic sets (two each: IPv4, IPv6), in
+/// the order the compiled ruleset lists them (by kernel name).
+pub fn runtime_sets(policy: &Policy) -> Vec<RuntimeSetName> {
+    let mut names: Vec<RuntimeSetName> = policy
+        .sets
+        .iter()
+        .filter(|(_, set)| set.is_dynamic())
+        .flat_map(|(name, _)| {
+            [Family::Ipv4, Family::Ipv6].map(|family| RuntimeSetName {
+                set: name.clone(),
+                family,
+                kernel: runtime_set_name(name, family),
+            })
+        })
+        .collect();
+    names.sort_by(|a, b| a.kernel.cmp(&b.kernel));
+    names
 }
 
 /// Chains every compiled table has, in every version's layout: a table

@@ -4,6 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::policy::{AddrMatch, Guard, Policy, PortSet, Rule};
 use crate::ruleset::Proto;
 use crate::values::AddrSet;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 /// Upper bound on rule-to-rule comparisons of the "can never match" check,
@@ -115,21 +116,13 @@ pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
     let mut comparisons = 0usize;
     for (index, rule) in policy.rules.iter().enumerate() {
         let mut shadowing = None;
-        // A set whose addresses are not all known (skipped, or filled at run
-        // time) would make the rule look narrower than it is.
-        let addresses_known = rule
-            .from
-            .iter()
-            .chain(rule.to.iter())
-            .flat_map(|addrs| addrs.entries.iter())
-            .filter_map(|entry| policy.sets.get(entry.strip_prefix('@')?))
-            .all(|set| set.complete && !set.is_dynamic());
-        for candidate in earlier_rules.candidates(rule).filter(|_| addresses_known) {
+        let compared = comparable(rule, policy);
+        for candidate in earlier_rules.candidates(rule) {
             comparisons += 1;
             if comparisons > MAX_SHADOW_COMPARISONS {
                 break;
             }
-            if catches_all(&policy.rules[candidate], rule, &policy.guard) {
+            if catches_all(&policy.rules[candidate], &compared, &policy.guard) {
                 shadowing = Some(&policy.rules[candidate]);
                 break;
             }
@@ -188,6 +181,34 @@ pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// `rule` as the "can never match" check compares it with earlier rules:
+/// an address list naming a set whose addresses are not all known (skipped
+/// by `check`, or dynamic: filled at run time) could hold any address, so it
+/// counts as any. Only a rule above that decides every address then hides
+/// it (`from = "@banned"` below an allow for everyone never drops anyone).
+pub(crate) fn comparable<'r>(rule: &'r Rule, policy: &Policy) -> Cow<'r, Rule> {
+    let unknown = |addrs: &Option<AddrMatch>| {
+        addrs.iter().flat_map(|a| a.entries.iter()).any(|entry| {
+            entry
+                .strip_prefix('@')
+                .and_then(|name| policy.sets.get(name))
+                .is_some_and(|set| !set.complete || set.is_dynamic())
+        })
+    };
+    let (from, to) = (unknown(&rule.from), unknown(&rule.to));
+    if !from && !to {
+        return Cow::Borrowed(rule);
+    }
+    let mut widened = rule.clone();
+    if from {
+        widened.from = None;
+    }
+    if to {
+        widened.to = None;
+    }
+    Cow::Owned(widened)
+}
+
 /// Whether every connection `later` would match is already matched by `earlier`.
 ///
 /// Called for every pair of rules, so the cheap fields are compared first and
@@ -239,7 +260,7 @@ pub(crate) fn catches_all(earlier: &Rule, later: &Rule, guard: &Guard) -> bool {
 
 #[cfg(all(test, feature = "proptest"))]
 mod tests {
-    use super::catches_all;
+    use super::{catches_all, comparable};
     use crate::testing::rule_text;
     use proptest::prelude::*;
 
@@ -253,7 +274,7 @@ mod tests {
             .filter_map(|(i, rule)| {
                 rules[..i]
                     .iter()
-                    .find(|earlier| catches_all(earlier, rule, &policy.guard))
+                    .find(|earlier| catches_all(earlier, &comparable(rule, policy), &policy.guard))
                     .map(|earlier| (rule.name.clone(), earlier.name.clone()))
             })
             .collect()
@@ -265,7 +286,7 @@ mod tests {
             rules in (0..24usize).prop_flat_map(|n| (0..n).map(rule_text).collect::<Vec<_>>()),
         ) {
             let text = format!(
-                "[guard]\ninterfaces = [\"eth0\", \"eth1\", \"wg*\"]\n[sets]\na = [\"10.0.0.0/8\"]\nb = [\"192.0.2.0/24\"]\n{}",
+                "[guard]\ninterfaces = [\"eth0\", \"eth1\", \"wg*\"]\n[sets]\na = [\"10.0.0.0/8\"]\nb = [\"192.0.2.0/24\"]\nd = {{ dynamic = true }}\n{}",
                 rules.concat()
             );
             let parsed = crate::parse("p.toml", &text).unwrap();

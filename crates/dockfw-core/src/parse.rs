@@ -140,6 +140,12 @@ impl Draft {
         &self.policy.guard
     }
 
+    /// The `[sets]`, by name, with their sources (their addresses are not
+    /// loaded yet; a `dynamic` set needs none: [`Set::is_dynamic`]).
+    pub fn sets(&self) -> &BTreeMap<String, Set> {
+        &self.policy.sets
+    }
+
     /// Every set source to load before [`Draft::resolve`], by set name then
     /// in the order written.
     pub fn external_sources(&self) -> impl Iterator<Item = ExternalSource<'_>> {
@@ -185,7 +191,8 @@ impl Draft {
     }
 }
 
-/// Adds to a rule's `from` or `to` the addresses of the sets it names.
+/// Adds to a rule's `from` or `to` the addresses of the sets it names, and
+/// the names of the dynamic ones, whose addresses are known at run time only.
 fn add_set_addresses(addresses: &mut AddrMatch, sets: &BTreeMap<String, Set>) {
     for name in addresses
         .entries
@@ -193,6 +200,12 @@ fn add_set_addresses(addresses: &mut AddrMatch, sets: &BTreeMap<String, Set>) {
         .filter_map(|entry| entry.strip_prefix('@'))
     {
         if let Some(set) = sets.get(name) {
+            if set.is_dynamic() {
+                if !addresses.dynamic.iter().any(|known| known == name) {
+                    addresses.dynamic.push(name.to_string());
+                }
+                continue;
+            }
             addresses.addrs = if addresses.addrs.is_empty() {
                 set.addrs.clone()
             } else {
@@ -865,6 +878,17 @@ fn read_addresses(
             // The set's addresses are added once its sources are loaded
             // (add_set_addresses).
             match sets.get(name) {
+                // A host address or container filled in at run time would
+                // need a set per Docker path; clients are what bans are of.
+                Some(set) if set.is_dynamic() && key == "to" => {
+                    out.error(
+                        item.span(),
+                        Some(rule),
+                        format!("to: set \"@{name}\" is dynamic: dynamic sets hold clients' addresses and can only be used in from"),
+                        format!("use \"@{name}\" in from, like from = [\"@{name}\"], or give to a set written in the policy or a file"),
+                    );
+                    ok = false;
+                }
                 Some(_) => refs.push(name.to_string()),
                 None => {
                     let known: Vec<&str> = sets.keys().map(String::as_str).collect();
@@ -915,6 +939,7 @@ fn read_addresses(
         entries,
         only_set,
         addrs: AddrSet::from_ranges(ranges),
+        dynamic: Vec::new(),
     }))
 }
 

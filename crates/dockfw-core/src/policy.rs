@@ -157,8 +157,13 @@ pub struct AddrMatch {
     pub entries: Vec<String>,
     /// When the list is exactly one `@set`: that set's name.
     pub only_set: Option<String>,
-    /// The addresses, normalised.
+    /// The addresses, normalised: every entry's, but the dynamic sets'.
     pub addrs: AddrSet,
+    /// The dynamic sets the list names (`@banned`): their addresses are
+    /// known only at run time, so they are not in `addrs`. Only `from`
+    /// names dynamic sets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dynamic: Vec<String>,
 }
 
 /// Ports per protocol, normalised.

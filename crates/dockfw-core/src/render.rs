@@ -64,8 +64,34 @@ fn render_set(out: &mut String, set: &Set) {
                 None => out.push_str("\t\tflags dynamic\n"),
             }
         }
+        SetElements::Runtime(runtime) => {
+            let key = match runtime.family {
+                Family::Ipv4 => "ipv4_addr",
+                Family::Ipv6 => "ipv6_addr",
+            };
+            let _ = writeln!(out, "\t\ttype {key}\n\t\tflags timeout");
+            if let Some(ms) = runtime.timeout_ms {
+                let _ = writeln!(out, "\t\ttimeout {}", duration_text(ms));
+            }
+            // Its elements belong to run time: none are written here.
+            let _ = writeln!(out, "\t\t{RUNTIME_ELEMENTS_NOTE}");
+        }
     }
     out.push_str("\t}\n");
+}
+
+/// The comment a set whose elements belong to run time is rendered with,
+/// in place of elements.
+pub const RUNTIME_ELEMENTS_NOTE: &str =
+    "# elements: added at run time (dockfw-nft set add, fail2ban, CrowdSec)";
+
+/// A timeout as nft writes it: `3600s`, or `1500ms`.
+fn duration_text(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn write_elements(out: &mut String, elements: impl Iterator<Item = String>) {

@@ -11,7 +11,7 @@
 //! [`Tracked`], and deletes what [`judge`] says to cut.
 
 use crate::compile::container_addresses;
-use crate::eval::{Connection, Decision, Via, evaluate_via};
+use crate::eval::{Connection, Decision, Via, explain_via};
 use crate::layout::{CHAIN_LABEL, CHAIN_RULES, CT_LABEL_COMMENT};
 use crate::policy::{Action, Container, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
@@ -89,7 +89,9 @@ pub(crate) fn path_of(tracked: &Tracked, containers: &[Container]) -> Via {
 /// connection's interface matched. When the new policy names a pattern the
 /// old one did not (say `wg1` under a labelled `wg*`), whether it matches is
 /// unknown: every interface consistent with the labels is tried, and the
-/// connection is cut only if the policy denies it on all of them.
+/// connection is cut only if the policy denies it on all of them. A decision
+/// that rests on a dynamic set whose addresses the caller did not read
+/// ([`crate::sets::Set::fill_runtime`]) keeps the connection.
 pub fn judge(
     policy: &Policy,
     containers: &[Container],
@@ -120,10 +122,13 @@ pub fn judge(
     };
     let mut decision = None;
     for interface in interfaces_consistent(&matched, &unmatched, policy) {
-        let verdict = evaluate_via(policy, containers, &connection(interface.clone()), path);
-        if verdict.action() == Action::Allow {
+        let explanation = explain_via(policy, containers, &connection(interface.clone()), path);
+        // A decision resting on a dynamic set whose addresses were not read
+        // may be wrong: never cut on a guess.
+        if explanation.decision.action() == Action::Allow || !explanation.unknown_sets.is_empty() {
             return None;
         }
+        let verdict = explanation.decision;
         decision.get_or_insert((interface, verdict));
     }
     let (interface, decision) = decision?;

@@ -16,7 +16,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct Ruleset {
     /// Table name (family is always `inet`).
     pub table: String,
-    /// Named sets, in the order they are created.
+    /// Named sets, in the order they are created; sets whose elements
+    /// belong to run time ([`SetElements::Runtime`]) come first, ordered by
+    /// name (see [`Ruleset::runtime_sets_first`]).
     pub sets: Vec<Set>,
     /// Chains, in the order they are created; base chains carry a hook.
     pub chains: Vec<Chain>,
@@ -42,6 +44,27 @@ impl Ruleset {
     pub fn element_count(&self) -> usize {
         self.sets.iter().map(|set| set.elements.len()).sum()
     }
+
+    /// Puts the sets in the order a ruleset lists them: sets whose elements
+    /// belong to run time first, by name, then the others in the order they
+    /// are created. nf_tables lists sets in creation order, but a run-time
+    /// set must never be recreated (which empties it) only because a set
+    /// before it came or went, so their own order is not kept.
+    pub fn runtime_sets_first(&mut self) {
+        self.sets.sort_by(|a, b| match (a.is_runtime(), b.is_runtime()) {
+            (true, true) => a.name.cmp(&b.name),
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (false, false) => std::cmp::Ordering::Equal,
+        });
+    }
+
+    /// Whether the sets are in the order [`Ruleset::runtime_sets_first`] puts them.
+    pub fn has_runtime_sets_first(&self) -> bool {
+        let mut sorted = self.clone();
+        sorted.runtime_sets_first();
+        sorted.sets == self.sets
+    }
 }
 
 /// A named set.
@@ -51,6 +74,13 @@ pub struct Set {
     pub name: String,
     /// What it holds.
     pub elements: SetElements,
+}
+
+impl Set {
+    /// Whether its elements belong to run time ([`SetElements::Runtime`]).
+    pub fn is_runtime(&self) -> bool {
+        matches!(self.elements, SetElements::Runtime(_))
+    }
 }
 
 /// The contents of a set. Constant sets are interval sets (`flags interval`)
@@ -67,16 +97,21 @@ pub enum SetElements {
     /// A dynamic set filled by the packet path (`flags dynamic[,timeout]`),
     /// keyed by source address, used for per-source limits.
     Meter(Meter),
+    /// A policy's `dynamic` set (`type ipv4_addr; flags timeout`): its
+    /// elements, single addresses, belong to run time (`dockfw-nft set add`,
+    /// fail2ban, CrowdSec) and are no part of the ruleset: a backend creates
+    /// the set but never writes, compares or deletes its elements.
+    Runtime(RuntimeSet),
 }
 
 impl SetElements {
-    /// Number of constant intervals (0 for meters).
+    /// Number of constant intervals (0 for meters and run-time sets).
     pub fn len(&self) -> usize {
         match self {
             Self::Ipv4(elements) => elements.len(),
             Self::Ipv6(elements) => elements.len(),
             Self::Port(elements) => elements.len(),
-            Self::Meter(_) => 0,
+            Self::Meter(_) | Self::Runtime(_) => 0,
         }
     }
 
@@ -96,6 +131,23 @@ pub struct Meter {
     /// Seconds after which an idle entry expires; `None` for no timeout
     /// (connection-count sets are garbage-collected by conntrack instead).
     pub timeout_secs: Option<u32>,
+}
+
+/// A set whose elements belong to run time: what a policy's `dynamic` set
+/// compiles to.
+///
+/// A hash of single addresses with per-element timeouts (`flags timeout`),
+/// not an interval set: the programs that fill such sets (CrowdSec's
+/// firewall bouncer, scripts speaking netlink) add bare keys, and in an
+/// interval set a bare key starts an interval that runs to the end of the
+/// address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSet {
+    /// Address family of its elements.
+    pub family: Family,
+    /// How long an element added without a timeout of its own stays, in
+    /// milliseconds; `None`: until it is deleted.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A chain; a base chain has a hook.

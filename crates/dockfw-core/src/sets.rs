@@ -56,8 +56,14 @@ pub struct Set {
     /// [`SetSource::Entries`].
     pub sources: Vec<SetSource>,
     /// Every address of every source, normalised. Empty for a dynamic set,
-    /// whose elements belong to run time.
+    /// whose elements belong to run time (see [`Set::runtime`]).
     pub addrs: AddrSet,
+    /// For a dynamic set: the addresses it held when the caller read them
+    /// from the kernel ([`Set::fill_runtime`]); `None`: not read, so its
+    /// contents are unknown (evaluation assumes an address is not in it, and
+    /// says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<AddrSet>,
     /// Each entry as read, with where it came from, in source order.
     #[serde(skip)]
     pub entries: Vec<SetEntry>,
@@ -76,6 +82,7 @@ impl Set {
             location,
             sources: Vec::new(),
             addrs: AddrSet::default(),
+            runtime: None,
             entries: Vec::new(),
             complete: true,
             shown_as: Vec::new(),
@@ -99,6 +106,32 @@ impl Set {
         self.sources
             .iter()
             .any(|source| matches!(source, SetSource::Dynamic { .. }))
+    }
+
+    /// For a dynamic set, `timeout`: how long an element added at run time
+    /// without a timeout of its own stays (`None`: until deleted, or not a
+    /// dynamic set).
+    pub fn dynamic_timeout(&self) -> Option<Duration> {
+        self.sources.iter().find_map(|source| match source {
+            SetSource::Dynamic { timeout, .. } => *timeout,
+            _ => None,
+        })
+    }
+
+    /// Gives a dynamic set the addresses it holds now, as read from the
+    /// kernel, so that evaluating the policy ([`crate::explain`]) knows them.
+    pub fn fill_runtime(&mut self, addrs: AddrSet) {
+        self.runtime = Some(addrs);
+    }
+
+    /// Whether the set holds `addr`: `None` for a dynamic set whose
+    /// addresses were not read ([`Set::fill_runtime`]).
+    pub fn holds(&self, addr: IpAddr) -> Option<bool> {
+        if self.is_dynamic() {
+            self.runtime.as_ref().map(|addrs| addrs.contains(addr))
+        } else {
+            Some(self.addrs.contains(addr))
+        }
     }
 
     /// Where `entry` (one of this set's `entries`) came from.

@@ -95,10 +95,11 @@ fn label_table(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 prop_compose! {
-    /// One `[[rule]]`, named `r<index>`, using any of the rule fields.
+    /// One `[[rule]]`, named `r<index>`, using any of the rule fields (its
+    /// `from` may name sets `a`, `b` and the dynamic set `d`).
     pub fn rule_text(index: usize)(
         interfaces in proptest::option::of(subsequence(INTERFACES.to_vec(), 1..3)),
-        from in proptest::option::of(subsequence([SOURCES, &["@a", "@b", "any"]].concat(), 1..4)),
+        from in proptest::option::of(subsequence([SOURCES, &["@a", "@b", "@d", "any"]].concat(), 1..4)),
         to in proptest::option::of(subsequence(HOSTS.to_vec(), 1..3)),
         ports in proptest::option::of(subsequence(PORTS.to_vec(), 1..4)),
         container in proptest::option::of(select(RULE_CONTAINERS.to_vec())),
@@ -132,7 +133,8 @@ prop_compose! {
 }
 
 /// A whole valid policy: a guard on `eth0`, `eth1` and `wg*` with any default,
-/// logging and priority, sets `a` and `b`, and up to six rules.
+/// logging and priority, sets `a` and `b`, the dynamic set `d` (rules name
+/// it in `from` only), and up to six rules.
 pub fn policy_text() -> impl Strategy<Value = String> {
     (
         select(vec!["drop", "reject", "accept"]),
@@ -145,7 +147,7 @@ pub fn policy_text() -> impl Strategy<Value = String> {
         .prop_map(|(default, log, priority, a, b, rules)| {
             format!(
                 "[guard]\ninterfaces = {}\ndefault = \"{default}\"\nlog = {log}\npriority = {priority}\n\
-                 [sets]\na = {}\nb = {}\n{}",
+                 [sets]\na = {}\nb = {}\nd = {{ dynamic = true, timeout = \"1h\" }}\n{}",
                 list(&["eth0", "eth1", "wg*"]),
                 list(&a),
                 list(&b),

@@ -77,6 +77,45 @@ pub(crate) fn parse_ip_range(text: &str) -> Result<IpRange, ValueError> {
     })
 }
 
+/// Parses one address, as a dynamic set holds them (`dockfw-nft set add`):
+/// `ADDR` (IPv4 or IPv6, IPv6 also in brackets), or a network or range of
+/// exactly one address (`192.0.2.7/32`). A larger network or range is an
+/// error saying so.
+///
+/// ```
+/// use dockfw_core::values::parse_address;
+/// assert_eq!(parse_address("2001:db8::7/128").unwrap().to_string(), "2001:db8::7");
+/// assert!(parse_address("192.0.2.0/24").unwrap_err().message.contains("256 addresses"));
+/// ```
+pub fn parse_address(text: &str) -> Result<IpAddr, ValueError> {
+    let (first, count): (IpAddr, u128) = match parse_ip_range(text)? {
+        IpRange::V4(range) => (
+            range.first.into(),
+            u128::from(u32::from(range.last) - u32::from(range.first)) + 1,
+        ),
+        IpRange::V6(range) => (
+            range.first.into(),
+            (u128::from(range.last) - u128::from(range.first)).saturating_add(1),
+        ),
+    };
+    if count == 1 {
+        return Ok(first);
+    }
+    let many = if count == u128::MAX {
+        "2^128 addresses".to_string()
+    } else {
+        format!("{count} addresses")
+    };
+    Err(ValueError::new(
+        format!(
+            "{:?} holds {many}: a dynamic set holds single addresses",
+            text.trim()
+        ),
+        "give each address on its own; networks and ranges belong in a set written in the policy or a file"
+            .to_string(),
+    ))
+}
+
 /// Splits `a-b` into its ends. IPv6 addresses never contain '-', so the first
 /// dash separates the ends.
 fn split_range(text: &str) -> Option<(&str, &str)> {
@@ -268,7 +307,7 @@ impl AddrSet {
     }
 
     /// The set of exactly these addresses.
-    pub(crate) fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+    pub fn from_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
         Self::from_ranges(addrs.into_iter().map(|addr| match addr {
             IpAddr::V4(a) => IpRange::V4(Interval::single(a)),
             IpAddr::V6(a) => IpRange::V6(Interval::single(a)),
@@ -276,7 +315,7 @@ impl AddrSet {
     }
 
     /// Every address of both families.
-    pub(crate) fn everything() -> Self {
+    pub fn everything() -> Self {
         Self {
             v4: vec![Interval {
                 first: Ipv4Addr::UNSPECIFIED,

@@ -253,8 +253,9 @@ impl Nft {
         const ACTION: &str = "replace the table";
         let table = ruleset.table.as_str();
         let mut report = ApplyReport::new(Change::Replaced);
-        let mut batch = encode::replace(ruleset, self.seq, &mut self.writer)?;
-        self.take_seqs(batch.msgs.len());
+        let plain = encode::replace(ruleset, &[], self.seq, &mut self.writer)?;
+        self.take_seqs(plain.msgs.len());
+        let keeps_runtime = owners == Owners::OursOnly && ruleset.sets.iter().any(|set| set.is_runtime());
         for attempt in 1..=ATTEMPTS {
             let generation = match read_in.take() {
                 Some(generation) => generation,
@@ -265,6 +266,22 @@ impl Nft {
                     generation
                 }
             };
+            // What run time put in our run-time sets goes into the new
+            // table; read after `generation`, so if anyone adds or deletes
+            // one meanwhile the kernel refuses the batch and we read again.
+            let carried = if keeps_runtime {
+                self.runtime_carry(ruleset)?
+            } else {
+                Vec::new()
+            };
+            let mut batch = if carried.is_empty() {
+                plain.clone()
+            } else {
+                let batch = encode::replace(ruleset, &carried, self.seq, &mut self.writer)?;
+                self.take_seqs(batch.msgs.len());
+                batch
+            };
+            report.runtime_elements_kept = carried.iter().map(|(_, elements)| elements.len()).sum();
             report.attempts += 1;
             let Some(transaction) = self.commit(&mut batch, TransactionKind::Replace, generation, ruleset)?
             else {
@@ -387,6 +404,12 @@ impl Nft {
                 continue;
             };
             steps += 1;
+            if mode == Mode::Apply {
+                let recreated = plan::recreated_runtime_sets(&step, installed.as_ref().map(|(_, i)| i), want);
+                report
+                    .recreated_runtime_sets
+                    .extend(recreated.map(str::to_string));
+            }
             let ours = next_generation(transaction.generation);
             if trail.committed == 0 {
                 trail.before = Some(installed.as_ref().map(|(_, i)| i.ruleset.clone()));

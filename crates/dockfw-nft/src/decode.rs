@@ -10,7 +10,7 @@ use crate::ffi::{ChainInfo, Elems, Key, SetSpec};
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
-    RejectWith, Rule, Set, SetElements, Statement, Verdict,
+    RejectWith, Rule, RuntimeSet, Set, SetElements, Statement, Verdict,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -115,7 +115,15 @@ pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
     })
 }
 
-/// A set with its dumped `(key, flags)` elements.
+/// Whether `spec` is a set whose elements belong to run time, in dockfw's
+/// form (`flags timeout`, an address key): its elements are never read
+/// with the table, and never compared.
+pub(crate) fn is_runtime(spec: &SetSpec) -> bool {
+    set(spec, &Elems::from([])).is_ok_and(|set| set.is_runtime())
+}
+
+/// A set with its dumped `(key, flags)` elements (none for a run-time set,
+/// whose elements are not dockfw's).
 pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
     // dockfw writes the key byte order only; nft adds typing hints of its
     // own when it loads `plan`'s script. A comment is never dockfw's.
@@ -155,6 +163,15 @@ pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
             family: family(spec.key_type, spec.key_len)?,
             size: spec.size.unwrap_or(0),
             timeout_secs,
+        })
+    } else if spec.flags == timeout {
+        // dockfw gives run-time sets no size; their elements are not read.
+        if let Some(size) = spec.size {
+            return Err(format!("set `{}` has size {size}", spec.name));
+        }
+        SetElements::Runtime(RuntimeSet {
+            family: family(spec.key_type, spec.key_len)?,
+            timeout_ms: spec.timeout_ms,
         })
     } else if spec.flags == libc::NFT_SET_INTERVAL as u32 {
         let name = &spec.name;

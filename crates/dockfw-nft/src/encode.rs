@@ -15,7 +15,7 @@ use crate::op::Op;
 use dockfw_core::interval::{Interval, Point};
 use dockfw_core::ruleset::{
     BaseHook, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, RejectWith, Rule, Ruleset,
-    SetElements, Statement, Verdict,
+    RuntimeSet, SetElements, Statement, Verdict,
 };
 use std::collections::HashSet;
 use std::ops::Range;
@@ -96,7 +96,7 @@ pub(crate) struct Msg {
 }
 
 /// A complete batch and what each message is.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Batch {
     pub bytes: Vec<u8>,
     pub msgs: Vec<Msg>,
@@ -189,6 +189,13 @@ fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
 /// kernel: names, lengths, duplicate names, and every rule's encoding.
 pub(crate) fn check(ruleset: &Ruleset) -> Result<()> {
     check_name("table", &ruleset.table, MAX_NAME)?;
+    if !ruleset.has_runtime_sets_first() {
+        return Err(Error::Invalid(
+            "sets whose elements belong to run time must come first, ordered by name \
+             (Ruleset::runtime_sets_first)"
+                .into(),
+        ));
+    }
     let mut names = HashSet::new();
     for set in &ruleset.sets {
         check_name("set", &set.name, MAX_NAME)?;
@@ -210,8 +217,14 @@ pub(crate) fn check(ruleset: &Ruleset) -> Result<()> {
     Ok(())
 }
 
-/// Builds the batch that replaces table `ruleset.table` with `ruleset`.
-pub(crate) fn replace(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+/// Builds the batch that replaces table `ruleset.table` with `ruleset`,
+/// putting `carried` elements back into its run-time sets.
+pub(crate) fn replace(
+    ruleset: &Ruleset,
+    carried: &[(String, Vec<crate::runtime::WireElement>)],
+    first_seq: u32,
+    writer: &mut MsgWriter,
+) -> Result<Batch> {
     check(ruleset)?;
     let table = ruleset.table.as_str();
     let mut batch = Batch::new(first_seq);
@@ -233,6 +246,9 @@ pub(crate) fn replace(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter)
     }
     for set in &ruleset.sets {
         push_set(&mut batch, writer, table, &set.name, &set.elements, None);
+    }
+    for (set, elements) in carried {
+        crate::runtime::push_runtime_elements(writer, &mut batch, table, set, ffi::ElementOp::Add, elements);
     }
     for chain in &ruleset.chains {
         push_chain(&mut batch, writer, table, &chain.name, chain.hook);
@@ -488,8 +504,14 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
         SetElements::Port(_) => (TYPE_INET_SERVICE, 2),
         SetElements::Meter(Meter {
             family: Family::Ipv4, ..
+        })
+        | SetElements::Runtime(RuntimeSet {
+            family: Family::Ipv4, ..
         }) => (TYPE_IPV4_ADDR, 4),
         SetElements::Meter(Meter {
+            family: Family::Ipv6, ..
+        })
+        | SetElements::Runtime(RuntimeSet {
             family: Family::Ipv6, ..
         }) => (TYPE_IPV6_ADDR, 16),
     };
@@ -506,13 +528,22 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
         userdata: SET_UDATA_KEY_BIG_ENDIAN.to_vec(),
         extra: Vec::new(),
     };
-    if let SetElements::Meter(meter) = elements {
-        spec.flags = libc::NFT_SET_EVAL as u32;
-        spec.size = (meter.size > 0).then_some(meter.size);
-        if let Some(secs) = meter.timeout_secs {
-            spec.flags |= libc::NFT_SET_TIMEOUT as u32;
-            spec.timeout_ms = Some(u64::from(secs) * 1000);
+    match elements {
+        SetElements::Meter(meter) => {
+            spec.flags = libc::NFT_SET_EVAL as u32;
+            spec.size = (meter.size > 0).then_some(meter.size);
+            if let Some(secs) = meter.timeout_secs {
+                spec.flags |= libc::NFT_SET_TIMEOUT as u32;
+                spec.timeout_ms = Some(u64::from(secs) * 1000);
+            }
         }
+        // A hash of single addresses, each with a timeout of its own if
+        // given (see `RuntimeSet`).
+        SetElements::Runtime(runtime) => {
+            spec.flags = libc::NFT_SET_TIMEOUT as u32;
+            spec.timeout_ms = runtime.timeout_ms;
+        }
+        _ => {}
     }
     spec
 }
@@ -554,7 +585,7 @@ pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)>
         SetElements::Ipv4(v) => of(v),
         SetElements::Ipv6(v) => of(v),
         SetElements::Port(v) => of(v),
-        SetElements::Meter(_) => Vec::new(),
+        SetElements::Meter(_) | SetElements::Runtime(_) => Vec::new(),
     }
 }
 

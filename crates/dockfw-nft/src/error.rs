@@ -183,6 +183,32 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// There is no table of that name (family inet).
+    #[error("table `{table}` does not exist")]
+    NoTable {
+        /// The table.
+        table: String,
+    },
+    /// The table has no set of that name.
+    #[error("table `{table}` has no set `{set}`")]
+    NoSet {
+        /// The table.
+        table: String,
+        /// The set.
+        set: String,
+    },
+    /// The set exists, but is not one whose elements belong to run time in
+    /// dockfw's form (`flags timeout`, an address key): its elements are
+    /// not for run time to change.
+    #[error("set `{set}` of table `{table}` is not a set of addresses added at run time: {why}")]
+    NotRuntimeSet {
+        /// The table.
+        table: String,
+        /// The set.
+        set: String,
+        /// What it is instead.
+        why: String,
+    },
     /// The kernel answered in a way we did not expect.
     #[error("unexpected nf_tables reply while trying to {action}: {detail}")]
     Protocol {

@@ -150,6 +150,7 @@ fn recognised(name: &str, dump: &TableDump) -> Ruleset {
             ruleset.sets.push(set);
         }
     }
+    ruleset.runtime_sets_first();
     for info in &dump.chains {
         if let Ok(mut chain) = decode::chain(info) {
             chain.rules = dump

@@ -113,6 +113,18 @@
 //!   stop matching (`tests/reapply_traffic.rs` probes this under traffic).
 //!   Two sets changing would publish one after the other; intervals that
 //!   merge with a neighbour, or any rule change, still go through staging.
+//! * **Run-time sets.** [`SetElements::Runtime`](dockfw_core::ruleset::SetElements::Runtime)
+//!   sets (a policy's `dynamic` sets) are created like any set, but their
+//!   elements belong to run time: no read dumps them, nothing compares them,
+//!   and the image ignores their notifications (a commit that only adds or
+//!   deletes such elements keeps it trusted). They are listed first, by
+//!   name, so no other set coming or going can force one to be recreated;
+//!   only a change of its own flags or timeout does
+//!   ([`ApplyReport::recreated_runtime_sets`]). [`Nft::replace`] puts their
+//!   elements back into the rebuilt table with the time each had left.
+//!   [`Nft::runtime_elements`], [`Nft::add_runtime_elements`],
+//!   [`Nft::delete_runtime_elements`] and [`Nft::flush_runtime_sets`] read
+//!   and change them, one transaction each, without the writer lock.
 //! * **Writers take turns.** [`Nft::apply`], [`Nft::replace`] and
 //!   [`Nft::remove`] hold the network namespace's writer lock while they
 //!   run: an `flock` on `/run/dockfw-nft/netns-DEV-INODE.lock` (DEV and
@@ -240,6 +252,7 @@ mod owner;
 mod plan;
 mod read;
 mod report;
+mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transact;
@@ -249,6 +262,7 @@ pub use inspect::{Comparison, Difference, InstalledTable, table_text};
 pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
+pub use runtime::{RuntimeElement, RuntimeEntry};
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
@@ -433,7 +447,18 @@ impl Nft {
                 // A commit was missed.
                 return false;
             }
-            if !commit.touches(monitor::NfFamily::Inet, table) {
+            // Elements added to or deleted from run-time sets (`set add`,
+            // fail2ban) are not the image's business: as if elsewhere.
+            let beyond_runtime = commit.touches(monitor::NfFamily::Inet, table)
+                && (!commit.complete
+                    || commit
+                        .changes
+                        .iter()
+                        .any(|c| matches!(c.kind, monitor::Kind::Unknown(_)))
+                    || commit
+                        .changes_to(monitor::NfFamily::Inet, table)
+                        .any(|c| !image.is_runtime_element(c)));
+            if !beyond_runtime {
                 match &mut image.stale {
                     Some(stale) => stale.seen = commit.generation,
                     None => image.generation = commit.generation,

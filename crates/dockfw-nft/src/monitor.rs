@@ -292,6 +292,25 @@ impl Commit {
                 .any(|c| matches!(c.kind, Kind::Unknown(_)) || (c.family == family && c.table == table))
     }
 
+    /// Like [`Commit::touches`], not counting elements added to or deleted
+    /// from the sets `runtime` names: sets whose elements belong to run
+    /// time (a policy's `dynamic` sets, filled by `set add`, fail2ban,
+    /// CrowdSec), whose element changes are nobody's tampering.
+    pub fn touches_beyond_elements_of(
+        &self,
+        family: NfFamily,
+        table: &str,
+        runtime: impl Fn(&str) -> bool,
+    ) -> bool {
+        !self.complete
+            || self.changes.iter().any(|c| {
+                matches!(c.kind, Kind::Unknown(_))
+                    || (c.family == family
+                        && c.table == table
+                        && !(c.kind == Kind::Element && c.name.as_deref().is_some_and(&runtime)))
+            })
+    }
+
     /// The changes made to table `table` of `family`.
     pub fn changes_to<'a>(
         &'a self,

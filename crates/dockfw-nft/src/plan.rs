@@ -141,6 +141,33 @@ impl Step {
 /// The next transaction towards `want`, or `None` when `installed` already
 /// is `want`. An error means the planner cannot make progress (a bug).
 pub(crate) fn plan(installed: Option<&Installed>, want: &Ruleset) -> Result<Option<Step>, String> {
+    let mut step = next_step(installed, want)?;
+    if let Some(step) = &mut step {
+        // As a read lists them (see `Ruleset::runtime_sets_first`).
+        step.after.runtime_sets_first();
+    }
+    Ok(step)
+}
+
+/// The sets whose elements belong to run time that `step` deletes while
+/// `want` has them: recreated, so what run time had put in them is gone.
+pub(crate) fn recreated_runtime_sets<'a>(
+    step: &'a Step,
+    installed: Option<&'a Installed>,
+    want: &'a Ruleset,
+) -> impl Iterator<Item = &'a str> {
+    step.ops.iter().filter_map(move |op| match op {
+        Op::DeleteSet(name)
+            if want.set(name).is_some_and(Set::is_runtime)
+                && installed.is_some_and(|i| i.ruleset.set(name).is_some_and(Set::is_runtime)) =>
+        {
+            Some(name.as_str())
+        }
+        _ => None,
+    })
+}
+
+fn next_step(installed: Option<&Installed>, want: &Ruleset) -> Result<Option<Step>, String> {
     let Some(have) = installed else {
         return Ok(Some(first_install(want)));
     };
@@ -316,6 +343,9 @@ fn same_kind(a: &SetElements, b: &SetElements) -> bool {
         | (SetElements::Ipv6(_), SetElements::Ipv6(_))
         | (SetElements::Port(_), SetElements::Port(_)) => true,
         (SetElements::Meter(a), SetElements::Meter(b)) => a == b,
+        // Its elements are not ours to copy: another type or default
+        // timeout means a new, empty set.
+        (SetElements::Runtime(a), SetElements::Runtime(b)) => a == b,
         _ => false,
     }
 }
@@ -397,13 +427,20 @@ fn kept_prefix<T>(
         .count()
 }
 
+/// How many of `want`'s sets, from the first, stay in place. Run-time sets
+/// come first and their order does not count (see
+/// [`Ruleset::runtime_sets_first`]): one is never recreated, emptying it,
+/// because a set before it came or went.
 fn set_prefix(have: &Ruleset, want: &Ruleset) -> usize {
-    kept_prefix(
-        &have.sets,
-        &want.sets,
-        |s| &s.name,
-        |a, b| same_kind(&a.elements, &b.elements),
-    )
+    let runtime = want.sets.iter().take_while(|set| set.is_runtime()).count();
+    let later = |sets: &[Set]| -> Vec<Set> { sets.iter().filter(|s| !s.is_runtime()).cloned().collect() };
+    runtime
+        + kept_prefix(
+            &later(&have.sets),
+            &want.sets[runtime..],
+            |s| &s.name,
+            |a, b| same_kind(&a.elements, &b.elements),
+        )
 }
 
 /// Candidate staging names for set `name`: `NAME.next`, `NAME.next2`, …

@@ -138,6 +138,13 @@ impl Image {
     /// generation `generation` right after [`Image::seen`]; `false` if the
     /// image can no longer be kept (a change it cannot account for).
     pub(crate) fn follow(&mut self, generation: u32, changes: &[&ObjectChange]) -> bool {
+        // Run-time sets' elements are not tracked: they come and go (and
+        // expire, unannounced).
+        let changes: Vec<&ObjectChange> = changes
+            .iter()
+            .copied()
+            .filter(|change| !self.is_runtime_element(change))
+            .collect();
         let stale = self.stale.get_or_insert_with(Stale::default);
         stale.seen = generation;
         // Per set, what the commit left of each element it touched, in
@@ -174,6 +181,19 @@ impl Image {
             stale.updated.insert(set.to_string());
         }
         true
+    }
+
+    /// Whether `change` adds or deletes an element of a set whose elements
+    /// belong to run time (as the image knows the set): nothing the image
+    /// tracks, nothing to repair.
+    pub(crate) fn is_runtime_element(&self, change: &ObjectChange) -> bool {
+        change.kind == Kind::Element
+            && change.name.as_deref().is_some_and(|name| {
+                self.dump
+                    .sets
+                    .iter()
+                    .any(|(spec, _)| spec.name == name && decode::is_runtime(spec))
+            })
     }
 
     /// How a read of the table may reuse the image: in generation
@@ -296,6 +316,9 @@ fn decode_with(
         };
         ruleset.sets.push(set);
     }
+    // nf_tables lists sets in creation order; run-time sets are read first,
+    // by name, as a ruleset lists them (see `Ruleset::runtime_sets_first`).
+    ruleset.runtime_sets_first();
     for info in &dump.chains {
         if ruleset.chain(&info.name).is_some() {
             return Err(unrecognised(format!("two chains called `{}`", info.name)));
@@ -526,8 +549,10 @@ impl Nft {
                 elems = sent.clone();
             } else if let Some((_, known)) = earlier {
                 elems = known.clone();
-            } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 {
-                // Meters are filled by the packet path; their elements are not ours.
+            } else if spec.flags & libc::NFT_SET_EVAL as u32 == 0 && !decode::is_runtime(&spec) {
+                // Meters are filled by the packet path, run-time sets by
+                // other programs (`set add`, fail2ban): their elements are
+                // not ours, and are neither read nor compared.
                 let (mut dumped, mut extra) = (Vec::new(), Vec::new());
                 interrupted |= self.dump(Dump::Elements(&spec.name), table, |msg| {
                     ffi::parse_elems(msg, &mut dumped, &mut extra).map_err(protocol)

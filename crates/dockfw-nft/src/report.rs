@@ -86,6 +86,14 @@ pub struct ApplyReport {
     pub reads: u32,
     /// Reads among `reads` that dumped set elements.
     pub element_reads: u32,
+    /// Sets whose elements belong to run time (a policy's `dynamic` sets)
+    /// that this apply had to delete and create anew because their type or
+    /// flags changed (e.g. another default timeout): what run time had put
+    /// in them is gone. Say so loudly.
+    pub recreated_runtime_sets: Vec<String>,
+    /// Elements of run-time sets a rebuild ([`Change::Replaced`]) put back
+    /// into the new table, each with the time it had left.
+    pub runtime_elements_kept: usize,
 }
 
 impl ApplyReport {
@@ -101,6 +109,8 @@ impl ApplyReport {
             verify_time: Duration::ZERO,
             reads: 0,
             element_reads: 0,
+            recreated_runtime_sets: Vec::new(),
+            runtime_elements_kept: 0,
         }
     }
 

@@ -177,6 +177,14 @@ impl fmt::Debug for Hook {
 pub(crate) struct Hooks {
     pub(crate) after_commit: Option<Hook>,
     pub(crate) before_undo: Option<Hook>,
+    /// Delete run-time elements as on kernels before 6.3 (no DESTROYSETELEM).
+    pub(crate) without_destroy: bool,
+}
+
+/// Makes `nft` delete run-time set elements as on kernels before 6.3, which
+/// lack `DESTROYSETELEM`: only those present, looked up first.
+pub fn delete_without_destroy(nft: &mut Nft) {
+    nft.hooks.without_destroy = true;
 }
 
 /// Makes `nft` call `hook` after each transaction [`Nft::apply`] commits

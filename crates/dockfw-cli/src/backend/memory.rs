@@ -11,6 +11,9 @@
 //!   `counters` gives every rule's, 0 unless a test set it.
 //! * `remove` deletes dockfw's table and refuses another's; `remove_foreign`
 //!   deletes any.
+//! * Run-time sets (a policy's `dynamic` sets) hold what `set add` put in
+//!   them, kept by `apply` (unless the set's flags change) and by
+//!   `replace`; nothing expires.
 //! * Conntrack holds no connections (revoke finds nothing to cut);
 //!   notifications are refused, so `watch` cannot run on it.
 //!
@@ -21,13 +24,18 @@
 use super::{Backend, Connections, Tables};
 use dockfw_core::Ruleset;
 use dockfw_core::layout::CounterAt;
+use dockfw_core::ruleset::{Family, RuntimeSet, SetElements};
 use dockfw_nft::conntrack::CtEntry;
 use dockfw_nft::monitor::Monitor;
-use dockfw_nft::{ApplyReport, Change, Error, InstalledTable, MARKER, Result, RuleCounter};
+use dockfw_nft::{
+    ApplyReport, Change, Error, InstalledTable, MARKER, Result, RuleCounter, RuntimeElement, RuntimeEntry,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Tables in memory. Clones share them: a test keeps one to arrange and
 /// look at the tables, and gives another to [`crate::run`].
@@ -54,6 +62,10 @@ pub struct MemoryTable {
     pub comment: Option<String>,
     /// Packets and bytes per rule, by chain and position; absent: 0.
     pub counters: HashMap<(String, usize), (u64, u64)>,
+    /// What run time put in the run-time sets (a policy's `dynamic` sets):
+    /// by set, each address with its own timeout. Time does not pass here:
+    /// nothing expires.
+    pub runtime: BTreeMap<String, BTreeMap<IpAddr, Option<Duration>>>,
 }
 
 impl MemoryTable {
@@ -70,7 +82,44 @@ impl MemoryTable {
             flags: 0,
             comment: comment.map(str::to_string),
             counters: HashMap::new(),
+            runtime: BTreeMap::new(),
         }
+    }
+
+    /// The family of run-time set `set`, or why it is none (as the kernel
+    /// answers).
+    fn runtime_set(&self, set: &str) -> Result<RuntimeSet> {
+        let table = &self.ruleset.table;
+        match self.ruleset.set(set).map(|s| &s.elements) {
+            None => Err(Error::NoSet {
+                table: table.clone(),
+                set: set.to_string(),
+            }),
+            Some(SetElements::Runtime(runtime)) => Ok(*runtime),
+            Some(_) => Err(Error::NotRuntimeSet {
+                table: table.clone(),
+                set: set.to_string(),
+                why: "a set of the policy's own addresses or ports".into(),
+            }),
+        }
+    }
+
+    /// Keeps the run-time elements of the sets `ruleset` keeps as they are;
+    /// the run-time sets it has with other flags are new and empty: their
+    /// names.
+    fn keep_runtime(&mut self, ruleset: &Ruleset) -> Vec<String> {
+        let old = std::mem::take(&mut self.runtime);
+        let mut recreated = Vec::new();
+        for set in ruleset.sets.iter().filter(|s| s.is_runtime()) {
+            match (self.ruleset.set(&set.name), old.get(&set.name)) {
+                (Some(had), Some(elements)) if had == set => {
+                    self.runtime.insert(set.name.clone(), elements.clone());
+                }
+                (Some(had), _) if had.is_runtime() => recreated.push(set.name.clone()),
+                _ => {}
+            }
+        }
+        recreated
     }
 
     fn inspected(&self) -> InstalledTable {
@@ -140,10 +189,58 @@ impl Memory {
             Change::Created
         };
         state.generation += 1;
-        state
-            .tables
-            .insert(ruleset.table.clone(), MemoryTable::dockfw(ruleset.clone()));
-        Ok(ApplyReport::without_transactions(change, state.generation))
+        let mut table = MemoryTable::dockfw(ruleset.clone());
+        // As the kernel's rebuild: run-time elements go into the new table
+        // (not when adopting a table that was not dockfw's).
+        let mut kept = 0;
+        if owners == Owners::OursOnly
+            && let Some(old) = state.tables.get(&ruleset.table)
+        {
+            for set in ruleset.sets.iter().filter(|s| s.is_runtime()) {
+                if old.ruleset.set(&set.name).is_some_and(|had| had.is_runtime())
+                    && let Some(elements) = old.runtime.get(&set.name)
+                {
+                    kept += elements.len();
+                    table.runtime.insert(set.name.clone(), elements.clone());
+                }
+            }
+        }
+        state.tables.insert(ruleset.table.clone(), table);
+        let mut report = ApplyReport::without_transactions(change, state.generation);
+        report.runtime_elements_kept = kept;
+        Ok(report)
+    }
+}
+
+impl Memory {
+    /// Checks as the kernel does (table there and dockfw's, sets run-time
+    /// sets of the entries' families), then applies `change` to each entry:
+    /// all or nothing.
+    fn change_runtime(
+        &self,
+        table: &str,
+        entries: &[RuntimeEntry],
+        change: impl Fn(&mut BTreeMap<IpAddr, Option<Duration>>, &RuntimeEntry),
+    ) -> Result<()> {
+        let mut state = self.state.borrow_mut();
+        let installed = state.tables.get_mut(table).ok_or_else(|| Error::NoTable {
+            table: table.to_string(),
+        })?;
+        installed.refuse_unless_ours()?;
+        for entry in entries {
+            let runtime = installed.runtime_set(&entry.set)?;
+            if Family::of(entry.addr) != runtime.family {
+                return Err(Error::Invalid(format!(
+                    "{} cannot go into set `{}`, which holds other addresses",
+                    entry.addr, entry.set
+                )));
+            }
+        }
+        for entry in entries {
+            change(installed.runtime.entry(entry.set.clone()).or_default(), entry);
+        }
+        state.generation += 1;
+        Ok(())
     }
 }
 
@@ -191,6 +288,7 @@ impl Tables for Memory {
             let generation = state.generation;
             return Ok(ApplyReport::without_transactions(Change::Unchanged, generation));
         }
+        let recreated = table.keep_runtime(ruleset);
         // Rules left as they were keep their counters; the rest start at 0.
         let old = std::mem::replace(&mut table.ruleset, ruleset.clone());
         table.counters.retain(|(chain, index), _| {
@@ -198,10 +296,9 @@ impl Tables for Memory {
             rule(&old).is_some() && rule(&old) == rule(ruleset)
         });
         state.generation += 1;
-        Ok(ApplyReport::without_transactions(
-            Change::Updated,
-            state.generation,
-        ))
+        let mut report = ApplyReport::without_transactions(Change::Updated, state.generation);
+        report.recreated_runtime_sets = recreated;
+        Ok(report)
     }
 
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
@@ -252,6 +349,49 @@ impl Tables for Memory {
             installed.refuse_unless_ours()?;
         }
         self.remove_foreign(table)
+    }
+
+    fn runtime_elements(&mut self, table: &str, set: &str) -> Result<Vec<RuntimeElement>> {
+        let installed = self.table(table).ok_or_else(|| Error::NoTable {
+            table: table.to_string(),
+        })?;
+        let runtime = installed.runtime_set(set)?;
+        let default = runtime.timeout_ms.map(Duration::from_millis);
+        Ok(installed
+            .runtime
+            .get(set)
+            .into_iter()
+            .flatten()
+            .map(|(addr, timeout)| RuntimeElement::stand_in(Some(*addr), *timeout, timeout.or(default)))
+            .collect())
+    }
+
+    fn add_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()> {
+        self.change_runtime(table, entries, |elements, entry| {
+            elements.insert(entry.addr, entry.timeout);
+        })
+    }
+
+    fn delete_runtime_elements(&mut self, table: &str, entries: &[RuntimeEntry]) -> Result<()> {
+        self.change_runtime(table, entries, |elements, entry| {
+            elements.remove(&entry.addr);
+        })
+    }
+
+    fn flush_runtime_sets(&mut self, table: &str, sets: &[&str]) -> Result<()> {
+        let mut state = self.state.borrow_mut();
+        let installed = state.tables.get_mut(table).ok_or_else(|| Error::NoTable {
+            table: table.to_string(),
+        })?;
+        installed.refuse_unless_ours()?;
+        for set in sets {
+            installed.runtime_set(set)?;
+        }
+        for set in sets {
+            installed.runtime.remove(*set);
+        }
+        state.generation += 1;
+        Ok(())
     }
 
     fn remove_foreign(&mut self, table: &str) -> Result<bool> {

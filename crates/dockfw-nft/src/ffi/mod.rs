@@ -12,10 +12,11 @@ mod parse;
 mod writer;
 
 pub(crate) use parse::{
-    ChainInfo, Elems, FlowtableInfo, Key, ObjectInfo, RuleInfo, TableInfo, parse_chain, parse_elems,
-    parse_flowtable, parse_gen, parse_object, parse_rule, parse_set, parse_table,
+    ChainInfo, Elems, FlowtableInfo, Key, ObjectInfo, RuleInfo, TableInfo, TimedElem, parse_chain,
+    parse_elems, parse_flowtable, parse_gen, parse_object, parse_rule, parse_set, parse_table,
+    parse_timed_elems,
 };
-pub(crate) use writer::{Dump, ELEMS_PER_MSG, MsgWriter, SetSpec};
+pub(crate) use writer::{Dump, ELEMS_PER_MSG, ElementOp, MsgWriter, SetSpec};
 
 use nftnl::nftnl_sys as sys;
 use std::ffi::{CStr, CString, c_char, c_void};

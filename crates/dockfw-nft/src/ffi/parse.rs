@@ -278,6 +278,63 @@ pub(crate) fn parse_elems(
     Ok(())
 }
 
+/// An element of a set whose elements belong to run time, as dumped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TimedElem {
+    /// Its key; empty for a catch-all element.
+    pub key: Key,
+    /// `NFT_SET_ELEM_*` flags (`NFT_SET_ELEM_CATCHALL`: matches every key).
+    pub flags: u32,
+    /// Its timeout, when the kernel reports one (one of its own).
+    pub timeout_ms: Option<u64>,
+    /// Milliseconds left before it expires, if it does.
+    pub expires_ms: Option<u64>,
+}
+
+/// The elements of a `NEWSETELEM` dump message of a run-time set, with
+/// their timeouts and expirations.
+pub(crate) fn parse_timed_elems(msg: &[u8], out: &mut Vec<TimedElem>) -> Result<(), String> {
+    let nlh = header(msg)?;
+    let obj = Owned::<sys::nftnl_set>::empty();
+    // SAFETY: as in `parse_gen`.
+    parsed(
+        unsafe { sys::nftnl_set_elems_nlmsg_parse(nlh, obj.as_ptr()) },
+        "set element",
+    )?;
+    // SAFETY: as in `parse_elems`.
+    unsafe {
+        let iter = sys::nftnl_set_elems_iter_create(obj.as_ptr());
+        if iter.is_null() {
+            std::process::abort();
+        }
+        let mut e = sys::nftnl_set_elems_iter_next(iter);
+        while !e.is_null() {
+            let is_set = |k: u32| sys::nftnl_set_elem_is_set(e, k as u16);
+            let mut len = 0u32;
+            let key = if is_set(sys::NFTNL_SET_ELEM_KEY) {
+                let key = sys::nftnl_set_elem_get(e, sys::NFTNL_SET_ELEM_KEY as u16, &mut len);
+                Key::from_slice(&read_bytes(key, len))
+            } else {
+                Key::new()
+            };
+            let u64_of = |k: u32| is_set(k).then(|| sys::nftnl_set_elem_get_u64(e, k as u16));
+            out.push(TimedElem {
+                key,
+                flags: if is_set(sys::NFTNL_SET_ELEM_FLAGS) {
+                    sys::nftnl_set_elem_get_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16)
+                } else {
+                    0
+                },
+                timeout_ms: u64_of(sys::NFTNL_SET_ELEM_TIMEOUT),
+                expires_ms: u64_of(sys::NFTNL_SET_ELEM_EXPIRATION),
+            });
+            e = sys::nftnl_set_elems_iter_next(iter);
+        }
+        sys::nftnl_set_elems_iter_destroy(iter);
+    }
+    Ok(())
+}
+
 /// A rule as dumped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RuleInfo {

@@ -320,6 +320,66 @@ impl MsgWriter {
         self.message_with(ty as u32, flags, seq, &set, set_elements)
     }
 
+    /// An element message on a set whose elements belong to run time: each
+    /// element a bare key (empty: the catch-all element) with, when adding,
+    /// its own timeout (ms) if given.
+    /// Adding carries no `NLM_F_EXCL`, so an element already there is no
+    /// error (6.18 renews its timeout); [`ElementOp::Delete`] without
+    /// elements flushes the set.
+    pub(crate) fn runtime_elems(
+        &mut self,
+        seq: u32,
+        table: &str,
+        set_name: &str,
+        op: ElementOp,
+        elems: &[(super::Key, Option<u64>)],
+    ) -> &[u8] {
+        assert!(elems.len() <= ELEMS_PER_MSG);
+        let set = Owned::<sys::nftnl_set>::named(Some(table), set_name);
+        // SAFETY: as in `elems`.
+        unsafe {
+            let s = set.as_ptr();
+            for (key, timeout) in elems {
+                let e = sys::nftnl_set_elem_alloc();
+                if e.is_null() {
+                    std::process::abort();
+                }
+                if key.is_empty() {
+                    // A catch-all element (`*`) has no key.
+                    sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, 2);
+                } else {
+                    sys::nftnl_set_elem_set(
+                        e,
+                        sys::NFTNL_SET_ELEM_KEY as u16,
+                        key.as_ptr().cast(),
+                        key.len() as u32,
+                    );
+                }
+                if let Some(ms) = timeout {
+                    sys::nftnl_set_elem_set_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16, *ms);
+                }
+                sys::nftnl_set_elem_add(s, e);
+            }
+        }
+        let (ty, flags) = match op {
+            ElementOp::Add => (
+                libc::NFT_MSG_NEWSETELEM as u32,
+                libc::NLM_F_CREATE | libc::NLM_F_ACK,
+            ),
+            ElementOp::Delete => (libc::NFT_MSG_DELSETELEM as u32, libc::NLM_F_ACK),
+            ElementOp::Destroy => (NFT_MSG_DESTROYSETELEM, libc::NLM_F_ACK),
+        };
+        self.message_with(ty, flags, seq, &set, set_elements)
+    }
+
+    /// `GETSET` of one set (not a dump): `ENOENT` when there is none.
+    pub(crate) fn get_set(&mut self, seq: u32, table: &str, name: &str) -> Vec<u8> {
+        let obj = Owned::<sys::nftnl_set>::filter(Some(table), Some(name));
+        let flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+        self.message(libc::NFT_MSG_GETSET as u32, flags, seq, &obj)
+            .to_vec()
+    }
+
     /// `DELSET` of set `name`.
     pub(crate) fn set_delete(&mut self, seq: u32, table: &str, name: &str) -> &[u8] {
         let set = Owned::<sys::nftnl_set>::named(Some(table), name);
@@ -464,6 +524,21 @@ pub(crate) enum Dump<'a> {
 
 /// `NFT_MSG_GETFLOWTABLE` (not in the libc crate).
 const NFT_MSG_GETFLOWTABLE: u32 = 23;
+/// `NFT_MSG_DESTROYSETELEM` (Linux 6.3; not in the libc crate): deletes
+/// elements, and an absent one is no error.
+const NFT_MSG_DESTROYSETELEM: u32 = 30;
+
+/// What an element message does to a run-time set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ElementOp {
+    /// `NEWSETELEM` without `NLM_F_EXCL`.
+    Add,
+    /// `DELSETELEM`: an absent element fails the batch (`ENOENT`).
+    Delete,
+    /// `DESTROYSETELEM`: an absent element is no error (Linux 6.3 and later;
+    /// earlier kernels refuse the message type with `EINVAL`).
+    Destroy,
+}
 
 /// Everything a `NEWSET` message carries for dockfw's sets.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -91,6 +91,14 @@ pub enum Difference {
         /// The set.
         set: String,
     },
+    /// A set whose elements belong to run time (a policy's `dynamic` set)
+    /// with another type or flags (e.g. default timeout) than the policy
+    /// says: `apply` recreates it, and the addresses run time put in it are
+    /// lost. Its elements themselves are never a difference.
+    RuntimeSetDiffers {
+        /// The set.
+        set: String,
+    },
     /// A stateful object (dockfw writes none).
     Object {
         /// nft-like, e.g. `quota q { over 1000 bytes }`.
@@ -138,6 +146,11 @@ impl fmt::Display for Difference {
             Self::ExtraSet { set, foreign: true } => write!(f, "set `{set}` dockfw did not write"),
             Self::ExtraSet { set, foreign: false } => write!(f, "set `{set}` is not in the policy"),
             Self::SetDiffers { set } => write!(f, "set `{set}` differs"),
+            Self::RuntimeSetDiffers { set } => write!(
+                f,
+                "dynamic set `{set}` has other flags or another timeout: apply recreates it, \
+                 and the addresses added at run time are lost"
+            ),
             Self::Object { object } => write!(f, "object dockfw did not write: {object}"),
             Self::Flowtable { name } => write!(f, "flowtable `{name}` dockfw did not write"),
             Self::Other { what } => f.write_str(what),
@@ -218,6 +231,7 @@ impl Comparison {
                         | Difference::ExtraChain { .. }
                         | Difference::ExtraSet { foreign: false, .. }
                         | Difference::SetDiffers { .. }
+                        | Difference::RuntimeSetDiffers { .. }
                         | Difference::Other { .. }
                 )
             })
@@ -252,7 +266,14 @@ impl View {
                     set: name.clone(),
                     foreign: text.contains(FOREIGN_SET),
                 }),
-                Some((_, wanted)) if wanted != text => out.push(Difference::SetDiffers { set: name.clone() }),
+                Some((_, wanted)) if wanted != text => {
+                    let runtime = |text: &str| text.contains(dockfw_core::render::RUNTIME_ELEMENTS_NOTE);
+                    out.push(if runtime(wanted) && runtime(text) {
+                        Difference::RuntimeSetDiffers { set: name.clone() }
+                    } else {
+                        Difference::SetDiffers { set: name.clone() }
+                    })
+                }
                 Some(_) => {}
             }
         }

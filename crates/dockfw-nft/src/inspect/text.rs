@@ -109,17 +109,21 @@ impl View {
 
     pub(super) fn from_dump(dump: &TableDump) -> Self {
         let head = head_lines(&dump.userdata);
-        let sets = dump
+        let mut sets: Vec<(bool, String, String)> = dump
             .sets
             .iter()
-            .map(|(spec, elems)| {
-                let text = match decode::set(spec, elems) {
-                    Ok(set) => set_text(&set),
-                    Err(_) => foreign_set_text(spec, elems),
-                };
-                (spec.name.clone(), text)
+            .map(|(spec, elems)| match decode::set(spec, elems) {
+                Ok(set) => (set.is_runtime(), spec.name.clone(), set_text(&set)),
+                Err(_) => (false, spec.name.clone(), foreign_set_text(spec, elems)),
             })
             .collect();
+        // Run-time sets first, by name, as a ruleset lists them (their
+        // creation order is not kept: see `Ruleset::runtime_sets_first`).
+        sets.sort_by(|a, b| match (a.0, b.0) {
+            (true, true) => a.1.cmp(&b.1),
+            (a, b) => b.cmp(&a),
+        });
+        let sets = sets.into_iter().map(|(_, name, text)| (name, text)).collect();
         let mut chains: Vec<ChainView> = dump
             .chains
             .iter()

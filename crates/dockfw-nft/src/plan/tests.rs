@@ -4,7 +4,7 @@
 
 use super::*;
 use dockfw_core::interval::Interval;
-use dockfw_core::ruleset::{Chain, Hook, Meter};
+use dockfw_core::ruleset::{Chain, Family, Hook, Meter, RuntimeSet};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -46,7 +46,7 @@ impl Model {
     }
 
     fn installed(&self) -> Installed {
-        Installed {
+        let mut installed = Installed {
             ruleset: Ruleset {
                 table: self.table.clone(),
                 sets: self.sets.clone(),
@@ -65,7 +65,10 @@ impl Model {
                 .iter()
                 .map(|(_, _, rules)| rules.iter().map(|(h, _)| *h).collect())
                 .collect(),
-        }
+        };
+        // As a read lists them.
+        installed.ruleset.runtime_sets_first();
+        installed
     }
 
     fn rules(&self) -> impl Iterator<Item = &Rule> {
@@ -207,6 +210,12 @@ fn updated(elements: &SetElements, remove: &SetElements, add: &SetElements) -> O
 /// Runs the planner from `start` (`None`: no table) to `want` on the model,
 /// checking each step; returns the steps' kinds.
 fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, String> {
+    converge_steps(start, want).map(|steps| steps.iter().map(|(step, _)| step.kind).collect())
+}
+
+/// [`converge`], returning each step with the sets whose elements belong to
+/// run time it recreated.
+fn converge_steps(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<(Step, Vec<String>)>, String> {
     let mut next_handle = 1000;
     let mut state: Option<Installed> = start.map(|r| Installed {
         handles: r
@@ -230,6 +239,7 @@ fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, St
     let mut kinds = Vec::new();
     while let Some(step) = plan(state.as_ref(), want)? {
         if kinds.len() == 4 {
+            let kinds: Vec<StepKind> = kinds.iter().map(|(step, _): &(Step, _)| step.kind).collect();
             return Err(format!("more than four steps: {kinds:?}"));
         }
         let mut model = match &state {
@@ -285,7 +295,10 @@ fn converge(start: Option<&Ruleset>, want: &Ruleset) -> Result<Vec<StepKind>, St
         if now != new && now != old {
             return Err(format!("after {:?} the table enforces neither policy", step.kind));
         }
-        kinds.push(step.kind);
+        let recreated = recreated_runtime_sets(&step, state.as_ref(), want)
+            .map(str::to_string)
+            .collect();
+        kinds.push((step, recreated));
         state = Some(reached);
     }
     let end = state.map(|s| s.ruleset);
@@ -514,4 +527,83 @@ fn staging_names_fit_and_differ() {
         assert_eq!(names.iter().collect::<HashSet<_>>().len(), 3);
     }
     assert_eq!(staging_names("a").next().unwrap(), "a.next");
+}
+
+fn runtime(timeout_ms: Option<u64>) -> SetElements {
+    SetElements::Runtime(RuntimeSet {
+        family: Family::Ipv4,
+        timeout_ms,
+    })
+}
+
+/// Every set a step creates or deletes, by name.
+fn touched_sets(steps: &[(Step, Vec<String>)]) -> Vec<String> {
+    steps
+        .iter()
+        .flat_map(|(step, _)| &step.ops)
+        .filter_map(|op| match op {
+            Op::CreateSet { name, .. } | Op::DeleteSet(name) | Op::UpdateSet { name, .. } => {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn run_time_sets_stay_whatever_else_changes_and_are_recreated_only_for_their_own_flags() {
+    use StepKind::{Prepare, Switch};
+    let hour = Some(3_600_000);
+    let base = ruleset(
+        &[("set-m-v4", runtime(hour)), ("a", v4(1))],
+        vec![lookup("set-m-v4"), lookup("a")],
+    );
+    assert!(base.has_runtime_sets_first());
+    // Another rule, a new set, and a new run-time set listed before ours:
+    // nothing happens to ours (a set kept in place keeps its elements).
+    let grown = ruleset(
+        &[
+            ("set-a-v4", runtime(None)),
+            ("set-m-v4", runtime(hour)),
+            ("0", v4(2)),
+            ("a", v4(1)),
+        ],
+        vec![lookup("0"), lookup("set-m-v4"), lookup("a"), lookup("set-a-v4")],
+    );
+    let steps = converge_steps(Some(&base), &grown).unwrap();
+    let touched = touched_sets(&steps);
+    assert!(
+        !touched.iter().any(|name| name.starts_with("set-m-v4")),
+        "{touched:?}"
+    );
+    assert!(steps.iter().all(|(_, recreated)| recreated.is_empty()));
+    // And back.
+    let steps = converge_steps(Some(&grown), &base).unwrap();
+    assert!(
+        !touched_sets(&steps)
+            .iter()
+            .any(|name| name.starts_with("set-m-v4"))
+    );
+
+    // Its default timeout changes while a rule uses it: a new, empty set,
+    // through a staging copy, and said so.
+    let shorter = ruleset(
+        &[("set-m-v4", runtime(Some(60_000))), ("a", v4(1))],
+        vec![lookup("set-m-v4"), lookup("a")],
+    );
+    let steps = converge_steps(Some(&base), &shorter).unwrap();
+    let kinds: Vec<StepKind> = steps.iter().map(|(step, _)| step.kind).collect();
+    assert_eq!(kinds, [Prepare, Switch, Prepare, Switch]);
+    let recreated: Vec<&String> = steps.iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(recreated, ["set-m-v4"]);
+    // Unused, it is recreated in one Prepare, and said so too.
+    let unused = |timeout| ruleset(&[("set-m-v4", runtime(timeout)), ("a", v4(1))], vec![lookup("a")]);
+    let steps = converge_steps(Some(&unused(hour)), &unused(None)).unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].0.kind, Prepare);
+    assert_eq!(steps[0].1, ["set-m-v4"]);
+    // A run-time set no longer wanted is deleted, not "recreated".
+    let steps = converge_steps(Some(&unused(hour)), &ruleset(&[("a", v4(1))], vec![lookup("a")])).unwrap();
+    assert!(steps.iter().all(|(_, recreated)| recreated.is_empty()));
+    assert!(touched_sets(&steps).contains(&"set-m-v4".to_string()));
 }

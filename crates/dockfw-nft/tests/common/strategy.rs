@@ -1,6 +1,7 @@
 //! proptest strategies for valid `Ruleset`s: every Match, Statement and
 //! Verdict kind, normalised interval sets (IPv6 and the top of each range
-//! included), acyclic jumps to regular chains, one meter per meter match.
+//! included), run-time sets (listed first, as a ruleset lists them), acyclic
+//! jumps to regular chains, one meter per meter match.
 
 use dockfw_core::interval::{Interval, normalize};
 use dockfw_core::ruleset::*;
@@ -62,6 +63,17 @@ fn constant_set() -> impl Strategy<Value = SetElements> {
         v6_intervals().prop_map(SetElements::Ipv6),
         port_intervals().prop_map(SetElements::Port),
     ]
+}
+
+/// A set whose elements belong to run time (a policy's dynamic set), with or
+/// without a default timeout in whole seconds.
+fn runtime_set() -> impl Strategy<Value = SetElements> {
+    (family(), proptest::option::of(1u64..100_000)).prop_map(|(family, secs)| {
+        SetElements::Runtime(RuntimeSet {
+            family,
+            timeout_ms: secs.map(|s| s * 1000),
+        })
+    })
 }
 
 fn family() -> impl Strategy<Value = Family> {
@@ -185,7 +197,7 @@ fn hook() -> impl Strategy<Value = Option<BaseHook>> {
 /// A valid random ruleset for table `table`.
 pub fn ruleset(table: &'static str) -> impl Strategy<Value = Ruleset> {
     (
-        prop::collection::vec(constant_set(), 0..6),
+        prop::collection::vec(prop_oneof![4 => constant_set(), 1 => runtime_set()], 0..6),
         prop::collection::vec((hook(), prop::collection::vec(rule_seed(), 0..6)), 1..7),
     )
         .prop_map(move |(sets, chains)| resolve(table, sets, chains))
@@ -223,7 +235,7 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
                         let want = move |e: &SetElements| match family {
                             Family::Ipv4 => matches!(e, SetElements::Ipv4(_)),
                             Family::Ipv6 => matches!(e, SetElements::Ipv6(_)),
-                        };
+                        } || matches!(e, SetElements::Runtime(r) if r.family == family);
                         pick(&sets, &want, i).map(|set| match m {
                             Seed::SourceIn(..) => Match::SourceIn { family, set },
                             _ => Match::DialledAddrIn { family, set },
@@ -303,11 +315,13 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
             rules,
         });
     }
-    Ruleset {
+    let mut ruleset = Ruleset {
         table: table.to_string(),
         sets,
         chains: out,
-    }
+    };
+    ruleset.runtime_sets_first();
+    ruleset
 }
 
 /// A change to a ruleset that keeps it valid (see [`sequence`]).
@@ -455,9 +469,11 @@ pub fn sequence(table: &'static str, max: usize) -> impl Strategy<Value = Vec<Ru
     (ruleset(table), steps).prop_map(|(first, steps)| {
         let mut out = vec![first];
         for mutations in steps {
-            let next = mutations
+            let mut next = mutations
                 .into_iter()
                 .fold(out.last().cloned().unwrap_or_else(|| unreachable!()), mutate);
+            // As a ruleset lists them (rotations leave them anywhere).
+            next.runtime_sets_first();
             out.push(next);
         }
         out
