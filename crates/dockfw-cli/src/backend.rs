@@ -60,6 +60,15 @@ pub trait Tables {
     fn remove(&mut self, table: &str) -> Result<bool>;
     /// [`Nft::remove_foreign`]: deletes the table whoever it belongs to.
     fn remove_foreign(&mut self, table: &str) -> Result<bool>;
+    /// [`Nft::claim_guard`]: the claim of the one guard of `table` (none
+    /// needed by default).
+    fn claim_guard(&mut self, _table: &str) -> Result<Option<dockfw_nft::GuardClaim>> {
+        Ok(None)
+    }
+    /// [`Nft::table_flags`]: whether `table` exists, and its flags.
+    fn table_flags(&mut self, _table: &str) -> Result<Option<u32>> {
+        Ok(Some(0))
+    }
     /// [`Nft::base_chains`]: every base chain in the namespace (none by default).
     fn base_chains(&mut self) -> Result<Vec<dockfw_nft::BaseChain>> {
         Ok(Vec::new())
@@ -176,6 +185,14 @@ impl Tables for Nft {
 
     fn base_chains(&mut self) -> Result<Vec<dockfw_nft::BaseChain>> {
         Nft::base_chains(self)
+    }
+
+    fn claim_guard(&mut self, table: &str) -> Result<Option<dockfw_nft::GuardClaim>> {
+        Nft::claim_guard(self, table).map(Some)
+    }
+
+    fn table_flags(&mut self, table: &str) -> Result<Option<u32>> {
+        Nft::table_flags(self, table)
     }
 
     fn runtime_elements(&mut self, table: &str, set: &str) -> Result<Vec<RuntimeElement>> {

@@ -96,7 +96,10 @@ fn exit_code(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<dockfw_nft::Error>() {
             // Refusing to touch a table that is not ours is not a kernel failure.
-            if matches!(error, dockfw_nft::Error::NotOwned { .. }) {
+            if matches!(
+                error,
+                dockfw_nft::Error::NotOwned { .. } | dockfw_nft::Error::Guarded { .. }
+            ) {
                 return Exit::Usage;
             }
             // `set`: the table, or the set as the policy has it, is not
@@ -173,6 +176,10 @@ fn nft_hint(error: &dockfw_nft::Error) -> Option<&'static str> {
              watch); try again when the other one is done",
         ),
         Error::Busy { .. } => Some("another program kept changing the firewall; try again in a moment"),
+        Error::Guarded { .. } => Some(
+            "one watch guards a table: stop the other (`systemctl stop dockfw-nft-watch`), or give \
+             this policy another `table`",
+        ),
         Error::Rejected { .. } | Error::Mismatch { .. } => Some(
             "the policy is valid but the kernel refused it: `dockfw-nft plan` shows the \
              script; please report this with the policy and `uname -r`",

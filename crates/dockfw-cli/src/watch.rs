@@ -69,7 +69,11 @@ const QUIET: Duration = Duration::from_secs(60);
 /// Longest the guard reads queued notifications before acting on what is due.
 const DRAIN_BUDGET: Duration = Duration::from_millis(20);
 /// Longest pause between attempts when applying fails (kernel errors).
-const FAILURE_RETRY_MAX: Duration = Duration::from_secs(60);
+const FAILURE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// How often the guard looks at the table itself (one small request), for
+/// changes no notification announces: nf_tables deletes a table flagged
+/// `owner` silently when its owner exits.
+const LOOK: Duration = Duration::from_secs(5);
 /// Wait after a list file changed before reading it, so that a burst of
 /// writes (or a copy in several steps) is read once, whole.
 const FILE_SETTLE: Duration = Duration::from_millis(300);
@@ -497,6 +501,43 @@ impl Backoff {
     }
 }
 
+/// Whether applying failed because another program kept changing the table
+/// (or another dockfw writer held the lock) through every attempt.
+fn is_contention(error: &anyhow::Error) -> bool {
+    fn busy(error: &dockfw_nft::Error) -> bool {
+        use dockfw_nft::Error;
+        match error {
+            Error::Busy { .. } | Error::Locked { .. } => true,
+            Error::Undone { cause, .. } | Error::LeftAsIs { cause, .. } => busy(cause),
+            _ => false,
+        }
+    }
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
+        .any(busy)
+}
+
+/// Whether applying was refused because the table is not dockfw's.
+fn is_not_owned(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
+        .any(|e| matches!(e, dockfw_nft::Error::NotOwned { .. }))
+}
+
+/// The error's own message, up to its first line.
+fn first_line(error: &anyhow::Error) -> String {
+    error.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// `text` with each control character (a newline, an escape) as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// `a` is a later generation than `b` (generations are u32 and wrap).
 fn is_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -536,6 +577,10 @@ struct Guard<'a> {
     /// The connection-label map of the ruleset our last apply installed: how
     /// revoke reads the labels of connections judged under it.
     labels: Option<CtLabelMap>,
+    /// When to look at the table next (some changes come unannounced).
+    next_look: Instant,
+    /// This watch's claim on guarding the table (a second one is refused).
+    _claim: Option<dockfw_nft::GuardClaim>,
 }
 
 impl<'a> Guard<'a> {
@@ -552,6 +597,9 @@ impl<'a> Guard<'a> {
             sources,
             parsed,
         } = session.follow_policy(&[])?;
+        // One guard a table: two with different policies would undo each
+        // other's every apply.
+        let claim = nft.claim_guard(&parsed.policy.guard.table)?;
         let view = session.docker(&parsed)?;
         let mut guard = Self {
             session,
@@ -574,6 +622,8 @@ impl<'a> Guard<'a> {
             watchdog_fed: Instant::now(),
             last_change: String::new(),
             labels: None,
+            next_look: Instant::now() + LOOK,
+            _claim: claim,
         };
         log(session, "applying (start)");
         let started = Instant::now();
@@ -666,17 +716,74 @@ impl<'a> Guard<'a> {
     }
 
     /// An apply failed: retry later, the pause growing with each failure.
+    /// Another program changing the table under the apply (it kept
+    /// committing through every attempt) is fighting: backed off as
+    /// tampering is, not retried at once on its next change.
     fn failed(&mut self, error: &anyhow::Error, now: Instant) {
+        if is_contention(error) {
+            // An attempt, for the backoff's count, as a repair is.
+            self.backoff.repaired(now);
+            let (delay, new_delay) = self.backoff.delay(now);
+            let by = self
+                .pending
+                .tampering
+                .last()
+                .map_or_else(|| "another program".to_string(), |t| t.by.clone());
+            if new_delay {
+                log(
+                    self.session,
+                    &format!(
+                        "{by} keeps changing table inet {} (while we repaired it); backing off: next repair in {}",
+                        self.table(),
+                        millis(delay)
+                    ),
+                );
+            }
+            self.pending.retry = true;
+            self.pending.note(now, now + delay.max(BACKOFF_FIRST));
+            return;
+        }
         crate::report(&self.session.console, error);
         self.failures += 1;
         let pause = Duration::from_secs(1 << self.failures.min(6)).min(FAILURE_RETRY_MAX);
-        self.failing_since.get_or_insert(now);
+        // A table someone else created under our name is theirs: nothing a
+        // restart could mend, so the watchdog stays fed (a restart would end
+        // in exit 2, and the guard for good); the status says it.
+        if !is_not_owned(error) {
+            self.failing_since.get_or_insert(now);
+        }
+        self.last_change = format!("cannot apply ({}), {}", first_line(error), now_text());
+        notify(&[NotifyState::Status(&self.status())]);
         self.pending.retry = true;
         self.pending.note(now, now + pause);
         log(
             self.session,
             &format!("the table stays as it was; trying again in {}", millis(pause)),
         );
+    }
+
+    /// Looks at the table itself every [`LOOK`]: a table missing or flagged
+    /// with nothing pending means a change no notification announced.
+    fn look(&mut self, now: Instant) {
+        if now < self.next_look {
+            return;
+        }
+        self.next_look = now + LOOK;
+        if self.pending.due.is_some() {
+            return;
+        }
+        let table = self.table().to_string();
+        let why = match self.nft.table_flags(&table) {
+            Ok(None) => "found missing",
+            Ok(Some(0)) | Err(_) => return,
+            Ok(Some(_)) => "found with flags set (dormant or owner)",
+        };
+        log(
+            self.session,
+            &format!("table inet {table} {why}, with no notification of it; repairing"),
+        );
+        self.pending.unseen = true;
+        self.pending.note(now, now);
     }
 
     fn print(&self, report: ApplyReport, ruleset: Ruleset, revoked: Option<Revoked>, elapsed: Duration) {
@@ -703,6 +810,7 @@ impl<'a> Guard<'a> {
                 self.backoff.ends_at(),
                 self.next_feed(),
                 self.files_due,
+                Some(self.next_look),
             ]
             .into_iter()
             .flatten()
@@ -730,6 +838,7 @@ impl<'a> Guard<'a> {
                 self.reread_files();
             }
             let now = Instant::now();
+            self.look(now);
             if self.pending.due.is_some_and(|due| now >= due) {
                 self.repair(now);
             }
@@ -801,7 +910,12 @@ impl<'a> Guard<'a> {
         }
         let by = format!(
             "{} (pid {})",
-            commit.process.as_deref().unwrap_or("an unknown process"),
+            // The name is whatever the process chose (comm): no control
+            // characters into our log lines or systemd's notify protocol.
+            commit
+                .process
+                .as_deref()
+                .map_or_else(|| "an unknown process".to_string(), printable),
             commit
                 .pid
                 .map_or_else(|| "unknown".to_string(), |p| p.to_string())
@@ -1375,12 +1489,17 @@ fn describe_tampering(tampering: &[Tampering]) -> String {
         let mut groups: Vec<(Kind, Action, Option<&str>, usize)> = Vec::new();
         for c in &changes {
             let key = (c.kind, c.action, c.name.as_deref());
+            // An interval is two kernel elements (its start, and an end
+            // after it): count what the user wrote, one per interval.
+            let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+            let counted = usize::from(!c.element.as_ref().is_some_and(|e| e.flags & end != 0));
             match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
-                Some(group) => group.3 += 1,
-                None => groups.push((key.0, key.1, key.2, 1)),
+                Some(group) => group.3 += counted,
+                None => groups.push((key.0, key.1, key.2, counted)),
             }
         }
         for (kind, action, name, count) in groups {
+            let count = count.max(1);
             let name = name.unwrap_or("?");
             let done = match action {
                 Action::Added => "added",

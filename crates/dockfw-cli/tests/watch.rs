@@ -461,6 +461,34 @@ fn without_docker_at_start_watch_exits_4() {
     setup.done();
 }
 
+#[test]
+#[ignore = "needs root"]
+fn a_second_watch_of_the_same_table_is_refused() {
+    let setup = setup("second");
+    let _first = setup.watch(&[]);
+    let whole = table(&setup.netns).expect("installed");
+    // Two guards with different policies would undo each other's applies.
+    std::fs::write(
+        setup.dir.join("policy.toml"),
+        POLICY.replace("[guard]\n", "[guard]\nlog = true\n"),
+    )
+    .unwrap();
+    let out = setup.command(&["watch"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another dockfw-nft watch (pid ")
+            && stderr.contains("already guards table inet dockfw"),
+        "{stderr}"
+    );
+    assert_eq!(
+        table(&setup.netns).as_deref(),
+        Some(whole.as_str()),
+        "the second changed nothing"
+    );
+    setup.done();
+}
+
 /// A stand-in for systemd's notify socket: what watch sends, line by line.
 struct NotifySocket {
     socket: UnixDatagram,

@@ -169,6 +169,19 @@ pub enum Error {
         /// How long we waited.
         waited: Duration,
     },
+    /// Another guard (`dockfw-nft watch`, or a program using
+    /// [`crate::Nft::claim_guard`]) already guards the table in this network
+    /// namespace: two would fight over every change.
+    #[error(
+        "another dockfw-nft watch{} already guards table inet {table} in this network namespace",
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Guarded {
+        /// The table.
+        table: String,
+        /// The other guard's pid, if it wrote it yet.
+        holder: Option<u32>,
+    },
     /// The writer lock file could not be created, opened or locked. Nothing
     /// was changed.
     #[error(

@@ -297,6 +297,13 @@ pub struct Nft {
     hooks: testing::Hooks,
 }
 
+/// A held claim on guarding one table ([`Nft::claim_guard`]); released when
+/// dropped or when the process dies.
+#[derive(Debug)]
+pub struct GuardClaim {
+    _lock: WriterLock,
+}
+
 /// The public face of each job; the work is done in the private modules
 /// `transact` (requests, batches, acks), `read` (consistent reads and
 /// decoding), `apply` (planning and committing, undo, replace, remove) and
@@ -381,6 +388,42 @@ impl Nft {
     /// The default directory of [`Nft::keep_images_on_disk`]:
     /// `/run/dockfw-nft`, beside the writer locks (a tmpfs, emptied at boot).
     pub const IMAGE_DIR: &'static str = lock::LOCK_DIR;
+
+    /// Claims the guard of `table` in this connection's network namespace
+    /// for as long as the returned claim lives (an `flock` beside the writer
+    /// locks, released when the process dies): for a long-lived guard such
+    /// as `dockfw-nft watch`, so that a second one on the same table is
+    /// refused ([`Error::Guarded`]) instead of fighting the first.
+    pub fn claim_guard(&self, table: &str) -> Result<GuardClaim> {
+        WriterLock::claim_guard(self.netns, table).map(|lock| GuardClaim { _lock: lock })
+    }
+
+    /// Whether table `table` (family inet) exists, and its flags (e.g.
+    /// `NFT_TABLE_F_DORMANT`, `NFT_TABLE_F_OWNER`): one small request, for a
+    /// guard's periodic look (some changes come with no notification: a
+    /// table whose owner process exits is deleted silently).
+    pub fn table_flags(&mut self, table: &str) -> Result<Option<u32>> {
+        const ACTION: &str = "look at the table";
+        let seq = self.take_seqs(1);
+        let msg = self.writer.get_table(seq, table);
+        let mut flags = 0;
+        let outcome = self.request(ACTION, &msg, seq, |reply| {
+            flags = ffi::parse_table(reply)
+                .map_err(|detail| Error::Protocol {
+                    action: ACTION,
+                    detail,
+                })?
+                .flags;
+            Ok(())
+        })?;
+        match outcome {
+            transact::RequestOutcome::Done { .. } => Ok(Some(flags)),
+            transact::RequestOutcome::Refused(libc::ENOENT) => Ok(None),
+            transact::RequestOutcome::Refused(errno) => {
+                Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
+            }
+        }
+    }
 
     /// Every base chain in the namespace, of every table and family: for
     /// telling whether another table hooks where ours does, at the same

@@ -84,7 +84,25 @@ impl WriterLock {
     /// if missing; refused unless a directory owned by root or by us that
     /// only its owner can write to).
     fn acquire_in(dir: &Path, netns: NetnsId, wait: Duration) -> Result<Self> {
-        let path = netns.lock_path(dir);
+        Self::acquire_file(dir, netns.lock_path(dir), wait)
+    }
+
+    /// The claim of one guard (`watch`) on `table` in namespace `netns`,
+    /// held while it lives: a second guard of the same table would fight the
+    /// first over every change. [`Error::Guarded`] if another holds it.
+    pub(crate) fn claim_guard(netns: NetnsId, table: &str) -> Result<Self> {
+        let dir = Path::new(LOCK_DIR);
+        let path = dir.join(format!("{}-{table}.guard", netns.file_stem()));
+        match Self::acquire_file(dir, path, Duration::ZERO) {
+            Err(Error::Locked { holder, .. }) => Err(Error::Guarded {
+                table: table.to_string(),
+                holder,
+            }),
+            other => other,
+        }
+    }
+
+    fn acquire_file(dir: &Path, path: PathBuf, wait: Duration) -> Result<Self> {
         let failed = |source: io::Error| Error::LockFile {
             path: path.clone(),
             source,
@@ -121,7 +139,7 @@ impl WriterLock {
                 Err(unlocked) => unlocked,
             };
             let waited = started.elapsed();
-            if waited >= wait {
+            if waited >= wait || wait.is_zero() {
                 return Err(Error::Locked {
                     holder: holder(&mut file),
                     path,

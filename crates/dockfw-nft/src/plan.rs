@@ -225,7 +225,7 @@ fn in_place(have: &Installed, want: &Ruleset) -> Option<Step> {
         return None;
     }
     let (remove, add) = set_delta(&old.elements, &new.elements)?;
-    if reshapes(&remove, &add) {
+    if reshapes(&remove, &add) || rewriting_is_cheaper(&remove, &add, &new.elements) {
         return None;
     }
     let mut after = installed.clone();
@@ -243,6 +243,14 @@ fn in_place(have: &Installed, want: &Ruleset) -> Option<Step> {
         }],
         after,
     })
+}
+
+/// Whether writing the set anew (`new`, whole) is cheaper than editing it by
+/// `remove` and `add`: when someone filled a small set with many elements
+/// (300,000 junk addresses in a 3-address allow-list), deleting them one by
+/// one is a large batch; the set written whole is small.
+fn rewriting_is_cheaper(remove: &SetElements, add: &SetElements, new: &SetElements) -> bool {
+    remove.len() + add.len() > 2 * new.len() + 64
 }
 
 /// Whether an interval of `remove` overlaps or adjoins one of `add` (both
@@ -508,7 +516,10 @@ fn prepare(have: &Installed, want: &Ruleset) -> Option<Step> {
         let copy_of = copy_of.map(str::to_string);
         match installed.set(&name) {
             Some(existing) if existing.elements == *elements => {}
-            Some(existing) if let Some((remove, add)) = set_delta(&existing.elements, elements) => {
+            Some(existing)
+                if let Some((remove, add)) = set_delta(&existing.elements, elements)
+                    && !rewriting_is_cheaper(&remove, &add, elements) =>
+            {
                 ops.push(Op::UpdateSet {
                     name,
                     remove,

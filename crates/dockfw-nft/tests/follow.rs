@@ -342,3 +342,25 @@ fn another_process_takes_set_elements_from_disk_while_nothing_was_committed() {
     assert_eq!(report.change, Change::Unchanged);
     assert!(report.element_reads >= 1, "{report:?}");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_set_flooded_with_junk_is_written_anew_not_edited_element_by_element() {
+    let (ns, mut nft, ruleset) = setup();
+    // 5,000 addresses someone added to the 1,000-interval set.
+    let junk: Vec<String> = (0..5000u32)
+        .map(|i| Ipv4Addr::from(0xc612_0000 + 2 * i).to_string())
+        .collect();
+    ns.exec(
+        "nft",
+        [format!("add element inet dockfw big-v4 {{ {} }}", junk.join(", ")).as_str()],
+    );
+    let report = nft.apply(&ruleset).unwrap();
+    // Deleting them would be one Update of 10,000 kernel elements; the
+    // set's copy holds the 1,000 wanted intervals (2,000 elements), written
+    // whole, and the original is then written anew.
+    assert_ne!(kinds(&report), [TransactionKind::Update], "{report:?}");
+    let deleting = 10_000 * 8;
+    assert!(report.batch_bytes < 2 * deleting, "{report:?}");
+    assert_eq!(ns.nft().unwrap().installed("dockfw").unwrap(), Some(ruleset));
+}
