@@ -1492,7 +1492,7 @@ fn describe_tampering(tampering: &[Tampering]) -> String {
             // An interval is two kernel elements (its start, and an end
             // after it): count what the user wrote, one per interval.
             let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
-            let counted = usize::from(!c.element.as_ref().is_some_and(|e| e.flags & end != 0));
+            let counted = usize::from(c.element.as_ref().is_none_or(|e| e.flags & end == 0));
             match groups.iter_mut().find(|g| (g.0, g.1, g.2) == key) {
                 Some(group) => group.3 += counted,
                 None => groups.push((key.0, key.1, key.2, counted)),
