@@ -133,6 +133,10 @@ pub fn plan(session: &Session) -> Result<Exit> {
     if session.global.json {
         outln!(session, "{:#}", serde_json::to_value(&ruleset)?);
     } else {
+        // Comments, so the script still loads with `nft -f`.
+        for origins in set_origins(&parsed.policy) {
+            outln!(session, "# {}", origins_line(&origins));
+        }
         out!(session, "{}", dockfw_core::render(&ruleset));
     }
     Ok(Exit::Success)
@@ -496,6 +500,11 @@ pub fn diff(session: &Session) -> Result<Exit> {
             };
             outln!(session, "{}", paint(style, line));
         }
+        // Where the wanted side's set entries come from (`explain --from
+        // ADDR` tells it for one address).
+        for origins in set_origins(&parsed.policy) {
+            outln!(session, "{}", paint(DIM, format!("# {}", origins_line(&origins))));
+        }
     }
     Ok(if equal { Exit::Success } else { Exit::Differs })
 }
@@ -532,6 +541,32 @@ struct StatusOutput {
     default: Option<RuleStatus>,
     /// Untracked packets the guard would judge, dropped (`notrack` somewhere).
     untracked: Option<RuleStatus>,
+    /// Where each of the policy's sets gets its entries.
+    sets: Vec<SetOrigins>,
+}
+
+/// Where one set of the policy gets its entries, source by source.
+#[derive(Serialize)]
+struct SetOrigins {
+    name: String,
+    sources: Vec<String>,
+}
+
+/// [`SetOrigins`] of every set of `policy`.
+fn set_origins(policy: &dockfw_core::Policy) -> Vec<SetOrigins> {
+    policy
+        .sets
+        .iter()
+        .map(|(name, set)| SetOrigins {
+            name: name.clone(),
+            sources: set.source_summary(),
+        })
+        .collect()
+}
+
+/// `@name: 12 entries from sets/x.netset, 2 entries written in policy.toml`.
+fn origins_line(origins: &SetOrigins) -> String {
+    format!("@{}: {}", origins.name, origins.sources.join(", "))
 }
 
 pub fn status(session: &Session) -> Result<Exit> {
@@ -642,6 +677,10 @@ pub fn status(session: &Session) -> Result<Exit> {
         rules,
         default,
         untracked,
+        sets: parsed
+            .as_ref()
+            .map(|p| set_origins(&p.policy))
+            .unwrap_or_default(),
     };
     let exit = match (out.installed, matches_policy) {
         _ if out.installed && !out.owned => Exit::Differs,
@@ -723,6 +762,13 @@ fn print_status(session: &Session, out: &StatusOutput) {
         table.row(row);
     }
     out!(session, "{}", table.render());
+    if !out.sets.is_empty() {
+        outln!(session);
+        outln!(session, "sets:");
+        for origins in &out.sets {
+            outln!(session, "  {}", origins_line(origins));
+        }
+    }
 }
 
 pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {

@@ -95,8 +95,15 @@ fn config_comes_from_the_environment_too() {
 #[test]
 fn plan_prints_the_nft_script() {
     let out = stdout(dockfw().args(["plan", "--config", EXAMPLE]));
+    // Comments first: where each set's entries come from.
+    assert!(out.starts_with("# @"), "{out}");
+    let script: String = out
+        .lines()
+        .skip_while(|line| line.starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect();
     assert!(
-        out.starts_with("table inet dockfw {}\ndelete table inet dockfw\n"),
+        script.starts_with("table inet dockfw {}\ndelete table inet dockfw\n"),
         "{out}"
     );
     assert!(out.contains("type filter hook forward priority -5; policy accept;"));

@@ -159,6 +159,48 @@ impl Set {
         }
     }
 
+    /// Where the set's entries come from, source by source, in the order
+    /// written: e.g. `1234 entries from sets/blocked.netset`, `2 entries
+    /// written in policy.toml`, `filled at run time`.
+    pub fn source_summary(&self) -> Vec<String> {
+        let mut counts = vec![0usize; self.sources.len()];
+        for entry in &self.entries {
+            if let Some(count) = counts.get_mut(entry.source as usize) {
+                *count += 1;
+            }
+        }
+        let entries = |n: usize| {
+            if n == 1 {
+                "1 entry".to_string()
+            } else {
+                format!("{n} entries")
+            }
+        };
+        self.sources
+            .iter()
+            .zip(counts)
+            .enumerate()
+            .map(|(index, (source, count))| {
+                let shown = self.shown_as.get(index).map_or("", String::as_str);
+                match source {
+                    SetSource::Entries { .. } => format!("{} written in {shown}", entries(count)),
+                    SetSource::File { path, .. } => {
+                        format!(
+                            "{} from {}",
+                            entries(count),
+                            if shown.is_empty() { path } else { shown }
+                        )
+                    }
+                    SetSource::Url { url, .. } => format!("{} from {url}", entries(count)),
+                    SetSource::Names { names, .. } => {
+                        format!("{} resolved from {}", entries(count), names.join(", "))
+                    }
+                    SetSource::Dynamic { .. } => "filled at run time (dockfw-nft set)".to_string(),
+                }
+            })
+            .collect()
+    }
+
     /// Where each entry holding `addr` came from, in source order.
     pub fn origins_of(&self, addr: IpAddr) -> impl Iterator<Item = Origin<'_>> {
         self.entries
