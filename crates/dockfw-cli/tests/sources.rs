@@ -10,6 +10,8 @@
 //! `#[ignore]`d and run as root by `cargo xtask test`.
 
 mod common;
+#[path = "../../dockfw-nft/tests/common/lab.rs"]
+mod lab;
 
 use common::fake_docker::FakeDocker;
 use dockfw_nft::testing::TestNetns;
@@ -857,5 +859,106 @@ ports = [443]
     println!("watch's log:\n{}", watch.text());
     drop(watch);
     drop(dns);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The lab's router guards `ext0`; only the clients a source names may
+/// reach the published port (8080, DNAT to the server's port 80).
+fn lab_policy(set: &str) -> String {
+    format!(
+        r#"
+[guard]
+interfaces = ["ext0"]
+default = "drop"
+
+[sets]
+clients = {set}
+
+[[rule]]
+name = "clients"
+from = "@clients"
+"#
+    )
+}
+
+/// Probes from the lab's allowed and denied clients, both families:
+/// whether each was served.
+fn served(lab: &lab::Lab) -> Vec<(&'static str, bool)> {
+    [lab::V4, lab::V6]
+        .iter()
+        .flat_map(|family| [(family.allowed, family.router), (family.denied, family.router)])
+        .map(|(client, router)| {
+            (
+                client,
+                lab.probe(client, router, 8080).0 == lab::ProbeResult::Served,
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn clients_a_downloaded_list_or_a_resolved_name_admits_are_served_and_no_others() {
+    use lab::{V4, V6};
+    let lab = lab::Lab::new();
+    lab.router.exec("ip", ["link", "set", "lo", "up"]);
+    let dir = common::tempdir("sources-packets");
+
+    // A list downloaded from a server (on the router's loopback here).
+    let server = server_in(&lab.router);
+    server.serve(200, format!("# clients\n{}\n{}\n", V4.allowed, V6.allowed));
+    std::fs::write(
+        dir.join("policy.toml"),
+        lab_policy(&format!("{{ url = \"{}\" }}", server.url)),
+    )
+    .unwrap();
+    let applied = dockfw_in(&lab.router, &dir, &["--cache-dir", "cache", "apply"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(
+        served(&lab),
+        [
+            (V4.allowed, true),
+            (V4.denied, false),
+            (V6.allowed, true),
+            (V6.denied, false)
+        ]
+    );
+    // The list names the other client too: served after the next apply.
+    server.serve(200, format!("{}\n{}\n{}\n", V4.allowed, V6.allowed, V4.denied));
+    let applied = dockfw_in(&lab.router, &dir, &["--cache-dir", "cache", "apply"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(
+        served(&lab),
+        [
+            (V4.allowed, true),
+            (V4.denied, true),
+            (V6.allowed, true),
+            (V6.denied, false)
+        ]
+    );
+    server.stop();
+
+    // A name resolved through the host's resolver (dnsmasq here).
+    let _dns = Dns::start(
+        &lab.router,
+        &dir,
+        &format!("{} client.test\n{} client.test\n", V4.allowed, V6.allowed),
+    );
+    std::fs::write(
+        dir.join("policy.toml"),
+        lab_policy(r#"{ names = ["client.test"] }"#),
+    )
+    .unwrap();
+    let applied = dockfw_in(&lab.router, &dir, &["--cache-dir", "cache", "apply"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(
+        served(&lab),
+        [
+            (V4.allowed, true),
+            (V4.denied, false),
+            (V6.allowed, true),
+            (V6.denied, false)
+        ]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
