@@ -508,25 +508,31 @@ mod tests {
         Command::new(program).arg("--version").output().is_ok()
     }
 
-    /// The package of the debug build (made by `cargo test --workspace`, as
-    /// `cargo xtask test` runs it), its `dpkg-deb --info` and `--contents`.
-    /// Needs dpkg-dev and lintian (.ci/packages).
-    #[test]
-    #[ignore = "needs dpkg-dev, lintian and the debug dockfw-nft binary"]
-    fn the_package_holds_what_debian_expects_and_lintian_finds_no_error() {
-        for program in ["dpkg-shlibdeps", "lintian", "strip"] {
+    /// The debug build of the command (made by `cargo test --workspace`, as
+    /// `cargo xtask test` runs it), once the tools `programs` are there.
+    fn debug_binary(programs: &[&str]) -> PathBuf {
+        for program in programs {
             assert!(
                 have(program),
                 "{program} cannot run: apt-get install dpkg-dev lintian binutils"
             );
         }
-        let root = crate::workspace_root();
         let binary = crate::target_dir().unwrap().join("debug/dockfw-nft");
         assert!(
             binary.exists(),
             "{} is missing: cargo build -p dockfw-cli",
             binary.display()
         );
+        binary
+    }
+
+    /// The package of the debug build, its `dpkg-deb --info` and
+    /// `--contents`. Needs dpkg-dev and lintian (.ci/packages).
+    #[test]
+    #[ignore = "needs dpkg-dev, lintian and the debug dockfw-nft binary"]
+    fn the_package_holds_what_debian_expects_and_lintian_finds_no_error() {
+        let binary = debug_binary(&["dpkg-shlibdeps", "lintian", "strip"]);
+        let root = crate::workspace_root();
         let out = tempfile::tempdir().unwrap();
         let deb = build(&root, &binary, "0.0.1", out.path()).unwrap();
         let name = deb.file_name().unwrap().to_string_lossy().to_string();
@@ -619,5 +625,101 @@ mod tests {
         println!("lintian:\n{said}{}", String::from_utf8_lossy(&lintian.stderr));
         assert!(lintian.status.success(), "lintian found errors:\n{said}");
         assert!(!said.lines().any(|l| l.starts_with("E: ")), "{said}");
+    }
+
+    /// What `dpkg` does with the package, in a throwaway root: an overlay of
+    /// the host's own file system (its writes land in a temporary directory),
+    /// in a mount and network namespace of its own, so neither the host's
+    /// files, its dpkg database nor its firewall change. No systemd runs
+    /// there (nor on CI): the maintainer scripts skip systemctl, as they do
+    /// in a chroot, and deb-systemd-helper still enables the units.
+    const INSTALL_SCRIPT: &str = r##"
+set -eu
+old=$1 new=$2 tmp=$3
+root=$tmp/root
+mkdir -p "$tmp/upper" "$tmp/work" "$root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$tmp/upper,workdir=$tmp/work" "$root"
+mount -t proc proc "$root/proc"
+cp "$old" "$root/tmp/old.deb"
+cp "$new" "$root/tmp/new.deb"
+in_root() { chroot "$root" "$@" </dev/null; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+table() { in_root nft list table inet dockfw >/dev/null 2>&1; }
+export DEBIAN_FRONTEND=noninteractive
+
+echo "== install"
+in_root dpkg -i /tmp/old.deb
+[ -x "$root/usr/bin/dockfw-nft" ] || fail "no /usr/bin/dockfw-nft"
+[ -f "$root/etc/dockfw/policy.toml" ] || fail "no /etc/dockfw/policy.toml"
+for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft.service     docker.service.wants/dockfw-nft-watch.service; do
+    [ -L "$root/etc/systemd/system/$link" ] || fail "not enabled: $link"
+done
+table && fail "installing applied something"
+in_root dockfw-nft --no-docker check
+in_root dockfw-nft --no-docker apply
+table || fail "apply of the shipped policy installed no table"
+
+echo "== upgrade, keeping the admin's edit"
+echo "# edited by the admin" >> "$root/etc/dockfw/policy.toml"
+in_root dpkg -i /tmp/new.deb
+[ "$(in_root dpkg-query -W -f='${Version}' dockfw-nft)" = 0.0.2-1 ] || fail "not upgraded"
+grep -q "edited by the admin" "$root/etc/dockfw/policy.toml" || fail "the upgrade lost the edit"
+[ -L "$root/etc/systemd/system/multi-user.target.wants/dockfw-nft.service" ] || fail "upgrade disabled"
+
+echo "== remove"
+in_root dpkg -r dockfw-nft
+[ ! -e "$root/usr/bin/dockfw-nft" ] || fail "the binary is left"
+[ -f "$root/etc/dockfw/policy.toml" ] || fail "remove deleted the conffile"
+table || fail "remove deleted the table"
+
+echo "== purge"
+mkdir -p "$root/var/lib/dockfw/sets" "$root/etc/dockfw/sets"
+: > "$root/var/lib/dockfw/sets/cached" && : > "$root/etc/dockfw/sets/list.netset"
+in_root dpkg -P dockfw-nft
+[ ! -e "$root/etc/dockfw" ] || fail "purge left /etc/dockfw"
+[ ! -e "$root/var/lib/dockfw" ] || fail "purge left /var/lib/dockfw"
+for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft-watch.service     dockfw-nft.service dockfw-nft-watch.service; do
+    [ ! -e "$root/etc/systemd/system/$link" ] && [ ! -L "$root/etc/systemd/system/$link" ]         || fail "purge left $link"
+done
+table || fail "purge deleted the table"
+echo "== ok"
+"##;
+
+    #[test]
+    #[ignore = "needs root, dpkg-dev and the debug dockfw-nft binary"]
+    fn the_package_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root: mounts an overlay in a namespace of its own"
+        );
+        let binary = debug_binary(&["dpkg-shlibdeps", "strip", "unshare", "nft"]);
+        let root = crate::workspace_root();
+        let out = tempfile::tempdir().unwrap();
+        let old = build(&root, &binary, "0.0.1", out.path()).unwrap();
+        let new = build(&root, &binary, "0.0.2", out.path()).unwrap();
+        let output = Command::new("unshare")
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                INSTALL_SCRIPT,
+                "sh",
+            ])
+            .arg(&old)
+            .arg(&new)
+            .arg(out.path().join("overlay"))
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        println!("{said}");
+        assert!(output.status.success(), "{said}");
+        assert!(said.contains("== ok"), "{said}");
     }
 }
