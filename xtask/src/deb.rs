@@ -179,6 +179,73 @@ pub(crate) fn build(root: &Path, binary: &Path, version: &str, out_dir: &Path) -
     Ok(deb)
 }
 
+/// What dpkg does with the package, as a shell script run as root: `sh -c
+/// PACKAGE_CHECKS sh ROOT OLD.deb NEW.deb` installs OLD (version 0.0.1) in
+/// the system at ROOT (chroot; `/` in a throwaway VM), upgrades to NEW
+/// (0.0.2) keeping the admin's edit of the conffile, removes and purges it,
+/// checking each step: the units enabled, nothing applied by installing,
+/// the shipped policy checked and applied, the table left in the kernel by
+/// remove and purge, /etc/dockfw and /var/lib/dockfw gone after purge. Run
+/// it in a network namespace of its own: it applies the shipped policy.
+pub(crate) const PACKAGE_CHECKS: &str = r##"
+set -eu
+root=$1
+cp "$2" "$root/tmp/old.deb"
+cp "$3" "$root/tmp/new.deb"
+in_root() { chroot "$root" "$@" </dev/null; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+table() { in_root nft list table inet dockfw >/dev/null 2>&1; }
+export DEBIAN_FRONTEND=noninteractive
+
+echo "== install"
+in_root dpkg -i /tmp/old.deb
+[ -x "$root/usr/bin/dockfw-nft" ] || fail "no /usr/bin/dockfw-nft"
+[ -f "$root/etc/dockfw/policy.toml" ] || fail "no /etc/dockfw/policy.toml"
+for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft.service \
+    docker.service.wants/dockfw-nft-watch.service; do
+    [ -L "$root/etc/systemd/system/$link" ] || fail "not enabled: $link"
+done
+table && fail "installing applied something"
+in_root dockfw-nft --no-docker check
+in_root dockfw-nft --no-docker apply
+table || fail "apply of the shipped policy installed no table"
+
+echo "== upgrade, keeping the admin's edit"
+echo "# edited by the admin" >> "$root/etc/dockfw/policy.toml"
+in_root dpkg -i /tmp/new.deb
+[ "$(in_root dpkg-query -W -f='${Version}' dockfw-nft)" = 0.0.2-1 ] || fail "not upgraded"
+grep -q "edited by the admin" "$root/etc/dockfw/policy.toml" || fail "the upgrade lost the edit"
+[ -L "$root/etc/systemd/system/multi-user.target.wants/dockfw-nft.service" ] || fail "upgrade disabled"
+
+echo "== remove"
+in_root dpkg -r dockfw-nft
+[ ! -e "$root/usr/bin/dockfw-nft" ] || fail "the binary is left"
+[ -f "$root/etc/dockfw/policy.toml" ] || fail "remove deleted the conffile"
+table || fail "remove deleted the table"
+
+echo "== purge"
+mkdir -p "$root/var/lib/dockfw/sets" "$root/etc/dockfw/sets"
+: > "$root/var/lib/dockfw/sets/cached" && : > "$root/etc/dockfw/sets/list.netset"
+in_root dpkg -P dockfw-nft
+[ ! -e "$root/etc/dockfw" ] || fail "purge left /etc/dockfw"
+[ ! -e "$root/var/lib/dockfw" ] || fail "purge left /var/lib/dockfw"
+for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft-watch.service \
+    dockfw-nft.service dockfw-nft-watch.service; do
+    [ ! -e "$root/etc/systemd/system/$link" ] && [ ! -L "$root/etc/systemd/system/$link" ] \
+        || fail "purge left $link"
+done
+table || fail "purge deleted the table"
+echo "== ok"
+"##;
+
+/// Builds the two packages [`PACKAGE_CHECKS`] installs, from `binary`, into `out_dir`.
+pub(crate) fn check_packages(root: &Path, binary: &Path, out_dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    Ok((
+        build(root, binary, "0.0.1", out_dir)?,
+        build(root, binary, "0.0.2", out_dir)?,
+    ))
+}
+
 /// The package's file tree being staged.
 struct Stage<'a> {
     tree: &'a Path,
@@ -627,63 +694,20 @@ mod tests {
         assert!(!said.lines().any(|l| l.starts_with("E: ")), "{said}");
     }
 
-    /// What `dpkg` does with the package, in a throwaway root: an overlay of
-    /// the host's own file system (its writes land in a temporary directory),
-    /// in a mount and network namespace of its own, so neither the host's
-    /// files, its dpkg database nor its firewall change. No systemd runs
-    /// there (nor on CI): the maintainer scripts skip systemctl, as they do
-    /// in a chroot, and deb-systemd-helper still enables the units.
-    const INSTALL_SCRIPT: &str = r##"
+    /// An overlay of the host's own file system as the root (its writes
+    /// land in a temporary directory), in the mount and network namespaces
+    /// of `unshare`, so neither the host's files, its dpkg database nor its
+    /// firewall change; then [`PACKAGE_CHECKS`]. No systemd runs there (nor
+    /// on CI): the maintainer scripts skip systemctl, as they do in a
+    /// chroot, and deb-systemd-helper still enables the units.
+    const OVERLAY_ROOT: &str = r#"
 set -eu
-old=$1 new=$2 tmp=$3
-root=$tmp/root
-mkdir -p "$tmp/upper" "$tmp/work" "$root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$tmp/upper,workdir=$tmp/work" "$root"
-mount -t proc proc "$root/proc"
-cp "$old" "$root/tmp/old.deb"
-cp "$new" "$root/tmp/new.deb"
-in_root() { chroot "$root" "$@" </dev/null; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-table() { in_root nft list table inet dockfw >/dev/null 2>&1; }
-export DEBIAN_FRONTEND=noninteractive
-
-echo "== install"
-in_root dpkg -i /tmp/old.deb
-[ -x "$root/usr/bin/dockfw-nft" ] || fail "no /usr/bin/dockfw-nft"
-[ -f "$root/etc/dockfw/policy.toml" ] || fail "no /etc/dockfw/policy.toml"
-for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft.service     docker.service.wants/dockfw-nft-watch.service; do
-    [ -L "$root/etc/systemd/system/$link" ] || fail "not enabled: $link"
-done
-table && fail "installing applied something"
-in_root dockfw-nft --no-docker check
-in_root dockfw-nft --no-docker apply
-table || fail "apply of the shipped policy installed no table"
-
-echo "== upgrade, keeping the admin's edit"
-echo "# edited by the admin" >> "$root/etc/dockfw/policy.toml"
-in_root dpkg -i /tmp/new.deb
-[ "$(in_root dpkg-query -W -f='${Version}' dockfw-nft)" = 0.0.2-1 ] || fail "not upgraded"
-grep -q "edited by the admin" "$root/etc/dockfw/policy.toml" || fail "the upgrade lost the edit"
-[ -L "$root/etc/systemd/system/multi-user.target.wants/dockfw-nft.service" ] || fail "upgrade disabled"
-
-echo "== remove"
-in_root dpkg -r dockfw-nft
-[ ! -e "$root/usr/bin/dockfw-nft" ] || fail "the binary is left"
-[ -f "$root/etc/dockfw/policy.toml" ] || fail "remove deleted the conffile"
-table || fail "remove deleted the table"
-
-echo "== purge"
-mkdir -p "$root/var/lib/dockfw/sets" "$root/etc/dockfw/sets"
-: > "$root/var/lib/dockfw/sets/cached" && : > "$root/etc/dockfw/sets/list.netset"
-in_root dpkg -P dockfw-nft
-[ ! -e "$root/etc/dockfw" ] || fail "purge left /etc/dockfw"
-[ ! -e "$root/var/lib/dockfw" ] || fail "purge left /var/lib/dockfw"
-for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft-watch.service     dockfw-nft.service dockfw-nft-watch.service; do
-    [ ! -e "$root/etc/systemd/system/$link" ] && [ ! -L "$root/etc/systemd/system/$link" ]         || fail "purge left $link"
-done
-table || fail "purge deleted the table"
-echo "== ok"
-"##;
+tmp=$3
+mkdir -p "$tmp/upper" "$tmp/work" "$tmp/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$tmp/upper,workdir=$tmp/work" "$tmp/root"
+mount -t proc proc "$tmp/root/proc"
+set -- "$tmp/root" "$1" "$2"
+"#;
 
     #[test]
     #[ignore = "needs root, dpkg-dev and the debug dockfw-nft binary"]
@@ -695,8 +719,7 @@ echo "== ok"
         let binary = debug_binary(&["dpkg-shlibdeps", "strip", "unshare", "nft"]);
         let root = crate::workspace_root();
         let out = tempfile::tempdir().unwrap();
-        let old = build(&root, &binary, "0.0.1", out.path()).unwrap();
-        let new = build(&root, &binary, "0.0.2", out.path()).unwrap();
+        let (old, new) = check_packages(&root, &binary, out.path()).unwrap();
         let output = Command::new("unshare")
             .args([
                 "--mount",
@@ -705,7 +728,7 @@ echo "== ok"
                 "private",
                 "sh",
                 "-c",
-                INSTALL_SCRIPT,
+                &format!("{OVERLAY_ROOT}{PACKAGE_CHECKS}"),
                 "sh",
             ])
             .arg(&old)
