@@ -639,6 +639,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
 /// is installed and whether it matches the policy.
 fn status_metrics(out: &StatusOutput) -> String {
     use crate::metrics::{Decision, DecisionKind, Exposition, Kind};
+    let owned = out.installed && out.owned;
     let decision = |kind, rule: &RuleStatus| Decision {
         kind,
         name: rule.name.clone(),
@@ -660,14 +661,11 @@ fn status_metrics(out: &StatusOutput) -> String {
                 .iter()
                 .map(|rule| decision(DecisionKind::Untracked, rule)),
         )
+        // As in the text: no rows for a table that is not dockfw's.
+        .filter(|_| owned)
         .collect();
     let mut exposition = Exposition::default();
-    crate::metrics::decisions(
-        &mut exposition,
-        &out.table,
-        out.installed && out.owned,
-        &decisions,
-    );
+    crate::metrics::decisions(&mut exposition, &out.table, owned, &decisions);
     if let Some(matches) = out.matches_policy {
         let name = "dockfw_table_matches_policy";
         exposition.family(

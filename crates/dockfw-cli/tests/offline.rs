@@ -264,6 +264,21 @@ fn status_in_prometheus_format_for_the_textfile_collector() {
 
     let both = offline.run(&["status", "--json", "--format", "prometheus"], 2);
     assert!(both.stderr.contains("choose one"), "{}", both.stderr);
+
+    // A table of that name that is not dockfw's: none of its counters are ours.
+    let foreign = Offline::new();
+    foreign
+        .memory
+        .put(MemoryTable::commented(foreign.desired(), Some(FOREIGN)));
+    let run = foreign.run(&["status", "--format", "prometheus"], 1);
+    let samples = prometheus_samples(&run.stdout);
+    assert!(samples.contains(&("dockfw_table_installed{table=\"dockfw\"}".into(), 0.0)));
+    assert!(samples.contains(&("dockfw_table_matches_policy{table=\"dockfw\"}".into(), 0.0)));
+    assert!(
+        !run.stdout.contains("dockfw_rule_packets_total{"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
