@@ -1,9 +1,11 @@
-//! `cargo xtask dist`: a release tarball a sysadmin can install by hand.
+//! `cargo xtask dist`: a release tarball a sysadmin can install by hand, and
+//! a Debian package.
 //!
 //! TARGET/dist/dockfw-nft-VERSION-ARCH-linux/ (TARGET: cargo's target directory) holds the release binary, its
 //! man pages and shell completions (generated from the clap definition by the
-//! binary itself), the systemd unit, the fail2ban action, the example policies and the README; the
-//! directory is also packed as a .tar.gz beside it.
+//! binary itself), the systemd units, the fail2ban action, the example policies and the README; the
+//! directory is also packed as a .tar.gz beside it. TARGET/dist/dockfw-nft_VERSION-1_ARCH.deb
+//! is the same binary as a Debian package (see deb.rs).
 
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -11,6 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 pub fn run(root: &Path) -> Result<()> {
+    // The package's Depends come from dpkg-shlibdeps; strip is binutils'.
+    crate::packages::ensure_these(&["dpkg-dev", "binutils"])?;
     crate::run("cargo", &["build", "--release", "--locked", "-p", "dockfw-cli"])?;
     let target = crate::target_dir()?;
     let binary = target.join("release/dockfw-nft");
@@ -47,10 +51,9 @@ pub fn run(root: &Path) -> Result<()> {
         let script = output(&binary, &["completions", shell])?;
         fs::write(out.join("completions").join(file), script)?;
     }
-    copy(
-        &root.join("packaging/dockfw-nft.service"),
-        &out.join("dockfw-nft.service"),
-    )?;
+    for unit in crate::deb::UNITS {
+        copy(&root.join("packaging").join(unit), &out.join(unit))?;
+    }
     copy(
         &root.join("packaging/fail2ban/action.d/dockfw-nft.conf"),
         &out.join("fail2ban/dockfw-nft.conf"),
@@ -72,6 +75,8 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("tar failed ({status})");
     }
     eprintln!("xtask: wrote {}", dist.join(&tarball).display());
+    let deb = crate::deb::build(root, &binary, &version, &dist)?;
+    eprintln!("xtask: wrote {}", deb.display());
     Ok(())
 }
 

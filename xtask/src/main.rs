@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod bench;
+mod deb;
 mod demo;
 mod dist;
 mod flags;

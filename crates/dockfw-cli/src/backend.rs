@@ -38,6 +38,21 @@ pub trait Backend: fmt::Debug {
     fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>>;
     /// A subscription to nf_tables notifications, for `watch`.
     fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor>;
+    /// A connection of its own that only reads counters, for the thread
+    /// serving `watch --metrics`.
+    fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>>;
+}
+
+/// Reads rule counters ([`Nft::counters`]) from a thread of its own.
+pub trait CounterReader: Send {
+    /// Every rule's packets and bytes in `table` (none if it does not exist).
+    fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>>;
+}
+
+impl CounterReader for Nft {
+    fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
+        Nft::counters(self, table)
+    }
 }
 
 /// What the commands do with nf_tables: the methods of [`Nft`] they use,
@@ -140,6 +155,16 @@ impl Backend for Kernel {
             Some(path) => Monitor::in_netns(path)
                 .with_context(|| format!("cannot enter network namespace {}", path.display())),
         }
+    }
+
+    fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>> {
+        // No images kept: it never applies.
+        let nft = match netns {
+            None => Nft::open()?,
+            Some(path) => Nft::in_netns(path)
+                .with_context(|| format!("cannot enter network namespace {}", path.display()))?,
+        };
+        Ok(Box::new(nft))
     }
 }
 

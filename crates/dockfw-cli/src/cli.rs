@@ -114,7 +114,14 @@ pub enum Command {
     /// Compare the installed table with the policy (exit 0 equal, 1 different).
     Diff,
     /// Is the table installed and current; packets and bytes each rule decided.
-    Status,
+    ///
+    /// `--format prometheus` prints the counters in Prometheus' text format,
+    /// for node_exporter's textfile collector (same exit status).
+    Status {
+        /// How to print it (`--json` prints JSON).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
     /// Validate the policy and print its warnings. Needs no privilege.
     ///
     /// Reads the sets' list files; downloads `url` sources and resolves `names`
@@ -155,6 +162,10 @@ pub enum Command {
         /// Wait this long after the last event of a burst before applying.
         #[arg(long, default_value = "1s", value_name = "DURATION")]
         settle: humantime::Duration,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9817):
+        /// per-rule counters, repairs, revoked connections, apply durations.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// List, add, delete and flush the addresses of the policy's dynamic sets
     /// (`dynamic = true`), e.g. for fail2ban or a script.
@@ -239,6 +250,15 @@ pub struct ExplainArgs {
     /// routed to a container's address without NAT (routed).
     #[arg(long, value_enum, default_value_t = ViaArg::Published)]
     pub via: ViaArg,
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// A table for people.
+    Text,
+    /// Prometheus' text format (node_exporter's textfile collector).
+    Prometheus,
 }
 
 /// The way a connection reaches a container (see `dockfw_core::Via`).

@@ -2,7 +2,7 @@
 //! `main`, which prints them and maps them to an exit code.
 
 use crate::Exit;
-use crate::cli::{Cli, ExplainArgs};
+use crate::cli::{Cli, ExplainArgs, StatusFormat};
 use crate::docker_view::DockerView;
 use crate::output::{
     self, ADDED, Align, BOLD, DIM, GOOD, REMOVED, Table, Verbosity, WARN, errln, out, outln, paint, plural,
@@ -569,7 +569,10 @@ fn origins_line(origins: &SetOrigins) -> String {
     format!("@{}: {}", origins.name, origins.sources.join(", "))
 }
 
-pub fn status(session: &Session) -> Result<Exit> {
+pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
+    if format == StatusFormat::Prometheus && session.global.json {
+        bail!("--json and --format prometheus ask for two formats: choose one");
+    }
     // Status is worth showing even when the policy is broken: compare only if it loads.
     let parsed = match session.load_policy() {
         Ok(parsed) => Some(parsed),
@@ -688,12 +691,57 @@ pub fn status(session: &Session) -> Result<Exit> {
         (_, None) => Exit::Usage,
         _ => Exit::Differs,
     };
-    if session.global.json {
+    if format == StatusFormat::Prometheus {
+        out!(session, "{}", status_metrics(&out));
+    } else if session.global.json {
         outln!(session, "{:#}", serde_json::to_value(&out)?);
     } else if session.verbosity > Verbosity::Quiet {
         print_status(session, &out);
     }
     Ok(exit)
+}
+
+/// `status --format prometheus`: the decisions' counters, whether the table
+/// is installed and whether it matches the policy.
+fn status_metrics(out: &StatusOutput) -> String {
+    use crate::metrics::{Decision, DecisionKind, Exposition, Kind};
+    let owned = out.installed && out.owned;
+    let decision = |kind, rule: &RuleStatus| Decision {
+        kind,
+        name: rule.name.clone(),
+        action: rule.action,
+        packets: rule.packets,
+        bytes: rule.bytes,
+    };
+    let decisions: Vec<Decision> = out
+        .rules
+        .iter()
+        .map(|rule| decision(DecisionKind::Rule, rule))
+        .chain(
+            out.default
+                .iter()
+                .map(|rule| decision(DecisionKind::Default, rule)),
+        )
+        .chain(
+            out.untracked
+                .iter()
+                .map(|rule| decision(DecisionKind::Untracked, rule)),
+        )
+        // As in the text: no rows for a table that is not dockfw's.
+        .filter(|_| owned)
+        .collect();
+    let mut exposition = Exposition::default();
+    crate::metrics::decisions(&mut exposition, &out.table, owned, &decisions);
+    if let Some(matches) = out.matches_policy {
+        let name = "dockfw_table_matches_policy";
+        exposition.family(
+            name,
+            Kind::Gauge,
+            "Whether the installed table matches the policy file (0 also when missing or not dockfw's).",
+        );
+        exposition.sample(name, &[("table", &out.table)], u8::from(matches));
+    }
+    exposition.finish()
 }
 
 fn print_status(session: &Session, out: &StatusOutput) {

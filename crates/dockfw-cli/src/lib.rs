@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod docker_view;
 mod dynamic_sets;
+mod metrics;
 mod output;
 mod policy_file;
 mod revoke;
@@ -73,12 +74,12 @@ pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {
         Command::Apply { force, adopt } => commands::apply(&session, force, adopt),
         Command::Plan => commands::plan(&session),
         Command::Diff => commands::diff(&session),
-        Command::Status => commands::status(&session),
+        Command::Status { format } => commands::status(&session, format),
         Command::Check { fetch } => commands::check(&session, fetch),
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove { foreign } => commands::remove(&session, foreign),
         Command::Set { command } => dynamic_sets::set(&session, &command),
-        Command::Watch { settle } => watch::watch(&session, settle.into()),
+        Command::Watch { settle, metrics } => watch::watch(&session, settle.into(), metrics),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
     };

@@ -274,6 +274,15 @@ impl Session {
         }
     }
 
+    /// A connection reading counters from another thread (watch's metrics
+    /// endpoint), in `--netns` if given.
+    pub fn counter_reader(&self) -> Result<Box<dyn crate::backend::CounterReader>> {
+        match &self.global.netns {
+            None => self.backend.counter_reader(None),
+            Some(netns) => self.backend.counter_reader(Some(&netns_path(netns)?)),
+        }
+    }
+
     /// A ctnetlink connection, in `--netns` if given.
     pub fn conntrack(&self) -> Result<Box<dyn Connections>> {
         match &self.global.netns {

@@ -34,6 +34,7 @@
 use crate::Exit;
 use crate::commands::{Applied, print_applied, print_revoked};
 use crate::docker_view::{DockerView, Unreachable};
+use crate::metrics::{self, Endpoint, GuardMetrics, RepairCause};
 use crate::output::{DIM, GOOD, Verbosity, WARN, errln, outln, paint, plural};
 use crate::revoke::{self, Revoked};
 use crate::session::{Followed, Session};
@@ -48,6 +49,7 @@ use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
@@ -99,10 +101,16 @@ enum Input {
     FilesChanged(Option<Vec<(inotify::WatchDescriptor, OsString)>>),
 }
 
-pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
+pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -> Result<Exit> {
     if session.global.no_docker {
         anyhow::bail!("watch follows Docker's containers; it cannot run with --no-docker");
     }
+    // Bound before the first apply: an address in use ends watch before it
+    // changes anything, and no scrape is refused once it is up.
+    let endpoint = match metrics {
+        Some(address) => Some((Endpoint::bind(address)?, session.counter_reader()?)),
+        None => None,
+    };
     // First, so a SIGHUP during start-up is a reload, not the end.
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("cannot handle SIGHUP")?;
@@ -116,7 +124,15 @@ pub fn watch(session: &Session, settle: Duration) -> Result<Exit> {
         session,
         &format!("watching Docker at {} for container changes", events.host()),
     );
-    let mut guard = Guard::start(session)?;
+    let shared = endpoint.as_ref().map(|_| metrics::Shared::default());
+    let mut guard = Guard::start(session, shared.clone())?;
+    if let (Some((endpoint, reader)), Some(shared)) = (endpoint, shared) {
+        let address = endpoint.address();
+        endpoint
+            .serve(shared, reader)
+            .context("cannot start the metrics thread")?;
+        log(session, &format!("serving metrics at http://{address}/metrics"));
+    }
     let (sender, inputs) = std::sync::mpsc::channel();
     let files = inotify::Inotify::init().context("cannot follow the sets' list files (inotify)")?;
     guard.files = Some(FileWatch {
@@ -581,13 +597,15 @@ struct Guard<'a> {
     next_look: Instant,
     /// This watch's claim on guarding the table (a second one is refused).
     _claim: Option<dockfw_nft::GuardClaim>,
+    /// What `--metrics` serves, when asked for.
+    metrics: Option<metrics::Shared>,
 }
 
 impl<'a> Guard<'a> {
     /// Subscribes to nf_tables notifications, then reads the policy, asks
     /// Docker and applies: a failure here ends watch (policy error: exit 2,
     /// Docker: 4, kernel: 3).
-    fn start(session: &'a Session) -> Result<Self> {
+    fn start(session: &'a Session, metrics: Option<metrics::Shared>) -> Result<Self> {
         let mut nft = session.nft()?;
         nft.keep_images_in_memory_only();
         // Before the first apply, so no commit falls between it and the subscription.
@@ -624,7 +642,9 @@ impl<'a> Guard<'a> {
             labels: None,
             next_look: Instant::now() + LOOK,
             _claim: claim,
+            metrics,
         };
+        guard.record(|m| m.docker_reachable(guard.docker_reachable));
         log(session, "applying (start)");
         let started = Instant::now();
         let (report, ruleset, revoked) = guard.apply(true)?;
@@ -638,6 +658,13 @@ impl<'a> Guard<'a> {
 
     fn table(&self) -> &str {
         &self.parsed.policy.guard.table
+    }
+
+    /// Updates the metrics, when served.
+    fn record(&self, update: impl FnOnce(&mut GuardMetrics)) {
+        if let Some(shared) = &self.metrics {
+            update(&mut metrics::lock(shared));
+        }
     }
 
     fn status(&self) -> String {
@@ -667,6 +694,7 @@ impl<'a> Guard<'a> {
     /// is not used for the small updates of container starts, which must
     /// not cost a full read when Docker commits at the same moment.
     fn apply(&mut self, quiet: bool) -> Result<(ApplyReport, Ruleset, Option<Revoked>)> {
+        let started = Instant::now();
         let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
         let revoking = self.parsed.policy.guard.revoke;
         if revoking && self.labels.is_none() {
@@ -712,6 +740,10 @@ impl<'a> Guard<'a> {
         let labelled_by = self.labels.replace(new_labels.clone()).unwrap_or(new_labels);
         let revoked = (revoking && report.change != Change::Unchanged)
             .then(|| revoke::revoke(self.session, &self.parsed.policy, &self.containers, &labelled_by));
+        self.record(|m| {
+            m.applied(&ruleset, started.elapsed());
+            m.revoked(revoked.as_ref().map_or(0, |r| r.cut.len()));
+        });
         Ok((report, ruleset, revoked))
     }
 
@@ -744,6 +776,7 @@ impl<'a> Guard<'a> {
             return;
         }
         crate::report(&self.session.console, error);
+        self.record(GuardMetrics::apply_failed);
         self.failures += 1;
         let pause = Duration::from_secs(1 << self.failures.min(6)).min(FAILURE_RETRY_MAX);
         // A table someone else created under our name is theirs: nothing a
@@ -970,6 +1003,7 @@ impl<'a> Guard<'a> {
             Input::Containers { containers, why } => {
                 self.containers = containers;
                 self.docker_reachable = true;
+                self.record(|m| m.docker_reachable(true));
                 if self.session.verbosity > Verbosity::Quiet && !self.session.global.json {
                     crate::output::print_diagnostics(
                         &self.session.console,
@@ -980,6 +1014,7 @@ impl<'a> Guard<'a> {
             }
             Input::DockerLost(error) => {
                 self.docker_reachable = false;
+                self.record(|m| m.docker_reachable(false));
                 warn(
                     self.session,
                     &format!(
@@ -1351,6 +1386,18 @@ impl<'a> Guard<'a> {
                     print_revoked(self.session, revoked);
                 }
                 let table = self.table().to_string();
+                let cause = if !pending.tampering.is_empty() {
+                    RepairCause::Tampering
+                } else if pending.unseen {
+                    RepairCause::UnseenCommit
+                } else if pending.overflow {
+                    RepairCause::NotificationsLost
+                } else {
+                    RepairCause::Retry
+                };
+                if report.change != Change::Unchanged {
+                    self.record(|m| m.repaired(cause));
+                }
                 let what = if !pending.tampering.is_empty() {
                     self.backoff.repaired(Instant::now());
                     let by: Vec<String> = dedup(pending.tampering.iter().map(|t| t.by.clone()));

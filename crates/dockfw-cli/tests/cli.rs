@@ -155,6 +155,42 @@ fn every_use_case_example_passes_check_without_warnings() {
     }
 }
 
+/// The Debian package's /etc/dockfw/policy.toml (a conffile): valid
+/// without a warning, and until it is edited it denies nothing, so
+/// installing the package or starting its units locks no one out.
+#[test]
+fn the_packaged_policy_passes_check_and_denies_nothing() {
+    let config = "packaging/debian/policy.toml";
+    let (out, err) = output(dockfw().args(["check", "--no-docker", "-c", config]), 0);
+    assert_eq!(out, format!("{config}: ok: 0 rules, 0 sets, 0 warnings\n"));
+    assert_eq!(err, "");
+    for port in ["22", "80", "443", "8443", "53/udp"] {
+        let (out, _) = output(
+            dockfw().args([
+                "explain",
+                "--no-docker",
+                "-c",
+                config,
+                "--from",
+                "198.51.100.7",
+                "--port",
+                port,
+            ]),
+            0,
+        );
+        assert!(out.contains("allow by default"), "{port}: {out}");
+    }
+    let text = std::fs::read_to_string(std::path::Path::new(WORKSPACE).join(config)).unwrap();
+    let parsed = dockfw_core::parse(config, &text).unwrap();
+    let ruleset = dockfw_core::compile(&parsed.policy, &[]);
+    let deciders = dockfw_core::layout::policy_rules(&ruleset)
+        .into_iter()
+        .chain(dockfw_core::layout::default_fate(&ruleset));
+    for decider in deciders {
+        assert_eq!(decider.action, Some(dockfw_core::Action::Allow), "{decider:?}");
+    }
+}
+
 #[test]
 fn plans_of_the_use_case_examples() {
     for name in USE_CASES {

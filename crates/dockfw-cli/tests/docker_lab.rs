@@ -244,6 +244,93 @@ fn watch_follows_containers_as_they_start_and_go() {
     setup.done();
 }
 
+/// `watch --metrics` scraped during lab traffic: an admitted and a denied
+/// client move their decisions' counters, read from the kernel at each
+/// scrape (issue 17).
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn watch_metrics_count_lab_traffic() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = setup("dfwt-clim");
+    setup
+        .lab
+        .run_echo("late", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let log_path = setup.dir.join("watch.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut command = setup.dockfw(&["watch", "--metrics", "127.0.0.1:0"]);
+    let watcher = Watcher(
+        command
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&log_path, "serving metrics at http://");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let address = text
+        .lines()
+        .find_map(|l| {
+            l.split("serving metrics at http://")
+                .nth(1)?
+                .strip_suffix("/metrics")
+        })
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let rule = "dockfw_rule_packets_total{table=\"dockfw\",rule=\"late from one address\",\
+                action=\"allow\",direction=\"inbound\"}";
+    let default = "dockfw_default_packets_total{table=\"dockfw\",action=\"drop\",direction=\"inbound\"}";
+    let before = scrape(&address);
+    assert_eq!(sample(&before, "dockfw_docker_reachable"), 1.0, "{before}");
+
+    setup.expect(&[
+        (probe(ALLOWED, 8081), ProbeResult::Open),
+        (probe(DENIED, 8081), ProbeResult::TimedOut),
+    ]);
+    let after = scrape(&address);
+    println!(
+        "rule: {} -> {}; default: {} -> {}",
+        sample(&before, rule),
+        sample(&after, rule),
+        sample(&before, default),
+        sample(&after, default)
+    );
+    assert!(sample(&after, rule) >= sample(&before, rule) + 1.0, "{after}");
+    assert!(
+        sample(&after, default) >= sample(&before, default) + 1.0,
+        "{after}"
+    );
+    let bytes = "dockfw_rule_bytes_total{table=\"dockfw\",rule=\"late from one address\",\
+                 action=\"allow\",direction=\"inbound\"}";
+    assert!(sample(&after, bytes) > sample(&before, bytes), "{after}");
+    drop(watcher);
+    setup.done();
+}
+
+/// `GET /metrics` from `address` (HTTP/1.0: the body ends with the connection).
+fn scrape(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// The value of the sample `series` (name and labels, as written) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 fn wait_for(path: &Path, needle: &str) {
     for _ in 0..100 {
         if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {

@@ -197,6 +197,11 @@ fn every_use_case_example_applies() {
         dockfw(&netns, workspace, &["apply", "-c", &config], 0);
         dockfw(&netns, workspace, &["status", "-c", &config], 0);
     }
+    // And the Debian package's /etc/dockfw/policy.toml, as shipped.
+    let netns = TestNetns::new().unwrap();
+    let config = "packaging/debian/policy.toml";
+    dockfw(&netns, workspace, &["apply", "-c", config], 0);
+    dockfw(&netns, workspace, &["status", "-c", config], 0);
 }
 
 /// Six `apply`s of different policies at once into one namespace, round

@@ -136,6 +136,151 @@ fn status_matches_and_shows_counters() {
     insta::assert_snapshot!("status-counted-json", json.stdout);
 }
 
+/// Checks `text` is Prometheus' text format as far as dockfw writes it:
+/// every sample follows the `# HELP` and `# TYPE` of its family, names and
+/// label names are valid, label values quoted, values numbers. Returns the
+/// samples as (name{labels}, value).
+fn prometheus_samples(text: &str) -> Vec<(String, f64)> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut family = None;
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            let name = help.split(' ').next().unwrap();
+            assert!(valid_name(name), "{line}");
+            family = Some((name.to_string(), false));
+            continue;
+        }
+        if let Some(kind) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = kind.split_once(' ').unwrap();
+            let (helped, typed) = family.as_mut().expect("TYPE after HELP");
+            assert_eq!(name, helped.as_str(), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            *typed = true;
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        let name = series.split('{').next().unwrap();
+        let (helped, typed) = family.as_ref().expect("a sample of a family");
+        assert!(*typed, "{line}");
+        assert!(
+            name == helped
+                || name
+                    .strip_prefix(helped.as_str())
+                    .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s)),
+            "{line} outside its family {helped}"
+        );
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            let labels = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap();
+            for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                let (label, quoted) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                assert!(valid_name(label), "{line}");
+                assert!(quoted.starts_with('"'), "{line}");
+            }
+            assert!(labels.ends_with('"'), "{line}");
+        }
+        samples.push((series.to_string(), value));
+    }
+    samples
+}
+
+#[test]
+fn status_in_prometheus_format_for_the_textfile_collector() {
+    let offline = Offline::new();
+    let missing = offline.run(&["status", "--format", "prometheus"], 1);
+    let samples = prometheus_samples(&missing.stdout);
+    assert!(
+        samples.contains(&("dockfw_table_installed{table=\"dockfw\"}".into(), 0.0)),
+        "{}",
+        missing.stdout
+    );
+    assert!(
+        !missing.stdout.contains("dockfw_rule_packets_total{"),
+        "{}",
+        missing.stdout
+    );
+
+    offline.run(&["apply"], 0);
+    offline.memory.count("dockfw", &layout::rule_counter(0), 7, 1500);
+    offline.memory.count("dockfw", &layout::rule_counter(2), 2, 120);
+    offline
+        .memory
+        .count("dockfw", &layout::default_counter(), 31, 4 << 20);
+    let status = offline.run(&["status", "--format", "prometheus"], 0);
+    assert_eq!(status.stderr, "");
+    let samples = prometheus_samples(&status.stdout);
+    for expected in [
+        ("dockfw_table_installed{table=\"dockfw\"}", 1.0),
+        ("dockfw_table_matches_policy{table=\"dockfw\"}", 1.0),
+        (
+            "dockfw_rule_packets_total{table=\"dockfw\",rule=\"website\",action=\"allow\",direction=\"inbound\"}",
+            7.0,
+        ),
+        (
+            "dockfw_rule_bytes_total{table=\"dockfw\",rule=\"databases\",action=\"reject\",direction=\"inbound\"}",
+            120.0,
+        ),
+        (
+            "dockfw_rule_packets_total{table=\"dockfw\",rule=\"admin panel\",action=\"allow\",direction=\"inbound\"}",
+            0.0,
+        ),
+        (
+            "dockfw_default_packets_total{table=\"dockfw\",action=\"drop\",direction=\"inbound\"}",
+            31.0,
+        ),
+        (
+            "dockfw_default_bytes_total{table=\"dockfw\",action=\"drop\",direction=\"inbound\"}",
+            4194304.0,
+        ),
+        ("dockfw_untracked_dropped_packets_total{table=\"dockfw\"}", 0.0),
+    ] {
+        assert!(
+            samples.contains(&(expected.0.to_string(), expected.1)),
+            "{expected:?} in\n{}",
+            status.stdout
+        );
+    }
+    insta::assert_snapshot!("status-prometheus", status.stdout);
+
+    // The policy edited: the counters still show, and it does not match.
+    offline.policy(&POLICY.replace("5432", "5433"));
+    let differs = offline.run(&["status", "--format", "prometheus"], 1);
+    let samples = prometheus_samples(&differs.stdout);
+    assert!(samples.contains(&("dockfw_table_matches_policy{table=\"dockfw\"}".into(), 0.0)));
+    assert!(samples.contains(&(
+        "dockfw_rule_packets_total{table=\"dockfw\",rule=\"website\",action=\"allow\",direction=\"inbound\"}".into(),
+        7.0
+    )));
+
+    let both = offline.run(&["status", "--json", "--format", "prometheus"], 2);
+    assert!(both.stderr.contains("choose one"), "{}", both.stderr);
+
+    // A table of that name that is not dockfw's: none of its counters are ours.
+    let foreign = Offline::new();
+    foreign
+        .memory
+        .put(MemoryTable::commented(foreign.desired(), Some(FOREIGN)));
+    let run = foreign.run(&["status", "--format", "prometheus"], 1);
+    let samples = prometheus_samples(&run.stdout);
+    assert!(samples.contains(&("dockfw_table_installed{table=\"dockfw\"}".into(), 0.0)));
+    assert!(samples.contains(&("dockfw_table_matches_policy{table=\"dockfw\"}".into(), 0.0)));
+    assert!(
+        !run.stdout.contains("dockfw_rule_packets_total{"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[test]
 fn status_says_a_dormant_table_differs_and_apply_repairs_it() {
     let offline = Offline::new();

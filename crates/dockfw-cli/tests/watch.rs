@@ -147,9 +147,15 @@ impl Setup {
 
     /// Starts watch and waits for its first apply.
     fn watch(&self, env: &[(&str, &str)]) -> Watch {
+        self.watch_with(&[], env)
+    }
+
+    /// Starts `watch ARGS` and waits for its first apply.
+    fn watch_with(&self, args: &[&str], env: &[(&str, &str)]) -> Watch {
         let log = self.dir.join("watch.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut command = self.command(&["watch"]);
+        command.args(args);
         command.envs(env.iter().copied());
         let child = command
             .stdout(file.try_clone().unwrap())
@@ -630,5 +636,121 @@ fn addresses_coming_and_going_in_dynamic_sets_are_not_repaired() {
     assert!(listed.contains("192.0.2.9  expires in"), "{listed}");
     assert!(!listed.contains("192.0.2.7"), "expired: {listed}");
     drop(watch);
+    setup.done();
+}
+/// `GET PATH` from the server at `address`: the status code and the body.
+fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(REPAIRED_WITHIN)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    if head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"))
+    {
+        panic!("a chunked response; read it as such:\n{head}");
+    }
+    (status, body.to_string())
+}
+
+/// The value of the sample `series` (name and labels, as written) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn serves_metrics_that_follow_the_guard() {
+    let setup = setup("metrics");
+    let mut watch = setup.watch_with(&["--metrics", "127.0.0.1:0"], &[]);
+    let line = watch.wait_for_new("serving metrics at http://", REPAIRED_WITHIN);
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let (status, text) = http_get(&address, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let installed = "dockfw_table_installed{table=\"dockfw\"}";
+    assert_eq!(sample(&text, installed), 1.0);
+    for rule in ["website", "admin panel"] {
+        let series = format!(
+            "dockfw_rule_packets_total{{table=\"dockfw\",rule=\"{rule}\",action=\"allow\",direction=\"inbound\"}}"
+        );
+        assert_eq!(sample(&text, &series), 0.0, "{rule}");
+    }
+    let default = "dockfw_default_packets_total{table=\"dockfw\",action=\"drop\",direction=\"inbound\"}";
+    assert_eq!(sample(&text, default), 0.0);
+    assert_eq!(
+        sample(&text, "dockfw_untracked_dropped_packets_total{table=\"dockfw\"}"),
+        0.0
+    );
+    assert_eq!(sample(&text, "dockfw_docker_reachable"), 1.0);
+    assert_eq!(sample(&text, "dockfw_repairs_total{cause=\"tampering\"}"), 0.0);
+    assert_eq!(sample(&text, "dockfw_revoked_connections_total"), 0.0);
+    assert_eq!(sample(&text, "dockfw_apply_failures_total"), 0.0);
+    assert_eq!(sample(&text, "dockfw_apply_duration_seconds_count"), 1.0);
+    assert_eq!(
+        sample(&text, "dockfw_apply_duration_seconds_bucket{le=\"+Inf\"}"),
+        1.0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let applied = sample(&text, "dockfw_last_apply_success_timestamp_seconds");
+    assert!(
+        applied > now - 60.0 && applied <= now + 1.0,
+        "{applied} vs now {now}"
+    );
+
+    // Tampering: counted once repaired, with the repair's apply.
+    assert!(nft(&setup.netns, &["delete", "table", "inet", "dockfw"]));
+    watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
+    let (_, text) = http_get(&address, "/metrics");
+    assert_eq!(sample(&text, "dockfw_repairs_total{cause=\"tampering\"}"), 1.0);
+    assert_eq!(sample(&text, "dockfw_apply_duration_seconds_count"), 2.0);
+    assert_eq!(sample(&text, installed), 1.0);
+    // Each scrape reads the kernel: a table deleted is seen at once, as
+    // not installed, before (or whether or not) it is repaired.
+    assert!(nft(&setup.netns, &["delete", "table", "inet", "dockfw"]));
+    let (_, text) = http_get(&address, "/metrics");
+    let seen = sample(&text, installed);
+    watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
+    let (_, text) = http_get(&address, "/metrics");
+    assert_eq!(sample(&text, "dockfw_repairs_total{cause=\"tampering\"}"), 2.0);
+    println!("installed while deleted: {seen} (0 unless the repair came first)");
+
+    assert_eq!(http_get(&address, "/nope").0, 404);
+    drop(watch);
+    setup.done();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_metrics_address_in_use_ends_watch_before_it_applies() {
+    let setup = setup("metricsbusy");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = setup.command(&["watch", "--metrics", &address]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot serve metrics on {address}")),
+        "{stderr}"
+    );
+    assert_eq!(table(&setup.netns), None, "nothing applied");
+    drop(taken);
     setup.done();
 }

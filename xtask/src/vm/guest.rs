@@ -59,12 +59,32 @@ pub(crate) struct Share {
     pub path: PathBuf,
 }
 
+/// Label of the Debian package's step in the results.
+pub(crate) const PACKAGE_LABEL: &str = "package/deb";
+
+/// The Debian package's step, run after the test binaries when the job
+/// directory holds `package.sh` (xtask's `deb::PACKAGE_CHECKS`) and the two
+/// packages it installs: dpkg install, upgrade, remove and purge on the
+/// guest's own root (its disk is a throwaway snapshot), in a network
+/// namespace of its own, since it applies the shipped policy.
+const PACKAGE_STEP: &str = r#"printf '\n===== vm-test: package/deb\n'
+start=$(date +%s)
+unshare --net sh /job/package.sh / /job/old.deb /job/new.deb
+echo "$? $(($(date +%s) - start)) package/deb" >> /job/results
+"#;
+
 /// The job for one VM run: mount the shares, record facts, run every test
 /// binary the way `cargo test` would (cwd and `CARGO_MANIFEST_DIR` = the
-/// package directory) with `CI=true`, recording each exit status. The guest
+/// package directory) with `CI=true`, recording each exit status, then,
+/// with `package`, the Debian package's step ([`PACKAGE_STEP`]). The guest
 /// runs as root, so the privileged (ignored) tests run too, never the
 /// `manual::` ones, as in `cargo xtask test`.
-pub(crate) fn job_script(shares: &[Share], binaries: &[TestBinary], test_args: &[String]) -> String {
+pub(crate) fn job_script(
+    shares: &[Share],
+    binaries: &[TestBinary],
+    test_args: &[String],
+    package: bool,
+) -> String {
     let chooses = test_args
         .iter()
         .any(|a| a == "--ignored" || a == "--include-ignored");
@@ -124,6 +144,9 @@ printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version)"
         }
         s.push('\n');
     }
+    if package {
+        s.push_str(PACKAGE_STEP);
+    }
     s.push_str(": > /job/finished\n");
     s
 }
@@ -167,8 +190,8 @@ impl Report {
         })
     }
 
-    /// The test binaries that failed, and those that never reported.
-    pub(crate) fn failures(&self, expected: &[TestBinary]) -> Vec<String> {
+    /// The steps that failed, and those of `expected` (labels) that never reported.
+    pub(crate) fn failures(&self, expected: &[&str]) -> Vec<String> {
         let mut failed: Vec<String> = self
             .results
             .iter()
@@ -178,8 +201,8 @@ impl Report {
         failed.extend(
             expected
                 .iter()
-                .filter(|b| !self.results.iter().any(|r| r.label == b.label))
-                .map(|b| format!("{} (no result)", b.label)),
+                .filter(|label| !self.results.iter().any(|r| r.label == **label))
+                .map(|label| format!("{label} (no result)")),
         );
         failed
     }
@@ -248,17 +271,12 @@ mod tests {
 
     #[test]
     fn missing_and_failed_binaries_are_failures() {
-        let bin = |label: &str| TestBinary {
-            label: label.into(),
-            exe: PathBuf::from("/t/x"),
-            manifest_dir: PathBuf::from("/src"),
-        };
         let report = Report {
             results: parse_results("0 1 a\n101 1 b\n").unwrap(),
             ..Report::default()
         };
         assert_eq!(
-            report.failures(&[bin("a"), bin("b"), bin("c")]),
+            report.failures(&["a", "b", "c"]),
             ["b (exit 101)", "c (no result)"]
         );
     }
@@ -274,7 +292,14 @@ mod tests {
             tag: "src".into(),
             path: PathBuf::from("/src"),
         }];
-        let script = job_script(&shares, &bins, &["published ports".into()]);
+        let script = job_script(&shares, &bins, &["published ports".into()], false);
+        assert!(!script.contains("package"));
+        let with_package = job_script(&shares, &bins, &[], true);
+        assert!(with_package.contains(
+            "unshare --net sh /job/package.sh / /job/old.deb /job/new.deb\n\
+             echo \"$? $(($(date +%s) - start)) package/deb\" >> /job/results\n\
+             : > /job/finished\n"
+        ));
         assert!(script.contains("share 'src' '/src'\n"));
         assert!(script.contains("export INSTA_WORKSPACE_ROOT='/src'\n"));
         assert!(script.contains(

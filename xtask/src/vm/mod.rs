@@ -78,8 +78,8 @@ struct Verdict {
 }
 
 impl Verdict {
-    /// Why the run failed, or None when every test binary passed.
-    fn problem(&self, expected: &[suite::TestBinary], timeout: Duration) -> Option<String> {
+    /// Why the run failed, or None when every step of `expected` (labels) passed.
+    fn problem(&self, expected: &[&str], timeout: Duration) -> Option<String> {
         let incomplete = match &self.end {
             End::Interrupted => Some("interrupted".to_owned()),
             End::TimedOut => Some(format!("timed out after {}", humantime::format_duration(timeout))),
@@ -111,8 +111,41 @@ struct Plan {
     ci_packages: Vec<String>,
     suite: Suite,
     shares: Vec<Share>,
+    /// The Debian packages the package step installs (the whole suite only).
+    packages: Option<Packages>,
     /// Becomes TCG for the remaining distros once KVM failed to boot one.
     accel: Cell<Accel>,
+}
+
+/// The two packages of [`crate::deb::PACKAGE_CHECKS`], built on the host
+/// from the suite's debug binary.
+#[derive(Debug)]
+struct Packages {
+    /// Holds them; removed when dropped.
+    _dir: tempfile::TempDir,
+    old: PathBuf,
+    new: PathBuf,
+}
+
+impl Packages {
+    fn build(root: &Path, target_dir: &Path) -> Result<Self> {
+        crate::packages::ensure_these(&["dpkg-dev", "binutils"])?;
+        let dir = tempfile::Builder::new()
+            .prefix("dockfw-vm-deb-")
+            .tempdir()
+            .context("cannot create a directory for the packages")?;
+        eprintln!("vm-test: building the Debian packages for the package step");
+        let (old, new) = crate::deb::check_packages(root, &target_dir.join("debug/dockfw-nft"), dir.path())?;
+        Ok(Self { _dir: dir, old, new })
+    }
+
+    /// Puts them and the checks into the job directory.
+    fn stage(&self, job: &Path) -> Result<()> {
+        fs::copy(&self.old, job.join("old.deb")).context("cannot copy the package")?;
+        fs::copy(&self.new, job.join("new.deb")).context("cannot copy the package")?;
+        fs::write(job.join("package.sh"), crate::deb::PACKAGE_CHECKS).context("cannot write package.sh")?;
+        Ok(())
+    }
 }
 
 pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
@@ -141,6 +174,12 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
         bail!("interrupted");
     }
     let shares = shares(root, &suite.target_dir);
+    // With the whole suite only: `--test NAME` asks for those tests alone.
+    let packages = if args.tests.is_empty() && args.test_args.is_empty() {
+        Some(Packages::build(root, &suite.target_dir)?)
+    } else {
+        None
+    };
     let distros: Vec<Distro> = Distro::ALL
         .into_iter()
         .filter(|d| args.distros.is_empty() || args.distros.contains(d))
@@ -153,6 +192,7 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
         ci_packages,
         suite,
         shares,
+        packages,
         accel: Cell::new(accel),
     };
 
@@ -196,8 +236,16 @@ impl Plan {
                 .prefix("dockfw-vm-job-")
                 .tempdir()
                 .context("cannot create the job directory")?;
-            let script = guest::job_script(&self.shares, &self.suite.binaries, &self.args.test_args);
+            let script = guest::job_script(
+                &self.shares,
+                &self.suite.binaries,
+                &self.args.test_args,
+                self.packages.is_some(),
+            );
             fs::write(job.path().join("run.sh"), script).context("cannot write the job script")?;
+            if let Some(packages) = &self.packages {
+                packages.stage(job.path())?;
+            }
             let vm = qemu::Vm {
                 qemu: &self.qemu,
                 image: &image,
@@ -235,7 +283,10 @@ impl Plan {
 
     /// Prints one block per distro; returns how many failed.
     fn print_summary(&self, outcomes: &[Outcome]) -> usize {
-        let expected = &self.suite.binaries;
+        let mut expected: Vec<&str> = self.suite.binaries.iter().map(|b| b.label.as_str()).collect();
+        if self.packages.is_some() {
+            expected.push(guest::PACKAGE_LABEL);
+        }
         let mut failed = 0;
         println!("\nvm-test summary:");
         for outcome in outcomes {
@@ -249,7 +300,7 @@ impl Plan {
                     continue;
                 }
             };
-            let problem = verdict.problem(expected, self.args.timeout);
+            let problem = verdict.problem(&expected, self.args.timeout);
             failed += usize::from(problem.is_some());
             let report = &verdict.report;
             println!(

@@ -265,6 +265,11 @@ impl Backend for Memory {
     fn monitor(&self, _netns: Option<&Path>) -> anyhow::Result<Monitor> {
         anyhow::bail!("the in-memory backend has no nf_tables notifications")
     }
+
+    fn counter_reader(&self, _netns: Option<&Path>) -> anyhow::Result<Box<dyn super::CounterReader>> {
+        // Its tables are not shared across threads; watch cannot run on it anyway.
+        anyhow::bail!("the in-memory backend has no counters for other threads")
+    }
 }
 
 impl Tables for Memory {
