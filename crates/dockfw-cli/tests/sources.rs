@@ -898,11 +898,30 @@ fn served(lab: &lab::Lab) -> Vec<(&'static str, bool)> {
 
 #[test]
 #[ignore = "needs root"]
-fn clients_a_downloaded_list_or_a_resolved_name_admits_are_served_and_no_others() {
+fn clients_a_list_file_a_downloaded_list_or_a_resolved_name_admits_are_served_and_no_others() {
     use lab::{V4, V6};
     let lab = lab::Lab::new();
     lab.router.exec("ip", ["link", "set", "lo", "up"]);
     let dir = common::tempdir("sources-packets");
+
+    // A list file beside the policy.
+    std::fs::write(
+        dir.join("clients.txt"),
+        format!("{}\n{}  # the allowed one\n", V4.allowed, V6.allowed),
+    )
+    .unwrap();
+    std::fs::write(dir.join("policy.toml"), lab_policy(r#"{ file = "clients.txt" }"#)).unwrap();
+    let applied = dockfw_in(&lab.router, &dir, &["--cache-dir", "cache", "apply"]);
+    assert_eq!(applied.code, 0, "{applied:?}");
+    assert_eq!(
+        served(&lab),
+        [
+            (V4.allowed, true),
+            (V4.denied, false),
+            (V6.allowed, true),
+            (V6.denied, false)
+        ]
+    );
 
     // A list downloaded from a server (on the router's loopback here).
     let server = server_in(&lab.router);
