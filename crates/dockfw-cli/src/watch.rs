@@ -534,6 +534,14 @@ fn is_contention(error: &anyhow::Error) -> bool {
         .any(busy)
 }
 
+/// Whether nf_tables refused with EPERM.
+fn is_permission_denied(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
+        .any(|e| matches!(e, dockfw_nft::Error::PermissionDenied { .. }))
+}
+
 /// Whether applying was refused because the table is not dockfw's.
 fn is_not_owned(error: &anyhow::Error) -> bool {
     error
@@ -542,9 +550,9 @@ fn is_not_owned(error: &anyhow::Error) -> bool {
         .any(|e| matches!(e, dockfw_nft::Error::NotOwned { .. }))
 }
 
-/// The error's own message, up to its first line.
-fn first_line(error: &anyhow::Error) -> String {
-    error.to_string().lines().next().unwrap_or_default().to_string()
+/// The root cause's message, up to its first line.
+fn root_line(error: &anyhow::Error) -> String {
+    error.root_cause().to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// `text` with each control character (a newline, an escape) as `?`.
@@ -777,6 +785,24 @@ impl<'a> Guard<'a> {
         }
         crate::report(&self.session.console, error);
         self.record(GuardMetrics::apply_failed);
+        // EPERM as root: the table is another process's (`flags owner`),
+        // which nf_tables lets no one else change.
+        const NFT_TABLE_F_OWNER: u32 = 2;
+        let table = self.table().to_string();
+        if is_permission_denied(error)
+            && self
+                .nft
+                .table_flags(&table)
+                .is_ok_and(|flags| flags.is_some_and(|f| f & NFT_TABLE_F_OWNER != 0))
+        {
+            log(
+                self.session,
+                &format!(
+                    "table inet {table} is held by another process (flags owner): nf_tables lets only \
+                     that process change it, until it exits"
+                ),
+            );
+        }
         self.failures += 1;
         let pause = Duration::from_secs(1 << self.failures.min(6)).min(FAILURE_RETRY_MAX);
         // A table someone else created under our name is theirs: nothing a
@@ -785,7 +811,11 @@ impl<'a> Guard<'a> {
         if !is_not_owned(error) {
             self.failing_since.get_or_insert(now);
         }
-        self.last_change = format!("cannot apply ({}), {}", first_line(error), now_text());
+        self.last_change = format!(
+            "NOT as the policy says: cannot apply ({}), {}",
+            root_line(error),
+            now_text()
+        );
         notify(&[NotifyState::Status(&self.status())]);
         self.pending.retry = true;
         self.pending.note(now, now + pause);
@@ -802,12 +832,16 @@ impl<'a> Guard<'a> {
             return;
         }
         self.next_look = now + LOOK;
-        if self.pending.due.is_some() {
+        // A repair already due soon needs no look; one waiting to retry after
+        // a failure (e.g. a table another process owns) does: the table may
+        // have gone silently since.
+        if self.pending.due.is_some() && !self.pending.retry {
             return;
         }
         let table = self.table().to_string();
         let why = match self.nft.table_flags(&table) {
             Ok(None) => "found missing",
+            Ok(Some(_)) if self.pending.retry => return,
             Ok(Some(0)) | Err(_) => return,
             Ok(Some(_)) => "found with flags set (dormant or owner)",
         };

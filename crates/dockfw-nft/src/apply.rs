@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 /// most four (see [`plan`]); more means someone else keeps changing the table.
 const MAX_STEPS: usize = 8;
 
+/// How many times one apply plans anew because another program changed the
+/// table between our transactions before it gives up ([`Error::Busy`]): a
+/// program deleting the table in a loop would otherwise have each attempt
+/// re-create a large table again and again, unseen by a caller's backoff.
+const MAX_OVERTAKEN: u32 = 2;
+
 /// Whose table a write may replace or delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Owners {
@@ -327,6 +333,7 @@ impl Nft {
         const ACTION: &str = "apply the ruleset";
         let table = want.table.as_str();
         let mut steps = 0;
+        let mut overtaken = 0;
         loop {
             let step =
                 plan::plan(installed.as_ref().map(|(_, i)| i), want).map_err(|detail| Error::Protocol {
@@ -392,6 +399,13 @@ impl Nft {
                 (generation, installed) = (now, read);
                 if !unchanged {
                     trail.interleaved |= trail.committed > 0;
+                    overtaken += 1;
+                    if overtaken > MAX_OVERTAKEN {
+                        return Err(Error::Busy {
+                            action: ACTION,
+                            attempts: overtaken,
+                        });
+                    }
                     break None;
                 }
             };
@@ -485,6 +499,13 @@ impl Nft {
                     return Ok(Flow::Overtaken);
                 }
                 trail.interleaved = true;
+                overtaken += 1;
+                if overtaken > MAX_OVERTAKEN {
+                    return Err(Error::Busy {
+                        action: ACTION,
+                        attempts: overtaken,
+                    });
+                }
             }
             report.record(transaction);
             (generation, installed) = (now, read);
