@@ -443,6 +443,8 @@ struct Pending {
     unseen: bool,
     /// An apply failed and is retried.
     retry: bool,
+    /// ... because another program kept changing the table: backing off.
+    fought: bool,
 }
 
 impl Pending {
@@ -552,7 +554,13 @@ fn is_not_owned(error: &anyhow::Error) -> bool {
 
 /// The root cause's message, up to its first line.
 fn root_line(error: &anyhow::Error) -> String {
-    error.root_cause().to_string().lines().next().unwrap_or_default().to_string()
+    error
+        .root_cause()
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `text` with each control character (a newline, an escape) as `?`.
@@ -780,6 +788,7 @@ impl<'a> Guard<'a> {
                 );
             }
             self.pending.retry = true;
+            self.pending.fought = true;
             self.pending.note(now, now + delay.max(BACKOFF_FIRST));
             return;
         }
@@ -811,6 +820,7 @@ impl<'a> Guard<'a> {
         if !is_not_owned(error) {
             self.failing_since.get_or_insert(now);
         }
+        self.pending.fought = false;
         self.last_change = format!(
             "NOT as the policy says: cannot apply ({}), {}",
             root_line(error),
@@ -835,7 +845,7 @@ impl<'a> Guard<'a> {
         // A repair already due soon needs no look; one waiting to retry after
         // a failure (e.g. a table another process owns) does: the table may
         // have gone silently since.
-        if self.pending.due.is_some() && !self.pending.retry {
+        if self.pending.due.is_some() && (!self.pending.retry || self.pending.fought) {
             return;
         }
         let table = self.table().to_string();
