@@ -1,0 +1,351 @@
+//! Outbound (`[[outbound]]`, containers to the outside) and between
+//! (`[[between]]`, container to container) rules, and audit mode: parsing,
+//! errors with their places, warnings, and what Docker's containers add.
+
+use dockfw_core::policy::{Destination, Direction, Mode, Selector};
+use dockfw_core::{Action, Container, Severity, parse};
+use std::collections::BTreeMap;
+
+const GUARD: &str = "[guard]\ninterfaces = [\"eth0\"]\n";
+
+fn errors(text: &str) -> Vec<String> {
+    let error = parse("policy.toml", text).expect_err("policy should be rejected");
+    error.errors().map(ToString::to_string).collect()
+}
+
+/// Asserts exactly one error, containing each of `needles`.
+fn one_error(text: &str, needles: &[&str]) {
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    for needle in needles {
+        assert!(errors[0].contains(needle), "{needle:?} not in {:?}", errors[0]);
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    parse("policy.toml", text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn container(name: &str, labels: &[(&str, &str)], addresses: &[&str]) -> Container {
+    Container {
+        name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        published: vec![],
+        addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+    }
+}
+
+#[test]
+fn every_field_of_the_new_directions_parses() {
+    let text = format!(
+        r#"{GUARD}outbound = "drop"
+between = "reject"
+mode = "audit"
+
+[sets]
+partners = ["203.0.113.0/24", "2001:db8:99::/48"]
+feeds = {{ dynamic = true }}
+
+[[outbound]]
+name = "web calls the API"
+container = "web"
+to = ["203.0.113.99", "@partners", "@feeds", "198.51.100.1-198.51.100.9"]
+ports = ["9000/tcp", 443]
+action = "allow"
+log = true
+
+[[outbound]]
+labels = {{ "com.example.tier" = "db" }}
+action = "reject"
+
+[[between]]
+name = "only the proxy reaches the app"
+from = {{ container = "proxy" }}
+to = {{ container = "app", labels = {{ tier = "app" }} }}
+ports = [8000]
+
+[[between]]
+to = {{ container = "app" }}
+action = "drop"
+"#
+    );
+    let parsed = parse("policy.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let policy = parsed.policy;
+    assert_eq!(policy.guard.outbound, Action::Drop);
+    assert_eq!(policy.guard.between, Action::Reject);
+    assert_eq!(policy.guard.mode, Mode::Audit);
+    assert_eq!(policy.outbound.len(), 2);
+    let api = &policy.outbound[0];
+    assert_eq!(api.direction, Direction::Outbound);
+    assert_eq!(
+        api.from,
+        Some(Selector {
+            container: Some("web".into()),
+            labels: None
+        })
+    );
+    let Some(Destination::Addresses(to)) = &api.to else {
+        panic!("{:?}", api.to)
+    };
+    assert!(
+        to.addrs.contains("203.0.113.7".parse().unwrap()),
+        "from @partners"
+    );
+    assert!(to.addrs.contains("2001:db8:99::1".parse().unwrap()));
+    assert!(to.addrs.contains("198.51.100.5".parse().unwrap()));
+    assert_eq!(to.dynamic, vec!["feeds".to_string()]);
+    assert!(
+        api.ports
+            .as_ref()
+            .unwrap()
+            .contains(dockfw_core::Proto::Tcp, 9000)
+    );
+    assert!(api.log);
+    assert_eq!(policy.outbound[1].name, "outbound 2", "default name");
+    assert_eq!(policy.outbound[1].action, Action::Reject);
+    assert_eq!(policy.outbound[1].to, None);
+
+    let proxy = &policy.between[0];
+    assert_eq!(proxy.direction, Direction::Between);
+    assert_eq!(proxy.from.as_ref().unwrap().container.as_deref(), Some("proxy"));
+    let Some(Destination::Containers(app)) = &proxy.to else {
+        panic!("{:?}", proxy.to)
+    };
+    assert_eq!(app.container.as_deref(), Some("app"));
+    assert_eq!(
+        app.labels,
+        Some(BTreeMap::from([("tier".to_string(), "app".to_string())]))
+    );
+    assert_eq!(proxy.action, Action::Allow, "allow by default");
+    assert_eq!(proxy.field_locations["from.container"].line, 25);
+    assert_eq!(policy.between[1].name, "between 2");
+    assert_eq!(policy.between[1].from, None, "any container");
+    // No warning: both sets used, no rule hidden.
+    assert!(parsed.warnings.is_empty(), "{:#?}", parsed.warnings);
+}
+
+#[test]
+fn the_defaults_keep_todays_behaviour() {
+    let policy = parse("p.toml", GUARD).unwrap().policy;
+    assert_eq!(policy.guard.outbound, Action::Allow);
+    assert_eq!(policy.guard.between, Action::Allow);
+    assert_eq!(policy.guard.mode, Mode::Enforce);
+    assert!(!policy.judges(Direction::Outbound));
+    assert!(!policy.judges(Direction::Between));
+    // "accept" is the word for defaults, as for guard.default.
+    let accept = parse(
+        "p.toml",
+        &format!("{GUARD}outbound = \"accept\"\nbetween = \"drop\"\n"),
+    )
+    .unwrap()
+    .policy;
+    assert!(!accept.judges(Direction::Outbound));
+    assert!(accept.judges(Direction::Between));
+}
+
+#[test]
+fn errors_have_their_place_and_a_fix() {
+    one_error(
+        &format!("{GUARD}mode = \"dry-run\"\n"),
+        &["policy.toml:3:8: error: unknown mode \"dry-run\"", "\"audit\""],
+    );
+    one_error(
+        &format!("{GUARD}outbound = \"deny\"\n"),
+        &[
+            "policy.toml:3:12: error: unknown outbound \"deny\"",
+            "write \"drop\"",
+        ],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\nfrom = [\"10.0.0.1\"]\n"),
+        &[
+            "policy.toml:5:8: error: rule \"x\": an [[outbound]] rule has no \"from\"",
+            "container = \"web\"",
+        ],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\nto = [\"10.0.0.1/8\"]\n"),
+        &["policy.toml:5:7: error: rule \"x\": to: \"10.0.0.1/8\" has host bits set"],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\nto = [\"@nope\"]\n"),
+        &["rule \"x\": to: set \"@nope\" is not defined"],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\ncontainer = \"\"\n"),
+        &["policy.toml:5:13: error: rule \"x\": \"container\" is empty"],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\nports = [\"99999\"]\n"),
+        &["policy.toml:5:10: error: rule \"x\": ports:"],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\naction = \"deny\"\n"),
+        &["policy.toml:5:10: error: rule \"x\": unknown action \"deny\""],
+    );
+    one_error(
+        &format!("{GUARD}[[outbound]]\nname = \"x\"\ninterfaces = [\"eth0\"]\n"),
+        &["policy.toml:5:1: error: rule \"x\": unknown key \"interfaces\" in [[outbound]]"],
+    );
+    one_error(
+        &format!("{GUARD}[[between]]\nname = \"x\"\nfrom = \"proxy\"\n"),
+        &[
+            "policy.toml:5:8: error: rule \"x\": \"from\" must be a table naming containers, not string",
+            "from = { container = \"proxy\" }",
+        ],
+    );
+    one_error(
+        &format!("{GUARD}[[between]]\nname = \"x\"\nto = {{ }}\n"),
+        &["policy.toml:5:6: error: rule \"x\": \"to\" names no containers"],
+    );
+    one_error(
+        &format!("{GUARD}[[between]]\nname = \"x\"\nto = {{ contianer = \"app\" }}\n"),
+        &[
+            "policy.toml:5:8: error: rule \"x\": unknown key \"contianer\" in to of a [[between]] rule",
+            "did you mean \"container\"?",
+        ],
+    );
+    one_error(
+        &format!("{GUARD}[[between]]\nname = \"x\"\nfrom = {{ labels = {{ tier = 1 }} }}\n"),
+        &["rule \"x\": labels: \"tier\" must be a string"],
+    );
+    one_error(
+        &format!("{GUARD}[[between]]\nname = \"x\"\ncontainer = \"app\"\n"),
+        &["unknown key \"container\" in [[between]]"],
+    );
+    one_error(
+        &format!("{GUARD}[outbound]\nname = \"x\"\n"),
+        &["\"outbound\" must be an array of tables", "[[outbound]]"],
+    );
+    // One name space for every direction.
+    one_error(
+        &format!("{GUARD}[[rule]]\nname = \"x\"\n[[between]]\nname = \"x\"\n"),
+        &["policy.toml:6:8: error: rule \"x\": the name \"x\" is already used by the rule on line 4"],
+    );
+    // A dynamic set is fine in an outbound rule's `to` (it is not in an inbound rule's).
+    parse(
+        "p.toml",
+        &format!("{GUARD}[sets]\nd = {{ dynamic = true }}\n[[outbound]]\nto = \"@d\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let text = format!(
+        "{GUARD}[[rule]]\nports = [\"x\"]\n[[outbound]]\nname = \"a\"\nto = [\"nope\"]\n[[between]]\nname = \"b\"\nports = [0]\n"
+    );
+    assert_eq!(errors(&text).len(), 3, "{:#?}", errors(&text));
+}
+
+#[test]
+fn rules_that_can_never_match_are_pointed_out_per_direction() {
+    let text = format!(
+        r#"{GUARD}
+[[outbound]]
+name = "web anywhere"
+container = "web"
+
+[[outbound]]
+name = "web to the API"
+container = "web"
+to = ["203.0.113.99"]
+ports = [443]
+action = "drop"
+
+[[outbound]]
+name = "db"
+labels = {{ tier = "db" }}
+to = ["0.0.0.0/0", "::/0"]
+
+[[outbound]]
+name = "db and web"
+container = "web"
+labels = {{ tier = "db" }}
+ports = [80]
+
+[[between]]
+name = "to app"
+to = {{ container = "app" }}
+
+[[between]]
+name = "proxy to app"
+from = {{ container = "proxy" }}
+to = {{ container = "app" }}
+ports = [8000]
+
+[[between]]
+name = "proxy to anything"
+from = {{ container = "proxy" }}
+"#
+    );
+    assert_eq!(
+        warnings(&text),
+        vec![
+            "policy.toml:8:1: warning: rule \"web to the API\": this rule can never match: outbound rule \"web anywhere\" (line 4) above it already decides every connection it would match\n  hint: move it above \"web anywhere\", narrow \"web anywhere\", or remove it".to_string(),
+            "policy.toml:20:1: warning: rule \"db and web\": this rule can never match: outbound rule \"web anywhere\" (line 4) above it already decides every connection it would match\n  hint: move it above \"web anywhere\", narrow \"web anywhere\", or remove it".to_string(),
+            "policy.toml:30:1: warning: rule \"proxy to app\": this rule can never match: between rule \"to app\" (line 26) above it already decides every connection it would match\n  hint: move it above \"to app\", narrow \"to app\", or remove it".to_string(),
+        ]
+    );
+    // Rules of different directions never hide each other; a set used only
+    // by an outbound rule is used.
+    let text = format!(
+        "{GUARD}[sets]\napi = [\"203.0.113.99\"]\n[[rule]]\nname = \"all\"\n[[outbound]]\nname = \"o\"\nto = \"@api\"\n[[between]]\nname = \"b\"\n"
+    );
+    assert!(warnings(&text).is_empty(), "{:#?}", warnings(&text));
+    // A dynamic set could hold anything: only a rule deciding every
+    // address above it hides the rule.
+    let text = format!(
+        "{GUARD}[sets]\nd = {{ dynamic = true }}\n[[outbound]]\nname = \"some\"\nto = \"203.0.113.0/24\"\n[[outbound]]\nname = \"dyn\"\nto = \"@d\"\naction = \"drop\"\n"
+    );
+    assert!(warnings(&text).is_empty(), "{:#?}", warnings(&text));
+}
+
+#[test]
+fn containers_that_do_not_run_are_pointed_out_with_did_you_mean() {
+    let text = format!(
+        r#"{GUARD}
+[[outbound]]
+name = "web"
+container = "wbe"
+
+[[outbound]]
+name = "tier"
+labels = {{ tier = "dbb" }}
+
+[[between]]
+name = "proxy"
+from = {{ container = "proxy" }}
+to = {{ container = "ap" }}
+"#
+    );
+    let policy = parse("policy.toml", &text).unwrap().policy;
+    let running = [
+        container("web", &[("tier", "db")], &["172.17.0.2"]),
+        container("proxy", &[], &["172.18.0.2"]),
+        container("app", &[], &["172.18.0.3"]),
+    ];
+    let warnings: Vec<String> = dockfw_core::containers::diagnose(&policy, &running)
+        .iter()
+        .map(|d| {
+            assert_eq!(d.severity, Severity::Warning);
+            d.to_string()
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "policy.toml:6:13: warning: rule \"web\": container \"wbe\" is not running\n  hint: did you mean \"web\"?".to_string(),
+            "policy.toml:10:10: warning: rule \"tier\": no running container carries the label tier=\"dbb\"\n  hint: a container must carry all of them; running: tier=\"db\" on web".to_string(),
+            "policy.toml:15:20: warning: rule \"proxy\": to: container \"ap\" is not running\n  hint: did you mean \"app\"?".to_string(),
+        ]
+    );
+}
