@@ -7,11 +7,16 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
-    CHAIN_UNTRACKED, CT_LABEL_COMMENT, DEFAULT_COMMENT, DOCKER_BRIDGES, PROXY_COMMENT, UNJUDGED_COMMENT,
-    UNTRACKED_COMMENT, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
+    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL,
+    CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER, DEFAULT_COMMENT,
+    DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT, PROXY_COMMENT, UNJUDGED_COMMENT, UNTRACKED_COMMENT,
+    audit_limit_prefix, audit_log_prefix, decision_chain, default_chain, default_comment, direction_chain,
+    interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
-use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
+use crate::policy::{
+    Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PortSet, PublishedPort,
+    Rule as PolicyRule,
+};
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
     RejectWith, Rule, Ruleset, RuntimeSet, Set, SetElements, Statement, Verdict,
@@ -63,7 +68,8 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         );
     }
 
-    let forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
+    let audit = guard.audit();
+    let mut forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
     let input = base_rules(&guard.interfaces, CHAIN_PROXY);
 
     // Published by Docker first: most new connections take that path, and an
@@ -112,7 +118,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             verdict: Some(Verdict::Goto(chain.clone())),
         }));
         verdict_chains.push(Chain {
-            rules: compiler.decide(index, policy_rule, &families),
+            rules: compiler.decide(index, policy_rule, &families, audit),
             name: chain,
             hook: None,
         });
@@ -124,6 +130,8 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         guard.log.then(|| log_rule(DEFAULT_COMMENT, "dockfw: ")),
         vec![],
         guard.default,
+        Admit::Label,
+        audit,
     );
     let proxy = compiler.proxy_rules(containers);
 
@@ -134,7 +142,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
                 hook: Hook::Forward,
                 priority: guard.priority,
             }),
-            rules: forward,
+            rules: forward.clone(),
         },
         Chain {
             name: CHAIN_INPUT.into(),
@@ -157,7 +165,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         Chain {
             name: CHAIN_UNTRACKED.into(),
             hook: None,
-            rules: vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)],
+            rules: untracked_rules(audit),
         },
         Chain {
             name: CHAIN_RULES.into(),
@@ -176,6 +184,31 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         hook: None,
         rules: default,
     });
+    // Containers' own new connections, only when the policy judges them:
+    // without outbound or between rules (and with their defaults allow)
+    // the table is what it was before these directions existed.
+    let judged: Vec<Direction> = [Direction::Outbound, Direction::Between]
+        .into_iter()
+        .filter(|&direction| policy.judges(direction))
+        .collect();
+    if !judged.is_empty() {
+        forward.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+            rule(
+                FROM_CONTAINERS_COMMENT,
+                vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                Verdict::Goto(CHAIN_FROM_CONTAINERS.into()),
+            )
+        }));
+        chains[0].rules = forward;
+        chains.push(Chain {
+            name: CHAIN_FROM_CONTAINERS.into(),
+            hook: None,
+            rules: from_containers_rules(&judged),
+        });
+        for direction in judged {
+            chains.extend(compiler.container_chains(policy, direction, containers));
+        }
+    }
     Ruleset {
         table: guard.table.clone(),
         sets: compiler.sets,
@@ -242,14 +275,61 @@ fn rule(comment: &str, matches: Vec<Match>, verdict: Verdict) -> Rule {
     }
 }
 
+/// How an allowed connection is marked for revoke before it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Inbound: `jump label`, which sets the bit of its interface.
+    Label,
+    /// Outbound and between: `ct label set` [`CT_LABEL_FROM_CONTAINER`].
+    FromContainer,
+}
+
 /// The rules of a decision's chain: its first rule counts every connection
 /// it decides ([`crate::layout::rule_counter`]), then `log`, `limits`, and
 /// the verdict. With nothing between, an allow or drop is a single rule that
 /// counts and decides: one rule, one counter per decision.
-fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: Action) -> Vec<Rule> {
-    let verdicts = verdict_rules(comment, action);
-    // The first verdict rule always matches for allow (`jump label`) and
-    // drop, so it counts every decision; a reject's first rule is TCP only.
+///
+/// In audit mode a drop or reject is counted, logged (always, rate-limited,
+/// with [`audit_log_prefix`]) and then admitted like an allow; per-source
+/// limits are logged ([`audit_limit_prefix`]), not enforced.
+fn decision_rules(
+    comment: &str,
+    log: Option<Rule>,
+    limits: Vec<Rule>,
+    action: Action,
+    admit: Admit,
+    audit: bool,
+) -> Vec<Rule> {
+    if audit && action != Action::Allow {
+        let mut rules = vec![
+            counter_rule(comment),
+            log_rule(comment, &audit_log_prefix(comment, action)),
+        ];
+        rules.extend(verdict_rules(comment, Action::Allow, admit));
+        return rules;
+    }
+    let limits: Vec<Rule> = if audit {
+        limits
+            .into_iter()
+            .map(|mut limit| {
+                limit.verdict = None;
+                limit.matches.push(Match::Limit {
+                    rate: LOG_RATE,
+                    burst: LOG_BURST,
+                });
+                limit.statements.push(Statement::Log {
+                    prefix: audit_limit_prefix(comment),
+                });
+                limit
+            })
+            .collect()
+    } else {
+        limits
+    };
+    let verdicts = verdict_rules(comment, action, admit);
+    // The first verdict rule always matches for allow (`jump label`, or
+    // `ct label set`) and drop, so it counts every decision; a reject's
+    // first rule is TCP only.
     if log.is_none() && limits.is_empty() && action != Action::Reject {
         return verdicts;
     }
@@ -257,6 +337,46 @@ fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: A
     rules.extend(log);
     rules.extend(limits);
     rules.extend(verdicts);
+    rules
+}
+
+/// The `untracked` chain: drop (in audit mode: count, log, accept).
+fn untracked_rules(audit: bool) -> Vec<Rule> {
+    if !audit {
+        return vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)];
+    }
+    vec![
+        counter_rule(UNTRACKED_COMMENT),
+        log_rule(
+            UNTRACKED_COMMENT,
+            &audit_log_prefix(CHAIN_UNTRACKED, Action::Drop),
+        ),
+        rule(UNTRACKED_COMMENT, vec![], Verdict::Accept),
+    ]
+}
+
+/// The `from-containers` chain: onto a Docker bridge is between
+/// containers, anything else outbound. A direction not judged returns
+/// (the base chain's policy accepts; Docker's chains still run).
+fn from_containers_rules(judged: &[Direction]) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = DOCKER_BRIDGES
+        .iter()
+        .map(|bridge| {
+            let verdict = if judged.contains(&Direction::Between) {
+                Verdict::Goto(direction_chain(Direction::Between).into())
+            } else {
+                Verdict::Return
+            };
+            rule("to a container", vec![Match::OifName(ifname(bridge))], verdict)
+        })
+        .collect();
+    if judged.contains(&Direction::Outbound) {
+        rules.push(rule(
+            "to the outside",
+            vec![],
+            Verdict::Goto(direction_chain(Direction::Outbound).into()),
+        ));
+    }
     rules
 }
 
@@ -283,19 +403,25 @@ fn log_rule(comment: &str, prefix: &str) -> Rule {
     }
 }
 
-fn verdict_rules(comment: &str, action: Action) -> Vec<Rule> {
-    match action {
+fn verdict_rules(comment: &str, action: Action, admit: Admit) -> Vec<Rule> {
+    match (action, admit) {
         // Labelled only once allowed: a connection judged late (established,
         // never labelled) and denied must stay unlabelled, or its next
         // packet would take the fast path.
-        Action::Allow => vec![
+        (Action::Allow, Admit::Label) => vec![
             rule(comment, vec![], Verdict::Jump(CHAIN_LABEL.into())),
             rule(comment, vec![], Verdict::Accept),
         ],
-        Action::Drop => vec![rule(comment, vec![], Verdict::Drop)],
+        (Action::Allow, Admit::FromContainer) => vec![Rule {
+            comment: comment.into(),
+            matches: vec![],
+            statements: vec![Statement::CtLabelSet(CT_LABEL_FROM_CONTAINER)],
+            verdict: Some(Verdict::Accept),
+        }],
+        (Action::Drop, _) => vec![rule(comment, vec![], Verdict::Drop)],
         // A TCP client gets a reset (connection refused); anything else an
         // ICMP(v6) administratively-prohibited.
-        Action::Reject => vec![
+        (Action::Reject, _) => vec![
             rule(
                 comment,
                 vec![Match::L4Proto(Proto::Tcp)],
@@ -615,7 +741,13 @@ impl Compiler {
 
     /// The rules of a rule's own chain: count, log, enforce limits, decide
     /// (see [`decision_rules`]).
-    fn decide(&mut self, index: usize, policy_rule: &PolicyRule, families: &BTreeSet<Family>) -> Vec<Rule> {
+    fn decide(
+        &mut self,
+        index: usize,
+        policy_rule: &PolicyRule,
+        families: &BTreeSet<Family>,
+        audit: bool,
+    ) -> Vec<Rule> {
         let name = &policy_rule.name;
         let log = policy_rule
             .log
@@ -666,7 +798,179 @@ impl Compiler {
                 rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
             }
         }
-        decision_rules(name, log, rules, policy_rule.action)
+        decision_rules(name, log, rules, policy_rule.action, Admit::Label, audit)
+    }
+
+    /// The chains of a judged outbound or between direction: its rules
+    /// chain (each rule's alternatives, then its default), each rule's
+    /// decision chain, and the default's.
+    fn container_chains(
+        &mut self,
+        policy: &Policy,
+        direction: Direction,
+        containers: &[Container],
+    ) -> Vec<Chain> {
+        let guard = &policy.guard;
+        let mut dispatch = Vec::new();
+        let mut chains = Vec::new();
+        for (index, container_rule) in policy.container_rules(direction).iter().enumerate() {
+            let chain = decision_chain(direction, index);
+            let alternatives = self.container_alternatives(&chain, container_rule, containers);
+            dispatch.extend(alternatives.into_iter().map(|matches| Rule {
+                comment: container_rule.name.clone(),
+                matches,
+                statements: vec![],
+                verdict: Some(Verdict::Goto(chain.clone())),
+            }));
+            let name = &container_rule.name;
+            chains.push(Chain {
+                rules: decision_rules(
+                    name,
+                    container_rule
+                        .log
+                        .then(|| log_rule(name, &format!("dockfw {name}: "))),
+                    vec![],
+                    container_rule.action,
+                    Admit::FromContainer,
+                    guard.audit(),
+                ),
+                name: chain,
+                hook: None,
+            });
+        }
+        let comment = default_comment(direction);
+        dispatch.push(rule(&comment, vec![], Verdict::Goto(default_chain(direction))));
+        chains.insert(
+            0,
+            Chain {
+                name: direction_chain(direction).into(),
+                hook: None,
+                rules: dispatch,
+            },
+        );
+        chains.push(Chain {
+            name: default_chain(direction),
+            hook: None,
+            rules: decision_rules(
+                &comment,
+                guard
+                    .log
+                    .then(|| log_rule(&comment, &format!("dockfw {}: ", direction.name()))),
+                vec![],
+                guard.default_of(direction),
+                Admit::FromContainer,
+                guard.audit(),
+            ),
+        });
+        chains
+    }
+
+    /// The match lists of an outbound or between rule's alternatives:
+    /// sources × destinations × families × protocols, on the packet's own
+    /// addresses and ports (no NAT has happened to a container's new
+    /// connection on the forward hook but Docker's DNAT, after which the
+    /// destination is the container). Empty when the rule can match
+    /// nothing (a container it names is not running).
+    fn container_alternatives(
+        &mut self,
+        chain: &str,
+        rule: &ContainerRule,
+        containers: &[Container],
+    ) -> Vec<Vec<Match>> {
+        let source = match &rule.from {
+            None => None,
+            Some(selector) => {
+                let addrs = selector.addresses(containers);
+                if addrs.is_empty() {
+                    return Vec::new();
+                }
+                Some(addrs)
+            }
+        };
+        let to_base = |addrs: &AddrMatch| match addrs.only_set.as_deref() {
+            Some(name) => format!("set-{name}"),
+            None => format!("{chain}-to"),
+        };
+        // The selected containers' addresses, when `to` selects containers.
+        let selected = match &rule.to {
+            Some(Destination::Containers(selector)) => {
+                let addrs = selector.addresses(containers);
+                if addrs.is_empty() {
+                    return Vec::new();
+                }
+                addrs
+            }
+            _ => AddrSet::default(),
+        };
+        let destinations: Vec<Source<'_>> = match &rule.to {
+            None => vec![Source::Any],
+            Some(Destination::Addresses(to)) => {
+                let written = (!to.addrs.is_empty() || to.dynamic.is_empty()).then(|| Source::Written {
+                    addrs: &to.addrs,
+                    base: to_base(to),
+                });
+                written
+                    .into_iter()
+                    .chain(to.dynamic.iter().map(|name| Source::Dynamic(name)))
+                    .collect()
+            }
+            Some(Destination::Containers(_)) => vec![Source::Written {
+                addrs: &selected,
+                base: format!("{chain}-to"),
+            }],
+        };
+        let protos: Vec<Option<Proto>> = match &rule.ports {
+            None => vec![None],
+            Some(ports) => [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .filter(|&p| !ports.of(p).is_empty())
+                .map(Some)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for destination in &destinations {
+            let allowed =
+                |f: Family| source.as_ref().is_none_or(|s| s.has_family(f)) && destination.has_family(f);
+            let families: Vec<Option<Family>> = if source.is_none() && matches!(destination, Source::Any) {
+                vec![None]
+            } else {
+                [Family::Ipv4, Family::Ipv6]
+                    .into_iter()
+                    .filter(|&f| allowed(f))
+                    .map(Some)
+                    .collect()
+            };
+            for family in families {
+                let mut addr_matches = Vec::new();
+                if let Some(family) = family {
+                    addr_matches.push(Match::NfProto(family));
+                    if let Some(source) = &source {
+                        let set = self.addr_set(&format!("{chain}-from"), family, source);
+                        addr_matches.push(Match::SourceIn { family, set });
+                    }
+                    match destination {
+                        Source::Any => {}
+                        Source::Written { addrs, base } => {
+                            let set = self.addr_set(base, family, addrs);
+                            addr_matches.push(Match::DestAddrIn { family, set });
+                        }
+                        Source::Dynamic(name) => {
+                            let set = runtime_set_name(name, family);
+                            addr_matches.push(Match::DestAddrIn { family, set });
+                        }
+                    }
+                }
+                for proto in &protos {
+                    let mut matches = addr_matches.clone();
+                    if let (Some(proto), Some(ports)) = (*proto, &rule.ports) {
+                        matches.push(Match::L4Proto(proto));
+                        matches.push(Match::DestPort(self.port_match(chain, proto, ports.of(proto))));
+                    }
+                    out.push(matches);
+                }
+            }
+        }
+        out
     }
 }
 

@@ -103,11 +103,12 @@ pub mod values;
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
-    Connection, Decision, Explanation, Miss, Via, evaluate, evaluate_ruleset, evaluate_ruleset_via,
-    evaluate_via, explain, explain_via,
+    Connection, ContainerConnection, Decision, Explanation, Miss, Via, evaluate, evaluate_container,
+    evaluate_ruleset, evaluate_ruleset_container, evaluate_ruleset_via, evaluate_via, explain,
+    explain_container, explain_via,
 };
 pub use parse::{Draft, Parsed, parse, parse_bytes};
-pub use policy::{Action, Container, Policy, PublishedPort, Rule};
+pub use policy::{Action, Container, ContainerRule, Direction, Mode, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};
 

@@ -349,3 +349,395 @@ to = {{ container = "ap" }}
         ]
     );
 }
+
+mod compiled {
+    use super::container;
+    use dockfw_core::eval::Packet;
+    use dockfw_core::layout::{self, CT_LABEL_FROM_CONTAINER};
+    use dockfw_core::render::render_rule;
+    use dockfw_core::ruleset::{Hook, Verdict};
+    use dockfw_core::testing::internals::simulate_packet;
+    use dockfw_core::{
+        Action, Container, ContainerConnection, Decision, Direction, Proto, compile, evaluate_container,
+        evaluate_ruleset_container, parse,
+    };
+
+    const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0"]
+default = "drop"
+outbound = "drop"
+between = "drop"
+
+[sets]
+partners = ["203.0.113.0/24", "2001:db8:99::/48"]
+
+[[rule]]
+name = "web"
+ports = [80]
+
+[[outbound]]
+name = "web calls the API"
+container = "web"
+to = ["203.0.113.99", "2001:db8:99::99"]
+ports = [443, 9000]
+
+[[outbound]]
+name = "partners"
+to = "@partners"
+action = "reject"
+
+[[between]]
+name = "only the proxy reaches the app"
+from = { container = "proxy" }
+to = { container = "app" }
+ports = [8000]
+"#;
+
+    fn running() -> Vec<Container> {
+        vec![
+            container("web", &[], &["172.17.0.2", "fd00:d0c::2"]),
+            container("proxy", &[], &["172.18.0.2", "fd00:18::2"]),
+            container("app", &[], &["172.18.0.3", "fd00:18::3"]),
+            container("other", &[], &["172.18.0.4", "fd00:18::4"]),
+        ]
+    }
+
+    fn rendered(ruleset: &dockfw_core::Ruleset, chain: &str) -> Vec<String> {
+        ruleset
+            .chain(chain)
+            .unwrap_or_else(|| panic!("no chain {chain}"))
+            .rules
+            .iter()
+            .map(render_rule)
+            .collect()
+    }
+
+    fn conn(source: &str, destination: &str, port: u16) -> ContainerConnection {
+        ContainerConnection {
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+            port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn without_outbound_or_between_the_table_is_what_it_was() {
+        let plain = "[guard]\ninterfaces = [\"eth0\"]\n[[rule]]\nports = [80]\n";
+        let explicit = plain.replace(
+            "[[rule]]",
+            "outbound = \"accept\"\nbetween = \"allow\"\nmode = \"enforce\"\n[[rule]]",
+        );
+        let a = compile(&parse("p.toml", plain).unwrap().policy, &running());
+        let b = compile(&parse("p.toml", &explicit).unwrap().policy, &running());
+        assert_eq!(a, b);
+        for chain in [
+            "from-containers",
+            "outbound",
+            "between",
+            "outbound-default",
+            "between-default",
+        ] {
+            assert!(a.chain(chain).is_none(), "{chain}");
+        }
+        assert!(!rendered(&a, "forward").iter().any(|r| r.contains("docker0")));
+        assert!(layout::direction_rules(&a, Direction::Outbound).is_empty());
+        assert!(layout::direction_default(&a, Direction::Between).is_none());
+    }
+
+    #[test]
+    fn new_connections_from_a_bridge_are_sent_by_where_they_leave() {
+        let ruleset = compile(&parse("p.toml", POLICY).unwrap().policy, &running());
+        let forward = rendered(&ruleset, "forward");
+        assert_eq!(
+            forward[3..],
+            [
+                "iifname \"docker0\" ct state new counter goto from-containers comment \"new connection from a container\"",
+                "iifname \"br-*\" ct state new counter goto from-containers comment \"new connection from a container\"",
+            ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "from-containers"),
+            [
+                "oifname \"docker0\" counter goto between comment \"to a container\"",
+                "oifname \"br-*\" counter goto between comment \"to a container\"",
+                "counter goto outbound comment \"to the outside\"",
+            ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "outbound"),
+            [
+                "meta nfproto ipv4 ip saddr @outbound-1-from-v4 ip daddr @outbound-1-to-v4 meta l4proto tcp th dport @outbound-1-tcp counter goto outbound-1 comment \"web calls the API\"",
+                "meta nfproto ipv6 ip6 saddr @outbound-1-from-v6 ip6 daddr @outbound-1-to-v6 meta l4proto tcp th dport @outbound-1-tcp counter goto outbound-1 comment \"web calls the API\"",
+                "meta nfproto ipv4 ip daddr @set-partners-v4 counter goto outbound-2 comment \"partners\"",
+                "meta nfproto ipv6 ip6 daddr @set-partners-v6 counter goto outbound-2 comment \"partners\"",
+                "counter goto outbound-default comment \"outbound default\"",
+            ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "between"),
+            [
+                "meta nfproto ipv4 ip saddr @between-1-from-v4 ip daddr @between-1-to-v4 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
+                "meta nfproto ipv6 ip6 saddr @between-1-from-v6 ip6 daddr @between-1-to-v6 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
+                "counter goto between-default comment \"between default\"",
+            ]
+        );
+        // An allow marks the connection for revoke and accepts, in one rule
+        // that also counts; a drop is one rule.
+        assert_eq!(
+            rendered(&ruleset, "between-1"),
+            [format!(
+                "ct label set {CT_LABEL_FROM_CONTAINER} counter accept comment \"only the proxy reaches the app\""
+            )]
+        );
+        assert_eq!(
+            rendered(&ruleset, "outbound-default"),
+            ["counter drop comment \"outbound default\""]
+        );
+        let set = |name: &str| format!("{:?}", ruleset.set(name).unwrap().elements);
+        assert!(
+            set("outbound-1-from-v4").contains("172.17.0.2"),
+            "{}",
+            set("outbound-1-from-v4")
+        );
+        assert!(set("between-1-from-v6").contains("fd00:18::2"));
+        assert!(set("between-1-to-v4").contains("172.18.0.3"));
+        assert!(!set("between-1-to-v4").contains("172.18.0.4"));
+        // Status finds every decision and its counter.
+        let names = |d: Direction| -> Vec<(String, Option<Action>)> {
+            layout::direction_rules(&ruleset, d)
+                .into_iter()
+                .map(|decider| (decider.name, decider.action))
+                .collect()
+        };
+        assert_eq!(
+            names(Direction::Outbound),
+            [
+                ("web calls the API".to_string(), Some(Action::Allow)),
+                ("partners".to_string(), Some(Action::Reject)),
+            ]
+        );
+        assert_eq!(
+            names(Direction::Between),
+            [("only the proxy reaches the app".to_string(), Some(Action::Allow))]
+        );
+        let default = layout::direction_default(&ruleset, Direction::Outbound).unwrap();
+        assert_eq!(
+            (default.name.as_str(), default.action, default.audit),
+            ("outbound default", Some(Action::Drop), false)
+        );
+        assert_eq!(
+            default.counter,
+            layout::direction_default_counter(Direction::Outbound)
+        );
+        assert_eq!(layout::policy_rules(&ruleset).len(), 1, "inbound rules are apart");
+    }
+
+    #[test]
+    fn the_ruleset_decides_as_the_policy_says() {
+        let policy = parse("p.toml", POLICY).unwrap().policy;
+        let containers = running();
+        let ruleset = compile(&policy, &containers);
+        let allow = |name: &str| Decision::Rule {
+            name: name.into(),
+            action: Action::Allow,
+        };
+        let cases = [
+            (
+                conn("172.17.0.2", "203.0.113.99", 443),
+                Direction::Outbound,
+                allow("web calls the API"),
+            ),
+            (
+                conn("fd00:d0c::2", "2001:db8:99::99", 9000),
+                Direction::Outbound,
+                allow("web calls the API"),
+            ),
+            (
+                conn("172.17.0.2", "203.0.113.98", 443),
+                Direction::Outbound,
+                Decision::Rule {
+                    name: "partners".into(),
+                    action: Action::Reject,
+                },
+            ),
+            (
+                conn("172.17.0.2", "198.51.100.1", 443),
+                Direction::Outbound,
+                Decision::Default { action: Action::Drop },
+            ),
+            (
+                conn("172.18.0.4", "203.0.113.99", 443),
+                Direction::Outbound,
+                Decision::Rule {
+                    name: "partners".into(),
+                    action: Action::Reject,
+                },
+            ),
+            (
+                conn("172.18.0.2", "172.18.0.3", 8000),
+                Direction::Between,
+                allow("only the proxy reaches the app"),
+            ),
+            (
+                conn("fd00:18::2", "fd00:18::3", 8000),
+                Direction::Between,
+                allow("only the proxy reaches the app"),
+            ),
+            (
+                conn("172.18.0.4", "172.18.0.3", 8000),
+                Direction::Between,
+                Decision::Default { action: Action::Drop },
+            ),
+            (
+                conn("172.18.0.2", "172.18.0.3", 8001),
+                Direction::Between,
+                Decision::Default { action: Action::Drop },
+            ),
+        ];
+        for (connection, direction, expected) in cases {
+            assert_eq!(
+                evaluate_container(&policy, &containers, &connection, direction),
+                expected,
+                "{connection:?}"
+            );
+            assert_eq!(
+                evaluate_ruleset_container(&ruleset, &connection, direction),
+                expected,
+                "{connection:?}"
+            );
+        }
+        // Later packets are never judged again.
+        let later = Packet {
+            ct_new: false,
+            ..Packet::from_container(&conn("172.18.0.4", "172.18.0.3", 8000), Direction::Between)
+        };
+        assert_eq!(
+            simulate_packet(&ruleset, Hook::Forward, &later).decision(),
+            Decision::NotJudged
+        );
+    }
+
+    #[test]
+    fn audit_mode_counts_and_logs_every_denial_and_denies_nothing() {
+        let text = POLICY.replace("[guard]", "[guard]\nmode = \"audit\"");
+        let policy = parse("p.toml", &text).unwrap().policy;
+        let containers = running();
+        let ruleset = compile(&policy, &containers);
+        assert!(layout::is_audit(&ruleset));
+        assert_eq!(
+            rendered(&ruleset, "outbound-2"),
+            [
+                "counter comment \"partners\"",
+                "limit rate 5/second burst 10 packets log prefix \"dockfw audit partners would reject: \" counter comment \"partners\"",
+                &format!("ct label set {CT_LABEL_FROM_CONTAINER} counter accept comment \"partners\""),
+            ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "default-fate"),
+            [
+                "counter comment \"default\"",
+                "limit rate 5/second burst 10 packets log prefix \"dockfw audit default would drop: \" counter comment \"default\"",
+                "counter jump label comment \"default\"",
+                "counter accept comment \"default\"",
+            ]
+        );
+        let untracked = rendered(&ruleset, "untracked");
+        assert_eq!(
+            untracked.last().unwrap(),
+            "counter accept comment \"untracked (notrack): cannot be judged\""
+        );
+        // Status reads what each would have done.
+        let default = layout::direction_default(&ruleset, Direction::Between).unwrap();
+        assert_eq!((default.action, default.audit), (Some(Action::Drop), true));
+        let allow = &layout::direction_rules(&ruleset, Direction::Outbound)[0];
+        assert_eq!((allow.action, allow.audit), (Some(Action::Allow), false));
+        assert!(layout::untracked_drop(&ruleset).unwrap().audit);
+        // The packet goes on; the decision is the denial it would have been.
+        let denied = conn("172.18.0.4", "172.18.0.3", 8000);
+        let outcome = simulate_packet(
+            &ruleset,
+            Hook::Forward,
+            &Packet::from_container(&denied, Direction::Between),
+        );
+        assert_eq!(outcome.verdict, Verdict::Accept);
+        assert_eq!(outcome.decision(), Decision::Default { action: Action::Drop });
+        let explained = dockfw_core::explain_container(&policy, &containers, &denied, Direction::Between);
+        assert!(explained.audit);
+        assert!(
+            explained.to_string().starts_with("drop by default (no rule matched) (audit mode: only logged and counted; the connection goes on)"),
+            "{explained}"
+        );
+        // Per-source limits are logged, not enforced.
+        let limited = parse(
+            "p.toml",
+            "[guard]\ninterfaces = [\"eth0\"]\nmode = \"audit\"\n[[rule]]\nname = \"r\"\nlimit = { rate = \"5/second\" }\nmax_connections = 3\n",
+        )
+        .unwrap()
+        .policy;
+        let ruleset = compile(&limited, &[]);
+        for rule in &ruleset.chain("rule-1").unwrap().rules {
+            assert_ne!(rule.verdict, Some(Verdict::Drop), "{}", render_rule(rule));
+        }
+        assert!(
+            rendered(&ruleset, "rule-1")[1].ends_with("limit rate 5/second burst 10 packets log prefix \"dockfw audit r over its limit: \" counter comment \"r\""),
+            "{:#?}",
+            rendered(&ruleset, "rule-1")
+        );
+    }
+
+    #[test]
+    fn one_direction_judged_leaves_the_other_alone() {
+        let only_between = "[guard]\ninterfaces = [\"eth0\"]\n[[between]]\nto = { container = \"app\" }\naction = \"drop\"\n";
+        let ruleset = compile(&parse("p.toml", only_between).unwrap().policy, &running());
+        assert_eq!(
+            rendered(&ruleset, "from-containers"),
+            [
+                "oifname \"docker0\" counter goto between comment \"to a container\"",
+                "oifname \"br-*\" counter goto between comment \"to a container\"",
+            ]
+        );
+        assert!(ruleset.chain("outbound").is_none());
+        let only_outbound = "[guard]\ninterfaces = [\"eth0\"]\noutbound = \"reject\"\n";
+        let ruleset = compile(&parse("p.toml", only_outbound).unwrap().policy, &running());
+        assert_eq!(
+            rendered(&ruleset, "from-containers"),
+            [
+                "oifname \"docker0\" counter return comment \"to a container\"",
+                "oifname \"br-*\" counter return comment \"to a container\"",
+                "counter goto outbound comment \"to the outside\"",
+            ]
+        );
+        let policy = parse("p.toml", only_outbound).unwrap().policy;
+        let between = conn("172.18.0.2", "172.18.0.3", 80);
+        assert_eq!(
+            evaluate_ruleset_container(&ruleset, &between, Direction::Between),
+            Decision::NotJudged
+        );
+        assert_eq!(
+            evaluate_container(&policy, &running(), &between, Direction::Between),
+            Decision::NotJudged
+        );
+        let outside = conn("172.18.0.2", "198.51.100.1", 80);
+        assert_eq!(
+            evaluate_ruleset_container(&ruleset, &outside, Direction::Outbound),
+            Decision::Default {
+                action: Action::Reject
+            }
+        );
+        // A selector whose containers do not run matches nothing.
+        let gone =
+            "[guard]\ninterfaces = [\"eth0\"]\n[[outbound]]\ncontainer = \"gone\"\naction = \"drop\"\n";
+        let ruleset = compile(&parse("p.toml", gone).unwrap().policy, &running());
+        assert_eq!(
+            rendered(&ruleset, "outbound"),
+            ["counter goto outbound-default comment \"outbound default\""]
+        );
+        assert_eq!(
+            layout::direction_rules(&ruleset, Direction::Outbound).len(),
+            1,
+            "counted still"
+        );
+    }
+}
