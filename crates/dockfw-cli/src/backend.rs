@@ -38,6 +38,15 @@ pub trait Backend: fmt::Debug {
     fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>>;
     /// A subscription to nf_tables notifications, for `watch`.
     fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor>;
+    /// The value of a sysctl under `/proc/sys` (`net/bridge/…`) in the
+    /// namespace ([`dockfw_nft::read_sysctl`]). None by default: an
+    /// error, so nothing is said about it.
+    fn sysctl(&self, _netns: Option<&Path>, key: &str) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{key}: no sysctls here"),
+        ))
+    }
 }
 
 /// What the commands do with nf_tables: the methods of [`Nft`] they use,
@@ -131,6 +140,10 @@ impl Backend for Kernel {
             Some(path) => Monitor::in_netns(path)
                 .with_context(|| format!("cannot enter network namespace {}", path.display())),
         }
+    }
+
+    fn sysctl(&self, netns: Option<&Path>, key: &str) -> std::io::Result<String> {
+        dockfw_nft::read_sysctl(netns, key)
     }
 }
 

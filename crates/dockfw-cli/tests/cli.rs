@@ -41,7 +41,10 @@ fn stdout(command: &mut Command) -> String {
 #[test]
 fn check_accepts_the_example_and_rejects_errors_with_their_place() {
     let out = stdout(dockfw().args(["check", "--config", EXAMPLE]));
-    assert!(out.contains("ok: 4 rules, 2 sets, 0 warnings"), "{out}");
+    assert!(
+        out.contains("ok: 4 rules, 1 outbound rule, 1 between rule, 3 sets, 0 warnings"),
+        "{out}"
+    );
 
     let dir = std::env::temp_dir().join(format!("dockfw-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -405,11 +405,17 @@ fn selector_miss(
     if selected.iter().any(|c| c.addresses.contains(&address)) {
         return None;
     }
-    let names: Vec<&str> = selected.iter().map(|c| c.name.as_str()).collect();
+    let has: Vec<String> = selected
+        .iter()
+        .map(|c| {
+            let addresses: Vec<String> = c.addresses.iter().map(ToString::to_string).collect();
+            format!("{} has {}", c.name, addresses.join(", "))
+        })
+        .collect();
     Some(format!(
         "{what} {address} is not an address of {} ({})",
         selector.describe(),
-        names.join(", ")
+        has.join("; ")
     ))
 }
 

@@ -741,3 +741,86 @@ ports = [8000]
         );
     }
 }
+
+mod revoked {
+    use super::container;
+    use dockfw_core::revoke::{TrackedFromContainer, judge_from_container};
+    use dockfw_core::{Action, Decision, Direction, Proto, parse};
+
+    fn tracked(source: &str, destination: &str, port: u16) -> TrackedFromContainer {
+        TrackedFromContainer {
+            source: source.parse().unwrap(),
+            destination: destination.parse().unwrap(),
+            port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn containers_connections_the_new_policy_denies_are_cut() {
+        let policy = parse(
+            "p.toml",
+            r#"
+[guard]
+interfaces = ["eth0"]
+outbound = "drop"
+between = "reject"
+[[outbound]]
+name = "api"
+container = "web"
+to = "203.0.113.99"
+[[between]]
+name = "proxy to app"
+from = { container = "proxy" }
+to = { container = "app" }
+"#,
+        )
+        .unwrap()
+        .policy;
+        let running = [
+            container("web", &[], &["172.17.0.2"]),
+            container("proxy", &[], &["172.18.0.2"]),
+            container("app", &[], &["172.18.0.3"]),
+        ];
+        assert_eq!(
+            judge_from_container(&policy, &running, &tracked("172.17.0.2", "203.0.113.99", 443)),
+            None
+        );
+        let cut =
+            judge_from_container(&policy, &running, &tracked("172.18.0.2", "203.0.113.99", 443)).unwrap();
+        assert_eq!(cut.direction, Direction::Outbound);
+        assert_eq!(cut.decision, Decision::Default { action: Action::Drop });
+        assert_eq!(
+            judge_from_container(&policy, &running, &tracked("172.18.0.2", "172.18.0.3", 8000)),
+            None
+        );
+        let cut =
+            judge_from_container(&policy, &running, &tracked("172.17.0.2", "172.18.0.3", 8000)).unwrap();
+        assert_eq!(cut.direction, Direction::Between);
+        assert_eq!(
+            cut.decision,
+            Decision::Default {
+                action: Action::Reject
+            }
+        );
+        // Unknown dynamic set contents: never cut on a guess.
+        let feeds = parse(
+            "p.toml",
+            "[guard]\ninterfaces = [\"eth0\"]\noutbound = \"drop\"\n[sets]\nfeeds = { dynamic = true }\n[[outbound]]\nto = \"@feeds\"\n",
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(
+            judge_from_container(&feeds, &running, &tracked("172.18.0.2", "198.51.100.1", 443)),
+            None
+        );
+        // A direction the new policy does not judge keeps its connections.
+        let open = parse("p.toml", "[guard]\ninterfaces = [\"eth0\"]\n")
+            .unwrap()
+            .policy;
+        assert_eq!(
+            judge_from_container(&open, &running, &tracked("172.18.0.2", "203.0.113.99", 443)),
+            None
+        );
+    }
+}
