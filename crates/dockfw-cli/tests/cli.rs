@@ -9,11 +9,12 @@ use common::tempdir;
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The example policy for each common need, as the README lists them.
-const USE_CASES: [&str; 4] = [
+const USE_CASES: [&str; 5] = [
     "public-web-admin",
     "lan-per-interface",
     "database-never-exposed",
     "office-only-container",
+    "containers-outbound-between",
 ];
 
 fn dockfw() -> Command {

@@ -70,7 +70,11 @@ fn wait_up(ns: &TestNetns, dev: &str) {
         if out.contains("LOWER_UP") {
             return;
         }
-        assert!(Instant::now() < deadline, "{dev} in {} did not come up: {out}", ns.name());
+        assert!(
+            Instant::now() < deadline,
+            "{dev} in {} did not come up: {out}",
+            ns.name()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -116,7 +120,12 @@ fn probe(ns: &TestNetns, addr: &str, port: u16) -> Probe {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
             Probe::TimedOut
         }
         Err(e) => panic!("connecting to {target}: {e}"),
@@ -139,7 +148,15 @@ impl Host {
         let app = make("app", "172.30.0.4", "fd00:30::4");
         let intruder = make("intruder", "172.30.0.5", "fd00:30::5");
         let other = make("other", "172.31.0.2", "fd00:31::2");
-        let all = [&host, &outside, &web.ns, &proxy.ns, &app.ns, &intruder.ns, &other.ns];
+        let all = [
+            &host,
+            &outside,
+            &web.ns,
+            &proxy.ns,
+            &app.ns,
+            &intruder.ns,
+            &other.ns,
+        ];
         for ns in all {
             ip(ns, &["link", "set", "lo", "up"]);
             ns.exec("sysctl", ["-qw", "net.ipv6.conf.default.accept_dad=0"]);
@@ -171,15 +188,39 @@ impl Host {
         {
             let port = format!("veth{i}");
             let status = std::process::Command::new("ip")
-                .args(["link", "add", &port, "netns", host.name(), "type", "veth", "peer", "name", "eth0"])
+                .args([
+                    "link",
+                    "add",
+                    &port,
+                    "netns",
+                    host.name(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                ])
                 .args(["netns", container.ns.name()])
                 .status()
                 .unwrap();
             assert!(status.success());
             ip(&host, &["link", "set", &port, "master", bridge, "up"]);
             let ns = &container.ns;
-            ip(ns, &["addr", "add", &format!("{}/24", container.v4), "dev", "eth0"]);
-            ip(ns, &["addr", "add", &format!("{}/64", container.v6), "dev", "eth0", "nodad"]);
+            ip(
+                ns,
+                &["addr", "add", &format!("{}/24", container.v4), "dev", "eth0"],
+            );
+            ip(
+                ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/64", container.v6),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ],
+            );
             ip(ns, &["link", "set", "eth0", "up"]);
             ip(ns, &["route", "add", "default", "via", gw4]);
             ip(ns, &["-6", "route", "add", "default", "via", gw6]);
@@ -187,7 +228,18 @@ impl Host {
             wait_up(&host, &port);
         }
         let status = std::process::Command::new("ip")
-            .args(["link", "add", "ext0", "netns", host.name(), "type", "veth", "peer", "name", "eth0"])
+            .args([
+                "link",
+                "add",
+                "ext0",
+                "netns",
+                host.name(),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+            ])
             .args(["netns", outside.name()])
             .status()
             .unwrap();
@@ -306,20 +358,55 @@ fn a_container_reaches_its_api_and_only_the_proxy_reaches_the_app() {
     assert_eq!(err, "", "br_netfilter is on: no warning");
     for (family, (api, elsewhere)) in [(4, (API.0, ELSEWHERE.0)), (6, (API.1, ELSEWHERE.1))] {
         let app = if family == 4 { lab.app.v4 } else { lab.app.v6 };
-        assert_eq!(probe(&lab.web.ns, api, 443), Probe::Served, "IPv{family}: web to the API");
-        assert_eq!(probe(&lab.web.ns, elsewhere, 443), Probe::TimedOut, "IPv{family}: web elsewhere");
-        assert_eq!(probe(&lab.intruder.ns, api, 443), Probe::TimedOut, "IPv{family}: intruder out");
-        assert_eq!(probe(&lab.proxy.ns, app, 8000), Probe::Served, "IPv{family}: proxy to app");
-        assert_eq!(probe(&lab.intruder.ns, app, 8000), Probe::TimedOut, "IPv{family}: same bridge");
-        assert_eq!(probe(&lab.other.ns, app, 8000), Probe::TimedOut, "IPv{family}: across bridges");
-        assert_eq!(probe(&lab.web.ns, app, 8000), Probe::TimedOut, "IPv{family}: web to app");
+        assert_eq!(
+            probe(&lab.web.ns, api, 443),
+            Probe::Served,
+            "IPv{family}: web to the API"
+        );
+        assert_eq!(
+            probe(&lab.web.ns, elsewhere, 443),
+            Probe::TimedOut,
+            "IPv{family}: web elsewhere"
+        );
+        assert_eq!(
+            probe(&lab.intruder.ns, api, 443),
+            Probe::TimedOut,
+            "IPv{family}: intruder out"
+        );
+        assert_eq!(
+            probe(&lab.proxy.ns, app, 8000),
+            Probe::Served,
+            "IPv{family}: proxy to app"
+        );
+        assert_eq!(
+            probe(&lab.intruder.ns, app, 8000),
+            Probe::TimedOut,
+            "IPv{family}: same bridge"
+        );
+        assert_eq!(
+            probe(&lab.other.ns, app, 8000),
+            Probe::TimedOut,
+            "IPv{family}: across bridges"
+        );
+        assert_eq!(
+            probe(&lab.web.ns, app, 8000),
+            Probe::TimedOut,
+            "IPv{family}: web to app"
+        );
     }
     // Each allowed connection was judged once, when new (its later packets
     // and the replies never were); the denied ones at least once each.
     let status = lab.status();
     assert_eq!(packets(&status["outbound"], "web calls the API"), 2, "{status:#}");
-    assert_eq!(packets(&status["between"], "only the proxy reaches the app"), 2, "{status:#}");
-    assert!(packets(&status["outbound"], "outbound default") >= 4, "{status:#}");
+    assert_eq!(
+        packets(&status["between"], "only the proxy reaches the app"),
+        2,
+        "{status:#}"
+    );
+    assert!(
+        packets(&status["outbound"], "outbound default") >= 4,
+        "{status:#}"
+    );
     assert!(packets(&status["between"], "between default") >= 6, "{status:#}");
     assert_eq!(status["matches_policy"], true);
     // Inbound is as it was: the outside reaches the host (default accept).
@@ -367,11 +454,21 @@ fn audit_mode_drops_nothing_and_counts_what_it_would_have() {
     assert_eq!(packets(&status["between"], "between default"), 4, "{status:#}");
     assert_eq!(packets(&status["between"], "only the proxy reaches the app"), 2);
     let default = &status["between"].as_array().unwrap()[1];
-    assert_eq!((default["action"].as_str(), default["audit"].as_bool()), (Some("drop"), Some(true)));
+    assert_eq!(
+        (default["action"].as_str(), default["audit"].as_bool()),
+        (Some("drop"), Some(true))
+    );
     let (text, _) = lab.dockfw(&["status"], 0);
     assert!(text.contains("mode: audit:"), "{text}");
-    let row = text.lines().find(|l| l.contains("between default")).unwrap_or_default();
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>()[..5], ["between", "default", "would", "drop", "4"], "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("between default"))
+        .unwrap_or_default();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>()[..5],
+        ["between", "default", "would", "drop", "4"],
+        "{text}"
+    );
 
     // Enforced, the same connections are dropped.
     lab.apply(POLICY);
@@ -401,7 +498,9 @@ fn alive(stream: &mut TcpStream) -> bool {
 #[ignore = "needs root"]
 fn revoke_cuts_containers_connections_the_new_policy_denies() {
     let lab = Host::new("directions-revoke");
-    let open = POLICY.replace("outbound = \"drop\"", "outbound = \"accept\"").replace("between = \"drop\"", "between = \"accept\"");
+    let open = POLICY
+        .replace("outbound = \"drop\"", "outbound = \"accept\"")
+        .replace("between = \"drop\"", "between = \"accept\"");
     lab.apply(&open);
     let mut intruder_to_app = hold(&lab.intruder.ns, lab.app.v6, 8000);
     let mut proxy_to_app = hold(&lab.proxy.ns, lab.app.v4, 8000);
@@ -411,16 +510,27 @@ fn revoke_cuts_containers_connections_the_new_policy_denies() {
     // Audit mode reports what it would cut, and cuts nothing.
     let (out, _) = lab.apply(&POLICY.replace("[guard]", "[guard]\nmode = \"audit\""));
     assert!(
-        out.contains("would have revoked 2 connections the policy no longer admits, but kept them (audit mode)"),
+        out.contains(
+            "would have revoked 2 connections the policy no longer admits, but kept them (audit mode)"
+        ),
         "{out}"
     );
     assert!(alive(&mut intruder_to_app) && alive(&mut intruder_out));
 
     std::fs::write(lab.dir.join("policy.toml"), POLICY).unwrap();
     let (out, _) = lab.dockfw(&["apply", "-v"], 0);
-    assert!(out.contains("revoked 2 connections the policy no longer admits"), "{out}");
-    assert!(out.contains("(between, from a container): drop by default"), "{out}");
-    assert!(out.contains("(outbound, from a container): drop by default"), "{out}");
+    assert!(
+        out.contains("revoked 2 connections the policy no longer admits"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(between, from a container): drop by default"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(outbound, from a container): drop by default"),
+        "{out}"
+    );
     // Denied connections are cut from their next packet on; admitted ones go on.
     assert!(!alive(&mut intruder_to_app), "intruder to app is cut");
     assert!(!alive(&mut intruder_out), "intruder's outbound connection is cut");
@@ -442,7 +552,11 @@ fn without_bridge_netfilter_apply_and_status_warn() {
     let (_, err) = lab.dockfw(&["status"], 0);
     assert!(err.contains("bridge-nf-call-iptables is 0"), "{err}");
     let status = lab.status();
-    assert_eq!(status["bridge_netfilter"].as_array().unwrap().len(), 1, "{status:#}");
+    assert_eq!(
+        status["bridge_netfilter"].as_array().unwrap().len(),
+        1,
+        "{status:#}"
+    );
     // What the warning says: same-bridge IPv4 escapes the rules, routed not.
     assert_eq!(probe(&lab.intruder.ns, lab.app.v4, 8000), Probe::Served);
     assert_eq!(probe(&lab.intruder.ns, lab.app.v6, 8000), Probe::TimedOut);

@@ -36,6 +36,42 @@
 //! chain default-fate  the default fate: counter, [log], verdict (likewise)
 //! ```
 //!
+//! Containers' own new connections, only when the policy judges them
+//! ([`Policy::judges`](crate::policy::Policy::judges): `[[outbound]]`/`[[between]]` rules, or their
+//! default not accept); otherwise none of this is in the table:
+//!
+//! ```text
+//! chain forward   (after the rules above)
+//!     iifname "docker0" ct state new goto from-containers    (and "br-*")
+//! chain from-containers   where does it go?
+//!     oifname "docker0" goto between     (and "br-*"; `return` when between is not judged)
+//!     goto outbound                      (left out when outbound is not judged)
+//! chain outbound  the [[outbound]] rules, in order, on the packet's own
+//!                 addresses and port (ip saddr, ip daddr, th dport)
+//!     <matches> goto outbound-N
+//!     goto outbound-default
+//! chain between   likewise: between-N, between-default
+//! chain outbound-N / between-N / outbound-default / between-default
+//!                 counter, [log], verdict; an allow is one rule,
+//!                 `ct label set 95 accept` (see below)
+//! ```
+//!
+//! A container's new connection leaves its bridge on the forward hook:
+//! onto a Docker bridge (the same one, which netfilter sees only with
+//! `br_netfilter` and `bridge-nf-call-iptables`, or another) is between
+//! containers, anything else outbound. No NAT has happened to it yet but
+//! Docker's DNAT of a published port a container dials (then the
+//! destination is the container reached, at its container port), so the
+//! rules match the packet's own addresses and port. Allowed ones are
+//! labelled with [`CT_LABEL_FROM_CONTAINER`] (bit 95, below the interface
+//! bits), which revoke looks for.
+//!
+//! Audit mode (`[guard] mode = "audit"`): a decision chain that would drop
+//! or reject counts (its first rule), logs with the prefix `dockfw audit NAME would drop: ` and
+//! then admits (labels and accepts) like an allow; per-source limits log
+//! instead of dropping; the untracked chain logs and accepts.
+//! [`audited_action`] reads back what a chain would have done.
+//!
 //! The judged path is kept short: a new connection published by Docker
 //! passes `forward` (one rule per guarded interface for unlabelled
 //! established packets, which a new one fails at its first expression, then
@@ -223,7 +259,7 @@ pub(crate) fn audit_limit_prefix(comment: &str) -> String {
 }
 
 /// The denial an audited decision chain only logs: its log statement's
-/// [`audit_log_prefix`] tells. `None` when it enforces what it decides.
+/// prefix (`dockfw audit NAME would drop: `) tells. `None` when it enforces what it decides.
 pub fn audited_action(chain: &Chain) -> Option<Action> {
     chain
         .rules
