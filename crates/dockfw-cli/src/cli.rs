@@ -253,9 +253,11 @@ pub struct ExplainArgs {
     pub to: Option<IpAddr>,
     /// The way in: DNAT by Docker to a container (published), Docker's userland
     /// proxy on the host (proxied, e.g. IPv6 clients of an IPv4-only Docker), or
-    /// routed to a container's address without NAT (routed).
-    #[arg(long, value_enum, default_value_t = ViaArg::Published)]
-    pub via: ViaArg,
+    /// routed to a container's address without NAT (routed) [default: published].
+    /// With --from-container, `proxied` is a container dialling a port the host
+    /// publishes (--to the host's address), which docker-proxy answers.
+    #[arg(long, value_enum)]
+    pub via: Option<ViaArg>,
 }
 
 /// The way a connection reaches a container (see `dockfw_core::Via`).

@@ -996,7 +996,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         port: range.ports.first,
         proto: range.proto,
     };
-    let path = dockfw_core::Via::from(args.via);
+    let path = dockfw_core::Via::from(args.via.unwrap_or(crate::cli::ViaArg::Published));
     let explanation = dockfw_core::explain_via(&parsed.policy, &docker.containers, &connection, path);
     // A rule with `to`, or a container rule (which tells host from container
     // addresses), that missed might have matched had we known the address dialled.
@@ -1195,6 +1195,17 @@ fn explain_container(
     if args.interface.is_some() {
         bail!("--in is for connections from outside: a container's connection comes from its Docker bridge");
     }
+    let proxied = match args.via {
+        None => false,
+        Some(crate::cli::ViaArg::Proxied) if args.to_container.is_none() && args.to.is_some() => true,
+        Some(crate::cli::ViaArg::Proxied) => bail!(
+            "--via proxied is a container dialling a port the host publishes: give the host's address with --to"
+        ),
+        Some(_) => bail!(
+            "a container's own connection is outbound, between containers (--to-container), or through \
+             docker-proxy to a port the host publishes (--via proxied)"
+        ),
+    };
     let from = args
         .from_container
         .as_deref()
@@ -1235,9 +1246,11 @@ fn explain_container(
         destination,
         port: range.ports.first,
         proto: range.proto,
+        proxied,
     };
     // Onto a Docker bridge when it goes to a running container.
-    let direction = if to.is_some()
+    let direction = if proxied
+        || to.is_some()
         || docker
             .containers
             .iter()
@@ -1273,6 +1286,7 @@ fn explain_container(
         Some(container) => format!("{} ({address})", container.name),
         None => address.to_string(),
     };
+    let path = if proxied { " through docker-proxy" } else { "" };
     let decision = &explanation.decision;
     let why = explanation
         .not_judged
@@ -1285,7 +1299,7 @@ fn explain_container(
     };
     outln!(
         session,
-        "{} → {} port {}/{}, {direction}: {}{why}{audit}",
+        "{} → {} port {}/{}, {direction}{path}: {}{why}{audit}",
         end(from, source),
         end(to, destination),
         connection.port,

@@ -10,7 +10,7 @@
 //! deleted: what would be is reported.
 
 use crate::session::Session;
-use dockfw_core::layout::{CT_LABEL_BITS, CT_LABEL_FROM_CONTAINER};
+use dockfw_core::layout::{CT_LABEL_BITS, CT_LABEL_FROM_CONTAINER, CT_LABEL_FROM_CONTAINER_PROXIED};
 use dockfw_core::revoke::{Tracked, TrackedFromContainer, judge, judge_from_container};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::{Container, Decision, Direction, Policy, Proto};
@@ -83,13 +83,12 @@ fn tracked_from_container(entry: &CtEntry) -> Option<TrackedFromContainer> {
         17 => Proto::Udp,
         _ => return None,
     };
-    if !entry
-        .labels
-        .as_ref()?
-        .contains(usize::from(CT_LABEL_FROM_CONTAINER))
-    {
+    let labels = entry.labels.as_ref()?;
+    if !labels.contains(usize::from(CT_LABEL_FROM_CONTAINER)) {
         return None;
     }
+    // To a port the host publishes, answered by docker-proxy.
+    let proxied = labels.contains(usize::from(CT_LABEL_FROM_CONTAINER_PROXIED));
     // Docker NATed it (a published port dialled from a container): what
     // the rules judged is where it went, the reply's source.
     let (destination, port) = if entry.status.contains(Status::DstNat) {
@@ -102,6 +101,7 @@ fn tracked_from_container(entry: &CtEntry) -> Option<TrackedFromContainer> {
         destination,
         port,
         proto,
+        proxied,
     })
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use assert_cmd::Command;
-use common::fake_docker::{FakeDocker, container_json};
+use common::fake_docker::{FakeDocker, container_json, publishing_json};
 use common::tempdir;
 
 const POLICY: &str = r#"
@@ -37,13 +37,13 @@ to = { container = "app" }
 ports = [8000]
 "#;
 
-/// The stand-in's containers: web (IPv4 and IPv6), proxy, app and other on
-/// one network.
+/// The stand-in's containers: web (IPv4 and IPv6), proxy, app (publishing
+/// its port 8000 as 8082) and other on one network.
 fn containers() -> Vec<String> {
     vec![
         container_json("web", &[], &["172.17.0.2", "fd00:d0c::2"]),
         container_json("proxy", &[("tier", "proxy")], &["172.18.0.2", "fd00:18::2"]),
-        container_json("app", &[], &["172.18.0.3", "fd00:18::3"]),
+        publishing_json("app", &[], &["172.18.0.3", "fd00:18::3"], &[(8082, 8000)]),
         container_json("other", &[], &["172.18.0.4"]),
     ]
 }
@@ -88,7 +88,7 @@ fn explain(setup: &Setup, args: &[&str]) -> String {
 #[test]
 fn explain_says_which_rule_decides_a_containers_connection() {
     let s = setup("directions-explain", POLICY);
-    let cases: [&[&str]; 7] = [
+    let cases: [&[&str]; 9] = [
         &["--from-container", "web", "--to", "203.0.113.99", "--port", "443"],
         &[
             "--from-container",
@@ -123,6 +123,26 @@ fn explain_says_which_rule_decides_a_containers_connection() {
             "app",
             "--port",
             "8000/udp",
+        ],
+        &[
+            "--from-container",
+            "proxy",
+            "--to",
+            "172.18.0.1",
+            "--port",
+            "8082",
+            "--via",
+            "proxied",
+        ],
+        &[
+            "--from-container",
+            "other",
+            "--to",
+            "203.0.113.1",
+            "--port",
+            "8082",
+            "--via",
+            "proxied",
         ],
     ];
     let mut all = String::new();
@@ -212,6 +232,22 @@ fn explain_refuses_what_it_cannot_tell() {
         2,
     );
     assert!(err.contains("--in is for connections from outside"), "{err}");
+    let (_, err) = dockfw(
+        &s,
+        &[
+            "explain",
+            "--from-container",
+            "web",
+            "--to",
+            "1.2.3.4",
+            "--via",
+            "routed",
+            "--port",
+            "443",
+        ],
+        2,
+    );
+    assert!(err.contains("--via proxied"), "{err}");
     let (_, err) = dockfw(
         &s,
         &[

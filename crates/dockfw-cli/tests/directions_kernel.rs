@@ -3,15 +3,18 @@
 //! namespace with two Linux bridges, `br-test` (web, proxy, app and an
 //! intruder on it) and `docker0` (other), each container a namespace of
 //! its own joined by a veth pair, and an `outside` namespace beyond the
-//! host's `ext0` with two servers, the API and another. Docker is a
-//! stand-in listing those containers with their addresses; dockfw runs as
-//! the binary, with `--netns`. The host's own ruleset is never touched.
+//! host's `ext0` with two servers, the API and another. The app publishes
+//! its port 8000 as the host's 8082, which a stand-in for docker-proxy on
+//! the host answers (Docker's default: a container dialling a published
+//! port reaches the host, not NATed). Docker is a stand-in listing those
+//! containers with their addresses and ports; dockfw runs as the binary,
+//! with `--netns`. The host's own ruleset is never touched.
 //! Needs root: `#[ignore]`d, run by `cargo xtask test` as root.
 
 mod common;
 
 use assert_cmd::Command;
-use common::fake_docker::{FakeDocker, container_json};
+use common::fake_docker::{FakeDocker, publishing_json};
 use common::tempdir;
 use dockfw_nft::testing::TestNetns;
 use std::io::{Read, Write};
@@ -106,6 +109,42 @@ fn serve(ns: &TestNetns, addresses: &[&str], port: u16) {
     }
 }
 
+/// What docker-proxy does for a published port: listens on the host's
+/// `port` (every address of both families) and relays each connection to
+/// `to` (the IPv4 or IPv6 address by the client's family) at `to_port`,
+/// from the host (threads started in its namespace stay there).
+fn docker_proxy(host: &TestNetns, port: u16, to: (&str, &str), to_port: u16) {
+    let targets = [to.0, to.1].map(|a| SocketAddr::new(a.parse().unwrap(), to_port));
+    host.run(|| {
+        for (any, target) in ["0.0.0.0", "::"].into_iter().zip(targets) {
+            let listener = TcpListener::bind(SocketAddr::new(any.parse().unwrap(), port)).unwrap();
+            std::thread::spawn(move || {
+                for client in listener.incoming().flatten() {
+                    std::thread::spawn(move || {
+                        if let Ok(upstream) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+                            relay(client, upstream);
+                        }
+                    });
+                }
+            });
+        }
+    })
+    .unwrap();
+}
+
+/// Copies both ways between two connections until either closes.
+fn relay(a: TcpStream, b: TcpStream) {
+    let (mut a_read, mut b_write) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+    let forth = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a_read, &mut b_write);
+        let _ = b_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut b_read, mut a_write) = (b, a);
+    let _ = std::io::copy(&mut b_read, &mut a_write);
+    let _ = a_write.shutdown(std::net::Shutdown::Write);
+    let _ = forth.join();
+}
+
 /// Connects from `ns` to `addr:port`, sends a request, reads the answer.
 fn probe(ns: &TestNetns, addr: &str, port: u16) -> Probe {
     let target = SocketAddr::new(addr.parse().unwrap(), port);
@@ -163,6 +202,8 @@ impl Host {
             ns.exec("sysctl", ["-qw", "net.ipv6.conf.all.accept_dad=0"]);
         }
         host.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+        // docker-proxy's IPv6 listener takes IPv6 only, beside its IPv4 one.
+        host.exec("sysctl", ["-qw", "net.ipv6.bindv6only=1"]);
         host.exec("sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
         // What Docker sets: bridged packets pass netfilter.
         host.exec("sysctl", ["-qw", "net.bridge.bridge-nf-call-iptables=1"]);
@@ -254,6 +295,16 @@ impl Host {
             ip(&outside, &["addr", "add", addr, "dev", "eth0", "nodad"]);
         }
         ip(&outside, &["link", "set", "eth0", "up"]);
+        // Docker's part: containers' connections out are masqueraded.
+        host.exec(
+            "nft",
+            [
+                "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; \
+                 add rule ip nat post oifname \"ext0\" ip saddr 172.30.0.0/15 masquerade; \
+                 add table ip6 nat; add chain ip6 nat post { type nat hook postrouting priority 100; }; \
+                 add rule ip6 nat post oifname \"ext0\" ip6 saddr fd00:30::/63 masquerade",
+            ],
+        );
         ip(&outside, &["route", "add", "default", "via", "10.9.0.1"]);
         ip(&outside, &["-6", "route", "add", "default", "via", "fd00:9::1"]);
         wait_up(&host, "ext0");
@@ -261,11 +312,15 @@ impl Host {
 
         serve(&outside, &[API.0, API.1, ELSEWHERE.0, ELSEWHERE.1], 443);
         serve(&app.ns, &[app.v4, app.v6], 8000);
+        docker_proxy(&host, 8082, (app.v4, app.v6), 8000);
 
         let dir = tempdir(name);
         let listed: Vec<String> = [&web, &proxy, &app, &intruder, &other]
             .iter()
-            .map(|b| container_json(b.name, &[("com.example.stack", "shop")], &[b.v4, b.v6]))
+            .map(|b| {
+                let published: &[(u16, u16)] = if b.name == "app" { &[(8082, 8000)] } else { &[] };
+                publishing_json(b.name, &[("com.example.stack", "shop")], &[b.v4, b.v6], published)
+            })
             .collect();
         let docker = FakeDocker::with_containers(&dir.join("docker.sock"), &listed);
         Self {
@@ -393,21 +448,66 @@ fn a_container_reaches_its_api_and_only_the_proxy_reaches_the_app() {
             Probe::TimedOut,
             "IPv{family}: web to app"
         );
+        // Through docker-proxy: the host's published port, the app behind it.
+        let gateway = if family == 4 { "172.30.0.1" } else { "fd00:30::1" };
+        assert_eq!(
+            probe(&lab.proxy.ns, gateway, 8082),
+            Probe::Served,
+            "IPv{family}: proxy, proxied"
+        );
+        assert_eq!(
+            probe(&lab.intruder.ns, gateway, 8082),
+            Probe::TimedOut,
+            "IPv{family}: intruder, proxied"
+        );
+        let host = if family == 4 { "10.9.0.1" } else { "fd00:9::1" };
+        assert_eq!(
+            probe(&lab.other.ns, host, 8082),
+            Probe::TimedOut,
+            "IPv{family}: other, proxied"
+        );
+        assert_eq!(
+            probe(&lab.outside, host, 8082),
+            Probe::Served,
+            "IPv{family}: from outside, inbound"
+        );
     }
+    let (out, _) = lab.dockfw(
+        &[
+            "explain",
+            "--from-container",
+            "intruder",
+            "--to",
+            "172.30.0.1",
+            "--port",
+            "8082",
+            "--via",
+            "proxied",
+        ],
+        0,
+    );
+    assert!(
+        out.starts_with(
+            "intruder (172.30.0.5) → 172.30.0.1 port 8082/tcp, between through docker-proxy: drop by default"
+        ),
+        "{out}"
+    );
     // Each allowed connection was judged once, when new (its later packets
     // and the replies never were); the denied ones at least once each.
     let status = lab.status();
     assert_eq!(packets(&status["outbound"], "web calls the API"), 2, "{status:#}");
+    // Between: the proxy's two connections to the app itself, and two
+    // through docker-proxy.
     assert_eq!(
         packets(&status["between"], "only the proxy reaches the app"),
-        2,
+        4,
         "{status:#}"
     );
     assert!(
         packets(&status["outbound"], "outbound default") >= 4,
         "{status:#}"
     );
-    assert!(packets(&status["between"], "between default") >= 6, "{status:#}");
+    assert!(packets(&status["between"], "between default") >= 10, "{status:#}");
     assert_eq!(status["matches_policy"], true);
     // Inbound is as it was: the outside reaches the host (default accept).
     let (text, _) = lab.dockfw(&["status"], 0);

@@ -7,11 +7,11 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL,
-    CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER, DEFAULT_COMMENT,
-    DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT, PROXY_COMMENT, UNJUDGED_COMMENT, UNTRACKED_COMMENT,
-    audit_limit_prefix, audit_log_prefix, decision_chain, default_chain, default_comment, direction_chain,
-    interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
+    CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS, CHAIN_GUARDED, CHAIN_INPUT,
+    CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
+    CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT, PROXY_COMMENT,
+    UNJUDGED_COMMENT, UNTRACKED_COMMENT, audit_limit_prefix, audit_log_prefix, decision_chain, default_chain,
+    default_comment, direction_chain, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
 use crate::policy::{
     Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PortSet, PublishedPort,
@@ -70,7 +70,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
 
     let audit = guard.audit();
     let mut forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
-    let input = base_rules(&guard.interfaces, CHAIN_PROXY);
+    let mut input = base_rules(&guard.interfaces, CHAIN_PROXY);
 
     // Published by Docker first: most new connections take that path, and an
     // untracked packet never matches it (it has no conntrack entry, so no
@@ -150,7 +150,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
                 hook: Hook::Input,
                 priority: guard.priority,
             }),
-            rules: input,
+            rules: input.clone(),
         },
         Chain {
             name: CHAIN_GUARDED.into(),
@@ -205,8 +205,26 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             hook: None,
             rules: from_containers_rules(&judged),
         });
-        for direction in judged {
+        for &direction in &judged {
             chains.extend(compiler.container_chains(policy, direction, containers));
+        }
+        // A container dialling a port the host publishes reaches
+        // docker-proxy on the host when Docker does not NAT it (its
+        // default): judged as between the containers, on the input hook.
+        if judged.contains(&Direction::Between) {
+            input.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+                rule(
+                    FROM_CONTAINERS_COMMENT,
+                    vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                    Verdict::Goto(CHAIN_BETWEEN_PROXIED.into()),
+                )
+            }));
+            chains[1].rules = input;
+            chains.push(Chain {
+                name: CHAIN_BETWEEN_PROXIED.into(),
+                hook: None,
+                rules: compiler.between_proxied_rules(policy, containers),
+            });
         }
     }
     Ruleset {
@@ -863,6 +881,126 @@ impl Compiler {
             ),
         });
         chains
+    }
+
+    /// The `between-proxied` chain: each between rule's alternatives for a
+    /// container dialling a port the host publishes (docker-proxy), then
+    /// every published port for the default. Each marks the connection
+    /// ([`CT_LABEL_FROM_CONTAINER_PROXIED`]) before its decision, so revoke
+    /// knows the path (a denied new connection's entry dies with its packet).
+    fn between_proxied_rules(&mut self, policy: &Policy, containers: &[Container]) -> Vec<Rule> {
+        let mark = |comment: &str, matches: Vec<Match>, chain: String| Rule {
+            comment: comment.into(),
+            matches,
+            statements: vec![Statement::CtLabelSet(CT_LABEL_FROM_CONTAINER_PROXIED)],
+            verdict: Some(Verdict::Goto(chain)),
+        };
+        let mut rules = Vec::new();
+        for (index, between) in policy.between.iter().enumerate() {
+            let chain = decision_chain(Direction::Between, index);
+            let source = match &between.from {
+                None => None,
+                Some(selector) => {
+                    let addrs = selector.addresses(containers);
+                    if addrs.is_empty() {
+                        continue;
+                    }
+                    Some(addrs)
+                }
+            };
+            let to = match &between.to {
+                Some(Destination::Containers(selector)) => Some(selector),
+                _ => None,
+            };
+            let published = containers
+                .iter()
+                .filter(|k| to.is_none_or(|selector| selector.selects(k)))
+                .flat_map(|k| k.published.iter())
+                .filter(|p| {
+                    between
+                        .ports
+                        .as_ref()
+                        .is_none_or(|ports| ports.contains(p.proto, p.container_port))
+                });
+            let alternatives = self.published_alternatives(&chain, source.as_ref(), published);
+            rules.extend(
+                alternatives
+                    .into_iter()
+                    .map(|matches| mark(&between.name, matches, chain.clone())),
+            );
+        }
+        let default = default_chain(Direction::Between);
+        let everything = containers.iter().flat_map(|k| k.published.iter());
+        let alternatives = self.published_alternatives(&default, None, everything);
+        let comment = default_comment(Direction::Between);
+        rules.extend(
+            alternatives
+                .into_iter()
+                .map(|matches| mark(&comment, matches, default.clone())),
+        );
+        rules
+    }
+
+    /// Matches for a connection from `source` (any: `None`) to one of
+    /// `published`'s host ports at an address it is bound to, on the
+    /// packet itself (docker-proxy's connections are not NATed): one
+    /// alternative per binding, family and protocol. Sets are named from
+    /// `base` (`base-from-v4`, `base-host-K-v4`, `base-host-K-tcp`).
+    fn published_alternatives<'p>(
+        &mut self,
+        base: &str,
+        source: Option<&AddrSet>,
+        published: impl Iterator<Item = &'p PublishedPort>,
+    ) -> Vec<Vec<Match>> {
+        let mut bindings: BTreeMap<Binding, Vec<(Proto, u16)>> = BTreeMap::new();
+        for p in published {
+            if let Some(binding) = Binding::of(p.host_addr) {
+                bindings.entry(binding).or_default().push((p.proto, p.host_port));
+            }
+        }
+        let mut out = Vec::new();
+        for (group, (binding, ports)) in bindings.into_iter().enumerate() {
+            let ports = PortSet::from_ports(ports);
+            let host = format!("{base}-host-{}", group + 1);
+            let has = |family: Family| source.is_none_or(|s| s.has_family(family));
+            let families: Vec<Option<Family>> = match binding {
+                Binding::Any if source.is_none() => vec![None],
+                Binding::Any => [Family::Ipv4, Family::Ipv6]
+                    .into_iter()
+                    .filter(|&f| has(f))
+                    .map(Some)
+                    .collect(),
+                Binding::AnyOf(family) => has(family).then_some(Some(family)).into_iter().collect(),
+                Binding::Addr(addr) => {
+                    let family = Family::of(addr);
+                    has(family).then_some(Some(family)).into_iter().collect()
+                }
+            };
+            for family in families {
+                let mut matches = Vec::new();
+                if let Some(family) = family {
+                    matches.push(Match::NfProto(family));
+                    if let Some(source) = source {
+                        let set = self.addr_set(&format!("{base}-from"), family, source);
+                        matches.push(Match::SourceIn { family, set });
+                    }
+                    if let Binding::Addr(addr) = binding {
+                        let set = self.addr_set(&host, family, &AddrSet::from_addrs([addr]));
+                        matches.push(Match::DestAddrIn { family, set });
+                    }
+                }
+                for proto in [Proto::Tcp, Proto::Udp] {
+                    if ports.of(proto).is_empty() {
+                        continue;
+                    }
+                    let mut alternative = matches.clone();
+                    alternative.push(Match::L4Proto(proto));
+                    alternative.push(Match::DestPort(self.port_match(&host, proto, ports.of(proto))));
+                    out.push(alternative);
+                }
+            }
+        }
+        out
     }
 
     /// The match lists of an outbound or between rule's alternatives:

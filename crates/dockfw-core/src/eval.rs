@@ -287,19 +287,45 @@ pub fn explain_via(
 }
 
 /// A new connection a container opens: to the outside (outbound) or to
-/// another container (between), as the forward hook sees it.
+/// another container (between).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerConnection {
     /// The container's address (the source).
     pub source: IpAddr,
     /// Where it goes: an outside address, or (between) the other
     /// container's address (after Docker's DNAT, when it dialled a port
-    /// the host publishes).
+    /// the host publishes); with `proxied`, the host address it dialled.
     pub destination: IpAddr,
-    /// The destination port (between: the container port).
+    /// The destination port (between: the container port; with `proxied`,
+    /// the published host port it dialled).
     pub port: u16,
     /// Transport protocol.
     pub proto: Proto,
+    /// Between containers through `docker-proxy`: the container dialled a
+    /// port the host publishes and Docker does not NAT it (its default,
+    /// the userland proxy), so it reaches the host (input hook) and
+    /// docker-proxy connects to the publishing container. Judged only
+    /// when a running container publishes that port on that address.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub proxied: bool,
+}
+
+impl ContainerConnection {
+    /// The published ports docker-proxy connects this (proxied) connection
+    /// to, with their containers: those publishing its protocol and host
+    /// port on an address (or every address) it dialled.
+    pub fn proxied_to<'c>(&self, containers: &'c [Container]) -> Vec<(&'c Container, &'c PublishedPort)> {
+        let family = Family::of(self.source);
+        containers
+            .iter()
+            .flat_map(|c| c.published.iter().map(move |p| (c, p)))
+            .filter(|(_, p)| {
+                p.proto == self.proto
+                    && p.host_port == self.port
+                    && Binding::of(p.host_addr).is_some_and(|b| b.admits(family, Some(self.destination)))
+            })
+            .collect()
+    }
 }
 
 /// Which rule decides a container's new connection going `direction`
@@ -341,6 +367,7 @@ pub fn evaluate_container(
 ///     destination: addr.parse().unwrap(),
 ///     port: 443,
 ///     proto: Proto::Tcp,
+///     proxied: false,
 /// };
 /// let explained = dockfw_core::explain_container(&policy, &[web.clone()], &to("203.0.113.99"), Direction::Outbound);
 /// assert_eq!(explained.decision, Decision::Rule { name: "web calls the API".into(), action: Action::Allow });
@@ -365,10 +392,30 @@ pub fn explain_container(
             name = direction.name()
         ));
     }
+    if connection.proxied {
+        if direction != Direction::Between {
+            return Explanation::not_judged(
+                "through docker-proxy a container reaches another container: only between rules judge it"
+                    .into(),
+            );
+        }
+        if connection.proxied_to(containers).is_empty() {
+            return Explanation::not_judged(format!(
+                "no running container publishes port {}/{} on that address: it is for the host itself",
+                connection.port,
+                connection.proto.name()
+            ));
+        }
+    }
     let mut misses = Vec::new();
     let mut unknown_sets = Vec::new();
     for rule in policy.container_rules(direction) {
-        match container_miss(policy, rule, containers, connection, &mut unknown_sets) {
+        let miss = if connection.proxied {
+            proxied_miss(rule, containers, connection)
+        } else {
+            container_miss(policy, rule, containers, connection, &mut unknown_sets)
+        };
+        match miss {
             Some(reason) => misses.push(Miss {
                 rule: rule.name.clone(),
                 reason,
@@ -439,6 +486,49 @@ fn in_addresses<'p>(policy: &'p Policy, addrs: &'p AddrMatch, address: IpAddr) -
     } else {
         Err(unknown)
     }
+}
+
+/// `None` if the between `rule` matches `c`, a connection through
+/// docker-proxy: from a container it selects, to a published port of a
+/// container its `to` selects whose container port is in its `ports`.
+fn proxied_miss(rule: &ContainerRule, containers: &[Container], c: &ContainerConnection) -> Option<String> {
+    if let Some(from) = &rule.from
+        && let Some(reason) = selector_miss(from, containers, "source", c.source)
+    {
+        return Some(reason);
+    }
+    let to = match &rule.to {
+        Some(Destination::Containers(to)) => Some(to),
+        _ => None,
+    };
+    let reached = c.proxied_to(containers);
+    let covered = |p: &PublishedPort| {
+        rule.ports
+            .as_ref()
+            .is_none_or(|ports| ports.contains(p.proto, p.container_port))
+    };
+    if reached
+        .iter()
+        .any(|(k, p)| to.is_none_or(|to| to.selects(k)) && covered(p))
+    {
+        return None;
+    }
+    let names: Vec<String> = reached
+        .iter()
+        .map(|(k, p)| format!("{} (container port {})", k.name, p.container_port))
+        .collect();
+    let port = format!("{}/{}", c.port, c.proto.name());
+    Some(match to {
+        Some(to) if !reached.iter().any(|(k, _)| to.selects(k)) => format!(
+            "host port {port} is published by {}, not by a container of {}",
+            names.join(", "),
+            to.describe()
+        ),
+        _ => format!(
+            "host port {port} is published by {}, whose port is not in the rule's ports",
+            names.join(", ")
+        ),
+    })
 }
 
 /// `None` if the outbound or between `rule` matches `c`, else why not.
@@ -770,10 +860,13 @@ impl Packet {
     /// The first packet of a container's new connection going `direction`:
     /// from the default bridge, out through `eth0` (outbound) or onto the
     /// default bridge (between; `Direction::Inbound` is taken as between).
+    /// Through docker-proxy (`proxied`) it is for the host: no output
+    /// interface, judged on the input hook.
     pub fn from_container(connection: &ContainerConnection, direction: Direction) -> Self {
         Self {
             iif: "docker0".into(),
             oif: match direction {
+                _ if connection.proxied => String::new(),
                 Direction::Outbound => "eth0".into(),
                 _ => "docker0".into(),
             },
@@ -841,12 +934,12 @@ pub fn evaluate_ruleset_container(
     connection: &ContainerConnection,
     direction: Direction,
 ) -> Decision {
-    simulate_packet(
-        ruleset,
-        Hook::Forward,
-        &Packet::from_container(connection, direction),
-    )
-    .decision()
+    let hook = if connection.proxied {
+        Hook::Input
+    } else {
+        Hook::Forward
+    };
+    simulate_packet(ruleset, hook, &Packet::from_container(connection, direction)).decision()
 }
 
 impl PacketOutcome {

@@ -51,6 +51,17 @@
 //!     <matches> goto outbound-N
 //!     goto outbound-default
 //! chain between   likewise: between-N, between-default
+//! chain input     (after the rules above, when between is judged)
+//!     iifname "docker0" ct state new goto between-proxied    (and "br-*")
+//! chain between-proxied   a container dialling a port the host publishes,
+//!                 answered by docker-proxy (Docker's default: it does not
+//!                 NAT that): each between rule's source containers and
+//!                 the host ports its `to` containers publish (whose
+//!                 container port is in its `ports`), at the addresses
+//!                 they are bound to
+//!     <matches> ct label set 94 goto between-N
+//!     <every published port> ct label set 94 goto between-default
+//!                 (anything else is for the host itself: not judged)
 //! chain outbound-N / between-N / outbound-default / between-default
 //!                 counter, [log], verdict; an allow is one rule,
 //!                 `ct label set 95 accept` (see below)
@@ -175,11 +186,19 @@ pub const CHAIN_FROM_CONTAINERS: &str = "from-containers";
 pub const CHAIN_OUTBOUND: &str = "outbound";
 /// The `[[between]]` rules, in order.
 pub const CHAIN_BETWEEN: &str = "between";
+/// The `[[between]]` rules for a container dialling a port the host
+/// publishes, which docker-proxy answers (input hook).
+pub const CHAIN_BETWEEN_PROXIED: &str = "between-proxied";
 /// Comment of the rules sending new connections from a Docker bridge to [`CHAIN_FROM_CONTAINERS`].
 pub(crate) const FROM_CONTAINERS_COMMENT: &str = "new connection from a container";
 /// The connection label bit an allowed outbound or between connection gets
 /// (below the interface bits, [`CT_LABEL_BITS`]): revoke judges those again.
 pub const CT_LABEL_FROM_CONTAINER: u8 = 95;
+/// The connection label bit a container's connection to a published port
+/// that docker-proxy answers gets when judged (with
+/// [`CT_LABEL_FROM_CONTAINER`] once allowed): revoke judges it as between
+/// through docker-proxy.
+pub const CT_LABEL_FROM_CONTAINER_PROXIED: u8 = 94;
 /// What a log prefix of an audited denial starts with (see [`audit_log_prefix`]).
 const AUDIT_PREFIX: &str = "dockfw audit ";
 
@@ -339,6 +358,7 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_FROM_CONTAINERS,
         CHAIN_OUTBOUND,
         CHAIN_BETWEEN,
+        CHAIN_BETWEEN_PROXIED,
     ]
     .contains(&name)
         || decided_by_chain(name).is_some()

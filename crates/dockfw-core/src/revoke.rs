@@ -194,6 +194,10 @@ pub struct TrackedFromContainer {
     pub port: u16,
     /// Transport protocol.
     pub proto: Proto,
+    /// To a port the host publishes, answered by docker-proxy (it carries
+    /// [`CT_LABEL_FROM_CONTAINER_PROXIED`](crate::layout::CT_LABEL_FROM_CONTAINER_PROXIED)):
+    /// `destination` and `port` are the host's, and it is between containers.
+    pub proxied: bool,
 }
 
 /// A container's connection the new policy does not admit.
@@ -208,8 +212,9 @@ pub struct ContainerRevocation {
 }
 
 /// Judges a container's tracked connection against the new `policy` and
-/// `containers`, as [`crate::explain_container`] does: between when its
-/// destination is a running container's address, else outbound. `None`:
+/// `containers`, as [`crate::explain_container`] does: between when it went
+/// through docker-proxy or its destination is a running container's
+/// address, else outbound. `None`:
 /// keep it (admitted, not judged, or resting on a dynamic set whose
 /// addresses were not read).
 pub fn judge_from_container(
@@ -217,7 +222,7 @@ pub fn judge_from_container(
     containers: &[Container],
     tracked: &TrackedFromContainer,
 ) -> Option<ContainerRevocation> {
-    let direction = if container_addresses(containers).contains(tracked.destination) {
+    let direction = if tracked.proxied || container_addresses(containers).contains(tracked.destination) {
         Direction::Between
     } else {
         Direction::Outbound
@@ -227,6 +232,7 @@ pub fn judge_from_container(
         destination: tracked.destination,
         port: tracked.port,
         proto: tracked.proto,
+        proxied: tracked.proxied,
     };
     let explanation = explain_container(policy, containers, &connection, direction);
     if explanation.decision.action() == Action::Allow || !explanation.unknown_sets.is_empty() {

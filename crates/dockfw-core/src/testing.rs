@@ -268,7 +268,9 @@ const DESTINATIONS: &[&str] = &[
 
 /// Connections containers open, with their direction: from one of
 /// `containers`' addresses (or an address no container has), to an
-/// outside address (outbound) or to one of their addresses (between).
+/// outside address (outbound), to one of their addresses (between), or to
+/// a host address at a port (often one they publish) through docker-proxy
+/// (between, `proxied`).
 pub fn container_connections(
     containers: &[Container],
     count: usize,
@@ -282,26 +284,49 @@ pub fn container_connections(
         .iter()
         .map(|a| a.parse().expect("an address"))
         .collect();
+    // Host addresses a container may dial; and what running containers
+    // publish there (a bound address, or any host address).
+    let hosts: Vec<IpAddr> = ["203.0.113.5", "203.0.113.6", "2001:db8:ff::5", "172.17.0.1"]
+        .iter()
+        .map(|a| a.parse().expect("an address"))
+        .collect();
+    let mut published: Vec<(IpAddr, u16, Proto)> = Vec::new();
+    for p in containers.iter().flat_map(|c| c.published.iter()) {
+        match p.host_addr.filter(|a| !a.is_unspecified()) {
+            Some(bound) => published.push((bound, p.host_port, p.proto)),
+            None => published.extend(hosts.iter().map(|&h| (h, p.host_port, p.proto))),
+        }
+    }
+    let mut proxied: Vec<(IpAddr, Option<(u16, Proto)>)> = published
+        .into_iter()
+        .map(|(a, port, proto)| (a, Some((port, proto))))
+        .collect();
+    proxied.extend(hosts.iter().map(|&h| (h, None)));
     let connection = (
         select(inside.clone()),
         prop_oneof![
-            (select(outside), Just(Direction::Outbound)),
-            (select(inside), Just(Direction::Between)),
+            2 => select(outside).prop_map(|d| (d, Direction::Outbound, false, None)),
+            2 => select(inside).prop_map(|d| (d, Direction::Between, false, None)),
+            1 => select(proxied).prop_map(|(d, fixed)| (d, Direction::Between, true, fixed)),
         ],
         port(),
         select(vec![Proto::Tcp, Proto::Udp]),
     )
-        .prop_map(|(source, (destination, direction), port, proto)| {
-            (
-                ContainerConnection {
-                    source,
-                    destination,
-                    port,
-                    proto,
-                },
-                direction,
-            )
-        });
+        .prop_map(
+            |(source, (destination, direction, proxied, fixed), port, proto)| {
+                let (port, proto) = fixed.unwrap_or((port, proto));
+                (
+                    ContainerConnection {
+                        source,
+                        destination,
+                        port,
+                        proto,
+                        proxied,
+                    },
+                    direction,
+                )
+            },
+        );
     proptest::collection::vec(connection, count)
 }
 

@@ -33,9 +33,10 @@ proptest! {
                 "{:?} {:?}\ncontainers: {:#?}\npolicy:\n{}", direction, connection, containers, text
             );
             let first = Packet::from_container(connection, *direction);
+            let hook = if connection.proxied { Hook::Input } else { Hook::Forward };
             if audit {
                 // Audit mode denies nothing.
-                prop_assert_eq!(&simulate_packet(&ruleset, Hook::Forward, &first).verdict, &Verdict::Accept);
+                prop_assert_eq!(&simulate_packet(&ruleset, hook, &first).verdict, &Verdict::Accept);
             }
             // Only new connections are judged: later packets, replies and
             // related ones take the fast path.
@@ -44,7 +45,7 @@ proptest! {
                 Packet { ct_new: false, ct_reply: true, ..first.clone() },
                 Packet { ct_new: false, ct_related: true, ..first.clone() },
             ] {
-                let outcome = simulate_packet(&ruleset, Hook::Forward, &packet);
+                let outcome = simulate_packet(&ruleset, hook, &packet);
                 prop_assert_eq!(&outcome.verdict, &Verdict::Accept);
                 prop_assert_eq!(outcome.decision(), Decision::NotJudged, "{:?}", packet);
             }
@@ -145,6 +146,14 @@ fn the_generators_reach_every_kind_of_container_decision() {
                 Decision::Default { action } => format!("{direction} default {action}"),
                 Decision::NotJudged => format!("{direction} not judged"),
             };
+            if connection.proxied {
+                let proxied = match &decision {
+                    Decision::Rule { action, .. } => format!("proxied rule {action}"),
+                    Decision::Default { action } => format!("proxied default {action}"),
+                    Decision::NotJudged => "proxied not judged".to_string(),
+                };
+                *seen.entry(proxied).or_insert(0usize) += 1;
+            }
             *seen.entry(kind).or_insert(0usize) += 1;
         }
     }
@@ -163,5 +172,14 @@ fn the_generators_reach_every_kind_of_container_decision() {
             );
         }
         assert!(seen.get(&format!("{direction} not judged")).copied().unwrap_or(0) > 20);
+    }
+    // Through docker-proxy too.
+    for kind in [
+        "proxied rule allow",
+        "proxied rule drop",
+        "proxied default drop",
+        "proxied not judged",
+    ] {
+        assert!(seen.get(kind).copied().unwrap_or(0) > 10, "{kind}: {seen:#?}");
     }
 }

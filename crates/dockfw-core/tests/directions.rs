@@ -419,6 +419,7 @@ ports = [8000]
             destination: destination.parse().unwrap(),
             port,
             proto: Proto::Tcp,
+            proxied: false,
         }
     }
 
@@ -753,6 +754,7 @@ mod revoked {
             destination: destination.parse().unwrap(),
             port,
             proto: Proto::Tcp,
+            proxied: false,
         }
     }
 
@@ -821,6 +823,145 @@ to = { container = "app" }
         assert_eq!(
             judge_from_container(&open, &running, &tracked("172.18.0.2", "203.0.113.99", 443)),
             None
+        );
+    }
+}
+
+mod through_docker_proxy {
+    use super::container;
+    use dockfw_core::render::render_rule;
+    use dockfw_core::{
+        Action, Container, ContainerConnection, Decision, Direction, Proto, PublishedPort, compile,
+        evaluate_container, evaluate_ruleset_container, explain_container, parse,
+    };
+
+    fn published(
+        mut container: Container,
+        host_addr: Option<&str>,
+        host_port: u16,
+        container_port: u16,
+    ) -> Container {
+        container.published.push(PublishedPort {
+            host_addr: host_addr.map(|a| a.parse().unwrap()),
+            host_port,
+            container_port,
+            proto: Proto::Tcp,
+        });
+        container
+    }
+
+    fn dial(source: &str, host: &str, port: u16) -> ContainerConnection {
+        ContainerConnection {
+            source: source.parse().unwrap(),
+            destination: host.parse().unwrap(),
+            port,
+            proto: Proto::Tcp,
+            proxied: true,
+        }
+    }
+
+    #[test]
+    fn a_container_dialling_a_published_port_is_judged_between() {
+        let policy = parse(
+            "p.toml",
+            r#"
+[guard]
+interfaces = ["eth0"]
+between = "drop"
+[[between]]
+name = "only the proxy reaches the app"
+from = { container = "proxy" }
+to = { container = "app" }
+ports = [8000]
+"#,
+        )
+        .unwrap()
+        .policy;
+        let containers = [
+            container("proxy", &[], &["172.18.0.2"]),
+            published(
+                container("app", &[], &["172.18.0.3", "fd00:18::3"]),
+                None,
+                8082,
+                8000,
+            ),
+            published(
+                container("other", &[], &["172.18.0.4"]),
+                Some("203.0.113.5"),
+                9000,
+                9000,
+            ),
+        ];
+        let ruleset = compile(&policy, &containers);
+        let rendered: Vec<String> = ruleset
+            .chain("between-proxied")
+            .unwrap()
+            .rules
+            .iter()
+            .map(render_rule)
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "meta nfproto ipv4 ip saddr @between-1-from-v4 meta l4proto tcp th dport 8082 ct label set 94 counter goto between-1 comment \"only the proxy reaches the app\"",
+                "meta l4proto tcp th dport 8082 ct label set 94 counter goto between-default comment \"between default\"",
+                "meta nfproto ipv4 ip daddr @between-default-host-2-v4 meta l4proto tcp th dport 9000 ct label set 94 counter goto between-default comment \"between default\"",
+            ]
+        );
+        let input: Vec<String> = ruleset
+            .chain("input")
+            .unwrap()
+            .rules
+            .iter()
+            .map(render_rule)
+            .collect();
+        assert!(
+            input.contains(&"iifname \"docker0\" ct state new counter goto between-proxied comment \"new connection from a container\"".to_string()),
+            "{input:#?}"
+        );
+        let allow = Decision::Rule {
+            name: "only the proxy reaches the app".into(),
+            action: Action::Allow,
+        };
+        let drop = Decision::Default { action: Action::Drop };
+        for (connection, expected) in [
+            (dial("172.18.0.2", "203.0.113.5", 8082), allow.clone()),
+            (dial("172.18.0.2", "172.18.0.1", 8082), allow),
+            (dial("172.18.0.4", "203.0.113.5", 8082), drop.clone()),
+            (dial("172.18.0.2", "203.0.113.5", 9000), drop),
+            (dial("172.18.0.2", "203.0.113.6", 9000), Decision::NotJudged),
+            (dial("172.18.0.2", "203.0.113.5", 22), Decision::NotJudged),
+        ] {
+            assert_eq!(
+                evaluate_container(&policy, &containers, &connection, Direction::Between),
+                expected,
+                "{connection:?}"
+            );
+            assert_eq!(
+                evaluate_ruleset_container(&ruleset, &connection, Direction::Between),
+                expected,
+                "{connection:?}"
+            );
+        }
+        let explained = explain_container(
+            &policy,
+            &containers,
+            &dial("172.18.0.2", "203.0.113.5", 9000),
+            Direction::Between,
+        );
+        assert_eq!(
+            explained.misses[0].reason,
+            "host port 9000/tcp is published by other (container port 9000), not by a container of container \"app\""
+        );
+        let explained = explain_container(
+            &policy,
+            &containers,
+            &dial("172.18.0.2", "203.0.113.5", 22),
+            Direction::Between,
+        );
+        assert_eq!(
+            explained.not_judged.as_deref(),
+            Some("no running container publishes port 22/tcp on that address: it is for the host itself")
         );
     }
 }

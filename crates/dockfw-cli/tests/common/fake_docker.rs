@@ -21,6 +21,27 @@ pub struct FakeDocker {
 /// labels, its addresses (one network each, IPv4 and IPv6 mixed), no
 /// published ports.
 pub fn container_json(name: &str, labels: &[(&str, &str)], addresses: &[&str]) -> String {
+    publishing_json(name, labels, addresses, &[])
+}
+
+/// Like [`container_json`], publishing TCP ports `(host port, container
+/// port)` on every address (0.0.0.0 and ::, as Docker reports `-p H:C`).
+pub fn publishing_json(
+    name: &str,
+    labels: &[(&str, &str)],
+    addresses: &[&str],
+    ports: &[(u16, u16)],
+) -> String {
+    let ports: Vec<String> = ports
+        .iter()
+        .flat_map(|(host, container)| {
+            ["0.0.0.0", "::"].map(|ip| {
+                format!(
+                    "{{\"IP\":\"{ip}\",\"PrivatePort\":{container},\"PublicPort\":{host},\"Type\":\"tcp\"}}"
+                )
+            })
+        })
+        .collect();
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
     let (v4, v6): (Vec<&str>, Vec<&str>) = addresses.iter().partition(|a| !a.contains(':'));
     let networks: Vec<String> = (0..v4.len().max(v6.len()))
@@ -33,8 +54,9 @@ pub fn container_json(name: &str, labels: &[(&str, &str)], addresses: &[&str]) -
         })
         .collect();
     format!(
-        "{{\"Id\":\"{name}0123456789\",\"Names\":[\"/{name}\"],\"Labels\":{{{}}},\"Ports\":[],\"NetworkSettings\":{{\"Networks\":{{{}}}}}}}",
+        "{{\"Id\":\"{name}0123456789\",\"Names\":[\"/{name}\"],\"Labels\":{{{}}},\"Ports\":[{}],\"NetworkSettings\":{{\"Networks\":{{{}}}}}}}",
         labels.join(","),
+        ports.join(","),
         networks.join(",")
     )
 }
