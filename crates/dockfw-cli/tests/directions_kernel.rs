@@ -606,21 +606,24 @@ fn revoke_cuts_containers_connections_the_new_policy_denies() {
     let mut proxy_to_app = hold(&lab.proxy.ns, lab.app.v4, 8000);
     let mut intruder_out = hold(&lab.intruder.ns, ELSEWHERE.0, 443);
     let mut web_to_api = hold(&lab.web.ns, API.1, 443);
+    // Through docker-proxy, to the port the host publishes for the app.
+    let mut intruder_proxied = hold(&lab.intruder.ns, "172.30.0.1", 8082);
+    let mut proxy_proxied = hold(&lab.proxy.ns, "fd00:30::1", 8082);
 
     // Audit mode reports what it would cut, and cuts nothing.
     let (out, _) = lab.apply(&POLICY.replace("[guard]", "[guard]\nmode = \"audit\""));
     assert!(
         out.contains(
-            "would have revoked 2 connections the policy no longer admits, but kept them (audit mode)"
+            "would have revoked 3 connections the policy no longer admits, but kept them (audit mode)"
         ),
         "{out}"
     );
-    assert!(alive(&mut intruder_to_app) && alive(&mut intruder_out));
+    assert!(alive(&mut intruder_to_app) && alive(&mut intruder_out) && alive(&mut intruder_proxied));
 
     std::fs::write(lab.dir.join("policy.toml"), POLICY).unwrap();
     let (out, _) = lab.dockfw(&["apply", "-v"], 0);
     assert!(
-        out.contains("revoked 2 connections the policy no longer admits"),
+        out.contains("revoked 3 connections the policy no longer admits"),
         "{out}"
     );
     assert!(
@@ -636,6 +639,14 @@ fn revoke_cuts_containers_connections_the_new_policy_denies() {
     assert!(!alive(&mut intruder_out), "intruder's outbound connection is cut");
     assert!(alive(&mut proxy_to_app), "the proxy keeps its connection");
     assert!(alive(&mut web_to_api), "web keeps its connection");
+    assert!(
+        !alive(&mut intruder_proxied),
+        "intruder through docker-proxy is cut"
+    );
+    assert!(
+        alive(&mut proxy_proxied),
+        "the proxy keeps its connection through docker-proxy"
+    );
 }
 
 #[test]
