@@ -618,7 +618,11 @@ fn revoke_cuts_containers_connections_the_new_policy_denies() {
         ),
         "{out}"
     );
-    assert!(alive(&mut intruder_to_app) && alive(&mut intruder_out) && alive(&mut intruder_proxied));
+    // (Not the one through docker-proxy: an exchange just before the cut
+    // leaves the host's side a retransmission to send, and a host that
+    // speaks first after the cut opens a new entry the other way, from the
+    // host, which is not judged: see the README's known limits.)
+    assert!(alive(&mut intruder_to_app) && alive(&mut intruder_out));
 
     std::fs::write(lab.dir.join("policy.toml"), POLICY).unwrap();
     let (out, _) = lab.dockfw(&["apply", "-v"], 0);
