@@ -38,6 +38,16 @@ pub trait Backend: fmt::Debug {
     fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>>;
     /// A subscription to nf_tables notifications, for `watch`.
     fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor>;
+    /// The value of a sysctl under `/proc/sys` (`net/bridge/…`) in the
+    /// namespace ([`dockfw_nft::read_sysctl`]). None by default: an
+    /// error, so nothing is said about it.
+    fn sysctl(&self, _netns: Option<&Path>, key: &str) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("{key}: no sysctls here"),
+        ))
+    }
+
     /// A connection of its own that only reads counters, for the thread
     /// serving `watch --metrics`.
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>>;
@@ -155,6 +165,10 @@ impl Backend for Kernel {
             Some(path) => Monitor::in_netns(path)
                 .with_context(|| format!("cannot enter network namespace {}", path.display())),
         }
+    }
+
+    fn sysctl(&self, netns: Option<&Path>, key: &str) -> std::io::Result<String> {
+        dockfw_nft::read_sysctl(netns, key)
     }
 
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>> {

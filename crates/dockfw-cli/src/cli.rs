@@ -233,23 +233,42 @@ pub enum SetCommand {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// Client address.
-    #[arg(long, value_name = "ADDR")]
-    pub from: IpAddr,
+    /// Client address (with --to-container: the address a container's
+    /// connection comes from).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present_any = ["from_container", "to_container"],
+        conflicts_with = "from_container"
+    )]
+    pub from: Option<IpAddr>,
+    /// A container's own new connection, from this running container (its
+    /// address, from Docker): to --to ADDR outside (outbound rules), or to
+    /// --to-container NAME (between rules).
+    #[arg(long, value_name = "NAME")]
+    pub from_container: Option<String>,
+    /// A connection to this running container from another one (between
+    /// rules): from --from-container NAME, or from --from ADDR.
+    #[arg(long, value_name = "NAME", conflicts_with = "to")]
+    pub to_container: Option<String>,
     /// Port the client dials, PORT or PORT/PROTO (tcp or udp; default tcp).
     #[arg(long, value_name = "PORT[/PROTO]")]
     pub port: String,
     /// Interface the connection arrives on [default: the first guarded interface].
     #[arg(long = "in", value_name = "IFACE")]
     pub interface: Option<String>,
-    /// Address the client dials: the host's (published, proxied) or a container's (routed).
+    /// Address the client dials: the host's (published, proxied) or a container's (routed);
+    /// with --from-container, where the container's connection goes (outbound, or between
+    /// when it is a running container's address).
     #[arg(long, value_name = "ADDR")]
     pub to: Option<IpAddr>,
     /// The way in: DNAT by Docker to a container (published), Docker's userland
     /// proxy on the host (proxied, e.g. IPv6 clients of an IPv4-only Docker), or
-    /// routed to a container's address without NAT (routed).
-    #[arg(long, value_enum, default_value_t = ViaArg::Published)]
-    pub via: ViaArg,
+    /// routed to a container's address without NAT (routed) [default: published].
+    /// With --from-container, `proxied` is a container dialling a port the host
+    /// publishes (--to the host's address), which docker-proxy answers.
+    #[arg(long, value_enum)]
+    pub via: Option<ViaArg>,
 }
 
 /// How `status` prints.

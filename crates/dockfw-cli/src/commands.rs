@@ -15,7 +15,7 @@ use clap::CommandFactory;
 use dockfw_core::layout::{self, Decider};
 use dockfw_core::ruleset::IfName;
 use dockfw_core::sets::Origin;
-use dockfw_core::{Action, Connection, Parsed, Ruleset};
+use dockfw_core::{Action, Connection, Container, Direction, Parsed, Policy, Ruleset};
 use dockfw_nft::{ApplyReport, Change};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,6 +37,8 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
             "ok": true,
             "file": session.config_name(),
             "rules": policy.rules.len(),
+            "outbound_rules": policy.outbound.len(),
+            "between_rules": policy.between.len(),
             "sets": policy.sets.len(),
             "docker": { "reachable": docker.reachable, "problem": docker.problem },
             "diagnostics": diagnostics,
@@ -58,12 +60,92 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
             "{}: {}: {}, {}, {}",
             session.config_name(),
             paint(GOOD, "ok"),
-            plural(policy.rules.len(), "rule"),
+            rule_counts(policy),
             plural(policy.sets.len(), "set"),
             plural(warnings, "warning"),
         );
+        if policy.guard.audit() {
+            outln!(session, "{}", audit_note());
+        }
     }
     Ok(Exit::Success)
+}
+
+/// `4 rules`, and `, 1 outbound rule, 2 between rules` when it has some.
+fn rule_counts(policy: &Policy) -> String {
+    let mut counts = plural(policy.rules.len(), "rule");
+    for (rules, kind) in [
+        (&policy.outbound, "outbound rule"),
+        (&policy.between, "between rule"),
+    ] {
+        if !rules.is_empty() {
+            counts += &format!(", {}", plural(rules.len(), kind));
+        }
+    }
+    counts
+}
+
+/// What audit mode means, said wherever the policy or the table is in it.
+fn audit_note() -> String {
+    format!(
+        "{} audit mode: every drop and reject is only logged (prefix \"dockfw audit\") and counted; \
+         nothing is denied (`status` shows what would have been)",
+        paint(WARN, "note:")
+    )
+}
+
+/// What keeps connections between containers of one bridge from being
+/// judged, when the policy judges them: bridged packets pass netfilter
+/// only with `br_netfilter` loaded and `bridge-nf-call-iptables` (IPv6:
+/// `-ip6tables`, checked when a running container has an IPv6 address) on.
+/// Docker loads it and turns them on. Best effort: what cannot be read is
+/// not reported.
+pub fn bridge_netfilter_problems(
+    session: &Session,
+    policy: &Policy,
+    containers: &[Container],
+) -> Vec<String> {
+    if !policy.judges(Direction::Between) {
+        return Vec::new();
+    }
+    let ipv6 = containers
+        .iter()
+        .flat_map(|c| &c.addresses)
+        .any(std::net::IpAddr::is_ipv6);
+    let mut problems = Vec::new();
+    for (key, checked) in [
+        ("net/bridge/bridge-nf-call-iptables", true),
+        ("net/bridge/bridge-nf-call-ip6tables", ipv6),
+    ] {
+        match session.sysctl(key) {
+            Ok(value) if value != "0" => {}
+            Ok(_) if checked => problems.push(format!(
+                "/proc/sys/{key} is 0: packets between containers on the same Docker network are bridged \
+                 without passing netfilter, so [[between]] rules and `between` judge only connections \
+                 across networks (Docker sets it to 1; `sysctl -w {}=1`)",
+                key.replace('/', ".")
+            )),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                problems.push(format!(
+                    "br_netfilter is not loaded (no /proc/sys/{key}): packets between containers on the same \
+                     Docker network are bridged without passing netfilter, so [[between]] rules and `between` \
+                     judge only connections across networks (Docker loads it; `modprobe br_netfilter`)"
+                ));
+                break;
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+fn warn_all(session: &Session, problems: &[String]) {
+    if session.verbosity == Verbosity::Quiet || session.global.json {
+        return;
+    }
+    for problem in problems {
+        errln!(session.console, "{} {problem}", paint(WARN, "warning:"));
+    }
 }
 
 /// Why the policy's table, if it exists, is not dockfw's. `check` needs no
@@ -163,10 +245,25 @@ struct ApplyOutput<'a> {
     /// (left out when none).
     #[serde(skip_serializing_if = "is_zero")]
     dynamic_addresses_kept: usize,
+    /// `[[outbound]]` and `[[between]]` rules (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    outbound_rules: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    between_rules: usize,
+    /// Audit mode: nothing is denied (left out when enforcing).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audit: bool,
+    /// Why connections between containers of one bridge are not judged
+    /// (left out when none).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    bridge_netfilter: &'a [String],
 }
 
 #[derive(Serialize)]
 struct RevokedOutput<'a> {
+    /// Audit mode: nothing was cut; `cut` counts what would have been.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audit: bool,
     cut: usize,
     labelled: usize,
     by: std::collections::BTreeMap<String, usize>,
@@ -188,6 +285,8 @@ pub struct Applied {
     /// What revoke cut; `None` when it did not run (`[guard] revoke = false`,
     /// or the table was already up to date).
     pub revoked: Option<Revoked>,
+    /// Why connections between containers of one bridge cannot be judged.
+    pub bridge_netfilter: Vec<String>,
 }
 
 /// Validates, compiles against Docker's containers, and installs the policy
@@ -224,6 +323,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
         let labelled_by = labelled_by.unwrap_or_else(|| dockfw_core::revoke::ct_label_map(&ruleset));
         revoke::revoke(session, &parsed.policy, &docker.containers, &labelled_by)
     });
+    let bridge_netfilter = bridge_netfilter_problems(session, &parsed.policy, &docker.containers);
     Ok(Applied {
         parsed,
         docker,
@@ -231,6 +331,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
         report,
         elapsed: start.elapsed(),
         revoked,
+        bridge_netfilter,
     })
 }
 
@@ -250,6 +351,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
         report,
         elapsed,
         revoked,
+        bridge_netfilter,
     } = applied;
     let table = &ruleset.table;
     let interfaces: Vec<String> = parsed
@@ -271,6 +373,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             docker_reachable: docker.reachable,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             revoked: revoked.as_ref().map(|r| RevokedOutput {
+                audit: r.audit,
                 cut: r.cut.len(),
                 labelled: r.labelled,
                 by: r.counts(),
@@ -279,6 +382,10 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             }),
             recreated_dynamic_sets: &report.recreated_runtime_sets,
             dynamic_addresses_kept: report.runtime_elements_kept,
+            outbound_rules: parsed.policy.outbound.len(),
+            between_rules: parsed.policy.between.len(),
+            audit: parsed.policy.guard.audit(),
+            bridge_netfilter,
         };
         outln!(session, "{}", serde_json::to_value(out)?);
         return Ok(());
@@ -288,7 +395,7 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
     }
     let what = format!(
         "{} ({} in the kernel), {}; guarding {}",
-        plural(parsed.policy.rules.len(), "rule"),
+        rule_counts(&parsed.policy),
         ruleset.rule_count(),
         plural(ruleset.element_count(), "set element"),
         interfaces.join(", "),
@@ -316,6 +423,10 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             paint(WARN, "warning:")
         );
     }
+    if parsed.policy.guard.audit() {
+        outln!(session, "{}", audit_note());
+    }
+    warn_all(session, bridge_netfilter);
     if let Some(revoked) = revoked {
         print_revoked(session, revoked);
     }
@@ -375,26 +486,37 @@ pub fn print_revoked(session: &Session, revoked: &Revoked) {
         .into_iter()
         .map(|(what, count)| format!("{count} {what}"))
         .collect();
-    outln!(
-        session,
-        "{} {} the policy no longer admits: {}",
-        paint(WARN, "revoked"),
-        plural(revoked.cut.len(), "connection"),
-        by.join(", ")
-    );
+    if revoked.audit {
+        outln!(
+            session,
+            "{} {} the policy no longer admits, but kept them (audit mode): {}",
+            paint(WARN, "would have revoked"),
+            plural(revoked.cut.len(), "connection"),
+            by.join(", ")
+        );
+    } else {
+        outln!(
+            session,
+            "{} {} the policy no longer admits: {}",
+            paint(WARN, "revoked"),
+            plural(revoked.cut.len(), "connection"),
+            by.join(", ")
+        );
+    }
     if session.verbosity == Verbosity::Verbose {
+        let verb = if revoked.audit { "would cut" } else { "cut" };
         for cut in &revoked.cut {
-            let path = serde_json::to_value(cut.path)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            outln!(
-                session,
-                "  cut {} ({path}, on {}): {}",
-                cut.tuple,
-                cut.interfaces.join(", "),
-                cut.decision
-            );
+            let how = match cut.path {
+                Some(path) => {
+                    let path = serde_json::to_value(path)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{path}, on {}", cut.interfaces.join(", "))
+                }
+                None => format!("{}, from a container", cut.direction),
+            };
+            outln!(session, "  {verb} {} ({how}): {}", cut.tuple, cut.decision);
         }
     }
     if revoked.tcp_loose_off {
@@ -512,7 +634,11 @@ pub fn diff(session: &Session) -> Result<Exit> {
 #[derive(Serialize)]
 struct RuleStatus {
     name: String,
+    /// What the rule decides; in audit mode, the drop or reject it would.
     action: Option<Action>,
+    /// Audit mode: the drop or reject is only logged and counted (left out when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audit: bool,
     packets: u64,
     bytes: u64,
     /// The running containers the rule reaches; `None` when Docker is unknown.
@@ -543,6 +669,21 @@ struct StatusOutput {
     untracked: Option<RuleStatus>,
     /// Where each of the policy's sets gets its entries.
     sets: Vec<SetOrigins>,
+    /// Containers' new connections to the outside: `[[outbound]]` rules,
+    /// then the outbound default (left out when not judged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outbound: Vec<RuleStatus>,
+    /// Containers' new connections to other containers: `[[between]]`
+    /// rules, then the between default (left out when not judged).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    between: Vec<RuleStatus>,
+    /// The installed table only logs and counts denials (left out when it enforces).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    audit: bool,
+    /// Why connections between containers of one bridge are not judged
+    /// (left out when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bridge_netfilter: Vec<String>,
 }
 
 /// Where one set of the policy gets its entries, source by source.
@@ -602,6 +743,8 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
     let installed = inspected.as_ref().map(|t| t.recognised().clone());
     let mut resolutions = None;
     let mut comparison = None;
+    let mut running: Option<Vec<Container>> = None;
+    let mut bridge_netfilter = Vec::new();
     let matches_policy = match &parsed {
         Some(parsed) => {
             let docker = session.docker(parsed)?;
@@ -610,6 +753,8 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
             resolutions = docker
                 .reachable
                 .then(|| dockfw_core::containers::resolve(&parsed.policy, &docker.containers));
+            bridge_netfilter = bridge_netfilter_problems(session, &parsed.policy, &docker.containers);
+            running = docker.reachable.then(|| docker.containers.clone());
             Some(comparison.as_ref().is_some_and(dockfw_nft::Comparison::matches))
         }
         None => None,
@@ -637,6 +782,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
         RuleStatus {
             name: decider.name,
             action: decider.action,
+            audit: decider.audit,
             packets,
             bytes,
             containers,
@@ -645,6 +791,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
     let mut rules = Vec::new();
     let mut default = None;
     let mut untracked = None;
+    let mut own: [Vec<RuleStatus>; 2] = Default::default();
     if let Some(installed) = &installed {
         for decider in layout::policy_rules(installed) {
             let containers = resolutions.as_ref().map(|all| {
@@ -657,7 +804,27 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
         }
         default = layout::default_fate(installed).map(|decider| row(decider, None));
         untracked = layout::untracked_drop(installed).map(|decider| row(decider, None));
+        for (rows, direction) in own.iter_mut().zip([Direction::Outbound, Direction::Between]) {
+            for decider in layout::direction_rules(installed, direction) {
+                let containers = running.as_deref().map(|running| {
+                    parsed
+                        .as_ref()
+                        .and_then(|p| {
+                            p.policy
+                                .container_rules(direction)
+                                .iter()
+                                .find(|r| r.name == decider.name)
+                        })
+                        .map(|rule| container_rule_reach(rule, running))
+                        .unwrap_or_default()
+                });
+                rows.push(row(decider, containers));
+            }
+            rows.extend(layout::direction_default(installed, direction).map(|decider| row(decider, None)));
+        }
     }
+    let [outbound, between] = own;
+    let audit = installed.as_ref().is_some_and(layout::is_audit);
     let interfaces = installed
         .as_ref()
         .map(|installed| {
@@ -684,6 +851,10 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
             .as_ref()
             .map(|p| set_origins(&p.policy))
             .unwrap_or_default(),
+        outbound,
+        between,
+        audit,
+        bridge_netfilter,
     };
     let exit = match (out.installed, matches_policy) {
         _ if out.installed && !out.owned => Exit::Differs,
@@ -781,9 +952,83 @@ fn print_status(session: &Session, out: &StatusOutput) {
             )
         );
     }
+    if out.audit {
+        outln!(
+            session,
+            "{} every drop and reject is only logged and counted, nothing is denied; \
+             rows marked \"would\" count what enforcing would have denied",
+            paint(WARN, "mode: audit:"),
+        );
+    }
     outln!(session, "guarding: {}", out.interfaces.join(", "));
     outln!(session);
-    let docker_known = out.rules.iter().any(|r| r.containers.is_some());
+    let rows: Vec<&RuleStatus> = out
+        .rules
+        .iter()
+        .chain(&out.default)
+        .chain(&out.untracked)
+        .collect();
+    out!(session, "{}", rules_table(&rows));
+    for (rows, title) in [
+        (&out.outbound, "containers to the outside (outbound):"),
+        (&out.between, "between containers:"),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        outln!(session);
+        outln!(session, "{title}");
+        out!(session, "{}", rules_table(&rows.iter().collect::<Vec<_>>()));
+    }
+    if !out.sets.is_empty() {
+        outln!(session);
+        outln!(session, "sets:");
+        for origins in &out.sets {
+            outln!(session, "  {}", origins_line(origins));
+        }
+    }
+    warn_all(session, &out.bridge_netfilter);
+}
+
+/// Which running containers an outbound or between rule reaches, in words:
+/// the containers it is from (outbound), `proxy → app` (between).
+fn container_rule_reach(rule: &dockfw_core::ContainerRule, running: &[Container]) -> Vec<String> {
+    let names = |selector: Option<&dockfw_core::policy::Selector>| -> String {
+        match selector {
+            None => "any".to_string(),
+            Some(selector) => {
+                let selected: Vec<&str> = selector
+                    .selected(running)
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                if selected.is_empty() {
+                    "none running".to_string()
+                } else {
+                    selected.join(", ")
+                }
+            }
+        }
+    };
+    match rule.direction {
+        Direction::Between => {
+            let to = match &rule.to {
+                Some(dockfw_core::policy::Destination::Containers(to)) => Some(to),
+                _ => None,
+            };
+            vec![format!("{} → {}", names(rule.from.as_ref()), names(to))]
+        }
+        _ => match &rule.from {
+            None => vec!["any".to_string()],
+            Some(from) => from.selected(running).iter().map(|c| c.name.clone()).collect(),
+        },
+    }
+}
+
+/// A table of rules: name, action (`would drop` in audit mode), packets,
+/// bytes, and the containers each reaches when Docker is known.
+fn rules_table(rules: &[&RuleStatus]) -> String {
+    let docker_known = rules.iter().any(|r| r.containers.is_some());
     let mut columns = vec![
         ("RULE", Align::Left),
         ("ACTION", Align::Left),
@@ -794,9 +1039,14 @@ fn print_status(session: &Session, out: &StatusOutput) {
         columns.push(("CONTAINERS", Align::Left));
     }
     let mut table = Table::new(&columns);
-    for rule in out.rules.iter().chain(&out.default).chain(&out.untracked) {
+    for rule in rules {
         let (action, style) = rule.action.map_or(("?".to_string(), Style::new()), |a| {
-            (a.to_string(), output::action_style(a))
+            let word = if rule.audit {
+                format!("would {a}")
+            } else {
+                a.to_string()
+            };
+            (word, output::action_style(a))
         });
         let mut row = vec![
             (rule.name.clone(), Style::new()),
@@ -809,14 +1059,7 @@ fn print_status(session: &Session, out: &StatusOutput) {
         }
         table.row(row);
     }
-    out!(session, "{}", table.render());
-    if !out.sets.is_empty() {
-        outln!(session);
-        outln!(session, "sets:");
-        for origins in &out.sets {
-            outln!(session, "  {}", origins_line(origins));
-        }
-    }
+    table.render()
 }
 
 pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
@@ -830,18 +1073,24 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     if range.ports.first != range.ports.last {
         bail!("--port takes one port, like 443 or 53/udp");
     }
+    if args.from_container.is_some() || args.to_container.is_some() {
+        return explain_container(session, args, &parsed, &docker, &unread, range);
+    }
+    let Some(from) = args.from else {
+        bail!("say where the connection comes from: --from ADDR, or --from-container NAME");
+    };
     let interface = match &args.interface {
         Some(interface) => interface.clone(),
         None => guessed_interface(&parsed)?,
     };
     let connection = Connection {
         interface,
-        source: args.from,
+        source: from,
         dialled: args.to,
         port: range.ports.first,
         proto: range.proto,
     };
-    let path = dockfw_core::Via::from(args.via);
+    let path = dockfw_core::Via::from(args.via.unwrap_or(crate::cli::ViaArg::Published));
     let explanation = dockfw_core::explain_via(&parsed.policy, &docker.containers, &connection, path);
     // A rule with `to`, or a container rule (which tells host from container
     // addresses), that missed might have matched had we known the address dialled.
@@ -852,7 +1101,10 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
                 .rule(&miss.rule)
                 .is_some_and(|rule| rule.to.is_some() || rule.selects_containers())
         });
-    let memberships = set_memberships(&parsed, &connection);
+    let memberships = set_memberships(
+        &parsed,
+        std::iter::once(connection.source).chain(connection.dialled),
+    );
     // Why each dynamic set the decision needed is unknown.
     let unknown: Vec<(&String, &str)> = explanation
         .unknown_sets
@@ -882,9 +1134,14 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         .not_judged
         .as_ref()
         .map_or(String::new(), |why| format!(" ({why})"));
+    let audit = if explanation.audit {
+        " (audit mode: only logged and counted; the connection goes on)"
+    } else {
+        ""
+    };
     outln!(
         session,
-        "{} → port {}/{proto}{to} on {}: {}{why}",
+        "{} → port {}/{proto}{to} on {}: {}{why}{audit}",
         connection.source,
         connection.port,
         connection.interface,
@@ -951,9 +1208,12 @@ impl std::fmt::Display for Membership<'_> {
     }
 }
 
-/// The sets the connection's source (and dialled address, if given) are in.
-fn set_memberships<'a>(parsed: &'a Parsed, connection: &Connection) -> Vec<Membership<'a>> {
-    let addresses = std::iter::once(connection.source).chain(connection.dialled);
+/// The sets the connection's addresses (source, and dialled or destination
+/// address if given) are in.
+fn set_memberships(
+    parsed: &Parsed,
+    addresses: impl Iterator<Item = std::net::IpAddr>,
+) -> Vec<Membership<'_>> {
     addresses
         .flat_map(|address| {
             parsed
@@ -969,6 +1229,199 @@ fn set_memberships<'a>(parsed: &'a Parsed, connection: &Connection) -> Vec<Membe
                 })
         })
         .collect()
+}
+
+/// A running container by name, or why there is none.
+fn running_container<'c>(docker: &'c DockerView, name: &str) -> Result<&'c Container> {
+    let name = name.trim_start_matches('/');
+    if let Some(container) = docker.containers.iter().find(|c| c.name == name) {
+        return Ok(container);
+    }
+    if !docker.reachable {
+        bail!(
+            "cannot tell the address of container {name:?}: Docker is not known (give the address with --from or --to instead)"
+        );
+    }
+    let close = docker
+        .containers
+        .iter()
+        .map(|c| (strsim::levenshtein(&c.name, name), c.name.as_str()))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    match close {
+        Some((_, close)) => bail!("container {name:?} is not running; did you mean {close:?}?"),
+        None => bail!("container {name:?} is not running"),
+    }
+}
+
+/// The address of `container` of `family`, if given, else its first
+/// (IPv4 before IPv6 on each network, as Docker lists them).
+fn container_address(container: &Container, family: Option<bool>) -> Result<std::net::IpAddr> {
+    container
+        .addresses
+        .iter()
+        .copied()
+        .find(|a| family.is_none_or(|v6| a.is_ipv6() == v6))
+        .ok_or_else(|| {
+            let which = match family {
+                Some(true) => "IPv6 address",
+                Some(false) => "IPv4 address",
+                None => "address",
+            };
+            anyhow::anyhow!(
+                "container {:?} has no {which} (Docker reports none)",
+                container.name
+            )
+        })
+}
+
+/// `explain --from-container` / `--to-container`: a container's own new
+/// connection, outbound (to an address no running container has) or
+/// between (to a running container).
+fn explain_container(
+    session: &Session,
+    args: &ExplainArgs,
+    parsed: &Parsed,
+    docker: &DockerView,
+    unread: &BTreeMap<String, String>,
+    range: dockfw_core::values::PortRange,
+) -> Result<Exit> {
+    if args.interface.is_some() {
+        bail!("--in is for connections from outside: a container's connection comes from its Docker bridge");
+    }
+    let proxied = match args.via {
+        None => false,
+        Some(crate::cli::ViaArg::Proxied) if args.to_container.is_none() && args.to.is_some() => true,
+        Some(crate::cli::ViaArg::Proxied) => bail!(
+            "--via proxied is a container dialling a port the host publishes: give the host's address with --to"
+        ),
+        Some(_) => bail!(
+            "a container's own connection is outbound, between containers (--to-container), or through \
+             docker-proxy to a port the host publishes (--via proxied)"
+        ),
+    };
+    let from = args
+        .from_container
+        .as_deref()
+        .map(|name| running_container(docker, name))
+        .transpose()?;
+    let to = args
+        .to_container
+        .as_deref()
+        .map(|name| running_container(docker, name))
+        .transpose()?;
+    // One family for both ends: the one of the address given, if any.
+    let given = args.from.or(args.to).map(|a| a.is_ipv6());
+    let source = match (args.from, from) {
+        (Some(address), _) => address,
+        (None, Some(container)) => match to {
+            // Both containers: a family both have, IPv4 first.
+            Some(to) => [false, true]
+                .into_iter()
+                .find(|&v6| {
+                    container.addresses.iter().any(|a| a.is_ipv6() == v6)
+                        && to.addresses.iter().any(|a| a.is_ipv6() == v6)
+                })
+                .map_or_else(
+                    || container_address(container, None),
+                    |v6| container_address(container, Some(v6)),
+                )?,
+            None => container_address(container, given)?,
+        },
+        (None, None) => bail!("say where the connection comes from: --from-container NAME or --from ADDR"),
+    };
+    let destination = match (args.to, to) {
+        (Some(address), _) => address,
+        (None, Some(container)) => container_address(container, Some(source.is_ipv6()))?,
+        (None, None) => bail!("say where the connection goes: --to ADDR or --to-container NAME"),
+    };
+    let connection = dockfw_core::ContainerConnection {
+        source,
+        destination,
+        port: range.ports.first,
+        proto: range.proto,
+        proxied,
+    };
+    // Onto a Docker bridge when it goes to a running container.
+    let direction = if proxied
+        || to.is_some()
+        || docker
+            .containers
+            .iter()
+            .any(|c| c.addresses.contains(&destination))
+    {
+        Direction::Between
+    } else {
+        Direction::Outbound
+    };
+    let explanation =
+        dockfw_core::explain_container(&parsed.policy, &docker.containers, &connection, direction);
+    let memberships = set_memberships(parsed, [connection.destination].into_iter());
+    let unknown: Vec<(&String, &str)> = explanation
+        .unknown_sets
+        .iter()
+        .map(|name| (name, unread.get(name).map_or("not read", String::as_str)))
+        .collect();
+    if session.global.json {
+        let unknown: BTreeMap<&String, &str> = unknown.iter().copied().collect();
+        let out = serde_json::json!({
+            "container_connection": connection,
+            "direction": direction,
+            "from_container": from.map(|c| &c.name),
+            "to_container": to.map(|c| &c.name),
+            "explanation": explanation,
+            "sets": memberships,
+            "dynamic_sets_not_read": unknown,
+        });
+        outln!(session, "{out:#}");
+        return Ok(Exit::Success);
+    }
+    let end = |container: Option<&Container>, address: std::net::IpAddr| match container {
+        Some(container) => format!("{} ({address})", container.name),
+        None => address.to_string(),
+    };
+    let path = if proxied { " through docker-proxy" } else { "" };
+    let decision = &explanation.decision;
+    let why = explanation
+        .not_judged
+        .as_ref()
+        .map_or(String::new(), |why| format!(" ({why})"));
+    let audit = if explanation.audit {
+        " (audit mode: only logged and counted; the connection goes on)"
+    } else {
+        ""
+    };
+    outln!(
+        session,
+        "{} → {} port {}/{}, {direction}{path}: {}{why}{audit}",
+        end(from, source),
+        end(to, destination),
+        connection.port,
+        connection.proto.name(),
+        paint(output::action_style(decision.action()), decision)
+    );
+    for miss in &explanation.misses {
+        outln!(
+            session,
+            "  {} \"{}\" did not match: {}",
+            paint(DIM, "rule"),
+            miss.rule,
+            miss.reason
+        );
+    }
+    for membership in &memberships {
+        outln!(session, "  {membership}");
+    }
+    for (name, why) in &unknown {
+        outln!(
+            session,
+            "{} @{name} is dynamic: its addresses exist only in the kernel, and could not be read ({why}); \
+             this assumes {} is not in it",
+            paint(WARN, "note:"),
+            connection.destination
+        );
+    }
+    Ok(Exit::Success)
 }
 
 fn guessed_interface(parsed: &Parsed) -> Result<String> {

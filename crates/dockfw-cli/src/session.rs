@@ -296,6 +296,18 @@ impl Session {
         }
     }
 
+    /// The value of a sysctl under `/proc/sys` (like
+    /// `net/bridge/bridge-nf-call-iptables`), in `--netns` if given.
+    pub fn sysctl(&self, key: &str) -> std::io::Result<String> {
+        match &self.global.netns {
+            None => self.backend.sysctl(None, key),
+            Some(netns) => {
+                let path = netns_path(netns).map_err(std::io::Error::other)?;
+                self.backend.sysctl(Some(&path), key)
+            }
+        }
+    }
+
     /// Docker's containers, as far as the options allow, with what the
     /// policy gets wrong about them (printed as warnings, and kept in the
     /// view for JSON output).

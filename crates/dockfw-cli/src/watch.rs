@@ -875,6 +875,11 @@ impl<'a> Guard<'a> {
             report,
             elapsed,
             revoked,
+            bridge_netfilter: crate::commands::bridge_netfilter_problems(
+                self.session,
+                &self.parsed.policy,
+                &self.containers,
+            ),
         };
         let _ = print_applied(self.session, &applied);
     }

@@ -9,11 +9,12 @@ use common::tempdir;
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/full.toml");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The example policy for each common need, as the README lists them.
-const USE_CASES: [&str; 4] = [
+const USE_CASES: [&str; 5] = [
     "public-web-admin",
     "lan-per-interface",
     "database-never-exposed",
     "office-only-container",
+    "containers-outbound-between",
 ];
 
 fn dockfw() -> Command {
@@ -41,7 +42,10 @@ fn stdout(command: &mut Command) -> String {
 #[test]
 fn check_accepts_the_example_and_rejects_errors_with_their_place() {
     let out = stdout(dockfw().args(["check", "--config", EXAMPLE]));
-    assert!(out.contains("ok: 4 rules, 2 sets, 0 warnings"), "{out}");
+    assert!(
+        out.contains("ok: 4 rules, 1 outbound rule, 1 between rule, 3 sets, 0 warnings"),
+        "{out}"
+    );
 
     let dir = std::env::temp_dir().join(format!("dockfw-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

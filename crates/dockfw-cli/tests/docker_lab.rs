@@ -928,3 +928,185 @@ fn late_judging_lab(prefix: &str, ipv6: bool) {
     );
     setup.done();
 }
+
+/// Outbound and between rules against a real dockerd, IPv4 and IPv6: a
+/// container reaches its API and no other server, another container
+/// reaches neither; the proxy reaches the app and another container on the
+/// same network cannot, also through the port the host publishes for it
+/// (docker-proxy); audit mode drops none of it and counts what it would
+/// have; containers' addresses come from Docker.
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn outbound_and_between_rules_hold_real_containers() {
+    use ProbeResult::*;
+    use dockfw_e2e::Ns;
+    use std::net::SocketAddr;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = setup("dfwt-cliw");
+    let lab = &setup.lab;
+    for name in ["web", "proxy", "intruder"] {
+        lab.run_echo(name, &[], &[(Proto::Tcp, 7000)]).unwrap();
+    }
+    lab.run_echo("app", &["8082:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let app = lab.container_addrs("app").unwrap();
+    assert_eq!(app.len(), 2, "app has an IPv4 and an IPv6 address: {app:?}");
+    let at = |addr: IpAddr, port| SocketAddr::new(addr, port);
+    let api = [addr::INET_SOURCES[1].into(), addr::INET6_SOURCES[1].into()].map(|a| at(a, 7000));
+    let elsewhere = [addr::INET_SOURCES[2].into(), addr::INET6_SOURCES[2].into()].map(|a| at(a, 7000));
+    let _servers: Vec<_> = api
+        .iter()
+        .chain(&elsewhere)
+        .map(|&server| lab.serve_echo(Ns::Internet, server, Proto::Tcp).unwrap())
+        .collect();
+    let ask = |from: &str, to: SocketAddr| lab.ask_from_container(from, Proto::Tcp, to).unwrap();
+    // Docker alone: everything goes.
+    assert_eq!(ask("intruder", elsewhere[0]), Open);
+    assert_eq!(ask("intruder", at(app[0], 8000)), Open);
+
+    let policy = format!(
+        r#"
+[guard]
+interfaces = ["eth0"]
+default = "accept"
+outbound = "drop"
+between = "drop"
+
+[[outbound]]
+name = "web calls the API"
+container = "web"
+to = ["{}", "{}"]
+ports = [7000]
+
+[[between]]
+name = "only the proxy reaches the app"
+from = {{ container = "proxy" }}
+to = {{ container = "app" }}
+ports = [8000]
+"#,
+        api[0].ip(),
+        api[1].ip()
+    );
+    setup.write_policy(&policy);
+    let out = setup.dockfw(&["apply"]).assert().code(0).get_output().clone();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "Docker turns br_netfilter on"
+    );
+    for family in 0..2 {
+        let app = at(app[family], 8000);
+        assert_eq!(ask("web", api[family]), Open, "web -> {}", api[family]);
+        assert_eq!(
+            ask("web", elsewhere[family]),
+            TimedOut,
+            "web -> {}",
+            elsewhere[family]
+        );
+        assert_eq!(
+            ask("intruder", api[family]),
+            TimedOut,
+            "intruder -> {}",
+            api[family]
+        );
+        assert_eq!(ask("proxy", app), Open, "proxy -> {app}");
+        assert_eq!(ask("intruder", app), TimedOut, "intruder -> {app}");
+    }
+    let status = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let row = |direction: &str, index: usize| status[direction][index].clone();
+    assert_eq!(row("outbound", 0)["packets"], 2, "{status:#}");
+    assert_eq!(row("outbound", 0)["containers"], serde_json::json!(["web"]));
+    assert_eq!(row("between", 0)["packets"], 2, "{status:#}");
+    assert_eq!(
+        row("between", 0)["containers"],
+        serde_json::json!(["proxy → app"])
+    );
+    assert!(row("outbound", 1)["packets"].as_u64().unwrap() >= 4, "{status:#}");
+    assert!(row("between", 1)["packets"].as_u64().unwrap() >= 2, "{status:#}");
+    // A container dialling the port the host publishes for the app:
+    // docker-proxy answers (Docker does not NAT it), judged as between.
+    for host in [
+        HOST,
+        IpAddr::V4(addr::DOCKER_BIP.split('/').next().unwrap().parse().unwrap()),
+    ] {
+        assert_eq!(ask("proxy", at(host, 8082)), Open, "proxy -> {host}:8082");
+        assert_eq!(
+            ask("intruder", at(host, 8082)),
+            TimedOut,
+            "intruder -> {host}:8082"
+        );
+    }
+    lab.docker(&["network", "create", "othernet"]).unwrap();
+    lab.run_echo_with("far", &["--network", "othernet"], &[(Proto::Tcp, 7000)])
+        .unwrap();
+    assert_eq!(
+        ask("far", at(HOST, 8082)),
+        TimedOut,
+        "far (another network) -> host:8082"
+    );
+    let status = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["between"][0]["packets"], 4,
+        "two through docker-proxy: {status:#}"
+    );
+    let explained = setup
+        .dockfw(&[
+            "explain",
+            "--from-container",
+            "intruder",
+            "--to-container",
+            "app",
+            "--port",
+            "8000",
+        ])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        explained.contains(", between: drop by default (no rule matched)"),
+        "{explained}"
+    );
+
+    // Audit mode: nothing dropped, each would-be drop counted once.
+    setup.write_policy(&policy.replace("[guard]", "[guard]\nmode = \"audit\""));
+    setup.dockfw(&["apply"]).assert().code(0);
+    for family in 0..2 {
+        assert_eq!(
+            ask("web", elsewhere[family]),
+            Open,
+            "audit: web -> {}",
+            elsewhere[family]
+        );
+        assert_eq!(
+            ask("intruder", at(app[family], 8000)),
+            Open,
+            "audit: intruder -> app"
+        );
+    }
+    let status = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["audit"], true);
+    assert_eq!(status["outbound"][1]["packets"], 2, "{status:#}");
+    assert_eq!(status["outbound"][1]["audit"], true);
+    assert_eq!(status["between"][1]["packets"], 2, "{status:#}");
+    setup.done();
+}

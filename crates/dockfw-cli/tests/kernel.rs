@@ -191,6 +191,7 @@ fn every_use_case_example_applies() {
         "lan-per-interface",
         "database-never-exposed",
         "office-only-container",
+        "containers-outbound-between",
     ] {
         let netns = TestNetns::new().unwrap();
         let config = format!("examples/{name}.toml");

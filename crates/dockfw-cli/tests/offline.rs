@@ -695,3 +695,102 @@ ports = [443]
     }
     assert_eq!(offline.table(), None);
 }
+
+/// The common policy with containers' own connections judged: outbound
+/// and between rules and defaults (no Docker here, so their container
+/// selectors match nothing, but they count), in `mode`.
+fn with_container_rules(mode: &str) -> String {
+    POLICY.replace(
+        "default = \"drop\"",
+        &format!("default = \"drop\"\noutbound = \"drop\"\nbetween = \"reject\"\nmode = \"{mode}\""),
+    ) + r#"
+[[outbound]]
+name = "web calls the API"
+container = "web"
+to = ["203.0.113.99"]
+ports = [443]
+
+[[outbound]]
+name = "no mail"
+ports = [25]
+action = "reject"
+
+[[between]]
+name = "only the proxy reaches the app"
+from = { container = "proxy" }
+to = { container = "app" }
+ports = [8000]
+"#
+}
+
+#[test]
+fn status_shows_outbound_and_between_rules_with_their_counters() {
+    use dockfw_core::Direction;
+    let offline = Offline::new();
+    offline.policy(&with_container_rules("enforce"));
+    let applied = offline.run(&["apply"], 0);
+    assert!(
+        applied.stdout.starts_with(
+            "applied policy.toml to table inet dockfw: 3 rules, 2 outbound rules, 1 between rule ("
+        ),
+        "{}",
+        applied.stdout
+    );
+    let counters = [
+        (layout::decision_counter(Direction::Outbound, 0), 5, 300),
+        (layout::decision_counter(Direction::Outbound, 1), 1, 60),
+        (layout::direction_default_counter(Direction::Outbound), 3, 180),
+        (layout::decision_counter(Direction::Between, 0), 2, 120),
+        (layout::direction_default_counter(Direction::Between), 4, 240),
+    ];
+    for (at, packets, bytes) in &counters {
+        offline.memory.count("dockfw", at, *packets, *bytes);
+    }
+    let status = offline.run(&["status"], 0);
+    insta::assert_snapshot!("status-directions", status.stdout);
+    let json = offline.run(&["status", "--json"], 0).json();
+    assert_eq!(json["outbound"][0]["name"], "web calls the API");
+    assert_eq!(json["outbound"][0]["packets"], 5);
+    assert_eq!(json["outbound"][2]["name"], "outbound default");
+    assert_eq!(json["outbound"][2]["action"], "drop");
+    assert_eq!(json["between"][1]["action"], "reject");
+    assert_eq!(json["between"][1]["packets"], 4);
+    assert!(json.get("audit").is_none(), "{json}");
+}
+
+#[test]
+fn status_in_audit_mode_shows_what_would_have_been_denied() {
+    use dockfw_core::Direction;
+    let offline = Offline::new();
+    offline.policy(&with_container_rules("audit"));
+    let applied = offline.run(&["apply"], 0);
+    assert!(
+        applied
+            .stdout
+            .contains("note: audit mode: every drop and reject is only logged"),
+        "{}",
+        applied.stdout
+    );
+    offline
+        .memory
+        .count("dockfw", &layout::default_counter(), 31, 4 << 20);
+    offline.memory.count(
+        "dockfw",
+        &layout::direction_default_counter(Direction::Between),
+        4,
+        240,
+    );
+    offline
+        .memory
+        .count("dockfw", &layout::decision_counter(Direction::Outbound, 1), 1, 60);
+    let status = offline.run(&["status"], 0);
+    insta::assert_snapshot!("status-audit", status.stdout);
+    let json = offline.run(&["status", "--json"], 0).json();
+    assert_eq!(json["audit"], true);
+    assert_eq!(json["default"]["action"], "drop");
+    assert_eq!(json["default"]["audit"], true);
+    assert_eq!(json["rules"][0]["action"], "allow");
+    assert!(json["rules"][0].get("audit").is_none());
+    assert_eq!(json["between"][1]["audit"], true);
+    assert_eq!(json["untracked"]["audit"], true);
+}

@@ -7,11 +7,16 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
-    CHAIN_UNTRACKED, CT_LABEL_COMMENT, DEFAULT_COMMENT, DOCKER_BRIDGES, PROXY_COMMENT, UNJUDGED_COMMENT,
-    UNTRACKED_COMMENT, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
+    CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS, CHAIN_GUARDED, CHAIN_INPUT,
+    CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
+    CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT, PROXY_COMMENT,
+    UNJUDGED_COMMENT, UNTRACKED_COMMENT, audit_limit_prefix, audit_log_prefix, decision_chain, default_chain,
+    default_comment, direction_chain, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
-use crate::policy::{Action, AddrMatch, Container, Policy, PortSet, PublishedPort, Rule as PolicyRule};
+use crate::policy::{
+    Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PortSet, PublishedPort,
+    Rule as PolicyRule,
+};
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
     RejectWith, Rule, Ruleset, RuntimeSet, Set, SetElements, Statement, Verdict,
@@ -63,8 +68,9 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         );
     }
 
-    let forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
-    let input = base_rules(&guard.interfaces, CHAIN_PROXY);
+    let audit = guard.audit();
+    let mut forward = base_rules(&guard.interfaces, CHAIN_GUARDED);
+    let mut input = base_rules(&guard.interfaces, CHAIN_PROXY);
 
     // Published by Docker first: most new connections take that path, and an
     // untracked packet never matches it (it has no conntrack entry, so no
@@ -112,7 +118,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
             verdict: Some(Verdict::Goto(chain.clone())),
         }));
         verdict_chains.push(Chain {
-            rules: compiler.decide(index, policy_rule, &families),
+            rules: compiler.decide(index, policy_rule, &families, audit),
             name: chain,
             hook: None,
         });
@@ -124,6 +130,8 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         guard.log.then(|| log_rule(DEFAULT_COMMENT, "dockfw: ")),
         vec![],
         guard.default,
+        Admit::Label,
+        audit,
     );
     let proxy = compiler.proxy_rules(containers);
 
@@ -134,7 +142,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
                 hook: Hook::Forward,
                 priority: guard.priority,
             }),
-            rules: forward,
+            rules: forward.clone(),
         },
         Chain {
             name: CHAIN_INPUT.into(),
@@ -142,7 +150,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
                 hook: Hook::Input,
                 priority: guard.priority,
             }),
-            rules: input,
+            rules: input.clone(),
         },
         Chain {
             name: CHAIN_GUARDED.into(),
@@ -157,7 +165,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         Chain {
             name: CHAIN_UNTRACKED.into(),
             hook: None,
-            rules: vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)],
+            rules: untracked_rules(audit),
         },
         Chain {
             name: CHAIN_RULES.into(),
@@ -176,6 +184,49 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         hook: None,
         rules: default,
     });
+    // Containers' own new connections, only when the policy judges them:
+    // without outbound or between rules (and with their defaults allow)
+    // the table is what it was before these directions existed.
+    let judged: Vec<Direction> = [Direction::Outbound, Direction::Between]
+        .into_iter()
+        .filter(|&direction| policy.judges(direction))
+        .collect();
+    if !judged.is_empty() {
+        forward.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+            rule(
+                FROM_CONTAINERS_COMMENT,
+                vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                Verdict::Goto(CHAIN_FROM_CONTAINERS.into()),
+            )
+        }));
+        chains[0].rules = forward;
+        chains.push(Chain {
+            name: CHAIN_FROM_CONTAINERS.into(),
+            hook: None,
+            rules: from_containers_rules(&judged),
+        });
+        for &direction in &judged {
+            chains.extend(compiler.container_chains(policy, direction, containers));
+        }
+        // A container dialling a port the host publishes reaches
+        // docker-proxy on the host when Docker does not NAT it (its
+        // default): judged as between the containers, on the input hook.
+        if judged.contains(&Direction::Between) {
+            input.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+                rule(
+                    FROM_CONTAINERS_COMMENT,
+                    vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                    Verdict::Goto(CHAIN_BETWEEN_PROXIED.into()),
+                )
+            }));
+            chains[1].rules = input;
+            chains.push(Chain {
+                name: CHAIN_BETWEEN_PROXIED.into(),
+                hook: None,
+                rules: compiler.between_proxied_rules(policy, containers),
+            });
+        }
+    }
     Ruleset {
         table: guard.table.clone(),
         sets: compiler.sets,
@@ -242,14 +293,61 @@ fn rule(comment: &str, matches: Vec<Match>, verdict: Verdict) -> Rule {
     }
 }
 
+/// How an allowed connection is marked for revoke before it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Inbound: `jump label`, which sets the bit of its interface.
+    Label,
+    /// Outbound and between: `ct label set` [`CT_LABEL_FROM_CONTAINER`].
+    FromContainer,
+}
+
 /// The rules of a decision's chain: its first rule counts every connection
 /// it decides ([`crate::layout::rule_counter`]), then `log`, `limits`, and
 /// the verdict. With nothing between, an allow or drop is a single rule that
 /// counts and decides: one rule, one counter per decision.
-fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: Action) -> Vec<Rule> {
-    let verdicts = verdict_rules(comment, action);
-    // The first verdict rule always matches for allow (`jump label`) and
-    // drop, so it counts every decision; a reject's first rule is TCP only.
+///
+/// In audit mode a drop or reject is counted, logged (always, rate-limited,
+/// with [`audit_log_prefix`]) and then admitted like an allow; per-source
+/// limits are logged ([`audit_limit_prefix`]), not enforced.
+fn decision_rules(
+    comment: &str,
+    log: Option<Rule>,
+    limits: Vec<Rule>,
+    action: Action,
+    admit: Admit,
+    audit: bool,
+) -> Vec<Rule> {
+    if audit && action != Action::Allow {
+        let mut rules = vec![
+            counter_rule(comment),
+            log_rule(comment, &audit_log_prefix(comment, action)),
+        ];
+        rules.extend(verdict_rules(comment, Action::Allow, admit));
+        return rules;
+    }
+    let limits: Vec<Rule> = if audit {
+        limits
+            .into_iter()
+            .map(|mut limit| {
+                limit.verdict = None;
+                limit.matches.push(Match::Limit {
+                    rate: LOG_RATE,
+                    burst: LOG_BURST,
+                });
+                limit.statements.push(Statement::Log {
+                    prefix: audit_limit_prefix(comment),
+                });
+                limit
+            })
+            .collect()
+    } else {
+        limits
+    };
+    let verdicts = verdict_rules(comment, action, admit);
+    // The first verdict rule always matches for allow (`jump label`, or
+    // `ct label set`) and drop, so it counts every decision; a reject's
+    // first rule is TCP only.
     if log.is_none() && limits.is_empty() && action != Action::Reject {
         return verdicts;
     }
@@ -257,6 +355,46 @@ fn decision_rules(comment: &str, log: Option<Rule>, limits: Vec<Rule>, action: A
     rules.extend(log);
     rules.extend(limits);
     rules.extend(verdicts);
+    rules
+}
+
+/// The `untracked` chain: drop (in audit mode: count, log, accept).
+fn untracked_rules(audit: bool) -> Vec<Rule> {
+    if !audit {
+        return vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)];
+    }
+    vec![
+        counter_rule(UNTRACKED_COMMENT),
+        log_rule(
+            UNTRACKED_COMMENT,
+            &audit_log_prefix(CHAIN_UNTRACKED, Action::Drop),
+        ),
+        rule(UNTRACKED_COMMENT, vec![], Verdict::Accept),
+    ]
+}
+
+/// The `from-containers` chain: onto a Docker bridge is between
+/// containers, anything else outbound. A direction not judged returns
+/// (the base chain's policy accepts; Docker's chains still run).
+fn from_containers_rules(judged: &[Direction]) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = DOCKER_BRIDGES
+        .iter()
+        .map(|bridge| {
+            let verdict = if judged.contains(&Direction::Between) {
+                Verdict::Goto(direction_chain(Direction::Between).into())
+            } else {
+                Verdict::Return
+            };
+            rule("to a container", vec![Match::OifName(ifname(bridge))], verdict)
+        })
+        .collect();
+    if judged.contains(&Direction::Outbound) {
+        rules.push(rule(
+            "to the outside",
+            vec![],
+            Verdict::Goto(direction_chain(Direction::Outbound).into()),
+        ));
+    }
     rules
 }
 
@@ -283,19 +421,25 @@ fn log_rule(comment: &str, prefix: &str) -> Rule {
     }
 }
 
-fn verdict_rules(comment: &str, action: Action) -> Vec<Rule> {
-    match action {
+fn verdict_rules(comment: &str, action: Action, admit: Admit) -> Vec<Rule> {
+    match (action, admit) {
         // Labelled only once allowed: a connection judged late (established,
         // never labelled) and denied must stay unlabelled, or its next
         // packet would take the fast path.
-        Action::Allow => vec![
+        (Action::Allow, Admit::Label) => vec![
             rule(comment, vec![], Verdict::Jump(CHAIN_LABEL.into())),
             rule(comment, vec![], Verdict::Accept),
         ],
-        Action::Drop => vec![rule(comment, vec![], Verdict::Drop)],
+        (Action::Allow, Admit::FromContainer) => vec![Rule {
+            comment: comment.into(),
+            matches: vec![],
+            statements: vec![Statement::CtLabelSet(CT_LABEL_FROM_CONTAINER)],
+            verdict: Some(Verdict::Accept),
+        }],
+        (Action::Drop, _) => vec![rule(comment, vec![], Verdict::Drop)],
         // A TCP client gets a reset (connection refused); anything else an
         // ICMP(v6) administratively-prohibited.
-        Action::Reject => vec![
+        (Action::Reject, _) => vec![
             rule(
                 comment,
                 vec![Match::L4Proto(Proto::Tcp)],
@@ -615,7 +759,13 @@ impl Compiler {
 
     /// The rules of a rule's own chain: count, log, enforce limits, decide
     /// (see [`decision_rules`]).
-    fn decide(&mut self, index: usize, policy_rule: &PolicyRule, families: &BTreeSet<Family>) -> Vec<Rule> {
+    fn decide(
+        &mut self,
+        index: usize,
+        policy_rule: &PolicyRule,
+        families: &BTreeSet<Family>,
+        audit: bool,
+    ) -> Vec<Rule> {
         let name = &policy_rule.name;
         let log = policy_rule
             .log
@@ -666,7 +816,299 @@ impl Compiler {
                 rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
             }
         }
-        decision_rules(name, log, rules, policy_rule.action)
+        decision_rules(name, log, rules, policy_rule.action, Admit::Label, audit)
+    }
+
+    /// The chains of a judged outbound or between direction: its rules
+    /// chain (each rule's alternatives, then its default), each rule's
+    /// decision chain, and the default's.
+    fn container_chains(
+        &mut self,
+        policy: &Policy,
+        direction: Direction,
+        containers: &[Container],
+    ) -> Vec<Chain> {
+        let guard = &policy.guard;
+        let mut dispatch = Vec::new();
+        let mut chains = Vec::new();
+        for (index, container_rule) in policy.container_rules(direction).iter().enumerate() {
+            let chain = decision_chain(direction, index);
+            let alternatives = self.container_alternatives(&chain, container_rule, containers);
+            dispatch.extend(alternatives.into_iter().map(|matches| Rule {
+                comment: container_rule.name.clone(),
+                matches,
+                statements: vec![],
+                verdict: Some(Verdict::Goto(chain.clone())),
+            }));
+            let name = &container_rule.name;
+            chains.push(Chain {
+                rules: decision_rules(
+                    name,
+                    container_rule
+                        .log
+                        .then(|| log_rule(name, &format!("dockfw {name}: "))),
+                    vec![],
+                    container_rule.action,
+                    Admit::FromContainer,
+                    guard.audit(),
+                ),
+                name: chain,
+                hook: None,
+            });
+        }
+        let comment = default_comment(direction);
+        dispatch.push(rule(&comment, vec![], Verdict::Goto(default_chain(direction))));
+        chains.insert(
+            0,
+            Chain {
+                name: direction_chain(direction).into(),
+                hook: None,
+                rules: dispatch,
+            },
+        );
+        chains.push(Chain {
+            name: default_chain(direction),
+            hook: None,
+            rules: decision_rules(
+                &comment,
+                guard
+                    .log
+                    .then(|| log_rule(&comment, &format!("dockfw {}: ", direction.name()))),
+                vec![],
+                guard.default_of(direction),
+                Admit::FromContainer,
+                guard.audit(),
+            ),
+        });
+        chains
+    }
+
+    /// The `between-proxied` chain: each between rule's alternatives for a
+    /// container dialling a port the host publishes (docker-proxy), then
+    /// every published port for the default. Each marks the connection
+    /// ([`CT_LABEL_FROM_CONTAINER_PROXIED`]) before its decision, so revoke
+    /// knows the path (a denied new connection's entry dies with its packet).
+    fn between_proxied_rules(&mut self, policy: &Policy, containers: &[Container]) -> Vec<Rule> {
+        let mark = |comment: &str, matches: Vec<Match>, chain: String| Rule {
+            comment: comment.into(),
+            matches,
+            statements: vec![Statement::CtLabelSet(CT_LABEL_FROM_CONTAINER_PROXIED)],
+            verdict: Some(Verdict::Goto(chain)),
+        };
+        let mut rules = Vec::new();
+        for (index, between) in policy.between.iter().enumerate() {
+            let chain = decision_chain(Direction::Between, index);
+            let source = match &between.from {
+                None => None,
+                Some(selector) => {
+                    let addrs = selector.addresses(containers);
+                    if addrs.is_empty() {
+                        continue;
+                    }
+                    Some(addrs)
+                }
+            };
+            let to = match &between.to {
+                Some(Destination::Containers(selector)) => Some(selector),
+                _ => None,
+            };
+            let published = containers
+                .iter()
+                .filter(|k| to.is_none_or(|selector| selector.selects(k)))
+                .flat_map(|k| k.published.iter())
+                .filter(|p| {
+                    between
+                        .ports
+                        .as_ref()
+                        .is_none_or(|ports| ports.contains(p.proto, p.container_port))
+                });
+            let alternatives = self.published_alternatives(&chain, source.as_ref(), published);
+            rules.extend(
+                alternatives
+                    .into_iter()
+                    .map(|matches| mark(&between.name, matches, chain.clone())),
+            );
+        }
+        let default = default_chain(Direction::Between);
+        let everything = containers.iter().flat_map(|k| k.published.iter());
+        let alternatives = self.published_alternatives(&default, None, everything);
+        let comment = default_comment(Direction::Between);
+        rules.extend(
+            alternatives
+                .into_iter()
+                .map(|matches| mark(&comment, matches, default.clone())),
+        );
+        rules
+    }
+
+    /// Matches for a connection from `source` (any: `None`) to one of
+    /// `published`'s host ports at an address it is bound to, on the
+    /// packet itself (docker-proxy's connections are not NATed): one
+    /// alternative per binding, family and protocol. Sets are named from
+    /// `base` (`base-from-v4`, `base-host-K-v4`, `base-host-K-tcp`).
+    fn published_alternatives<'p>(
+        &mut self,
+        base: &str,
+        source: Option<&AddrSet>,
+        published: impl Iterator<Item = &'p PublishedPort>,
+    ) -> Vec<Vec<Match>> {
+        let mut bindings: BTreeMap<Binding, Vec<(Proto, u16)>> = BTreeMap::new();
+        for p in published {
+            if let Some(binding) = Binding::of(p.host_addr) {
+                bindings.entry(binding).or_default().push((p.proto, p.host_port));
+            }
+        }
+        let mut out = Vec::new();
+        for (group, (binding, ports)) in bindings.into_iter().enumerate() {
+            let ports = PortSet::from_ports(ports);
+            let host = format!("{base}-host-{}", group + 1);
+            let has = |family: Family| source.is_none_or(|s| s.has_family(family));
+            let families: Vec<Option<Family>> = match binding {
+                Binding::Any if source.is_none() => vec![None],
+                Binding::Any => [Family::Ipv4, Family::Ipv6]
+                    .into_iter()
+                    .filter(|&f| has(f))
+                    .map(Some)
+                    .collect(),
+                Binding::AnyOf(family) => has(family).then_some(Some(family)).into_iter().collect(),
+                Binding::Addr(addr) => {
+                    let family = Family::of(addr);
+                    has(family).then_some(Some(family)).into_iter().collect()
+                }
+            };
+            for family in families {
+                let mut matches = Vec::new();
+                if let Some(family) = family {
+                    matches.push(Match::NfProto(family));
+                    if let Some(source) = source {
+                        let set = self.addr_set(&format!("{base}-from"), family, source);
+                        matches.push(Match::SourceIn { family, set });
+                    }
+                    if let Binding::Addr(addr) = binding {
+                        let set = self.addr_set(&host, family, &AddrSet::from_addrs([addr]));
+                        matches.push(Match::DestAddrIn { family, set });
+                    }
+                }
+                for proto in [Proto::Tcp, Proto::Udp] {
+                    if ports.of(proto).is_empty() {
+                        continue;
+                    }
+                    let mut alternative = matches.clone();
+                    alternative.push(Match::L4Proto(proto));
+                    alternative.push(Match::DestPort(self.port_match(&host, proto, ports.of(proto))));
+                    out.push(alternative);
+                }
+            }
+        }
+        out
+    }
+
+    /// The match lists of an outbound or between rule's alternatives:
+    /// sources × destinations × families × protocols, on the packet's own
+    /// addresses and ports (no NAT has happened to a container's new
+    /// connection on the forward hook but Docker's DNAT, after which the
+    /// destination is the container). Empty when the rule can match
+    /// nothing (a container it names is not running).
+    fn container_alternatives(
+        &mut self,
+        chain: &str,
+        rule: &ContainerRule,
+        containers: &[Container],
+    ) -> Vec<Vec<Match>> {
+        let source = match &rule.from {
+            None => None,
+            Some(selector) => {
+                let addrs = selector.addresses(containers);
+                if addrs.is_empty() {
+                    return Vec::new();
+                }
+                Some(addrs)
+            }
+        };
+        let to_base = |addrs: &AddrMatch| match addrs.only_set.as_deref() {
+            Some(name) => format!("set-{name}"),
+            None => format!("{chain}-to"),
+        };
+        // The selected containers' addresses, when `to` selects containers.
+        let selected = match &rule.to {
+            Some(Destination::Containers(selector)) => {
+                let addrs = selector.addresses(containers);
+                if addrs.is_empty() {
+                    return Vec::new();
+                }
+                addrs
+            }
+            _ => AddrSet::default(),
+        };
+        let destinations: Vec<Source<'_>> = match &rule.to {
+            None => vec![Source::Any],
+            Some(Destination::Addresses(to)) => {
+                let written = (!to.addrs.is_empty() || to.dynamic.is_empty()).then(|| Source::Written {
+                    addrs: &to.addrs,
+                    base: to_base(to),
+                });
+                written
+                    .into_iter()
+                    .chain(to.dynamic.iter().map(|name| Source::Dynamic(name)))
+                    .collect()
+            }
+            Some(Destination::Containers(_)) => vec![Source::Written {
+                addrs: &selected,
+                base: format!("{chain}-to"),
+            }],
+        };
+        let protos: Vec<Option<Proto>> = match &rule.ports {
+            None => vec![None],
+            Some(ports) => [Proto::Tcp, Proto::Udp]
+                .into_iter()
+                .filter(|&p| !ports.of(p).is_empty())
+                .map(Some)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for destination in &destinations {
+            let allowed =
+                |f: Family| source.as_ref().is_none_or(|s| s.has_family(f)) && destination.has_family(f);
+            let families: Vec<Option<Family>> = if source.is_none() && matches!(destination, Source::Any) {
+                vec![None]
+            } else {
+                [Family::Ipv4, Family::Ipv6]
+                    .into_iter()
+                    .filter(|&f| allowed(f))
+                    .map(Some)
+                    .collect()
+            };
+            for family in families {
+                let mut addr_matches = Vec::new();
+                if let Some(family) = family {
+                    addr_matches.push(Match::NfProto(family));
+                    if let Some(source) = &source {
+                        let set = self.addr_set(&format!("{chain}-from"), family, source);
+                        addr_matches.push(Match::SourceIn { family, set });
+                    }
+                    match destination {
+                        Source::Any => {}
+                        Source::Written { addrs, base } => {
+                            let set = self.addr_set(base, family, addrs);
+                            addr_matches.push(Match::DestAddrIn { family, set });
+                        }
+                        Source::Dynamic(name) => {
+                            let set = runtime_set_name(name, family);
+                            addr_matches.push(Match::DestAddrIn { family, set });
+                        }
+                    }
+                }
+                for proto in &protos {
+                    let mut matches = addr_matches.clone();
+                    if let (Some(proto), Some(ports)) = (*proto, &rule.ports) {
+                        matches.push(Match::L4Proto(proto));
+                        matches.push(Match::DestPort(self.port_match(chain, proto, ports.of(proto))));
+                    }
+                    out.push(matches);
+                }
+            }
+        }
+        out
     }
 }
 

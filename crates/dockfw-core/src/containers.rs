@@ -32,8 +32,9 @@
 
 use crate::compile::host_binding;
 use crate::diag::{Diagnostic, Location, Severity};
-use crate::policy::{Container, Policy, PortEntry, PublishedPort, Rule};
+use crate::policy::{Container, ContainerRule, Direction, Policy, PortEntry, PublishedPort, Rule, Selector};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// A rule and the running containers it reaches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,7 +136,47 @@ pub fn diagnose(policy: &Policy, containers: &[Container]) -> Vec<Diagnostic> {
             }
         }
     }
+    for rule in policy.outbound.iter().chain(&policy.between) {
+        for (field, selector) in rule.selectors() {
+            if selector.selected(containers).is_empty() {
+                out.push(container_rule_selects_nothing(rule, field, selector, containers));
+            }
+        }
+    }
     out
+}
+
+/// Why a selector of an `[[outbound]]` or `[[between]]` rule selects no
+/// running container (`field`: `from` or `to`).
+fn container_rule_selects_nothing(
+    rule: &ContainerRule,
+    field: &str,
+    selector: &Selector,
+    containers: &[Container],
+) -> Diagnostic {
+    // An outbound rule writes its selector's keys at the top of the rule.
+    let prefix = match rule.direction {
+        Direction::Between => format!("{field}."),
+        _ => String::new(),
+    };
+    let (key, message, hint) =
+        nothing_selected(selector.container.as_ref(), selector.labels.as_ref(), containers);
+    let message = match rule.direction {
+        Direction::Between => format!("{field}: {message}"),
+        _ => message,
+    };
+    let at = rule
+        .field_locations
+        .get(&format!("{prefix}{key}"))
+        .or(rule.location.as_ref())
+        .cloned();
+    Diagnostic {
+        severity: Severity::Warning,
+        location: at,
+        rule: Some(rule.name.clone()),
+        message,
+        hint: Some(hint),
+    }
 }
 
 fn warning(rule: &Rule, at: Option<&Location>, message: String, hint: String) -> Diagnostic {
@@ -158,15 +199,24 @@ fn list(items: &[String]) -> String {
 
 /// Why a selecting rule selects no running container, and what runs instead.
 fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
-    let labels = rule.labels.iter().flatten();
-    let named = rule
-        .container
-        .as_ref()
-        .and_then(|name| containers.iter().find(|c| &c.name == name));
-    let (field, message, hint) = match (&rule.container, named) {
+    let (field, message, hint) = nothing_selected(rule.container.as_ref(), rule.labels.as_ref(), containers);
+    warning(rule, rule.field_locations.get(field), message, hint)
+}
+
+/// The field to blame (`container` or `labels`), the message and the hint
+/// for a selection (`container` name, `labels`) no running container meets.
+fn nothing_selected(
+    container: Option<&String>,
+    labels: Option<&BTreeMap<String, String>>,
+    containers: &[Container],
+) -> (&'static str, String, String) {
+    let labels = labels.into_iter().flatten();
+    let named = container.and_then(|name| containers.iter().find(|c| &c.name == name));
+    match (container, named) {
         // Running, so the labels are what exclude it.
         (Some(name), Some(container)) => {
             let has: Vec<String> = labels
+                .clone()
                 .map(|(key, _)| match container.labels.get(key) {
                     Some(value) => format!("{key}={value:?}"),
                     None => format!("no label {key:?}"),
@@ -176,7 +226,7 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
                 "labels",
                 format!(
                     "container \"{name}\" runs but does not carry {}",
-                    describe_labels(rule)
+                    describe_labels(labels)
                 ),
                 format!("it has {}; fix \"labels\" or \"container\"", list(&has)),
             )
@@ -201,7 +251,7 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
             ("container", format!("container \"{name}\" is not running"), hint)
         }
         (None, _) => {
-            let keys: Vec<&String> = labels.map(|(key, _)| key).collect();
+            let keys: Vec<&String> = labels.clone().map(|(key, _)| key).collect();
             let near: Vec<String> = keys
                 .iter()
                 .flat_map(|key| {
@@ -221,22 +271,16 @@ fn selects_nothing(rule: &Rule, containers: &[Container]) -> Diagnostic {
             };
             (
                 "labels",
-                format!("no running container carries {}", describe_labels(rule)),
+                format!("no running container carries {}", describe_labels(labels)),
                 hint,
             )
         }
-    };
-    warning(rule, rule.field_locations.get(field), message, hint)
+    }
 }
 
 /// `the label k="v"`, or `the labels a="1", b="2"`.
-fn describe_labels(rule: &Rule) -> String {
-    let labels: Vec<String> = rule
-        .labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
+fn describe_labels<'l>(labels: impl Iterator<Item = (&'l String, &'l String)>) -> String {
+    let labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v:?}")).collect();
     format!(
         "the label{} {}",
         if labels.len() == 1 { "" } else { "s" },

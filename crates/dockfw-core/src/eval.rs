@@ -5,8 +5,11 @@
 
 use crate::compile::{Binding, container_addresses, host_binding};
 use crate::interval;
-use crate::layout::CHAIN_DEFAULT;
-use crate::policy::{Action, AddrMatch, Container, Policy, PublishedPort, Rule as PolicyRule};
+use crate::layout::{audited_action, decided_by_chain};
+use crate::policy::{
+    Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PublishedPort,
+    Rule as PolicyRule, Selector,
+};
 use crate::ruleset::{CtState, Family, Hook, Match, Proto, Ruleset, SetElements, Verdict};
 use serde::Serialize;
 use std::fmt;
@@ -123,6 +126,33 @@ pub struct Explanation {
     /// decision assumes the address is in none of them, and may be wrong.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_sets: Vec<String>,
+    /// The guard is in audit mode and the decision is a drop or reject: it
+    /// is only logged and counted, and the connection goes on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
+}
+
+impl Explanation {
+    fn decided(policy: &Policy, decision: Decision, misses: Vec<Miss>, unknown_sets: Vec<String>) -> Self {
+        let audit = policy.guard.audit() && decision.action() != Action::Allow;
+        Self {
+            decision,
+            not_judged: None,
+            misses,
+            unknown_sets,
+            audit,
+        }
+    }
+
+    fn not_judged(why: String) -> Self {
+        Self {
+            decision: Decision::NotJudged,
+            not_judged: Some(why),
+            misses: vec![],
+            unknown_sets: vec![],
+            audit: false,
+        }
+    }
 }
 
 impl fmt::Display for Decision {
@@ -142,6 +172,9 @@ impl fmt::Display for Explanation {
         write!(f, "{}", self.decision)?;
         if let Some(why) = &self.not_judged {
             write!(f, " ({why})")?;
+        }
+        if self.audit {
+            f.write_str(" (audit mode: only logged and counted; the connection goes on)")?;
         }
         for miss in &self.misses {
             write!(f, "\n  rule \"{}\" did not match: {}", miss.rule, miss.reason)?;
@@ -211,12 +244,7 @@ pub fn explain_via(
     connection: &Connection,
     path: Via,
 ) -> Explanation {
-    let not_judged = |why: String| Explanation {
-        decision: Decision::NotJudged,
-        not_judged: Some(why),
-        misses: vec![],
-        unknown_sets: vec![],
-    };
+    let not_judged = Explanation::not_judged;
     if !policy
         .guard
         .interfaces
@@ -244,26 +272,329 @@ pub fn explain_via(
                 reason,
             }),
             None => {
-                return Explanation {
-                    decision: Decision::Rule {
-                        name: rule.name.clone(),
-                        action: rule.action,
-                    },
-                    not_judged: None,
-                    misses,
-                    unknown_sets,
+                let decision = Decision::Rule {
+                    name: rule.name.clone(),
+                    action: rule.action,
                 };
+                return Explanation::decided(policy, decision, misses, unknown_sets);
             }
         }
     }
-    Explanation {
-        decision: Decision::Default {
-            action: policy.guard.default,
-        },
-        not_judged: None,
-        misses,
-        unknown_sets,
+    let decision = Decision::Default {
+        action: policy.guard.default,
+    };
+    Explanation::decided(policy, decision, misses, unknown_sets)
+}
+
+/// A new connection a container opens: to the outside (outbound) or to
+/// another container (between).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerConnection {
+    /// The container's address (the source).
+    pub source: IpAddr,
+    /// Where it goes: an outside address, or (between) the other
+    /// container's address (after Docker's DNAT, when it dialled a port
+    /// the host publishes); with `proxied`, the host address it dialled.
+    pub destination: IpAddr,
+    /// The destination port (between: the container port; with `proxied`,
+    /// the published host port it dialled).
+    pub port: u16,
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Between containers through `docker-proxy`: the container dialled a
+    /// port the host publishes and Docker does not NAT it (its default,
+    /// the userland proxy), so it reaches the host (input hook) and
+    /// docker-proxy connects to the publishing container. Judged only
+    /// when a running container publishes that port on that address.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub proxied: bool,
+}
+
+impl ContainerConnection {
+    /// The published ports docker-proxy connects this (proxied) connection
+    /// to, with their containers: those publishing its protocol and host
+    /// port on an address (or every address) it dialled.
+    pub fn proxied_to<'c>(&self, containers: &'c [Container]) -> Vec<(&'c Container, &'c PublishedPort)> {
+        let family = Family::of(self.source);
+        containers
+            .iter()
+            .flat_map(|c| c.published.iter().map(move |p| (c, p)))
+            .filter(|(_, p)| {
+                p.proto == self.proto
+                    && p.host_port == self.port
+                    && Binding::of(p.host_addr).is_some_and(|b| b.admits(family, Some(self.destination)))
+            })
+            .collect()
     }
+}
+
+/// Which rule decides a container's new connection going `direction`
+/// (outbound or between), on the policy itself. Inbound connections are
+/// for [`evaluate_via`]: going `Direction::Inbound`, this says not judged.
+pub fn evaluate_container(
+    policy: &Policy,
+    containers: &[Container],
+    connection: &ContainerConnection,
+    direction: Direction,
+) -> Decision {
+    explain_container(policy, containers, connection, direction).decision
+}
+
+/// Like [`evaluate_container`], with the reason each earlier rule did not match.
+///
+/// ```
+/// use dockfw_core::policy::Direction;
+/// use dockfw_core::{Action, Container, ContainerConnection, Decision, Proto};
+///
+/// let policy = dockfw_core::parse("p.toml", r#"
+///     [guard]
+///     interfaces = ["eth0"]
+///     outbound = "drop"
+///     [[outbound]]
+///     name = "web calls the API"
+///     container = "web"
+///     to = "203.0.113.99"
+///     ports = [443]
+/// "#).unwrap().policy;
+/// let web = Container {
+///     name: "web".into(),
+///     labels: Default::default(),
+///     published: vec![],
+///     addresses: vec!["172.17.0.2".parse().unwrap()],
+/// };
+/// let to = |addr: &str| ContainerConnection {
+///     source: "172.17.0.2".parse().unwrap(),
+///     destination: addr.parse().unwrap(),
+///     port: 443,
+///     proto: Proto::Tcp,
+///     proxied: false,
+/// };
+/// let explained = dockfw_core::explain_container(&policy, &[web.clone()], &to("203.0.113.99"), Direction::Outbound);
+/// assert_eq!(explained.decision, Decision::Rule { name: "web calls the API".into(), action: Action::Allow });
+/// let explained = dockfw_core::explain_container(&policy, &[web], &to("198.51.100.1"), Direction::Outbound);
+/// assert_eq!(explained.decision, Decision::Default { action: Action::Drop });
+/// assert_eq!(explained.misses[0].reason, "destination 198.51.100.1 is not in to = [203.0.113.99]");
+/// ```
+pub fn explain_container(
+    policy: &Policy,
+    containers: &[Container],
+    connection: &ContainerConnection,
+    direction: Direction,
+) -> Explanation {
+    if direction == Direction::Inbound {
+        return Explanation::not_judged(
+            "an inbound connection comes from outside, not from a container".into(),
+        );
+    }
+    if !policy.judges(direction) {
+        return Explanation::not_judged(format!(
+            "the policy has no [[{name}]] rules, and [guard] {name} = \"accept\"",
+            name = direction.name()
+        ));
+    }
+    if connection.proxied {
+        if direction != Direction::Between {
+            return Explanation::not_judged(
+                "through docker-proxy a container reaches another container: only between rules judge it"
+                    .into(),
+            );
+        }
+        if connection.proxied_to(containers).is_empty() {
+            return Explanation::not_judged(format!(
+                "no running container publishes port {}/{} on that address: it is for the host itself",
+                connection.port,
+                connection.proto.name()
+            ));
+        }
+    }
+    let mut misses = Vec::new();
+    let mut unknown_sets = Vec::new();
+    for rule in policy.container_rules(direction) {
+        let miss = if connection.proxied {
+            proxied_miss(rule, containers, connection)
+        } else {
+            container_miss(policy, rule, containers, connection, &mut unknown_sets)
+        };
+        match miss {
+            Some(reason) => misses.push(Miss {
+                rule: rule.name.clone(),
+                reason,
+            }),
+            None => {
+                let decision = Decision::Rule {
+                    name: rule.name.clone(),
+                    action: rule.action,
+                };
+                return Explanation::decided(policy, decision, misses, unknown_sets);
+            }
+        }
+    }
+    let decision = Decision::Default {
+        action: policy.guard.default_of(direction),
+    };
+    Explanation::decided(policy, decision, misses, unknown_sets)
+}
+
+/// Why `address` is not one of the containers `selector` selects, if it is not.
+fn selector_miss(
+    selector: &Selector,
+    containers: &[Container],
+    what: &str,
+    address: IpAddr,
+) -> Option<String> {
+    let selected = selector.selected(containers);
+    if selected.is_empty() {
+        return Some(format!(
+            "no running container has {} (or Docker is not known)",
+            selector.describe()
+        ));
+    }
+    if selected.iter().any(|c| c.addresses.contains(&address)) {
+        return None;
+    }
+    let has: Vec<String> = selected
+        .iter()
+        .map(|c| {
+            let addresses: Vec<String> = c.addresses.iter().map(ToString::to_string).collect();
+            format!("{} has {}", c.name, addresses.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "{what} {address} is not an address of {} ({})",
+        selector.describe(),
+        has.join("; ")
+    ))
+}
+
+/// Whether `address` is in `addrs` (its written addresses, or a dynamic set
+/// it names): `Ok(true)`, `Ok(false)`, or `Err` with the dynamic sets whose
+/// addresses are not known (assumed not to hold it).
+fn in_addresses<'p>(policy: &'p Policy, addrs: &'p AddrMatch, address: IpAddr) -> Result<bool, Vec<&'p str>> {
+    if addrs.addrs.contains(address) {
+        return Ok(true);
+    }
+    let mut unknown = Vec::new();
+    for name in &addrs.dynamic {
+        match policy.sets.get(name).and_then(|set| set.holds(address)) {
+            Some(true) => return Ok(true),
+            Some(false) => {}
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(false)
+    } else {
+        Err(unknown)
+    }
+}
+
+/// `None` if the between `rule` matches `c`, a connection through
+/// docker-proxy: from a container it selects, to a published port of a
+/// container its `to` selects whose container port is in its `ports`.
+fn proxied_miss(rule: &ContainerRule, containers: &[Container], c: &ContainerConnection) -> Option<String> {
+    if let Some(from) = &rule.from
+        && let Some(reason) = selector_miss(from, containers, "source", c.source)
+    {
+        return Some(reason);
+    }
+    let to = match &rule.to {
+        Some(Destination::Containers(to)) => Some(to),
+        _ => None,
+    };
+    let reached = c.proxied_to(containers);
+    let covered = |p: &PublishedPort| {
+        rule.ports
+            .as_ref()
+            .is_none_or(|ports| ports.contains(p.proto, p.container_port))
+    };
+    if reached
+        .iter()
+        .any(|(k, p)| to.is_none_or(|to| to.selects(k)) && covered(p))
+    {
+        return None;
+    }
+    let names: Vec<String> = reached
+        .iter()
+        .map(|(k, p)| format!("{} (container port {})", k.name, p.container_port))
+        .collect();
+    let port = format!("{}/{}", c.port, c.proto.name());
+    Some(match to {
+        Some(to) if !reached.iter().any(|(k, _)| to.selects(k)) => format!(
+            "host port {port} is published by {}, not by a container of {}",
+            names.join(", "),
+            to.describe()
+        ),
+        _ => format!(
+            "host port {port} is published by {}, whose port is not in the rule's ports",
+            names.join(", ")
+        ),
+    })
+}
+
+/// `None` if the outbound or between `rule` matches `c`, else why not.
+fn container_miss(
+    policy: &Policy,
+    rule: &ContainerRule,
+    containers: &[Container],
+    c: &ContainerConnection,
+    unknown_sets: &mut Vec<String>,
+) -> Option<String> {
+    if let Some(from) = &rule.from
+        && let Some(reason) = selector_miss(from, containers, "source", c.source)
+    {
+        return Some(reason);
+    }
+    // A destination is matched in the connection's family (the source's),
+    // as the kernel's `ip daddr` / `ip6 daddr` are.
+    let same_family = Family::of(c.destination) == Family::of(c.source);
+    match &rule.to {
+        None => {}
+        Some(Destination::Containers(to)) => {
+            if let Some(reason) = selector_miss(to, containers, "destination", c.destination) {
+                return Some(reason);
+            }
+            if !same_family {
+                return Some(format!(
+                    "destination {} is not of the source's address family",
+                    c.destination
+                ));
+            }
+        }
+        Some(Destination::Addresses(to)) => match in_addresses(policy, to, c.destination) {
+            Ok(true) if same_family => {}
+            Ok(_) => {
+                return Some(format!(
+                    "destination {} is not in to = [{}]",
+                    c.destination,
+                    entries(to)
+                ));
+            }
+            Err(unknown) => {
+                let named: Vec<String> = unknown.iter().map(|name| format!("@{name}")).collect();
+                for name in unknown {
+                    if !unknown_sets.iter().any(|known| known == name) {
+                        unknown_sets.push(name.to_string());
+                    }
+                }
+                return Some(format!(
+                    "destination {} is not in to = [{}], unless it is in {}: dynamic, filled at run time, not read (assumed not to hold it)",
+                    c.destination,
+                    entries(to),
+                    named.join(", ")
+                ));
+            }
+        },
+    }
+    if let Some(ports) = &rule.ports
+        && !ports.contains(c.proto, c.port)
+    {
+        return Some(format!(
+            "port {}/{} is not in the rule's ports",
+            c.port,
+            c.proto.name()
+        ));
+    }
+    None
 }
 
 /// Whether docker-proxy answers `c`: a running container publishes its port
@@ -526,6 +857,33 @@ impl Packet {
         }
     }
 
+    /// The first packet of a container's new connection going `direction`:
+    /// from the default bridge, out through `eth0` (outbound) or onto the
+    /// default bridge (between; `Direction::Inbound` is taken as between).
+    /// Through docker-proxy (`proxied`) it is for the host: no output
+    /// interface, judged on the input hook.
+    pub fn from_container(connection: &ContainerConnection, direction: Direction) -> Self {
+        Self {
+            iif: "docker0".into(),
+            oif: match direction {
+                _ if connection.proxied => String::new(),
+                Direction::Outbound => "eth0".into(),
+                _ => "docker0".into(),
+            },
+            source: connection.source,
+            dialled: Some(connection.destination),
+            dialled_port: connection.port,
+            proto: connection.proto,
+            ct_new: true,
+            ct_related: false,
+            ct_reply: false,
+            ct_labelled: false,
+            untracked: false,
+            ct_dnat: false,
+            over_rate: false,
+        }
+    }
+
     /// `connection`'s first packet arriving by `path` after a `notrack` rule
     /// (in anyone's table) exempted it from conntrack: no DNAT happens, so
     /// a packet for a published host port is for the host (docker-proxy).
@@ -552,6 +910,9 @@ pub struct PacketOutcome {
     pub chain: Option<String>,
     /// Comment of the deciding rule.
     pub comment: Option<String>,
+    /// In audit mode, the drop or reject the deciding chain stands for
+    /// but only logged: the packet was accepted.
+    pub would: Option<Action>,
 }
 
 /// Which rule decides `connection`, by running the compiled ruleset, for a
@@ -566,18 +927,35 @@ pub fn evaluate_ruleset_via(ruleset: &Ruleset, connection: &Connection, path: Vi
     simulate_packet(ruleset, path.hook(), &Packet::via(connection, path)).decision()
 }
 
+/// Which rule decides a container's new connection going `direction`, by
+/// running the compiled ruleset's forward chains.
+pub fn evaluate_ruleset_container(
+    ruleset: &Ruleset,
+    connection: &ContainerConnection,
+    direction: Direction,
+) -> Decision {
+    let hook = if connection.proxied {
+        Hook::Input
+    } else {
+        Hook::Forward
+    };
+    simulate_packet(ruleset, hook, &Packet::from_container(connection, direction)).decision()
+}
+
 impl PacketOutcome {
     /// The decision this outcome stands for: a policy rule's or the
     /// default's chain decided, or nothing dockfw judges did.
+    ///
+    /// In audit mode the action is the denial the chain only logged.
     pub fn decision(&self) -> Decision {
-        let action = match self.verdict {
+        let action = self.would.unwrap_or(match self.verdict {
             Verdict::Drop => Action::Drop,
             Verdict::Reject(_) => Action::Reject,
             _ => Action::Allow,
-        };
-        match (self.chain.as_deref(), &self.comment) {
-            (Some(CHAIN_DEFAULT), _) => Decision::Default { action },
-            (Some(chain), Some(comment)) if chain.starts_with("rule-") => Decision::Rule {
+        });
+        match (self.chain.as_deref().and_then(decided_by_chain), &self.comment) {
+            (Some((_, None)), _) => Decision::Default { action },
+            (Some((_, Some(_))), Some(comment)) => Decision::Rule {
                 name: comment.clone(),
                 action,
             },
@@ -608,6 +986,7 @@ pub(crate) fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) ->
         verdict: Verdict::Accept,
         chain: None,
         comment: None,
+        would: None,
     })
 }
 
@@ -640,10 +1019,14 @@ fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Fl
             }
             Some(Verdict::Goto(target)) => return run_chain(ruleset, target, packet, depth + 1),
             Some(verdict) => {
+                let would = (*verdict == Verdict::Accept)
+                    .then(|| audited_action(chain))
+                    .flatten();
                 return Flow::Final(PacketOutcome {
                     verdict: verdict.clone(),
                     chain: Some(chain.name.clone()),
                     comment: Some(rule.comment.clone()),
+                    would,
                 });
             }
         }

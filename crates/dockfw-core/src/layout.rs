@@ -36,6 +36,53 @@
 //! chain default-fate  the default fate: counter, [log], verdict (likewise)
 //! ```
 //!
+//! Containers' own new connections, only when the policy judges them
+//! ([`Policy::judges`](crate::policy::Policy::judges): `[[outbound]]`/`[[between]]` rules, or their
+//! default not accept); otherwise none of this is in the table:
+//!
+//! ```text
+//! chain forward   (after the rules above)
+//!     iifname "docker0" ct state new goto from-containers    (and "br-*")
+//! chain from-containers   where does it go?
+//!     oifname "docker0" goto between     (and "br-*"; `return` when between is not judged)
+//!     goto outbound                      (left out when outbound is not judged)
+//! chain outbound  the [[outbound]] rules, in order, on the packet's own
+//!                 addresses and port (ip saddr, ip daddr, th dport)
+//!     <matches> goto outbound-N
+//!     goto outbound-default
+//! chain between   likewise: between-N, between-default
+//! chain input     (after the rules above, when between is judged)
+//!     iifname "docker0" ct state new goto between-proxied    (and "br-*")
+//! chain between-proxied   a container dialling a port the host publishes,
+//!                 answered by docker-proxy (Docker's default: it does not
+//!                 NAT that): each between rule's source containers and
+//!                 the host ports its `to` containers publish (whose
+//!                 container port is in its `ports`), at the addresses
+//!                 they are bound to
+//!     <matches> ct label set 94 goto between-N
+//!     <every published port> ct label set 94 goto between-default
+//!                 (anything else is for the host itself: not judged)
+//! chain outbound-N / between-N / outbound-default / between-default
+//!                 counter, [log], verdict; an allow is one rule,
+//!                 `ct label set 95 accept` (see below)
+//! ```
+//!
+//! A container's new connection leaves its bridge on the forward hook:
+//! onto a Docker bridge (the same one, which netfilter sees only with
+//! `br_netfilter` and `bridge-nf-call-iptables`, or another) is between
+//! containers, anything else outbound. No NAT has happened to it yet but
+//! Docker's DNAT of a published port a container dials (then the
+//! destination is the container reached, at its container port), so the
+//! rules match the packet's own addresses and port. Allowed ones are
+//! labelled with [`CT_LABEL_FROM_CONTAINER`] (bit 95, below the interface
+//! bits), which revoke looks for.
+//!
+//! Audit mode (`[guard] mode = "audit"`): a decision chain that would drop
+//! or reject counts (its first rule), logs with the prefix `dockfw audit NAME would drop: ` and
+//! then admits (labels and accepts) like an allow; per-source limits log
+//! instead of dropping; the untracked chain logs and accepts.
+//! [`audited_action`] reads back what a chain would have done.
+//!
 //! The judged path is kept short: a new connection published by Docker
 //! passes `forward` (one rule per guarded interface for unlabelled
 //! established packets, which a new one fails at its first expression, then
@@ -95,8 +142,8 @@
 //! An `accept` ends only our base chain: Docker's chains still run afterwards,
 //! so "allow" never opens more than Docker itself would.
 
-use crate::policy::{Action, Policy};
-use crate::ruleset::{Chain, Family, IfName, Match, Ruleset, Verdict};
+use crate::policy::{Action, Direction, Policy};
+use crate::ruleset::{Chain, Family, IfName, Match, Ruleset, Statement, Verdict};
 
 /// The base chain on the forward hook.
 pub const CHAIN_FORWARD: &str = "forward";
@@ -133,9 +180,123 @@ pub const CT_LABEL_BITS: std::ops::RangeInclusive<u8> = 96..=127;
 pub(crate) const MAX_CT_LABELLED_PATTERNS: usize = 32;
 /// Comment of the rules setting a connection's label bit.
 pub(crate) const CT_LABEL_COMMENT: &str = "label for revoke";
+/// New connections from a Docker bridge: onto a bridge (between) or out (outbound)?
+pub const CHAIN_FROM_CONTAINERS: &str = "from-containers";
+/// The `[[outbound]]` rules, in order.
+pub const CHAIN_OUTBOUND: &str = "outbound";
+/// The `[[between]]` rules, in order.
+pub const CHAIN_BETWEEN: &str = "between";
+/// The `[[between]]` rules for a container dialling a port the host
+/// publishes, which docker-proxy answers (input hook).
+pub const CHAIN_BETWEEN_PROXIED: &str = "between-proxied";
+/// Comment of the rules sending new connections from a Docker bridge to [`CHAIN_FROM_CONTAINERS`].
+pub(crate) const FROM_CONTAINERS_COMMENT: &str = "new connection from a container";
+/// The connection label bit an allowed outbound or between connection gets
+/// (below the interface bits, [`CT_LABEL_BITS`]): revoke judges those again.
+pub const CT_LABEL_FROM_CONTAINER: u8 = 95;
+/// The connection label bit a container's connection to a published port
+/// that docker-proxy answers gets when judged (with
+/// [`CT_LABEL_FROM_CONTAINER`] once allowed): revoke judges it as between
+/// through docker-proxy.
+pub const CT_LABEL_FROM_CONTAINER_PROXIED: u8 = 94;
+/// What a log prefix of an audited denial starts with (see [`audit_log_prefix`]).
+const AUDIT_PREFIX: &str = "dockfw audit ";
+
 /// Name of the chain deciding for the rule at `index` (0-based).
 pub fn rule_chain(index: usize) -> String {
     format!("rule-{}", index + 1)
+}
+
+/// The chain holding `direction`'s rules (`rules`, `outbound`, `between`).
+pub fn direction_chain(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => CHAIN_RULES,
+        Direction::Outbound => CHAIN_OUTBOUND,
+        Direction::Between => CHAIN_BETWEEN,
+    }
+}
+
+/// Name of the chain deciding for `direction`'s rule at `index` (0-based):
+/// `rule-N`, `outbound-N`, `between-N`.
+pub fn decision_chain(direction: Direction, index: usize) -> String {
+    match direction {
+        Direction::Inbound => rule_chain(index),
+        _ => format!("{}-{}", direction.name(), index + 1),
+    }
+}
+
+/// Name of the chain of `direction`'s default fate: `default-fate`,
+/// `outbound-default`, `between-default`.
+pub fn default_chain(direction: Direction) -> String {
+    match direction {
+        Direction::Inbound => CHAIN_DEFAULT.into(),
+        _ => format!("{}-default", direction.name()),
+    }
+}
+
+/// The comment of `direction`'s default fate's rules: `default`,
+/// `outbound default`, `between default`.
+pub fn default_comment(direction: Direction) -> String {
+    match direction {
+        Direction::Inbound => DEFAULT_COMMENT.into(),
+        _ => format!("{} default", direction.name()),
+    }
+}
+
+/// What chain `name` decides: a rule of a direction (its index), or a
+/// direction's default (`None`); `None` for any other chain.
+pub fn decided_by_chain(name: &str) -> Option<(Direction, Option<usize>)> {
+    for direction in [Direction::Inbound, Direction::Outbound, Direction::Between] {
+        if name == default_chain(direction) {
+            return Some((direction, None));
+        }
+        let prefix = match direction {
+            Direction::Inbound => "rule-",
+            Direction::Outbound => "outbound-",
+            Direction::Between => "between-",
+        };
+        if let Some(n) = name.strip_prefix(prefix)
+            && !n.is_empty()
+            && !n.starts_with('0')
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Some((direction, n.parse::<usize>().ok().map(|n| n - 1)));
+        }
+    }
+    None
+}
+
+/// The log prefix of a denial `comment` (a rule's name, or a default's
+/// comment) that audit mode only logs: `dockfw audit NAME would drop: `.
+pub(crate) fn audit_log_prefix(comment: &str, action: Action) -> String {
+    format!("{AUDIT_PREFIX}{comment} would {action}: ")
+}
+
+/// The log prefix of audit mode's per-source limits, which it only logs.
+pub(crate) fn audit_limit_prefix(comment: &str) -> String {
+    format!("{AUDIT_PREFIX}{comment} over its limit: ")
+}
+
+/// The denial an audited decision chain only logs: its log statement's
+/// prefix (`dockfw audit NAME would drop: `) tells. `None` when it enforces what it decides.
+pub fn audited_action(chain: &Chain) -> Option<Action> {
+    chain
+        .rules
+        .iter()
+        .flat_map(|rule| &rule.statements)
+        .find_map(|statement| match statement {
+            Statement::Log { prefix } => {
+                let rest = prefix.strip_prefix(AUDIT_PREFIX)?;
+                if rest.ends_with(" would drop: ") {
+                    Some(Action::Drop)
+                } else if rest.ends_with(" would reject: ") {
+                    Some(Action::Reject)
+                } else {
+                    None
+                }
+            }
+            Statement::CtLabelSet(_) => None,
+        })
 }
 
 /// The kernel set holding the `family` addresses of the policy's dynamic
@@ -194,11 +355,13 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_RULES,
         CHAIN_LABEL,
         CHAIN_DEFAULT,
+        CHAIN_FROM_CONTAINERS,
+        CHAIN_OUTBOUND,
+        CHAIN_BETWEEN,
+        CHAIN_BETWEEN_PROXIED,
     ]
     .contains(&name)
-        || name
-            .strip_prefix("rule-")
-            .is_some_and(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+        || decided_by_chain(name).is_some()
 }
 
 /// Every interface pattern the policy names, in order (guard entries first,
@@ -268,49 +431,109 @@ pub fn untracked_counter() -> CounterAt {
 /// holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decider {
-    /// The policy rule's name; `default` or `untracked` for the others.
+    /// The policy rule's name; `default` or `untracked` for the others
+    /// (`outbound default`, `between default`).
     pub name: String,
-    /// What its chain decides; `None` when the chain ends in no verdict
-    /// dockfw writes (a table changed by someone else).
+    /// Which way the connections it decides go.
+    pub direction: Direction,
+    /// What its chain decides (in audit mode: what it would decide); `None`
+    /// when the chain ends in no verdict dockfw writes (a table changed by
+    /// someone else).
     pub action: Option<Action>,
+    /// Whether it only logs and counts the drop or reject it stands for
+    /// (audit mode): the connections it counts went on.
+    pub audit: bool,
     /// Where it counts what it decided.
     pub counter: CounterAt,
 }
 
-/// The policy rules of `ruleset`, in order: one per `rule-N` chain, named by
-/// the comment of its first rule.
+impl Decider {
+    fn of(chain: &Chain, name: String, direction: Direction, counter: CounterAt) -> Self {
+        let audited = audited_action(chain);
+        Self {
+            name,
+            direction,
+            action: audited.or_else(|| chain_action(chain)),
+            audit: audited.is_some(),
+            counter,
+        }
+    }
+}
+
+/// The inbound policy rules of `ruleset`, in order: one per `rule-N` chain,
+/// named by the comment of its first rule.
 pub fn policy_rules(ruleset: &Ruleset) -> Vec<Decider> {
+    direction_rules(ruleset, Direction::Inbound)
+}
+
+/// The policy rules of `direction` in `ruleset`, in order: one per
+/// `rule-N`, `outbound-N` or `between-N` chain, named by the comment of
+/// its first rule. Empty for a direction the table does not judge.
+pub fn direction_rules(ruleset: &Ruleset, direction: Direction) -> Vec<Decider> {
     (0..)
-        .map_while(|index| Some((index, ruleset.chain(&rule_chain(index))?)))
-        .map(|(index, chain)| Decider {
-            name: chain
+        .map_while(|index| Some((index, ruleset.chain(&decision_chain(direction, index))?)))
+        .map(|(index, chain)| {
+            let name = chain
                 .rules
                 .first()
-                .map_or_else(|| chain.name.clone(), |rule| rule.comment.clone()),
-            action: chain_action(chain),
-            counter: rule_counter(index),
+                .map_or_else(|| chain.name.clone(), |rule| rule.comment.clone());
+            Decider::of(chain, name, direction, decision_counter(direction, index))
         })
         .collect()
 }
 
+/// The counter of `direction`'s rule at `index` (0-based): the first rule
+/// of its chain (see [`rule_counter`]).
+pub fn decision_counter(direction: Direction, index: usize) -> CounterAt {
+    CounterAt {
+        chain: decision_chain(direction, index),
+        index: 0,
+    }
+}
+
+/// The counter of `direction`'s default fate.
+pub fn direction_default_counter(direction: Direction) -> CounterAt {
+    CounterAt {
+        chain: default_chain(direction),
+        index: 0,
+    }
+}
+
 /// The default fate of `ruleset`, if it has its chain.
 pub fn default_fate(ruleset: &Ruleset) -> Option<Decider> {
-    let chain = ruleset.chain(CHAIN_DEFAULT)?;
-    Some(Decider {
-        name: DEFAULT_COMMENT.into(),
-        action: chain_action(chain),
-        counter: default_counter(),
-    })
+    direction_default(ruleset, Direction::Inbound)
+}
+
+/// The default fate of `direction` in `ruleset`, if it has its chain (for
+/// outbound and between: if the table judges that direction).
+pub fn direction_default(ruleset: &Ruleset, direction: Direction) -> Option<Decider> {
+    let chain = ruleset.chain(&default_chain(direction))?;
+    Some(Decider::of(
+        chain,
+        default_comment(direction),
+        direction,
+        direction_default_counter(direction),
+    ))
 }
 
 /// The untracked drop of `ruleset`, if it has its chain.
 pub fn untracked_drop(ruleset: &Ruleset) -> Option<Decider> {
     let chain = ruleset.chain(CHAIN_UNTRACKED)?;
-    Some(Decider {
-        name: CHAIN_UNTRACKED.into(),
-        action: chain_action(chain),
-        counter: untracked_counter(),
-    })
+    Some(Decider::of(
+        chain,
+        CHAIN_UNTRACKED.into(),
+        Direction::Inbound,
+        untracked_counter(),
+    ))
+}
+
+/// Whether `ruleset` is in audit mode: a decision chain of it only logs
+/// the denial it stands for.
+pub fn is_audit(ruleset: &Ruleset) -> bool {
+    ruleset
+        .chains
+        .iter()
+        .any(|chain| chain.hook.is_none() && audited_action(chain).is_some())
 }
 
 /// The interfaces whose traffic `ruleset` guards: those its forward chain

@@ -25,6 +25,15 @@
 //! | encoded for the kernel | `crates/dockfw-nft/src/encode.rs`; read back by `decode.rs`; changes planned by `plan.rs` | `match_exprs`, `statement_exprs`, `verdict_expr`; `decode::rule`, `decode::set`; `plan` |
 //! | tested | `tests/parse.rs`, `tests/compile.rs`, `tests/containers.rs`, `tests/agreement.rs` (policy and ruleset agree), `tests/nft_accepts_plan.rs` (nft loads every plan); kernel round trips in `crates/dockfw-nft/tests/`, the command in `crates/dockfw-cli/tests/`, real traffic in `tests/` | |
 //!
+//! `[[outbound]]` and `[[between]]` rules ([`ContainerRule`]) take the
+//! same road: parsed by `read_container_rule` (`read_selector` for a
+//! between rule's `from`/`to`), linted per direction
+//! (`lint_container_rules`), compiled by `Compiler::container_chains` into
+//! the chains [`layout`] describes, evaluated by [`explain_container`] and
+//! by running the ruleset ([`evaluate_ruleset_container`]), re-judged by
+//! [`revoke::judge_from_container`]. `[guard] mode = "audit"` changes only
+//! how decision chains end (`decision_rules`).
+//!
 //! A rule's `container` and `labels` name no address: at compile time
 //! `Rule::selected` picks the running containers they match, and
 //! `dialled_targets` turns what those containers publish into the addresses
@@ -103,11 +112,12 @@ pub mod values;
 pub use compile::compile;
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
-    Connection, Decision, Explanation, Miss, Via, evaluate, evaluate_ruleset, evaluate_ruleset_via,
-    evaluate_via, explain, explain_via,
+    Connection, ContainerConnection, Decision, Explanation, Miss, Via, evaluate, evaluate_container,
+    evaluate_ruleset, evaluate_ruleset_container, evaluate_ruleset_via, evaluate_via, explain,
+    explain_container, explain_via,
 };
 pub use parse::{Draft, Parsed, parse, parse_bytes};
-pub use policy::{Action, Container, Policy, PublishedPort, Rule};
+pub use policy::{Action, Container, ContainerRule, Direction, Mode, Policy, PublishedPort, Rule};
 pub use render::render;
 pub use ruleset::{Proto, Ruleset};
 

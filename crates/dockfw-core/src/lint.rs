@@ -1,7 +1,7 @@
 //! Warnings about a valid policy: rules that can never match, sets never used.
 
 use crate::diag::{Diagnostic, Severity};
-use crate::policy::{AddrMatch, Guard, Policy, PortSet, Rule};
+use crate::policy::{AddrMatch, ContainerRule, Destination, Guard, Policy, PortSet, Rule};
 use crate::ruleset::Proto;
 use crate::values::AddrSet;
 use std::borrow::Cow;
@@ -161,10 +161,14 @@ pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
         }
         earlier_rules.insert(index, rule);
     }
+    for rules in [&policy.outbound, &policy.between] {
+        lint_container_rules(rules, policy, out);
+    }
     let used: BTreeSet<&str> = policy
         .rules
         .iter()
         .flat_map(|rule| rule.from.iter().chain(rule.to.iter()))
+        .chain(policy.outbound.iter().filter_map(ContainerRule::to_addresses))
         .flat_map(|addrs| addrs.entries.iter())
         .filter_map(|entry| entry.strip_prefix('@'))
         .collect();
@@ -179,6 +183,100 @@ pub(crate) fn lint(policy: &Policy, out: &mut Vec<Diagnostic>) {
             )),
         });
     }
+}
+
+/// "Can never match" for `[[outbound]]` or `[[between]]` rules (one
+/// direction's list): each is compared with every rule above it, up to
+/// [`MAX_SHADOW_COMPARISONS`] (such lists are short; no index needed).
+fn lint_container_rules(rules: &[ContainerRule], policy: &Policy, out: &mut Vec<Diagnostic>) {
+    let mut comparisons = 0usize;
+    for (index, rule) in rules.iter().enumerate() {
+        let compared = comparable_container_rule(rule, policy);
+        let mut shadowing = None;
+        for earlier in &rules[..index] {
+            comparisons += 1;
+            if comparisons > MAX_SHADOW_COMPARISONS {
+                break;
+            }
+            if container_rule_catches_all(earlier, &compared) {
+                shadowing = Some(earlier);
+                break;
+            }
+        }
+        if comparisons > MAX_SHADOW_COMPARISONS {
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                location: rule.location.clone(),
+                rule: Some(rule.name.clone()),
+                message: format!(
+                    "this rule and those below it were not checked for rules that can never match: \
+                     comparing them with the rules above took more than {MAX_SHADOW_COMPARISONS} comparisons"
+                ),
+                hint: None,
+            });
+            return;
+        }
+        if let Some(earlier) = shadowing {
+            let line = earlier
+                .location
+                .as_ref()
+                .map_or(String::new(), |l| format!(" (line {})", l.line));
+            out.push(Diagnostic {
+                severity: Severity::Warning,
+                location: rule.location.clone(),
+                rule: Some(rule.name.clone()),
+                message: format!(
+                    "this rule can never match: {} rule \"{}\"{line} above it already decides every connection it would match",
+                    rule.direction, earlier.name
+                ),
+                hint: Some(format!("move it above \"{}\", narrow \"{}\", or remove it", earlier.name, earlier.name)),
+            });
+        }
+    }
+}
+
+/// An outbound rule as the "can never match" check compares it: a `to`
+/// naming a set whose addresses are not all known counts as any address.
+fn comparable_container_rule<'r>(rule: &'r ContainerRule, policy: &Policy) -> Cow<'r, ContainerRule> {
+    let unknown = rule.to_addresses().is_some_and(|addrs| {
+        addrs.entries.iter().any(|entry| {
+            entry
+                .strip_prefix('@')
+                .and_then(|name| policy.sets.get(name))
+                .is_some_and(|set| !set.complete || set.is_dynamic())
+        })
+    });
+    if !unknown {
+        return Cow::Borrowed(rule);
+    }
+    let mut widened = rule.clone();
+    widened.to = None;
+    Cow::Owned(widened)
+}
+
+/// Whether every connection `later` would match is already matched by
+/// `earlier` (two rules of one direction).
+pub(crate) fn container_rule_catches_all(earlier: &ContainerRule, later: &ContainerRule) -> bool {
+    let from = match (&earlier.from, &later.from) {
+        (None, _) => true,
+        (Some(outer), Some(inner)) => outer.covers(inner),
+        (Some(_), None) => false,
+    };
+    let to = || match (&earlier.to, &later.to) {
+        (None, _) => true,
+        (Some(Destination::Addresses(outer)), None) => outer.addrs.covers(&AddrSet::everything()),
+        (Some(Destination::Addresses(outer)), Some(Destination::Addresses(inner))) => {
+            outer.entries == inner.entries || outer.addrs.covers(&inner.addrs)
+        }
+        (Some(Destination::Containers(outer)), Some(Destination::Containers(inner))) => outer.covers(inner),
+        _ => false,
+    };
+    let ports = || match (&earlier.ports, &later.ports) {
+        (None, _) => true,
+        (Some(outer), None) => outer.covers(&PortSet::everything()),
+        (Some(outer), Some(inner)) => outer.covers(inner),
+    };
+    from && to() && ports()
 }
 
 /// `rule` as the "can never match" check compares it with earlier rules:

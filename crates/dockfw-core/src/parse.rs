@@ -5,13 +5,14 @@
 //! so that every value keeps its place, lists may be written as a single value,
 //! ports may be integers, and unknown keys get a "did you mean" suggestion.
 
-use crate::diag::{self, Collector, Diagnostic, PolicyError, Severity};
+use crate::diag::{self, Collector, Diagnostic, Location, PolicyError, Severity};
 use crate::interval;
 use crate::layout::MAX_CT_LABELLED_PATTERNS;
 use crate::lint;
 use crate::names;
 use crate::policy::{
-    Action, AddrMatch, DEFAULT_PRIORITY, DEFAULT_TABLE, Guard, Limit, Policy, PortEntry, PortSet, Rule,
+    Action, AddrMatch, ContainerRule, DEFAULT_PRIORITY, DEFAULT_TABLE, Destination, Direction, Guard, Limit,
+    Mode, Policy, PortEntry, PortSet, Rule, Selector,
 };
 use crate::ruleset::{IfName, Proto};
 use crate::sets::{self, ExternalSource, Loaded, Set, SetEntry, SetSource};
@@ -180,6 +181,11 @@ impl Draft {
         }
         for rule in &mut policy.rules {
             for addresses in [rule.from.as_mut(), rule.to.as_mut()].into_iter().flatten() {
+                add_set_addresses(addresses, &policy.sets);
+            }
+        }
+        for rule in &mut policy.outbound {
+            if let Some(Destination::Addresses(addresses)) = &mut rule.to {
                 add_set_addresses(addresses, &policy.sets);
             }
         }
@@ -358,7 +364,12 @@ fn read_list<'t, 'i>(
 }
 
 fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
-    let mut top = TableReader::new(root, &["version", "guard", "sets", "rule"], "the top level", None);
+    let mut top = TableReader::new(
+        root,
+        &["version", "guard", "sets", "rule", "outbound", "between"],
+        "the top level",
+        None,
+    );
     if let Some(version) = top.take("version")
         && let Some(number) = read_integer(out, version, None, "version")
         && number != VERSION
@@ -402,25 +413,28 @@ fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
         },
         None => BTreeMap::new(),
     };
-    let rule_values: Vec<&Value<'_>> = match top.take("rule") {
+    let mut array_of_tables = |key: &str| match top.take(key) {
         Some(value) => match value.get_ref() {
             DeValue::Array(items) => items.iter().collect(),
             DeValue::Table(_) => {
                 out.error(
                     value.span(),
                     None,
-                    "\"rule\" must be an array of tables",
-                    "write each rule under [[rule]] (two brackets)".to_string(),
+                    format!("\"{key}\" must be an array of tables"),
+                    format!("write each rule under [[{key}]] (two brackets)"),
                 );
                 Vec::new()
             }
             _ => {
-                type_error(out, value, None, "rule", "an array of tables ([[rule]])");
+                type_error(out, value, None, key, &format!("an array of tables ([[{key}]])"));
                 Vec::new()
             }
         },
         None => Vec::new(),
     };
+    let rule_values = array_of_tables("rule");
+    let outbound_values = array_of_tables("outbound");
+    let between_values = array_of_tables("between");
     top.finish(out);
 
     let guard = guard?;
@@ -453,13 +467,50 @@ fn read_policy(out: &mut Collector<'_>, root: &DeTable<'_>) -> Option<Policy> {
             rules.push(rule);
         }
     }
-    Some(Policy { guard, sets, rules })
+    let mut container_rules = |values: Vec<&Value<'_>>, direction: Direction| -> Vec<ContainerRule> {
+        let mut read = Vec::new();
+        for (index, value) in values.into_iter().enumerate() {
+            let Some(table) = value.get_ref().as_table() else {
+                type_error(out, value, None, direction.name(), "a table");
+                continue;
+            };
+            read.extend(read_container_rule(
+                out,
+                table,
+                value.span(),
+                index,
+                direction,
+                &sets,
+                &mut seen_names,
+            ));
+        }
+        read
+    };
+    let outbound = container_rules(outbound_values, Direction::Outbound);
+    let between = container_rules(between_values, Direction::Between);
+    Some(Policy {
+        guard,
+        sets,
+        rules,
+        outbound,
+        between,
+    })
 }
 
 fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) -> Option<Guard> {
     let mut keys = TableReader::new(
         table,
-        &["interfaces", "default", "log", "table", "priority", "revoke"],
+        &[
+            "interfaces",
+            "default",
+            "log",
+            "table",
+            "priority",
+            "revoke",
+            "outbound",
+            "between",
+            "mode",
+        ],
         "[guard]",
         None,
     );
@@ -535,6 +586,33 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         }),
         None => Some(DEFAULT_PRIORITY),
     };
+    // Containers' own connections: not judged unless the policy says so.
+    let outbound = match keys.take("outbound") {
+        Some(value) => read_action(out, value, None, "outbound", true),
+        None => Some(Action::Allow),
+    };
+    let between = match keys.take("between") {
+        Some(value) => read_action(out, value, None, "between", true),
+        None => Some(Action::Allow),
+    };
+    let mode = match keys.take("mode") {
+        Some(value) => read_string(out, value, None, "mode").and_then(|word| {
+            match word.trim().to_ascii_lowercase().as_str() {
+                "enforce" => Some(Mode::Enforce),
+                "audit" => Some(Mode::Audit),
+                _ => {
+                    out.error(
+                        value.span(),
+                        None,
+                        format!("unknown mode {word:?}"),
+                        "write \"enforce\" (drop and reject as the policy says) or \"audit\" (only log and count what would be dropped or rejected)".to_string(),
+                    );
+                    None
+                }
+            }
+        }),
+        None => Some(Mode::Enforce),
+    };
     keys.finish(out);
     Some(Guard {
         interfaces: interfaces?,
@@ -543,6 +621,9 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         table: table_name?,
         priority: priority?,
         revoke,
+        outbound: outbound?,
+        between: between?,
+        mode: mode?,
     })
 }
 
@@ -858,6 +939,7 @@ fn read_addresses(
     rule: &str,
     key: &str,
     sets: &BTreeMap<String, Set>,
+    dynamic_allowed: bool,
 ) -> Result<Option<AddrMatch>, ()> {
     let items = read_list(out, value, Some(rule), key).ok_or(())?;
     let mut ok = true;
@@ -880,7 +962,7 @@ fn read_addresses(
             match sets.get(name) {
                 // A host address or container filled in at run time would
                 // need a set per Docker path; clients are what bans are of.
-                Some(set) if set.is_dynamic() && key == "to" => {
+                Some(set) if set.is_dynamic() && !dynamic_allowed => {
                     out.error(
                         item.span(),
                         Some(rule),
@@ -1079,42 +1161,7 @@ fn read_rule(
     );
     // The name first, so every other error can say which rule it is about.
     let name_value = keys.take("name");
-    let mut ok = true;
-    let name = match name_value {
-        Some(value) => match read_string(out, value, Some(&default_name), "name") {
-            Some(name) => match names::check_rule_name(name) {
-                Ok(()) => name.to_string(),
-                Err(error) => {
-                    out.error(
-                        value.span(),
-                        Some(&default_name),
-                        format!("name {name:?}: {}", error.problem),
-                        error.hint,
-                    );
-                    ok = false;
-                    default_name.clone()
-                }
-            },
-            None => {
-                ok = false;
-                default_name.clone()
-            }
-        },
-        None => default_name.clone(),
-    };
-    let name_span = name_value.map_or(span.clone(), |v| v.span());
-    if let Some(first) = seen_names.get(&name) {
-        let first_line = out.map.locate(first.start).line;
-        out.error(
-            name_span.clone(),
-            Some(&name),
-            format!("the name \"{name}\" is already used by the rule on line {first_line}"),
-            "give each rule its own name".to_string(),
-        );
-        ok = false;
-    } else {
-        seen_names.insert(name.clone(), name_span);
-    }
+    let (name, mut ok) = read_rule_name(out, name_value, span.clone(), &default_name, seen_names);
 
     keys.rule = Some(name.clone());
     let rule = Some(name.as_str());
@@ -1152,7 +1199,8 @@ fn read_rule(
     };
     let addresses = |key: &str, keys: &mut TableReader<'_, '_>, out: &mut Collector<'_>| match keys.take(key)
     {
-        Some(value) => read_addresses(out, value, &name, key, sets),
+        // A rule's clients may be in a dynamic set; the addresses they dial not.
+        Some(value) => read_addresses(out, value, &name, key, sets, key == "from"),
         None => Ok(None),
     };
     let from = addresses("from", &mut keys, out);
@@ -1166,28 +1214,11 @@ fn read_rule(
         Ok(None) => (Ok(None), Vec::new()),
         Err(()) => (Err(()), Vec::new()),
     };
-    let container = match keys.take("container") {
-        Some(value) => {
-            match read_string(out, value, rule, "container").map(|c| c.trim().trim_start_matches('/')) {
-                Some(container) if !container.is_empty() => Some(container.to_string()),
-                Some(_) => {
-                    out.error(
-                        value.span(),
-                        rule,
-                        "\"container\" is empty",
-                        "name a container, as `docker ps` shows it".to_string(),
-                    );
-                    ok = false;
-                    None
-                }
-                None => {
-                    ok = false;
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let container = keys.take("container").and_then(|value| {
+        let container = read_container_name(out, value, &name, "container");
+        ok &= container.is_some();
+        container
+    });
     let labels = match keys.take("labels") {
         Some(value) => {
             let labels = read_labels(out, value, &name);
@@ -1267,6 +1298,244 @@ fn read_rule(
         location: Some(out.map.locate(span.start)),
         field_locations,
     })
+}
+
+/// A rule's name, or its default; an error when it is invalid or already
+/// used (by any rule of the policy, whatever its direction).
+fn read_rule_name(
+    out: &mut Collector<'_>,
+    value: Option<&Value<'_>>,
+    span: Range<usize>,
+    default_name: &str,
+    seen_names: &mut HashMap<String, Range<usize>>,
+) -> (String, bool) {
+    let mut ok = true;
+    let name = match value {
+        Some(value) => match read_string(out, value, Some(default_name), "name") {
+            Some(name) => match names::check_rule_name(name) {
+                Ok(()) => name.to_string(),
+                Err(error) => {
+                    out.error(
+                        value.span(),
+                        Some(default_name),
+                        format!("name {name:?}: {}", error.problem),
+                        error.hint,
+                    );
+                    ok = false;
+                    default_name.to_string()
+                }
+            },
+            None => {
+                ok = false;
+                default_name.to_string()
+            }
+        },
+        None => default_name.to_string(),
+    };
+    let name_span = value.map_or(span, |v| v.span());
+    if let Some(first) = seen_names.get(&name) {
+        let first_line = out.map.locate(first.start).line;
+        out.error(
+            name_span,
+            Some(&name),
+            format!("the name \"{name}\" is already used by the rule on line {first_line}"),
+            "give each rule its own name (names are shared by [[rule]], [[outbound]] and [[between]])"
+                .to_string(),
+        );
+        ok = false;
+    } else {
+        seen_names.insert(name.clone(), name_span);
+    }
+    (name, ok)
+}
+
+/// `container = "web"`: a container name as `docker ps` shows it (a
+/// leading '/' is Docker's, and dropped).
+fn read_container_name(out: &mut Collector<'_>, value: &Value<'_>, rule: &str, key: &str) -> Option<String> {
+    match read_string(out, value, Some(rule), key).map(|c| c.trim().trim_start_matches('/')) {
+        Some(container) if !container.is_empty() => Some(container.to_string()),
+        Some(_) => {
+            out.error(
+                value.span(),
+                Some(rule),
+                format!("\"{key}\" is empty"),
+                "name a container, as `docker ps` shows it".to_string(),
+            );
+            None
+        }
+        None => None,
+    }
+}
+
+/// An `[[outbound]]` (`direction` Outbound) or `[[between]]` rule.
+fn read_container_rule(
+    out: &mut Collector<'_>,
+    table: &DeTable<'_>,
+    span: Range<usize>,
+    index: usize,
+    direction: Direction,
+    sets: &BTreeMap<String, Set>,
+    seen_names: &mut HashMap<String, Range<usize>>,
+) -> Option<ContainerRule> {
+    let section = format!("[[{}]]", direction.name());
+    let known: &'static [&'static str] = match direction {
+        Direction::Between => &["name", "from", "to", "ports", "action", "log"],
+        _ => &["name", "container", "labels", "to", "ports", "action", "log"],
+    };
+    let mut keys = TableReader::new(table, known, section.clone(), None);
+    let default_name = format!("{} {}", direction.name(), index + 1);
+    let name_value = keys.take("name");
+    let (name, mut ok) = read_rule_name(out, name_value, span.clone(), &default_name, seen_names);
+    keys.rule = Some(name.clone());
+    let rule = Some(name.as_str());
+    let mut field_locations = BTreeMap::new();
+
+    let (from, to) = match direction {
+        Direction::Between => {
+            let mut selector = |key: &str, keys: &mut TableReader<'_, '_>, out: &mut Collector<'_>| {
+                let value = keys.take(key)?;
+                let selector = read_selector(out, value, &name, key, &mut field_locations);
+                ok &= selector.is_some();
+                selector
+            };
+            let from = selector("from", &mut keys, out);
+            let to = selector("to", &mut keys, out).map(Destination::Containers);
+            (from, to)
+        }
+        _ => {
+            // An outbound rule's containers are the source: `from` would
+            // read as addresses, so say what to write instead.
+            if let Some(value) = keys.take("from") {
+                out.error(
+                    value.span(),
+                    rule,
+                    "an [[outbound]] rule has no \"from\": its connections come from containers",
+                    "name them with container = \"web\" or labels = { \"com.example.tier\" = \"web\" } (neither: every container)".to_string(),
+                );
+                ok = false;
+            }
+            let container = keys.take("container").and_then(|value| {
+                let name = read_container_name(out, value, &name, "container");
+                ok &= name.is_some();
+                name
+            });
+            let labels = keys.take("labels").and_then(|value| {
+                let labels = read_labels(out, value, &name);
+                ok &= labels.is_some();
+                labels
+            });
+            let from = (container.is_some() || labels.is_some()).then_some(Selector { container, labels });
+            let to = match keys.take("to") {
+                Some(value) => match read_addresses(out, value, &name, "to", sets, true) {
+                    Ok(to) => to.map(Destination::Addresses),
+                    Err(()) => {
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            (from, to)
+        }
+    };
+    let (ports, port_entries) = match keys.take("ports") {
+        Some(value) => match read_ports(out, value, &name) {
+            Ok((ports, entries)) => (Some(ports), entries),
+            Err(()) => {
+                ok = false;
+                (None, Vec::new())
+            }
+        },
+        None => (None, Vec::new()),
+    };
+    let action = match keys.take("action") {
+        Some(value) => read_action(out, value, rule, "action", false),
+        None => Some(Action::Allow),
+    };
+    let log = read_bool(out, keys.take("log"), rule, "log");
+    for (key, &start) in &keys.taken {
+        field_locations.insert(key.clone(), out.map.locate(start));
+    }
+    keys.finish(out);
+    if !ok {
+        return None;
+    }
+    Some(ContainerRule {
+        name,
+        direction,
+        from,
+        to,
+        ports,
+        port_entries,
+        action: action?,
+        log,
+        location: Some(out.map.locate(span.start)),
+        field_locations,
+    })
+}
+
+/// A between rule's `from` or `to`: `{ container = "web" }`, `{ labels =
+/// {...} }`, or both. Where each is written goes to `locations` as
+/// `KEY.container`, `KEY.labels`.
+fn read_selector(
+    out: &mut Collector<'_>,
+    value: &Value<'_>,
+    rule: &str,
+    key: &str,
+    locations: &mut BTreeMap<String, Location>,
+) -> Option<Selector> {
+    let Some(table) = value.get_ref().as_table() else {
+        let hint = match value.get_ref().as_str() {
+            Some(text) => format!(
+                "write {key} = {{ container = {text:?} }}, or {key} = {{ labels = {{ \"com.example.tier\" = \"web\" }} }}"
+            ),
+            None => format!(
+                "write {key} = {{ container = \"web\" }}, or {key} = {{ labels = {{ \"com.example.tier\" = \"web\" }} }}"
+            ),
+        };
+        out.error(
+            value.span(),
+            Some(rule),
+            format!(
+                "\"{key}\" must be a table naming containers, not {}",
+                value.get_ref().type_str()
+            ),
+            hint,
+        );
+        return None;
+    };
+    let mut keys = TableReader::new(
+        table,
+        &["container", "labels"],
+        format!("{key} of a [[between]] rule"),
+        Some(rule.to_string()),
+    );
+    let mut ok = true;
+    let container = keys.take("container").and_then(|value| {
+        let name = read_container_name(out, value, rule, &format!("{key}.container"));
+        ok &= name.is_some();
+        name
+    });
+    let labels = keys.take("labels").and_then(|value| {
+        let labels = read_labels(out, value, rule);
+        ok &= labels.is_some();
+        labels
+    });
+    for (field, &start) in &keys.taken {
+        locations.insert(format!("{key}.{field}"), out.map.locate(start));
+    }
+    let misspelt = !keys.entries.is_empty();
+    keys.finish(out);
+    if ok && !misspelt && container.is_none() && labels.is_none() {
+        out.error(
+            value.span(),
+            Some(rule),
+            format!("\"{key}\" names no containers"),
+            format!("write {key} = {{ container = \"web\" }} or {key} = {{ labels = {{ … }} }}; remove \"{key}\" for any container"),
+        );
+        return None;
+    }
+    (ok && !misspelt).then_some(Selector { container, labels })
 }
 
 /// `labels = { "com.example.tier" = "db" }`: Docker labels, names and values

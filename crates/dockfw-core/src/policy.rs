@@ -28,6 +28,14 @@ pub struct Policy {
     pub sets: BTreeMap<String, Set>,
     /// Rules, judged top to bottom; the first that matches decides.
     pub rules: Vec<Rule>,
+    /// `[[outbound]]` rules: new connections from containers to the
+    /// outside, judged top to bottom.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<ContainerRule>,
+    /// `[[between]]` rules: new connections from one container to another,
+    /// judged top to bottom.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub between: Vec<ContainerRule>,
 }
 
 /// The `[guard]` section.
@@ -46,6 +54,215 @@ pub struct Guard {
     /// After each apply, cut established connections the policy no longer
     /// admits (default true).
     pub revoke: bool,
+    /// Fate of a new connection from a container to the outside that no
+    /// `[[outbound]]` rule decides (default allow: not judged).
+    pub outbound: Action,
+    /// Fate of a new connection from one container to another that no
+    /// `[[between]]` rule decides (default allow: not judged).
+    pub between: Action,
+    /// Enforce the policy, or only log and count what it would deny.
+    pub mode: Mode,
+}
+
+impl Guard {
+    /// The default fate of `direction`.
+    pub fn default_of(&self, direction: Direction) -> Action {
+        match direction {
+            Direction::Inbound => self.default,
+            Direction::Outbound => self.outbound,
+            Direction::Between => self.between,
+        }
+    }
+
+    /// Whether the guard only logs and counts what it would deny.
+    pub fn audit(&self) -> bool {
+        self.mode == Mode::Audit
+    }
+}
+
+/// `[guard] mode`: whether drops and rejects happen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Drops and rejects happen.
+    #[default]
+    Enforce,
+    /// Every drop and reject (rules, defaults, limits, the untracked drop)
+    /// is only logged and counted; the packet goes on as if allowed. For
+    /// trying a policy on a live host before enforcing it.
+    Audit,
+}
+
+impl Mode {
+    /// The word the policy uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Audit => "audit",
+        }
+    }
+}
+
+/// Which way a judged connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From a guarded interface to a container (`[[rule]]`).
+    Inbound,
+    /// From a container to the outside (`[[outbound]]`): from a Docker
+    /// bridge, leaving through an interface that is no Docker bridge.
+    Outbound,
+    /// From one container to another (`[[between]]`): from a Docker bridge
+    /// onto a Docker bridge (the same one, or another).
+    Between,
+}
+
+impl Direction {
+    /// The word the policy and the command use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+            Self::Between => "between",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which containers: by `container` name, by `labels`, or both (a
+/// container must satisfy both). At least one is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Selector {
+    /// Only the container of this name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Only containers carrying all these labels (with these values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl Selector {
+    /// Whether `container` is one this selector selects.
+    pub fn selects(&self, container: &Container) -> bool {
+        selects(self.container.as_deref(), self.labels.as_ref(), container)
+    }
+
+    /// The running containers it selects, in the order given.
+    pub fn selected<'c>(&self, containers: &'c [Container]) -> Vec<&'c Container> {
+        containers.iter().filter(|c| self.selects(c)).collect()
+    }
+
+    /// Every address of the running containers it selects.
+    pub fn addresses(&self, containers: &[Container]) -> AddrSet {
+        AddrSet::from_addrs(
+            self.selected(containers)
+                .into_iter()
+                .flat_map(|c| c.addresses.iter().copied()),
+        )
+    }
+
+    /// In words: `container "web"`, `labels tier="db"`, or both.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(name) = &self.container {
+            parts.push(format!("container \"{name}\""));
+        }
+        if let Some(labels) = &self.labels {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            parts.push(format!("labels {}", labels.join(", ")));
+        }
+        parts.join(" with ")
+    }
+
+    /// Whether every container `inner` selects is one this selects.
+    pub(crate) fn covers(&self, inner: &Selector) -> bool {
+        self.container
+            .as_ref()
+            .is_none_or(|name| inner.container.as_ref() == Some(name))
+            && self.labels.as_ref().is_none_or(|outer| {
+                inner
+                    .labels
+                    .as_ref()
+                    .is_some_and(|labels| outer.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            })
+    }
+}
+
+/// Whether `container` has the name `name` (if given) and carries all of `labels` (if given).
+fn selects(name: Option<&str>, labels: Option<&BTreeMap<String, String>>, container: &Container) -> bool {
+    name.is_none_or(|name| name == container.name)
+        && labels.is_none_or(|labels| {
+            labels
+                .iter()
+                .all(|(key, value)| container.labels.get(key) == Some(value))
+        })
+}
+
+/// Where an `[[outbound]]` or `[[between]]` rule's connections go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// Outbound: addresses, networks, ranges and sets.
+    Addresses(AddrMatch),
+    /// Between: the selected running containers' addresses.
+    Containers(Selector),
+}
+
+/// One `[[outbound]]` or `[[between]]` rule: new connections that a
+/// container opens. Fields that are `None` match anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRule {
+    /// Unique name in the policy (default "outbound N" or "between N").
+    pub name: String,
+    /// Outbound or between.
+    pub direction: Direction,
+    /// The containers opening the connection (their addresses are the
+    /// source); `None`: any container (anything arriving from a Docker bridge).
+    pub from: Option<Selector>,
+    /// Where the connection goes (the packet's own destination: between
+    /// containers, the container's address, whatever NAT happened before).
+    pub to: Option<Destination>,
+    /// Destination ports (between containers: the container port).
+    pub ports: Option<PortSet>,
+    /// The entries of `ports` as written, each with its place.
+    pub port_entries: Vec<PortEntry>,
+    /// What happens to matching connections.
+    pub action: Action,
+    /// Log what this rule decides (rate-limited).
+    pub log: bool,
+    /// Where the rule starts in the policy file.
+    pub location: Option<Location>,
+    /// Where each field's value starts in the policy file, by key
+    /// (`from.container`, `to.labels`, … for between rules).
+    pub field_locations: BTreeMap<String, Location>,
+}
+
+impl ContainerRule {
+    /// The selectors naming containers, each with the field it is written
+    /// in (`container`/`labels` for outbound, `from`/`to` for between).
+    pub fn selectors(&self) -> Vec<(&'static str, &Selector)> {
+        let mut out = Vec::new();
+        if let Some(from) = &self.from {
+            out.push(("from", from));
+        }
+        if let Some(Destination::Containers(to)) = &self.to {
+            out.push(("to", to));
+        }
+        out
+    }
+
+    /// The addresses `to` lists, for an outbound rule.
+    pub fn to_addresses(&self) -> Option<&AddrMatch> {
+        match &self.to {
+            Some(Destination::Addresses(addrs)) => Some(addrs),
+            _ => None,
+        }
+    }
 }
 
 /// What a rule (or the default) does with a connection.
@@ -124,13 +341,7 @@ impl Rule {
     /// `container` name and carries all of its `labels`. A rule that names no
     /// containers selects none.
     pub fn selects(&self, container: &Container) -> bool {
-        self.selects_containers()
-            && self.container.as_ref().is_none_or(|name| *name == container.name)
-            && self.labels.as_ref().is_none_or(|labels| {
-                labels
-                    .iter()
-                    .all(|(key, value)| container.labels.get(key) == Some(value))
-            })
+        self.selects_containers() && selects(self.container.as_deref(), self.labels.as_ref(), container)
     }
 
     /// The running containers this rule selects, in the order given.
@@ -279,5 +490,28 @@ impl Policy {
     /// The rule called `name`.
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|rule| rule.name == name)
+    }
+
+    /// The `[[outbound]]` or `[[between]]` rules.
+    pub fn container_rules(&self, direction: Direction) -> &[ContainerRule] {
+        match direction {
+            Direction::Inbound => &[],
+            Direction::Outbound => &self.outbound,
+            Direction::Between => &self.between,
+        }
+    }
+
+    /// Whether dockfw judges connections going `direction` at all: inbound
+    /// always; outbound and between when the policy has rules for them or
+    /// their default is not allow (else the table has no chains for them,
+    /// as before these directions existed).
+    pub fn judges(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Inbound => true,
+            _ => {
+                !self.container_rules(direction).is_empty()
+                    || self.guard.default_of(direction) != Action::Allow
+            }
+        }
     }
 }

@@ -7,13 +7,19 @@
 //! [`Connection`] and a [`Via`] and judged by [`crate::evaluate_via`], the
 //! evaluator `explain` uses, so the two can never disagree.
 //!
+//! Connections containers open (outbound, between) are labelled with one
+//! bit when admitted ([`CT_LABEL_FROM_CONTAINER`](crate::layout::CT_LABEL_FROM_CONTAINER));
+//! their tuple says the rest, and [`judge_from_container`] judges them
+//! with the evaluator `explain --from-container` uses.
+//!
 //! No I/O: the caller dumps conntrack, says what each entry is as a
-//! [`Tracked`], and deletes what [`judge`] says to cut.
+//! [`Tracked`] (or [`TrackedFromContainer`]), and deletes what [`judge`]
+//! (or [`judge_from_container`]) says to cut.
 
 use crate::compile::container_addresses;
-use crate::eval::{Connection, Decision, Via, explain_via};
+use crate::eval::{Connection, ContainerConnection, Decision, Via, explain_container, explain_via};
 use crate::layout::{CHAIN_LABEL, CHAIN_RULES, CT_LABEL_COMMENT};
-use crate::policy::{Action, Container, Policy};
+use crate::policy::{Action, Container, Direction, Policy};
 use crate::ruleset::{IfName, Match, Proto, Ruleset, Statement};
 use std::net::IpAddr;
 
@@ -171,4 +177,70 @@ fn interfaces_consistent(matched: &[&IfName], unmatched: &[&IfName], policy: &Po
         }
     }
     names
+}
+
+/// A tracked connection a container opened, which an outbound or between
+/// rule (or default) admitted: it carries
+/// [`CT_LABEL_FROM_CONTAINER`](crate::layout::CT_LABEL_FROM_CONTAINER).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedFromContainer {
+    /// The container's address (original source).
+    pub source: IpAddr,
+    /// Where it went: the original destination; when Docker
+    /// destination-NATed it (a container dialling a port the host
+    /// publishes), the container it reached (the reply's source).
+    pub destination: IpAddr,
+    /// The destination port, likewise (the reply's source port when NATed).
+    pub port: u16,
+    /// Transport protocol.
+    pub proto: Proto,
+    /// To a port the host publishes, answered by docker-proxy (it carries
+    /// [`CT_LABEL_FROM_CONTAINER_PROXIED`](crate::layout::CT_LABEL_FROM_CONTAINER_PROXIED)):
+    /// `destination` and `port` are the host's, and it is between containers.
+    pub proxied: bool,
+}
+
+/// A container's connection the new policy does not admit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRevocation {
+    /// The connection as the evaluator saw it.
+    pub connection: ContainerConnection,
+    /// Outbound, or between (its destination is a running container's address).
+    pub direction: Direction,
+    /// What decides it now (drop or reject).
+    pub decision: Decision,
+}
+
+/// Judges a container's tracked connection against the new `policy` and
+/// `containers`, as [`crate::explain_container`] does: between when it went
+/// through docker-proxy or its destination is a running container's
+/// address, else outbound. `None`:
+/// keep it (admitted, not judged, or resting on a dynamic set whose
+/// addresses were not read).
+pub fn judge_from_container(
+    policy: &Policy,
+    containers: &[Container],
+    tracked: &TrackedFromContainer,
+) -> Option<ContainerRevocation> {
+    let direction = if tracked.proxied || container_addresses(containers).contains(tracked.destination) {
+        Direction::Between
+    } else {
+        Direction::Outbound
+    };
+    let connection = ContainerConnection {
+        source: tracked.source,
+        destination: tracked.destination,
+        port: tracked.port,
+        proto: tracked.proto,
+        proxied: tracked.proxied,
+    };
+    let explanation = explain_container(policy, containers, &connection, direction);
+    if explanation.decision.action() == Action::Allow || !explanation.unknown_sets.is_empty() {
+        return None;
+    }
+    Some(ContainerRevocation {
+        connection,
+        direction,
+        decision: explanation.decision,
+    })
 }

@@ -9,8 +9,8 @@
 //! dial host addresses, container addresses and unknown ones, so that rules
 //! both match and miss.
 
-use crate::eval::{Connection, Via};
-use crate::policy::{Container, PublishedPort};
+use crate::eval::{Connection, ContainerConnection, Via};
+use crate::policy::{Container, Direction, PublishedPort};
 use crate::ruleset::Proto;
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
@@ -132,28 +132,221 @@ prop_compose! {
     }
 }
 
-/// A whole valid policy: a guard on `eth0`, `eth1` and `wg*` with any default,
-/// logging and priority, sets `a` and `b`, the dynamic set `d` (rules name
-/// it in `from` only), and up to six rules.
+/// Outside addresses containers connect to, for outbound rules' `to`.
+const OUTSIDE: &[&str] = &[
+    "203.0.113.99",
+    "203.0.113.0/24",
+    "198.51.100.1-198.51.100.9",
+    "0.0.0.0/0",
+    "2001:db8:99::/48",
+    "2001:db8:99::1",
+    "::/0",
+    "172.17.0.0/16",
+];
+
+/// `{ container = "…" }`, `{ labels = {…} }` or both: a between rule's
+/// `from` or `to`.
+fn selector_text() -> impl Strategy<Value = String> {
+    (
+        proptest::option::of(select(RULE_CONTAINERS.to_vec())),
+        proptest::option::of(subsequence(LABELS.to_vec(), 1..3)),
+    )
+        .prop_filter("names containers", |(c, l)| c.is_some() || l.is_some())
+        .prop_map(|(container, labels)| {
+            let mut parts = Vec::new();
+            if let Some(c) = container {
+                parts.push(format!("container = \"{c}\""));
+            }
+            if let Some(labels) = labels {
+                let table: Vec<String> = label_table(&labels)
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\" = \"{v}\""))
+                    .collect();
+                parts.push(format!("labels = {{ {} }}", table.join(", ")));
+            }
+            format!("{{ {} }}", parts.join(", "))
+        })
+}
+
+prop_compose! {
+    /// One `[[outbound]]` rule, named `o<index>`: any container, name or
+    /// labels; `to` outside addresses, sets `a` and the dynamic `d`.
+    pub fn outbound_text(index: usize)(
+        container in proptest::option::of(select(RULE_CONTAINERS.to_vec())),
+        labels in proptest::option::of(subsequence(LABELS.to_vec(), 1..3)),
+        to in proptest::option::of(subsequence([OUTSIDE, &["@a", "@d", "any"]].concat(), 1..4)),
+        ports in proptest::option::of(subsequence(PORTS.to_vec(), 1..4)),
+        action in select(vec!["allow", "drop", "reject"]),
+        log in any::<bool>(),
+    ) -> String {
+        let mut text = format!("[[outbound]]\nname = \"o{index}\"\naction = \"{action}\"\nlog = {log}\n");
+        if let Some(c) = container { text += &format!("container = \"{c}\"\n"); }
+        if let Some(labels) = labels {
+            let table: Vec<String> = label_table(&labels).iter().map(|(k, v)| format!("\"{k}\" = \"{v}\"")).collect();
+            text += &format!("labels = {{ {} }}\n", table.join(", "));
+        }
+        if let Some(t) = to { text += &format!("to = {}\n", list(&t)); }
+        if let Some(p) = ports { text += &format!("ports = {}\n", list(&p)); }
+        text
+    }
+}
+
+prop_compose! {
+    /// One `[[between]]` rule, named `b<index>`.
+    pub fn between_text(index: usize)(
+        from in proptest::option::of(selector_text()),
+        to in proptest::option::of(selector_text()),
+        ports in proptest::option::of(subsequence(PORTS.to_vec(), 1..4)),
+        action in select(vec!["allow", "drop", "reject"]),
+        log in any::<bool>(),
+    ) -> String {
+        let mut text = format!("[[between]]\nname = \"b{index}\"\naction = \"{action}\"\nlog = {log}\n");
+        if let Some(f) = from { text += &format!("from = {f}\n"); }
+        if let Some(t) = to { text += &format!("to = {t}\n"); }
+        if let Some(p) = ports { text += &format!("ports = {}\n", list(&p)); }
+        text
+    }
+}
+
+/// A whole valid policy: a guard on `eth0`, `eth1` and `wg*` with any
+/// default (inbound, outbound, between), logging, priority and mode, sets
+/// `a` and `b`, the dynamic set `d` (rules name it in `from`, outbound
+/// rules in `to`), up to six rules, and up to four outbound and four
+/// between rules.
 pub fn policy_text() -> impl Strategy<Value = String> {
     (
-        select(vec!["drop", "reject", "accept"]),
+        (
+            select(vec!["drop", "reject", "accept"]),
+            select(vec!["drop", "reject", "accept"]),
+            select(vec!["drop", "reject", "accept"]),
+            select(vec!["enforce", "audit"]),
+        ),
         any::<bool>(),
         -99i32..=-1,
         subsequence(SOURCES.to_vec(), 1..4),
         subsequence(SOURCES.to_vec(), 1..4),
         (0..7usize).prop_flat_map(|n| (0..n).map(rule_text).collect::<Vec<_>>()),
+        (0..5usize).prop_flat_map(|n| (0..n).map(outbound_text).collect::<Vec<_>>()),
+        (0..5usize).prop_flat_map(|n| (0..n).map(between_text).collect::<Vec<_>>()),
     )
-        .prop_map(|(default, log, priority, a, b, rules)| {
-            format!(
-                "[guard]\ninterfaces = {}\ndefault = \"{default}\"\nlog = {log}\npriority = {priority}\n\
-                 [sets]\na = {}\nb = {}\nd = {{ dynamic = true, timeout = \"1h\" }}\n{}",
-                list(&["eth0", "eth1", "wg*"]),
-                list(&a),
-                list(&b),
-                rules.concat()
-            )
-        })
+        .prop_map(
+            |(
+                (default, outbound, between, mode),
+                log,
+                priority,
+                a,
+                b,
+                rules,
+                outbound_rules,
+                between_rules,
+            )| {
+                format!(
+                    "[guard]\ninterfaces = {}\ndefault = \"{default}\"\nlog = {log}\npriority = {priority}\n\
+                     outbound = \"{outbound}\"\nbetween = \"{between}\"\nmode = \"{mode}\"\n\
+                     [sets]\na = {}\nb = {}\nd = {{ dynamic = true, timeout = \"1h\" }}\n{}{}{}",
+                    list(&["eth0", "eth1", "wg*"]),
+                    list(&a),
+                    list(&b),
+                    rules.concat(),
+                    outbound_rules.concat(),
+                    between_rules.concat(),
+                )
+            },
+        )
+}
+
+/// Outside addresses containers' connections go to.
+const DESTINATIONS: &[&str] = &[
+    "203.0.113.99",
+    "203.0.113.7",
+    "198.51.100.5",
+    "8.8.8.8",
+    "10.1.2.3",
+    "2001:db8:99::1",
+    "2001:4860::8888",
+];
+
+/// Connections containers open, with their direction: from one of
+/// `containers`' addresses (or an address no container has), to an
+/// outside address (outbound), to one of their addresses (between), or to
+/// a host address at a port (often one they publish) through docker-proxy
+/// (between, `proxied`).
+pub fn container_connections(
+    containers: &[Container],
+    count: usize,
+) -> impl Strategy<Value = Vec<(ContainerConnection, Direction)>> + use<> {
+    let mut inside: Vec<IpAddr> = containers
+        .iter()
+        .flat_map(|c| c.addresses.iter().copied())
+        .collect();
+    inside.extend(["172.17.0.9", "fd00:d0c::9"].map(|a| a.parse::<IpAddr>().expect("an address")));
+    let outside: Vec<IpAddr> = DESTINATIONS
+        .iter()
+        .map(|a| a.parse().expect("an address"))
+        .collect();
+    // Host addresses a container may dial; and what running containers
+    // publish there (a bound address, or any host address).
+    let hosts: Vec<IpAddr> = ["203.0.113.5", "203.0.113.6", "2001:db8:ff::5", "172.17.0.1"]
+        .iter()
+        .map(|a| a.parse().expect("an address"))
+        .collect();
+    let mut published: Vec<(IpAddr, u16, Proto)> = Vec::new();
+    for p in containers.iter().flat_map(|c| c.published.iter()) {
+        match p.host_addr.filter(|a| !a.is_unspecified()) {
+            Some(bound) => published.push((bound, p.host_port, p.proto)),
+            None => published.extend(hosts.iter().map(|&h| (h, p.host_port, p.proto))),
+        }
+    }
+    let mut proxied: Vec<(IpAddr, Option<(u16, Proto)>)> = published
+        .into_iter()
+        .map(|(a, port, proto)| (a, Some((port, proto))))
+        .collect();
+    proxied.extend(hosts.iter().map(|&h| (h, None)));
+    let connection = (
+        select(inside.clone()),
+        prop_oneof![
+            2 => select(outside).prop_map(|d| (d, Direction::Outbound, false, None)),
+            2 => select(inside).prop_map(|d| (d, Direction::Between, false, None)),
+            1 => select(proxied).prop_map(|(d, fixed)| (d, Direction::Between, true, fixed)),
+        ],
+        port(),
+        select(vec![Proto::Tcp, Proto::Udp]),
+    )
+        .prop_map(
+            |(source, (destination, direction, proxied, fixed), port, proto)| {
+                let (port, proto) = fixed.unwrap_or((port, proto));
+                (
+                    ContainerConnection {
+                        source,
+                        destination,
+                        port,
+                        proto,
+                        proxied,
+                    },
+                    direction,
+                )
+            },
+        );
+    proptest::collection::vec(connection, count)
+}
+
+/// Running containers, `count` connections from outside (with paths) and
+/// `count` connections containers open (with directions).
+#[allow(clippy::type_complexity)]
+pub fn containers_and_all_connections(
+    count: usize,
+) -> impl Strategy<
+    Value = (
+        Vec<Container>,
+        Vec<(Connection, Via)>,
+        Vec<(ContainerConnection, Direction)>,
+    ),
+> {
+    containers().prop_flat_map(move |containers| {
+        let inbound = proptest::collection::vec((connection_to(&containers), path()), count);
+        let own = container_connections(&containers, count);
+        (Just(containers), inbound, own)
+    })
 }
 
 fn port() -> impl Strategy<Value = u16> {
@@ -232,7 +425,9 @@ fn connection_from(targets: Vec<(Option<IpAddr>, u16, Proto)>) -> impl Strategy<
     (
         prop_oneof![
             4 => select(vec!["eth0", "eth1", "wg0", "wg7"]),
-            1 => select(vec!["lo", "docker0"]),
+            // Not guarded. (What arrives from a Docker bridge is a container's
+            // own connection: `container_connections`.)
+            1 => select(vec!["lo", "eth9"]),
         ],
         select(CLIENTS.to_vec()),
         select(targets),

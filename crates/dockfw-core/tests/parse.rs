@@ -83,7 +83,11 @@ fn the_reference_example_parses_with_every_field() {
     );
     assert_eq!(limit.burst, 40);
     assert_eq!(web.max_connections, Some(100));
-    assert_eq!(web.location.as_ref().unwrap().line, 15);
+    assert_eq!(
+        web.location.as_ref().unwrap().line,
+        19,
+        "below the guard and sets"
+    );
 
     let admin = &policy.rules[1];
     assert_eq!(admin.container.as_deref(), Some("django"));
@@ -104,9 +108,29 @@ fn the_reference_example_parses_with_every_field() {
             ("com.example.tier".to_string(), "web".to_string())
         ]))
     );
-    assert_eq!(admin.field_locations["labels"].line, 31);
+    assert_eq!(admin.field_locations["labels"].line, 35);
     assert_eq!(policy.rules[2].action, Action::Reject);
     assert_eq!(policy.rules[3].action, Action::Drop);
+    assert_eq!(policy.guard.outbound, Action::Drop);
+    assert_eq!(policy.guard.between, Action::Drop);
+    assert_eq!(policy.guard.mode, dockfw_core::Mode::Enforce);
+    let outbound = &policy.outbound[0];
+    assert_eq!(outbound.name, "django calls partners");
+    assert_eq!(
+        outbound.from.as_ref().unwrap().container.as_deref(),
+        Some("django")
+    );
+    assert!(
+        outbound
+            .to_addresses()
+            .unwrap()
+            .addrs
+            .contains("2001:db8:99::1".parse().unwrap())
+    );
+    assert!(outbound.log);
+    let between = &policy.between[0];
+    assert_eq!(between.selectors().len(), 2);
+    assert_eq!(between.action, Action::Allow);
     assert!(parsed.warnings.is_empty(), "{:#?}", parsed.warnings);
 }
 

@@ -253,6 +253,7 @@ mod plan;
 mod read;
 mod report;
 mod runtime;
+mod sysctl;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod transact;
@@ -263,6 +264,7 @@ pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
 pub use runtime::{RuntimeElement, RuntimeEntry};
+pub use sysctl::read_sysctl;
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;

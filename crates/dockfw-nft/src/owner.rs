@@ -180,10 +180,29 @@ mod tests {
             "guarded",
             "docker-proxy",
             "untracked",
+            "label",
+            "from-containers",
+            "outbound",
+            "outbound-3",
+            "outbound-default",
+            "between",
+            "between-12",
+            "between-default",
+            "between-proxied",
         ] {
             assert!(is_dockfw_chain_name(name), "{name}");
         }
-        for name in ["INPUT", "filter", "rule-", "rule-x", "rule-0", "output"] {
+        for name in [
+            "INPUT",
+            "filter",
+            "rule-",
+            "rule-x",
+            "rule-0",
+            "output",
+            "outbound-0",
+            "between-x",
+            "outbound-",
+        ] {
             assert!(!is_dockfw_chain_name(name), "{name}");
         }
     }
