@@ -1333,6 +1333,18 @@ fn read_rule_name(
         None => default_name.to_string(),
     };
     let name_span = value.map_or(span, |v| v.span());
+    // `status` shows the defaults and the untracked drop as rows of these
+    // names, beside the rules: a rule of the same name would read as one.
+    const RESERVED: [&str; 4] = ["default", "untracked", "outbound default", "between default"];
+    if value.is_some() && ok && RESERVED.contains(&name.as_str()) {
+        out.error(
+            name_span.clone(),
+            Some(&name),
+            format!("the name \"{name}\" is reserved: status shows the fate no rule decides under it"),
+            "give the rule a name of its own".to_string(),
+        );
+        ok = false;
+    }
     if let Some(first) = seen_names.get(&name) {
         let first_line = out.map.locate(first.start).line;
         out.error(

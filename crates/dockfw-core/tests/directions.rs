@@ -965,3 +965,17 @@ ports = [8000]
         );
     }
 }
+
+#[test]
+fn the_names_of_status_rows_are_reserved() {
+    for name in ["default", "untracked", "outbound default", "between default"] {
+        let text = format!("[guard]\ninterfaces = [\"eth0\"]\n\n[[rule]]\nname = \"{name}\"\nports = [80]\n");
+        let error = dockfw_core::parse("policy.toml", &text).expect_err(name);
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("the name \"{name}\" is reserved")),
+            "{error}"
+        );
+    }
+}
