@@ -1147,27 +1147,13 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         connection.interface,
         paint(output::action_style(decision.action()), decision)
     );
-    for miss in &explanation.misses {
-        outln!(
-            session,
-            "  {} \"{}\" did not match: {}",
-            paint(DIM, "rule"),
-            miss.rule,
-            miss.reason
-        );
-    }
-    for membership in &memberships {
-        outln!(session, "  {membership}");
-    }
-    for (name, why) in &unknown {
-        outln!(
-            session,
-            "{} @{name} is dynamic: its addresses exist only in the kernel, and could not be read ({why}); \
-             this assumes {} is not in it",
-            paint(WARN, "note:"),
-            connection.source
-        );
-    }
+    print_explanation_details(
+        session,
+        &explanation.misses,
+        &memberships,
+        &unknown,
+        connection.source,
+    );
     if address_decides {
         outln!(
             session,
@@ -1176,6 +1162,38 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// The lines under an explanation's verdict: the rules before the deciding
+/// one and why each missed, the sets holding the connection's addresses,
+/// and the dynamic sets that could not be read (assumed not to hold `assumed`).
+fn print_explanation_details(
+    session: &Session,
+    misses: &[dockfw_core::Miss],
+    memberships: &[Membership<'_>],
+    unknown: &[(&String, &str)],
+    assumed: std::net::IpAddr,
+) {
+    for miss in misses {
+        outln!(
+            session,
+            "  {} \"{}\" did not match: {}",
+            paint(DIM, "rule"),
+            miss.rule,
+            miss.reason
+        );
+    }
+    for membership in memberships {
+        outln!(session, "  {membership}");
+    }
+    for (name, why) in unknown {
+        outln!(
+            session,
+            "{} @{name} is dynamic: its addresses exist only in the kernel, and could not be read ({why}); \
+             this assumes {assumed} is not in it",
+            paint(WARN, "note:"),
+        );
+    }
 }
 
 /// An address of the connection that is in a set, and where the set's
@@ -1400,27 +1418,13 @@ fn explain_container(
         connection.proto.name(),
         paint(output::action_style(decision.action()), decision)
     );
-    for miss in &explanation.misses {
-        outln!(
-            session,
-            "  {} \"{}\" did not match: {}",
-            paint(DIM, "rule"),
-            miss.rule,
-            miss.reason
-        );
-    }
-    for membership in &memberships {
-        outln!(session, "  {membership}");
-    }
-    for (name, why) in &unknown {
-        outln!(
-            session,
-            "{} @{name} is dynamic: its addresses exist only in the kernel, and could not be read ({why}); \
-             this assumes {} is not in it",
-            paint(WARN, "note:"),
-            connection.destination
-        );
-    }
+    print_explanation_details(
+        session,
+        &explanation.misses,
+        &memberships,
+        &unknown,
+        connection.destination,
+    );
     Ok(Exit::Success)
 }
 

@@ -530,26 +530,24 @@ fn is_contention(error: &anyhow::Error) -> bool {
             _ => false,
         }
     }
+    nft_errors(error).any(busy)
+}
+
+/// The dockfw-nft errors in `error`'s chain of causes.
+fn nft_errors(error: &anyhow::Error) -> impl Iterator<Item = &dockfw_nft::Error> {
     error
         .chain()
         .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
-        .any(busy)
 }
 
 /// Whether nf_tables refused with EPERM.
 fn is_permission_denied(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
-        .any(|e| matches!(e, dockfw_nft::Error::PermissionDenied { .. }))
+    nft_errors(error).any(|e| matches!(e, dockfw_nft::Error::PermissionDenied { .. }))
 }
 
 /// Whether applying was refused because the table is not dockfw's.
 fn is_not_owned(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<dockfw_nft::Error>())
-        .any(|e| matches!(e, dockfw_nft::Error::NotOwned { .. }))
+    nft_errors(error).any(|e| matches!(e, dockfw_nft::Error::NotOwned { .. }))
 }
 
 /// The root cause's message, up to its first line.
