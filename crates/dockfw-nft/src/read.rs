@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Reads are cheap and only need two agreeing results; allow more tries.
-pub(crate) const READ_ATTEMPTS: u32 = 20;
+pub(crate) const READ_ATTEMPTS: u32 = 100;
 
 /// One attempt at reading a table.
 pub(crate) enum Read {
