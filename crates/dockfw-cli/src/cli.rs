@@ -269,6 +269,30 @@ pub struct ExplainArgs {
     /// publishes (--to the host's address), which docker-proxy answers.
     #[arg(long, value_enum)]
     pub via: Option<ViaArg>,
+    /// Which rules judge the connection [default: inbound with --from ADDR;
+    /// with --from-container, outbound or between by where it goes]. Give
+    /// it to ask about a container's connection by address, e.g. without
+    /// Docker: --from ADDR --to ADDR --direction outbound.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+}
+
+/// The three directions a policy judges (see `dockfw_core::Direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirectionArg {
+    Inbound,
+    Outbound,
+    Between,
+}
+
+impl From<DirectionArg> for dockfw_core::Direction {
+    fn from(direction: DirectionArg) -> Self {
+        match direction {
+            DirectionArg::Inbound => Self::Inbound,
+            DirectionArg::Outbound => Self::Outbound,
+            DirectionArg::Between => Self::Between,
+        }
+    }
 }
 
 /// How `status` prints.

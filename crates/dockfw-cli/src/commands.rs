@@ -1073,7 +1073,11 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     if range.ports.first != range.ports.last {
         bail!("--port takes one port, like 443 or 53/udp");
     }
-    if args.from_container.is_some() || args.to_container.is_some() {
+    let asked = args.direction.map(Direction::from);
+    if args.from_container.is_some()
+        || args.to_container.is_some()
+        || matches!(asked, Some(Direction::Outbound | Direction::Between))
+    {
         return explain_container(session, args, &parsed, &docker, &unread, range);
     }
     let Some(from) = args.from else {
@@ -1257,7 +1261,7 @@ fn running_container<'c>(docker: &'c DockerView, name: &str) -> Result<&'c Conta
     }
     if !docker.reachable {
         bail!(
-            "cannot tell the address of container {name:?}: Docker is not known (give the address with --from or --to instead)"
+            "cannot tell the address of container {name:?}: Docker is not known (give its address instead: --from ADDR or --to ADDR, with --direction outbound or between)"
         );
     }
     let close = docker
@@ -1353,6 +1357,22 @@ fn explain_container(
         (None, Some(container)) => container_address(container, Some(source.is_ipv6()))?,
         (None, None) => bail!("say where the connection goes: --to ADDR or --to-container NAME"),
     };
+    let asked = args.direction.map(Direction::from);
+    let container_at =
+        |address: std::net::IpAddr| docker.containers.iter().find(|c| c.addresses.contains(&address));
+    if asked == Some(Direction::Inbound) {
+        bail!("--direction inbound is a connection from outside: give --from ADDR, not a container");
+    }
+    // From an address no running container has: not a container's own
+    // connection, unless the user says it is (Docker unknown, or a name
+    // Docker does not report).
+    if asked.is_none() && docker.reachable && from.is_none() && container_at(source).is_none() {
+        bail!(
+            "{source} is no running container's address: a connection from outside to a container is \
+             inbound (explain --from {source} --to ADDR --port PORT, with --via routed for a container's \
+             own address), or say --direction between"
+        );
+    }
     let connection = dockfw_core::ContainerConnection {
         source,
         destination,
@@ -1361,16 +1381,18 @@ fn explain_container(
         proxied,
     };
     // Onto a Docker bridge when it goes to a running container.
-    let direction = if proxied
-        || to.is_some()
-        || docker
-            .containers
-            .iter()
-            .any(|c| c.addresses.contains(&destination))
-    {
-        Direction::Between
-    } else {
-        Direction::Outbound
+    let onto_container = to.or_else(|| container_at(destination));
+    let direction = match asked {
+        Some(Direction::Outbound) if proxied => {
+            bail!("--via proxied reaches a container through docker-proxy: that is between containers")
+        }
+        Some(Direction::Outbound) if onto_container.is_some() => bail!(
+            "{destination} is container {:?}'s address: a connection to it is between containers",
+            onto_container.map_or("", |c| c.name.as_str())
+        ),
+        Some(direction) => direction,
+        None if proxied || onto_container.is_some() => Direction::Between,
+        None => Direction::Outbound,
     };
     let explanation =
         dockfw_core::explain_container(&parsed.policy, &docker.containers, &connection, direction);

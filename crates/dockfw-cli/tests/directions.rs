@@ -121,6 +121,8 @@ fn explain_says_which_rule_decides_a_containers_connection() {
             "172.18.0.9",
             "--to-container",
             "app",
+            "--direction",
+            "between",
             "--port",
             "8000/udp",
         ],
@@ -293,6 +295,108 @@ fn explain_refuses_what_it_cannot_tell() {
         2,
     );
     assert!(err.contains("Docker is not known"), "{err}");
+}
+
+#[test]
+fn explain_asks_about_a_containers_connection_by_address_and_refuses_what_is_no_such_connection() {
+    let s = setup("directions-explain-address", POLICY);
+    // Without Docker, the hint's way works: the address and the direction.
+    let out = explain(
+        &s,
+        &[
+            "--from",
+            "172.17.0.2",
+            "--to",
+            "203.0.113.50",
+            "--direction",
+            "outbound",
+            "--port",
+            "443",
+        ],
+    );
+    assert!(out.contains("outbound"), "{out}");
+    assert!(out.contains("partners"), "{out}");
+    let (out, _) = dockfw(
+        &s,
+        &[
+            "--no-docker",
+            "explain",
+            "--from",
+            "172.17.0.2",
+            "--to",
+            "198.51.100.1",
+            "--direction",
+            "outbound",
+            "--port",
+            "443",
+        ],
+        0,
+    );
+    assert!(out.contains("outbound") && out.contains("drop"), "{out}");
+    // An outside client is no container: its way to a container is inbound.
+    let (_, err) = dockfw(
+        &s,
+        &[
+            "explain",
+            "--from",
+            "198.51.100.10",
+            "--to-container",
+            "app",
+            "--port",
+            "8000",
+        ],
+        2,
+    );
+    assert!(err.contains("is no running container's address"), "{err}");
+    // A container's connection to itself never leaves it.
+    let out = explain(
+        &s,
+        &[
+            "--from-container",
+            "app",
+            "--to-container",
+            "app",
+            "--port",
+            "8000",
+        ],
+    );
+    assert!(out.contains("stays inside it"), "{out}");
+    // Outbound to a running container's address is between containers.
+    let (_, err) = dockfw(
+        &s,
+        &[
+            "explain",
+            "--from-container",
+            "proxy",
+            "--to",
+            "172.18.0.3",
+            "--direction",
+            "outbound",
+            "--port",
+            "8000",
+        ],
+        2,
+    );
+    assert!(err.contains("is container \"app\"'s address"), "{err}");
+    let (_, err) = dockfw(
+        &s,
+        &[
+            "explain",
+            "--from-container",
+            "web",
+            "--to",
+            "1.2.3.4",
+            "--direction",
+            "inbound",
+            "--port",
+            "443",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("--direction inbound is a connection from outside"),
+        "{err}"
+    );
 }
 
 #[test]

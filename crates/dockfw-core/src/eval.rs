@@ -386,6 +386,15 @@ pub fn explain_container(
             "an inbound connection comes from outside, not from a container".into(),
         );
     }
+    let to_itself = connection.source == connection.destination
+        || containers.iter().any(|c| {
+            c.addresses.contains(&connection.source) && c.addresses.contains(&connection.destination)
+        });
+    if to_itself && !connection.proxied {
+        return Explanation::not_judged(
+            "a container's connection to its own address stays inside it: the host never sees it".into(),
+        );
+    }
     if !policy.judges(direction) {
         return Explanation::not_judged(format!(
             "the policy has no [[{name}]] rules, and [guard] {name} = \"accept\"",
