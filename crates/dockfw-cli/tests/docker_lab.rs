@@ -146,10 +146,10 @@ fn apply_without_docker_then_again_with_it() {
     setup.done();
 }
 
-/// Kills the watcher when the test ends, whatever happens.
-struct Watcher(Child);
+/// Kills a child (watch, a resolver) when the test ends, whatever happens.
+struct KillOnDrop(Child);
 
-impl Drop for Watcher {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -163,7 +163,7 @@ fn watch_follows_containers_as_they_start_and_go() {
     let setup = setup("dfwt-cliw");
     let log = std::fs::File::create(setup.dir.join("watch.log")).unwrap();
     let mut command = setup.dockfw(&["-v", "watch", "--settle", "200ms"]);
-    let watcher = Watcher(
+    let watcher = KillOnDrop(
         command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -259,7 +259,7 @@ fn watch_metrics_count_lab_traffic() {
     let log_path = setup.dir.join("watch.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut command = setup.dockfw(&["watch", "--metrics", "127.0.0.1:0"]);
-    let watcher = Watcher(
+    let watcher = KillOnDrop(
         command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -1108,5 +1108,115 @@ ports = [8000]
     assert_eq!(status["outbound"][1]["packets"], 2, "{status:#}");
     assert_eq!(status["outbound"][1]["audit"], true);
     assert_eq!(status["between"][1]["packets"], 2, "{status:#}");
+    setup.done();
+}
+
+/// Docker's embedded DNS under `outbound = "drop"`: names of containers on a
+/// user-defined network are answered inside the container (127.0.0.11) and
+/// keep working; names Docker forwards to the configured resolver leave as
+/// the container's own outbound connection, dropped until a rule allows the
+/// resolver, as README says.
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn embedded_dns_answers_container_names_and_forwards_only_what_outbound_rules_allow() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = setup("dfwt-clidns");
+    let lab = &setup.lab;
+    // The resolver outside: dnsmasq in the internet namespace.
+    let resolver = addr::INET_SOURCES[2];
+    let dnsmasq = lab
+        .ns_cmd(Ns::Internet, "dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            "--address=/lab.example/192.0.2.99",
+        ])
+        .arg(format!("--listen-address={resolver}"))
+        .arg(format!("--pid-file={}", setup.dir.join("dnsmasq.pid").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq (Debian package dnsmasq-base)");
+    let _dnsmasq = KillOnDrop(dnsmasq);
+    lab.docker(&["network", "create", "dnsnet"]).unwrap();
+    let resolver_arg = resolver.to_string();
+    lab.run_echo_with(
+        "web",
+        &["--network", "dnsnet", "--dns", &resolver_arg],
+        &[(Proto::Tcp, 7000)],
+    )
+    .unwrap();
+    lab.run_echo_with("db", &["--network", "dnsnet"], &[(Proto::Tcp, 7000)])
+        .unwrap();
+    let db = lab.container_addrs("db").unwrap()[0].to_string();
+    // busybox nslookup through /etc/resolv.conf (127.0.0.11); at most ~10 s
+    // when nothing answers.
+    let lookup = |name: &str| -> String {
+        let out = lab
+            .docker_cmd(["exec", "web", "timeout", "10", "nslookup", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let until_resolves = |name: &str, address: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let answer = lookup(name);
+            if answer.contains(address) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{name} never resolved to {address}: {answer}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // Docker alone: both kinds of names resolve.
+    until_resolves("lab.example", "192.0.2.99");
+    until_resolves("db", &db);
+
+    let policy = r#"
+[guard]
+interfaces = ["eth0"]
+default = "accept"
+outbound = "drop"
+"#;
+    setup.write_policy(policy);
+    setup.dockfw(&["apply"]).assert().code(0);
+    until_resolves("db", &db);
+    let answer = lookup("lab.example");
+    assert!(
+        !answer.contains("192.0.2.99"),
+        "the forwarded query is web's outbound connection, dropped: {answer}"
+    );
+
+    setup.write_policy(&format!(
+        r#"{policy}
+[[outbound]]
+name = "resolvers"
+to = ["{resolver}"]
+ports = ["53/udp", "53/tcp"]
+"#
+    ));
+    setup.dockfw(&["apply"]).assert().code(0);
+    until_resolves("lab.example", "192.0.2.99");
+    until_resolves("db", &db);
+    let status = setup
+        .dockfw(&["status", "--json"])
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status["outbound"][0]["packets"].as_u64().unwrap() >= 1,
+        "{status:#}"
+    );
     setup.done();
 }
