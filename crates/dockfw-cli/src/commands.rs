@@ -667,6 +667,11 @@ struct StatusOutput {
     default: Option<RuleStatus>,
     /// Untracked packets the guard would judge, dropped (`notrack` somewhere).
     untracked: Option<RuleStatus>,
+    /// What containers sent that no outbound or between rule could judge,
+    /// dropped: invalid packets, IPv6 link-local between containers (left
+    /// out when neither direction is judged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unattributed: Option<RuleStatus>,
     /// Where each of the policy's sets gets its entries.
     sets: Vec<SetOrigins>,
     /// Containers' new connections to the outside: `[[outbound]]` rules,
@@ -791,6 +796,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
     let mut rules = Vec::new();
     let mut default = None;
     let mut untracked = None;
+    let mut unattributed = None;
     let mut own: [Vec<RuleStatus>; 2] = Default::default();
     if let Some(installed) = &installed {
         for decider in layout::policy_rules(installed) {
@@ -804,6 +810,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
         }
         default = layout::default_fate(installed).map(|decider| row(decider, None));
         untracked = layout::untracked_drop(installed).map(|decider| row(decider, None));
+        unattributed = layout::unattributed_drop(installed).map(|decider| row(decider, None));
         for (rows, direction) in own.iter_mut().zip([Direction::Outbound, Direction::Between]) {
             for decider in layout::direction_rules(installed, direction) {
                 let containers = running.as_deref().map(|running| {
@@ -847,6 +854,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
         rules,
         default,
         untracked,
+        unattributed,
         sets: parsed
             .as_ref()
             .map(|p| set_origins(&p.policy))
@@ -877,26 +885,49 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
 fn status_metrics(out: &StatusOutput) -> String {
     use crate::metrics::{Decision, DecisionKind, Exposition, Kind};
     let owned = out.installed && out.owned;
-    let decision = |kind, rule: &RuleStatus| Decision {
+    let decision = |kind, direction, rule: &RuleStatus| Decision {
         kind,
+        direction,
+        audit: rule.audit,
         name: rule.name.clone(),
         action: rule.action,
         packets: rule.packets,
         bytes: rule.bytes,
     };
+    // The outbound and between lists end in their default (see `status`).
+    let own = |rows: &[RuleStatus], direction: Direction| -> Vec<Decision> {
+        let default = layout::default_comment(direction);
+        rows.iter()
+            .map(|rule| {
+                let kind = if rule.name == default {
+                    DecisionKind::Default
+                } else {
+                    DecisionKind::Rule
+                };
+                decision(kind, direction, rule)
+            })
+            .collect()
+    };
     let decisions: Vec<Decision> = out
         .rules
         .iter()
-        .map(|rule| decision(DecisionKind::Rule, rule))
+        .map(|rule| decision(DecisionKind::Rule, Direction::Inbound, rule))
         .chain(
             out.default
                 .iter()
-                .map(|rule| decision(DecisionKind::Default, rule)),
+                .map(|rule| decision(DecisionKind::Default, Direction::Inbound, rule)),
         )
+        .chain(own(&out.outbound, Direction::Outbound))
+        .chain(own(&out.between, Direction::Between))
         .chain(
             out.untracked
                 .iter()
-                .map(|rule| decision(DecisionKind::Untracked, rule)),
+                .map(|rule| decision(DecisionKind::Untracked, Direction::Inbound, rule)),
+        )
+        .chain(
+            out.unattributed
+                .iter()
+                .map(|rule| decision(DecisionKind::Unattributed, Direction::Outbound, rule)),
         )
         // As in the text: no rows for a table that is not dockfw's.
         .filter(|_| owned)
@@ -979,6 +1010,14 @@ fn print_status(session: &Session, out: &StatusOutput) {
         outln!(session);
         outln!(session, "{title}");
         out!(session, "{}", rules_table(&rows.iter().collect::<Vec<_>>()));
+    }
+    if let Some(unattributed) = &out.unattributed {
+        outln!(session);
+        outln!(
+            session,
+            "from containers, judged by no rule (invalid packets, IPv6 link-local between containers):"
+        );
+        out!(session, "{}", rules_table(&[unattributed]));
     }
     if !out.sets.is_empty() {
         outln!(session);
@@ -1080,7 +1119,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     {
         return explain_container(session, args, &parsed, &docker, &unread, range);
     }
-    let Some(from) = args.from else {
+    let Some(from) = args.from.map(|a| a.to_canonical()) else {
         bail!("say where the connection comes from: --from ADDR, or --from-container NAME");
     };
     let interface = match &args.interface {
@@ -1090,7 +1129,7 @@ pub fn explain(session: &Session, args: &ExplainArgs) -> Result<Exit> {
     let connection = Connection {
         interface,
         source: from,
-        dialled: args.to,
+        dialled: args.to.map(|a| a.to_canonical()),
         port: range.ports.first,
         proto: range.proto,
     };
@@ -1333,8 +1372,13 @@ fn explain_container(
         .map(|name| running_container(docker, name))
         .transpose()?;
     // One family for both ends: the one of the address given, if any.
-    let given = args.from.or(args.to).map(|a| a.is_ipv6());
-    let source = match (args.from, from) {
+    // An IPv4-mapped IPv6 address is the IPv4 address on the wire.
+    let (given_from, given_to) = (
+        args.from.map(|a| a.to_canonical()),
+        args.to.map(|a| a.to_canonical()),
+    );
+    let given = given_from.or(given_to).map(|a| a.is_ipv6());
+    let source = match (given_from, from) {
         (Some(address), _) => address,
         (None, Some(container)) => match to {
             // Both containers: a family both have, IPv4 first.
@@ -1352,7 +1396,7 @@ fn explain_container(
         },
         (None, None) => bail!("say where the connection comes from: --from-container NAME or --from ADDR"),
     };
-    let destination = match (args.to, to) {
+    let destination = match (given_to, to) {
         (Some(address), _) => address,
         (None, Some(container)) => container_address(container, Some(source.is_ipv6()))?,
         (None, None) => bail!("say where the connection goes: --to ADDR or --to-container NAME"),
@@ -1373,6 +1417,20 @@ fn explain_container(
              own address), or say --direction between"
         );
     }
+    // Where the host's own addresses are known (this namespace), a
+    // connection to one of them is for the host: to a port a running
+    // container publishes, docker-proxy answers it (between); to any other,
+    // it is the host's own service (never judged).
+    let for_the_host = to.is_none()
+        && session.global.netns.is_none()
+        && !destination.is_loopback()
+        && host_addresses().contains(&destination);
+    let publishes = docker.containers.iter().any(|c| {
+        c.published
+            .iter()
+            .any(|p| p.proto == range.proto && p.host_port == range.ports.first)
+    });
+    let proxied = proxied || (for_the_host && publishes && asked.is_none());
     let connection = dockfw_core::ContainerConnection {
         source,
         destination,
@@ -1380,6 +1438,16 @@ fn explain_container(
         proto: range.proto,
         proxied,
     };
+    let stays_inside = destination.is_loopback();
+    if (for_the_host && !publishes) || stays_inside {
+        let why = if stays_inside {
+            "a loopback address (Docker's DNS at 127.0.0.11 too) is inside the container: the host never sees it"
+        } else {
+            "for the host itself (its own service, on the input hook): containers' connections to the host are not judged"
+        };
+        return explained_elsewhere(session, &connection, from, to, "not judged", why);
+    }
+    let link_local = |address: std::net::IpAddr| matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
     // Onto a Docker bridge when it goes to a running container.
     let onto_container = to.or_else(|| container_at(destination));
     let direction = match asked {
@@ -1394,6 +1462,25 @@ fn explain_container(
         None if proxied || onto_container.is_some() => Direction::Between,
         None => Direction::Outbound,
     };
+    if direction == Direction::Between
+        && parsed.policy.judges(Direction::Between)
+        && (link_local(source) || (!proxied && link_local(destination)))
+    {
+        let (decision, why) = if parsed.policy.guard.audit() {
+            (
+                "would drop",
+                "IPv6 link-local: Docker reports no such address, so no rule naming containers could judge it \
+                 (audit mode: only logged and counted in `unattributed`; the connection goes on)",
+            )
+        } else {
+            (
+                "drop",
+                "IPv6 link-local: Docker reports no such address, so no rule naming containers could judge it \
+                 (counted in `unattributed`)",
+            )
+        };
+        return explained_elsewhere(session, &connection, from, to, decision, why);
+    }
     let explanation =
         dockfw_core::explain_container(&parsed.policy, &docker.containers, &connection, direction);
     let memberships = set_memberships(parsed, [connection.destination].into_iter());
@@ -1448,6 +1535,58 @@ fn explain_container(
         connection.destination,
     );
     Ok(Exit::Success)
+}
+
+/// `explain` of a container's connection no policy rule decides: one line
+/// (or JSON) saying what happens and why.
+fn explained_elsewhere(
+    session: &Session,
+    connection: &dockfw_core::ContainerConnection,
+    from: Option<&Container>,
+    to: Option<&Container>,
+    decision: &str,
+    why: &str,
+) -> Result<Exit> {
+    if session.global.json {
+        let out = serde_json::json!({
+            "container_connection": connection,
+            "from_container": from.map(|c| &c.name),
+            "to_container": to.map(|c| &c.name),
+            "decision": decision,
+            "why": why,
+        });
+        outln!(session, "{out:#}");
+        return Ok(Exit::Success);
+    }
+    let end = |container: Option<&Container>, address: std::net::IpAddr| match container {
+        Some(container) => format!("{} ({address})", container.name),
+        None => address.to_string(),
+    };
+    outln!(
+        session,
+        "{} → {} port {}/{}: {decision} ({why})",
+        end(from, connection.source),
+        end(to, connection.destination),
+        connection.port,
+        connection.proto.name(),
+    );
+    Ok(Exit::Success)
+}
+
+/// This namespace's own addresses (none when they cannot be listed).
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter_map(|interface| {
+            let address = interface.address?;
+            address
+                .as_sockaddr_in()
+                .map(|a| std::net::IpAddr::V4(a.ip()))
+                .or_else(|| address.as_sockaddr_in6().map(|a| std::net::IpAddr::V6(a.ip())))
+        })
+        .collect()
 }
 
 fn guessed_interface(parsed: &Parsed) -> Result<String> {

@@ -18,13 +18,19 @@
 //! | `dockfw_rule_packets_total`, `dockfw_rule_bytes_total` | table, rule, action, direction |
 //! | `dockfw_default_packets_total`, `dockfw_default_bytes_total` | table, action, direction |
 //! | `dockfw_untracked_dropped_packets_total`, `dockfw_untracked_dropped_bytes_total` | table |
+//! | `dockfw_unattributed_dropped_packets_total`, `dockfw_unattributed_dropped_bytes_total` | table |
+//! | `dockfw_audit_mode` (gauge) | table |
+//!
+//! `direction` is `inbound`, `outbound` or `between`. In audit mode
+//! (`dockfw_audit_mode` 1) a rule's `action` is what it would do: its
+//! drops and rejects were only logged and counted.
 //!
 //! `watch` adds what only the guard knows ([`GuardMetrics`]).
 
 use crate::backend::CounterReader;
-use dockfw_core::Action;
 use dockfw_core::Ruleset;
 use dockfw_core::layout::{self, CounterAt, Decider};
+use dockfw_core::{Action, Direction};
 use dockfw_nft::RuleCounter;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,8 +40,6 @@ use std::time::{Duration, SystemTime};
 
 /// The Content-Type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Every judged connection arrives from outside: the only direction there is.
-const INBOUND: &str = "inbound";
 /// Upper bounds (seconds) of the apply-duration histogram's buckets: from a
 /// container start on a small table (about 1 ms) to re-creating a table of
 /// 100,000 entries (a few hundred ms), and slow kernels.
@@ -122,6 +126,10 @@ fn escape_help(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub kind: DecisionKind,
+    /// Which way the connections it decides go.
+    pub direction: Direction,
+    /// Whether it only logs and counts what it stands for (audit mode).
+    pub audit: bool,
     /// The rule's name (for a policy rule).
     pub name: String,
     /// `None` when the chain ends in no verdict dockfw writes.
@@ -136,6 +144,7 @@ pub enum DecisionKind {
     Rule,
     Default,
     Untracked,
+    Unattributed,
 }
 
 /// The per-decision families of table `table`: whether it is installed,
@@ -147,6 +156,13 @@ pub fn decisions(out: &mut Exposition, table: &str, installed: bool, decisions: 
         "Whether dockfw's nftables table is installed (1) or not (0).",
     );
     out.sample("dockfw_table_installed", &[("table", table)], u8::from(installed));
+    out.family(
+        "dockfw_audit_mode",
+        Kind::Gauge,
+        "Whether the table only logs and counts denials (1: audit mode) or enforces them (0).",
+    );
+    let audit = decisions.iter().any(|d| d.audit);
+    out.sample("dockfw_audit_mode", &[("table", table)], u8::from(audit));
     let families = [
         (
             DecisionKind::Rule,
@@ -163,6 +179,12 @@ pub fn decisions(out: &mut Exposition, table: &str, installed: bool, decisions: 
             DecisionKind::Untracked,
             "dockfw_untracked_dropped",
             "dropped as untracked (exempted from conntrack by notrack) on a path the guard judges",
+        ),
+        (
+            DecisionKind::Unattributed,
+            "dockfw_unattributed_dropped",
+            "sent by containers and dropped because no outbound or between rule could judge it \
+             (invalid packets, IPv6 link-local between containers)",
         ),
     ];
     for (kind, prefix, what) in families {
@@ -181,12 +203,13 @@ pub fn decisions(out: &mut Exposition, table: &str, installed: bool, decisions: 
                     DecisionKind::Rule => labels.extend([
                         ("rule", decision.name.as_str()),
                         ("action", action.as_str()),
-                        ("direction", INBOUND),
+                        ("direction", decision.direction.name()),
                     ]),
-                    DecisionKind::Default => {
-                        labels.extend([("action", action.as_str()), ("direction", INBOUND)]);
-                    }
-                    DecisionKind::Untracked => {}
+                    DecisionKind::Default => labels.extend([
+                        ("action", action.as_str()),
+                        ("direction", decision.direction.name()),
+                    ]),
+                    DecisionKind::Untracked | DecisionKind::Unattributed => {}
                 }
                 out.sample(&name, &labels, value(decision) as f64);
             }
@@ -202,15 +225,21 @@ fn capitalised(word: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Every decision of `ruleset` (a policy rule, the default fate, the
-/// untracked drop), as [`Decider`]s.
+/// Every decision of `ruleset` (policy rules and default fates of each
+/// direction, the untracked and unattributed drops), as [`Decider`]s.
 pub fn deciders(ruleset: &Ruleset) -> Vec<(DecisionKind, Decider)> {
-    layout::policy_rules(ruleset)
-        .into_iter()
-        .map(|d| (DecisionKind::Rule, d))
-        .chain(layout::default_fate(ruleset).map(|d| (DecisionKind::Default, d)))
-        .chain(layout::untracked_drop(ruleset).map(|d| (DecisionKind::Untracked, d)))
-        .collect()
+    let mut out = Vec::new();
+    for direction in [Direction::Inbound, Direction::Outbound, Direction::Between] {
+        out.extend(
+            layout::direction_rules(ruleset, direction)
+                .into_iter()
+                .map(|d| (DecisionKind::Rule, d)),
+        );
+        out.extend(layout::direction_default(ruleset, direction).map(|d| (DecisionKind::Default, d)));
+    }
+    out.extend(layout::untracked_drop(ruleset).map(|d| (DecisionKind::Untracked, d)));
+    out.extend(layout::unattributed_drop(ruleset).map(|d| (DecisionKind::Unattributed, d)));
+    out
 }
 
 /// What `counters` (read from the kernel) hold for each decider; deciders
@@ -223,6 +252,8 @@ pub fn counted(deciders: &[(DecisionKind, Decider)], counters: &[RuleCounter]) -
             let counter = at(&decider.counter)?;
             Some(Decision {
                 kind: *kind,
+                direction: decider.direction,
+                audit: decider.audit,
                 name: decider.name.clone(),
                 action: decider.action,
                 packets: counter.packets,

@@ -397,6 +397,55 @@ fn explain_asks_about_a_containers_connection_by_address_and_refuses_what_is_no_
         err.contains("--direction inbound is a connection from outside"),
         "{err}"
     );
+    // Loopback (Docker's DNS at 127.0.0.11) never leaves the container.
+    let out = explain(
+        &s,
+        &[
+            "--from-container",
+            "web",
+            "--to",
+            "127.0.0.11",
+            "--port",
+            "53/udp",
+        ],
+    );
+    assert!(
+        out.contains("not judged") && out.contains("inside the container"),
+        "{out}"
+    );
+    // An IPv4-mapped IPv6 address is the IPv4 address on the wire.
+    let mapped = explain(
+        &s,
+        &[
+            "--from-container",
+            "web",
+            "--to",
+            "::ffff:203.0.113.99",
+            "--port",
+            "443",
+        ],
+    );
+    let plain = explain(
+        &s,
+        &["--from-container", "web", "--to", "203.0.113.99", "--port", "443"],
+    );
+    assert_eq!(mapped, plain);
+    // Link-local addresses name no container: dropped between containers
+    // whatever the rules say (Docker reports none, so no rule could match).
+    let out = explain(
+        &s,
+        &[
+            "--from",
+            "fe80::42:acff:fe12:4",
+            "--to-container",
+            "app",
+            "--direction",
+            "between",
+            "--port",
+            "8000",
+        ],
+    );
+    assert!(out.contains(": drop (IPv6 link-local"), "{out}");
 }
 
 #[test]

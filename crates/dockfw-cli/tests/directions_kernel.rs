@@ -683,3 +683,129 @@ fn without_bridge_netfilter_apply_and_status_warn() {
     ));
     assert_eq!(err, "");
 }
+
+/// The link-local address of `ns`'s eth0.
+fn link_local(ns: &TestNetns) -> std::net::Ipv6Addr {
+    let listing = ns.exec("ip", ["-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]);
+    let address = listing
+        .split_whitespace()
+        .skip_while(|word| *word != "inet6")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address: {listing}"));
+    address.parse().unwrap()
+}
+
+/// Like [`probe`], to a link-local address through the namespace's eth0.
+fn probe_link_local(ns: &TestNetns, address: std::net::Ipv6Addr, port: u16) -> Probe {
+    ns.run(|| {
+        let scope = nix::net::if_::if_nametoindex("eth0").unwrap();
+        let target = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, scope));
+        match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
+            Ok(mut stream) => {
+                stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                stream.write_all(b"hi").unwrap();
+                let mut buf = [0u8; 2];
+                stream.read_exact(&mut buf).unwrap();
+                Probe::Served
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
+            Err(_) => Probe::TimedOut,
+        }
+    })
+    .unwrap()
+}
+
+/// Sends, from `ns`, a UDP datagram to `to` whose checksum is wrong: a
+/// packet conntrack calls invalid, which no rule could judge.
+fn send_bad_checksum(ns: &TestNetns, to: &str, port: u16) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let to: std::net::Ipv4Addr = to.parse().unwrap();
+    ns.run(|| {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)).unwrap();
+        let payload = b"exfiltrated";
+        let length = (8 + payload.len()) as u16;
+        let mut datagram = Vec::new();
+        datagram.extend(40000u16.to_be_bytes());
+        datagram.extend(port.to_be_bytes());
+        datagram.extend(length.to_be_bytes());
+        // Not 0 (which means "no checksum" in IPv4) and not the right one.
+        datagram.extend(0x1234u16.to_be_bytes());
+        datagram.extend(payload);
+        let target = SockAddr::from(SocketAddr::new(IpAddr::V4(to), port));
+        for _ in 0..3 {
+            socket.send_to(&datagram, &target).unwrap();
+        }
+    })
+    .unwrap();
+}
+
+/// What containers send that no rule can be held to: an IPv6 link-local
+/// connection between containers (Docker reports no such address, so a
+/// between rule naming containers cannot match it) and packets conntrack
+/// calls invalid (no connection they belong to: they would leave
+/// un-NATed, judged by nobody). Dropped while outbound or between is
+/// judged, and counted as `unattributed`.
+#[test]
+#[ignore = "needs root"]
+fn link_local_connections_and_invalid_packets_from_containers_are_dropped_and_counted() {
+    let lab = Host::new("directions-unattributed");
+    // The app also answers on every IPv6 address, link-local included.
+    serve(&lab.app.ns, &["::"], 8001);
+    let app = link_local(&lab.app.ns);
+    assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    // Between containers judged by one deny rule; everything else goes.
+    let (out, err) = lab.apply(
+        r#"
+[guard]
+interfaces = ["ext0"]
+default = "accept"
+
+[[between]]
+name = "the intruder never reaches the app"
+from = { container = "intruder" }
+to = { container = "app" }
+action = "drop"
+"#,
+    );
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(err, "");
+    assert_eq!(probe(&lab.intruder.ns, lab.app.v6, 8001), Probe::TimedOut);
+    assert_eq!(probe(&lab.proxy.ns, lab.app.v6, 8001), Probe::Served);
+    assert_eq!(
+        probe_link_local(&lab.intruder.ns, app, 8001),
+        Probe::TimedOut,
+        "the deny rule is not bypassed through link-local"
+    );
+    let status = lab.status();
+    assert!(
+        status["unattributed"]["packets"].as_u64().unwrap() >= 1,
+        "{status:#}"
+    );
+    // Invalid packets to another container, then (outbound judged too) out.
+    let before = status["unattributed"]["packets"].as_u64().unwrap();
+    send_bad_checksum(&lab.intruder.ns, lab.app.v4, 9999);
+    let counted = |status: serde_json::Value| status["unattributed"]["packets"].as_u64().unwrap();
+    let after_between = counted(lab.status());
+    assert!(after_between >= before + 3, "{before} → {after_between}");
+    let (out, _) = lab.apply(
+        r#"
+[guard]
+interfaces = ["ext0"]
+default = "accept"
+outbound = "drop"
+
+[[outbound]]
+name = "web calls the API"
+container = "web"
+to = ["10.9.0.2"]
+"#,
+    );
+    assert!(out.contains("applied"), "{out}");
+    send_bad_checksum(&lab.web.ns, API.0, 443);
+    let after_outbound = counted(lab.status());
+    assert!(after_outbound >= 3, "{after_outbound}");
+    // Not between-judged any more: link-local between containers goes.
+    assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    drop(lab.outside);
+}

@@ -756,6 +756,17 @@ fn status_shows_outbound_and_between_rules_with_their_counters() {
     assert_eq!(json["between"][1]["action"], "reject");
     assert_eq!(json["between"][1]["packets"], 4);
     assert!(json.get("audit").is_none(), "{json}");
+    assert_eq!(json["unattributed"]["action"], "drop");
+    let prometheus = offline.run(&["status", "--format", "prometheus"], 0).stdout;
+    for line in [
+        "dockfw_rule_packets_total{table=\"dockfw\",rule=\"web calls the API\",action=\"allow\",direction=\"outbound\"} 5",
+        "dockfw_default_packets_total{table=\"dockfw\",action=\"drop\",direction=\"outbound\"} 3",
+        "dockfw_default_bytes_total{table=\"dockfw\",action=\"reject\",direction=\"between\"} 240",
+        "dockfw_unattributed_dropped_packets_total{table=\"dockfw\"} 0",
+        "dockfw_audit_mode{table=\"dockfw\"} 0",
+    ] {
+        assert!(prometheus.lines().any(|l| l == line), "{line}\n{prometheus}");
+    }
 }
 
 #[test]
@@ -793,4 +804,9 @@ fn status_in_audit_mode_shows_what_would_have_been_denied() {
     assert!(json["rules"][0].get("audit").is_none());
     assert_eq!(json["between"][1]["audit"], true);
     assert_eq!(json["untracked"]["audit"], true);
+    let prometheus = offline.run(&["status", "--format", "prometheus"], 0).stdout;
+    assert!(
+        prometheus.contains("dockfw_audit_mode{table=\"dockfw\"} 1"),
+        "{prometheus}"
+    );
 }

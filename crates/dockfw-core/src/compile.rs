@@ -7,9 +7,11 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS, CHAIN_GUARDED, CHAIN_INPUT,
-    CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
-    CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT, PROXY_COMMENT,
+    CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS,
+    CHAIN_FROM_CONTAINERS_INVALID, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
+    CHAIN_UNATTRIBUTED, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
+    CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT,
+    INVALID_FROM_CONTAINER_COMMENT, LINK_LOCAL_COMMENT, PROXY_COMMENT, UNATTRIBUTED_COMMENT,
     UNJUDGED_COMMENT, UNTRACKED_COMMENT, audit_limit_prefix, audit_log_prefix, decision_chain, default_chain,
     default_comment, direction_chain, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
@@ -165,7 +167,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         Chain {
             name: CHAIN_UNTRACKED.into(),
             hook: None,
-            rules: untracked_rules(audit),
+            rules: drop_rules(CHAIN_UNTRACKED, UNTRACKED_COMMENT, audit),
         },
         Chain {
             name: CHAIN_RULES.into(),
@@ -199,11 +201,30 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
                 Verdict::Goto(CHAIN_FROM_CONTAINERS.into()),
             )
         }));
+        // Invalid packets belong to no connection a rule could judge; left
+        // alone they would leave un-NATed, judged by nobody.
+        forward.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+            rule(
+                INVALID_FROM_CONTAINER_COMMENT,
+                vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::Invalid)],
+                Verdict::Goto(CHAIN_FROM_CONTAINERS_INVALID.into()),
+            )
+        }));
         chains[0].rules = forward;
         chains.push(Chain {
             name: CHAIN_FROM_CONTAINERS.into(),
             hook: None,
-            rules: from_containers_rules(&judged),
+            rules: from_containers_rules(&judged, None),
+        });
+        chains.push(Chain {
+            name: CHAIN_FROM_CONTAINERS_INVALID.into(),
+            hook: None,
+            rules: from_containers_rules(&judged, Some(CHAIN_UNATTRIBUTED)),
+        });
+        chains.push(Chain {
+            name: CHAIN_UNATTRIBUTED.into(),
+            hook: None,
+            rules: drop_rules(CHAIN_UNATTRIBUTED, UNATTRIBUTED_COMMENT, guard.audit()),
         });
         for &direction in &judged {
             chains.extend(compiler.container_chains(policy, direction, containers));
@@ -358,30 +379,31 @@ fn decision_rules(
     rules
 }
 
-/// The `untracked` chain: drop (in audit mode: count, log, accept).
-fn untracked_rules(audit: bool) -> Vec<Rule> {
+/// The `untracked` and `unattributed` chains: drop (in audit mode:
+/// count, log, accept).
+fn drop_rules(chain: &str, comment: &str, audit: bool) -> Vec<Rule> {
     if !audit {
-        return vec![rule(UNTRACKED_COMMENT, vec![], Verdict::Drop)];
+        return vec![rule(comment, vec![], Verdict::Drop)];
     }
     vec![
-        counter_rule(UNTRACKED_COMMENT),
-        log_rule(
-            UNTRACKED_COMMENT,
-            &audit_log_prefix(CHAIN_UNTRACKED, Action::Drop),
-        ),
-        rule(UNTRACKED_COMMENT, vec![], Verdict::Accept),
+        counter_rule(comment),
+        log_rule(comment, &audit_log_prefix(chain, Action::Drop)),
+        rule(comment, vec![], Verdict::Accept),
     ]
 }
 
 /// The `from-containers` chain: onto a Docker bridge is between
 /// containers, anything else outbound. A direction not judged returns
-/// (the base chain's policy accepts; Docker's chains still run).
-fn from_containers_rules(judged: &[Direction]) -> Vec<Rule> {
+/// (the base chain's policy accepts; Docker's chains still run). With
+/// `only_to`, every judged direction goes there instead
+/// (`from-containers-invalid`).
+fn from_containers_rules(judged: &[Direction], only_to: Option<&str>) -> Vec<Rule> {
+    let target = |direction| only_to.unwrap_or(direction_chain(direction)).to_string();
     let mut rules: Vec<Rule> = DOCKER_BRIDGES
         .iter()
         .map(|bridge| {
             let verdict = if judged.contains(&Direction::Between) {
-                Verdict::Goto(direction_chain(Direction::Between).into())
+                Verdict::Goto(target(Direction::Between))
             } else {
                 Verdict::Return
             };
@@ -392,7 +414,7 @@ fn from_containers_rules(judged: &[Direction]) -> Vec<Rule> {
         rules.push(rule(
             "to the outside",
             vec![],
-            Verdict::Goto(direction_chain(Direction::Outbound).into()),
+            Verdict::Goto(target(Direction::Outbound)),
         ));
     }
     rules
@@ -561,6 +583,14 @@ impl Compiler {
             elements,
         });
         candidate
+    }
+
+    /// The set of IPv6 link-local addresses (fe80::/10).
+    fn link_local_set(&mut self) -> String {
+        self.add_set(
+            "link-local-v6".into(),
+            SetElements::Ipv6(vec![link_local_interval()]),
+        )
     }
 
     fn addr_set(&mut self, base: &str, family: Family, addrs: &AddrSet) -> String {
@@ -830,6 +860,28 @@ impl Compiler {
     ) -> Vec<Chain> {
         let guard = &policy.guard;
         let mut dispatch = Vec::new();
+        if direction == Direction::Between {
+            // Docker reports no link-local address, so no rule naming
+            // containers could match one: such a connection would slip past
+            // every between rule.
+            let link_local = self.link_local_set();
+            for m in [
+                Match::SourceIn {
+                    family: Family::Ipv6,
+                    set: link_local.clone(),
+                },
+                Match::DestAddrIn {
+                    family: Family::Ipv6,
+                    set: link_local,
+                },
+            ] {
+                dispatch.push(rule(
+                    LINK_LOCAL_COMMENT,
+                    vec![Match::NfProto(Family::Ipv6), m],
+                    Verdict::Goto(CHAIN_UNATTRIBUTED.into()),
+                ));
+            }
+        }
         let mut chains = Vec::new();
         for (index, container_rule) in policy.container_rules(direction).iter().enumerate() {
             let chain = decision_chain(direction, index);
@@ -896,6 +948,20 @@ impl Compiler {
             verdict: Some(Verdict::Goto(chain)),
         };
         let mut rules = Vec::new();
+        // From a link-local address (which names no container) to a port a
+        // container publishes: as on the forward hook, no rule can judge it.
+        let link_local = AddrSet {
+            v4: Vec::new(),
+            v6: vec![link_local_interval()],
+        };
+        let everything = containers.iter().flat_map(|k| k.published.iter());
+        for matches in self.published_alternatives(CHAIN_UNATTRIBUTED, Some(&link_local), everything) {
+            rules.push(rule(
+                LINK_LOCAL_COMMENT,
+                matches,
+                Verdict::Goto(CHAIN_UNATTRIBUTED.into()),
+            ));
+        }
         for (index, between) in policy.between.iter().enumerate() {
             let chain = decision_chain(Direction::Between, index);
             let source = match &between.from {
@@ -1271,4 +1337,11 @@ pub(crate) fn host_binding(addr: IpAddr) -> AddrSet {
             v6: vec![Interval::single(a)],
         },
     }
+}
+
+/// fe80::/10, IPv6 link-local unicast.
+fn link_local_interval() -> Interval<std::net::Ipv6Addr> {
+    let first = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    let last = std::net::Ipv6Addr::from(u128::from(first) | (u128::MAX >> 10));
+    Interval::new(first, last).expect("first <= last")
 }

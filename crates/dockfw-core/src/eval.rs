@@ -1062,6 +1062,8 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::CtState(CtState::EstablishedOrRelated) => !p.untracked && !p.ct_new,
         Match::CtState(CtState::Established) => !p.untracked && !p.ct_new && !p.ct_related,
         Match::CtState(CtState::Untracked) => p.untracked,
+        // The simulated packets are valid ones.
+        Match::CtState(CtState::Invalid) => false,
         Match::CtState(CtState::NotNew) => !p.ct_new,
         // An untracked packet has no conntrack entry: every `ct` match fails.
         Match::CtStatusDnat => !p.untracked && p.ct_dnat,

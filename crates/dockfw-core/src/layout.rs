@@ -189,6 +189,22 @@ pub const CHAIN_BETWEEN: &str = "between";
 /// The `[[between]]` rules for a container dialling a port the host
 /// publishes, which docker-proxy answers (input hook).
 pub const CHAIN_BETWEEN_PROXIED: &str = "between-proxied";
+/// Packets from a Docker bridge that conntrack calls invalid (no
+/// connection they could belong to: a SYN with FIN, a bad checksum, an ICMP
+/// error about nothing): onto a bridge or out, as [`CHAIN_FROM_CONTAINERS`].
+pub const CHAIN_FROM_CONTAINERS_INVALID: &str = "from-containers-invalid";
+/// Drops and counts what containers send that no outbound or between rule
+/// could be held to: invalid packets, and connections between containers
+/// from or to IPv6 link-local addresses (which Docker does not report, so
+/// they name no container).
+pub const CHAIN_UNATTRIBUTED: &str = "unattributed";
+/// Comment of [`CHAIN_UNATTRIBUTED`]'s rules.
+pub(crate) const UNATTRIBUTED_COMMENT: &str = "from a container, judged by no rule";
+/// Comment of the rules sending invalid packets from a Docker bridge on.
+pub(crate) const INVALID_FROM_CONTAINER_COMMENT: &str = "invalid packet from a container";
+/// Comment of the rules sending connections from or to an IPv6 link-local
+/// address to [`CHAIN_UNATTRIBUTED`].
+pub(crate) const LINK_LOCAL_COMMENT: &str = "IPv6 link-local: names no container";
 /// Comment of the rules sending new connections from a Docker bridge to [`CHAIN_FROM_CONTAINERS`].
 pub(crate) const FROM_CONTAINERS_COMMENT: &str = "new connection from a container";
 /// The connection label bit an allowed outbound or between connection gets
@@ -356,6 +372,8 @@ pub fn is_layout_chain(name: &str) -> bool {
         CHAIN_LABEL,
         CHAIN_DEFAULT,
         CHAIN_FROM_CONTAINERS,
+        CHAIN_FROM_CONTAINERS_INVALID,
+        CHAIN_UNATTRIBUTED,
         CHAIN_OUTBOUND,
         CHAIN_BETWEEN,
         CHAIN_BETWEEN_PROXIED,
@@ -524,6 +542,26 @@ pub fn untracked_drop(ruleset: &Ruleset) -> Option<Decider> {
         CHAIN_UNTRACKED.into(),
         Direction::Inbound,
         untracked_counter(),
+    ))
+}
+
+/// The counter of the unattributed drop (see [`CHAIN_UNATTRIBUTED`]).
+pub fn unattributed_counter() -> CounterAt {
+    CounterAt {
+        chain: CHAIN_UNATTRIBUTED.into(),
+        index: 0,
+    }
+}
+
+/// The unattributed drop of `ruleset`, if it has its chain (when the table
+/// judges containers' own connections).
+pub fn unattributed_drop(ruleset: &Ruleset) -> Option<Decider> {
+    let chain = ruleset.chain(CHAIN_UNATTRIBUTED)?;
+    Some(Decider::of(
+        chain,
+        CHAIN_UNATTRIBUTED.into(),
+        Direction::Outbound,
+        unattributed_counter(),
     ))
 }
 

@@ -201,6 +201,7 @@ fn render_match(m: &Match) -> String {
         Match::CtState(CtState::EstablishedOrRelated) => "ct state established,related".into(),
         Match::CtState(CtState::Established) => "ct state established".into(),
         Match::CtState(CtState::Untracked) => "ct state untracked".into(),
+        Match::CtState(CtState::Invalid) => "ct state invalid".into(),
         Match::CtState(CtState::NotNew) => "ct state != new".into(),
         Match::CtStatusDnat => "ct status dnat".into(),
         Match::CtDirectionOriginal => "ct direction original".into(),

@@ -287,6 +287,10 @@ pub enum CtState {
     /// `ct state untracked`: a packet conntrack was told not to track (a
     /// `notrack` rule anywhere). It has no original tuple and is never NATed.
     Untracked,
+    /// `ct state invalid`: conntrack found no connection the packet could
+    /// belong to or start (a SYN with FIN, a bad checksum, an ICMP error
+    /// about no known connection).
+    Invalid,
     /// `ct state != new`: established, related, invalid or untracked. Not
     /// compiled any more (it let untracked packets through); kept so that a
     /// table written by an earlier version reads back, as a difference.

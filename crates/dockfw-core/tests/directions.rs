@@ -456,7 +456,21 @@ ports = [8000]
             [
                 "iifname \"docker0\" ct state new counter goto from-containers comment \"new connection from a container\"",
                 "iifname \"br-*\" ct state new counter goto from-containers comment \"new connection from a container\"",
+                "iifname \"docker0\" ct state invalid counter goto from-containers-invalid comment \"invalid packet from a container\"",
+                "iifname \"br-*\" ct state invalid counter goto from-containers-invalid comment \"invalid packet from a container\"",
             ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "from-containers-invalid"),
+            [
+                "oifname \"docker0\" counter goto unattributed comment \"to a container\"",
+                "oifname \"br-*\" counter goto unattributed comment \"to a container\"",
+                "counter goto unattributed comment \"to the outside\"",
+            ]
+        );
+        assert_eq!(
+            rendered(&ruleset, "unattributed"),
+            ["counter drop comment \"from a container, judged by no rule\""]
         );
         assert_eq!(
             rendered(&ruleset, "from-containers"),
@@ -479,6 +493,8 @@ ports = [8000]
         assert_eq!(
             rendered(&ruleset, "between"),
             [
+                "meta nfproto ipv6 ip6 saddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
+                "meta nfproto ipv6 ip6 daddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
                 "meta nfproto ipv4 ip saddr @between-1-from-v4 ip daddr @between-1-to-v4 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
                 "meta nfproto ipv6 ip6 saddr @between-1-from-v6 ip6 daddr @between-1-to-v6 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
                 "counter goto between-default comment \"between default\"",
@@ -903,6 +919,7 @@ ports = [8000]
         assert_eq!(
             rendered,
             [
+                "meta nfproto ipv6 ip6 saddr @unattributed-from-v6 meta l4proto tcp th dport 8082 counter goto unattributed comment \"IPv6 link-local: names no container\"",
                 "meta nfproto ipv4 ip saddr @between-1-from-v4 meta l4proto tcp th dport 8082 ct label set 94 counter goto between-1 comment \"only the proxy reaches the app\"",
                 "meta l4proto tcp th dport 8082 ct label set 94 counter goto between-default comment \"between default\"",
                 "meta nfproto ipv4 ip daddr @between-default-host-2-v4 meta l4proto tcp th dport 9000 ct label set 94 counter goto between-default comment \"between default\"",

@@ -353,6 +353,7 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
                 (encode::CT_STATE_ESTABLISHED_RELATED, true) => CtState::EstablishedOrRelated,
                 (encode::CT_STATE_ESTABLISHED, true) => CtState::Established,
                 (encode::CT_STATE_UNTRACKED, true) => CtState::Untracked,
+                (encode::CT_STATE_INVALID, true) => CtState::Invalid,
                 _ => return None,
             };
             (Match::CtState(state), 3)
@@ -657,6 +658,7 @@ mod tests {
             Match::CtState(CtState::NotNew),
             Match::CtState(CtState::EstablishedOrRelated),
             Match::CtState(CtState::Untracked),
+            Match::CtState(CtState::Invalid),
             Match::CtState(CtState::Established),
             Match::CtStatusDnat,
             Match::CtDirectionOriginal,
@@ -835,15 +837,15 @@ mod tests {
 
     #[test]
     fn foreign_shapes_are_refused() {
-        // ct state with another mask (here: invalid) is not one of ours;
-        // 6 (established,related) now is.
+        // ct state with another mask (here: related alone) is not one of
+        // ours; 6 (established,related) and 1 (invalid) are.
         let exprs = vec![
             Expr::Ct {
                 key: libc::NFT_CT_STATE as u32,
                 dir: None,
             },
             Expr::Bitwise {
-                mask: 1u32.to_ne_bytes().to_vec(),
+                mask: 4u32.to_ne_bytes().to_vec(),
                 xor: vec![0; 4],
             },
             Expr::Cmp {

@@ -39,6 +39,8 @@ pub(crate) const CT_STATE_NEW: u32 = 0x08;
 pub(crate) const CT_STATE_ESTABLISHED_RELATED: u32 = 0x02 | 0x04;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`.
 pub(crate) const CT_STATE_ESTABLISHED: u32 = 0x02;
+/// `NF_CT_STATE_INVALID_BIT`.
+pub(crate) const CT_STATE_INVALID: u32 = 0x01;
 /// `NF_CT_STATE_UNTRACKED_BIT`.
 pub(crate) const CT_STATE_UNTRACKED: u32 = 0x40;
 /// The kernel's limit on expressions per rule (`NFT_RULE_MAXEXPRS`).
@@ -760,6 +762,9 @@ pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
         .to_vec(),
         Match::CtState(CtState::Untracked) => {
             ct_bits(libc::NFT_CT_STATE, CT_STATE_UNTRACKED, libc::NFT_CMP_NEQ).to_vec()
+        }
+        Match::CtState(CtState::Invalid) => {
+            ct_bits(libc::NFT_CT_STATE, CT_STATE_INVALID, libc::NFT_CMP_NEQ).to_vec()
         }
         Match::CtState(CtState::Established) => {
             ct_bits(libc::NFT_CT_STATE, CT_STATE_ESTABLISHED, libc::NFT_CMP_NEQ).to_vec()
