@@ -1303,14 +1303,9 @@ fn running_container<'c>(docker: &'c DockerView, name: &str) -> Result<&'c Conta
             "cannot tell the address of container {name:?}: Docker is not known (give its address instead: --from ADDR or --to ADDR, with --direction outbound or between)"
         );
     }
-    let close = docker
-        .containers
-        .iter()
-        .map(|c| (strsim::levenshtein(&c.name, name), c.name.as_str()))
-        .filter(|(distance, _)| *distance <= 2)
-        .min();
+    let close = dockfw_core::names::closest(name, docker.containers.iter().map(|c| c.name.as_str()));
     match close {
-        Some((_, close)) => bail!("container {name:?} is not running; did you mean {close:?}?"),
+        Some(close) => bail!("container {name:?} is not running; did you mean {close:?}?"),
         None => bail!("container {name:?} is not running"),
     }
 }

@@ -233,13 +233,9 @@ fn nothing_selected(
         }
         (Some(name), None) => {
             let running: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-            let close = running
-                .iter()
-                .map(|r| (strsim::levenshtein(r, name), *r))
-                .filter(|(distance, _)| *distance <= 2)
-                .min();
+            let close = crate::names::closest(name, running.iter().copied());
             let hint = match close {
-                Some((_, close)) => format!("did you mean \"{close}\"?"),
+                Some(close) => format!("did you mean \"{close}\"?"),
                 None if running.is_empty() => {
                     "no container is running; the rule matches nothing until it runs".into()
                 }

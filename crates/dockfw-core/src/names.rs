@@ -181,3 +181,48 @@ mod tests {
         assert!(crate::values::parse_ifname("abcdefghijklmno*").is_err());
     }
 }
+
+/// The candidate `name` was most likely meant to be, for a "did you mean":
+/// at most two edits away (one for names of up to four characters), the
+/// fewest edits first, then the one sharing most of its start (so `wb`
+/// suggests `web`, not `db`).
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = if name.chars().count() <= 4 { 1 } else { 2 };
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::damerau_levenshtein(candidate, name), candidate))
+        .filter(|&(edits, _)| edits <= limit)
+        .min_by(|(a_edits, a), (b_edits, b)| {
+            let shared = |candidate: &str| {
+                candidate
+                    .chars()
+                    .zip(name.chars())
+                    .take_while(|(x, y)| x == y)
+                    .count()
+            };
+            a_edits
+                .cmp(b_edits)
+                .then_with(|| shared(b).cmp(&shared(a)))
+                .then_with(|| {
+                    strsim::jaro_winkler(b, name)
+                        .partial_cmp(&strsim::jaro_winkler(a, name))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .then_with(|| a.cmp(b))
+        })
+        .map(|(_, candidate)| candidate)
+}
+
+#[cfg(test)]
+mod closest_tests {
+    use super::closest;
+
+    #[test]
+    fn the_likeliest_name_is_suggested() {
+        assert_eq!(closest("wb", ["db", "web"]), Some("web"));
+        assert_eq!(closest("wbe", ["db", "web"]), Some("web"));
+        assert_eq!(closest("proxxy", ["proxy", "app"]), Some("proxy"));
+        assert_eq!(closest("x", ["db", "web"]), None);
+        assert_eq!(closest("databse", ["database", "db"]), Some("database"));
+    }
+}

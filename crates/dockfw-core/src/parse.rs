@@ -1333,10 +1333,22 @@ fn read_rule_name(
         None => default_name.to_string(),
     };
     let name_span = value.map_or(span, |v| v.span());
-    // `status` shows the defaults and the untracked drop as rows of these
-    // names, beside the rules: a rule of the same name would read as one.
-    const RESERVED: [&str; 4] = ["default", "untracked", "outbound default", "between default"];
-    if value.is_some() && ok && RESERVED.contains(&name.as_str()) {
+    // `status` shows the defaults and the untracked and unattributed drops
+    // as rows of these names, beside the rules: a rule of the same name
+    // (whatever its case or spacing) would read as one.
+    const RESERVED: [&str; 5] = [
+        "default",
+        "untracked",
+        "unattributed",
+        "outbound default",
+        "between default",
+    ];
+    let looks_like = name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    if value.is_some() && ok && RESERVED.contains(&looks_like.as_str()) {
         out.error(
             name_span.clone(),
             Some(&name),

@@ -985,7 +985,16 @@ ports = [8000]
 
 #[test]
 fn the_names_of_status_rows_are_reserved() {
-    for name in ["default", "untracked", "outbound default", "between default"] {
+    for name in [
+        "default",
+        "untracked",
+        "unattributed",
+        "outbound default",
+        "between default",
+        "default ",
+        "Default",
+        "Outbound  Default",
+    ] {
         let text = format!("[guard]\ninterfaces = [\"eth0\"]\n\n[[rule]]\nname = \"{name}\"\nports = [80]\n");
         let error = dockfw_core::parse("policy.toml", &text).expect_err(name);
         assert!(
