@@ -268,6 +268,54 @@ fn guard_errors() {
 }
 
 #[test]
+fn log_target_is_a_group_by_default_or_the_kernel_log() {
+    use dockfw_core::policy::{DEFAULT_LOG_GROUP, LogTarget};
+    let guard = |extra: &str| {
+        parse(
+            "policy.toml",
+            &format!("[guard]\ninterfaces = [\"eth0\"]\n{extra}"),
+        )
+        .unwrap()
+        .policy
+        .guard
+        .log_to
+    };
+    assert_eq!(guard(""), LogTarget::Group(DEFAULT_LOG_GROUP));
+    assert_eq!(guard("log_group = 0\n"), LogTarget::Group(0));
+    assert_eq!(guard("log_group = 65535\n"), LogTarget::Group(65535));
+    assert_eq!(guard("log_to = \"group\"\nlog_group = 5\n"), LogTarget::Group(5));
+    assert_eq!(guard("log_to = \"kernel\"\n"), LogTarget::Kernel);
+}
+
+#[test]
+fn log_target_errors() {
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = 65536\n",
+        &[
+            "policy.toml:3:13",
+            "log_group 65536 is out of range",
+            "0 and 65535",
+        ],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = -1\n",
+        &["policy.toml:3:13", "out of range"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = \"7\"\n",
+        &["policy.toml:3:13", "\"log_group\" must be a whole number"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_to = \"syslog\"\n",
+        &["policy.toml:3:10", "unknown log_to \"syslog\"", "\"kernel\""],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_to = \"kernel\"\nlog_group = 3\n",
+        &["policy.toml:4:13", "log_to = \"kernel\""],
+    );
+}
+
+#[test]
 fn unknown_version_is_an_error() {
     one_error(
         &format!("version = 2\n{GUARD}"),
