@@ -167,6 +167,21 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
     },
+    /// Follow what the guard logs (`log = true`, [guard] log, audit mode): who was
+    /// just blocked, and by which rule (runs until stopped).
+    ///
+    /// Binds the policy's NFLOG group ([guard] log_group, default 23) in the network
+    /// namespace and prints one line per logged packet: time, what was decided and by
+    /// which rule, protocol, source, the address and port the client dialled, the
+    /// interfaces and the container. --json prints one JSON object per line. Rules are
+    /// named from the policy when it can be read, else from the log prefix. Only one
+    /// process can follow a group (exit 3 when ulogd or another one holds it); while
+    /// none does, the lines are lost. Stops on SIGINT or SIGTERM (exit 0).
+    Log {
+        /// The NFLOG group to follow [default: the policy's guard.log_group, else 23].
+        #[arg(long, value_name = "N")]
+        group: Option<u16>,
+    },
     /// List, add, delete and flush the addresses of the policy's dynamic sets
     /// (`dynamic = true`), e.g. for fail2ban or a script.
     ///

@@ -285,6 +285,34 @@ pub fn audited_action(chain: &Chain) -> Option<Action> {
         })
 }
 
+/// The decision a chain of `policy` makes, as a log line names it: its
+/// direction, the rule's name (a default's or the untracked drop's status
+/// row name) and its action. `None` for a chain that decides nothing, or
+/// a rule the policy does not have (the table is of another policy).
+pub fn decision_of_chain(policy: &Policy, chain: &str) -> Option<(Direction, String, Action)> {
+    if chain == CHAIN_UNTRACKED {
+        return Some((Direction::Inbound, "untracked".into(), Action::Drop));
+    }
+    let (direction, index) = decided_by_chain(chain)?;
+    let Some(index) = index else {
+        return Some((
+            direction,
+            default_comment(direction),
+            policy.guard.default_of(direction),
+        ));
+    };
+    match direction {
+        Direction::Inbound => policy
+            .rules
+            .get(index)
+            .map(|rule| (direction, rule.name.clone(), rule.action)),
+        _ => policy
+            .container_rules(direction)
+            .get(index)
+            .map(|rule| (direction, rule.name.clone(), rule.action)),
+    }
+}
+
 /// What a logged packet's decision did, as its log prefix says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Logged {

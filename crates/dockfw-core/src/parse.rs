@@ -141,6 +141,12 @@ impl Draft {
         &self.policy.guard
     }
 
+    /// What chain `chain` decides: [`crate::layout::decision_of_chain`]
+    /// (names and actions need nothing loaded).
+    pub fn decision_of_chain(&self, chain: &str) -> Option<(Direction, String, Action)> {
+        crate::layout::decision_of_chain(&self.policy, chain)
+    }
+
     /// The `[sets]`, by name, with their sources (their addresses are not
     /// loaded yet; a `dynamic` set needs none: [`Set::is_dynamic`]).
     pub fn sets(&self) -> &BTreeMap<String, Set> {
