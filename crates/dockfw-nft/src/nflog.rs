@@ -153,7 +153,11 @@ impl LogListener {
         listener
             .configure(vec![ConfigNla::Cmd(ConfigCmd::Bind)])
             .map_err(|e| match e.raw_os_error() {
+                // The kernel says EPERM when another socket holds the
+                // group (EBUSY only when we do already), and EPERM without
+                // CAP_NET_ADMIN: the capability tells them apart.
                 Some(libc::EBUSY) => Error::LogGroupBusy { group },
+                Some(libc::EPERM) if has_net_admin() => Error::LogGroupBusy { group },
                 _ => Error::io("bind the NFLOG group", e),
             })?;
         let settings = |flags: ConfigFlags| {
@@ -292,6 +296,19 @@ impl LogListener {
         self.names.insert(index, name.clone());
         name
     }
+}
+
+/// Whether this process has CAP_NET_ADMIN in effect (`CapEff` of
+/// /proc/self/status, bit 12).
+fn has_net_admin() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps >> CAP_NET_ADMIN & 1 == 1)
 }
 
 /// Reads one `NFULNL_MSG_PACKET` message; `None` for anything else.
