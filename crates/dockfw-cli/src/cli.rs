@@ -82,7 +82,7 @@ pub struct Global {
     /// Set for `watch`, which requires Docker whatever the options say.
     #[arg(skip)]
     pub watching: bool,
-    /// Print data as JSON (check, plan, apply, diff, status, explain, remove, set).
+    /// Print data as JSON (check, plan, apply, diff, status, explain, remove, set; log: one object a line).
     #[arg(long, global = true)]
     pub json: bool,
     /// Say more (repeat for more detail).
