@@ -588,6 +588,7 @@ fn table_priority_log_version(lab: &Lab, fw: &mut Firewall) {
             interfaces = ["eth0", "eth1"]
             default = "drop"
             log = true
+            log_to = "kernel"
             table = "dfwe-lab"
             priority = {priority}
 
@@ -616,9 +617,10 @@ fn table_priority_log_version(lab: &Lab, fw: &mut Firewall) {
     check(lab, fw, "priority -1", &cases);
     assert_eq!(witness(lab), 1 + 2, "at -1 both SYNs pass -10 first");
 
-    // Both rules logged with their prefixes (the kernel log is global:
-    // match this lab's rule name and the sources).
-    let rule_line = format!("dockfw logged {}: ", lab.prefix());
+    // Both rules logged to the kernel log (log_to = "kernel") with their
+    // prefixes (the kernel log is global: match this lab's rule name and
+    // the sources).
+    let rule_line = format!("dockfw rule-1 allow logged {}: ", lab.prefix());
     let deadline = Instant::now() + Duration::from_secs(3);
     let (logged_rule, logged_default) = loop {
         let new: Vec<String> = kernel_log()
@@ -632,7 +634,7 @@ fn table_priority_log_version(lab: &Lab, fw: &mut Firewall) {
         };
         let seen = (
             found(&rule_line, "198.51.100.20"),
-            found("dockfw: ", "198.51.100.30"),
+            found("dockfw default-fate drop: ", "198.51.100.30"),
         );
         if (seen.0 >= 2 && seen.1 >= 2) || Instant::now() > deadline {
             break seen;

@@ -25,6 +25,7 @@ use anyhow::Context;
 use dockfw_core::Ruleset;
 use dockfw_nft::conntrack::{Conntrack, CtEntry};
 use dockfw_nft::monitor::Monitor;
+use dockfw_nft::nflog::LogListener;
 use dockfw_nft::{ApplyReport, InstalledTable, Nft, Result, RuleCounter, RuntimeElement, RuntimeEntry};
 use std::fmt;
 use std::path::Path;
@@ -38,6 +39,12 @@ pub trait Backend: fmt::Debug {
     fn connections(&self, netns: Option<&Path>) -> Result<Box<dyn Connections>>;
     /// A subscription to nf_tables notifications, for `watch`.
     fn monitor(&self, netns: Option<&Path>) -> anyhow::Result<Monitor>;
+    /// The NFLOG group `group`, bound for `log`. Only the kernel has one.
+    fn log_listener(&self, _netns: Option<&Path>, _group: u16) -> Result<LogListener> {
+        Err(dockfw_nft::Error::Invalid(
+            "this backend has no NFLOG groups".to_string(),
+        ))
+    }
     /// The value of a sysctl under `/proc/sys` (`net/bridge/…`) in the
     /// namespace ([`dockfw_nft::read_sysctl`]). None by default: an
     /// error, so nothing is said about it.
@@ -169,6 +176,10 @@ impl Backend for Kernel {
 
     fn sysctl(&self, netns: Option<&Path>, key: &str) -> std::io::Result<String> {
         dockfw_nft::read_sysctl(netns, key)
+    }
+
+    fn log_listener(&self, netns: Option<&Path>, group: u16) -> Result<LogListener> {
+        LogListener::bind(netns, group)
     }
 
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>> {

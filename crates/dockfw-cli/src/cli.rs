@@ -82,7 +82,7 @@ pub struct Global {
     /// Set for `watch`, which requires Docker whatever the options say.
     #[arg(skip)]
     pub watching: bool,
-    /// Print data as JSON (check, plan, apply, diff, status, explain, remove, set).
+    /// Print data as JSON (check, plan, apply, diff, status, explain, remove, set; log: one object a line).
     #[arg(long, global = true)]
     pub json: bool,
     /// Say more (repeat for more detail).
@@ -166,6 +166,21 @@ pub enum Command {
         /// per-rule counters, repairs, revoked connections, apply durations.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+    },
+    /// Follow what the guard logs (`log = true`, [guard] log, audit mode): who was
+    /// just blocked, and by which rule (runs until stopped).
+    ///
+    /// Binds the policy's NFLOG group ([guard] log_group, default 23) in the network
+    /// namespace and prints one line per logged packet: time, what was decided and by
+    /// which rule, protocol, source, the address and port the client dialled, the
+    /// interfaces and the container. --json prints one JSON object per line. Rules are
+    /// named from the policy when it can be read, else from the log prefix. Only one
+    /// process can follow a group (exit 3 when ulogd or another one holds it); while
+    /// none does, the lines are lost. Stops on SIGINT or SIGTERM (exit 0).
+    Log {
+        /// The NFLOG group to follow [default: the policy's guard.log_group, else 23].
+        #[arg(long, value_name = "N")]
+        group: Option<u16>,
     },
     /// List, add, delete and flush the addresses of the policy's dynamic sets
     /// (`dynamic = true`), e.g. for fail2ban or a script.

@@ -88,8 +88,8 @@ fn rule_counts(policy: &Policy) -> String {
 /// What audit mode means, said wherever the policy or the table is in it.
 fn audit_note() -> String {
     format!(
-        "{} audit mode: every drop and reject is only logged (prefix \"dockfw audit\") and counted; \
-         nothing is denied (`status` shows what would have been)",
+        "{} audit mode: every drop and reject is only logged (`dockfw-nft log` shows them as \
+         would-drop, would-reject) and counted; nothing is denied (`status` shows what would have been)",
         paint(WARN, "note:")
     )
 }

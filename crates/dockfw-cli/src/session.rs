@@ -283,6 +283,19 @@ impl Session {
         }
     }
 
+    /// NFLOG group `group`, bound in `--netns` if given.
+    pub fn log_listener(&self, group: u16) -> Result<dockfw_nft::nflog::LogListener> {
+        match &self.global.netns {
+            None => Ok(self.backend.log_listener(None, group)?),
+            Some(netns) => {
+                let path = netns_path(netns)?;
+                self.backend
+                    .log_listener(Some(&path), group)
+                    .with_context(|| format!("cannot follow NFLOG group {group} in {}", path.display()))
+            }
+        }
+    }
+
     /// A ctnetlink connection, in `--netns` if given.
     pub fn conntrack(&self) -> Result<Box<dyn Connections>> {
         match &self.global.netns {

@@ -478,7 +478,7 @@ fn explain_in_audit_mode_says_nothing_is_denied() {
     );
     let (plan, _) = dockfw(&s, &["plan"], 0);
     assert!(
-        plan.contains("log prefix \"dockfw audit between default would drop: \""),
+        plan.contains("log prefix \"dockfw between-default would-drop: \" group 23"),
         "{plan}"
     );
     assert!(

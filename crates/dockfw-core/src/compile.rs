@@ -11,13 +11,13 @@ use crate::layout::{
     CHAIN_FROM_CONTAINERS_INVALID, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
     CHAIN_UNATTRIBUTED, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
     CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT,
-    INVALID_FROM_CONTAINER_COMMENT, LINK_LOCAL_COMMENT, PROXY_COMMENT, UNATTRIBUTED_COMMENT,
-    UNJUDGED_COMMENT, UNTRACKED_COMMENT, audit_limit_prefix, audit_log_prefix, decision_chain, default_chain,
+    INVALID_FROM_CONTAINER_COMMENT, LINK_LOCAL_COMMENT, LogPrefix, Logged, PROXY_COMMENT,
+    UNATTRIBUTED_COMMENT, UNJUDGED_COMMENT, UNTRACKED_COMMENT, decision_chain, default_chain,
     default_comment, direction_chain, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
 };
 use crate::policy::{
-    Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PortSet, PublishedPort,
-    Rule as PolicyRule,
+    Action, AddrMatch, Container, ContainerRule, Destination, Direction, LogTarget, Policy, PortSet,
+    PublishedPort, Rule as PolicyRule,
 };
 use crate::ruleset::{
     BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
@@ -51,7 +51,10 @@ const METER_SIZE: u32 = 65535;
 ///
 /// Deterministic: the same inputs give the same ruleset.
 pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
-    let mut compiler = Compiler { sets: Vec::new() };
+    let mut compiler = Compiler {
+        sets: Vec::new(),
+        log_to: policy.guard.log_to,
+    };
     let guard = &policy.guard;
     for runtime in runtime_sets(policy) {
         let timeout = policy
@@ -129,7 +132,12 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
 
     let default = decision_rules(
         DEFAULT_COMMENT,
-        guard.log.then(|| log_rule(DEFAULT_COMMENT, "dockfw: ")),
+        Logging {
+            chain: CHAIN_DEFAULT,
+            name: None,
+            wanted: guard.log,
+            target: guard.log_to,
+        },
         vec![],
         guard.default,
         Admit::Label,
@@ -167,7 +175,7 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         Chain {
             name: CHAIN_UNTRACKED.into(),
             hook: None,
-            rules: drop_rules(CHAIN_UNTRACKED, UNTRACKED_COMMENT, audit),
+            rules: drop_rules(CHAIN_UNTRACKED, UNTRACKED_COMMENT, audit, guard.log_to),
         },
         Chain {
             name: CHAIN_RULES.into(),
@@ -224,7 +232,12 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         chains.push(Chain {
             name: CHAIN_UNATTRIBUTED.into(),
             hook: None,
-            rules: drop_rules(CHAIN_UNATTRIBUTED, UNATTRIBUTED_COMMENT, guard.audit()),
+            rules: drop_rules(
+                CHAIN_UNATTRIBUTED,
+                UNATTRIBUTED_COMMENT,
+                guard.audit(),
+                guard.log_to,
+            ),
         });
         for &direction in &judged {
             chains.extend(compiler.container_chains(policy, direction, containers));
@@ -329,11 +342,11 @@ enum Admit {
 /// counts and decides: one rule, one counter per decision.
 ///
 /// In audit mode a drop or reject is counted, logged (always, rate-limited,
-/// with [`audit_log_prefix`]) and then admitted like an allow; per-source
-/// limits are logged ([`audit_limit_prefix`]), not enforced.
+/// [`Logged::WouldDeny`]) and then admitted like an allow; per-source
+/// limits are logged ([`Logged::OverLimit`]), not enforced.
 fn decision_rules(
     comment: &str,
-    log: Option<Rule>,
+    logging: Logging<'_>,
     limits: Vec<Rule>,
     action: Action,
     admit: Admit,
@@ -342,7 +355,7 @@ fn decision_rules(
     if audit && action != Action::Allow {
         let mut rules = vec![
             counter_rule(comment),
-            log_rule(comment, &audit_log_prefix(comment, action)),
+            logging.rule(comment, Logged::WouldDeny(action)),
         ];
         rules.extend(verdict_rules(comment, Action::Allow, admit));
         return rules;
@@ -356,15 +369,16 @@ fn decision_rules(
                     rate: LOG_RATE,
                     burst: LOG_BURST,
                 });
-                limit.statements.push(Statement::Log {
-                    prefix: audit_limit_prefix(comment),
-                });
+                limit.statements.push(logging.statement(Logged::OverLimit));
                 limit
             })
             .collect()
     } else {
         limits
     };
+    let log = logging
+        .wanted
+        .then(|| logging.rule(comment, Logged::Decided(action)));
     let verdicts = verdict_rules(comment, action, admit);
     // The first verdict rule always matches for allow (`jump label`, or
     // `ct label set`) and drop, so it counts every decision; a reject's
@@ -381,13 +395,19 @@ fn decision_rules(
 
 /// The `untracked` and `unattributed` chains: drop (in audit mode:
 /// count, log, accept).
-fn drop_rules(chain: &str, comment: &str, audit: bool) -> Vec<Rule> {
+fn drop_rules(chain: &str, comment: &str, audit: bool, target: LogTarget) -> Vec<Rule> {
     if !audit {
         return vec![rule(comment, vec![], Verdict::Drop)];
     }
+    let logging = Logging {
+        chain,
+        name: None,
+        wanted: false,
+        target,
+    };
     vec![
         counter_rule(comment),
-        log_rule(comment, &audit_log_prefix(chain, Action::Drop)),
+        logging.rule(comment, Logged::WouldDeny(Action::Drop)),
         rule(comment, vec![], Verdict::Accept),
     ]
 }
@@ -429,17 +449,43 @@ fn counter_rule(comment: &str) -> Rule {
     }
 }
 
-fn log_rule(comment: &str, prefix: &str) -> Rule {
-    Rule {
-        comment: comment.into(),
-        matches: vec![Match::Limit {
-            rate: LOG_RATE,
-            burst: LOG_BURST,
-        }],
-        statements: vec![Statement::Log {
-            prefix: prefix.into(),
-        }],
-        verdict: None,
+/// How a decision's chain logs: its prefix names the chain and the rule
+/// ([`LogPrefix`]); lines go to the policy's [`LogTarget`].
+#[derive(Debug, Clone, Copy)]
+struct Logging<'a> {
+    /// The decision's chain.
+    chain: &'a str,
+    /// The rule's name; `None` for a default.
+    name: Option<&'a str>,
+    /// Whether the policy asks to log what it decides (`log = true`).
+    wanted: bool,
+    target: LogTarget,
+}
+
+impl Logging<'_> {
+    fn statement(&self, logged: Logged) -> Statement {
+        let prefix = LogPrefix {
+            chain: self.chain.to_string(),
+            logged,
+            name: self.name.map(str::to_string),
+        };
+        Statement::Log {
+            prefix: prefix.render(),
+            group: self.target.group(),
+        }
+    }
+
+    /// A rate-limited log rule.
+    fn rule(&self, comment: &str, logged: Logged) -> Rule {
+        Rule {
+            comment: comment.into(),
+            matches: vec![Match::Limit {
+                rate: LOG_RATE,
+                burst: LOG_BURST,
+            }],
+            statements: vec![self.statement(logged)],
+            verdict: None,
+        }
     }
 }
 
@@ -542,6 +588,8 @@ pub(crate) fn container_addresses(containers: &[Container]) -> AddrSet {
 
 struct Compiler {
     sets: Vec<Set>,
+    /// Where decisions log (`[guard] log_to`).
+    log_to: LogTarget,
 }
 
 /// Where a rule's sources are: anywhere, the addresses written, or a
@@ -797,9 +845,13 @@ impl Compiler {
         audit: bool,
     ) -> Vec<Rule> {
         let name = &policy_rule.name;
-        let log = policy_rule
-            .log
-            .then(|| log_rule(name, &format!("dockfw {name}: ")));
+        let chain = rule_chain(index);
+        let logging = Logging {
+            chain: &chain,
+            name: Some(name),
+            wanted: policy_rule.log,
+            target: self.log_to,
+        };
         let mut rules = Vec::new();
         for &family in families {
             let suffix = family_suffix(family);
@@ -846,7 +898,7 @@ impl Compiler {
                 rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
             }
         }
-        decision_rules(name, log, rules, policy_rule.action, Admit::Label, audit)
+        decision_rules(name, logging, rules, policy_rule.action, Admit::Label, audit)
     }
 
     /// The chains of a judged outbound or between direction: its rules
@@ -896,9 +948,12 @@ impl Compiler {
             chains.push(Chain {
                 rules: decision_rules(
                     name,
-                    container_rule
-                        .log
-                        .then(|| log_rule(name, &format!("dockfw {name}: "))),
+                    Logging {
+                        chain: &chain,
+                        name: Some(name),
+                        wanted: container_rule.log,
+                        target: guard.log_to,
+                    },
                     vec![],
                     container_rule.action,
                     Admit::FromContainer,
@@ -918,19 +973,23 @@ impl Compiler {
                 rules: dispatch,
             },
         );
+        let chain = default_chain(direction);
         chains.push(Chain {
-            name: default_chain(direction),
-            hook: None,
             rules: decision_rules(
                 &comment,
-                guard
-                    .log
-                    .then(|| log_rule(&comment, &format!("dockfw {}: ", direction.name()))),
+                Logging {
+                    chain: &chain,
+                    name: None,
+                    wanted: guard.log,
+                    target: guard.log_to,
+                },
                 vec![],
                 guard.default_of(direction),
                 Admit::FromContainer,
                 guard.audit(),
             ),
+            name: chain,
+            hook: None,
         });
         chains
     }

@@ -78,10 +78,15 @@
 //! bits), which revoke looks for.
 //!
 //! Audit mode (`[guard] mode = "audit"`): a decision chain that would drop
-//! or reject counts (its first rule), logs with the prefix `dockfw audit NAME would drop: ` and
+//! or reject counts (its first rule), logs with the prefix `dockfw CHAIN would-drop NAME: ` and
 //! then admits (labels and accepts) like an allow; per-source limits log
 //! instead of dropping; the untracked chain logs and accepts.
 //! [`audited_action`] reads back what a chain would have done.
+//!
+//! Log prefixes ([`LogPrefix`]) name the decision's chain first (a short id
+//! that maps back to the rule, [`decided_by_chain`]), then what it did,
+//! then the rule's name: `dockfw rule-2 drop admin panel: `,
+//! `dockfw default-fate drop: `, `dockfw outbound-1 would-reject web: `.
 //!
 //! The judged path is kept short: a new connection published by Docker
 //! passes `forward` (one rule per guarded interface for unlabelled
@@ -215,8 +220,6 @@ pub const CT_LABEL_FROM_CONTAINER: u8 = 95;
 /// [`CT_LABEL_FROM_CONTAINER`] once allowed): revoke judges it as between
 /// through docker-proxy.
 pub const CT_LABEL_FROM_CONTAINER_PROXIED: u8 = 94;
-/// What a log prefix of an audited denial starts with (see [`audit_log_prefix`]).
-const AUDIT_PREFIX: &str = "dockfw audit ";
 
 /// Name of the chain deciding for the rule at `index` (0-based).
 pub fn rule_chain(index: usize) -> String {
@@ -282,37 +285,155 @@ pub fn decided_by_chain(name: &str) -> Option<(Direction, Option<usize>)> {
     None
 }
 
-/// The log prefix of a denial `comment` (a rule's name, or a default's
-/// comment) that audit mode only logs: `dockfw audit NAME would drop: `.
-pub(crate) fn audit_log_prefix(comment: &str, action: Action) -> String {
-    format!("{AUDIT_PREFIX}{comment} would {action}: ")
-}
-
-/// The log prefix of audit mode's per-source limits, which it only logs.
-pub(crate) fn audit_limit_prefix(comment: &str) -> String {
-    format!("{AUDIT_PREFIX}{comment} over its limit: ")
-}
-
 /// The denial an audited decision chain only logs: its log statement's
-/// prefix (`dockfw audit NAME would drop: `) tells. `None` when it enforces what it decides.
+/// prefix (`dockfw CHAIN would-drop NAME: `) tells. `None` when it enforces what it decides.
 pub fn audited_action(chain: &Chain) -> Option<Action> {
     chain
         .rules
         .iter()
         .flat_map(|rule| &rule.statements)
         .find_map(|statement| match statement {
-            Statement::Log { prefix } => {
-                let rest = prefix.strip_prefix(AUDIT_PREFIX)?;
-                if rest.ends_with(" would drop: ") {
-                    Some(Action::Drop)
-                } else if rest.ends_with(" would reject: ") {
-                    Some(Action::Reject)
-                } else {
-                    None
-                }
-            }
+            Statement::Log { prefix, .. } => match LogPrefix::parse(prefix)?.logged {
+                Logged::WouldDeny(action) => Some(action),
+                _ => None,
+            },
             Statement::CtLabelSet(_) => None,
         })
+}
+
+/// The decision a chain of `policy` makes, as a log line names it: its
+/// direction, the rule's name (a default's or the untracked drop's status
+/// row name) and its action. `None` for a chain that decides nothing, or
+/// a rule the policy does not have (the table is of another policy).
+pub fn decision_of_chain(policy: &Policy, chain: &str) -> Option<(Direction, String, Action)> {
+    if chain == CHAIN_UNTRACKED {
+        return Some((Direction::Inbound, "untracked".into(), Action::Drop));
+    }
+    if chain == CHAIN_UNATTRIBUTED {
+        return Some((Direction::Outbound, "unattributed".into(), Action::Drop));
+    }
+    let (direction, index) = decided_by_chain(chain)?;
+    let Some(index) = index else {
+        return Some((
+            direction,
+            default_comment(direction),
+            policy.guard.default_of(direction),
+        ));
+    };
+    match direction {
+        Direction::Inbound => policy
+            .rules
+            .get(index)
+            .map(|rule| (direction, rule.name.clone(), rule.action)),
+        _ => policy
+            .container_rules(direction)
+            .get(index)
+            .map(|rule| (direction, rule.name.clone(), rule.action)),
+    }
+}
+
+/// What a logged packet's decision did, as its log prefix says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Logged {
+    /// The decision's action, enforced (`allow`, `drop`, `reject`).
+    Decided(Action),
+    /// Audit mode: what enforcing would have done (`would-drop`,
+    /// `would-reject`); the connection went on.
+    WouldDeny(Action),
+    /// Audit mode: a per-source limit would have dropped it (`over-limit`).
+    OverLimit,
+}
+
+impl Logged {
+    /// The word in the prefix.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Decided(action) => action.name(),
+            Self::WouldDeny(Action::Reject) => "would-reject",
+            Self::WouldDeny(_) => "would-drop",
+            Self::OverLimit => "over-limit",
+        }
+    }
+
+    fn from_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "allow" => Self::Decided(Action::Allow),
+            "drop" => Self::Decided(Action::Drop),
+            "reject" => Self::Decided(Action::Reject),
+            "would-drop" => Self::WouldDeny(Action::Drop),
+            "would-reject" => Self::WouldDeny(Action::Reject),
+            "over-limit" => Self::OverLimit,
+            _ => return None,
+        })
+    }
+
+    /// Whether the packet was let through (an allow, or audit mode's note).
+    pub fn admitted(self) -> bool {
+        !matches!(self, Self::Decided(Action::Drop | Action::Reject))
+    }
+}
+
+/// What starts every dockfw log prefix.
+const LOG_PREFIX_START: &str = "dockfw ";
+
+/// A log statement's prefix: `dockfw CHAIN WORD[ NAME]: `. The chain
+/// (`rule-2`, `outbound-1`, `default-fate`, `untracked`) comes first, a
+/// short id that maps back to the decision ([`decided_by_chain`]) even when
+/// a long name had to be cut to the kernel's limit
+/// ([`NF_LOG_PREFIX_MAXLEN`](crate::names::NF_LOG_PREFIX_MAXLEN)); the name is there for a
+/// human reading the log, and absent for the defaults and untracked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPrefix {
+    /// The decision's chain.
+    pub chain: String,
+    /// What it did.
+    pub logged: Logged,
+    /// The rule's name (perhaps cut short when read back); `None` for a
+    /// default or the untracked drop.
+    pub name: Option<String>,
+}
+
+impl LogPrefix {
+    /// The prefix text, at most [`crate::names::NF_LOG_PREFIX_MAXLEN`]
+    /// bytes: a name that would not fit is cut (at a character boundary),
+    /// never the chain.
+    pub fn render(&self) -> String {
+        let head = format!("{LOG_PREFIX_START}{} {}", self.chain, self.logged.word());
+        let Some(name) = &self.name else {
+            return format!("{head}: ");
+        };
+        let room = crate::names::NF_LOG_PREFIX_MAXLEN.saturating_sub(head.len() + " : ".len());
+        let mut cut = name.len().min(room);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{head} {}: ", &name[..cut])
+    }
+
+    /// Reads a prefix [`LogPrefix::render`] made (also one the kernel cut
+    /// short, without its closing `: `); `None` for any other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.strip_prefix(LOG_PREFIX_START)?;
+        let rest = rest
+            .strip_suffix(": ")
+            .or_else(|| rest.strip_suffix(':'))
+            .unwrap_or(rest);
+        let (chain, rest) = rest.split_once(' ')?;
+        let (word, name) = match rest.split_once(' ') {
+            Some((word, name)) => (word, Some(name.to_string())),
+            None => (rest, None),
+        };
+        let known =
+            chain == CHAIN_UNTRACKED || chain == CHAIN_UNATTRIBUTED || decided_by_chain(chain).is_some();
+        if !known {
+            return None;
+        }
+        Some(Self {
+            chain: chain.to_string(),
+            logged: Logged::from_word(word)?,
+            name: name.filter(|name| !name.is_empty()),
+        })
+    }
 }
 
 /// The kernel set holding the `family` addresses of the policy's dynamic
@@ -600,5 +721,91 @@ fn chain_action(chain: &Chain) -> Option<Action> {
         Verdict::Drop => Some(Action::Drop),
         Verdict::Reject(_) => Some(Action::Reject),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod log_prefix_tests {
+    use super::*;
+
+    fn prefix(chain: &str, logged: Logged, name: Option<&str>) -> LogPrefix {
+        LogPrefix {
+            chain: chain.into(),
+            logged,
+            name: name.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn renders_chain_word_and_name_and_reads_back() {
+        let cases = [
+            (
+                prefix("rule-2", Logged::Decided(Action::Drop), Some("admin panel")),
+                "dockfw rule-2 drop admin panel: ",
+            ),
+            (
+                prefix("default-fate", Logged::Decided(Action::Reject), None),
+                "dockfw default-fate reject: ",
+            ),
+            (
+                prefix("outbound-1", Logged::WouldDeny(Action::Reject), Some("web: api")),
+                "dockfw outbound-1 would-reject web: api: ",
+            ),
+            (
+                prefix("between-default", Logged::WouldDeny(Action::Drop), None),
+                "dockfw between-default would-drop: ",
+            ),
+            (
+                prefix("rule-12", Logged::OverLimit, Some("r")),
+                "dockfw rule-12 over-limit r: ",
+            ),
+            (
+                prefix("untracked", Logged::WouldDeny(Action::Drop), None),
+                "dockfw untracked would-drop: ",
+            ),
+            (
+                prefix("rule-1", Logged::Decided(Action::Allow), Some("x")),
+                "dockfw rule-1 allow x: ",
+            ),
+        ];
+        for (prefix, text) in cases {
+            assert_eq!(prefix.render(), text);
+            assert_eq!(LogPrefix::parse(text), Some(prefix), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_long_name_is_cut_never_the_chain() {
+        let name = "ä".repeat(100);
+        let long = prefix("outbound-99999", Logged::WouldDeny(Action::Reject), Some(&name));
+        let text = long.render();
+        assert!(text.len() <= crate::names::NF_LOG_PREFIX_MAXLEN, "{}", text.len());
+        let read = LogPrefix::parse(&text).unwrap();
+        assert_eq!(
+            (read.chain.as_str(), read.logged),
+            ("outbound-99999", long.logged)
+        );
+        assert!(name.starts_with(read.name.as_deref().unwrap()));
+        // The kernel cutting what it kept (no closing ": ") still reads.
+        let cut = LogPrefix::parse("dockfw rule-3 drop some long na").unwrap();
+        assert_eq!(
+            (cut.chain.as_str(), cut.name.as_deref()),
+            ("rule-3", Some("some long na"))
+        );
+    }
+
+    #[test]
+    fn other_prefixes_are_not_dockfw_s() {
+        for text in [
+            "",
+            "dockfw: ",
+            "dockfw web: ",
+            "dockfw rule-0 drop: ",
+            "dockfw rule-1 deny x: ",
+            "ulogd: ",
+            "dockfw forward drop: ",
+        ] {
+            assert_eq!(LogPrefix::parse(text), None, "{text}");
+        }
     }
 }

@@ -24,7 +24,7 @@ pub const NFT_NAME_MAXLEN: usize = 255;
 /// Longest comment nft accepts (`NFTNL_UDATA_COMMENT_MAXLEN`, 128 bytes).
 pub(crate) const NFT_COMMENT_MAXLEN: usize = 128;
 /// Longest log prefix the kernel keeps (`NF_LOG_PREFIXLEN`, 128 bytes with the NUL).
-pub(crate) const NF_LOG_PREFIX_MAXLEN: usize = 127;
+pub const NF_LOG_PREFIX_MAXLEN: usize = 127;
 
 /// Longest table name dockfw accepts.
 pub(crate) const MAX_TABLE_NAME_LEN: usize = 64;
@@ -32,8 +32,10 @@ pub(crate) const MAX_TABLE_NAME_LEN: usize = 64;
 pub(crate) const MAX_SET_NAME_LEN: usize = 32;
 /// Longest rule name: it becomes a comment and part of a log prefix.
 pub(crate) const MAX_RULE_NAME_LEN: usize = 64;
-/// What a rule's log prefix adds to its name (`dockfw NAME: `).
-pub(crate) const LOG_PREFIX_EXTRA_LEN: usize = "dockfw : ".len();
+/// What a rule's log prefix adds to its name (`dockfw CHAIN WORD NAME: `,
+/// [`crate::layout::LogPrefix`]), with room for 99999 rules: longer ones
+/// are cut, never the chain that identifies the rule.
+pub(crate) const LOG_PREFIX_EXTRA_LEN: usize = "dockfw outbound-99999 would-reject : ".len();
 
 // Every name dockfw derives from these stays within the kernel's limits: set
 // names gain `set-`, a family suffix, a number and `.next` while staged.

@@ -11,8 +11,8 @@ use crate::layout::MAX_CT_LABELLED_PATTERNS;
 use crate::lint;
 use crate::names;
 use crate::policy::{
-    Action, AddrMatch, ContainerRule, DEFAULT_PRIORITY, DEFAULT_TABLE, Destination, Direction, Guard, Limit,
-    Mode, Policy, PortEntry, PortSet, Rule, Selector,
+    Action, AddrMatch, ContainerRule, DEFAULT_LOG_GROUP, DEFAULT_PRIORITY, DEFAULT_TABLE, Destination,
+    Direction, Guard, Limit, LogTarget, Mode, Policy, PortEntry, PortSet, Rule, Selector,
 };
 use crate::ruleset::{IfName, Proto};
 use crate::sets::{self, ExternalSource, Loaded, Set, SetEntry, SetSource};
@@ -139,6 +139,12 @@ impl Draft {
     /// The `[guard]` section, complete already (it needs nothing loaded).
     pub fn guard(&self) -> &Guard {
         &self.policy.guard
+    }
+
+    /// What chain `chain` decides: [`crate::layout::decision_of_chain`]
+    /// (names and actions need nothing loaded).
+    pub fn decision_of_chain(&self, chain: &str) -> Option<(Direction, String, Action)> {
+        crate::layout::decision_of_chain(&self.policy, chain)
     }
 
     /// The `[sets]`, by name, with their sources (their addresses are not
@@ -510,6 +516,8 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
             "outbound",
             "between",
             "mode",
+            "log_to",
+            "log_group",
         ],
         "[guard]",
         None,
@@ -613,6 +621,7 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         }),
         None => Some(Mode::Enforce),
     };
+    let log_to = read_log_target(out, keys.take("log_to"), keys.take("log_group"));
     keys.finish(out);
     Some(Guard {
         interfaces: interfaces?,
@@ -624,7 +633,65 @@ fn read_guard(out: &mut Collector<'_>, table: &DeTable<'_>, span: Range<usize>) 
         outbound: outbound?,
         between: between?,
         mode: mode?,
+        log_to: log_to?,
     })
+}
+
+/// `[guard] log_to = "group" | "kernel"` and `log_group = N` (0-65535,
+/// only with the group).
+fn read_log_target(
+    out: &mut Collector<'_>,
+    to: Option<&Value<'_>>,
+    group: Option<&Value<'_>>,
+) -> Option<LogTarget> {
+    let kernel = match to {
+        None => false,
+        Some(value) => match read_string(out, value, None, "log_to")?
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "group" | "nflog" => false,
+            "kernel" => true,
+            word => {
+                out.error(
+                    value.span(),
+                    None,
+                    format!("unknown log_to {word:?}"),
+                    "write \"group\" (an NFLOG group that `dockfw-nft log` follows) or \"kernel\" (the kernel log, dmesg)"
+                        .to_string(),
+                );
+                return None;
+            }
+        },
+    };
+    let Some(value) = group else {
+        return Some(if kernel {
+            LogTarget::Kernel
+        } else {
+            LogTarget::default()
+        });
+    };
+    let number = read_integer(out, value, None, "log_group")?;
+    let Ok(number) = u16::try_from(number) else {
+        out.error(
+            value.span(),
+            None,
+            format!("log_group {number} is out of range"),
+            format!("an NFLOG group is between 0 and 65535 (default {DEFAULT_LOG_GROUP})"),
+        );
+        return None;
+    };
+    if kernel {
+        out.error(
+            value.span(),
+            None,
+            "log_group is set but log_to = \"kernel\" logs to the kernel log, not to a group",
+            "remove log_group, or log_to to log to the group".to_string(),
+        );
+        return None;
+    }
+    Some(LogTarget::Group(number))
 }
 
 fn read_interfaces(out: &mut Collector<'_>, value: &Value<'_>, rule: Option<&str>) -> Option<Vec<IfName>> {

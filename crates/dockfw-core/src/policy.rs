@@ -18,6 +18,9 @@ pub const DEFAULT_PATH: &str = "/etc/dockfw/policy.toml";
 pub const DEFAULT_TABLE: &str = "dockfw";
 /// Default priority of dockfw's base chains, forward and input (Docker's filter chains run at 0).
 pub(crate) const DEFAULT_PRIORITY: i32 = -5;
+/// Default NFLOG group dockfw logs to (`[guard] log_group`); ulogd's
+/// example stacks use groups 0 to 2, so this one is left to dockfw.
+pub const DEFAULT_LOG_GROUP: u16 = 23;
 
 /// A whole policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +65,36 @@ pub struct Guard {
     pub between: Action,
     /// Enforce the policy, or only log and count what it would deny.
     pub mode: Mode,
+    /// Where log lines go (`log = true`, audit mode): an NFLOG group that
+    /// `dockfw-nft log` follows, or the kernel log.
+    pub log_to: LogTarget,
+}
+
+/// `[guard] log_to` and `log_group`: where the guard's log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogTarget {
+    /// NFLOG group N (`log group N`): read by `dockfw-nft log` (or ulogd);
+    /// lines nobody listens to are lost, and nothing reaches dmesg.
+    Group(u16),
+    /// The kernel log (dmesg, journald), as iptables' LOG does.
+    Kernel,
+}
+
+impl Default for LogTarget {
+    fn default() -> Self {
+        Self::Group(DEFAULT_LOG_GROUP)
+    }
+}
+
+impl LogTarget {
+    /// The NFLOG group, or `None` for the kernel log.
+    pub fn group(self) -> Option<u16> {
+        match self {
+            Self::Group(group) => Some(group),
+            Self::Kernel => None,
+        }
+    }
 }
 
 impl Guard {

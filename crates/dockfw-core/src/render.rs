@@ -163,7 +163,11 @@ fn render_chain(out: &mut String, chain: &Chain) {
 pub fn render_rule(rule: &Rule) -> String {
     let mut words: Vec<String> = rule.matches.iter().map(render_match).collect();
     words.extend(rule.statements.iter().map(|statement| match statement {
-        Statement::Log { prefix } => format!("log prefix {}", quote(prefix)),
+        Statement::Log { prefix, group: None } => format!("log prefix {}", quote(prefix)),
+        Statement::Log {
+            prefix,
+            group: Some(group),
+        } => format!("log prefix {} group {group}", quote(prefix)),
         Statement::CtLabelSet(bit) => format!("ct label set {bit}"),
     }));
     words.push("counter".into());

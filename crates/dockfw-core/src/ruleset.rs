@@ -496,10 +496,15 @@ impl Match {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Statement {
-    /// `log prefix "…"` (kernel log, default level).
+    /// `log prefix "…" group N` (an NFLOG group), or `log prefix "…"`
+    /// (the kernel log, default level). The prefix is a
+    /// [`LogPrefix`](crate::layout::LogPrefix) naming the decision.
     Log {
         /// Text put before each log line.
         prefix: String,
+        /// The NFLOG group; `None`: the kernel log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<u16>,
     },
     /// `ct label set BIT`: sets one connection label bit (the kernel ORs it
     /// in; other bits stay as they are).

@@ -147,7 +147,8 @@ fn layout_hooks_before_docker_and_judges_only_new_published_traffic() {
     assert_eq!(
         default.rules[1].statements,
         vec![Statement::Log {
-            prefix: "dockfw: ".into()
+            prefix: "dockfw default-fate reject: ".into(),
+            group: Some(dockfw_core::policy::DEFAULT_LOG_GROUP),
         }]
     );
     assert!(matches!(default.rules[1].matches[..], [Match::Limit { .. }]));

@@ -647,7 +647,7 @@ ports = [8000]
             rendered(&ruleset, "outbound-2"),
             [
                 "counter comment \"partners\"",
-                "limit rate 5/second burst 10 packets log prefix \"dockfw audit partners would reject: \" counter comment \"partners\"",
+                "limit rate 5/second burst 10 packets log prefix \"dockfw outbound-2 would-reject partners: \" group 23 counter comment \"partners\"",
                 &format!("ct label set {CT_LABEL_FROM_CONTAINER} counter accept comment \"partners\""),
             ]
         );
@@ -655,7 +655,7 @@ ports = [8000]
             rendered(&ruleset, "default-fate"),
             [
                 "counter comment \"default\"",
-                "limit rate 5/second burst 10 packets log prefix \"dockfw audit default would drop: \" counter comment \"default\"",
+                "limit rate 5/second burst 10 packets log prefix \"dockfw default-fate would-drop: \" group 23 counter comment \"default\"",
                 "counter jump label comment \"default\"",
                 "counter accept comment \"default\"",
             ]
@@ -698,7 +698,7 @@ ports = [8000]
             assert_ne!(rule.verdict, Some(Verdict::Drop), "{}", render_rule(rule));
         }
         assert!(
-            rendered(&ruleset, "rule-1")[1].ends_with("limit rate 5/second burst 10 packets log prefix \"dockfw audit r over its limit: \" counter comment \"r\""),
+            rendered(&ruleset, "rule-1")[1].ends_with("limit rate 5/second burst 10 packets log prefix \"dockfw rule-1 over-limit r: \" group 23 counter comment \"r\""),
             "{:#?}",
             rendered(&ruleset, "rule-1")
         );

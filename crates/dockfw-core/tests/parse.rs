@@ -85,7 +85,7 @@ fn the_reference_example_parses_with_every_field() {
     assert_eq!(web.max_connections, Some(100));
     assert_eq!(
         web.location.as_ref().unwrap().line,
-        19,
+        21,
         "below the guard and sets"
     );
 
@@ -108,7 +108,7 @@ fn the_reference_example_parses_with_every_field() {
             ("com.example.tier".to_string(), "web".to_string())
         ]))
     );
-    assert_eq!(admin.field_locations["labels"].line, 35);
+    assert_eq!(admin.field_locations["labels"].line, 37);
     assert_eq!(policy.rules[2].action, Action::Reject);
     assert_eq!(policy.rules[3].action, Action::Drop);
     assert_eq!(policy.guard.outbound, Action::Drop);
@@ -264,6 +264,54 @@ fn guard_errors() {
     one_error(
         "[guard]\ninterfaces = [\"eth0\"]\nversion = 1\n",
         &["unknown key \"version\" in [guard]"],
+    );
+}
+
+#[test]
+fn log_target_is_a_group_by_default_or_the_kernel_log() {
+    use dockfw_core::policy::{DEFAULT_LOG_GROUP, LogTarget};
+    let guard = |extra: &str| {
+        parse(
+            "policy.toml",
+            &format!("[guard]\ninterfaces = [\"eth0\"]\n{extra}"),
+        )
+        .unwrap()
+        .policy
+        .guard
+        .log_to
+    };
+    assert_eq!(guard(""), LogTarget::Group(DEFAULT_LOG_GROUP));
+    assert_eq!(guard("log_group = 0\n"), LogTarget::Group(0));
+    assert_eq!(guard("log_group = 65535\n"), LogTarget::Group(65535));
+    assert_eq!(guard("log_to = \"group\"\nlog_group = 5\n"), LogTarget::Group(5));
+    assert_eq!(guard("log_to = \"kernel\"\n"), LogTarget::Kernel);
+}
+
+#[test]
+fn log_target_errors() {
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = 65536\n",
+        &[
+            "policy.toml:3:13",
+            "log_group 65536 is out of range",
+            "0 and 65535",
+        ],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = -1\n",
+        &["policy.toml:3:13", "out of range"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_group = \"7\"\n",
+        &["policy.toml:3:13", "\"log_group\" must be a whole number"],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_to = \"syslog\"\n",
+        &["policy.toml:3:10", "unknown log_to \"syslog\"", "\"kernel\""],
+    );
+    one_error(
+        "[guard]\ninterfaces = [\"eth0\"]\nlog_to = \"kernel\"\nlog_group = 3\n",
+        &["policy.toml:4:13", "log_to = \"kernel\""],
     );
 }
 

@@ -93,7 +93,7 @@ impl CtTuple {
         ]
     }
 
-    fn from_attributes(tuples: &[Tuple]) -> Option<Self> {
+    pub(crate) fn from_attributes(tuples: &[Tuple]) -> Option<Self> {
         let (mut src, mut dst, mut protocol) = (None, None, None);
         let (mut src_port, mut dst_port, mut extra) = (None, None, Vec::new());
         for tuple in tuples {

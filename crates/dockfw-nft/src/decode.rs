@@ -587,9 +587,10 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
                 };
                 return Ok(rule);
             }
-            Some(Expr::Log { prefix }) => {
+            Some(Expr::Log { prefix, group }) => {
                 rule.statements.push(Statement::Log {
                     prefix: prefix.clone(),
+                    group: *group,
                 });
                 at += 1;
             }
@@ -715,7 +716,19 @@ mod tests {
             roundtrip(Rule {
                 comment: "c".into(),
                 matches: matches.clone(),
-                statements: vec![Statement::Log { prefix: "p: ".into() }],
+                statements: vec![Statement::Log {
+                    prefix: "p: ".into(),
+                    group: None,
+                }],
+                verdict: verdict.clone(),
+            });
+            roundtrip(Rule {
+                comment: "c".into(),
+                matches: matches.clone(),
+                statements: vec![Statement::Log {
+                    prefix: "dockfw rule-1 drop p: ".into(),
+                    group: Some(65535),
+                }],
                 verdict,
             });
         }

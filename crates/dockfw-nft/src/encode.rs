@@ -902,10 +902,11 @@ pub(crate) fn verdict_expr(verdict: &Verdict) -> Result<Expr> {
 /// The expressions of a statement.
 pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
     Ok(match statement {
-        Statement::Log { prefix } => {
+        Statement::Log { prefix, group } => {
             check_name("log prefix", prefix, MAX_LOG_PREFIX)?;
             vec![Expr::Log {
                 prefix: prefix.clone(),
+                group: *group,
             }]
         }
         // As nft writes `ct label set N`: the 128-bit map with only bit N set

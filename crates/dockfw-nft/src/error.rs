@@ -222,6 +222,17 @@ pub enum Error {
         /// What it is instead.
         why: String,
     },
+    /// Another socket (ulogd, another `dockfw-nft log`) is bound to the
+    /// NFLOG group: only one can be, per network namespace.
+    #[error(
+        "NFLOG group {group} is already followed by another process in this network namespace \
+         (ulogd, or another `dockfw-nft log`); only one can bind a group: stop it, or give \
+         dockfw its own group ([guard] log_group)"
+    )]
+    LogGroupBusy {
+        /// The group.
+        group: u16,
+    },
     /// The kernel answered in a way we did not expect.
     #[error("unexpected nf_tables reply while trying to {action}: {detail}")]
     Protocol {

@@ -39,8 +39,9 @@ pub(crate) enum Expr {
     },
     /// `connlimit count N flags F`.
     Connlimit { count: u32, flags: u32 },
-    /// `log prefix "…"`.
-    Log { prefix: String },
+    /// `log prefix "…"` (the kernel log), or with a group `log prefix "…"
+    /// group N` (NFLOG).
+    Log { prefix: String, group: Option<u16> },
     /// `counter` (values are ignored when encoding).
     Counter { packets: u64, bytes: u64 },
     /// `immediate reg 1 DATA`.

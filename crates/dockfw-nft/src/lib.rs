@@ -247,6 +247,7 @@ mod inspect;
 mod lock;
 pub mod monitor;
 mod netlink;
+pub mod nflog;
 mod op;
 mod owner;
 mod plan;

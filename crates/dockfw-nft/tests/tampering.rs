@@ -284,43 +284,58 @@ fn an_unmarked_table_in_dockfws_layout_is_recognised_as_ours() {
 #[test]
 #[ignore = "needs root"]
 fn small_changes_to_a_log_statement_or_a_set_are_differences() {
-    let ns = TestNetns::new().unwrap();
-    let mut nft = ns.nft().unwrap();
-    let text = POLICY.replace("ports = [8080]", "ports = [8080]\nlog = true");
-    let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
-    nft.apply(&want).unwrap();
-    // The handle of the (only) rule holding `log prefix` in chain rule-1.
-    let log_rule = || {
-        let listing = ns.exec("nft", ["-a", "list", "chain", "inet", "dockfw", "rule-1"]);
-        let line = listing
-            .lines()
-            .find(|l| l.contains("log prefix"))
-            .unwrap_or_else(|| panic!("no log rule: {listing}"))
-            .to_string();
-        let handle = line.rsplit(' ').next().unwrap().to_string();
-        // The statement as listed, without counter values, comment and handle.
-        let statement = line.trim().split(" counter").next().unwrap().to_string();
-        (handle, statement)
-    };
-    let (_, original) = log_rule();
-    let tamperings = [
-        format!("{original} level emerg"),
-        format!("{original} flags all"),
-        "SET-SIZE".to_string(),
+    // Logging to the kernel log (level, flags) and to an NFLOG group
+    // (snaplen, queue threshold, another group): each tuning dockfw does
+    // not write is a difference.
+    let kernel = POLICY
+        .replace("ports = [8080]", "ports = [8080]\nlog = true")
+        .replace("[guard]", "[guard]\nlog_to = \"kernel\"");
+    let group = POLICY.replace("ports = [8080]", "ports = [8080]\nlog = true");
+    let kernel_tamperings: &[fn(&str) -> String] = &[
+        |original| format!("{original} level emerg"),
+        |original| format!("{original} flags all"),
+        |_| "SET-SIZE".to_string(),
     ];
-    for tampering in tamperings {
-        let script = if tampering == "SET-SIZE" {
-            "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n".to_string()
-        } else {
-            let (handle, _) = log_rule();
-            format!("replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n")
+    let group_tamperings: &[fn(&str) -> String] = &[
+        |original| format!("{original} snaplen 100"),
+        |original| format!("{original} queue-threshold 5"),
+        |original| original.replace("group 23", "group 24"),
+    ];
+    for (text, tamperings) in [(kernel, kernel_tamperings), (group, group_tamperings)] {
+        let ns = TestNetns::new().unwrap();
+        let mut nft = ns.nft().unwrap();
+        let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
+        nft.apply(&want).unwrap();
+        // The handle of the (only) rule holding `log prefix` in chain rule-1.
+        let log_rule = || {
+            let listing = ns.exec("nft", ["-a", "list", "chain", "inet", "dockfw", "rule-1"]);
+            let line = listing
+                .lines()
+                .find(|l| l.contains("log prefix"))
+                .unwrap_or_else(|| panic!("no log rule: {listing}"))
+                .to_string();
+            let handle = line.rsplit(' ').next().unwrap().to_string();
+            // The statement as listed, without counter values, comment and handle.
+            let statement = line.trim().split(" counter").next().unwrap().to_string();
+            (handle, statement)
         };
-        nft_script(&ns, &script);
-        let found = differences(&mut nft, &want);
-        assert!(!found.is_empty(), "{tampering}: not seen");
-        let report = nft.apply(&want).unwrap_or_else(|e| panic!("{tampering}: {e}"));
-        assert_ne!(report.change, Change::Unchanged, "{tampering}");
-        assert_eq!(differences(&mut nft, &want), [], "{tampering}: not repaired");
+        let (_, original) = log_rule();
+        for tampering in tamperings.iter().map(|tamper| tamper(&original)) {
+            let script = if tampering == "SET-SIZE" {
+                "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n".to_string()
+            } else {
+                let (handle, _) = log_rule();
+                format!(
+                    "replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n"
+                )
+            };
+            nft_script(&ns, &script);
+            let found = differences(&mut nft, &want);
+            assert!(!found.is_empty(), "{tampering}: not seen");
+            let report = nft.apply(&want).unwrap_or_else(|e| panic!("{tampering}: {e}"));
+            assert_ne!(report.change, Change::Unchanged, "{tampering}");
+            assert_eq!(differences(&mut nft, &want), [], "{tampering}: not repaired");
+        }
     }
 }
 

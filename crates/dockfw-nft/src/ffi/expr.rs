@@ -24,6 +24,10 @@ pub(super) fn build_expr(expr: &Expr) -> *mut sys::nftnl_expr {
         // SAFETY: `e` is a live expression of the kind this attribute belongs to.
         unsafe { sys::nftnl_expr_set_u8(e, k as u16, v) }
     };
+    let u16_ = |k: u32, v: u16| {
+        // SAFETY: as above.
+        unsafe { sys::nftnl_expr_set_u16(e, k as u16, v) }
+    };
     let u32_ = |k: u32, v: u32| {
         // SAFETY: as above.
         unsafe { sys::nftnl_expr_set_u32(e, k as u16, v) }
@@ -117,7 +121,12 @@ pub(super) fn build_expr(expr: &Expr) -> *mut sys::nftnl_expr {
             u32_(sys::NFTNL_EXPR_CONNLIMIT_COUNT, *count);
             u32_(sys::NFTNL_EXPR_CONNLIMIT_FLAGS, *flags);
         }
-        Expr::Log { prefix } => string(sys::NFTNL_EXPR_LOG_PREFIX, prefix),
+        Expr::Log { prefix, group } => {
+            string(sys::NFTNL_EXPR_LOG_PREFIX, prefix);
+            if let Some(group) = group {
+                u16_(sys::NFTNL_EXPR_LOG_GROUP, *group);
+            }
+        }
         Expr::Counter { .. } => {}
         Expr::Verdict { code, chain } => {
             u32_(sys::NFTNL_EXPR_IMM_DREG, REG_VERDICT);
@@ -162,6 +171,7 @@ pub(super) unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
     // absence matters.
     let is_set = |k: u32| unsafe { sys::nftnl_expr_is_set(e, k as u16) };
     let u8_ = |k: u32| unsafe { sys::nftnl_expr_get_u8(e, k as u16) };
+    let u16_ = |k: u32| unsafe { sys::nftnl_expr_get_u16(e, k as u16) };
     let u32_ = |k: u32| unsafe { sys::nftnl_expr_get_u32(e, k as u16) };
     let u64_ = |k: u32| unsafe { sys::nftnl_expr_get_u64(e, k as u16) };
     let string = |k: u32| unsafe { read_str(sys::nftnl_expr_get_str(e, k as u16)) };
@@ -262,6 +272,21 @@ pub(super) unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
         {
             Expr::Log {
                 prefix: string(sys::NFTNL_EXPR_LOG_PREFIX),
+                group: None,
+            }
+        }
+        // NFLOG: a group, and none of its tuning (snaplen, queue
+        // threshold), which dockfw never writes.
+        "log"
+            if is_set(sys::NFTNL_EXPR_LOG_GROUP)
+                && !is_set(sys::NFTNL_EXPR_LOG_LEVEL)
+                && u32_(sys::NFTNL_EXPR_LOG_FLAGS) == 0
+                && u32_(sys::NFTNL_EXPR_LOG_SNAPLEN) == 0
+                && u16_(sys::NFTNL_EXPR_LOG_QTHRESHOLD) == 0 =>
+        {
+            Expr::Log {
+                prefix: string(sys::NFTNL_EXPR_LOG_PREFIX),
+                group: Some(u16_(sys::NFTNL_EXPR_LOG_GROUP)),
             }
         }
         "counter" => Expr::Counter {

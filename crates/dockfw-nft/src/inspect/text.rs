@@ -534,8 +534,16 @@ fn foreign_rule_text(exprs: &[Expr], texts: &[String]) -> String {
                 (Some(format!("ct state {}{}", cmp_op(*op), ct_states(bits))), 2)
             }
             (E::Counter { .. }, ..) => (Some("counter".into()), 1),
-            (E::Log { prefix }, ..) if prefix.is_empty() => (Some("log".into()), 1),
-            (E::Log { prefix }, ..) => (Some(format!("log prefix {prefix:?}")), 1),
+            (E::Log { prefix, group }, ..) => {
+                let mut text = "log".to_string();
+                if !prefix.is_empty() {
+                    text.push_str(&format!(" prefix {prefix:?}"));
+                }
+                if let Some(group) = group {
+                    text.push_str(&format!(" group {group}"));
+                }
+                (Some(text), 1)
+            }
             (E::Verdict { code, chain }, ..) => (Some(verdict_text(*code, chain.as_deref())), 1),
             (
                 E::Limit {

@@ -211,6 +211,7 @@ pub fn realistic(table: &str) -> Ruleset {
                         vec![Match::Limit { rate, burst: 10 }],
                         vec![Statement::Log {
                             prefix: "dockfw web: ".into(),
+                            group: None,
                         }],
                         None,
                     ),

@@ -304,7 +304,11 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
                 statements: seed
                     .logs
                     .into_iter()
-                    .map(|prefix| Statement::Log { prefix })
+                    // Both forms: an even-length prefix logs to an NFLOG group.
+                    .map(|prefix| Statement::Log {
+                        group: (prefix.len() % 2 == 0).then_some(prefix.len() as u16),
+                        prefix,
+                    })
                     .collect(),
                 verdict,
             });
