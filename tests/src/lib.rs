@@ -73,6 +73,13 @@ pub struct LabConfig {
     pub dockerd: bool,
     /// Extra dockerd arguments.
     pub extra_dockerd_args: Vec<String>,
+    /// Make this lab's dockerd write its rules with iptables-legacy (into
+    /// xtables, outside nf_tables), as on a host where `update-alternatives
+    /// --set iptables /usr/sbin/iptables-legacy` was run: dockerd finds
+    /// `iptables` and `ip6tables` first in a directory of the lab's own
+    /// linking to the `-legacy` programs. The machine's alternatives are
+    /// never changed.
+    pub iptables_legacy: bool,
     /// How long to wait for dockerd's socket.
     pub ready_timeout: Duration,
     /// How long a probe waits for an answer.
@@ -97,6 +104,7 @@ impl LabConfig {
             ipv6: true,
             dockerd: true,
             extra_dockerd_args: Vec::new(),
+            iptables_legacy: false,
             ready_timeout: Duration::from_secs(60),
             probe_timeout: Duration::from_millis(300),
         })
@@ -170,12 +178,13 @@ pub fn preflight() -> Result<()> {
         return Err(LabError::NotRoot(uid.as_raw()));
     }
     let docker_hint = "apt-get install docker.io";
-    let needs: [(String, &'static str); 9] = [
+    let needs: [(String, &'static str); 10] = [
         (dockerd::dockerd_program(), docker_hint),
         (dockerd::docker_program(), docker_hint),
         ("containerd".into(), docker_hint),
         ("runc".into(), docker_hint),
         ("iptables".into(), "apt-get install iptables"),
+        (dockerd::IPTABLES_LEGACY.into(), "apt-get install iptables"),
         (image::BUSYBOX.into(), "apt-get install busybox-static"),
         ("ip".into(), "apt-get install iproute2"),
         ("nsenter".into(), "apt-get install util-linux"),
@@ -228,7 +237,9 @@ impl Lab {
     pub fn up_with(config: LabConfig) -> Result<Lab> {
         preflight()?;
         let paths = Paths::new(&config.prefix);
-        check_iptables_backend()?;
+        if !config.iptables_legacy {
+            check_iptables_backend()?;
+        }
         if config.fresh {
             cleanup::down(&paths)?;
         }

@@ -1,0 +1,85 @@
+//! Compatibility with hosts unlike the lab's default (Debian's docker.io on
+//! iptables-nft), with a real dockerd and real packets. Needs root and
+//! docker.io: `#[ignore]`d, run by `cargo xtask test` as root.
+
+mod common;
+
+use common::{Firewall, check, expect, lab_with, tcp};
+use dockfw_core::layout::{default_counter, rule_counter};
+use dockfw_e2e::addr::{HOST_INET_A, HOST_INET6_A, INET_SOURCES, INET6_SOURCES};
+use dockfw_e2e::{Client::Internet, LabConfig, Ns, ProbeResult::*, Proto};
+
+const POLICY: &str = r#"
+[guard]
+interfaces = ["eth0", "eth1"]
+default = "drop"
+
+[[rule]]
+name = "web for one source"
+from = ["198.51.100.10", "2001:db8:100::10"]
+ports = [8081]
+"#;
+
+/// Docker on iptables-legacy: its rules live in xtables (ip_tables,
+/// ip6_tables), which hook netfilter beside nf_tables at their own fixed
+/// priorities (filter 0, nat -100): dockfw's chains at -5 still decide
+/// first, and a drop there is final whatever Docker's FORWARD accepts.
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn docker_on_iptables_legacy_our_chains_decide_first() {
+    let (_serial, lab) = lab_with(LabConfig {
+        iptables_legacy: true,
+        ..LabConfig::for_test("dfwt-legacy").unwrap()
+    });
+    lab.run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+
+    // dockerd really wrote xtables rules, and none through nf_tables.
+    for save in ["iptables-legacy-save", "ip6tables-legacy-save"] {
+        let rules = lab.exec(Ns::DockerHost, save, &[]).unwrap();
+        assert!(
+            rules.contains("-A DOCKER "),
+            "{save} shows no Docker rules:\n{rules}"
+        );
+        assert!(
+            rules.contains("--dport 8081 -j DNAT"),
+            "{save}: no DNAT of 8081:\n{rules}"
+        );
+    }
+    let ruleset = lab.exec(Ns::DockerHost, "nft", &["list", "ruleset"]).unwrap();
+    assert!(
+        !ruleset.contains("DOCKER"),
+        "Docker's chains are in nf_tables, not legacy:\n{ruleset}"
+    );
+
+    let allowed = [
+        tcp(Internet, INET_SOURCES[0], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[0], HOST_INET6_A, 8081),
+    ];
+    let denied = [
+        tcp(Internet, INET_SOURCES[1], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[1], HOST_INET6_A, 8081),
+    ];
+    // Docker alone (legacy FORWARD accepts the published port) opens it to all.
+    check(
+        &lab,
+        "Docker on iptables-legacy alone",
+        &[expect(allowed, Open), expect(denied, Open)].concat(),
+    );
+
+    let mut fw = Firewall::new(&lab);
+    fw.apply(POLICY);
+    check(
+        &lab,
+        "with dockfw",
+        &[expect(allowed, Open), expect(denied, TimedOut)].concat(),
+    );
+    // Each verdict came from our chains: the rule served the two allowed
+    // connections, the default dropped the two denied SYNs.
+    assert_eq!(fw.decided(&rule_counter(0)), 2);
+    assert_eq!(fw.decided(&default_counter()), 2);
+
+    // Without our table Docker's legacy rules alone decide again.
+    assert!(fw.remove());
+    check(&lab, "removed", &expect(denied, Open));
+}
