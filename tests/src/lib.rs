@@ -28,6 +28,7 @@ mod dockerd;
 mod error;
 mod image;
 pub mod netns;
+mod private;
 mod probe;
 mod procs;
 mod topology;
@@ -36,6 +37,7 @@ mod traffic;
 pub use cleanup::LabProcess;
 pub use error::{LabError, Result};
 pub use image::IMAGE_REPO;
+pub use private::{PrivatePaths, Stand};
 pub use probe::{Probe, ProbeResult, Proto};
 pub use topology::{Ns, Ns as Client, addr};
 pub use traffic::{EchoServer, HeldConnection, ProbeLoop, Tally};
@@ -556,6 +558,13 @@ impl Lab {
     /// between repetitions) until [`ProbeLoop::stop`].
     pub fn probe_loop(&self, probes: &[Probe], pause: Duration) -> Result<ProbeLoop> {
         ProbeLoop::start(probes, |p| self.ns_path(p.from), self.config.probe_timeout, pause)
+    }
+
+    /// System paths replaced by private stand-ins for programs run in the
+    /// lab (ufw, firewalld, a D-Bus system bus), kept under the lab's data
+    /// directory as `name` and removed with the lab (see [`PrivatePaths`]).
+    pub fn private_paths(&self, name: &str, paths: &[(&str, Stand)]) -> Result<PrivatePaths> {
+        PrivatePaths::new(&self.paths.data_dir.join("private").join(name), paths)
     }
 
     /// Runs an echo server at `addr` inside namespace `ns` (addr must be

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Firewall, check, expect, lab_with, tcp};
+use common::{Firewall, check, expect, lab, lab_with, tcp};
 use dockfw_core::layout::{default_counter, rule_counter};
 use dockfw_e2e::addr::{HOST_INET_A, HOST_INET6_A, INET_SOURCES, INET6_SOURCES};
-use dockfw_e2e::{Client::Internet, LabConfig, Ns, ProbeResult::*, Proto};
+use dockfw_e2e::{Client::Internet, LabConfig, Ns, ProbeResult::*, Proto, Stand};
 
 const POLICY: &str = r#"
 [guard]
@@ -82,4 +82,120 @@ fn docker_on_iptables_legacy_our_chains_decide_first() {
     // Without our table Docker's legacy rules alone decide again.
     assert!(fw.remove());
     check(&lab, "removed", &expect(denied, Open));
+}
+
+/// Panics, saying what to install, when `program` cannot run.
+fn require(program: &str, package: &str) {
+    let ran = std::process::Command::new(program).arg("--version").output();
+    assert!(
+        ran.is_ok(),
+        "this test needs `{program}`: apt-get install {package} (listed in .ci/packages)"
+    );
+}
+
+/// ufw enabled on the Docker host (its state in private copies of
+/// /etc/ufw and /etc/default/ufw, its rules written with iptables into the
+/// lab's namespace only): ufw's INPUT rules keep deciding the host's own
+/// services, but a published port is DNATed to the forward path where
+/// Docker accepts it before ufw's chains, so `ufw deny` cannot close it.
+/// dockfw's chains decide published ports, and `ufw reload`/`disable`
+/// leave our table alone.
+#[test]
+#[ignore = "needs root, the Docker lab and ufw"]
+fn ufw_beside_docker_and_us() {
+    require("ufw", "ufw");
+    let (_serial, lab) = lab("dfwt-ufw");
+    lab.run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+    let state = lab
+        .private_paths(
+            "ufw",
+            &[("/etc/ufw", Stand::Copy), ("/etc/default/ufw", Stand::Copy)],
+        )
+        .unwrap();
+    let ufw = |args: &[&str]| {
+        state
+            .run(lab.netns_path(), "ufw", args)
+            .unwrap_or_else(|e| panic!("ufw {}: {e}", args.join(" ")))
+    };
+    // Two services of the host's own: ufw admits one, its default denies the other.
+    let _admitted = lab
+        .serve_echo(Ns::DockerHost, (HOST_INET_A, 2222).into(), Proto::Tcp)
+        .unwrap();
+    let _refused = lab
+        .serve_echo(Ns::DockerHost, (HOST_INET_A, 2223).into(), Proto::Tcp)
+        .unwrap();
+    ufw(&["--force", "enable"]);
+    ufw(&["allow", "2222/tcp"]);
+    // An admin's attempt to close the published port with ufw.
+    ufw(&["deny", "8081/tcp"]);
+    let status = ufw(&["status", "verbose"]);
+    assert!(
+        status.contains("Status: active") && status.contains("8081/tcp"),
+        "{status}"
+    );
+    let ruleset = lab.exec(Ns::DockerHost, "nft", &["list", "ruleset"]).unwrap();
+    assert!(
+        ruleset.contains("ufw-user-input") && ruleset.contains("DOCKER"),
+        "{ruleset}"
+    );
+
+    let allowed = [
+        tcp(Internet, INET_SOURCES[0], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[0], HOST_INET6_A, 8081),
+    ];
+    let denied = [
+        tcp(Internet, INET_SOURCES[1], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[1], HOST_INET6_A, 8081),
+    ];
+    let admitted = tcp(Internet, INET_SOURCES[1], HOST_INET_A, 2222);
+    let refused = tcp(Internet, INET_SOURCES[1], HOST_INET_A, 2223);
+    check(
+        &lab,
+        "ufw and Docker, no dockfw: ufw's deny 8081 does not hold",
+        &[
+            expect(allowed, Open),
+            expect(denied, Open),
+            vec![(admitted, Open), (refused, TimedOut)],
+        ]
+        .concat(),
+    );
+
+    let mut fw = Firewall::new(&lab);
+    let ruleset = fw.apply(POLICY);
+    let with_us = [
+        expect(allowed, Open),
+        expect(denied, TimedOut),
+        vec![(admitted, Open), (refused, TimedOut)],
+    ]
+    .concat();
+    check(&lab, "ufw, Docker and dockfw", &with_us);
+    assert_eq!(fw.decided(&rule_counter(0)), 2);
+    assert_eq!(fw.decided(&default_counter()), 2);
+
+    // ufw rewrites only its own chains: our table is untouched.
+    ufw(&["reload"]);
+    assert_eq!(
+        fw.installed(&ruleset.table).as_ref(),
+        Some(&ruleset),
+        "after ufw reload"
+    );
+    check(&lab, "after ufw reload", &with_us);
+    ufw(&["disable"]);
+    assert_eq!(
+        fw.installed(&ruleset.table).as_ref(),
+        Some(&ruleset),
+        "after ufw disable"
+    );
+    check(
+        &lab,
+        "ufw disabled",
+        &[
+            expect(allowed, Open),
+            expect(denied, TimedOut),
+            vec![(refused, Open)],
+        ]
+        .concat(),
+    );
+    state.remove().unwrap();
 }
