@@ -160,6 +160,7 @@ pub(crate) fn start(cfg: &LabConfig, paths: &Paths) -> Result<Option<Child>> {
     if cfg.iptables_legacy {
         command.env("PATH", legacy_path(paths)?);
     }
+    command.envs(cfg.dockerd_env.iter().map(|(k, v)| (k, v)));
     let text = cmd::describe(&command);
     let mut child = command
         .spawn()

@@ -82,6 +82,9 @@ pub struct LabConfig {
     /// linking to the `-legacy` programs. The machine's alternatives are
     /// never changed.
     pub iptables_legacy: bool,
+    /// Extra environment of dockerd, e.g. `DBUS_SYSTEM_BUS_ADDRESS` to have
+    /// it meet a firewalld of the lab's own instead of the machine's.
+    pub dockerd_env: Vec<(String, String)>,
     /// How long to wait for dockerd's socket.
     pub ready_timeout: Duration,
     /// How long a probe waits for an answer.
@@ -107,6 +110,7 @@ impl LabConfig {
             dockerd: true,
             extra_dockerd_args: Vec::new(),
             iptables_legacy: false,
+            dockerd_env: Vec::new(),
             ready_timeout: Duration::from_secs(60),
             probe_timeout: Duration::from_millis(300),
         })

@@ -8,6 +8,7 @@ use common::{Firewall, check, expect, lab, lab_with, tcp};
 use dockfw_core::layout::{default_counter, rule_counter};
 use dockfw_e2e::addr::{HOST_INET_A, HOST_INET6_A, INET_SOURCES, INET6_SOURCES};
 use dockfw_e2e::{Client::Internet, LabConfig, Ns, ProbeResult::*, Proto, Stand};
+use std::time::Duration;
 
 const POLICY: &str = r#"
 [guard]
@@ -198,4 +199,148 @@ fn ufw_beside_docker_and_us() {
         .concat(),
     );
     state.remove().unwrap();
+}
+
+/// A process of the test's own (a private D-Bus system bus, firewalld),
+/// killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `ready` holds, panicking with `what` after 30 s.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// firewalld (Debian's 1.3, nftables backend) running on the Docker host
+/// with a D-Bus system bus of its own, both in the lab's namespace with
+/// /etc/firewalld and /run replaced by the lab's copies; the lab's dockerd
+/// is started after it and told that bus, so it meets firewalld as on a
+/// real host (it puts docker0 in firewalld's `docker` zone).
+#[test]
+#[ignore = "needs root, the Docker lab and firewalld"]
+fn firewalld_beside_docker_and_us() {
+    require("firewalld", "firewalld");
+    require("dbus-daemon", "dbus");
+    let prefix = "dfwt-fwd";
+    let bus_dir = format!("/var/lib/dockfw-lab/{prefix}/private/firewalld");
+    // Where the private bus's socket will be (the stand-in for /run is the
+    // second of the private paths below).
+    let bus = format!("unix:path={bus_dir}/1_run/dbus/system_bus_socket");
+    let (_serial, lab) = lab_with(LabConfig {
+        dockerd: false,
+        dockerd_env: vec![("DBUS_SYSTEM_BUS_ADDRESS".into(), bus)],
+        ..LabConfig::for_test(prefix).unwrap()
+    });
+    let state = lab
+        .private_paths(
+            "firewalld",
+            &[("/etc/firewalld", Stand::Copy), ("/run", Stand::Empty)],
+        )
+        .unwrap();
+    assert!(state.copy_of("/run").unwrap().starts_with(&bus_dir));
+    let run = state.copy_of("/run").unwrap().to_path_buf();
+    std::fs::create_dir(run.join("dbus")).unwrap();
+    let log = |name: &str| std::fs::File::create(format!("{bus_dir}/{name}.log")).unwrap();
+    let spawn = |program: &str, args: &[&str]| {
+        let mut command = state.command(lab.netns_path(), program);
+        command
+            .args(args)
+            .stdout(log(program))
+            .stderr(log(&format!("{program}.err")));
+        Daemon(command.spawn().unwrap())
+    };
+    let _bus = spawn("dbus-daemon", &["--system", "--nofork", "--nopidfile"]);
+    wait_for("the private D-Bus system bus did not start", || {
+        run.join("dbus/system_bus_socket").exists()
+    });
+    let firewalld_log = format!("{bus_dir}/firewalld-own.log");
+    let _firewalld = spawn(
+        "firewalld",
+        &["--nofork", "--nopid", "--log-file", &firewalld_log],
+    );
+    let firewall_cmd = |args: &[&str]| {
+        state
+            .run(lab.netns_path(), "firewall-cmd", args)
+            .unwrap_or_else(|e| panic!("firewall-cmd {}: {e}", args.join(" ")))
+    };
+    wait_for("firewalld did not start", || {
+        state
+            .run(lab.netns_path(), "firewall-cmd", &["--state"])
+            .is_ok_and(|s| s.trim() == "running")
+    });
+    lab.start_dockerd().unwrap();
+    lab.run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
+        .unwrap();
+
+    // Docker met this firewalld: docker0 is in its `docker` zone. firewalld's
+    // forward chain (priority filter + 10) accepts what was DNATed, so its
+    // zones never judge a published port.
+    let zones = firewall_cmd(&["--get-active-zones"]);
+    assert!(zones.contains("docker") && zones.contains("docker0"), "{zones}");
+    let forward = lab
+        .exec(
+            Ns::DockerHost,
+            "nft",
+            &["list", "chain", "inet", "firewalld", "filter_FORWARD"],
+        )
+        .unwrap();
+    assert!(forward.contains("ct status dnat accept"), "{forward}");
+
+    let allowed = [
+        tcp(Internet, INET_SOURCES[0], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[0], HOST_INET6_A, 8081),
+    ];
+    let denied = [
+        tcp(Internet, INET_SOURCES[1], HOST_INET_A, 8081),
+        tcp(Internet, INET6_SOURCES[1], HOST_INET6_A, 8081),
+    ];
+    check(
+        &lab,
+        "firewalld and Docker, no dockfw",
+        &[expect(allowed, Open), expect(denied, Open)].concat(),
+    );
+    let mut fw = Firewall::new(&lab);
+    let ruleset = fw.apply(POLICY);
+    let with_us = [expect(allowed, Open), expect(denied, TimedOut)].concat();
+    check(&lab, "firewalld, Docker and dockfw", &with_us);
+    assert_eq!(fw.decided(&rule_counter(0)), 2);
+    assert_eq!(fw.decided(&default_counter()), 2);
+
+    // A reload rebuilds firewalld's own table only; ours stays as it was.
+    // Docker 20.10 writes its rules through firewalld's passthrough, which
+    // a reload removes until Docker, told by firewalld's signal, writes
+    // them again: published ports fail for a moment (Docker's and
+    // firewalld's affair), and denied sources never get through meanwhile.
+    for reload in ["--reload", "--complete-reload"] {
+        let watch = lab.probe_loop(&denied, Duration::from_millis(5)).unwrap();
+        firewall_cmd(&[reload]);
+        assert_eq!(
+            fw.installed(&ruleset.table).as_ref(),
+            Some(&ruleset),
+            "our table after firewall-cmd {reload}"
+        );
+        for probe in allowed {
+            let back = lab.probe_until(probe, Open, Duration::from_secs(20)).unwrap();
+            assert_eq!(back, Open, "Docker's rules came back after {reload}");
+        }
+        for tally in watch.stop().unwrap() {
+            assert_eq!(
+                tally.count(Open),
+                0,
+                "{:?} got through during {reload}",
+                tally.probe
+            );
+        }
+        check(&lab, &format!("after firewall-cmd {reload}"), &with_us);
+    }
 }
