@@ -51,6 +51,13 @@ use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The lab image as a tarball for `docker import` (or `podman import`) and
+/// its tag: busybox-static and `/bin/lab-echo`, which serves what
+/// [`Lab::run_echo`] passes it (`tcp:8000`) and prints `lab-echo: ready`.
+pub fn image_tarball() -> Result<(Vec<u8>, String)> {
+    image::tarball()
+}
+
 /// Where `ip netns` keeps named namespaces.
 pub(crate) fn netns_file(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)

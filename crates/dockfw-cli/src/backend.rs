@@ -48,6 +48,16 @@ pub trait Backend: fmt::Debug {
         ))
     }
 
+    /// The names of the namespace's network interfaces
+    /// ([`dockfw_nft::interface_names`]). None by default: an error, so
+    /// nothing is said about them.
+    fn interfaces(&self, _netns: Option<&Path>) -> std::io::Result<Vec<String>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no interfaces here",
+        ))
+    }
+
     /// A connection of its own that only reads counters, for the thread
     /// serving `watch --metrics`.
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>>;
@@ -169,6 +179,10 @@ impl Backend for Kernel {
 
     fn sysctl(&self, netns: Option<&Path>, key: &str) -> std::io::Result<String> {
         dockfw_nft::read_sysctl(netns, key)
+    }
+
+    fn interfaces(&self, netns: Option<&Path>) -> std::io::Result<Vec<String>> {
+        dockfw_nft::interface_names(netns)
     }
 
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>> {

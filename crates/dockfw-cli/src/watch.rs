@@ -665,6 +665,7 @@ impl<'a> Guard<'a> {
         guard.print(report, ruleset, revoked, started.elapsed());
         let (table, priority) = (guard.table().to_string(), guard.parsed.policy.guard.priority);
         crate::commands::warn_same_priority(session, guard.nft.as_mut(), &table, priority);
+        crate::commands::warn_other_engines(session);
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)

@@ -264,7 +264,7 @@ pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
 pub use runtime::{RuntimeElement, RuntimeEntry};
-pub use sysctl::read_sysctl;
+pub use sysctl::{interface_names, read_sysctl};
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
