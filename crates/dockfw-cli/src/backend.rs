@@ -81,6 +81,11 @@ pub trait Tables {
     /// [`Nft::apply`]: brings the table to `ruleset`, glitch-free; refuses a
     /// table that is not dockfw's.
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
+    /// [`Nft::validate`]: whether the kernel would take `ruleset`; nothing
+    /// is installed (nothing to ask by default).
+    fn validate(&mut self, _ruleset: &Ruleset) -> Result<()> {
+        Ok(())
+    }
     /// [`Nft::replace`]: replaces dockfw's table in one transaction.
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
     /// [`Nft::adopt`]: replaces the table whoever it belongs to.
@@ -199,6 +204,10 @@ impl Backend for Kernel {
 impl Tables for Nft {
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         Nft::apply(self, ruleset)
+    }
+
+    fn validate(&mut self, ruleset: &Ruleset) -> Result<()> {
+        Nft::validate(self, ruleset)
     }
 
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {

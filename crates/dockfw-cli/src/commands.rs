@@ -330,6 +330,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let docker = session.docker(&parsed)?;
     let ruleset = session.desired(&parsed, &docker);
     let mut nft = session.nft()?;
+    crate::features::check(nft.as_mut())?;
     let table = &ruleset.table;
     let context = || format!("cannot install {} into table inet {table}", session.config_name());
     // Revoke reads connections' labels by the map of the ruleset that set

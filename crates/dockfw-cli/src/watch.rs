@@ -621,6 +621,7 @@ impl<'a> Guard<'a> {
     /// Docker: 4, kernel: 3).
     fn start(session: &'a Session, metrics: Option<metrics::Shared>) -> Result<Self> {
         let mut nft = session.nft()?;
+        crate::features::check(nft.as_mut())?;
         nft.keep_images_in_memory_only();
         // Before the first apply, so no commit falls between it and the subscription.
         let monitor = session.monitor()?;
