@@ -34,6 +34,11 @@ default = "drop"
 name = "web for one source"
 container = "web"
 from = ["198.51.100.10"]
+
+[[rule]]
+name = "late for one source"
+container = "late"
+from = ["198.51.100.10"]
 "#;
 
 struct Podman<'a> {
@@ -120,6 +125,16 @@ impl Drop for Podman<'_> {
             let _ = service.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kills `dockfw-nft watch` when the test ends, whatever happens.
+struct Watcher(Child);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -239,6 +254,8 @@ fn podman_with_netavark_published_ports_and_container_rules() {
     };
     assert_eq!(row("web for one source"), 1, "{status:#}");
     assert_eq!(row("default"), 1, "{status:#}");
+    // `late` runs nowhere yet: its rule matches nothing.
+    assert_eq!(row("late for one source"), 0, "{status:#}");
     assert_eq!(err, "", "apply and status said nothing more");
     // Apply, status and check warn of what dockfw does not judge there.
     for command in [&["check"][..], &["apply"], &["status"]] {
@@ -280,9 +297,77 @@ fn podman_with_netavark_published_ports_and_container_rules() {
         "routed to a Podman container (not judged)",
     );
 
+    // `watch` follows Podman's events: a container started after it gets
+    // its rule without another apply (until then the default drops it).
+    let log = std::fs::File::create(podman.dir.join("watch.log")).unwrap();
+    let watcher = Command::new(assert_cmd::cargo::cargo_bin("dockfw-nft"))
+        .env_remove("DOCKFW_CONFIG")
+        .env("DOCKFW_CACHE_DIR", podman.dir.join("cache"))
+        .current_dir(&podman.dir)
+        .arg("--netns")
+        .arg(lab.netns_path())
+        .args([
+            "--docker-host",
+            &podman.docker_host(),
+            "-c",
+            "policy.toml",
+            "-v",
+            "watch",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let watcher = Watcher(watcher);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // At start the table already matches (`up to date`), then watch warns
+    // of Podman's bridge as apply does.
+    while !std::fs::read_to_string(podman.dir.join("watch.log"))
+        .unwrap()
+        .contains("interface podman0 looks like a Podman network's bridge")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "watch did not apply at start:\n{}",
+            std::fs::read_to_string(podman.dir.join("watch.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    podman.run(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "late",
+            "-p",
+            "8082:8000",
+            &tag,
+            "/bin/lab-echo",
+            "tcp:8000",
+        ],
+        None,
+    );
+    let late_allowed = probe(IpAddr::V4(addr::INET_SOURCES[0]), 8082);
+    let late_denied = probe(IpAddr::V4(addr::INET_SOURCES[1]), 8082);
+    let got = lab
+        .probe_until(late_allowed, ProbeResult::Open, Duration::from_secs(20))
+        .unwrap();
+    let log = std::fs::read_to_string(podman.dir.join("watch.log")).unwrap();
+    assert_eq!(
+        got,
+        ProbeResult::Open,
+        "watch did not follow Podman's start of late:\n{log}"
+    );
+    expect(&[(late_denied, ProbeResult::TimedOut)], "late, denied source");
+    drop(watcher);
+
     // Without our table netavark's rules alone decide again.
     let (code, out, err) = podman.dockfw(&["remove"]);
     assert_eq!(code, 0, "{out}{err}");
-    expect(&[(denied, ProbeResult::Open)], "removed");
+    expect(
+        &[(denied, ProbeResult::Open), (late_denied, ProbeResult::Open)],
+        "removed",
+    );
     drop(podman);
 }

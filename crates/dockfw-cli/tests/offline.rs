@@ -801,7 +801,8 @@ fn a_kernel_lacking_a_feature_is_refused_at_start_and_nothing_is_installed() {
     offline.memory.lack_feature("per-source rate limits");
     let run = offline.run(&["apply"], 2);
     assert!(
-        run.stderr.contains("lacks nf_tables features dockfw-nft needs (nothing was changed")
+        run.stderr
+            .contains("lacks nf_tables features dockfw-nft needs (nothing was changed")
             && run.stderr.contains("\"per-source rate limits\"")
             && run.stderr.contains("Kernel and nftables requirements"),
         "{}",

@@ -293,7 +293,13 @@ impl Tables for Memory {
         let failures: Vec<dockfw_nft::Failure> = ruleset
             .chains
             .iter()
-            .flat_map(|chain| chain.rules.iter().enumerate().map(move |(i, rule)| (chain, i, rule)))
+            .flat_map(|chain| {
+                chain
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, rule)| (chain, i, rule))
+            })
             .filter(|(_, _, rule)| rule.comment == lacking)
             .map(|(chain, index, rule)| dockfw_nft::Failure {
                 object: format!("rule {index} \"{}\" in chain `{}`", rule.comment, chain.name),
