@@ -61,12 +61,15 @@ impl NoServiceStarts {
         if path.exists() {
             return Ok(Self(None));
         }
-        std::fs::write(path, "#!/bin/sh\n# written by cargo xtask while it installs packages\nexit 101\n")
-            .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-            })
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# written by cargo xtask while it installs packages\nexit 101\n",
+        )
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self(Some(path)))
     }
 }
