@@ -37,7 +37,7 @@ mod traffic;
 pub use cleanup::LabProcess;
 pub use error::{LabError, Result};
 pub use image::IMAGE_REPO;
-pub use private::{PrivatePaths, Stand};
+pub use private::{Held, PrivatePaths, Stand};
 pub use probe::{Probe, ProbeResult, Proto};
 pub use topology::{Ns, Ns as Client, addr};
 pub use traffic::{EchoServer, HeldConnection, ProbeLoop, Tally};

@@ -95,6 +95,41 @@ impl PrivatePaths {
         command
     }
 
+    /// A mount namespace with the stand-ins mounted, held open (by a
+    /// `sleep` in network namespace `netns`) until the [`Held`] is dropped,
+    /// for programs whose commands must share mounts they make, not just
+    /// files (Podman bind-mounts each container's network namespace under
+    /// /run/netns, and later commands enter it there).
+    pub fn hold(&self, netns: &Path) -> Result<Held> {
+        let mut command = self.command(netns, "sleep");
+        command
+            .arg("infinity")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let describe = cmd::describe(&command);
+        let child = command.spawn().map_err(|source| LabError::Spawn { cmd: describe, source })?;
+        let held = Held {
+            child,
+            netns: netns.to_path_buf(),
+        };
+        // The mounts are made before `sleep` runs: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let exe = std::fs::read_link(format!("/proc/{}/exe", held.child.id())).unwrap_or_default();
+            if exe.file_name().is_some_and(|n| n == "sleep") {
+                return Ok(held);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Unexpected {
+                    cmd: "unshare --mount … sleep infinity".into(),
+                    output: "the mount namespace holder did not start".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Runs `program args` like [`Self::command`]; its standard output, or
     /// an error with its standard error.
     pub fn run(&self, netns: &Path, program: &str, args: &[&str]) -> Result<String> {
@@ -107,5 +142,34 @@ impl PrivatePaths {
             what: format!("remove {}", self.dir.display()),
             source,
         })
+    }
+}
+
+/// A mount namespace with private paths, held open by a process of its
+/// own (killed when dropped); commands run in it and in a network
+/// namespace.
+#[derive(Debug)]
+pub struct Held {
+    child: std::process::Child,
+    netns: PathBuf,
+}
+
+impl Held {
+    /// `program` in the held mount namespace and the network namespace.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net={}", self.netns.display()))
+            .arg(format!("--mount=/proc/{}/ns/mnt", self.child.id()))
+            .arg("--")
+            .arg(program);
+        command
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,12 +1,15 @@
 //! Podman (rootful) with netavark on a host of its own, without Docker: the
 //! lab's namespaces with no dockerd, Debian's podman and netavark run in the
-//! host namespace with private storage, run root and network configuration
-//! (the machine's Podman state is never touched), and `podman system
-//! service` answering Docker's API on a socket of its own, which dockfw
-//! is pointed at with `--docker-host`. Needs root and podman: `#[ignore]`d,
+//! host namespace with private storage and network configuration, in a
+//! mount namespace of the test's where /run and /var/lib are empty
+//! directories of its own (netavark keeps its address allocations in
+//! /run/containers/networks, Podman a cache in /var/lib/containers, runc
+//! its state in /run/runc: the machine's are never touched), and `podman
+//! system service` answering Docker's API on a socket of its own, which
+//! dockfw is pointed at with `--docker-host`. Needs root and podman: `#[ignore]`d,
 //! run by `cargo xtask test` as root.
 
-use dockfw_e2e::{Client, Lab, LabConfig, Ns, Probe, ProbeResult, Proto, addr};
+use dockfw_e2e::{Client, Held, Lab, LabConfig, Ns, Probe, ProbeResult, Proto, Stand, addr};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,12 +48,14 @@ struct Podman<'a> {
     lab: &'a Lab,
     dir: PathBuf,
     service: Option<Child>,
+    /// The mount namespace every podman command runs in (dropped last).
+    held: Held,
 }
 
 impl Podman<'_> {
     /// `podman` in the lab's host namespace with the private state.
     fn command(&self) -> Command {
-        let mut command = self.lab.ns_cmd(Ns::DockerHost, "podman");
+        let mut command = self.held.command("podman");
         command
             .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
             .arg("--root")
@@ -167,10 +172,15 @@ fn podman_with_netavark_published_ports_and_container_rules() {
     }
     std::fs::write(dir.join("containers.conf"), containers_conf(&dir)).unwrap();
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let private = lab
+        .private_paths("podman", &[("/run", Stand::Empty), ("/var/lib", Stand::Empty)])
+        .unwrap();
+    let held = private.hold(lab.netns_path()).unwrap();
     let mut podman = Podman {
         lab: &lab,
         dir,
         service: None,
+        held,
     };
 
     let (tarball, tag) = dockfw_e2e::image_tarball().unwrap();
