@@ -34,11 +34,45 @@ pub(crate) fn docker_program() -> String {
     }
 }
 
+/// The legacy (xtables) iptables of Debian's iptables package.
+pub(crate) const IPTABLES_LEGACY: &str = "/usr/sbin/iptables-legacy";
+
+/// Programs dockerd runs by these names, and the legacy ones they become
+/// for a lab with [`LabConfig::iptables_legacy`].
+const LEGACY_PROGRAMS: [(&str, &str); 6] = [
+    ("iptables", "/usr/sbin/iptables-legacy"),
+    ("iptables-save", "/usr/sbin/iptables-legacy-save"),
+    ("iptables-restore", "/usr/sbin/iptables-legacy-restore"),
+    ("ip6tables", "/usr/sbin/ip6tables-legacy"),
+    ("ip6tables-save", "/usr/sbin/ip6tables-legacy-save"),
+    ("ip6tables-restore", "/usr/sbin/ip6tables-legacy-restore"),
+];
+
+/// A directory of symlinks named `iptables`, `ip6tables`, … pointing at the
+/// legacy programs, first on dockerd's PATH: dockerd looks `iptables` up on
+/// PATH, so it writes xtables rules while the machine's alternatives stay
+/// as they are. Returns the PATH to give dockerd.
+fn legacy_path(paths: &Paths) -> Result<std::ffi::OsString> {
+    let dir = paths.run_dir.join("iptables-legacy");
+    fs::create_dir_all(&dir).map_err(io_err(format!("create {}", dir.display())))?;
+    for (name, target) in LEGACY_PROGRAMS {
+        let link = dir.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).map_err(io_err(format!("link {}", link.display())))?;
+    }
+    let mut path = dir.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    Ok(path)
+}
+
 /// dockerd's arguments. Notes on the choices:
 /// - `--config-file` points at an empty file so /etc/docker/daemon.json of
 ///   the machine cannot change the lab.
 /// - `--iptables` (default true) writes through `iptables`, which Debian 12
-///   points at iptables-nft; the rules land in the docker-host netns only.
+///   points at iptables-nft (or the lab's legacy links, see
+///   [`LabConfig::iptables_legacy`]); the rules land in the docker-host
+///   netns only.
 /// - IPv6 port publishing via ip6tables is experimental in Docker 20.10:
 ///   it needs `--experimental --ipv6 --fixed-cidr-v6 --ip6tables`.
 /// - `--bip`/`--default-address-pool` keep container addresses out of the
@@ -123,6 +157,10 @@ pub(crate) fn start(cfg: &LabConfig, paths: &Paths) -> Result<Option<Child>> {
     // Own process group: a Ctrl-C aimed at `cargo xtask lab up` or a test
     // run must not take the daemon down with it.
     command.process_group(0);
+    if cfg.iptables_legacy {
+        command.env("PATH", legacy_path(paths)?);
+    }
+    command.envs(cfg.dockerd_env.iter().map(|(k, v)| (k, v)));
     let text = cmd::describe(&command);
     let mut child = command
         .spawn()

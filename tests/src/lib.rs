@@ -28,6 +28,7 @@ mod dockerd;
 mod error;
 mod image;
 pub mod netns;
+mod private;
 mod probe;
 mod procs;
 mod topology;
@@ -36,6 +37,7 @@ mod traffic;
 pub use cleanup::LabProcess;
 pub use error::{LabError, Result};
 pub use image::IMAGE_REPO;
+pub use private::{Held, PrivatePaths, Stand};
 pub use probe::{Probe, ProbeResult, Proto};
 pub use topology::{Ns, Ns as Client, addr};
 pub use traffic::{EchoServer, HeldConnection, ProbeLoop, Tally};
@@ -48,6 +50,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The lab image as a tarball for `docker import` (or `podman import`) and
+/// its tag: busybox-static and `/bin/lab-echo`, which serves what
+/// [`Lab::run_echo`] passes it (`tcp:8000`) and prints `lab-echo: ready`.
+pub fn image_tarball() -> Result<(Vec<u8>, String)> {
+    image::tarball()
+}
 
 /// Where `ip netns` keeps named namespaces.
 pub(crate) fn netns_file(name: &str) -> PathBuf {
@@ -73,6 +82,16 @@ pub struct LabConfig {
     pub dockerd: bool,
     /// Extra dockerd arguments.
     pub extra_dockerd_args: Vec<String>,
+    /// Make this lab's dockerd write its rules with iptables-legacy (into
+    /// xtables, outside nf_tables), as on a host where `update-alternatives
+    /// --set iptables /usr/sbin/iptables-legacy` was run: dockerd finds
+    /// `iptables` and `ip6tables` first in a directory of the lab's own
+    /// linking to the `-legacy` programs. The machine's alternatives are
+    /// never changed.
+    pub iptables_legacy: bool,
+    /// Extra environment of dockerd, e.g. `DBUS_SYSTEM_BUS_ADDRESS` to have
+    /// it meet a firewalld of the lab's own instead of the machine's.
+    pub dockerd_env: Vec<(String, String)>,
     /// How long to wait for dockerd's socket.
     pub ready_timeout: Duration,
     /// How long a probe waits for an answer.
@@ -97,6 +116,8 @@ impl LabConfig {
             ipv6: true,
             dockerd: true,
             extra_dockerd_args: Vec::new(),
+            iptables_legacy: false,
+            dockerd_env: Vec::new(),
             ready_timeout: Duration::from_secs(60),
             probe_timeout: Duration::from_millis(300),
         })
@@ -170,12 +191,13 @@ pub fn preflight() -> Result<()> {
         return Err(LabError::NotRoot(uid.as_raw()));
     }
     let docker_hint = "apt-get install docker.io";
-    let needs: [(String, &'static str); 9] = [
+    let needs: [(String, &'static str); 10] = [
         (dockerd::dockerd_program(), docker_hint),
         (dockerd::docker_program(), docker_hint),
         ("containerd".into(), docker_hint),
         ("runc".into(), docker_hint),
         ("iptables".into(), "apt-get install iptables"),
+        (dockerd::IPTABLES_LEGACY.into(), "apt-get install iptables"),
         (image::BUSYBOX.into(), "apt-get install busybox-static"),
         ("ip".into(), "apt-get install iproute2"),
         ("nsenter".into(), "apt-get install util-linux"),
@@ -228,7 +250,9 @@ impl Lab {
     pub fn up_with(config: LabConfig) -> Result<Lab> {
         preflight()?;
         let paths = Paths::new(&config.prefix);
-        check_iptables_backend()?;
+        if !config.iptables_legacy {
+            check_iptables_backend()?;
+        }
         if config.fresh {
             cleanup::down(&paths)?;
         }
@@ -545,6 +569,13 @@ impl Lab {
     /// between repetitions) until [`ProbeLoop::stop`].
     pub fn probe_loop(&self, probes: &[Probe], pause: Duration) -> Result<ProbeLoop> {
         ProbeLoop::start(probes, |p| self.ns_path(p.from), self.config.probe_timeout, pause)
+    }
+
+    /// System paths replaced by private stand-ins for programs run in the
+    /// lab (ufw, firewalld, a D-Bus system bus), kept under the lab's data
+    /// directory as `name` and removed with the lab (see [`PrivatePaths`]).
+    pub fn private_paths(&self, name: &str, paths: &[(&str, Stand)]) -> Result<PrivatePaths> {
+        PrivatePaths::new(&self.paths.data_dir.join("private").join(name), paths)
     }
 
     /// Runs an echo server at `addr` inside namespace `ns` (addr must be

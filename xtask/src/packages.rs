@@ -36,7 +36,50 @@ pub fn ensure_these(wanted: &[&str]) -> Result<()> {
     apt(&["update"])?;
     let mut args = vec!["install", "-y", "--no-install-recommends"];
     args.extend(&missing);
+    let _no_start = missing
+        .iter()
+        .any(|p| NOT_STARTED.contains(p))
+        .then(NoServiceStarts::new)
+        .transpose()?;
     apt(&args)
+}
+
+/// Packages whose installation would start a service that changes the
+/// machine's own firewall (Debian starts firewalld as it installs it): the
+/// tests run their own instances in namespaces, so it is installed without
+/// starting (Debian still enables it for the next boot).
+const NOT_STARTED: [&str; 1] = ["firewalld"];
+
+/// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while it
+/// lives, so that maintainer scripts start no service (invoke-rc.d and
+/// deb-systemd-invoke ask it); left alone when the machine has one already.
+struct NoServiceStarts(Option<&'static Path>);
+
+impl NoServiceStarts {
+    fn new() -> Result<Self> {
+        let path = Path::new("/usr/sbin/policy-rc.d");
+        if path.exists() {
+            return Ok(Self(None));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# written by cargo xtask while it installs packages\nexit 101\n",
+        )
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn installed(package: &str) -> bool {

@@ -55,6 +55,16 @@ pub trait Backend: fmt::Debug {
         ))
     }
 
+    /// The names of the namespace's network interfaces
+    /// ([`dockfw_nft::interface_names`]). None by default: an error, so
+    /// nothing is said about them.
+    fn interfaces(&self, _netns: Option<&Path>) -> std::io::Result<Vec<String>> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no interfaces here",
+        ))
+    }
+
     /// A connection of its own that only reads counters, for the thread
     /// serving `watch --metrics`.
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>>;
@@ -78,6 +88,11 @@ pub trait Tables {
     /// [`Nft::apply`]: brings the table to `ruleset`, glitch-free; refuses a
     /// table that is not dockfw's.
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
+    /// [`Nft::validate`]: whether the kernel would take `ruleset`; nothing
+    /// is installed (nothing to ask by default).
+    fn validate(&mut self, _ruleset: &Ruleset) -> Result<()> {
+        Ok(())
+    }
     /// [`Nft::replace`]: replaces dockfw's table in one transaction.
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport>;
     /// [`Nft::adopt`]: replaces the table whoever it belongs to.
@@ -182,6 +197,10 @@ impl Backend for Kernel {
         LogListener::bind(netns, group)
     }
 
+    fn interfaces(&self, netns: Option<&Path>) -> std::io::Result<Vec<String>> {
+        dockfw_nft::interface_names(netns)
+    }
+
     fn counter_reader(&self, netns: Option<&Path>) -> anyhow::Result<Box<dyn CounterReader>> {
         // No images kept: it never applies.
         let nft = match netns {
@@ -196,6 +215,10 @@ impl Backend for Kernel {
 impl Tables for Nft {
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
         Nft::apply(self, ruleset)
+    }
+
+    fn validate(&mut self, ruleset: &Ruleset) -> Result<()> {
+        Nft::validate(self, ruleset)
     }
 
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {

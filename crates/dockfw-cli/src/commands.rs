@@ -30,6 +30,7 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
     if let Ok(mut nft) = session.nft() {
         warn_same_priority(session, nft.as_mut(), &policy.guard.table, policy.guard.priority);
     }
+    warn_other_engines(session);
     let warnings = parsed.warnings.len() + docker.diagnostics.len() + usize::from(foreign.is_some());
     if session.global.json {
         let diagnostics: Vec<_> = parsed.warnings.iter().chain(&docker.diagnostics).collect();
@@ -178,6 +179,38 @@ pub fn same_priority(nft: &mut dyn crate::backend::Tables, table: &str, priority
         .collect()
 }
 
+/// Bridges of other container engines: netavark names Podman's networks'
+/// bridges `podman0`, `podman1`, … (its CNI backend `cni-podman0`, …).
+/// dockfw knows Docker's bridges by name (`docker0`, `br-*`), so on these
+/// only published (DNATed) ports are judged. Best effort: nothing when the
+/// interfaces cannot be read.
+pub fn other_engines_bridges(session: &Session) -> Vec<String> {
+    let Ok(names) = session.interfaces() else {
+        return Vec::new();
+    };
+    let numbered = |name: &str, prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    names
+        .into_iter()
+        .filter(|name| numbered(name, "podman") || numbered(name, "cni-podman"))
+        .map(|name| {
+            format!(
+                "interface {name} looks like a Podman network's bridge, not one of Docker's (docker0, br-*): \
+                 dockfw judges the ports its containers publish (DNAT), but not connections routed to their \
+                 own addresses without NAT (netavark does not drop them either), and [[outbound]] and \
+                 [[between]] rules do not see them"
+            )
+        })
+        .collect()
+}
+
+/// Warns of [`other_engines_bridges`].
+pub fn warn_other_engines(session: &Session) {
+    warn_all(session, &other_engines_bridges(session));
+}
+
 /// Warns of [`same_priority`] chains.
 pub fn warn_same_priority(
     session: &Session,
@@ -297,6 +330,7 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let docker = session.docker(&parsed)?;
     let ruleset = session.desired(&parsed, &docker);
     let mut nft = session.nft()?;
+    crate::features::check(nft.as_mut())?;
     let table = &ruleset.table;
     let context = || format!("cannot install {} into table inet {table}", session.config_name());
     // Revoke reads connections' labels by the map of the ruleset that set
@@ -340,6 +374,7 @@ pub fn apply(session: &Session, force: bool, adopt: bool) -> Result<Exit> {
     print_applied(session, &applied)?;
     let guard = &applied.parsed.policy.guard;
     warn_same_priority(session, session.nft()?.as_mut(), &guard.table, guard.priority);
+    warn_other_engines(session);
     Ok(Exit::Success)
 }
 
@@ -738,6 +773,7 @@ pub fn status(session: &Session, format: StatusFormat) -> Result<Exit> {
     if let Some(parsed) = &parsed {
         warn_same_priority(session, nft.as_mut(), &table, parsed.policy.guard.priority);
     }
+    warn_other_engines(session);
     let inspected = nft.inspect(&table)?;
     let owner = inspected.as_ref().map(|t| t.owner().clone());
     let foreign = match &owner {

@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod docker_view;
 mod dynamic_sets;
+mod features;
 mod log;
 mod metrics;
 mod output;

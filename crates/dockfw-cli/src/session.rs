@@ -321,6 +321,17 @@ impl Session {
         }
     }
 
+    /// The network interfaces' names, in `--netns` if given.
+    pub fn interfaces(&self) -> std::io::Result<Vec<String>> {
+        match &self.global.netns {
+            None => self.backend.interfaces(None),
+            Some(netns) => {
+                let path = netns_path(netns).map_err(std::io::Error::other)?;
+                self.backend.interfaces(Some(&path))
+            }
+        }
+    }
+
     /// Docker's containers, as far as the options allow, with what the
     /// policy gets wrong about them (printed as warnings, and kept in the
     /// view for JSON output).

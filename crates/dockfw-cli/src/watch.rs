@@ -621,6 +621,7 @@ impl<'a> Guard<'a> {
     /// Docker: 4, kernel: 3).
     fn start(session: &'a Session, metrics: Option<metrics::Shared>) -> Result<Self> {
         let mut nft = session.nft()?;
+        crate::features::check(nft.as_mut())?;
         nft.keep_images_in_memory_only();
         // Before the first apply, so no commit falls between it and the subscription.
         let monitor = session.monitor()?;
@@ -665,6 +666,7 @@ impl<'a> Guard<'a> {
         guard.print(report, ruleset, revoked, started.elapsed());
         let (table, priority) = (guard.table().to_string(), guard.parsed.policy.guard.priority);
         crate::commands::warn_same_priority(session, guard.nft.as_mut(), &table, priority);
+        crate::commands::warn_other_engines(session);
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)

@@ -810,3 +810,19 @@ fn status_in_audit_mode_shows_what_would_have_been_denied() {
         "{prometheus}"
     );
 }
+
+#[test]
+fn a_kernel_lacking_a_feature_is_refused_at_start_and_nothing_is_installed() {
+    let offline = Offline::new();
+    offline.memory.lack_feature("per-source rate limits");
+    let run = offline.run(&["apply"], 2);
+    assert!(
+        run.stderr
+            .contains("lacks nf_tables features dockfw-nft needs (nothing was changed")
+            && run.stderr.contains("\"per-source rate limits\"")
+            && run.stderr.contains("Kernel and nftables requirements"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(offline.memory.table("dockfw"), None);
+}

@@ -264,6 +264,35 @@ pub(crate) fn replace(
     Ok(batch)
 }
 
+/// Builds the batch that would create table `ruleset.table` with
+/// `ruleset`, without its batch-end message: nf_tables checks every
+/// message of such a batch, answers each, and then aborts it, committing
+/// nothing (as `nft --check` does).
+pub(crate) fn validation(ruleset: &Ruleset, first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
+    check(ruleset)?;
+    let table = ruleset.table.as_str();
+    let mut batch = Batch::new(first_seq);
+    let seq = batch.next_seq();
+    let flags = libc::NLM_F_CREATE | libc::NLM_F_EXCL | libc::NLM_F_ACK;
+    batch.push(
+        seq,
+        writer.table(true, flags, seq, table),
+        Object::Table("create table"),
+    );
+    for set in &ruleset.sets {
+        push_set(&mut batch, writer, table, &set.name, &set.elements, None);
+    }
+    for chain in &ruleset.chains {
+        push_chain(&mut batch, writer, table, &chain.name, chain.hook);
+    }
+    for chain in &ruleset.chains {
+        for (index, rule) in chain.rules.iter().enumerate() {
+            push_rule(&mut batch, writer, table, &chain.name, index, rule, None)?;
+        }
+    }
+    Ok(batch)
+}
+
 /// Builds the batch of one planned step on table `table`.
 pub(crate) fn ops(table: &str, ops: &[Op], first_seq: u32, writer: &mut MsgWriter) -> Result<Batch> {
     let mut batch = Batch::new(first_seq);

@@ -265,7 +265,7 @@ pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
 pub use runtime::{RuntimeElement, RuntimeEntry};
-pub use sysctl::read_sysctl;
+pub use sysctl::{interface_names, read_sysctl};
 
 use apply::Owners;
 use dockfw_core::ruleset::Ruleset;
@@ -634,6 +634,42 @@ impl Nft {
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, Owners::OursOnly, None))
+    }
+
+    /// Asks the kernel whether it would accept `ruleset` as a new table,
+    /// without installing anything: every message (table, sets, chains,
+    /// rules) is sent in one batch that lacks its end, which nf_tables
+    /// checks message by message and then aborts (as `nft --check` does).
+    /// Nothing is committed, so nothing changes and no one is notified,
+    /// whatever `ruleset.table` is called. For finding out at start whether
+    /// the kernel has the nf_tables features a ruleset uses:
+    /// [`Error::Rejected`] names each rule (by its comment) the kernel
+    /// refused, with the kernel's errno and message.
+    pub fn validate(&mut self, ruleset: &Ruleset) -> Result<()> {
+        const ACTION: &str = "check the ruleset with the kernel";
+        let batch = encode::validation(ruleset, self.seq, &mut self.writer)?;
+        self.take_seqs(batch.msgs.len());
+        self.socket
+            .grow_buffers(
+                batch.bytes.len() + (64 << 10),
+                (batch.msgs.len() * 2048).max(4 << 20),
+            )
+            .map_err(|e| Error::io("size the netlink socket buffers", e))?;
+        self.socket.send(&batch.bytes).map_err(|e| Error::io(ACTION, e))?;
+        let (failures, _) = self.collect_acks(&batch)?;
+        if failures.iter().any(|f| f.errno == libc::EPERM) {
+            return Err(Error::PermissionDenied { action: ACTION });
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Rejected {
+            table: ruleset.table.clone(),
+            failures: failures
+                .into_iter()
+                .map(|f| describe::describe_failure(ruleset, &batch, f))
+                .collect(),
+        })
     }
 
     /// [`Nft::replace`], whoever the table belongs to: a table dockfw did

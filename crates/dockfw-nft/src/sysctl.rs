@@ -1,6 +1,7 @@
 //! Reading a network namespace's sysctls (`/proc/sys/net/...`): the
 //! command warns when one it relies on is off (`bridge-nf-call-iptables`
-//! for judging connections between containers on one bridge).
+//! for judging connections between containers on one bridge), and the
+//! namespace's interface names (it warns of other engines' bridges).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -16,7 +17,32 @@ use std::path::Path;
 /// stay put.
 pub fn read_sysctl(netns: Option<&Path>, key: &str) -> io::Result<String> {
     let path = Path::new("/proc/sys").join(key);
-    let read = || std::fs::read_to_string(&path).map(|text| text.trim().to_string());
+    in_netns(netns, || {
+        std::fs::read_to_string(&path).map(|text| text.trim().to_string())
+    })
+}
+
+/// The names of the network interfaces in the namespace at `netns`
+/// (`None`: the caller's), sorted, read from `/proc/sys/net/ipv4/conf`
+/// (one entry per interface, besides `all` and `default`).
+pub fn interface_names(netns: Option<&Path>) -> io::Result<Vec<String>> {
+    in_netns(netns, || {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name != "all" && name != "default" {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    })
+}
+
+/// Runs `read` in the network namespace at `netns`: `/proc/sys/net` shows
+/// the namespace of the thread that opens it, so a helper thread enters
+/// `netns` and reads there; the caller's threads stay put.
+fn in_netns<T: Send>(netns: Option<&Path>, read: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     let Some(netns) = netns else {
         return read();
     };

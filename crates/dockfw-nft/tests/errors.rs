@@ -193,3 +193,37 @@ fn counters_list_every_rule_with_its_comment() {
             .all(|c| c.packets == 0 && c.bytes == 0 && c.handle > 0)
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn validate_checks_with_the_kernel_and_commits_nothing() {
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let generation = nft.generation().unwrap();
+    // A ruleset the kernel takes: validated, yet no table appears.
+    nft.validate(&common::realistic("dockfw")).unwrap();
+    // One it refuses: the rule is named, as apply would name it.
+    let broken = with_extra_rule(Rule {
+        comment: "broken-rule".into(),
+        matches: vec![Match::NfProto(Family::Ipv4)],
+        statements: vec![],
+        verdict: Some(Verdict::Jump("no-such-chain".into())),
+    });
+    let err = nft.validate(&broken).unwrap_err();
+    let Error::Rejected { failures, .. } = &err else {
+        panic!("expected Rejected, got {err:?}")
+    };
+    assert!(
+        failures.iter().any(|f| f.to_string().contains("broken-rule")),
+        "{err}"
+    );
+    // Neither batch committed: the ruleset generation did not move, and
+    // nothing exists in the namespace.
+    assert_eq!(nft.generation().unwrap(), generation);
+    assert_eq!(nft.installed("dockfw").unwrap(), None);
+    let listing = ns.exec("nft", ["list", "ruleset"]);
+    assert_eq!(listing.trim(), "", "{listing}");
+    // And it can be installed after all.
+    nft.apply(&common::realistic("dockfw")).unwrap();
+    assert!(nft.installed("dockfw").unwrap().is_some());
+}

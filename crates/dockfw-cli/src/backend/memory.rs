@@ -49,6 +49,9 @@ struct State {
     tables: BTreeMap<String, MemoryTable>,
     /// The ruleset generation: one more with each change, as nf_tables counts.
     generation: u32,
+    /// A rule (by comment) the "kernel" refuses in every ruleset it is asked
+    /// to validate, as an old kernel lacking a feature would.
+    lacking: Option<String>,
 }
 
 /// A table as [`Memory`] holds it (family inet).
@@ -154,6 +157,12 @@ impl Memory {
         let mut state = self.state.borrow_mut();
         state.generation += 1;
         state.tables.insert(table.ruleset.table.clone(), table);
+    }
+
+    /// Makes [`Tables::validate`] refuse the rule whose comment is `rule`
+    /// (EOPNOTSUPP), as a kernel lacking the feature it uses would.
+    pub fn lack_feature(&self, rule: &str) {
+        self.state.borrow_mut().lacking = Some(rule.to_string());
     }
 
     /// Sets table `name`'s flags (1: dormant), as `nft add table inet NAME
@@ -275,6 +284,38 @@ impl Backend for Memory {
 impl Tables for Memory {
     fn generation(&mut self) -> Result<u32> {
         Ok(self.state.borrow().generation)
+    }
+
+    fn validate(&mut self, ruleset: &Ruleset) -> Result<()> {
+        let Some(lacking) = self.state.borrow().lacking.clone() else {
+            return Ok(());
+        };
+        let failures: Vec<dockfw_nft::Failure> = ruleset
+            .chains
+            .iter()
+            .flat_map(|chain| {
+                chain
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, rule)| (chain, i, rule))
+            })
+            .filter(|(_, _, rule)| rule.comment == lacking)
+            .map(|(chain, index, rule)| dockfw_nft::Failure {
+                object: format!("rule {index} \"{}\" in chain `{}`", rule.comment, chain.name),
+                expression: None,
+                errno: libc::EOPNOTSUPP,
+                kernel_message: None,
+                explanation: String::new(),
+            })
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Rejected {
+            table: ruleset.table.clone(),
+            failures,
+        })
     }
 
     fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {

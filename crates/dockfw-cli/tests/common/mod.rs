@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_docker;
+pub mod packets;
 
 use dockfw_nft::testing::TestNetns;
 use std::path::{Path, PathBuf};
