@@ -28,6 +28,7 @@ mod dockerd;
 mod error;
 mod image;
 pub mod netns;
+pub mod oci;
 mod probe;
 mod procs;
 mod topology;
