@@ -24,8 +24,8 @@ const HOST_MODE_PORT: u16 = 8081;
 const INGRESS_PORT: u16 = 8082;
 const SERVICE: &str = "dockfw-nft";
 
-/// The policy of each version: one source may reach both published ports.
-fn policy(allowed: IpAddr) -> String {
+/// Policy v1: one source may reach both published ports, named by port.
+fn policy_v1() -> String {
     format!(
         r#"[guard]
 interfaces = ["eth0"]
@@ -34,7 +34,23 @@ default = "drop"
 [[rule]]
 name = "web"
 ports = [{HOST_MODE_PORT}, {INGRESS_PORT}]
-from = ["{allowed}"]
+from = ["{V1_ALLOWED}"]
+"#
+    )
+}
+
+/// Policy v2: another source, to what the tasks of service `web` publish
+/// (Swarm labels every task's container with its service's name).
+fn policy_v2() -> String {
+    format!(
+        r#"[guard]
+interfaces = ["eth0"]
+default = "drop"
+
+[[rule]]
+name = "web"
+labels = {{ "com.docker.swarm.service.name" = "web" }}
+from = ["{V2_ALLOWED}"]
 "#
     )
 }
@@ -241,7 +257,7 @@ fn swarm_global_service_enforces_a_config_and_rolls_out_updates() {
     ]);
 
     // The guard, with policy v1 from a Swarm config.
-    swarm.config("dockfw-policy-v1", &policy(V1_ALLOWED));
+    swarm.config("dockfw-policy-v1", &policy_v1());
     create_guard_service(&swarm, &lab.docker_host(), &image.reference);
     swarm.until_running_with("dockfw-policy-v1");
     swarm.expect(&[
@@ -290,7 +306,7 @@ fn swarm_global_service_enforces_a_config_and_rolls_out_updates() {
 
     // Policy v2 rolled out: the task is replaced (stop-first); a source no
     // policy admits never gets through meanwhile.
-    swarm.config("dockfw-policy-v2", &policy(V2_ALLOWED));
+    swarm.config("dockfw-policy-v2", &policy_v2());
     let during = lab
         .probe_loop(&[probe(NEVER, HOST_MODE_PORT)], Duration::from_millis(20))
         .unwrap();
