@@ -462,6 +462,13 @@ impl Lab {
         cmd::nsenter(&self.ns_path(ns), program)
     }
 
+    /// A command that runs `program` inside one of the lab dockerd's own
+    /// network namespaces, `netns/NAME` of its exec root: `ingress_sbox`
+    /// (a Swarm's ingress sandbox) or a container's sandbox.
+    pub fn dockerd_ns_cmd(&self, name: &str, program: impl AsRef<OsStr>) -> Command {
+        cmd::nsenter(&self.paths.exec_root.join("netns").join(name), program)
+    }
+
     /// Runs `program args…` inside a lab namespace; returns trimmed stdout.
     pub fn exec(&self, ns: Ns, program: &str, args: &[&str]) -> Result<String> {
         cmd::run(self.ns_cmd(ns, program).args(args))

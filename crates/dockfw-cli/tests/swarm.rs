@@ -3,7 +3,9 @@
 //! builds (here from the debug binary) as README's "Fleet: Docker Swarm"
 //! says, with the policy from a Swarm config; packets show it enforced,
 //! then an updated config rolled out with `docker service update`, then a
-//! broken one refused while the old table stays in force. Needs root:
+//! broken one refused while the old table stays in force. The routing
+//! mesh: Docker's own where the kernel has IPVS, else a stand-in for its
+//! rules (see `mesh_stand_in`). Needs root:
 //! `#[ignore]`d, run by `cargo xtask test` as root.
 
 use dockfw_e2e::{Client, Lab, LabConfig, Ns, Probe, ProbeResult, Proto, addr};
@@ -211,6 +213,84 @@ fn create_guard_service(swarm: &Swarm, docker_host: &str, image: &str) {
     ]);
 }
 
+/// Where the kernel has no IPVS, Docker writes no routing-mesh rules; this
+/// writes in their place what carries a connection to the task with IPVS:
+/// on the node, Docker's DNAT of the published port to the ingress sandbox's
+/// address on docker_gwbridge (its `DOCKER-INGRESS` rule); in the sandbox,
+/// a DNAT to the task's address on the ingress network and a SNAT to the
+/// sandbox's (IPVS's balancing, in NAT mode, and Docker's SNAT there).
+fn mesh_stand_in(lab: &Lab) {
+    let task = lab
+        .docker(&[
+            "ps",
+            "--filter",
+            "label=com.docker.swarm.service.name=web",
+            "--format",
+            "{{.ID}}",
+        ])
+        .unwrap();
+    let ingress = |container: &str| {
+        lab.docker(&[
+            "inspect",
+            container,
+            "--format",
+            "{{(index .NetworkSettings.Networks \"ingress\").IPAddress}}",
+        ])
+        .unwrap()
+    };
+    let task_addr = ingress(&task);
+    let sandbox = lab
+        .docker(&[
+            "network",
+            "inspect",
+            "ingress",
+            "--format",
+            "{{(index .Containers \"ingress-sbox\").IPv4Address}}",
+        ])
+        .unwrap();
+    let sandbox_addr = sandbox.split('/').next().unwrap().to_string();
+    let sandbox_gw = lab
+        .dockerd_ns_cmd("ingress_sbox", "ip")
+        .args(["-4", "-o", "addr", "show", "eth1"])
+        .output()
+        .unwrap();
+    let sandbox_gw = String::from_utf8(sandbox_gw.stdout).unwrap();
+    let sandbox_gw = sandbox_gw
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("no address on the ingress sandbox's eth1: {sandbox_gw:?}"))
+        .to_string();
+    lab.nft(&format!(
+        "table ip mesh-stand-in {{
+           chain prerouting {{ type nat hook prerouting priority dstnat; fib daddr type local tcp dport {INGRESS_PORT} dnat to {sandbox_gw}:{INGRESS_PORT}; }}
+         }}"
+    ))
+    .unwrap();
+    let run = |command: &mut std::process::Command, stdin: &str| {
+        use std::io::Write;
+        let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "{command:?}");
+    };
+    // IPVS takes connections in the sandbox's input hook; a DNAT forwards.
+    run(
+        lab.dockerd_ns_cmd("ingress_sbox", "sysctl")
+            .args(["-q", "-w", "net.ipv4.ip_forward=1"]),
+        "",
+    );
+    run(
+        lab.dockerd_ns_cmd("ingress_sbox", "nft").args(["-f", "-"]),
+        &format!(
+            "table ip mesh-stand-in {{
+               chain prerouting {{ type nat hook prerouting priority dstnat; tcp dport {INGRESS_PORT} dnat to {task_addr}:8000; }}
+               chain postrouting {{ type nat hook postrouting priority srcnat; ip daddr {task_addr} snat to {sandbox_addr}; }}
+             }}"
+        ),
+    );
+}
+
 #[test]
 #[ignore = "needs root and the Docker lab"]
 fn swarm_global_service_enforces_a_config_and_rolls_out_updates() {
@@ -302,6 +382,15 @@ fn swarm_global_service_enforces_a_config_and_rolls_out_updates() {
             "routing mesh: this kernel has no IPVS (/proc/net/ip_vs missing); Docker programs no \
              DOCKER-INGRESS rule and port {INGRESS_PORT} is refused by the host for everyone"
         );
+        // A stand-in for what Docker writes with IPVS: on the node, the
+        // published port DNATed to the ingress sandbox (as DOCKER-INGRESS
+        // does); in the sandbox, a DNAT to the task (for IPVS's balancing).
+        mesh_stand_in(lab);
+        swarm.expect(&[
+            (probe(V1_ALLOWED, INGRESS_PORT), ProbeResult::Open),
+            (probe(NEVER, INGRESS_PORT), ProbeResult::TimedOut),
+        ]);
+        println!("routing mesh stand-in: port {INGRESS_PORT} judged where it enters, by the policy");
     }
 
     // Policy v2 rolled out: the task is replaced (stop-first); a source no
@@ -324,6 +413,9 @@ fn swarm_global_service_enforces_a_config_and_rolls_out_updates() {
         (probe(V2_ALLOWED, HOST_MODE_PORT), ProbeResult::Open),
         (probe(V1_ALLOWED, HOST_MODE_PORT), ProbeResult::TimedOut),
         (probe(NEVER, HOST_MODE_PORT), ProbeResult::TimedOut),
+        // A mesh port is the service's, not a task container's: v2's
+        // `labels` rule does not admit it.
+        (probe(V2_ALLOWED, INGRESS_PORT), ProbeResult::TimedOut),
     ]);
     let tally = during.stop().unwrap();
     assert!(tally[0].all(ProbeResult::TimedOut), "{:#}", tally[0]);
