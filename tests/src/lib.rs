@@ -29,6 +29,7 @@ mod error;
 mod image;
 pub mod netns;
 mod private;
+pub mod oci;
 mod probe;
 mod procs;
 mod topology;
@@ -483,6 +484,13 @@ impl Lab {
     /// A command that runs `program` inside a lab namespace.
     pub fn ns_cmd(&self, ns: Ns, program: impl AsRef<OsStr>) -> Command {
         cmd::nsenter(&self.ns_path(ns), program)
+    }
+
+    /// A command that runs `program` inside one of the lab dockerd's own
+    /// network namespaces, `netns/NAME` of its exec root: `ingress_sbox`
+    /// (a Swarm's ingress sandbox) or a container's sandbox.
+    pub fn dockerd_ns_cmd(&self, name: &str, program: impl AsRef<OsStr>) -> Command {
+        cmd::nsenter(&self.paths.exec_root.join("netns").join(name), program)
     }
 
     /// Runs `program args…` inside a lab namespace; returns trimmed stdout.

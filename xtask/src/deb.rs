@@ -57,6 +57,21 @@ const DEFAULT_MAINTAINER: (&str, &str) = ("dockfw-nft maintainers", "dockfw-nft@
 
 /// Builds the package of `binary` (version `version`, the upstream one) from
 /// the source tree at `root`, into `out_dir`; returns its path.
+/// Writes `binary` stripped as dh_strip does to `to` (mode 0755): what the
+/// package and the container image ship.
+pub(crate) fn strip(binary: &Path, to: &Path) -> Result<()> {
+    run(Command::new("strip")
+        .args([
+            "--remove-section=.comment",
+            "--remove-section=.note",
+            "--strip-unneeded",
+            "-o",
+        ])
+        .arg(to)
+        .arg(binary))?;
+    set_mode(to, 0o755)
+}
+
 pub(crate) fn build(root: &Path, binary: &Path, version: &str, out_dir: &Path) -> Result<PathBuf> {
     let arch = text_output(Command::new("dpkg").arg("--print-architecture"))?
         .trim()
@@ -73,16 +88,7 @@ pub(crate) fn build(root: &Path, binary: &Path, version: &str, out_dir: &Path) -
     let stage = Stage { tree: &tree };
 
     let installed = stage.path(BINARY)?;
-    run(Command::new("strip")
-        .args([
-            "--remove-section=.comment",
-            "--remove-section=.note",
-            "--strip-unneeded",
-            "-o",
-        ])
-        .arg(&installed)
-        .arg(binary))?;
-    set_mode(&installed, 0o755)?;
+    strip(binary, &installed)?;
 
     let man = work.path().join("man");
     run(Command::new(binary).arg("manpages").arg(&man))?;

@@ -5,7 +5,9 @@
 //! man pages and shell completions (generated from the clap definition by the
 //! binary itself), the systemd units, the fail2ban action, the example policies and the README; the
 //! directory is also packed as a .tar.gz beside it. TARGET/dist/dockfw-nft_VERSION-1_ARCH.deb
-//! is the same binary as a Debian package (see deb.rs).
+//! is the same binary as a Debian package (see deb.rs), and
+//! TARGET/dist/dockfw-nft-VERSION-ARCH-image.tar the guard's container image
+//! (`docker load -i`; written without Docker, see dockfw_e2e::oci).
 
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -77,7 +79,31 @@ pub fn run(root: &Path) -> Result<()> {
     eprintln!("xtask: wrote {}", dist.join(&tarball).display());
     let deb = crate::deb::build(root, &binary, &version, &dist)?;
     eprintln!("xtask: wrote {}", deb.display());
+    let image = image(&binary, &version, &dist)?;
+    eprintln!("xtask: wrote {image} (docker load -i)");
     Ok(())
+}
+
+/// The guard's container image: the binary stripped as the package's is,
+/// the shared libraries it links from this machine, `watch` as the command
+/// (see dockfw_e2e::oci). Written as a file; no Docker needed.
+fn image(binary: &Path, version: &str, dist: &Path) -> Result<String> {
+    let work = tempfile::Builder::new()
+        .prefix("dockfw-image-")
+        .tempdir_in(dist)
+        .context("cannot create a staging directory")?;
+    let stripped = work.path().join("dockfw-nft");
+    crate::deb::strip(binary, &stripped)?;
+    let image = dockfw_e2e::oci::guard_image(&stripped, version, version)?;
+    let name = format!("dockfw-nft-{version}-{}-image.tar", std::env::consts::ARCH);
+    let path = dist.join(&name);
+    fs::write(&path, &image.tarball).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(format!(
+        "{} as {} ({})",
+        path.display(),
+        image.reference,
+        image.id
+    ))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -35,7 +35,7 @@ pub(crate) enum Task {
     /// Benchmarks, written into docs/benchmarks.md (with charts in docs/);
     /// without a subcommand, all of them (needs root).
     Bench(Bench),
-    /// Release tarball (binary, man pages, completions, systemd units) and Debian package.
+    /// Release tarball (binary, man pages, completions, systemd units), Debian package and container image.
     Dist,
 }
 
