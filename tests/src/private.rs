@@ -108,7 +108,10 @@ impl PrivatePaths {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let describe = cmd::describe(&command);
-        let child = command.spawn().map_err(|source| LabError::Spawn { cmd: describe, source })?;
+        let child = command.spawn().map_err(|source| LabError::Spawn {
+            cmd: describe,
+            source,
+        })?;
         let held = Held {
             child,
             netns: netns.to_path_buf(),

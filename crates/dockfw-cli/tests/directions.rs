@@ -512,6 +512,20 @@ fn check_points_at_containers_that_do_not_run() {
         err.contains("policy.toml:34:20: warning: rule \"typo too\": to: container \"ap\" is not running\n  hint: did you mean \"app\"?"),
         "{err}"
     );
+    // Between containers there is no NAT: the published host port is no
+    // port one container dials another at.
+    let host_port = format!(
+        "{POLICY}\n[[between]]\nname = \"host port\"\nfrom = {{ container = \"proxy\" }}\nto = {{ container = \"app\" }}\nports = [8082]\n"
+    );
+    let h = setup("directions-check-host-port", &host_port);
+    let (_, err) = dockfw(&h, &["check"], 0);
+    assert!(
+        err.contains(
+            "warning: rule \"host port\": 8082/tcp is the host port app publishes; its container port is 8000\n  \
+             hint: between containers there is no NAT: a container dials the other's container port; write 8000"
+        ),
+        "{err}"
+    );
     // The plan holds the running containers' addresses.
     let (plan, _) = dockfw(&s, &["plan"], 0);
     for needle in [

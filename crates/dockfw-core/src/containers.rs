@@ -32,7 +32,9 @@
 
 use crate::compile::host_binding;
 use crate::diag::{Diagnostic, Location, Severity};
-use crate::policy::{Container, ContainerRule, Direction, Policy, PortEntry, PublishedPort, Rule, Selector};
+use crate::policy::{
+    Container, ContainerRule, Destination, Direction, Policy, PortEntry, PublishedPort, Rule, Selector,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -143,7 +145,72 @@ pub fn diagnose(policy: &Policy, containers: &[Container]) -> Vec<Diagnostic> {
             }
         }
     }
+    for rule in &policy.between {
+        let targets: Vec<&Container> = match &rule.to {
+            Some(Destination::Containers(selector)) => selector.selected(containers),
+            _ => containers.iter().collect(),
+        };
+        for entry in &rule.port_entries {
+            if let Some(warning) = between_port_warning(rule, entry, &targets) {
+                out.push(warning);
+            }
+        }
+    }
     out
+}
+
+/// A `[[between]]` port entry that is a published host port of the
+/// containers it goes to but none of their container ports: containers
+/// reach each other at container ports (no NAT between them), so the rule
+/// would match nothing but the hairpin through the host.
+fn between_port_warning(
+    rule: &ContainerRule,
+    entry: &PortEntry,
+    targets: &[&Container],
+) -> Option<Diagnostic> {
+    let proto = entry.proto;
+    let published = || {
+        targets
+            .iter()
+            .flat_map(|c| c.published.iter().map(move |p| (c, p)))
+            .filter(move |(_, p)| p.proto == proto)
+    };
+    if published().any(|(_, p)| entry.ports.contains(p.container_port)) {
+        return None;
+    }
+    let host_ports: Vec<(&str, &PublishedPort)> = published()
+        .filter(|(_, p)| entry.ports.contains(p.host_port) && p.host_port != p.container_port)
+        .map(|(c, p)| (c.name.as_str(), p))
+        .collect();
+    if host_ports.is_empty() {
+        return None;
+    }
+    let owners: Vec<String> = host_ports
+        .iter()
+        .map(|(name, p)| {
+            format!(
+                "{}/{} is the host port {name} publishes; its container port is {}",
+                p.host_port,
+                proto.name(),
+                p.container_port
+            )
+        })
+        .collect();
+    let mut container_ports: Vec<String> = host_ports
+        .iter()
+        .map(|(_, p)| p.container_port.to_string())
+        .collect();
+    container_ports.dedup();
+    Some(Diagnostic {
+        severity: Severity::Warning,
+        location: entry.location.clone().or_else(|| rule.location.clone()),
+        rule: Some(rule.name.clone()),
+        message: owners.join("; "),
+        hint: Some(format!(
+            "between containers there is no NAT: a container dials the other's container port; write {}",
+            list(&container_ports)
+        )),
+    })
 }
 
 /// Why a selector of an `[[outbound]]` or `[[between]]` rule selects no
