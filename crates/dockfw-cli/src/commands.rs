@@ -1479,7 +1479,12 @@ fn explain_container(
         return explained_elsewhere(session, &connection, from, to, "not judged", why);
     }
     let link_local = |address: std::net::IpAddr| matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
-    // Onto a Docker bridge when it goes to a running container.
+    // Broadcasts and multicasts stay on the link: every container on the
+    // bridge gets them.
+    let to_everyone =
+        destination.is_multicast() || destination == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST);
+    // Onto a Docker bridge when it goes to a running container (or stays
+    // on the link).
     let onto_container = to.or_else(|| container_at(destination));
     let direction = match asked {
         Some(Direction::Outbound) if proxied => {
@@ -1490,27 +1495,39 @@ fn explain_container(
             onto_container.map_or("", |c| c.name.as_str())
         ),
         Some(direction) => direction,
-        None if proxied || onto_container.is_some() => Direction::Between,
+        None if proxied || onto_container.is_some() || link_local(destination) || to_everyone => {
+            Direction::Between
+        }
         None => Direction::Outbound,
     };
-    if direction == Direction::Between
-        && parsed.policy.judges(Direction::Between)
-        && (link_local(source) || (!proxied && link_local(destination)))
+    let unattributed = if link_local(source) || (!proxied && link_local(destination)) {
+        Some("IPv6 link-local: Docker reports no such address, so no rule naming containers could judge it")
+    } else if to_everyone && !proxied {
+        Some(
+            "a broadcast or multicast reaches every container on the bridge: no rule naming containers could judge it",
+        )
+    } else {
+        None
+    };
+    if let Some(why) =
+        unattributed.filter(|_| direction == Direction::Between && parsed.policy.judges(Direction::Between))
     {
-        let (decision, why) = if parsed.policy.guard.audit() {
+        let (decision, counted) = if parsed.policy.guard.audit() {
             (
                 "would drop",
-                "IPv6 link-local: Docker reports no such address, so no rule naming containers could judge it \
-                 (audit mode: only logged and counted in `unattributed`; the connection goes on)",
+                "audit mode: only logged and counted in `unattributed`; the connection goes on",
             )
         } else {
-            (
-                "drop",
-                "IPv6 link-local: Docker reports no such address, so no rule naming containers could judge it \
-                 (counted in `unattributed`)",
-            )
+            ("drop", "counted in `unattributed`")
         };
-        return explained_elsewhere(session, &connection, from, to, decision, why);
+        return explained_elsewhere(
+            session,
+            &connection,
+            from,
+            to,
+            decision,
+            &format!("{why}; {counted}"),
+        );
     }
     let explanation =
         dockfw_core::explain_container(&parsed.policy, &docker.containers, &connection, direction);

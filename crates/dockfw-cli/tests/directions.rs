@@ -446,6 +446,25 @@ fn explain_asks_about_a_containers_connection_by_address_and_refuses_what_is_no_
         ],
     );
     assert!(out.contains(": drop (IPv6 link-local"), "{out}");
+    // Without --direction: a link-local or broadcast destination stays on
+    // the bridge, between containers.
+    let out = explain(
+        &s,
+        &["--from-container", "proxy", "--to", "fe80::1", "--port", "8000"],
+    );
+    assert!(out.contains(": drop (IPv6 link-local"), "{out}");
+    let out = explain(
+        &s,
+        &[
+            "--from-container",
+            "web",
+            "--to",
+            "255.255.255.255",
+            "--port",
+            "67/udp",
+        ],
+    );
+    assert!(out.contains(": drop (a broadcast or multicast"), "{out}");
 }
 
 #[test]

@@ -716,6 +716,32 @@ fn probe_link_local(ns: &TestNetns, address: std::net::Ipv6Addr, port: u16) -> P
     .unwrap()
 }
 
+/// Whether a UDP broadcast to `broadcast` sent from `from` reaches a
+/// listener in `to` (a few tries within a second).
+fn broadcast_reaches(from: &TestNetns, to: &TestNetns, broadcast: &str) -> bool {
+    use std::net::UdpSocket;
+    let listener = to.run(|| UdpSocket::bind("0.0.0.0:9998").unwrap()).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let target: SocketAddr = format!("{broadcast}:9998").parse().unwrap();
+    let sender = from
+        .run(|| {
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.set_broadcast(true).unwrap();
+            socket
+        })
+        .unwrap();
+    let mut buf = [0u8; 16];
+    for _ in 0..4 {
+        sender.send_to(b"everyone", target).unwrap();
+        if listener.recv_from(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Sends, from `ns`, a UDP datagram to `to` whose checksum is wrong: a
 /// packet conntrack calls invalid, which no rule could judge.
 fn send_bad_checksum(ns: &TestNetns, to: &str, port: u16) {
@@ -754,6 +780,7 @@ fn link_local_connections_and_invalid_packets_from_containers_are_dropped_and_co
     serve(&lab.app.ns, &["::"], 8001);
     let app = link_local(&lab.app.ns);
     assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    assert!(broadcast_reaches(&lab.intruder.ns, &lab.app.ns, "172.30.0.255"));
     // Between containers judged by one deny rule; everything else goes.
     let (out, err) = lab.apply(
         r#"
@@ -777,9 +804,15 @@ action = "drop"
         Probe::TimedOut,
         "the deny rule is not bypassed through link-local"
     );
+    // A broadcast reaches every container on the bridge: no rule naming
+    // containers can judge it, so it is dropped too.
+    assert!(
+        !broadcast_reaches(&lab.intruder.ns, &lab.app.ns, "172.30.0.255"),
+        "the deny rule is not bypassed by broadcasting"
+    );
     let status = lab.status();
     assert!(
-        status["unattributed"]["packets"].as_u64().unwrap() >= 1,
+        status["unattributed"]["packets"].as_u64().unwrap() >= 2,
         "{status:#}"
     );
     // Invalid packets to another container, then (outbound judged too) out.
@@ -805,7 +838,9 @@ to = ["10.9.0.2"]
     send_bad_checksum(&lab.web.ns, API.0, 443);
     let after_outbound = counted(lab.status());
     assert!(after_outbound >= 3, "{after_outbound}");
-    // Not between-judged any more: link-local between containers goes.
+    // Not between-judged any more: link-local and broadcasts between
+    // containers go.
     assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    assert!(broadcast_reaches(&lab.intruder.ns, &lab.app.ns, "172.30.0.255"));
     drop(lab.outside);
 }

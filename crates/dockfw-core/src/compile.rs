@@ -7,7 +7,7 @@
 
 use crate::interval::Interval;
 use crate::layout::{
-    CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS,
+    BROADCAST_COMMENT, CHAIN_BETWEEN_PROXIED, CHAIN_DEFAULT, CHAIN_FORWARD, CHAIN_FROM_CONTAINERS,
     CHAIN_FROM_CONTAINERS_INVALID, CHAIN_GUARDED, CHAIN_INPUT, CHAIN_LABEL, CHAIN_PROXY, CHAIN_RULES,
     CHAIN_UNATTRIBUTED, CHAIN_UNTRACKED, CT_LABEL_COMMENT, CT_LABEL_FROM_CONTAINER,
     CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT,
@@ -20,8 +20,8 @@ use crate::policy::{
     PublishedPort, Rule as PolicyRule,
 };
 use crate::ruleset::{
-    BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
-    RejectWith, Rule, Ruleset, RuntimeSet, Set, SetElements, Statement, Verdict,
+    BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PacketType, PortMatch, Proto, Rate,
+    RateUnit, RejectWith, Rule, Ruleset, RuntimeSet, Set, SetElements, Statement, Verdict,
 };
 use crate::values::AddrSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -643,8 +643,8 @@ impl Compiler {
 
     fn addr_set(&mut self, base: &str, family: Family, addrs: &AddrSet) -> String {
         let elements = match family {
-            Family::Ipv4 => SetElements::Ipv4(addrs.v4.clone()),
-            Family::Ipv6 => SetElements::Ipv6(addrs.v6.clone()),
+            Family::Ipv4 => SetElements::addresses_v4(addrs.v4.clone()),
+            Family::Ipv6 => SetElements::addresses_v6(addrs.v6.clone()),
         };
         self.add_set(format!("{base}-{}", family_suffix(family)), elements)
     }
@@ -913,6 +913,17 @@ impl Compiler {
         let guard = &policy.guard;
         let mut dispatch = Vec::new();
         if direction == Direction::Between {
+            // A broadcast or multicast reaches every container on the
+            // bridge, whatever its destination address names: no rule
+            // naming containers can judge it, and a deny rule would be
+            // passed by broadcasting.
+            for kind in [PacketType::Broadcast, PacketType::Multicast] {
+                dispatch.push(rule(
+                    BROADCAST_COMMENT,
+                    vec![Match::PacketType(kind)],
+                    Verdict::Goto(CHAIN_UNATTRIBUTED.into()),
+                ));
+            }
             // Docker reports no link-local address, so no rule naming
             // containers could match one: such a connection would slip past
             // every between rule.

@@ -1045,8 +1045,12 @@ fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Fl
 
 fn in_addr_set(ruleset: &Ruleset, set: &str, addr: IpAddr) -> bool {
     match (ruleset.set(set).map(|s| &s.elements), addr) {
-        (Some(SetElements::Ipv4(v4)), IpAddr::V4(a)) => interval::contains(v4, a),
-        (Some(SetElements::Ipv6(v6)), IpAddr::V6(a)) => interval::contains(v6, a),
+        (Some(SetElements::Ipv4(v4) | SetElements::Ipv4Addrs(v4)), IpAddr::V4(a)) => {
+            interval::contains(v4, a)
+        }
+        (Some(SetElements::Ipv6(v6) | SetElements::Ipv6Addrs(v6)), IpAddr::V6(a)) => {
+            interval::contains(v6, a)
+        }
         _ => false,
     }
 }
@@ -1058,6 +1062,8 @@ fn holds(ruleset: &Ruleset, m: &Match, p: &Packet) -> bool {
         Match::OifName(name) => name.matches(&p.oif),
         Match::NfProto(f) => *f == family,
         Match::L4Proto(proto) => *proto == p.proto,
+        // The simulated packets are unicast.
+        Match::PacketType(_) => false,
         Match::CtState(CtState::New) => !p.untracked && p.ct_new,
         Match::CtState(CtState::EstablishedOrRelated) => !p.untracked && !p.ct_new,
         Match::CtState(CtState::Established) => !p.untracked && !p.ct_new && !p.ct_related,

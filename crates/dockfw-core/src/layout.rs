@@ -207,6 +207,9 @@ pub const CHAIN_UNATTRIBUTED: &str = "unattributed";
 pub(crate) const UNATTRIBUTED_COMMENT: &str = "from a container, judged by no rule";
 /// Comment of the rules sending invalid packets from a Docker bridge on.
 pub(crate) const INVALID_FROM_CONTAINER_COMMENT: &str = "invalid packet from a container";
+/// Comment of the rules sending broadcasts and multicasts between
+/// containers to [`CHAIN_UNATTRIBUTED`].
+pub(crate) const BROADCAST_COMMENT: &str = "broadcast or multicast: names no container";
 /// Comment of the rules sending connections from or to an IPv6 link-local
 /// address to [`CHAIN_UNATTRIBUTED`].
 pub(crate) const LINK_LOCAL_COMMENT: &str = "IPv6 link-local: names no container";

@@ -47,6 +47,14 @@ fn render_set(out: &mut String, set: &Set) {
             out.push_str("\t\ttype ipv6_addr\n\t\tflags interval\n");
             write_elements(out, elements.iter().map(|&e| format_v6(e)));
         }
+        SetElements::Ipv4Addrs(elements) => {
+            out.push_str("\t\ttype ipv4_addr\n");
+            write_elements(out, elements.iter().map(|&e| format_v4(e)));
+        }
+        SetElements::Ipv6Addrs(elements) => {
+            out.push_str("\t\ttype ipv6_addr\n");
+            write_elements(out, elements.iter().map(|&e| format_v6(e)));
+        }
         SetElements::Port(elements) => {
             out.push_str("\t\ttype inet_service\n\t\tflags interval\n");
             write_elements(out, elements.iter().map(|e| format_range(e.first, e.last)));
@@ -201,6 +209,7 @@ fn render_match(m: &Match) -> String {
         Match::NfProto(Family::Ipv4) => "meta nfproto ipv4".into(),
         Match::NfProto(Family::Ipv6) => "meta nfproto ipv6".into(),
         Match::L4Proto(proto) => format!("meta l4proto {}", proto.name()),
+        Match::PacketType(kind) => format!("meta pkttype {}", kind.name()),
         Match::CtState(CtState::New) => "ct state new".into(),
         Match::CtState(CtState::EstablishedOrRelated) => "ct state established,related".into(),
         Match::CtState(CtState::Established) => "ct state established".into(),

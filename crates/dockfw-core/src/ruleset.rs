@@ -84,7 +84,9 @@ impl Set {
 }
 
 /// The contents of a set. Constant sets are interval sets (`flags interval`)
-/// whose elements are normalised: sorted, non-overlapping, non-adjacent.
+/// whose elements are normalised: sorted, non-overlapping, non-adjacent;
+/// or, for addresses that are (nearly all) single, hashes of those
+/// addresses ([`SetElements::addresses_v4`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type", content = "elements")]
 pub enum SetElements {
@@ -102,14 +104,59 @@ pub enum SetElements {
     /// fail2ban, CrowdSec) and are no part of the ruleset: a backend creates
     /// the set but never writes, compares or deletes its elements.
     Runtime(RuntimeSet),
+    /// `type ipv4_addr` (no flags): single addresses, each an interval of
+    /// one, sorted. A hash: one lookup whatever its size, and one kernel
+    /// element per address where an interval set needs two.
+    Ipv4Addrs(Vec<Interval<Ipv4Addr>>),
+    /// `type ipv6_addr` (no flags): likewise.
+    Ipv6Addrs(Vec<Interval<Ipv6Addr>>),
 }
 
+/// The most addresses a hash set is written with (beyond, the list is
+/// mostly networks: an interval set holds them in fewer elements).
+const MAX_HASHED: u128 = 1 << 22;
+
 impl SetElements {
+    /// The kernel set for IPv4 `intervals` (normalised): a hash of single
+    /// addresses when they are (nearly all) single addresses, at most two
+    /// per interval (neighbours merge into one interval), else an interval
+    /// set. Looking up a hash costs the same at 10 or 1,000,000 entries;
+    /// an interval set is a tree.
+    pub fn addresses_v4(intervals: Vec<Interval<Ipv4Addr>>) -> Self {
+        match points(&intervals, |a| u128::from(u32::from(a))) {
+            Some(points) => Self::Ipv4Addrs(
+                points
+                    .into_iter()
+                    .map(|p| Interval::single(Ipv4Addr::from(p as u32)))
+                    .collect(),
+            ),
+            None => Self::Ipv4(intervals),
+        }
+    }
+
+    /// Like [`SetElements::addresses_v4`], for IPv6.
+    pub fn addresses_v6(intervals: Vec<Interval<Ipv6Addr>>) -> Self {
+        match points(&intervals, u128::from) {
+            Some(points) => Self::Ipv6Addrs(
+                points
+                    .into_iter()
+                    .map(|p| Interval::single(Ipv6Addr::from(p)))
+                    .collect(),
+            ),
+            None => Self::Ipv6(intervals),
+        }
+    }
+
+    /// Whether the kernel set is a hash of single addresses (no `flags interval`).
+    pub fn is_hash(&self) -> bool {
+        matches!(self, Self::Ipv4Addrs(_) | Self::Ipv6Addrs(_))
+    }
+
     /// Number of constant intervals (0 for meters and run-time sets).
     pub fn len(&self) -> usize {
         match self {
-            Self::Ipv4(elements) => elements.len(),
-            Self::Ipv6(elements) => elements.len(),
+            Self::Ipv4(elements) | Self::Ipv4Addrs(elements) => elements.len(),
+            Self::Ipv6(elements) | Self::Ipv6Addrs(elements) => elements.len(),
             Self::Port(elements) => elements.len(),
             Self::Meter(_) | Self::Runtime(_) => 0,
         }
@@ -119,6 +166,27 @@ impl SetElements {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Every address of `intervals`, when they hold at most two per interval
+/// and [`MAX_HASHED`] in all; `None` otherwise (and for none at all).
+fn points<T: Copy>(intervals: &[Interval<T>], number: impl Fn(T) -> u128) -> Option<Vec<u128>> {
+    if intervals.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    for interval in intervals {
+        total = total.saturating_add((number(interval.last) - number(interval.first)).saturating_add(1));
+    }
+    if total > 2 * intervals.len() as u128 || total > MAX_HASHED {
+        return None;
+    }
+    Some(
+        intervals
+            .iter()
+            .flat_map(|i| number(i.first)..=number(i.last))
+            .collect(),
+    )
 }
 
 /// A dynamic set keyed by source address.
@@ -297,6 +365,34 @@ pub enum CtState {
     NotNew,
 }
 
+/// A frame's link-layer addressing (`meta pkttype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacketType {
+    /// To every host on the link (`PACKET_BROADCAST`).
+    Broadcast,
+    /// To a group of hosts (`PACKET_MULTICAST`).
+    Multicast,
+}
+
+impl PacketType {
+    /// The kernel's `PACKET_*` number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Broadcast => 1,
+            Self::Multicast => 2,
+        }
+    }
+
+    /// The word nft writes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Broadcast => "broadcast",
+            Self::Multicast => "multicast",
+        }
+    }
+}
+
 /// How a port is matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -379,6 +475,8 @@ impl std::fmt::Display for Rate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Match {
+    /// `meta pkttype broadcast|multicast`: how the frame was addressed.
+    PacketType(PacketType),
     /// `iifname NAME` (input interface).
     IifName(IfName),
     /// `oifname NAME` (output interface).

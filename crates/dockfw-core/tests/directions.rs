@@ -493,6 +493,8 @@ ports = [8000]
         assert_eq!(
             rendered(&ruleset, "between"),
             [
+                "meta pkttype broadcast counter goto unattributed comment \"broadcast or multicast: names no container\"",
+                "meta pkttype multicast counter goto unattributed comment \"broadcast or multicast: names no container\"",
                 "meta nfproto ipv6 ip6 saddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
                 "meta nfproto ipv6 ip6 daddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
                 "meta nfproto ipv4 ip saddr @between-1-from-v4 ip daddr @between-1-to-v4 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",

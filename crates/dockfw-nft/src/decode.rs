@@ -9,8 +9,8 @@ use crate::expr::Expr;
 use crate::ffi::{ChainInfo, Elems, Key, SetSpec};
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
-    BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PortMatch, Proto, Rate, RateUnit,
-    RejectWith, Rule, RuntimeSet, Set, SetElements, Statement, Verdict,
+    BaseHook, Chain, CtState, Family, Hook, IfName, Match, Meter, PacketType, PortMatch, Proto, Rate,
+    RateUnit, RejectWith, Rule, RuntimeSet, Set, SetElements, Statement, Verdict,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -185,6 +185,17 @@ pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
             (TYPE_INET_SERVICE, 2) => SetElements::Port(intervals(name, elems)?),
             (key_type, len) => return Err(format!("set `{name}` has key type {key_type}/{len} bytes")),
         }
+    } else if spec.flags == 0 {
+        let name = &spec.name;
+        // dockfw gives hashes of addresses no size either.
+        if let Some(size) = spec.size {
+            return Err(format!("set `{name}` has size {size}"));
+        }
+        match (spec.key_type, spec.key_len) {
+            (TYPE_IPV4_ADDR, 4) => SetElements::Ipv4Addrs(points(name, elems)?),
+            (TYPE_IPV6_ADDR, 16) => SetElements::Ipv6Addrs(points(name, elems)?),
+            (key_type, len) => return Err(format!("set `{name}` has key type {key_type}/{len} bytes")),
+        }
     } else {
         return Err(format!("set `{}` has flags {:#x}", spec.name, spec.flags));
     };
@@ -222,6 +233,27 @@ impl FromKey for Ipv6Addr {
     fn predecessor(self) -> Option<Self> {
         u128::from(self).checked_sub(1).map(Self::from)
     }
+}
+
+/// The addresses of a hash set, each an interval of one, sorted.
+fn points<T: FromKey + dockfw_core::interval::Point>(
+    set: &str,
+    elems: &[(Key, u32)],
+) -> Decoded<Vec<Interval<T>>> {
+    let bad = |what: &str| format!("set `{set}`: {what}");
+    let mut out = Vec::with_capacity(elems.len());
+    for (key, flags) in elems {
+        if *flags != 0 {
+            return Err(bad("an element with flags in a set of single addresses"));
+        }
+        out.push(Interval::single(
+            T::from_key(key).ok_or_else(|| bad("key of the wrong length"))?,
+        ));
+    }
+    if !out.is_sorted_by_key(|i| i.first) {
+        out.sort_unstable_by_key(|i| i.first);
+    }
+    Ok(out)
 }
 
 /// Pairs start elements with the interval-end element after them (keys are
@@ -333,6 +365,12 @@ fn guess_match(exprs: &[Expr]) -> Option<(Match, usize)> {
                 .into_iter()
                 .find(|f| data[..] == [encode::nfproto(*f)])?;
             (Match::NfProto(family), 2)
+        }
+        [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_PKTTYPE) => {
+            let kind = [PacketType::Broadcast, PacketType::Multicast]
+                .into_iter()
+                .find(|k| data[..] == [k.number()])?;
+            (Match::PacketType(kind), 2)
         }
         [E::Meta { key }, E::Cmp { data, .. }, ..] if *key == meta(libc::NFT_META_L4PROTO) => {
             let proto = [Proto::Tcp, Proto::Udp]
@@ -660,6 +698,8 @@ mod tests {
             Match::CtState(CtState::EstablishedOrRelated),
             Match::CtState(CtState::Untracked),
             Match::CtState(CtState::Invalid),
+            Match::PacketType(PacketType::Broadcast),
+            Match::PacketType(PacketType::Multicast),
             Match::CtState(CtState::Established),
             Match::CtStatusDnat,
             Match::CtDirectionOriginal,

@@ -530,8 +530,8 @@ pub(crate) fn comment_udata(comment: &str) -> Result<Vec<u8>> {
 
 fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec {
     let (key_type, key_len) = match elements {
-        SetElements::Ipv4(_) => (TYPE_IPV4_ADDR, 4),
-        SetElements::Ipv6(_) => (TYPE_IPV6_ADDR, 16),
+        SetElements::Ipv4(_) | SetElements::Ipv4Addrs(_) => (TYPE_IPV4_ADDR, 4),
+        SetElements::Ipv6(_) | SetElements::Ipv6Addrs(_) => (TYPE_IPV6_ADDR, 16),
         SetElements::Port(_) => (TYPE_INET_SERVICE, 2),
         SetElements::Meter(Meter {
             family: Family::Ipv4, ..
@@ -574,6 +574,8 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
             spec.flags = libc::NFT_SET_TIMEOUT as u32;
             spec.timeout_ms = runtime.timeout_ms;
         }
+        // A hash of single addresses: no flags.
+        SetElements::Ipv4Addrs(_) | SetElements::Ipv6Addrs(_) => spec.flags = 0,
         _ => {}
     }
     spec
@@ -600,8 +602,12 @@ impl Key for std::net::Ipv6Addr {
 }
 
 /// Kernel elements for inclusive intervals: a start element, then an
-/// interval-end element at `last + 1` (omitted at the top of the range).
+/// interval-end element at `last + 1` (omitted at the top of the range);
+/// for a hash of single addresses, one element each.
 pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)> {
+    fn points<T: Key>(points: &[Interval<T>]) -> Vec<(ffi::Key, bool)> {
+        points.iter().map(|point| (point.first.key(), false)).collect()
+    }
     fn of<T: Key>(intervals: &[Interval<T>]) -> Vec<(ffi::Key, bool)> {
         let mut out = Vec::with_capacity(intervals.len() * 2);
         for interval in intervals {
@@ -616,6 +622,8 @@ pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)>
         SetElements::Ipv4(v) => of(v),
         SetElements::Ipv6(v) => of(v),
         SetElements::Port(v) => of(v),
+        SetElements::Ipv4Addrs(v) => points(v),
+        SetElements::Ipv6Addrs(v) => points(v),
         SetElements::Meter(_) | SetElements::Runtime(_) => Vec::new(),
     }
 }
@@ -779,6 +787,7 @@ pub(crate) fn match_exprs(m: &Match) -> Result<Vec<Expr>> {
         Match::OifName(name) => ifname(libc::NFT_META_OIFNAME, name)?.to_vec(),
         Match::NfProto(family) => u8_cmp(libc::NFT_META_NFPROTO as u32, nfproto(*family)).to_vec(),
         Match::L4Proto(proto) => u8_cmp(libc::NFT_META_L4PROTO as u32, ipproto(*proto)).to_vec(),
+        Match::PacketType(kind) => u8_cmp(libc::NFT_META_PKTTYPE as u32, kind.number()).to_vec(),
         Match::CtState(CtState::New) => ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_NEQ).to_vec(),
         Match::CtState(CtState::NotNew) => {
             ct_bits(libc::NFT_CT_STATE, CT_STATE_NEW, libc::NFT_CMP_EQ).to_vec()

@@ -273,6 +273,9 @@ fn reshapes(remove: &SetElements, add: &SetElements) -> bool {
         (SetElements::Ipv4(r), SetElements::Ipv4(a)) => touch(r, a),
         (SetElements::Ipv6(r), SetElements::Ipv6(a)) => touch(r, a),
         (SetElements::Port(r), SetElements::Port(a)) => touch(r, a),
+        // Single addresses in a hash never merge with their neighbours.
+        (SetElements::Ipv4Addrs(_), SetElements::Ipv4Addrs(_))
+        | (SetElements::Ipv6Addrs(_), SetElements::Ipv6Addrs(_)) => false,
         _ => true,
     }
 }
@@ -349,7 +352,9 @@ fn same_kind(a: &SetElements, b: &SetElements) -> bool {
     match (a, b) {
         (SetElements::Ipv4(_), SetElements::Ipv4(_))
         | (SetElements::Ipv6(_), SetElements::Ipv6(_))
-        | (SetElements::Port(_), SetElements::Port(_)) => true,
+        | (SetElements::Port(_), SetElements::Port(_))
+        | (SetElements::Ipv4Addrs(_), SetElements::Ipv4Addrs(_))
+        | (SetElements::Ipv6Addrs(_), SetElements::Ipv6Addrs(_)) => true,
         (SetElements::Meter(a), SetElements::Meter(b)) => a == b,
         // Its elements are not ours to copy: another type or default
         // timeout means a new, empty set.
@@ -404,6 +409,14 @@ fn set_delta(old: &SetElements, new: &SetElements) -> Option<(SetElements, SetEl
         (SetElements::Ipv6(old), SetElements::Ipv6(new)) => {
             let (remove, add) = delta(old, new);
             (SetElements::Ipv6(remove), SetElements::Ipv6(add))
+        }
+        (SetElements::Ipv4Addrs(old), SetElements::Ipv4Addrs(new)) => {
+            let (remove, add) = delta(old, new);
+            (SetElements::Ipv4Addrs(remove), SetElements::Ipv4Addrs(add))
+        }
+        (SetElements::Ipv6Addrs(old), SetElements::Ipv6Addrs(new)) => {
+            let (remove, add) = delta(old, new);
+            (SetElements::Ipv6Addrs(remove), SetElements::Ipv6Addrs(add))
         }
         (SetElements::Port(old), SetElements::Port(new)) => {
             let (remove, add) = delta(old, new);

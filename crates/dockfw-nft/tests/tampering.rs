@@ -157,7 +157,7 @@ fn every_tampering_is_a_difference_and_apply_repairs_it() {
                 "foreign",
                 "{",
                 "type",
-                "ipv4_addr",
+                "ether_addr",
                 ";",
                 "}",
             ],
@@ -322,7 +322,7 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
         let (_, original) = log_rule();
         for tampering in tamperings.iter().map(|tamper| tamper(&original)) {
             let script = if tampering == "SET-SIZE" {
-                "add set inet dockfw set-admins-v4 { type ipv4_addr; flags interval; size 10; }\n".to_string()
+                "add set inet dockfw set-admins-v4 { type ipv4_addr; size 10; }\n".to_string()
             } else {
                 let (handle, _) = log_rule();
                 format!(
@@ -355,7 +355,8 @@ fn set_fields_dockfw_does_not_write_are_differences() {
     );
     let want = dockfw_core::compile(&dockfw_core::parse("tampering.toml", &text).unwrap().policy, &[]);
     let script = dockfw_core::render(&want);
-    let admins = "\tset set-admins-v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n";
+    // A hash of single addresses (no flags): the policy lists two addresses.
+    let admins = "\tset set-admins-v4 {\n\t\ttype ipv4_addr\n";
     let meter = "\tset rule-1-rate-v4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 60s\n";
     assert!(script.contains(admins) && script.contains(meter), "{script}");
     // (what is changed in the script, into what, what the installed text then shows)
@@ -387,9 +388,10 @@ fn set_fields_dockfw_does_not_write_are_differences() {
         ),
         // Element timeouts need a set with timeouts, so flags differ too.
         (
-            "flags interval\n\t\telements = { 10.1.0.2 }",
-            "flags interval,timeout\n\t\telements = { 10.1.0.2 timeout 1h }".into(),
-            "has a timeout",
+            "type ipv4_addr\n\t\telements = { 10.1.0.2 }",
+            "type ipv4_addr\n\t\tflags timeout\n\t\telements = { 10.1.0.2 timeout 1h }".into(),
+            // Read as a set of run-time addresses, which the policy's is not.
+            "# elements: added at run time",
         ),
     ];
     nft.apply(&want).unwrap();

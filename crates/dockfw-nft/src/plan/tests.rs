@@ -203,6 +203,12 @@ fn updated(elements: &SetElements, remove: &SetElements, add: &SetElements) -> O
         (SetElements::Port(o), SetElements::Port(r), SetElements::Port(a)) => {
             SetElements::Port(apply(o, r, a)?)
         }
+        (SetElements::Ipv4Addrs(o), SetElements::Ipv4Addrs(r), SetElements::Ipv4Addrs(a)) => {
+            SetElements::Ipv4Addrs(apply(o, r, a)?)
+        }
+        (SetElements::Ipv6Addrs(o), SetElements::Ipv6Addrs(r), SetElements::Ipv6Addrs(a)) => {
+            SetElements::Ipv6Addrs(apply(o, r, a)?)
+        }
         _ => return None,
     })
 }

@@ -62,7 +62,31 @@ fn constant_set() -> impl Strategy<Value = SetElements> {
         v4_intervals().prop_map(SetElements::Ipv4),
         v6_intervals().prop_map(SetElements::Ipv6),
         port_intervals().prop_map(SetElements::Port),
+        // Hashes of single addresses, some of them neighbours.
+        v4_points().prop_map(SetElements::Ipv4Addrs),
+        v6_points().prop_map(SetElements::Ipv6Addrs),
     ]
+}
+
+/// Sorted distinct single addresses, each an interval of one.
+fn v4_points() -> impl Strategy<Value = Vec<Interval<Ipv4Addr>>> {
+    let point = prop_oneof![1 => Just(0u32), 1 => Just(u32::MAX), 4 => 0x0a00_0000u32..0x0a00_0010, 8 => any::<u32>()];
+    prop::collection::btree_set(point, 1..12).prop_map(|points| {
+        points
+            .into_iter()
+            .map(|p| Interval::single(Ipv4Addr::from(p)))
+            .collect()
+    })
+}
+
+fn v6_points() -> impl Strategy<Value = Vec<Interval<Ipv6Addr>>> {
+    let point = prop_oneof![1 => Just(0u128), 1 => Just(u128::MAX), 8 => any::<u128>()];
+    prop::collection::btree_set(point, 1..12).prop_map(|points| {
+        points
+            .into_iter()
+            .map(|p| Interval::single(Ipv6Addr::from(p)))
+            .collect()
+    })
 }
 
 /// A set whose elements belong to run time (a policy's dynamic set), with or
@@ -233,8 +257,8 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
                     Seed::Plain(m) => Some(m),
                     Seed::SourceIn(family, i) | Seed::DialledAddrIn(family, i) => {
                         let want = move |e: &SetElements| match family {
-                            Family::Ipv4 => matches!(e, SetElements::Ipv4(_)),
-                            Family::Ipv6 => matches!(e, SetElements::Ipv6(_)),
+                            Family::Ipv4 => matches!(e, SetElements::Ipv4(_) | SetElements::Ipv4Addrs(_)),
+                            Family::Ipv6 => matches!(e, SetElements::Ipv6(_) | SetElements::Ipv6Addrs(_)),
                         } || matches!(e, SetElements::Runtime(r) if r.family == family);
                         pick(&sets, &want, i).map(|set| match m {
                             Seed::SourceIn(..) => Match::SourceIn { family, set },
