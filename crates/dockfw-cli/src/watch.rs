@@ -128,8 +128,16 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
     let mut guard = Guard::start(session, shared.clone())?;
     if let (Some((endpoint, reader)), Some(shared)) = (endpoint, shared) {
         let address = endpoint.address();
+        // The console is not shared between threads: the metrics thread
+        // writes its (rare, rate-limited) warnings to stderr itself.
+        let quiet = session.verbosity == Verbosity::Quiet;
+        let warn_metrics = Box::new(move |text: &str| {
+            if !quiet {
+                anstream::eprintln!("{} {text}", paint(WARN, "warning:"));
+            }
+        });
         endpoint
-            .serve(shared, reader)
+            .serve(shared, reader, warn_metrics)
             .context("cannot start the metrics thread")?;
         log(session, &format!("serving metrics at http://{address}/metrics"));
     }

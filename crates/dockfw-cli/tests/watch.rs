@@ -737,6 +737,45 @@ fn serves_metrics_that_follow_the_guard() {
     setup.done();
 }
 
+/// The address `watch --metrics` says it serves at.
+fn metrics_address(watch: &mut Watch) -> String {
+    let line = watch.wait_for_new("serving metrics at http://", REPAIRED_WITHIN);
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string()
+}
+
+/// Out of file descriptors (the attack: idle connections up to the fd
+/// limit), the endpoint says so and keeps listening: once the connections
+/// are gone, scrapes are served again, under the same limit.
+#[test]
+#[ignore = "needs root"]
+fn the_metrics_endpoint_survives_running_out_of_file_descriptors() {
+    let setup = setup("metricsfds");
+    let mut watch = setup.watch_with(&["--metrics", "127.0.0.1:0"], &[]);
+    let address = metrics_address(&mut watch);
+    assert_eq!(http_get(&address, "/metrics").0, 200);
+    let pid = watch.child.id().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // Room for two more connections, no more (the soft limit only).
+    let limit = format!("--nofile={}:", open + 2);
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit {limit}: {status}");
+    let clients: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    watch.wait_for_new("metrics: cannot accept a connection", REPAIRED_WITHIN);
+    drop(clients);
+    assert_eq!(http_get(&address, "/metrics").0, 200, "{}", watch.text());
+    drop(watch);
+    setup.done();
+}
+
 #[test]
 #[ignore = "needs root"]
 fn a_metrics_address_in_use_ends_watch_before_it_applies() {
