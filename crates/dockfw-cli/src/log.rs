@@ -13,7 +13,7 @@
 
 use crate::Exit;
 use crate::docker_view;
-use crate::output::{BAD, DIM, Verbosity, WARN, errln, outln, paint};
+use crate::output::{BAD, DIM, Verbosity, WARN, errln, paint};
 use crate::policy_file;
 use crate::session::Session;
 use anyhow::{Result, bail};
@@ -21,8 +21,10 @@ use dockfw_core::layout::{LogPrefix, decided_by_chain};
 use dockfw_core::policy::{DEFAULT_LOG_GROUP, LogTarget};
 use dockfw_core::{Action, Container, Direction, Draft};
 use dockfw_nft::nflog::{LoggedPacket, Received};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use serde::Serialize;
 use std::net::IpAddr;
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -157,6 +159,7 @@ pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
         asked: None,
     };
     containers.refresh();
+    let reader = StdoutReader::watch();
     while !stop.load(Ordering::Relaxed) {
         for received in listener.receive(Duration::from_millis(250))? {
             match received {
@@ -177,16 +180,63 @@ pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
                     let mut event = decode(&packet, draft.as_ref(), &mut containers);
                     event.in_interface = in_interface;
                     event.out_interface = out_interface;
-                    if session.global.json {
-                        outln!(session, "{}", serde_json::to_string(&event)?);
+                    let line = if session.global.json {
+                        serde_json::to_string(&event)?
                     } else {
-                        outln!(session, "{}", text(&event));
+                        text(&event)
+                    };
+                    if !print(session, &line)? {
+                        return Ok(Exit::Success);
                     }
                 }
             }
         }
+        // Whoever reads us is gone (`log | head -1`): end now, releasing
+        // the group, not at the next event.
+        if reader.gone() {
+            return Ok(Exit::Success);
+        }
     }
     Ok(Exit::Success)
+}
+
+/// Writes `line` to standard output: `false` once its reader is gone (a
+/// closed pipe: the end, as for any Unix filter), an error if it cannot be
+/// written otherwise (a full disk).
+fn print(session: &Session, line: &str) -> Result<bool> {
+    use std::io::Write as _;
+    let mut out = session.console.out();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot write to standard output")),
+    }
+}
+
+/// Notices when standard output is a pipe (or socket) whose reader went
+/// away, without writing to it: epoll reports an error on its write end.
+/// Nothing is noticed for a regular file or a terminal.
+struct StdoutReader(Option<Epoll>);
+
+impl StdoutReader {
+    fn watch() -> Self {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok().filter(|epoll| {
+            // No events asked for: EPOLLERR and EPOLLHUP are always reported.
+            epoll
+                .add(std::io::stdout().as_fd(), EpollEvent::new(EpollFlags::empty(), 0))
+                .is_ok()
+        });
+        Self(epoll)
+    }
+
+    fn gone(&self) -> bool {
+        let Some(epoll) = &self.0 else { return false };
+        let mut events = [EpollEvent::empty()];
+        matches!(epoll.wait(&mut events, 0u8), Ok(1))
+            && events[0]
+                .events()
+                .intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+    }
 }
 
 /// The event a logged packet stands for.

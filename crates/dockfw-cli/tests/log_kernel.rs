@@ -210,3 +210,72 @@ fn log_shows_a_blocked_probe_with_its_rule_source_and_dialled_port() {
     docker.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The exit code of `child` once it ends; a panic if it runs on past a
+/// generous bound (a hang, not slowness).
+fn exit_code_of(child: &mut Child) -> Option<i32> {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("dockfw-nft log still runs after its reader went away");
+}
+
+/// `dockfw-nft log | head -1`: once the reader closes the pipe, log ends
+/// (exit 0) and releases the NFLOG group, whether or not another event came.
+#[test]
+#[ignore = "needs root"]
+fn log_ends_when_its_reader_closes_the_pipe() {
+    let lab = Lab::new();
+    let dir = tempdir("log-pipe");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let docker = FakeDocker::with_containers(&dir.join("docker.sock"), &[]);
+    dockfw(&lab.router, &dir, &["apply", "-c", "policy.toml"], 0);
+
+    // head -1: one line read, then the pipe closed.
+    let first = Follower::start(&lab, &dir, &docker, &[]);
+    let line = (0..10)
+        .find_map(|_| {
+            assert_eq!(lab.probe(V4.denied, V4.router, 8080).0, ProbeResult::TimedOut);
+            first.next()
+        })
+        .expect("a line");
+    assert!(line.contains("\"no bad clients\""), "{line}");
+    // Dropping the channel ends the reading thread, which drops the pipe.
+    let Follower { mut child, lines } = first;
+    drop(lines);
+    // The thread only notices at its next line: one more event at most.
+    assert_eq!(lab.probe(V4.denied, V4.router, 8080).0, ProbeResult::TimedOut);
+    assert_eq!(exit_code_of(&mut child), Some(0));
+
+    // The reader gone before any event: log ends all the same.
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("dockfw-nft"))
+        .env_remove("DOCKFW_CONFIG")
+        .current_dir(&dir)
+        .args([
+            "--netns",
+            lab.router.name(),
+            "--no-docker",
+            "log",
+            "-c",
+            "policy.toml",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(exit_code_of(&mut child), Some(0));
+
+    // The group is free again: a new follower gets the next event.
+    let follower = Follower::start(&lab, &dir, &docker, &["--json"]);
+    let event = probe_until_logged(&lab, &follower, V4.denied, V4.router);
+    assert_eq!(event["rule"], "no bad clients", "{event}");
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+    docker.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
