@@ -102,7 +102,8 @@ pub enum Command {
     /// A table of that name that dockfw did not create is left alone (exit 2) unless
     /// --adopt is given.
     Apply {
-        /// Reinstall even when the installed table already matches.
+        /// Reinstall even when the installed table already matches; apply even
+        /// while a `watch` guards the table (it then puts its own policy back).
         #[arg(long)]
         force: bool,
         /// Replace the table even if dockfw did not create it (its contents are lost).

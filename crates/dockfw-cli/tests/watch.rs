@@ -737,6 +737,56 @@ fn serves_metrics_that_follow_the_guard() {
     setup.done();
 }
 
+/// A one-shot `apply` that changes the table a watch guards would be undone
+/// within milliseconds: refused (exit 2, naming the watch and what to do),
+/// unless --force, which warns. One that changes nothing goes through.
+#[test]
+#[ignore = "needs root"]
+fn apply_beside_a_guarding_watch_is_refused_unless_forced() {
+    let setup = setup("applyguarded");
+    let watch = setup.watch(&[]);
+    let before = table(&setup.netns).expect("installed");
+    // The policy the watch applied: nothing to change, nothing refused
+    // (as when nftables.service's reload propagates to dockfw-nft.service).
+    let out = setup.command(&["apply"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("guards table"), "{stderr}");
+    // Another policy (the watch reads its file only on SIGHUP).
+    let policy = setup.dir.join("policy.toml");
+    std::fs::write(&policy, POLICY.replace("\"website\"", "\"website v2\"")).unwrap();
+    let out = setup.command(&["apply"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "dockfw-nft watch (pid {}) guards table inet dockfw",
+            watch.child.id()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was applied"), "{stderr}");
+    assert!(stderr.contains("SIGHUP"), "{stderr}");
+    assert!(stderr.contains("systemctl stop dockfw-nft-watch"), "{stderr}");
+    assert_eq!(table(&setup.netns).as_ref(), Some(&before), "unchanged");
+
+    let out = setup.command(&["apply", "--force"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: dockfw-nft watch (pid ") && stderr.contains("applying anyway (--force)"),
+        "{stderr}"
+    );
+
+    // The watch gone, apply is no longer refused.
+    drop(watch);
+    let out = setup.command(&["apply"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("guards table"), "{stderr}");
+    setup.done();
+}
+
 /// The address `watch --metrics` says it serves at.
 fn metrics_address(watch: &mut Watch) -> String {
     let line = watch.wait_for_new("serving metrics at http://", REPAIRED_WITHIN);

@@ -401,6 +401,14 @@ impl Nft {
         WriterLock::claim_guard(self.netns, table).map(|lock| GuardClaim { _lock: lock })
     }
 
+    /// Whether a guard ([`Nft::claim_guard`], e.g. `dockfw-nft watch`)
+    /// guards `table` in this connection's network namespace: `Some` with
+    /// its pid (if it wrote it yet). A guard puts back its own policy over
+    /// any other writer's apply, so a one-shot writer asks first.
+    pub fn guard_of(&self, table: &str) -> Result<Option<Option<u32>>> {
+        WriterLock::guard_of(self.netns, table)
+    }
+
     /// Whether table `table` (family inet) exists, and its flags (e.g.
     /// `NFT_TABLE_F_DORMANT`, `NFT_TABLE_F_OWNER`): one small request, for a
     /// guard's periodic look (some changes come with no notification: a

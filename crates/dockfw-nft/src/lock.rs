@@ -92,13 +92,31 @@ impl WriterLock {
     /// first over every change. [`Error::Guarded`] if another holds it.
     pub(crate) fn claim_guard(netns: NetnsId, table: &str) -> Result<Self> {
         let dir = Path::new(LOCK_DIR);
-        let path = dir.join(format!("{}-{table}.guard", netns.file_stem()));
-        match Self::acquire_file(dir, path, Duration::ZERO) {
+        let path = guard_path(dir, netns, table);
+        // A moment's wait: `guard_of` holds the claim for an instant to see
+        // whether a guard runs, which must not refuse a guard starting then.
+        match Self::acquire_file(dir, path, GUARD_CLAIM_WAIT) {
             Err(Error::Locked { holder, .. }) => Err(Error::Guarded {
                 table: table.to_string(),
                 holder,
             }),
             other => other,
+        }
+    }
+
+    /// Whether a guard holds the claim on `table` in `netns`: `Some` with
+    /// its pid (when it wrote it) if so. Creates nothing: no claim file, no
+    /// guard ever ran.
+    pub(crate) fn guard_of(netns: NetnsId, table: &str) -> Result<Option<Option<u32>>> {
+        let dir = Path::new(LOCK_DIR);
+        let path = guard_path(dir, netns, table);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        match Self::acquire_file(dir, path, Duration::ZERO) {
+            Ok(_free) => Ok(None),
+            Err(Error::Locked { holder, .. }) => Ok(Some(holder)),
+            Err(error) => Err(error),
         }
     }
 
@@ -159,6 +177,16 @@ impl WriterLock {
         Ok(Self { _file: file })
     }
 }
+
+/// The file whose `flock` is the claim of the guard of `table`.
+fn guard_path(dir: &Path, netns: NetnsId, table: &str) -> PathBuf {
+    dir.join(format!("{}-{table}.guard", netns.file_stem()))
+}
+
+/// How long a guard waits for its claim before [`Error::Guarded`]: long
+/// enough to outlast a [`WriterLock::guard_of`] look, short enough to say
+/// at once that another guard runs.
+const GUARD_CLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// Creates `dir` (0755) if missing, and refuses it unless it is a directory
 /// owned by root or by us that only its owner can write to.
