@@ -177,11 +177,17 @@ pub enum Command {
     /// interfaces and the container. --json prints one JSON object per line. Rules are
     /// named from the policy when it can be read, else from the log prefix. Only one
     /// process can follow a group (exit 3 when ulogd or another one holds it); while
-    /// none does, the lines are lost. Stops on SIGINT or SIGTERM (exit 0).
+    /// none does, the lines are lost. Stops on SIGINT or SIGTERM, or when its
+    /// output's reader goes away (exit 0). Packets others log to the group (a
+    /// prefix that is not dockfw's, or a rule the policy does not have) are
+    /// counted and skipped unless --all.
     Log {
         /// The NFLOG group to follow [default: the policy's guard.log_group, else 23].
         #[arg(long, value_name = "N")]
         group: Option<u16>,
+        /// Also show packets logged to the group by others, marked `foreign`.
+        #[arg(long)]
+        all: bool,
     },
     /// List, add, delete and flush the addresses of the policy's dynamic sets
     /// (`dynamic = true`), e.g. for fail2ban or a script.

@@ -81,7 +81,7 @@ pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove { foreign } => commands::remove(&session, foreign),
         Command::Set { command } => dynamic_sets::set(&session, &command),
-        Command::Log { group } => log::follow(&session, group),
+        Command::Log { group, all } => log::follow(&session, group, all),
         Command::Watch { settle, metrics } => watch::watch(&session, settle.into(), metrics),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
