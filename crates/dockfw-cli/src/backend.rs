@@ -112,9 +112,9 @@ pub trait Tables {
     fn claim_guard(&mut self, _table: &str) -> Result<Option<dockfw_nft::GuardClaim>> {
         Ok(None)
     }
-    /// [`Nft::guard_of`]: whether a guard (watch) guards `table`, and its
-    /// pid (none by default).
-    fn guard_of(&mut self, _table: &str) -> Result<Option<Option<u32>>> {
+    /// [`Nft::guard_of`]: whether a guard (watch) guards `table`, and what
+    /// it says of itself (none by default).
+    fn guard_of(&mut self, _table: &str) -> Result<Option<dockfw_nft::GuardHolder>> {
         Ok(None)
     }
     /// [`Nft::table_flags`]: whether `table` exists, and its flags.
@@ -269,7 +269,7 @@ impl Tables for Nft {
         Nft::claim_guard(self, table).map(Some)
     }
 
-    fn guard_of(&mut self, table: &str) -> Result<Option<Option<u32>>> {
+    fn guard_of(&mut self, table: &str) -> Result<Option<dockfw_nft::GuardHolder>> {
         Nft::guard_of(self, table)
     }
 

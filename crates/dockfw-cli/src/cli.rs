@@ -153,7 +153,8 @@ pub enum Command {
     /// docker-proxy guard in step with what runs. Needs Docker (exit 4 when it cannot
     /// be reached at start); if Docker goes away later, repairs go on with the
     /// containers last known and following resumes when it is back. SIGHUP re-reads
-    /// the policy (one with errors is refused; the running one stays). Downloads
+    /// the policy (one with errors is refused; the running one stays); SIGTERM or
+    /// SIGINT ends it (exit 0), leaving the table in force. Downloads
     /// `url` sets and resolves `names` sets again at their `refresh` (default 1d
     /// and 5m), and reads list files again when they change; applies only when a
     /// set's addresses changed, and keeps what a set held when its source fails

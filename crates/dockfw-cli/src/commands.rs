@@ -332,19 +332,26 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let mut nft = session.nft()?;
     crate::features::check(nft.as_mut())?;
     let table = &ruleset.table;
-    // A watch guarding the table would put its own policy back within
-    // milliseconds: an apply that changes the table beside it would say
-    // "applied", revoke by a policy that does not stay, and be undone. One
-    // that changes nothing (the watch's policy is this one, as when
-    // nftables.service's reload propagates to dockfw-nft.service) is harmless.
+    // A watch guarding the table puts its own policy back within
+    // milliseconds: an apply of another policy file beside it would say
+    // "applied", revoke by a policy that does not stay, and be undone. The
+    // watch follows an apply of its own file (it reads the file again), and
+    // an apply that changes nothing is harmless (nftables.service's reload
+    // propagating to dockfw-nft.service).
     let guard = match nft.guard_of(table)? {
+        Some(holder)
+            if holder.note.is_some()
+                && holder.note == crate::policy_file::identity(&session.global.config) =>
+        {
+            None
+        }
         Some(_) if !force && installed_matches(nft.as_mut(), &ruleset) => None,
         guard => guard,
     };
-    if let Some(pid) = guard {
+    if let Some(holder) = guard {
         let guard = GuardedByWatch {
             table: table.clone(),
-            pid,
+            pid: holder.pid,
         };
         if !force {
             return Err(guard.into());
@@ -413,8 +420,8 @@ impl std::fmt::Display for GuardedByWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "dockfw-nft watch{} guards table inet {} in this network namespace and would put back \
-             its own policy at once; nothing was applied",
+            "dockfw-nft watch{} guards table inet {} in this network namespace from another policy \
+             file and would put back its own policy at once; nothing was applied",
             self.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
             self.table,
         )

@@ -70,7 +70,7 @@ impl NetnsId {
 /// A held writer lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct WriterLock {
-    _file: Flock<File>,
+    file: Flock<File>,
 }
 
 impl WriterLock {
@@ -105,19 +105,35 @@ impl WriterLock {
     }
 
     /// Whether a guard holds the claim on `table` in `netns`: `Some` with
-    /// its pid (when it wrote it) if so. Creates nothing: no claim file, no
-    /// guard ever ran.
-    pub(crate) fn guard_of(netns: NetnsId, table: &str) -> Result<Option<Option<u32>>> {
+    /// what it wrote in the claim file if so. Creates nothing: no claim
+    /// file, no guard ever ran.
+    pub(crate) fn guard_of(netns: NetnsId, table: &str) -> Result<Option<GuardHolder>> {
         let dir = Path::new(LOCK_DIR);
         let path = guard_path(dir, netns, table);
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(None);
         }
-        match Self::acquire_file(dir, path, Duration::ZERO) {
+        let read = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut lines = text.lines();
+            GuardHolder {
+                pid: lines.next().and_then(|line| line.trim().parse().ok()),
+                note: lines.next().map(str::to_string).filter(|note| !note.is_empty()),
+            }
+        };
+        match Self::acquire_file(dir, path.clone(), Duration::ZERO) {
             Ok(_free) => Ok(None),
-            Err(Error::Locked { holder, .. }) => Ok(Some(holder)),
+            Err(Error::Locked { .. }) => Ok(Some(read(&path))),
             Err(error) => Err(error),
         }
+    }
+
+    /// Writes `note` into the lock file, after the pid, for [`Self::guard_of`].
+    pub(crate) fn note(&mut self, note: &str) -> io::Result<()> {
+        let file = &mut *self.file;
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}\n{}\n", std::process::id(), note.replace('\n', " "))
     }
 
     fn acquire_file(dir: &Path, path: PathBuf, wait: Duration) -> Result<Self> {
@@ -174,7 +190,7 @@ impl WriterLock {
             .set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()));
-        Ok(Self { _file: file })
+        Ok(Self { file })
     }
 }
 
@@ -235,12 +251,21 @@ fn try_flock(mut file: File) -> io::Result<std::result::Result<Flock<File>, File
     }
 }
 
-/// The pid the lock's holder wrote, if it did already.
+/// The pid the lock's holder wrote (its first line), if it did already.
 fn holder(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// The holder of a guard's claim ([`crate::Nft::guard_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardHolder {
+    /// Its pid, if it wrote it yet (as its PID namespace numbers it).
+    pub pid: Option<u32>,
+    /// What it wrote about itself ([`crate::GuardClaim::note`]), if anything.
+    pub note: Option<String>,
 }
 
 #[cfg(test)]
