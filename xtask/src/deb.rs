@@ -159,9 +159,16 @@ pub(crate) fn build(root: &Path, binary: &Path, version: &str, out_dir: &Path) -
     let control_dir = tree.join("DEBIAN");
     fs::create_dir_all(&control_dir)?;
     set_mode(&control_dir, 0o755)?;
+    // postinst tells the shipped policy from one the admin had by its md5sum.
+    let shipped_md5 = text_output(Command::new("md5sum").arg(root.join("packaging/debian/policy.toml")))?;
+    let shipped_md5 = shipped_md5
+        .split_whitespace()
+        .next()
+        .context("md5sum said nothing")?;
     for script in ["postinst", "prerm", "postrm"] {
-        let text = fs::read(root.join("packaging/debian").join(script))?;
-        stage.file(&format!("DEBIAN/{script}"), &text, 0o755)?;
+        let text =
+            read(&root.join("packaging/debian").join(script))?.replace("@SHIPPED_POLICY_MD5@", shipped_md5);
+        stage.file(&format!("DEBIAN/{script}"), text.as_bytes(), 0o755)?;
     }
     let conffiles: String = conffiles.iter().map(|c| format!("/{c}\n")).collect();
     stage.file("DEBIAN/conffiles", conffiles.as_bytes(), 0o644)?;
@@ -203,8 +210,16 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 table() { in_root nft list table inet dockfw >/dev/null 2>&1; }
 export DEBIAN_FRONTEND=noninteractive
 
+# A clean start: no files of a tarball installation (the root is a
+# throwaway overlay or VM).
+rm -f "$root/usr/local/bin/dockfw-nft" "$root/usr/local/sbin/dockfw-nft" \
+    "$root/etc/systemd/system/dockfw-nft.service" "$root/etc/systemd/system/dockfw-nft-watch.service"
+
 echo "== install"
-in_root dpkg -i /tmp/old.deb
+said=$(in_root dpkg -i /tmp/old.deb 2>&1) || { echo "$said"; fail "install"; }
+echo "$said"
+echo "$said" | grep -q "as shipped it denies nothing" || fail "no word on the shipped policy"
+echo "$said" | grep -q "tarball" && fail "a warning about tarball files that are not there"
 [ -x "$root/usr/bin/dockfw-nft" ] || fail "no /usr/bin/dockfw-nft"
 [ -f "$root/etc/dockfw/policy.toml" ] || fail "no /etc/dockfw/policy.toml"
 for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dockfw-nft.service \
@@ -241,6 +256,21 @@ for link in multi-user.target.wants/dockfw-nft.service docker.service.wants/dock
         || fail "purge left $link"
 done
 table || fail "purge deleted the table"
+
+echo "== install over a tarball installation"
+cp "$root/bin/true" "$root/usr/local/bin/dockfw-nft"
+printf '[Service]\nExecStart=/usr/local/bin/dockfw-nft watch\n' >"$root/etc/systemd/system/dockfw-nft-watch.service"
+mkdir -p "$root/etc/dockfw"
+printf '[guard]\ninterfaces = ["eth0"]\ndefault = "drop"\n' >"$root/etc/dockfw/policy.toml"
+said=$(in_root dpkg -i --force-confold /tmp/new.deb 2>&1) || { echo "$said"; fail "install over the tarball"; }
+echo "$said"
+echo "$said" | grep -q "warning: files of an earlier installation from the tarball take precedence over this package: /usr/local/bin/dockfw-nft /etc/systemd/system/dockfw-nft-watch.service" \
+    || fail "no warning about the tarball's files"
+echo "$said" | grep -q "as shipped" && fail "the admin's policy called the shipped one"
+echo "$said" | grep -q "is the one that was there (kept)" || fail "no word on the kept policy"
+grep -q 'default = "drop"' "$root/etc/dockfw/policy.toml" || fail "the admin's policy was replaced"
+in_root dpkg -P dockfw-nft
+rm -f "$root/usr/local/bin/dockfw-nft" "$root/etc/systemd/system/dockfw-nft-watch.service"
 echo "== ok"
 "##;
 

@@ -112,6 +112,11 @@ pub trait Tables {
     fn claim_guard(&mut self, _table: &str) -> Result<Option<dockfw_nft::GuardClaim>> {
         Ok(None)
     }
+    /// [`Nft::guard_of`]: whether a guard (watch) guards `table`, and what
+    /// it says of itself (none by default).
+    fn guard_of(&mut self, _table: &str) -> Result<Option<dockfw_nft::GuardHolder>> {
+        Ok(None)
+    }
     /// [`Nft::table_flags`]: whether `table` exists, and its flags.
     fn table_flags(&mut self, _table: &str) -> Result<Option<u32>> {
         Ok(Some(0))
@@ -262,6 +267,10 @@ impl Tables for Nft {
 
     fn claim_guard(&mut self, table: &str) -> Result<Option<dockfw_nft::GuardClaim>> {
         Nft::claim_guard(self, table).map(Some)
+    }
+
+    fn guard_of(&mut self, table: &str) -> Result<Option<dockfw_nft::GuardHolder>> {
+        Nft::guard_of(self, table)
     }
 
     fn table_flags(&mut self, table: &str) -> Result<Option<u32>> {

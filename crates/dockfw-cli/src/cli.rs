@@ -102,7 +102,8 @@ pub enum Command {
     /// A table of that name that dockfw did not create is left alone (exit 2) unless
     /// --adopt is given.
     Apply {
-        /// Reinstall even when the installed table already matches.
+        /// Reinstall even when the installed table already matches; apply even
+        /// while a `watch` guards the table (it then puts its own policy back).
         #[arg(long)]
         force: bool,
         /// Replace the table even if dockfw did not create it (its contents are lost).
@@ -152,7 +153,8 @@ pub enum Command {
     /// docker-proxy guard in step with what runs. Needs Docker (exit 4 when it cannot
     /// be reached at start); if Docker goes away later, repairs go on with the
     /// containers last known and following resumes when it is back. SIGHUP re-reads
-    /// the policy (one with errors is refused; the running one stays). Downloads
+    /// the policy (one with errors is refused; the running one stays); SIGTERM or
+    /// SIGINT ends it (exit 0), leaving the table in force. Downloads
     /// `url` sets and resolves `names` sets again at their `refresh` (default 1d
     /// and 5m), and reads list files again when they change; applies only when a
     /// set's addresses changed, and keeps what a set held when its source fails
@@ -176,11 +178,17 @@ pub enum Command {
     /// interfaces and the container. --json prints one JSON object per line. Rules are
     /// named from the policy when it can be read, else from the log prefix. Only one
     /// process can follow a group (exit 3 when ulogd or another one holds it); while
-    /// none does, the lines are lost. Stops on SIGINT or SIGTERM (exit 0).
+    /// none does, the lines are lost. Stops on SIGINT or SIGTERM, or when its
+    /// output's reader goes away (exit 0). Packets others log to the group (a
+    /// prefix that is not dockfw's, or a rule the policy does not have) are
+    /// counted and skipped unless --all.
     Log {
         /// The NFLOG group to follow [default: the policy's guard.log_group, else 23].
         #[arg(long, value_name = "N")]
         group: Option<u16>,
+        /// Also show packets logged to the group by others, marked `foreign`.
+        #[arg(long)]
+        all: bool,
     },
     /// List, add, delete and flush the addresses of the policy's dynamic sets
     /// (`dynamic = true`), e.g. for fail2ban or a script.

@@ -332,6 +332,36 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
     let mut nft = session.nft()?;
     crate::features::check(nft.as_mut())?;
     let table = &ruleset.table;
+    // A watch guarding the table puts its own policy back within
+    // milliseconds: an apply of another policy file beside it would say
+    // "applied", revoke by a policy that does not stay, and be undone. The
+    // watch follows an apply of its own file (it reads the file again), and
+    // an apply that changes nothing is harmless (nftables.service's reload
+    // propagating to dockfw-nft.service).
+    let guard = match nft.guard_of(table)? {
+        Some(holder)
+            if holder.note.is_some()
+                && holder.note == crate::policy_file::identity(&session.global.config) =>
+        {
+            None
+        }
+        Some(_) if !force && installed_matches(nft.as_mut(), &ruleset) => None,
+        guard => guard,
+    };
+    if let Some(holder) = guard {
+        let guard = GuardedByWatch {
+            table: table.clone(),
+            pid: holder.pid,
+        };
+        if !force {
+            return Err(guard.into());
+        }
+        errln!(
+            session.console,
+            "{} {guard}; applying anyway (--force): it will put its own policy back",
+            paint(WARN, "warning:")
+        );
+    }
     let context = || format!("cannot install {} into table inet {table}", session.config_name());
     // Revoke reads connections' labels by the map of the ruleset that set
     // them: the one installed now. (One more read of the table; without one,
@@ -368,6 +398,37 @@ pub fn install(session: &Session, force: bool, adopt: bool) -> Result<Applied> {
         bridge_netfilter,
     })
 }
+
+/// Whether the installed table already is `ruleset` (an apply would change
+/// nothing); `false` when it cannot be read.
+fn installed_matches(nft: &mut dyn crate::backend::Tables, ruleset: &Ruleset) -> bool {
+    nft.inspect(&ruleset.table)
+        .ok()
+        .flatten()
+        .is_some_and(|installed| installed.compare(ruleset).matches())
+}
+
+/// `apply` refused: a guard (`dockfw-nft watch`) guards the table and would
+/// undo it.
+#[derive(Debug)]
+pub struct GuardedByWatch {
+    pub table: String,
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for GuardedByWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dockfw-nft watch{} guards table inet {} in this network namespace from another policy \
+             file and would put back its own policy at once; nothing was applied",
+            self.pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+            self.table,
+        )
+    }
+}
+
+impl std::error::Error for GuardedByWatch {}
 
 pub fn apply(session: &Session, force: bool, adopt: bool) -> Result<Exit> {
     let applied = install(session, force, adopt)?;

@@ -81,7 +81,7 @@ pub fn run(cli: Cli, backend: Box<dyn Backend>, console: Console) -> Exit {
         Command::Explain(args) => commands::explain(&session, &args),
         Command::Remove { foreign } => commands::remove(&session, foreign),
         Command::Set { command } => dynamic_sets::set(&session, &command),
-        Command::Log { group } => log::follow(&session, group),
+        Command::Log { group, all } => log::follow(&session, group, all),
         Command::Watch { settle, metrics } => watch::watch(&session, settle.into(), metrics),
         Command::Completions { shell } => commands::completions(shell),
         Command::Manpages { dir } => commands::manpages(&dir),
@@ -158,6 +158,14 @@ fn hint(error: &anyhow::Error) -> Option<&'static str> {
                 "without --require-docker, Docker being away is only a warning"
             });
         }
+        if cause.is::<commands::GuardedByWatch>() {
+            return Some(
+                "edit the policy file the watch reads and send it SIGHUP (`systemctl reload \
+                 dockfw-nft-watch`, `kill -HUP PID`; in Swarm, `docker service update` with a new \
+                 config), or stop it first (`systemctl stop dockfw-nft-watch`); `apply --force` \
+                 applies anyway, until the watch puts its policy back",
+            );
+        }
         if cause.is::<session::PolicyInvalid>() {
             return Some("fix the errors above; `dockfw-nft check` validates without changing anything");
         }
@@ -181,8 +189,8 @@ fn nft_hint(error: &dockfw_nft::Error) -> Option<&'static str> {
         ),
         Error::Busy { .. } => Some("another program kept changing the firewall; try again in a moment"),
         Error::Guarded { .. } => Some(
-            "one watch guards a table: stop the other (`systemctl stop dockfw-nft-watch`), or give \
-             this policy another `table`",
+            "one watch guards a table: stop the other (`systemctl stop dockfw-nft-watch`, or \
+             `docker service rm` for the Swarm service's task), or give this policy another `table`",
         ),
         Error::Rejected { .. } | Error::Mismatch { .. } => Some(
             "the policy is valid but the kernel refused it: `dockfw-nft plan` shows the \

@@ -13,7 +13,7 @@
 
 use crate::Exit;
 use crate::docker_view;
-use crate::output::{BAD, DIM, Verbosity, WARN, errln, outln, paint};
+use crate::output::{BAD, DIM, Verbosity, WARN, errln, paint};
 use crate::policy_file;
 use crate::session::Session;
 use anyhow::{Result, bail};
@@ -21,8 +21,10 @@ use dockfw_core::layout::{LogPrefix, decided_by_chain};
 use dockfw_core::policy::{DEFAULT_LOG_GROUP, LogTarget};
 use dockfw_core::{Action, Container, Direction, Draft};
 use dockfw_nft::nflog::{LoggedPacket, Received};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use serde::Serialize;
 use std::net::IpAddr;
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -41,10 +43,14 @@ struct Event {
     chain: String,
     direction: Option<Direction>,
     /// What was decided: allow, drop, reject; in audit mode would-drop,
-    /// would-reject, over-limit (the connection went on).
+    /// would-reject, over-limit (the connection went on); `foreign` for a
+    /// packet someone else logged to the group (`--all`).
     action: String,
-    /// Whether the packet was let through.
-    admitted: bool,
+    /// Whether the packet was let through (unknown for a foreign one).
+    admitted: Option<bool>,
+    /// Logged by someone else: its prefix is not dockfw's, or names a
+    /// decision the policy does not have. Never attributed to a rule.
+    foreign: bool,
     protocol: String,
     source: Option<IpAddr>,
     source_port: Option<u16>,
@@ -99,13 +105,28 @@ impl Containers<'_> {
     }
 }
 
-/// `dockfw-nft log [--group N]`.
-pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
+/// How often the policy is read again, to see whether it still logs to
+/// the group followed.
+const POLICY_RECHECK: Duration = Duration::from_secs(5);
+
+/// The group the policy at `session`'s config logs to; `None` when it
+/// cannot be read or logs to the kernel log.
+fn policy_group(draft: &Draft) -> Option<u16> {
+    match draft.guard().log_to {
+        LogTarget::Group(group) => Some(group),
+        LogTarget::Kernel => None,
+    }
+}
+
+fn read_draft(session: &Session) -> Result<Draft> {
+    let bytes = policy_file::read(&session.global.config)?;
+    Ok(Draft::parse_bytes(&session.config_name(), &bytes)?)
+}
+
+/// `dockfw-nft log [--group N] [--all]`.
+pub fn follow(session: &Session, group: Option<u16>, all: bool) -> Result<Exit> {
     let talk = session.verbosity > Verbosity::Quiet && !session.global.json;
-    let draft = match policy_file::read(&session.global.config)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| Ok(Draft::parse_bytes(&session.config_name(), &bytes)?))
-    {
+    let draft = match read_draft(session) {
         Ok(draft) => Some(draft),
         Err(error) => {
             if talk {
@@ -133,6 +154,27 @@ pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let mut listener = session.log_listener(group)?;
+    // The group the policy logs to, when it is not the one followed: said
+    // once per value (--group given, or the policy changed while we run).
+    let mut warned_group = None;
+    let mut check_group = |draft: Option<&Draft>| {
+        let Some(logs_to) = draft.and_then(policy_group) else {
+            return;
+        };
+        if logs_to != group && warned_group != Some(logs_to) && talk {
+            errln!(
+                session.console,
+                "{} {} logs to NFLOG group {logs_to}, not to group {group} followed here: \
+                 its packets are not shown (restart `dockfw-nft log` to follow {logs_to})",
+                paint(WARN, "warning:"),
+                session.config_name()
+            );
+        }
+        warned_group = Some(logs_to);
+    };
+    check_group(draft.as_ref());
+    let mut rechecked = Instant::now();
+    let mut skipped: u64 = 0;
     if talk {
         errln!(
             session.console,
@@ -157,7 +199,28 @@ pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
         asked: None,
     };
     containers.refresh();
+    let reader = StdoutReader::watch();
+    let ended = |skipped: u64| {
+        if skipped > 0 && talk {
+            errln!(
+                session.console,
+                "{}",
+                paint(
+                    DIM,
+                    format!(
+                        "skipped {skipped} packet{} logged to group {group} by others (--all shows them)",
+                        if skipped == 1 { "" } else { "s" }
+                    )
+                )
+            );
+        }
+        Ok(Exit::Success)
+    };
     while !stop.load(Ordering::Relaxed) {
+        if rechecked.elapsed() >= POLICY_RECHECK {
+            rechecked = Instant::now();
+            check_group(read_draft(session).ok().as_ref());
+        }
         for received in listener.receive(Duration::from_millis(250))? {
             match received {
                 Received::Lost(count) => {
@@ -172,26 +235,106 @@ pub fn follow(session: &Session, group: Option<u16>) -> Result<Exit> {
                     );
                 }
                 Received::Packet(packet) => {
+                    let own = is_own(&packet.prefix, draft.as_ref());
+                    if !own && !all {
+                        skipped += 1;
+                        if skipped == 1 && talk {
+                            errln!(
+                                session.console,
+                                "{}",
+                                paint(
+                                    DIM,
+                                    format!(
+                                        "skipping packets others log to group {group} (prefix {:?}: not \
+                                         dockfw's, or a rule this policy does not have); --all shows them",
+                                        packet.prefix
+                                    )
+                                )
+                            );
+                        }
+                        continue;
+                    }
                     let in_interface = packet.in_interface.and_then(|i| listener.interface_name(i));
                     let out_interface = packet.out_interface.and_then(|i| listener.interface_name(i));
-                    let mut event = decode(&packet, draft.as_ref(), &mut containers);
+                    let mut event = decode(&packet, draft.as_ref(), own, &mut containers);
                     event.in_interface = in_interface;
                     event.out_interface = out_interface;
-                    if session.global.json {
-                        outln!(session, "{}", serde_json::to_string(&event)?);
+                    let line = if session.global.json {
+                        serde_json::to_string(&event)?
                     } else {
-                        outln!(session, "{}", text(&event));
+                        text(&event)
+                    };
+                    if !print(session, &line)? {
+                        return ended(skipped);
                     }
                 }
             }
         }
+        // Whoever reads us is gone (`log | head -1`): end now, releasing
+        // the group, not at the next event.
+        if reader.gone() {
+            return ended(skipped);
+        }
     }
-    Ok(Exit::Success)
+    ended(skipped)
+}
+
+/// Whether a packet logged with `prefix` is dockfw's: a prefix of its
+/// format naming a decision the policy has (any decision when the policy
+/// could not be read). NFLOG carries no table, so anyone able to log to the
+/// group can still log a prefix that passes.
+fn is_own(prefix: &str, draft: Option<&Draft>) -> bool {
+    LogPrefix::parse(prefix)
+        .is_some_and(|prefix| draft.is_none_or(|draft| draft.decision_of_chain(&prefix.chain).is_some()))
+}
+
+/// Writes `line` to standard output: `false` once its reader is gone (a
+/// closed pipe: the end, as for any Unix filter), an error if it cannot be
+/// written otherwise (a full disk).
+fn print(session: &Session, line: &str) -> Result<bool> {
+    use std::io::Write as _;
+    let mut out = session.console.out();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(anyhow::Error::new(error).context("cannot write to standard output")),
+    }
+}
+
+/// Notices when standard output is a pipe (or socket) whose reader went
+/// away, without writing to it: epoll reports an error on its write end.
+/// Nothing is noticed for a regular file or a terminal.
+struct StdoutReader(Option<Epoll>);
+
+impl StdoutReader {
+    fn watch() -> Self {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok().filter(|epoll| {
+            // No events asked for: EPOLLERR and EPOLLHUP are always reported.
+            epoll
+                .add(std::io::stdout().as_fd(), EpollEvent::new(EpollFlags::empty(), 0))
+                .is_ok()
+        });
+        Self(epoll)
+    }
+
+    fn gone(&self) -> bool {
+        let Some(epoll) = &self.0 else { return false };
+        let mut events = [EpollEvent::empty()];
+        matches!(epoll.wait(&mut events, 0u8), Ok(1))
+            && events[0]
+                .events()
+                .intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP)
+    }
 }
 
 /// The event a logged packet stands for.
-fn decode(packet: &LoggedPacket, draft: Option<&Draft>, containers: &mut Containers<'_>) -> Event {
-    let prefix = LogPrefix::parse(&packet.prefix);
+fn decode(
+    packet: &LoggedPacket,
+    draft: Option<&Draft>,
+    dockfws: bool,
+    containers: &mut Containers<'_>,
+) -> Event {
+    let prefix = LogPrefix::parse(&packet.prefix).filter(|_| dockfws);
     let chain = prefix.as_ref().map(|p| p.chain.clone()).unwrap_or_default();
     let decision = draft.and_then(|d| d.decision_of_chain(&chain));
     let direction = decision
@@ -208,11 +351,11 @@ fn decode(packet: &LoggedPacket, draft: Option<&Draft>, containers: &mut Contain
             }
             _ => chain.clone(),
         },
-        (None, None) => packet.prefix.trim_end_matches([' ', ':']).to_string(),
+        (None, None) => String::new(),
     };
     let (action, admitted) = match &prefix {
-        Some(prefix) => (prefix.logged.word().to_string(), prefix.logged.admitted()),
-        None => ("logged".to_string(), true),
+        Some(prefix) => (prefix.logged.word().to_string(), Some(prefix.logged.admitted())),
+        None => ("foreign".to_string(), None),
     };
     let own = packet.packet.as_ref();
     let protocol = own
@@ -225,6 +368,7 @@ fn decode(packet: &LoggedPacket, draft: Option<&Draft>, containers: &mut Contain
         direction,
         action,
         admitted,
+        foreign: !dockfws,
         protocol,
         source: packet.original.as_ref().or(own).map(|t| t.src),
         source_port: packet.original.as_ref().or(own).and_then(|t| t.src_port),
@@ -302,11 +446,18 @@ fn text(event: &Event) -> String {
         "reject" => crate::output::action_style(Action::Reject),
         _ => crate::output::action_style(Action::Drop),
     };
+    let decided = if event.foreign {
+        format!(
+            "{} prefix {:?}",
+            paint(crate::output::DIM, "foreign"),
+            event.prefix
+        )
+    } else {
+        format!("{} {:?}", paint(style, &event.action), event.rule)
+    };
     let mut line = format!(
-        "{} {} {:?} {} {} -> {}",
+        "{} {decided} {} {} -> {}",
         event.time,
-        paint(style, &event.action),
-        event.rule,
         event.protocol,
         endpoint(event.source, event.source_port),
         endpoint(event.dialled, event.dialled_port),
@@ -332,7 +483,7 @@ fn text(event: &Event) -> String {
     if let Some(interface) = &event.out_interface {
         line.push_str(&format!(" out {interface}"));
     }
-    if event.admitted && event.action != "allow" {
+    if event.admitted == Some(true) && event.action != "allow" {
         line.push_str(" (audit mode: let through)");
     }
     line
@@ -350,7 +501,8 @@ mod tests {
             chain: "rule-2".into(),
             direction: Some(Direction::Inbound),
             action: "drop".into(),
-            admitted: false,
+            admitted: Some(false),
+            foreign: false,
             protocol: "tcp".into(),
             source: Some("198.51.100.7".parse().unwrap()),
             source_port: Some(40000),
@@ -373,12 +525,53 @@ mod tests {
         );
         let audit = Event {
             action: "would-drop".into(),
-            admitted: true,
+            admitted: Some(true),
             destination: None,
             container: None,
             ..event
         };
         assert!(plain(&audit).ends_with("in eth0 out docker0 (audit mode: let through)"));
+        // Someone else's packet (--all): no rule, no verdict, no audit tail.
+        let foreign = Event {
+            rule: String::new(),
+            chain: String::new(),
+            direction: None,
+            action: "foreign".into(),
+            admitted: None,
+            foreign: true,
+            out_interface: None,
+            prefix: "evil: ".into(),
+            ..audit
+        };
+        assert_eq!(
+            plain(&foreign),
+            "2025-01-02T03:04:05.678Z foreign prefix \"evil: \" tcp 198.51.100.7:40000 -> 203.0.113.5:8443 in eth0"
+        );
+    }
+
+    #[test]
+    fn only_dockfws_prefixes_of_decisions_the_policy_has_are_its_own() {
+        let draft = Draft::parse(
+            "p.toml",
+            "[guard]\ninterfaces = [\"eth0\"]\n[[rule]]\nname = \"web\"\nports = 80\n",
+        )
+        .unwrap();
+        for (prefix, own) in [
+            ("dockfw rule-1 allow web: ", true),
+            ("dockfw default-fate drop: ", true),
+            ("dockfw untracked drop: ", true),
+            // A rule the policy does not have.
+            ("dockfw rule-99 drop ghost: ", false),
+            // Not dockfw's format at all.
+            ("", false),
+            ("evil: ", false),
+            ("dockfw nonsense drop: ", false),
+        ] {
+            assert_eq!(is_own(prefix, Some(&draft)), own, "{prefix:?}");
+        }
+        // Without the policy, any prefix of dockfw's format.
+        assert!(is_own("dockfw rule-99 drop ghost: ", None));
+        assert!(!is_own("evil: ", None));
     }
 
     #[test]

@@ -43,6 +43,21 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
+/// Which policy file `path` is, as a one-line note a guard leaves in its
+/// claim (`policy DEV:INODE/NAME`): its directory's device and inode and its
+/// name, so that an editor replacing the file (a new inode) keeps it the
+/// same file, a path naming it through a symlink or a bind mount (a
+/// container's `-v /etc/dockfw:/etc/dockfw`) is the same too, and the same
+/// path in another mount namespace (a Swarm config) is not. `None` when it
+/// cannot be resolved.
+pub fn identity(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = std::fs::canonicalize(path).ok()?;
+    let directory = std::fs::metadata(path.parent()?).ok()?;
+    let name = path.file_name()?.to_string_lossy();
+    Some(format!("policy {}:{}/{name}", directory.dev(), directory.ino()))
+}
+
 /// Reads the policy file's bytes.
 pub fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     read_capped(path, "policy")

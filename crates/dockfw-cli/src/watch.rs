@@ -94,6 +94,8 @@ enum Input {
     DockerRetry(String),
     /// SIGHUP.
     Reload,
+    /// SIGTERM or SIGINT (by name): the end.
+    Stop(&'static str),
     /// A `url` or `names` source loaded again at its `refresh`.
     Refreshed(Fetched),
     /// Entries of the directories holding list files changed (by watch
@@ -111,9 +113,12 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
         Some(address) => Some((Endpoint::bind(address)?, session.counter_reader()?)),
         None => None,
     };
-    // First, so a SIGHUP during start-up is a reload, not the end.
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("cannot handle SIGHUP")?;
+    // First, so a SIGHUP during start-up is a reload, not the end; SIGTERM
+    // and SIGINT end watch cleanly (exit 0, the table left in force), also
+    // as a container's PID 1, which the kernel sends only signals it handles.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("cannot handle SIGHUP, SIGTERM and SIGINT")?;
     let host = session.global.docker_host.clone();
     // Docker is required at start: without it there is nothing to follow (exit 4).
     let events = dockfw_docker::subscribe(host.as_deref(), DEFAULT_TIMEOUT).map_err(|error| Unreachable {
@@ -128,8 +133,16 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
     let mut guard = Guard::start(session, shared.clone())?;
     if let (Some((endpoint, reader)), Some(shared)) = (endpoint, shared) {
         let address = endpoint.address();
+        // The console is not shared between threads: the metrics thread
+        // writes its (rare, rate-limited) warnings to stderr itself.
+        let quiet = session.verbosity == Verbosity::Quiet;
+        let warn_metrics = Box::new(move |text: &str| {
+            if !quiet {
+                anstream::eprintln!("{} {text}", paint(WARN, "warning:"));
+            }
+        });
         endpoint
-            .serve(shared, reader)
+            .serve(shared, reader, warn_metrics)
             .context("cannot start the metrics thread")?;
         log(session, &format!("serving metrics at http://{address}/metrics"));
     }
@@ -176,8 +189,12 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                reloads.send(Input::Reload);
+            for signal in signals.forever() {
+                reloads.send(match signal {
+                    SIGHUP => Input::Reload,
+                    SIGINT => Input::Stop("SIGINT"),
+                    _ => Input::Stop("SIGTERM"),
+                });
             }
         })
         .context("cannot start the signal thread")?;
@@ -632,7 +649,16 @@ impl<'a> Guard<'a> {
         } = session.follow_policy(&[])?;
         // One guard a table: two with different policies would undo each
         // other's every apply.
-        let claim = nft.claim_guard(&parsed.policy.guard.table)?;
+        let mut claim = nft.claim_guard(&parsed.policy.guard.table)?;
+        // Which policy this watch follows: an apply of the same file is
+        // followed, not undone, so `apply` lets it through (see
+        // `commands::install`). Without the note apply only errs on the
+        // side of refusing.
+        if let (Some(claim), Some(policy)) =
+            (&mut claim, crate::policy_file::identity(&session.global.config))
+        {
+            let _ = claim.note(&policy);
+        }
         let view = session.docker(&parsed)?;
         let mut guard = Self {
             session,
@@ -909,6 +935,9 @@ impl<'a> Guard<'a> {
             }
             let (inputs, reload) = take_inputs(inputs);
             for input in inputs {
+                if let Input::Stop(signal) = input {
+                    return Ok(self.stop(signal));
+                }
                 self.on_input(input);
             }
             if reload {
@@ -1047,6 +1076,16 @@ impl<'a> Guard<'a> {
         self.pending.note(now, now + delay);
     }
 
+    /// The end, on `signal`: the table stays in force, as installed.
+    fn stop(&self, signal: &str) -> Exit {
+        notify(&[NotifyState::Stopping]);
+        log(
+            self.session,
+            &format!("stopping on {signal}; table inet {} stays in force", self.table()),
+        );
+        Exit::Success
+    }
+
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Containers { containers, why } => {
@@ -1081,6 +1120,8 @@ impl<'a> Guard<'a> {
                 }
             }
             Input::Reload => self.reload(),
+            // Handled by `run`.
+            Input::Stop(_) => {}
             Input::Refreshed(fetched) => self.on_refreshed(fetched),
             Input::FilesChanged(changed) => {
                 let ours = changed.is_none_or(|changed| {

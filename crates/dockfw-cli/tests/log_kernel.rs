@@ -210,3 +210,182 @@ fn log_shows_a_blocked_probe_with_its_rule_source_and_dialled_port() {
     docker.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The exit code of `child` once it ends; a panic if it runs on past a
+/// generous bound (a hang, not slowness).
+fn exit_code_of(child: &mut Child) -> Option<i32> {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("dockfw-nft log still runs after its reader went away");
+}
+
+/// `dockfw-nft log | head -1`: once the reader closes the pipe, log ends
+/// (exit 0) and releases the NFLOG group, whether or not another event came.
+#[test]
+#[ignore = "needs root"]
+fn log_ends_when_its_reader_closes_the_pipe() {
+    let lab = Lab::new();
+    let dir = tempdir("log-pipe");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let docker = FakeDocker::with_containers(&dir.join("docker.sock"), &[]);
+    dockfw(&lab.router, &dir, &["apply", "-c", "policy.toml"], 0);
+
+    // head -1: one line read, then the pipe closed.
+    let first = Follower::start(&lab, &dir, &docker, &[]);
+    let line = (0..10)
+        .find_map(|_| {
+            assert_eq!(lab.probe(V4.denied, V4.router, 8080).0, ProbeResult::TimedOut);
+            first.next()
+        })
+        .expect("a line");
+    assert!(line.contains("\"no bad clients\""), "{line}");
+    // Dropping the channel ends the reading thread, which drops the pipe.
+    let Follower { mut child, lines } = first;
+    drop(lines);
+    // The thread only notices at its next line: one more event at most.
+    assert_eq!(lab.probe(V4.denied, V4.router, 8080).0, ProbeResult::TimedOut);
+    assert_eq!(exit_code_of(&mut child), Some(0));
+
+    // The reader gone before any event: log ends all the same.
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("dockfw-nft"))
+        .env_remove("DOCKFW_CONFIG")
+        .current_dir(&dir)
+        .args([
+            "--netns",
+            lab.router.name(),
+            "--no-docker",
+            "log",
+            "-c",
+            "policy.toml",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(exit_code_of(&mut child), Some(0));
+
+    // The group is free again: a new follower gets the next event.
+    let follower = Follower::start(&lab, &dir, &docker, &["--json"]);
+    let event = probe_until_logged(&lab, &follower, V4.denied, V4.router);
+    assert_eq!(event["rule"], "no bad clients", "{event}");
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+    docker.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Someone else's table logging to dockfw's group: a prefix of dockfw's
+/// format for a rule the policy does not have, and none at all.
+const FOREIGN: &str = "table inet evil {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    tcp dport 9999 log prefix \"dockfw rule-99 drop ghost: \" group 4242
+    tcp dport 9998 log group 4242
+  }
+}
+";
+
+/// What others log to the group is counted and skipped (never shown as a
+/// dockfw decision) unless --all, which marks it foreign; following a
+/// group the policy does not log to is warned about.
+#[test]
+#[ignore = "needs root"]
+fn log_skips_what_others_log_to_the_group_unless_all() {
+    let lab = Lab::new();
+    let dir = tempdir("log-foreign");
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(dir.join("evil.nft"), FOREIGN).unwrap();
+    let docker = FakeDocker::with_containers(&dir.join("docker.sock"), &[]);
+    dockfw(&lab.router, &dir, &["apply", "-c", "policy.toml"], 0);
+    let evil = dir.join("evil.nft");
+    lab.router.exec("nft", ["-f", evil.to_str().unwrap()]);
+    let drain =
+        |follower: &Follower| while follower.lines.recv_timeout(Duration::from_millis(300)).is_ok() {};
+
+    // Text (its notes on standard error are not written with --json).
+    let follower = Follower::start(&lab, &dir, &docker, &[]);
+    let denied = |follower: &Follower| {
+        (0..10)
+            .find_map(|_| {
+                assert_eq!(lab.probe(V4.denied, V4.router, 8080).0, ProbeResult::TimedOut);
+                follower.next()
+            })
+            .expect("a line")
+    };
+    denied(&follower);
+    drain(&follower);
+    for port in [9999, 9998] {
+        lab.probe(V4.allowed, V4.router, port);
+    }
+    // The next line shown is dockfw's own again.
+    let line = denied(&follower);
+    assert!(line.contains(" drop \"no bad clients\" tcp "), "{line}");
+    drain(&follower);
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("skipping packets others log to group 4242"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("logged to group 4242 by others (--all shows them)"),
+        "{stderr}"
+    );
+
+    // --all: shown, marked foreign, attributed to no rule.
+    let follower = Follower::start(&lab, &dir, &docker, &["--json", "--all"]);
+    probe_until_logged(&lab, &follower, V4.denied, V4.router);
+    drain(&follower);
+    for (port, prefix) in [(9999, "dockfw rule-99 drop ghost: "), (9998, "")] {
+        let event = (0..10)
+            .find_map(|_| {
+                lab.probe(V4.allowed, V4.router, port);
+                follower.next()
+            })
+            .expect("a foreign line");
+        let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+        assert_eq!(event["foreign"], true, "{event}");
+        assert_eq!(event["action"], "foreign", "{event}");
+        assert_eq!(event["rule"], "", "{event}");
+        assert!(event["admitted"].is_null(), "{event}");
+        assert_eq!(event["prefix"], prefix, "{event}");
+        drain(&follower);
+    }
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // A group the policy does not log to: said at once.
+    let follower = Follower::start(&lab, &dir, &docker, &["--group", "4243"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("policy.toml logs to NFLOG group 4242, not to group 4243 followed here"),
+        "{stderr}"
+    );
+
+    // The policy changed to another group while log runs: said once it
+    // reads the policy again (every 5 s).
+    let follower = Follower::start(&lab, &dir, &docker, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, POLICY.replace("log_group = 4242", "log_group = 4243")).unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    let (code, stderr) = follower.interrupt();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("policy.toml logs to NFLOG group 4243, not to group 4242 followed here")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    docker.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

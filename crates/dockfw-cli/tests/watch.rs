@@ -737,6 +737,218 @@ fn serves_metrics_that_follow_the_guard() {
     setup.done();
 }
 
+/// A one-shot `apply` of another policy file than the one a watch of the
+/// same table follows would be undone within milliseconds: refused (exit 2,
+/// naming the watch and what to do), unless --force, which warns. An apply
+/// of the watch's own file (which the watch follows), or one that changes
+/// nothing, goes through.
+#[test]
+#[ignore = "needs root"]
+fn apply_beside_a_guarding_watch_is_refused_unless_forced() {
+    let setup = setup("applyguarded");
+    let mut watch = setup.watch(&[]);
+    let apply = |config: &str, extra: &[&str]| {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("dockfw-nft"))
+            .env_remove("DOCKFW_CONFIG")
+            .current_dir(&setup.dir)
+            .args([
+                "--netns",
+                setup.netns.name(),
+                "--docker-host",
+                &setup.docker.host(),
+            ])
+            .args(["-c", config, "apply"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let other = POLICY.replace("\"website\"", "\"website v2\"");
+    // Another file with the policy the watch applied: nothing to change,
+    // nothing refused (as when nftables.service's reload propagates to
+    // dockfw-nft.service).
+    std::fs::write(setup.dir.join("copy.toml"), POLICY).unwrap();
+    let (code, stderr) = apply("copy.toml", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("guards table"), "{stderr}");
+
+    // Another file, another policy: refused, the table unchanged.
+    let before = table(&setup.netns).expect("installed");
+    std::fs::write(setup.dir.join("other.toml"), &other).unwrap();
+    let (code, stderr) = apply("other.toml", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "dockfw-nft watch (pid {}) guards table inet dockfw",
+            watch.child.id()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was applied"), "{stderr}");
+    assert!(stderr.contains("SIGHUP"), "{stderr}");
+    assert!(stderr.contains("systemctl stop dockfw-nft-watch"), "{stderr}");
+    assert_eq!(table(&setup.netns).as_ref(), Some(&before), "unchanged");
+
+    // --force: applied, with a warning (and undone by the watch).
+    let (code, stderr) = apply("other.toml", &["--force"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: dockfw-nft watch (pid ") && stderr.contains("applying anyway (--force)"),
+        "{stderr}"
+    );
+    watch.wait_for_new("repaired table inet dockfw", REPAIRED_WITHIN);
+
+    // The watch's own file, edited (systemctl reload dockfw-nft): applied,
+    // and the watch follows it.
+    std::fs::write(setup.dir.join("policy.toml"), &other).unwrap();
+    let (code, stderr) = apply("policy.toml", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("guards table"), "{stderr}");
+    watch.wait_for_new("following policy.toml as it is now", REPAIRED_WITHIN);
+    assert!(table(&setup.netns).unwrap().contains("website v2"));
+
+    // The watch gone, nothing is refused.
+    drop(watch);
+    std::fs::write(setup.dir.join("other.toml"), POLICY).unwrap();
+    let (code, stderr) = apply("other.toml", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("guards table"), "{stderr}");
+    setup.done();
+}
+
+/// The exit status of `child` once it ends; a panic if it runs on past a
+/// generous bound (a hang, not slowness).
+fn ended(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("watch still runs after the signal");
+}
+
+fn signal(pid: u32, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
+/// SIGTERM and SIGINT end watch cleanly: exit 0, the table left in force;
+/// also as PID 1 of a PID namespace (a container without --init), where
+/// the kernel delivers only the signals a process handles.
+#[test]
+#[ignore = "needs root"]
+fn sigterm_and_sigint_end_watch_with_exit_0_leaving_the_table() {
+    let setup = setup("signals");
+    for name in ["TERM", "INT"] {
+        let mut watch = setup.watch(&[]);
+        let installed = table(&setup.netns).expect("installed");
+        signal(watch.child.id(), name);
+        let status = ended(&mut watch.child);
+        assert_eq!(status.code(), Some(0), "SIG{name}: {status}\n{}", watch.text());
+        assert!(
+            watch.text().contains(&format!(
+                "stopping on SIG{name}; table inet dockfw stays in force"
+            )),
+            "{}",
+            watch.text()
+        );
+        assert_eq!(table(&setup.netns), Some(installed), "SIG{name}: the table stays");
+    }
+
+    // PID 1 of its own PID namespace, as in a container.
+    let log = setup.dir.join("pid1.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let inner = setup.command(&["watch"]);
+    let mut unshare = Command::new("unshare");
+    unshare
+        .args(["--pid", "--fork", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(&setup.dir)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .stdin(Stdio::null());
+    let mut child = unshare.spawn().unwrap();
+    let mut watch_pid = None;
+    for _ in 0..100 {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap_or_default();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next()
+            && text.contains("applying (start)")
+        {
+            watch_pid = Some(pid.parse::<u32>().unwrap());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let watch_pid =
+        watch_pid.unwrap_or_else(|| panic!("no watch: {}", std::fs::read_to_string(&log).unwrap()));
+    let status = std::fs::read_to_string(format!("/proc/{watch_pid}/status")).unwrap();
+    assert!(
+        status.contains("NSpid:\t")
+            && status
+                .lines()
+                .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
+        "{status}"
+    );
+    signal(watch_pid, "TERM");
+    let status = ended(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{status}\n{text}");
+    assert!(text.contains("stopping on SIGTERM"), "{text}");
+    assert!(table(&setup.netns).is_some(), "the table stays");
+    setup.done();
+}
+
+/// The address `watch --metrics` says it serves at.
+fn metrics_address(watch: &mut Watch) -> String {
+    let line = watch.wait_for_new("serving metrics at http://", REPAIRED_WITHIN);
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string()
+}
+
+/// Out of file descriptors (the attack: idle connections up to the fd
+/// limit), the endpoint says so and keeps listening: once the connections
+/// are gone, scrapes are served again, under the same limit.
+#[test]
+#[ignore = "needs root"]
+fn the_metrics_endpoint_survives_running_out_of_file_descriptors() {
+    let setup = setup("metricsfds");
+    let mut watch = setup.watch_with(&["--metrics", "127.0.0.1:0"], &[]);
+    let address = metrics_address(&mut watch);
+    assert_eq!(http_get(&address, "/metrics").0, 200);
+    let pid = watch.child.id().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    // Room for two more connections, no more (the soft limit only).
+    let limit = format!("--nofile={}:", open + 2);
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit {limit}: {status}");
+    let clients: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    watch.wait_for_new("metrics: cannot accept a connection", REPAIRED_WITHIN);
+    drop(clients);
+    assert_eq!(http_get(&address, "/metrics").0, 200, "{}", watch.text());
+    drop(watch);
+    setup.done();
+}
+
 #[test]
 #[ignore = "needs root"]
 fn a_metrics_address_in_use_ends_watch_before_it_applies() {

@@ -261,6 +261,7 @@ mod transact;
 
 pub use error::{Error, Failure, Result};
 pub use inspect::{Comparison, Difference, InstalledTable, table_text};
+pub use lock::GuardHolder;
 pub use owner::{MARKER, Owner};
 
 pub use report::{ApplyReport, BaseChain, Change, RuleCounter, Transaction, TransactionKind};
@@ -304,7 +305,15 @@ pub struct Nft {
 /// dropped or when the process dies.
 #[derive(Debug)]
 pub struct GuardClaim {
-    _lock: WriterLock,
+    lock: WriterLock,
+}
+
+impl GuardClaim {
+    /// Says something about this guard (one line) to whoever asks
+    /// [`Nft::guard_of`]: e.g. which policy it follows.
+    pub fn note(&mut self, note: &str) -> std::io::Result<()> {
+        self.lock.note(note)
+    }
 }
 
 /// The public face of each job; the work is done in the private modules
@@ -398,7 +407,15 @@ impl Nft {
     /// as `dockfw-nft watch`, so that a second one on the same table is
     /// refused ([`Error::Guarded`]) instead of fighting the first.
     pub fn claim_guard(&self, table: &str) -> Result<GuardClaim> {
-        WriterLock::claim_guard(self.netns, table).map(|lock| GuardClaim { _lock: lock })
+        WriterLock::claim_guard(self.netns, table).map(|lock| GuardClaim { lock })
+    }
+
+    /// Whether a guard ([`Nft::claim_guard`], e.g. `dockfw-nft watch`)
+    /// guards `table` in this connection's network namespace: `Some` with
+    /// its pid (if it wrote it yet) and its [`GuardClaim::note`]. A guard puts back its own policy over
+    /// any other writer's apply, so a one-shot writer asks first.
+    pub fn guard_of(&self, table: &str) -> Result<Option<GuardHolder>> {
+        WriterLock::guard_of(self.netns, table)
     }
 
     /// Whether table `table` (family inet) exists, and its flags (e.g.

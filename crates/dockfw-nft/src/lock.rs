@@ -70,7 +70,7 @@ impl NetnsId {
 /// A held writer lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct WriterLock {
-    _file: Flock<File>,
+    file: Flock<File>,
 }
 
 impl WriterLock {
@@ -92,14 +92,48 @@ impl WriterLock {
     /// first over every change. [`Error::Guarded`] if another holds it.
     pub(crate) fn claim_guard(netns: NetnsId, table: &str) -> Result<Self> {
         let dir = Path::new(LOCK_DIR);
-        let path = dir.join(format!("{}-{table}.guard", netns.file_stem()));
-        match Self::acquire_file(dir, path, Duration::ZERO) {
+        let path = guard_path(dir, netns, table);
+        // A moment's wait: `guard_of` holds the claim for an instant to see
+        // whether a guard runs, which must not refuse a guard starting then.
+        match Self::acquire_file(dir, path, GUARD_CLAIM_WAIT) {
             Err(Error::Locked { holder, .. }) => Err(Error::Guarded {
                 table: table.to_string(),
                 holder,
             }),
             other => other,
         }
+    }
+
+    /// Whether a guard holds the claim on `table` in `netns`: `Some` with
+    /// what it wrote in the claim file if so. Creates nothing: no claim
+    /// file, no guard ever ran.
+    pub(crate) fn guard_of(netns: NetnsId, table: &str) -> Result<Option<GuardHolder>> {
+        let dir = Path::new(LOCK_DIR);
+        let path = guard_path(dir, netns, table);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let read = |path: &Path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let mut lines = text.lines();
+            GuardHolder {
+                pid: lines.next().and_then(|line| line.trim().parse().ok()),
+                note: lines.next().map(str::to_string).filter(|note| !note.is_empty()),
+            }
+        };
+        match Self::acquire_file(dir, path.clone(), Duration::ZERO) {
+            Ok(_free) => Ok(None),
+            Err(Error::Locked { .. }) => Ok(Some(read(&path))),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes `note` into the lock file, after the pid, for [`Self::guard_of`].
+    pub(crate) fn note(&mut self, note: &str) -> io::Result<()> {
+        let file = &mut *self.file;
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}\n{}\n", std::process::id(), note.replace('\n', " "))
     }
 
     fn acquire_file(dir: &Path, path: PathBuf, wait: Duration) -> Result<Self> {
@@ -156,9 +190,19 @@ impl WriterLock {
             .set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()));
-        Ok(Self { _file: file })
+        Ok(Self { file })
     }
 }
+
+/// The file whose `flock` is the claim of the guard of `table`.
+fn guard_path(dir: &Path, netns: NetnsId, table: &str) -> PathBuf {
+    dir.join(format!("{}-{table}.guard", netns.file_stem()))
+}
+
+/// How long a guard waits for its claim before [`Error::Guarded`]: long
+/// enough to outlast a [`WriterLock::guard_of`] look, short enough to say
+/// at once that another guard runs.
+const GUARD_CLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// Creates `dir` (0755) if missing, and refuses it unless it is a directory
 /// owned by root or by us that only its owner can write to.
@@ -207,12 +251,21 @@ fn try_flock(mut file: File) -> io::Result<std::result::Result<Flock<File>, File
     }
 }
 
-/// The pid the lock's holder wrote, if it did already.
+/// The pid the lock's holder wrote (its first line), if it did already.
 fn holder(file: &mut File) -> Option<u32> {
     let mut text = String::new();
     file.rewind().ok()?;
     file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok()
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// The holder of a guard's claim ([`crate::Nft::guard_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardHolder {
+    /// Its pid, if it wrote it yet (as its PID namespace numbers it).
+    pub pid: Option<u32>,
+    /// What it wrote about itself ([`crate::GuardClaim::note`]), if anything.
+    pub note: Option<String>,
 }
 
 #[cfg(test)]

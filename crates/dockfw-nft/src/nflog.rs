@@ -145,7 +145,9 @@ impl LogListener {
             group,
             conntrack: true,
             recv: vec![0; RECV_BYTES / 4],
-            next_seq: None,
+            // The bind creates the group's instance, which numbers its
+            // messages from 0: events lost before the first read count too.
+            next_seq: Some(0),
             overran: false,
             interfaces,
             names: HashMap::new(),
@@ -260,9 +262,12 @@ impl LogListener {
                 }
                 _ => None,
             };
+            // After an overrun the messages still queued come first, then
+            // the gap: counted by the sequence numbers where the packet has
+            // one (at the first packet after the loss), else said uncounted.
             if let Some(n) = gap {
                 out.push(Received::Lost(Some(n)));
-            } else if self.overran {
+            } else if self.overran && packet.seq.is_none() {
                 out.push(Received::Lost(None));
             }
             self.overran = false;
