@@ -258,7 +258,16 @@ fn under_traffic(
     let stop = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let began = Instant::now();
+    /// Stops the traffic however the changes end: a change that panics
+    /// must not leave the scope waiting for the sender forever.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| blast(lab, classes, &stop, &sent));
         // Let traffic start before the first change.
         std::thread::sleep(Duration::from_millis(50));
@@ -266,7 +275,6 @@ fn under_traffic(
             change(round);
             std::thread::sleep(Duration::from_millis(5));
         }
-        stop.store(true, Ordering::Relaxed);
     });
     let end = counts(&mut witness_nft, classes);
     eprintln!(
@@ -350,22 +358,20 @@ fn in_place_updates_give_every_packet_its_fate() {
 /// The policy with `admins` and `banned` (IPv4) holding extra whole
 /// intervals, apart from the probed addresses and from each other.
 fn element_variant(admins: bool, banned: bool) -> Ruleset {
+    // `admins` stays an interval set (it always holds a network), `banned`
+    // a hash of single addresses: each kind is edited in place.
     let text = POLICY
         .replace(
             "EXTRA_ADMINS",
             if admins {
-                r#", "10.1.0.5", "10.9.0.0/24", "10.1.0.0""#
+                r#", "10.200.0.0/24", "10.1.0.5", "10.9.0.0/24", "10.1.0.0""#
             } else {
-                ""
+                r#", "10.200.0.0/24""#
             },
         )
         .replace(
             "EXTRA_BANNED",
-            if banned {
-                r#", "10.1.0.7", "10.8.1.0/24""#
-            } else {
-                ""
-            },
+            if banned { r#", "10.1.0.7", "10.8.1.9""# } else { "" },
         )
         .replace("TOP_RULE", "")
         .replace("MIDDLE_RULE", "");
