@@ -39,28 +39,53 @@ enum By {
 type Case = (Probe, ProbeResult, By);
 
 /// Runs the probes at once, asserts their outcomes, and asserts that each
-/// rule's counter (and the default fate's) rose by exactly the number of
-/// connections it decided: one packet each (a SYN or a datagram; a dropped
-/// SYN is not retransmitted within the probe timeout).
+/// rule's counter (and the default fate's) rose by the number of
+/// connections it decided: one packet each (a SYN or a datagram), and for a
+/// TCP probe that times out up to two more (the client retransmits its SYN
+/// after a second, which a machine busy with other work can let happen
+/// within the probe's timeout).
 fn check(lab: &Lab, fw: &mut Firewall, what: &str, cases: &[Case]) {
     let before = decided_per_chain(fw);
     let plain: Vec<(Probe, ProbeResult)> = cases.iter().map(|&(p, o, _)| (p, o)).collect();
     common::check(lab, what, &plain);
     let after = decided_per_chain(fw);
-    let mut want: BTreeMap<String, u64> = after.keys().map(|chain| (chain.clone(), 0)).collect();
-    for &(_, _, by) in cases {
+    let mut want: BTreeMap<String, (u64, u64)> = after.keys().map(|chain| (chain.clone(), (0, 0))).collect();
+    for &(probe, outcome, by) in cases {
         let chain = match by {
             By::Rule(n) => rule_counter(n - 1).chain,
             By::Default => default_counter().chain,
             By::Nobody => continue,
         };
-        *want.entry(chain).or_default() += 1;
+        let retransmits = if outcome == TimedOut && probe.proto == Proto::Tcp {
+            2
+        } else {
+            0
+        };
+        let (least, most) = want.entry(chain).or_default();
+        *least += 1;
+        *most += 1 + retransmits;
     }
     let got: BTreeMap<String, u64> = after
         .iter()
         .map(|(chain, packets)| (chain.clone(), packets - before.get(chain).copied().unwrap_or(0)))
         .collect();
-    assert_eq!(got, want, "{what}: packets decided per chain (got, want)");
+    let wrong: Vec<String> = want
+        .iter()
+        .filter(|(chain, (least, most))| {
+            let got = got.get(*chain).copied().unwrap_or(0);
+            got < *least || got > *most
+        })
+        .map(|(chain, (least, most))| {
+            format!(
+                "{chain}: {} (want {least}..={most})",
+                got.get(chain).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: packets decided per chain: {wrong:?} (all: {got:?})"
+    );
 }
 
 /// Packets counted by each policy rule and the default fate of the table
