@@ -764,7 +764,7 @@ struct StatusOutput {
     /// Untracked packets the guard would judge, dropped (`notrack` somewhere).
     untracked: Option<RuleStatus>,
     /// What containers sent that no outbound or between rule could judge,
-    /// dropped: invalid packets, IPv6 link-local between containers (left
+    /// dropped: invalid packets; between containers: IPv6 link-local, broadcasts, multicasts (left
     /// out when neither direction is judged).
     #[serde(skip_serializing_if = "Option::is_none")]
     unattributed: Option<RuleStatus>,
@@ -1112,7 +1112,7 @@ fn print_status(session: &Session, out: &StatusOutput) {
         outln!(session);
         outln!(
             session,
-            "from containers, judged by no rule (invalid packets, IPv6 link-local between containers):"
+            "from containers, judged by no rule (invalid packets; between containers: IPv6 link-local, broadcasts, multicasts):"
         );
         out!(session, "{}", rules_table(&[unattributed]));
     }

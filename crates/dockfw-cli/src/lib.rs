@@ -192,9 +192,14 @@ fn nft_hint(error: &dockfw_nft::Error) -> Option<&'static str> {
             "one watch guards a table: stop the other (`systemctl stop dockfw-nft-watch`, or \
              `docker service rm` for the Swarm service's task), or give this policy another `table`",
         ),
-        Error::Rejected { .. } | Error::Mismatch { .. } => Some(
+        Error::Rejected { .. } => Some(
             "the policy is valid but the kernel refused it: `dockfw-nft plan` shows the \
              script; please report this with the policy and `uname -r`",
+        ),
+        Error::Mismatch { .. } => Some(
+            "the table read back after the apply is not what was sent: usually another program \
+             changed it at that moment (try again; watch retries by itself); if it repeats with \
+             nothing else changing the firewall, please report it with the policy and `uname -r`",
         ),
         Error::Unrecognised { .. } => {
             Some("someone else changed dockfw's table; `dockfw-nft apply` replaces it with the policy")

@@ -186,7 +186,7 @@ pub fn decisions(out: &mut Exposition, table: &str, installed: bool, decisions: 
             DecisionKind::Unattributed,
             "dockfw_unattributed_dropped",
             "sent by containers and dropped because no outbound or between rule could judge it \
-             (invalid packets, IPv6 link-local between containers)",
+             (invalid packets; between containers: IPv6 link-local, broadcasts, multicasts)",
         ),
     ];
     for (kind, prefix, what) in families {

@@ -270,7 +270,7 @@ impl Conntrack {
                 entries.push(parse_entry(msg).map_err(|detail| protocol(ACTION, detail))?);
                 Ok(None)
             }
-            Reply::Done { seq: s } if s == seq => Ok(Some(())),
+            Reply::Done { seq: s, .. } if s == seq => Ok(Some(())),
             Reply::Ack { seq: s, errno, .. } if s == seq && errno != 0 => {
                 Err(Error::io(ACTION, std::io::Error::from_raw_os_error(errno)))
             }

@@ -253,6 +253,13 @@ fn points<T: FromKey + dockfw_core::interval::Point>(
     if !out.is_sorted_by_key(|i| i.first) {
         out.sort_unstable_by_key(|i| i.first);
     }
+    // A hash lists each key once: twice means a dump torn by a concurrent
+    // change (the kernel resumes a hash dump by position), not a set.
+    if out.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad(
+            "an element listed twice (a dump torn by a concurrent change)",
+        ));
+    }
     Ok(out)
 }
 

@@ -4,7 +4,7 @@
 
 use crate::encode::{Batch, Object, Part};
 use crate::{Error, Failure, Nft};
-use dockfw_core::ruleset::Ruleset;
+use dockfw_core::ruleset::{Ruleset, SetElements};
 
 /// A message of a batch the kernel answered with an error.
 pub(crate) struct KernelError {
@@ -30,7 +30,7 @@ pub(crate) fn difference(want: &Ruleset, got: Option<&Ruleset>) -> String {
     }
     for (w, g) in want.sets.iter().zip(&got.sets) {
         if w != g {
-            return format!("set `{}`: {:?} instead of {:?}", w.name, g.elements, w.elements);
+            return format!("set `{}`: {}", w.name, set_difference(&w.elements, &g.elements));
         }
     }
     for (w, g) in want.chains.iter().zip(&got.chains) {
@@ -52,6 +52,48 @@ pub(crate) fn difference(want: &Ruleset, got: Option<&Ruleset>) -> String {
         }
     }
     "unknown difference".into()
+}
+
+/// What differs between two sets' contents, in a line: their kinds, or
+/// how many elements each holds and the first few on one side only (a set
+/// of 100,000 elements must not make a log line of megabytes).
+fn set_difference(want: &SetElements, got: &SetElements) -> String {
+    const SHOWN: usize = 3;
+    fn each<T: std::fmt::Debug>(v: &[T]) -> Vec<String> {
+        v.iter().map(|i| format!("{i:?}")).collect()
+    }
+    let listed = |e: &SetElements| match e {
+        SetElements::Ipv4(v) | SetElements::Ipv4Addrs(v) => Some(each(v)),
+        SetElements::Ipv6(v) | SetElements::Ipv6Addrs(v) => Some(each(v)),
+        SetElements::Port(v) => Some(each(v)),
+        SetElements::Meter(_) | SetElements::Runtime(_) => None,
+    };
+    let same_kind = std::mem::discriminant(want) == std::mem::discriminant(got);
+    match (listed(want), listed(got)) {
+        (Some(w), Some(g)) if same_kind => {
+            let only = |a: &[String], b: &[String]| -> Vec<String> {
+                let b: std::collections::HashSet<&String> = b.iter().collect();
+                a.iter().filter(|i| !b.contains(i)).take(SHOWN).cloned().collect()
+            };
+            format!(
+                "{} elements instead of {}; missing {:?}, unexpected {:?}",
+                g.len(),
+                w.len(),
+                only(&w, &g),
+                only(&g, &w)
+            )
+        }
+        _ => {
+            let short = |e: &SetElements| {
+                let text = format!("{e:?}");
+                match text.char_indices().nth(200) {
+                    Some((at, _)) => format!("{}…", &text[..at]),
+                    None => text,
+                }
+            };
+            format!("{} instead of {}", short(got), short(want))
+        }
+    }
 }
 
 fn describe_part(kind: &str, index: usize, what: Option<&impl std::fmt::Debug>) -> String {

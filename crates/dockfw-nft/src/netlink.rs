@@ -36,8 +36,9 @@ pub(crate) const RECV_BYTES: usize = 256 * 1024;
 pub(crate) enum Reply<'a> {
     /// A data message (dump part or reply to a request).
     Data { seq: u32, flags: u16, msg: &'a [u8] },
-    /// End of a dump.
-    Done { seq: u32 },
+    /// End of a dump; its flags carry `NLM_F_DUMP_INTR` when the dump saw
+    /// a change after its last data message.
+    Done { seq: u32, flags: u16 },
     /// An ack (`errno == 0`) or error for the message with sequence `seq`.
     Ack {
         seq: u32,
@@ -66,7 +67,7 @@ pub(crate) fn parse_replies(buf: &[u8]) -> io::Result<Vec<Reply<'_>>> {
         let flags = u16_at(msg, 6).ok_or_else(bad)?;
         let seq = u32_at(msg, 8).ok_or_else(bad)?;
         match ty {
-            NLMSG_DONE => out.push(Reply::Done { seq }),
+            NLMSG_DONE => out.push(Reply::Done { seq, flags }),
             NLMSG_ERROR => {
                 // struct nlmsgerr { int error; struct nlmsghdr msg; } then TLVs.
                 let errno = -(u32_at(msg, 16).ok_or_else(bad)? as i32);

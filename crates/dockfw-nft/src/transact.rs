@@ -63,7 +63,10 @@ impl Nft {
                         interrupted |= flags & NLM_F_DUMP_INTR != 0;
                         each(msg)?;
                     }
-                    Reply::Done { seq: s } if s == seq => return Ok(RequestOutcome::Done { interrupted }),
+                    Reply::Done { seq: s, flags } if s == seq => {
+                        interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                        return Ok(RequestOutcome::Done { interrupted });
+                    }
                     Reply::Ack { seq: s, errno: 0, .. } if s == seq => {
                         return Ok(RequestOutcome::Done { interrupted });
                     }
