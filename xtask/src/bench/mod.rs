@@ -76,9 +76,11 @@ fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
     crate::run("cargo", &["build", "--release", "--quiet", "-p", "dockfw-cli"])?;
     let binary = crate::target_dir()?.join("release/dockfw-nft");
     let plan = compare::Plan::new(quick);
+    let load_before = load_average();
     let started = std::time::Instant::now();
     let results = compare::run(&binary, &plan)?;
     let took = started.elapsed();
+    let load = format!("{load_before}; after: {}", load_average());
     draw_charts(root, &results)?;
     let section = format!(
         "## dockfw against the alternatives (`{command}`)\n\n\
@@ -86,8 +88,8 @@ fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
          ![apply time against entries](apply-time.svg)\n\n\
          ![new connections per second against entries](connections.svg)\n\n\
          {}\n\
-         Machine: {}; {}, {}, {}, {}. The machine was shared with other builds while this ran: \
-         treat differences under a factor of about 1.5 between rows as noise.\n",
+         Machine: {}; {}, {}, {}, {}. Load average (1, 5, 15 min) before the run: {load}: \
+         on 2 shared cores, treat differences under a factor of about 1.5 between rows as noise.\n",
         took.as_secs_f64(),
         compare::METHOD,
         compare::report(&results, &plan),
@@ -106,6 +108,14 @@ fn compare(root: &Path, quick: bool, command: &str) -> Result<()> {
     write_section(root, "compare", &section)
 }
 
+/// The machine's load average (1, 5 and 15 minutes), as /proc/loadavg says:
+/// how busy it was is part of what a figure means.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn heal(root: &Path, quick: bool, command: &str) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("cargo xtask bench heal needs root (network namespaces)");
@@ -114,12 +124,13 @@ fn heal(root: &Path, quick: bool, command: &str) -> Result<()> {
     crate::run("cargo", &["build", "--release", "--quiet", "-p", "dockfw-cli"])?;
     let binary = crate::target_dir()?.join("release/dockfw-nft");
     let plan = compare::Plan::new(quick);
+    let load = load_average();
     let started = std::time::Instant::now();
     let rows = compare::run_heal(&binary, &plan)?;
     let section = format!(
         "## Repairing tampering (`{command}`)\n\n\
          Command: `{command}` (as root; took {:.0} s). {}\n\n{}\n\
-         Machine: {}; {}. The machine was shared with other builds while this ran.\n",
+         Machine: {}; {}. Load average (1, 5, 15 min) before the run: {load}.\n",
         started.elapsed().as_secs_f64(),
         compare::HEAL_METHOD,
         compare::heal_report(&rows, &plan),
