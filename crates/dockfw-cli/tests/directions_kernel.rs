@@ -15,15 +15,13 @@ mod common;
 
 use assert_cmd::Command;
 use common::fake_docker::{FakeDocker, publishing_json};
+use common::packets::{CONNECT_TIMEOUT, Probe, ip, prepare, probe, probe_link_local, serve, wait_up};
 use common::tempdir;
 use dockfw_nft::testing::TestNetns;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// A dropped connection attempt takes this long to give up.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(400);
+use std::time::Duration;
 
 /// One container: its namespace, name, bridge and addresses.
 struct Box_ {
@@ -50,64 +48,6 @@ struct Host {
 /// The outside servers: the API (which web may call) and another.
 const API: (&str, &str) = ("10.9.0.2", "fd00:9::2");
 const ELSEWHERE: (&str, &str) = ("10.9.0.3", "fd00:9::3");
-
-#[derive(Debug, PartialEq, Eq)]
-enum Probe {
-    /// Connected and got the server's answer.
-    Served,
-    /// Refused at once (a TCP reset).
-    Refused,
-    /// No answer within the timeout.
-    TimedOut,
-}
-
-fn ip(ns: &TestNetns, args: &[&str]) {
-    ns.exec("ip", args);
-}
-
-/// Waits until `dev` in `ns` has its carrier (a veth passes packets only then).
-fn wait_up(ns: &TestNetns, dev: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let out = ns.exec("ip", ["-o", "link", "show", "dev", dev]);
-        if out.contains("LOWER_UP") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{dev} in {} did not come up: {out}",
-            ns.name()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Serves a short HTTP answer on `port` at each address, from `ns`.
-fn serve(ns: &TestNetns, addresses: &[&str], port: u16) {
-    let listeners = ns
-        .run(|| {
-            addresses
-                .iter()
-                .map(|a| TcpListener::bind(SocketAddr::new(a.parse().unwrap(), port)).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .unwrap();
-    for listener in listeners {
-        std::thread::spawn(move || {
-            for mut conn in listener.incoming().flatten() {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 64];
-                    // Answer each request on the connection until it closes.
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(b"ok").is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-    }
-}
 
 /// What docker-proxy does for a published port: listens on the host's
 /// `port` (every address of both families) and relays each connection to
@@ -145,33 +85,6 @@ fn relay(a: TcpStream, b: TcpStream) {
     let _ = forth.join();
 }
 
-/// Connects from `ns` to `addr:port`, sends a request, reads the answer.
-fn probe(ns: &TestNetns, addr: &str, port: u16) -> Probe {
-    let target = SocketAddr::new(addr.parse().unwrap(), port);
-    ns.run(|| match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
-        Ok(mut stream) => {
-            stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            stream.write_all(b"hi").unwrap();
-            let mut buf = [0u8; 2];
-            match stream.read_exact(&mut buf) {
-                Ok(()) => Probe::Served,
-                Err(e) => panic!("connected to {target} but no answer: {e}"),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) =>
-        {
-            Probe::TimedOut
-        }
-        Err(e) => panic!("connecting to {target}: {e}"),
-    })
-    .unwrap()
-}
-
 impl Host {
     fn new(name: &str) -> Self {
         let host = TestNetns::new().unwrap();
@@ -197,9 +110,7 @@ impl Host {
             &other.ns,
         ];
         for ns in all {
-            ip(ns, &["link", "set", "lo", "up"]);
-            ns.exec("sysctl", ["-qw", "net.ipv6.conf.default.accept_dad=0"]);
-            ns.exec("sysctl", ["-qw", "net.ipv6.conf.all.accept_dad=0"]);
+            prepare(ns);
         }
         host.exec("sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
         // docker-proxy's IPv6 listener takes IPv6 only, beside its IPv4 one.
@@ -696,26 +607,6 @@ fn link_local(ns: &TestNetns) -> std::net::Ipv6Addr {
     address.parse().unwrap()
 }
 
-/// Like [`probe`], to a link-local address through the namespace's eth0.
-fn probe_link_local(ns: &TestNetns, address: std::net::Ipv6Addr, port: u16) -> Probe {
-    ns.run(|| {
-        let scope = nix::net::if_::if_nametoindex("eth0").unwrap();
-        let target = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, scope));
-        match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
-            Ok(mut stream) => {
-                stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                stream.write_all(b"hi").unwrap();
-                let mut buf = [0u8; 2];
-                stream.read_exact(&mut buf).unwrap();
-                Probe::Served
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
-            Err(_) => Probe::TimedOut,
-        }
-    })
-    .unwrap()
-}
-
 /// Whether a UDP broadcast to `broadcast` sent from `from` reaches a
 /// listener in `to` (a few tries within a second).
 fn broadcast_reaches(from: &TestNetns, to: &TestNetns, broadcast: &str) -> bool {
@@ -779,7 +670,10 @@ fn link_local_connections_and_invalid_packets_from_containers_are_dropped_and_co
     // The app also answers on every IPv6 address, link-local included.
     serve(&lab.app.ns, &["::"], 8001);
     let app = link_local(&lab.app.ns);
-    assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    assert_eq!(
+        probe_link_local(&lab.intruder.ns, app, "eth0", 8001),
+        Probe::Served
+    );
     assert!(broadcast_reaches(&lab.intruder.ns, &lab.app.ns, "172.30.0.255"));
     // Between containers judged by one deny rule; everything else goes.
     let (out, err) = lab.apply(
@@ -800,7 +694,7 @@ action = "drop"
     assert_eq!(probe(&lab.intruder.ns, lab.app.v6, 8001), Probe::TimedOut);
     assert_eq!(probe(&lab.proxy.ns, lab.app.v6, 8001), Probe::Served);
     assert_eq!(
-        probe_link_local(&lab.intruder.ns, app, 8001),
+        probe_link_local(&lab.intruder.ns, app, "eth0", 8001),
         Probe::TimedOut,
         "the deny rule is not bypassed through link-local"
     );
@@ -840,7 +734,10 @@ to = ["10.9.0.2"]
     assert!(after_outbound >= 3, "{after_outbound}");
     // Not between-judged any more: link-local and broadcasts between
     // containers go.
-    assert_eq!(probe_link_local(&lab.intruder.ns, app, 8001), Probe::Served);
+    assert_eq!(
+        probe_link_local(&lab.intruder.ns, app, "eth0", 8001),
+        Probe::Served
+    );
     assert!(broadcast_reaches(&lab.intruder.ns, &lab.app.ns, "172.30.0.255"));
     drop(lab.outside);
 }

@@ -108,10 +108,30 @@ pub fn serve(ns: &TestNetns, addresses: &[&str], port: u16) {
     }
 }
 
-/// Connects from `ns` to `addr:port` (bound to `from` when given), sends a
-/// request and reads the answer.
+/// Connects from `ns` to `addr:port`, sends a request and reads the answer.
+pub fn probe(ns: &TestNetns, addr: &str, port: u16) -> Probe {
+    probe_from(ns, None, addr, port)
+}
+
+/// Like [`probe`], bound to `from` when given.
 pub fn probe_from(ns: &TestNetns, from: Option<&str>, addr: &str, port: u16) -> Probe {
-    let target = SocketAddr::new(addr.parse().unwrap(), port);
+    probe_to(ns, from, SocketAddr::new(addr.parse().unwrap(), port))
+}
+
+/// Like [`probe`], to a link-local IPv6 address through `ns`'s `dev`.
+pub fn probe_link_local(ns: &TestNetns, address: std::net::Ipv6Addr, dev: &str, port: u16) -> Probe {
+    // Interface indexes are per namespace: ask inside it.
+    let scope = ns.run(|| nix::net::if_::if_nametoindex(dev).unwrap()).unwrap();
+    probe_to(
+        ns,
+        None,
+        SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, scope)),
+    )
+}
+
+/// Connects from `ns` to `target` (bound to `from` when given), sends a
+/// request and reads the answer.
+pub fn probe_to(ns: &TestNetns, from: Option<&str>, target: SocketAddr) -> Probe {
     ns.run(|| {
         let socket = match target {
             SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None),
