@@ -1539,7 +1539,7 @@ fn explain_container(
         };
         return explained_elsewhere(session, &connection, from, to, "not judged", why);
     }
-    let link_local = |address: std::net::IpAddr| matches!(address, std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    let link_local = layout::is_link_local;
     // Broadcasts and multicasts stay on the link: every container on the
     // bridge gets them.
     let to_everyone =

@@ -13,7 +13,8 @@ use crate::layout::{
     CT_LABEL_FROM_CONTAINER_PROXIED, DEFAULT_COMMENT, DOCKER_BRIDGES, FROM_CONTAINERS_COMMENT,
     INVALID_FROM_CONTAINER_COMMENT, LINK_LOCAL_COMMENT, LogPrefix, Logged, PROXY_COMMENT,
     UNATTRIBUTED_COMMENT, UNJUDGED_COMMENT, UNTRACKED_COMMENT, decision_chain, default_chain,
-    default_comment, direction_chain, interface_ct_labels, rule_chain, runtime_set_name, runtime_sets,
+    default_comment, direction_chain, interface_ct_labels, link_local_interval, rule_chain, runtime_set_name,
+    runtime_sets,
 };
 use crate::policy::{
     Action, AddrMatch, Container, ContainerRule, Destination, Direction, LogTarget, Policy, PortSet,
@@ -1407,11 +1408,4 @@ pub(crate) fn host_binding(addr: IpAddr) -> AddrSet {
             v6: vec![Interval::single(a)],
         },
     }
-}
-
-/// fe80::/10, IPv6 link-local unicast.
-fn link_local_interval() -> Interval<std::net::Ipv6Addr> {
-    let first = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
-    let last = std::net::Ipv6Addr::from(u128::from(first) | (u128::MAX >> 10));
-    Interval::new(first, last).expect("first <= last")
 }

@@ -669,6 +669,20 @@ pub fn untracked_drop(ruleset: &Ruleset) -> Option<Decider> {
     ))
 }
 
+/// fe80::/10, IPv6 link-local unicast: the addresses between containers
+/// that [`CHAIN_UNATTRIBUTED`] takes (Docker reports none of them).
+pub fn link_local_interval() -> crate::interval::Interval<std::net::Ipv6Addr> {
+    let first = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0);
+    let last = std::net::Ipv6Addr::from(u128::from(first) | (u128::MAX >> 10));
+    crate::interval::Interval::new(first, last).expect("first <= last")
+}
+
+/// Whether `address` is IPv6 link-local (see [`link_local_interval`]).
+pub fn is_link_local(address: std::net::IpAddr) -> bool {
+    let range = link_local_interval();
+    matches!(address, std::net::IpAddr::V6(v6) if range.first <= v6 && v6 <= range.last)
+}
+
 /// The counter of the unattributed drop (see [`CHAIN_UNATTRIBUTED`]).
 pub fn unattributed_counter() -> CounterAt {
     CounterAt {
