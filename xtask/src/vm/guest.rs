@@ -22,7 +22,9 @@ pub(crate) const INIT_PATH: &str = "/usr/local/sbin/dockfw-vm-init";
 /// The image's PID 1. Mounts the kernel file systems (cgroup v2 only, as
 /// systemd does on Debian 12 and 13), runs the job from the host under
 /// `tini -s` so that orphaned processes (dockerd, containerd shims) are
-/// reaped, then powers off. No systemd: nothing else runs in the VM.
+/// reaped, then powers off. No systemd: nothing else runs in the VM. When
+/// the job directory holds `systemd/` (units), it execs systemd instead,
+/// which runs the job's unit and powers off (the package's boot).
 pub(crate) const INIT: &str = r#"#!/bin/sh
 # PID 1 of the dockfw test VM (written by `cargo xtask vm-test`).
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -41,6 +43,13 @@ ip link set lo up
 mkdir -p /job
 if mount -t 9p -o trans=virtio,version=9p2000.L job /job; then
     : > /job/booted
+    if [ -d /job/systemd ]; then
+        # A boot under systemd (the package's step): the job's units go to
+        # the runtime unit directory and systemd becomes PID 1.
+        mkdir -p /run/systemd/system
+        cp -R /job/systemd/. /run/systemd/system/
+        exec /lib/systemd/systemd
+    fi
     tini -s -- /bin/sh /job/run.sh
 else
     echo "dockfw-vm-init: cannot mount the job share" >&2
