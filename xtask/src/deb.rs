@@ -274,6 +274,18 @@ rm -f "$root/usr/local/bin/dockfw-nft" "$root/etc/systemd/system/dockfw-nft-watc
 echo "== ok"
 "##;
 
+/// `sh SYSTEMD_CHECKS OLD.deb NEW.deb`, as root on a throwaway system that
+/// runs systemd and Docker (vm-test's package boot): a container port
+/// published by Docker is open to every client; installing the package
+/// enables its units and changes nothing; once the admin writes a policy,
+/// `systemctl start dockfw-nft` guards the port (the allowed client
+/// connects, the other does not: real packets through Docker's DNAT from a
+/// client namespace), dockfw-nft-watch repairs a deleted table, `reload`
+/// applies edits, stopping the units and restarting Docker leave the guard
+/// in force, an upgrade restarts the watch, and removing the package
+/// leaves the table until it is deleted by hand.
+pub(crate) const SYSTEMD_CHECKS: &str = include_str!("../scripts/systemd-checks.sh");
+
 /// Builds the two packages [`PACKAGE_CHECKS`] installs, from `binary`, into `out_dir`.
 pub(crate) fn check_packages(root: &Path, binary: &Path, out_dir: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((

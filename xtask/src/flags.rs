@@ -184,7 +184,7 @@ pub(crate) struct VmTest {
     /// Only this integration-test target (repeatable), e.g. `lab`, `packets`.
     #[arg(long = "test", value_name = "NAME")]
     pub tests: Vec<String>,
-    /// Stop each VM after this long (e.g. 90s, 20m).
+    /// Stop each VM boot after this long (e.g. 90s, 20m).
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// CPU virtualisation: KVM when /dev/kvm works (falling back to TCG if
@@ -197,6 +197,13 @@ pub(crate) struct VmTest {
     /// Guest CPUs (default: host CPUs, at most 4).
     #[arg(long)]
     pub cpus: Option<u32>,
+    /// Test binaries each VM runs side by side.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub lanes: u32,
+    /// Run the distros' VMs one after another instead of side by side
+    /// (each VM takes --memory-mib).
+    #[arg(long)]
+    pub one_at_a_time: bool,
     /// Debian mirror for debootstrap (default: the one apt uses here).
     #[arg(long)]
     pub mirror: Option<String>,

@@ -5,7 +5,9 @@
 //! (mounted at /job in the guest):
 //! - init creates `booted` as soon as the share is mounted;
 //! - the job writes `facts` (`kernel …`, `docker …`), then one line per test
-//!   binary to `results` (`EXIT_CODE SECONDS LABEL`), then `finished`.
+//!   binary to `results.LANE` (`EXIT_CODE SECONDS LABEL`; a file per lane of
+//!   binaries run side by side), each binary's output to `logs/`, then
+//!   `finished`.
 //!
 //! The console only carries the live output for people to read; the verdict
 //! comes from these files.
@@ -68,59 +70,108 @@ pub(crate) struct Share {
     pub path: PathBuf,
 }
 
-/// Label of the Debian package's step in the results.
-pub(crate) const PACKAGE_LABEL: &str = "package/deb";
+/// Labels of the package boot's steps in the results.
+pub(crate) const PACKAGE_LABELS: [&str; 2] = ["package/deb", "package/systemd"];
 
-/// The Debian package's step, run after the test binaries when the job
-/// directory holds `package.sh` (xtask's `deb::PACKAGE_CHECKS`) and the two
-/// packages it installs: dpkg install, upgrade, remove and purge on the
-/// guest's own root (its disk is a throwaway snapshot), in a network
-/// namespace of its own, since it applies the shipped policy.
-const PACKAGE_STEP: &str = r#"printf '\n===== vm-test: package/deb\n'
-start=$(date +%s)
-unshare --net sh /job/package.sh / /job/old.deb /job/new.deb
-echo "$? $(($(date +%s) - start)) package/deb" >> /job/results
+/// The unit that runs the package boot's job under systemd, then powers the
+/// VM off whatever the job's outcome. After Docker: the steps publish a
+/// container port.
+const PACKAGE_UNIT: &str = "[Unit]
+Description=dockfw vm-test: the Debian package under systemd
+Wants=docker.service
+After=docker.service containerd.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /job/run.sh
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=infinity
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+";
+
+/// The unit's name; `systemd/` in the job directory holds it and the
+/// symlink that makes multi-user.target want it.
+pub(crate) const PACKAGE_UNIT_NAME: &str = "dockfw-vm-job.service";
+
+/// The shell functions both kinds of job use: `step LABEL LANE COMMAND…`
+/// runs a command with its output in `/job/logs/LABEL.log` (slashes become
+/// `_`) and records `EXIT_CODE SECONDS LABEL` in `/job/results.LANE` (a file
+/// per lane: appends from two lanes over 9p could interleave), saying on the
+/// console when it starts and how it ended, with the log's tail on failure.
+const STEP_FUNCTIONS: &str = r#"set -u
+# The job directory: /job in the guest (another for xtask's own tests).
+JOB=${JOB:-/job}
+export CI=true HOME=/root RUST_BACKTRACE=1
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mkdir -p "$JOB/logs"
+step() {
+    label=$1 lane=$2
+    shift 2
+    log="$JOB/logs/$(echo "$label" | tr / _).log"
+    echo "vm-test: $label started (lane $lane)"
+    start=$(date +%s)
+    "$@" >"$log" 2>&1
+    rc=$?
+    took=$(($(date +%s) - start))
+    echo "$rc $took $label" >> "$JOB/results.$lane"
+    if [ "$rc" = 0 ]; then
+        echo "vm-test: $label ok (${took}s)"
+    else
+        echo "vm-test: $label FAILED (exit $rc, ${took}s); the end of $log:"
+        tail -n 60 "$log"
+    fi
+}
+facts() {
+    {
+        echo "kernel $(uname -r)"
+        echo "docker $(dockerd --version 2>/dev/null)"
+    } > "$JOB/facts"
+    printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version 2>/dev/null)"
+}
 "#;
 
-/// The job for one VM run: mount the shares, record facts, run every test
-/// binary the way `cargo test` would (cwd and `CARGO_MANIFEST_DIR` = the
-/// package directory) with `CI=true`, recording each exit status, then,
-/// with `package`, the Debian package's step ([`PACKAGE_STEP`]). The guest
-/// runs as root, so the privileged (ignored) tests run too, never the
-/// `manual::` ones, as in `cargo xtask test`.
-pub(crate) fn job_script(
+/// The job for one VM run of the tests: mount the shares, record facts, run
+/// the test binaries the way `cargo test` would (cwd and
+/// `CARGO_MANIFEST_DIR` = the package directory) with `CI=true`, in `lanes`
+/// parallel lanes that each take the next binary not yet taken (most of a
+/// test's time in a VM is waiting: for dockerd, for timeouts). `binaries`
+/// come longest first. Only the privileged (ignored) tests run, never the
+/// `manual::` ones: the others touch neither the kernel nor Docker, and CI
+/// runs them on the host.
+pub(crate) fn tests_job(
     shares: &[Share],
     binaries: &[TestBinary],
     test_args: &[String],
-    package: bool,
+    lanes: u32,
 ) -> String {
     let chooses = test_args
         .iter()
         .any(|a| a == "--ignored" || a == "--include-ignored");
     let mut all_args: Vec<&str> = Vec::new();
     if !chooses {
-        all_args.push("--include-ignored");
+        all_args.push("--ignored");
     }
     all_args.extend(["--skip", crate::MANUAL_TESTS]);
     all_args.extend(test_args.iter().map(String::as_str));
-    let mut s = String::from(
-        r#"#!/bin/sh
-# One VM run of `cargo xtask vm-test`, started by the image's init.
-set -u
-export CI=true HOME=/root RUST_BACKTRACE=1
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-share() {
+    let mut s =
+        String::from("#!/bin/sh\n# One VM run of `cargo xtask vm-test`, started by the image's init.\n");
+    s.push_str(STEP_FUNCTIONS);
+    s.push_str(
+        r#"share() {
     mkdir -p "$2" && mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 "$1" "$2" \
         || { echo "vm-test: cannot mount share $1 at $2" >&2; exit 1; }
 }
 test_binary() {
-    label=$1 dir=$2
-    shift 2
-    printf '\n===== vm-test: %s\n' "$label"
-    start=$(date +%s)
+    dir=$1
+    shift
     (cd "$dir" && CARGO_MANIFEST_DIR="$dir" exec "$@")
-    rc=$?
-    echo "$rc $(($(date +%s) - start)) $label" >> /job/results
+}
+# mkdir is atomic: the lane that makes $claims/N runs binary N.
+claims=$(mktemp -d)
+claim() {
+    mkdir "$claims/$1" 2>/dev/null
 }
 "#,
     );
@@ -132,18 +183,11 @@ test_binary() {
     if let Some(checkout) = shares.first() {
         let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", quote_path(&checkout.path));
     }
-    s.push_str(
-        r#"{
-    echo "kernel $(uname -r)"
-    echo "docker $(dockerd --version)"
-} > /job/facts
-printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version)"
-"#,
-    );
-    for bin in binaries {
+    s.push_str("facts\nlane() {\n");
+    for (i, bin) in binaries.iter().enumerate() {
         let _ = write!(
             s,
-            "test_binary {} {} {}",
+            "    claim {i} && step {} \"$1\" test_binary {} {}",
             quote(&bin.label),
             quote_path(&bin.manifest_dir),
             quote_path(&bin.exe)
@@ -153,11 +197,45 @@ printf 'vm-test: kernel %s, %s\n' "$(uname -r)" "$(dockerd --version)"
         }
         s.push('\n');
     }
-    if package {
-        s.push_str(PACKAGE_STEP);
+    s.push_str("    :\n}\n");
+    for lane in 1..=lanes.max(1) {
+        let _ = writeln!(s, "lane {lane} &");
     }
-    s.push_str(": > /job/finished\n");
+    s.push_str("wait\n: > \"$JOB/finished\"\n");
     s
+}
+
+/// The package boot's job, run by [`PACKAGE_UNIT`] under systemd: the
+/// Debian package's checks (`package.sh`, xtask's `deb::PACKAGE_CHECKS`:
+/// install, upgrade, remove, purge, in a network namespace of its own since
+/// it applies the shipped policy), then `systemd.sh` (`deb::SYSTEMD_CHECKS`:
+/// `systemctl start` guards a published port, with packets), both on the
+/// guest's own root (a throwaway snapshot).
+pub(crate) const PACKAGE_JOB: &str = r#"#!/bin/sh
+# The package boot of `cargo xtask vm-test`, run by a unit under systemd.
+"#;
+
+/// [`PACKAGE_JOB`]'s steps, after [`STEP_FUNCTIONS`].
+const PACKAGE_STEPS: &str = r#"facts
+step package/deb 1 unshare --net sh "$JOB/package.sh" / "$JOB/old.deb" "$JOB/new.deb"
+step package/systemd 1 sh "$JOB/systemd.sh" "$JOB/old.deb" "$JOB/new.deb"
+: > "$JOB/finished"
+"#;
+
+/// Writes the package boot's job into `job`: `run.sh`, and the unit in
+/// `systemd/` (which makes the image's init hand over to systemd).
+pub(crate) fn stage_package_job(job: &Path) -> Result<()> {
+    let units = job.join("systemd");
+    let wants = units.join("multi-user.target.wants");
+    fs::create_dir_all(&wants).with_context(|| format!("cannot create {}", wants.display()))?;
+    fs::write(units.join(PACKAGE_UNIT_NAME), PACKAGE_UNIT).context("cannot write the job's unit")?;
+    std::os::unix::fs::symlink(format!("../{PACKAGE_UNIT_NAME}"), wants.join(PACKAGE_UNIT_NAME))
+        .context("cannot link the job's unit")?;
+    fs::write(
+        job.join("run.sh"),
+        format!("{PACKAGE_JOB}{STEP_FUNCTIONS}{PACKAGE_STEPS}"),
+    )
+    .context("cannot write the package job")
 }
 
 /// One test binary's outcome, as the guest recorded it.
@@ -195,7 +273,7 @@ impl Report {
             finished: job_dir.join("finished").exists(),
             kernel: fact("kernel"),
             docker: fact("docker"),
-            results: parse_results(&read_optional(&job_dir.join("results"))?)?,
+            results: read_results(job_dir)?,
         })
     }
 
@@ -223,6 +301,25 @@ fn read_optional(path: &Path) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Every `results.LANE` file's lines, in the order of the file names.
+fn read_results(job_dir: &Path) -> Result<Vec<BinaryResult>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(job_dir)
+        .with_context(|| format!("cannot list {}", job_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("results."))
+        })
+        .collect();
+    files.sort();
+    let mut results = Vec::new();
+    for file in files {
+        results.extend(parse_results(&read_optional(&file)?)?);
+    }
+    Ok(results)
 }
 
 /// Parses `results` lines: `EXIT_CODE SECONDS LABEL`.
@@ -290,31 +387,85 @@ mod tests {
         );
     }
 
+    /// A fake test binary: records its arguments, fails when named `bad`.
+    fn fake_binary(dir: &Path, name: &str) -> TestBinary {
+        let exe = dir.join(name);
+        let exit = if name == "bad" { 101 } else { 0 };
+        fs::write(
+            &exe,
+            format!("#!/bin/sh\necho \"$PWD $CARGO_MANIFEST_DIR $*\" > \"$JOB/ran.{name}\"\nexit {exit}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        TestBinary {
+            label: format!("pkg/{name}"),
+            exe,
+            manifest_dir: dir.to_path_buf(),
+        }
+    }
+
     #[test]
-    fn job_script_runs_each_binary_with_the_filter() {
-        let bins = [TestBinary {
-            label: "dockfw-e2e/lab".into(),
-            exe: PathBuf::from("/t/debug/deps/lab-1"),
-            manifest_dir: PathBuf::from("/src/tests"),
-        }];
+    fn tests_job_runs_every_binary_once_across_lanes_and_reports_each() {
+        let job = tempfile::tempdir().unwrap();
+        let bins: Vec<TestBinary> = ["a", "bad", "c", "d", "e"]
+            .iter()
+            .map(|n| fake_binary(job.path(), n))
+            .collect();
+        let script = tests_job(&[], &bins, &["a filter".into()], 2);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .env("JOB", job.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let console = String::from_utf8_lossy(&out.stdout);
+        assert!(console.contains("vm-test: pkg/bad FAILED (exit 101"), "{console}");
+        let report = Report::read(job.path()).unwrap();
+        assert!(report.finished);
+        let mut labels: Vec<&str> = report.results.iter().map(|r| r.label.as_str()).collect();
+        labels.sort_unstable();
+        assert_eq!(labels, ["pkg/a", "pkg/bad", "pkg/c", "pkg/d", "pkg/e"]);
+        assert_eq!(report.failures(&[]), ["pkg/bad (exit 101)"]);
+        let ran = fs::read_to_string(job.path().join("ran.a")).unwrap();
+        let dir = job.path().display();
+        assert_eq!(
+            ran.trim(),
+            format!("{dir} {dir} --ignored --skip manual:: a filter")
+        );
+        assert!(job.path().join("logs/pkg_bad.log").is_file());
+    }
+
+    #[test]
+    fn tests_job_mounts_the_shares_and_names_the_workspace_for_insta() {
         let shares = [Share {
             tag: "src".into(),
             path: PathBuf::from("/src"),
         }];
-        let script = job_script(&shares, &bins, &["published ports".into()], false);
-        assert!(!script.contains("package"));
-        let with_package = job_script(&shares, &bins, &[], true);
-        assert!(with_package.contains(
-            "unshare --net sh /job/package.sh / /job/old.deb /job/new.deb\n\
-             echo \"$? $(($(date +%s) - start)) package/deb\" >> /job/results\n\
-             : > /job/finished\n"
-        ));
+        let script = tests_job(&shares, &[], &["--include-ignored".into()], 1);
         assert!(script.contains("share 'src' '/src'\n"));
         assert!(script.contains("export INSTA_WORKSPACE_ROOT='/src'\n"));
-        assert!(script.contains(
-            "test_binary 'dockfw-e2e/lab' '/src/tests' '/t/debug/deps/lab-1' \
-                 '--include-ignored' '--skip' 'manual::' 'published ports'\n"
-        ));
-        assert!(script.ends_with(": > /job/finished\n"));
+        assert!(script.ends_with(": > \"$JOB/finished\"\n"));
+    }
+
+    #[test]
+    fn package_job_hands_the_boot_to_systemd_with_its_unit() {
+        let job = tempfile::tempdir().unwrap();
+        stage_package_job(job.path()).unwrap();
+        let unit = job.path().join("systemd").join(PACKAGE_UNIT_NAME);
+        assert!(
+            fs::read_to_string(&unit)
+                .unwrap()
+                .contains("SuccessAction=poweroff-force")
+        );
+        let wanted = job
+            .path()
+            .join("systemd/multi-user.target.wants")
+            .join(PACKAGE_UNIT_NAME);
+        assert_eq!(fs::canonicalize(wanted).unwrap(), fs::canonicalize(unit).unwrap());
+        let run = fs::read_to_string(job.path().join("run.sh")).unwrap();
+        for label in PACKAGE_LABELS {
+            assert!(run.contains(&format!("step {label} 1 ")), "{run}");
+        }
     }
 }

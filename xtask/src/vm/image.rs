@@ -17,7 +17,7 @@ use std::process::Command;
 
 /// Bump when the way images are built changes in a way the recipe text
 /// does not show.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// Apparent size of the (sparse) root image: the system takes about 1 GiB;
 /// the rest is room for dockerd's data and logs during a run.
@@ -194,6 +194,10 @@ fn nix_is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// A minimal Debian from `debootstrap`, then the recipe's packages with
+/// apt inside it: debootstrap's own resolver cannot configure a long
+/// `--include` list in order (bookworm's fail2ban, perl modules and
+/// firewalld fail there), apt can.
 fn debootstrap(recipe: &Recipe, root: &Path, log_path: &Path) -> Result<()> {
     eprintln!(
         "vm-test: debootstrap {} from {} (log: {})",
@@ -202,23 +206,71 @@ fn debootstrap(recipe: &Recipe, root: &Path, log_path: &Path) -> Result<()> {
         log_path.display()
     );
     let log = fs::File::create(log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-    let status = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", recipe.packages().join(",")))
-        .arg(recipe.distro.name())
-        .arg(root)
-        .arg(&recipe.mirror)
-        .stdout(log.try_clone().context("dup log")?)
-        .stderr(log)
-        .status()
-        .context("cannot run debootstrap")?;
-    if !status.success() {
+    let logged = |command: &mut Command| -> Result<std::process::ExitStatus> {
+        command
+            .stdout(log.try_clone().context("dup log")?)
+            .stderr(log.try_clone().context("dup log")?)
+            .status()
+            .with_context(|| format!("cannot run {command:?}"))
+    };
+    let failed = |what: &str, status: std::process::ExitStatus| {
         let text = fs::read_to_string(log_path).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("debootstrap failed ({status}):\n{}", tail.join("\n"));
+        anyhow::anyhow!("{what} failed ({status}):\n{}", tail.join("\n"))
+    };
+    let status = logged(
+        Command::new("debootstrap")
+            .arg("--variant=minbase")
+            .arg(recipe.distro.name())
+            .arg(root)
+            .arg(&recipe.mirror),
+    )?;
+    if !status.success() {
+        return Err(failed("debootstrap", status));
     }
-    Ok(())
+    // No service starts while the packages are installed (there is no
+    // init in the chroot; this makes sure of it).
+    let policy = root.join("usr/sbin/policy-rc.d");
+    write_file(&policy, "#!/bin/sh\nexit 101\n")?;
+    fs::set_permissions(&policy, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", policy.display()))?;
+    let proc_dir = root.join("proc");
+    nix::mount::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("cannot mount proc on {}", proc_dir.display()))?;
+    let apt = |args: &[&str]| -> Result<()> {
+        let status = logged(
+            Command::new("chroot")
+                .arg(root)
+                .arg("apt-get")
+                .args(["-q", "-y", "-o", "Dpkg::Use-Pty=0"])
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        )?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(failed(&format!("apt-get {}", args[0]), status))
+        }
+    };
+    let packages = recipe.packages();
+    let mut install = vec!["install", "--no-install-recommends"];
+    install.extend(packages.iter().map(String::as_str));
+    let installed = apt(&["update"])
+        .and_then(|()| apt(&install))
+        .and_then(|()| apt(&["clean"]));
+    let unmounted = nix::mount::umount2(&proc_dir, nix::mount::MntFlags::MNT_DETACH)
+        .with_context(|| format!("cannot unmount {}", proc_dir.display()));
+    installed?;
+    unmounted?;
+    fs::remove_file(&policy).with_context(|| format!("cannot remove {}", policy.display()))
 }
 
 /// Installs our init and the few files a booted system expects, and drops

@@ -11,9 +11,9 @@
 use crate::flags::VmTest;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod guest;
@@ -23,7 +23,7 @@ mod suite;
 
 use guest::{Report, Share};
 use qemu::{Accel, End};
-use suite::Suite;
+use suite::{Suite, TestBinary};
 
 /// `--accel`: how the VMs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,13 +73,24 @@ struct Outcome {
 #[derive(Debug)]
 struct Verdict {
     accel: Accel,
-    end: End,
-    report: Report,
+    /// The test boot, then the package boot (with the whole suite).
+    boots: Vec<Boot>,
 }
 
-impl Verdict {
-    /// Why the run failed, or None when every step of `expected` (labels) passed.
-    fn problem(&self, expected: &[&str], timeout: Duration) -> Option<String> {
+/// One boot of a VM and what its job reported.
+#[derive(Debug)]
+struct Boot {
+    /// "tests" or "package".
+    what: &'static str,
+    end: End,
+    report: Report,
+    /// The labels this boot must report as passed.
+    expected: Vec<String>,
+}
+
+impl Boot {
+    /// Why the boot failed, or None when every expected step passed.
+    fn problem(&self, timeout: Duration) -> Option<String> {
         let incomplete = match &self.end {
             End::Interrupted => Some("interrupted".to_owned()),
             End::TimedOut => Some(format!("timed out after {}", humantime::format_duration(timeout))),
@@ -88,15 +99,20 @@ impl Verdict {
                 Some("the VM did not boot (see the console output)".to_owned())
             }
             End::Exited(_) if !self.report.finished => {
-                Some("the VM stopped before the suite finished".to_owned())
+                Some("the VM stopped before its job finished".to_owned())
             }
             End::Exited(_) => None,
         };
-        let failures = self.report.failures(expected);
+        let expected: Vec<&str> = self.expected.iter().map(String::as_str).collect();
+        let failures = self.report.failures(&expected);
+        let what = self.what;
         match (incomplete, failures.is_empty()) {
             (None, true) => None,
-            (None, false) => Some(format!("failed: {}", failures.join(", "))),
-            (Some(why), _) => Some(format!("{why}; failed or missing: {}", failures.join(", "))),
+            (None, false) => Some(format!("{what}: failed: {}", failures.join(", "))),
+            (Some(why), _) => Some(format!(
+                "{what}: {why}; failed or missing: {}",
+                failures.join(", ")
+            )),
         }
     }
 }
@@ -111,10 +127,13 @@ struct Plan {
     ci_packages: Vec<String>,
     suite: Suite,
     shares: Vec<Share>,
-    /// The Debian packages the package step installs (the whole suite only).
+    /// The Debian packages the package boot installs (the whole suite only).
     packages: Option<Packages>,
-    /// Becomes TCG for the remaining distros once KVM failed to boot one.
-    accel: Cell<Accel>,
+    /// Where each distro's job directories, logs and console are kept
+    /// (`TARGET/vm-test/DISTRO/`), until the next run.
+    jobs: PathBuf,
+    /// Becomes TCG for the remaining boots once KVM failed to boot one.
+    accel: Mutex<Accel>,
 }
 
 /// The two packages of [`crate::deb::PACKAGE_CHECKS`], built on the host
@@ -134,17 +153,18 @@ impl Packages {
             .prefix("dockfw-vm-deb-")
             .tempdir()
             .context("cannot create a directory for the packages")?;
-        eprintln!("vm-test: building the Debian packages for the package step");
+        eprintln!("vm-test: building the Debian packages for the package boot");
         let (old, new) = crate::deb::check_packages(root, &target_dir.join("debug/dockfw-nft"), dir.path())?;
         Ok(Self { _dir: dir, old, new })
     }
 
-    /// Puts them and the checks into the job directory.
+    /// Puts them, the checks and the job into the job directory.
     fn stage(&self, job: &Path) -> Result<()> {
         fs::copy(&self.old, job.join("old.deb")).context("cannot copy the package")?;
         fs::copy(&self.new, job.join("new.deb")).context("cannot copy the package")?;
         fs::write(job.join("package.sh"), crate::deb::PACKAGE_CHECKS).context("cannot write package.sh")?;
-        Ok(())
+        fs::write(job.join("systemd.sh"), crate::deb::SYSTEMD_CHECKS).context("cannot write systemd.sh")?;
+        guest::stage_package_job(job)
     }
 }
 
@@ -184,7 +204,15 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
         .into_iter()
         .filter(|d| args.distros.is_empty() || args.distros.contains(d))
         .collect();
+    // Images are built one at a time (debootstrap), before any VM runs.
+    for &distro in &distros {
+        image::ensure(&cache, &recipe(distro, &mirror, &ci_packages), args.rebuild_image)?;
+        if qemu::interrupted() {
+            bail!("interrupted");
+        }
+    }
     let plan = Plan {
+        jobs: suite.target_dir.join("vm-test"),
         args,
         qemu,
         cache,
@@ -193,22 +221,34 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
         suite,
         shares,
         packages,
-        accel: Cell::new(accel),
+        accel: Mutex::new(accel),
     };
 
-    let mut outcomes = Vec::new();
-    for distro in distros {
+    let run_one = |distro: Distro| {
         let started = Instant::now();
         let verdict = plan.run_distro(distro);
-        outcomes.push(Outcome {
+        Outcome {
             distro,
             elapsed: started.elapsed(),
             verdict,
-        });
-        if qemu::interrupted() {
-            break;
         }
-    }
+    };
+    let outcomes: Vec<Outcome> = if plan.args.one_at_a_time {
+        distros.into_iter().map(run_one).collect()
+    } else {
+        // Side by side: most of a VM's time under TCG is spent waiting
+        // (dockerd, timeouts), so two share two cores well.
+        std::thread::scope(|scope| {
+            let running: Vec<_> = distros
+                .into_iter()
+                .map(|distro| scope.spawn(move || run_one(distro)))
+                .collect();
+            running
+                .into_iter()
+                .map(|r| r.join().expect("a distro's run panicked"))
+                .collect()
+        })
+    };
     let failed = plan.print_summary(&outcomes);
     if failed > 0 {
         bail!("vm-test: {failed} of {} distro runs failed", outcomes.len());
@@ -216,62 +256,98 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
     Ok(())
 }
 
+fn recipe(distro: Distro, mirror: &str, ci_packages: &[String]) -> image::Recipe {
+    image::Recipe {
+        distro,
+        mirror: mirror.to_owned(),
+        ci_packages: ci_packages.to_vec(),
+    }
+}
+
 impl Plan {
     fn run_distro(&self, distro: Distro) -> Result<Verdict> {
-        eprintln!("\nvm-test: ===== {} =====", distro.name());
-        let recipe = image::Recipe {
-            distro,
-            mirror: self.mirror.clone(),
-            ci_packages: self.ci_packages.clone(),
-        };
-        let image = image::ensure(&self.cache, &recipe, self.args.rebuild_image)?;
-        if qemu::interrupted() {
-            bail!("interrupted");
-        }
+        let name = distro.name();
+        let image = image::ensure(
+            &self.cache,
+            &recipe(distro, &self.mirror, &self.ci_packages),
+            false,
+        )?;
         qemu::check_readable(&image)?;
-        loop {
-            let accel = self.accel.get();
-            // A fresh job directory per boot; removed when `job` drops.
-            let job = tempfile::Builder::new()
-                .prefix("dockfw-vm-job-")
-                .tempdir()
-                .context("cannot create the job directory")?;
-            let script = guest::job_script(
-                &self.shares,
-                &self.suite.binaries,
-                &self.args.test_args,
-                self.packages.is_some(),
-            );
-            fs::write(job.path().join("run.sh"), script).context("cannot write the job script")?;
-            if let Some(packages) = &self.packages {
-                packages.stage(job.path())?;
+        let dir = self.jobs.join(name);
+        let tests_dir = dir.join("tests");
+        // The last run's times order the binaries, longest first, so the
+        // lanes end together.
+        let previous = Report::read(&tests_dir).map(|r| r.results).unwrap_or_default();
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+        }
+        fs::create_dir_all(&tests_dir).with_context(|| format!("cannot create {}", tests_dir.display()))?;
+        let binaries = longest_first(&self.suite.binaries, &previous);
+        let script = guest::tests_job(&self.shares, &binaries, &self.args.test_args, self.args.lanes);
+        fs::write(tests_dir.join("run.sh"), script).context("cannot write the job script")?;
+        let (accel, end) = self.boot(distro, &image, &tests_dir, "tests")?;
+        let mut boots = vec![Boot {
+            what: "tests",
+            end,
+            report: Report::read(&tests_dir)?,
+            expected: self.suite.binaries.iter().map(|b| b.label.clone()).collect(),
+        }];
+        if let Some(packages) = &self.packages {
+            if qemu::interrupted() {
+                bail!("interrupted");
             }
+            let package_dir = dir.join("package");
+            fs::create_dir_all(&package_dir)
+                .with_context(|| format!("cannot create {}", package_dir.display()))?;
+            packages.stage(&package_dir)?;
+            let (_, end) = self.boot(distro, &image, &package_dir, "package")?;
+            boots.push(Boot {
+                what: "package",
+                end,
+                report: Report::read(&package_dir)?,
+                expected: guest::PACKAGE_LABELS.iter().map(|l| (*l).to_owned()).collect(),
+            });
+        }
+        Ok(Verdict { accel, boots })
+    }
+
+    /// Boots `image` on the job in `job`, falling back from KVM to TCG when
+    /// KVM cannot boot it.
+    fn boot(&self, distro: Distro, image: &image::Image, job: &Path, what: &str) -> Result<(Accel, End)> {
+        let name = format!("{} {what}", distro.name());
+        loop {
+            let accel = *self.accel.lock().expect("accel lock");
             let vm = qemu::Vm {
                 qemu: &self.qemu,
-                image: &image,
+                image,
                 shares: &self.shares,
-                job_dir: job.path(),
+                job_dir: job,
                 memory_mib: self.args.memory_mib,
                 cpus: self.cpus(),
                 timeout: self.args.timeout,
+                name: &name,
+                console_log: &job.join("console.log"),
             };
             eprintln!(
-                "vm-test: booting {} ({}, {} CPUs, {} MiB, timeout {})",
-                distro.name(),
+                "vm-test: booting {name} ({}, {} CPUs, {} MiB, timeout {}; job in {})",
                 accel.name(),
                 vm.cpus,
                 vm.memory_mib,
-                humantime::format_duration(vm.timeout)
+                humantime::format_duration(vm.timeout),
+                job.display()
             );
             let end = vm.run(accel)?;
-            let report = Report::read(job.path())?;
-            let kvm_broke = matches!(end, End::KvmFailed | End::Exited(_)) && !report.booted;
+            let booted = job.join("booted").exists();
+            let kvm_broke = matches!(end, End::KvmFailed | End::Exited(_)) && !booted;
             if accel == Accel::Kvm && self.args.accel == AccelChoice::Auto && kvm_broke {
                 eprintln!("vm-test: KVM could not boot the guest; retrying with TCG (--accel tcg skips KVM)");
-                self.accel.set(Accel::Tcg);
+                *self.accel.lock().expect("accel lock") = Accel::Tcg;
+                for leftover in ["booted", "facts", "finished"] {
+                    let _ = fs::remove_file(job.join(leftover));
+                }
                 continue;
             }
-            return Ok(Verdict { accel, end, report });
+            return Ok((accel, end));
         }
     }
 
@@ -283,10 +359,6 @@ impl Plan {
 
     /// Prints one block per distro; returns how many failed.
     fn print_summary(&self, outcomes: &[Outcome]) -> usize {
-        let mut expected: Vec<&str> = self.suite.binaries.iter().map(|b| b.label.as_str()).collect();
-        if self.packages.is_some() {
-            expected.push(guest::PACKAGE_LABEL);
-        }
         let mut failed = 0;
         println!("\nvm-test summary:");
         for outcome in outcomes {
@@ -300,27 +372,48 @@ impl Plan {
                     continue;
                 }
             };
-            let problem = verdict.problem(&expected, self.args.timeout);
-            failed += usize::from(problem.is_some());
-            let report = &verdict.report;
+            let problems: Vec<String> = verdict
+                .boots
+                .iter()
+                .filter_map(|b| b.problem(self.args.timeout))
+                .collect();
+            failed += usize::from(!problems.is_empty());
+            let report = &verdict.boots[0].report;
             println!(
-                "  {name:<9} {}  ({took}, {}) kernel {}, {}",
-                if problem.is_some() { "FAIL" } else { "PASS" },
+                "  {name:<9} {}  ({took}, {}) kernel {}, {}; logs in {}",
+                if problems.is_empty() { "PASS" } else { "FAIL" },
                 verdict.accel.name(),
                 report.kernel.as_deref().unwrap_or("?"),
                 report.docker.as_deref().unwrap_or("docker ?"),
+                self.jobs.join(name).display(),
             );
-            for r in &report.results {
-                let status = if r.exit_code == 0 { "ok" } else { "FAILED" };
-                println!("      {status:<6} {:<32} {:>4}s", r.label, r.seconds);
+            for boot in &verdict.boots {
+                for r in &boot.report.results {
+                    let status = if r.exit_code == 0 { "ok" } else { "FAILED" };
+                    println!("      {status:<6} {:<36} {:>4}s", r.label, r.seconds);
+                }
             }
-            if let Some(problem) = problem {
+            for problem in problems {
                 println!("      {problem}");
             }
         }
         println!("vm-test: {} passed, {failed} failed", outcomes.len() - failed);
         failed
     }
+}
+
+/// `binaries` ordered by their time in `previous` (a former run's results),
+/// longest first; binaries it does not know come first of all.
+fn longest_first(binaries: &[TestBinary], previous: &[guest::BinaryResult]) -> Vec<TestBinary> {
+    let seconds = |b: &TestBinary| {
+        previous
+            .iter()
+            .find(|r| r.label == b.label)
+            .map_or(u64::MAX, |r| r.seconds)
+    };
+    let mut ordered = binaries.to_vec();
+    ordered.sort_by_key(|b| std::cmp::Reverse(seconds(b)));
+    ordered
 }
 
 /// The checkout, and the target directory when it lies elsewhere, shared

@@ -72,6 +72,10 @@ pub(crate) struct Vm<'a> {
     pub memory_mib: u32,
     pub cpus: u32,
     pub timeout: Duration,
+    /// Prefixes each console line printed (VMs may run side by side).
+    pub name: &'a str,
+    /// The console's output is also written here.
+    pub console_log: &'a Path,
 }
 
 /// How a run ended.
@@ -120,7 +124,7 @@ impl Vm<'_> {
     pub(crate) fn run(&self, accel: Accel) -> Result<End> {
         let mut cmd = self.command(accel);
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Own process group: Ctrl-C reaches us, and we stop qemu.
             .process_group(0);
@@ -129,6 +133,7 @@ impl Vm<'_> {
                 .with_context(|| format!("cannot start {}", self.qemu.display()))?,
         );
         let kvm_failed = watch_stderr(&mut child.0)?;
+        copy_console(&mut child.0, self.name, self.console_log)?;
         let deadline = Instant::now() + self.timeout;
         loop {
             if let Some(status) = child.0.try_wait().context("waiting for qemu")? {
@@ -182,6 +187,24 @@ fn watch_stderr(child: &mut Child) -> Result<Arc<AtomicBool>> {
         }
     });
     Ok(flag)
+}
+
+/// Prints the serial console's lines prefixed with `name`, and writes them
+/// to `log`.
+fn copy_console(child: &mut Child, name: &str, log: &Path) -> Result<()> {
+    let stdout = child.stdout.take().context("qemu's stdout")?;
+    let mut file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let prefix = format!("[{name}] ");
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches('\r');
+            println!("{prefix}{line}");
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Ok(())
 }
 
 /// Kills and reaps qemu when dropped, whatever path we leave by.

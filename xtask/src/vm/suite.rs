@@ -8,11 +8,13 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Packages whose integration tests (`tests/*.rs`) make up the VM suite:
-/// the end-to-end tests, the privileged netlink backend tests, the command
-/// run as users run it (also against the lab's dockerd), and the Docker API
-/// client against a real dockerd.
-const PACKAGES: [&str; 4] = ["dockfw-e2e", "dockfw-nft", "dockfw-cli", "dockfw-docker"];
+/// Packages whose integration tests (`tests/*.rs`) make up the VM suite
+/// (their privileged tests: those depend on the kernel, Docker and the
+/// distribution's nft, firewalld, ufw and Podman): the end-to-end tests,
+/// the netlink backend, the command as users run it (also against the
+/// lab's dockerd), the Docker API client against a real dockerd, and
+/// core's rendering fed to the distribution's `nft`.
+const PACKAGES: [&str; 5] = ["dockfw-e2e", "dockfw-nft", "dockfw-cli", "dockfw-docker", "dockfw-core"];
 
 /// One integration-test executable.
 #[derive(Debug, Clone)]
