@@ -183,6 +183,11 @@ claim() {
     if let Some(checkout) = shares.first() {
         let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", quote_path(&checkout.path));
     }
+    // The Debian kernels build IPVS as a module, which nothing loads before
+    // Swarm's routing mesh needs it: loaded here, swarm.rs probes Docker's
+    // real mesh rather than its stand-in. (Only in the guest: xtask's own
+    // tests run this script on the host.)
+    s.push_str("if [ \"$JOB\" = /job ]; then modprobe -q ip_vs || echo 'vm-test: no ip_vs module'; fi\n");
     s.push_str("facts\nlane() {\n");
     for (i, bin) in binaries.iter().enumerate() {
         let _ = write!(
