@@ -13,6 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Set by the Ctrl-C / SIGTERM handler.
+/// How long a KVM guest may take to mount the job share (seconds under
+/// KVM; TCG, which has no such limit, boots in under a minute here).
+const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Routes Ctrl-C and SIGTERM to a flag, so that a run can kill qemu and
@@ -134,16 +138,21 @@ impl Vm<'_> {
         );
         let kvm_failed = watch_stderr(&mut child.0)?;
         copy_console(&mut child.0, self.name, self.console_log)?;
-        let deadline = Instant::now() + self.timeout;
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let booted = self.job_dir.join("booted");
         loop {
             if let Some(status) = child.0.try_wait().context("waiting for qemu")? {
                 return Ok(End::Exited(status));
             }
+            // A nested KVM that cannot run the guest either says so on
+            // stderr or hangs before the kernel is up (no message at all).
+            let kvm_hung = accel == Accel::Kvm && started.elapsed() > KVM_BOOT_TIMEOUT && !booted.exists();
             let end = if interrupted() {
                 End::Interrupted
             } else if Instant::now() >= deadline {
                 End::TimedOut
-            } else if kvm_failed.load(Ordering::SeqCst) {
+            } else if kvm_failed.load(Ordering::SeqCst) || kvm_hung {
                 End::KvmFailed
             } else {
                 std::thread::sleep(Duration::from_millis(100));

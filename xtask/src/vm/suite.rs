@@ -14,7 +14,13 @@ use std::process::{Command, Stdio};
 /// the netlink backend, the command as users run it (also against the
 /// lab's dockerd), the Docker API client against a real dockerd, and
 /// core's rendering fed to the distribution's `nft`.
-const PACKAGES: [&str; 5] = ["dockfw-e2e", "dockfw-nft", "dockfw-cli", "dockfw-docker", "dockfw-core"];
+const PACKAGES: [&str; 5] = [
+    "dockfw-e2e",
+    "dockfw-nft",
+    "dockfw-cli",
+    "dockfw-docker",
+    "dockfw-core",
+];
 
 /// One integration-test executable.
 #[derive(Debug, Clone)]
