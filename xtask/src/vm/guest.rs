@@ -183,11 +183,16 @@ claim() {
     if let Some(checkout) = shares.first() {
         let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", quote_path(&checkout.path));
     }
-    // The Debian kernels build IPVS as a module, which nothing loads before
+    // The modules a Docker host has loaded (dockerd loads br_netfilter when
+    // it starts; the tests that build bridges of their own expect it, and
+    // may run before any dockerd). IPVS too, which nothing loads before
     // Swarm's routing mesh needs it: loaded here, swarm.rs probes Docker's
     // real mesh rather than its stand-in. (Only in the guest: xtask's own
     // tests run this script on the host.)
-    s.push_str("if [ \"$JOB\" = /job ]; then modprobe -q ip_vs || echo 'vm-test: no ip_vs module'; fi\n");
+    s.push_str(
+        "if [ \"$JOB\" = /job ]; then\n    for module in br_netfilter ip_vs; do\n        \
+         modprobe -q $module || echo \"vm-test: no $module module\"\n    done\nfi\n",
+    );
     s.push_str("facts\nlane() {\n");
     for (i, bin) in binaries.iter().enumerate() {
         let _ = write!(
