@@ -63,6 +63,19 @@ pub struct Global {
     /// Docker Engine API address [default: $DOCKER_HOST, else unix:///var/run/docker.sock].
     #[arg(long, global = true, value_name = "URL")]
     pub docker_host: Option<String>,
+    /// How long one exchange with Docker (connect, list, subscribe) may take
+    /// before Docker counts as unreachable: raise it for a daemon that is
+    /// slow to answer (a loaded host, hundreds of containers, Podman's
+    /// service).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "DOCKFW_DOCKER_TIMEOUT",
+        default_value = "5s",
+        value_parser = docker_timeout
+    )]
+    pub docker_timeout: std::time::Duration,
     /// Do not ask Docker: `container` and `labels` rules match nothing.
     #[arg(long, global = true, conflicts_with = "require_docker")]
     pub no_docker: bool,
@@ -351,4 +364,26 @@ fn table_name(name: &str) -> Result<String, String> {
     dockfw_core::names::check_table_name(name)
         .map(|()| name.to_string())
         .map_err(|error| format!("{}; {}", error.problem, error.hint))
+}
+
+/// `--docker-timeout`: a humantime duration (`5s`, `1m`), not zero.
+fn docker_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 5s, 30s, 1m)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero (e.g. 5s)".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timeout_takes_a_duration_and_refuses_zero_and_words() {
+        assert_eq!(docker_timeout("30s"), Ok(std::time::Duration::from_secs(30)));
+        assert_eq!(docker_timeout("1m"), Ok(std::time::Duration::from_secs(60)));
+        assert!(docker_timeout("0s").unwrap_err().contains("more than zero"));
+        assert!(docker_timeout("soon").unwrap_err().contains("e.g. 5s"));
+    }
 }

@@ -44,7 +44,7 @@ pub fn query(global: &Global) -> Result<DockerView> {
     if global.no_docker {
         return Ok(DockerView::default());
     }
-    match dockfw_docker::list_containers(global.docker_host.as_deref(), dockfw_docker::DEFAULT_TIMEOUT) {
+    match dockfw_docker::list_containers(global.docker_host.as_deref(), global.docker_timeout) {
         Ok(list) => Ok(DockerView {
             containers: list.iter().map(Container::from).collect(),
             reachable: true,

@@ -43,7 +43,7 @@ use anyhow::{Context, Result};
 use dockfw_core::revoke::CtLabelMap;
 use dockfw_core::sets::{Content, SetSource};
 use dockfw_core::{Container, Draft, Parsed, Policy, Ruleset};
-use dockfw_docker::{BlockingEvents, ContainerEvent, DEFAULT_TIMEOUT};
+use dockfw_docker::{BlockingEvents, ContainerEvent};
 use dockfw_nft::monitor::{Action, Event, Kind, Monitor, NfFamily, ObjectChange, Waker};
 use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
@@ -119,11 +119,16 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
         .context("cannot handle SIGHUP, SIGTERM and SIGINT")?;
-    let host = session.global.docker_host.clone();
+    let docker_at = DockerAt {
+        host: session.global.docker_host.clone(),
+        timeout: session.global.docker_timeout,
+    };
     // Docker is required at start: without it there is nothing to follow (exit 4).
-    let events = dockfw_docker::subscribe(host.as_deref(), DEFAULT_TIMEOUT).map_err(|error| Unreachable {
-        error,
-        by_watch: true,
+    let events = dockfw_docker::subscribe(docker_at.host.as_deref(), docker_at.timeout).map_err(|error| {
+        Unreachable {
+            error,
+            by_watch: true,
+        }
     })?;
     log(
         session,
@@ -180,7 +185,7 @@ pub fn watch(session: &Session, settle: Duration, metrics: Option<SocketAddr>) -
     };
     std::thread::Builder::new()
         .name("docker-events".into())
-        .spawn(move || follow_docker(host.as_deref(), events, settle, &docker))
+        .spawn(move || follow_docker(&docker_at, events, settle, &docker))
         .context("cannot start the Docker thread")?;
     let reloads = Inbox {
         sender,
@@ -216,7 +221,7 @@ impl Inbox {
 }
 
 /// Follows Docker's events for ever, handing the guard each settled change.
-fn follow_docker(host: Option<&str>, mut events: BlockingEvents, settle: Duration, inbox: &Inbox) {
+fn follow_docker(host: &DockerAt, mut events: BlockingEvents, settle: Duration, inbox: &Inbox) {
     loop {
         let update = wait_for_change(&mut events, settle).and_then(|changes| {
             let containers = list_containers(host)?;
@@ -237,8 +242,14 @@ fn follow_docker(host: Option<&str>, mut events: BlockingEvents, settle: Duratio
     }
 }
 
-fn list_containers(host: Option<&str>) -> Result<Vec<Container>, dockfw_docker::Error> {
-    let list = dockfw_docker::list_containers(host, DEFAULT_TIMEOUT)?;
+/// Where Docker is, and how long one exchange with it may take.
+struct DockerAt {
+    host: Option<String>,
+    timeout: Duration,
+}
+
+fn list_containers(docker: &DockerAt) -> Result<Vec<Container>, dockfw_docker::Error> {
+    let list = dockfw_docker::list_containers(docker.host.as_deref(), docker.timeout)?;
     Ok(list.iter().map(Container::from).collect())
 }
 
@@ -262,9 +273,9 @@ fn wait_for_change(
 
 /// Subscribes again (before listing, so no change falls in between) until
 /// Docker answers both.
-fn reconnect(host: Option<&str>, inbox: &Inbox) -> (BlockingEvents, Vec<Container>) {
+fn reconnect(host: &DockerAt, inbox: &Inbox) -> (BlockingEvents, Vec<Container>) {
     loop {
-        let attempt = dockfw_docker::subscribe(host, DEFAULT_TIMEOUT)
+        let attempt = dockfw_docker::subscribe(host.host.as_deref(), host.timeout)
             .and_then(|events| Ok((events, list_containers(host)?)));
         match attempt {
             Ok(connected) => return connected,

@@ -111,6 +111,10 @@ impl Podman<'_> {
             .arg("--netns")
             .arg(self.lab.netns_path())
             .args(["--docker-host", &self.docker_host(), "-c", "policy.toml"])
+            // A daemon slow to answer (under emulation, Podman's service at
+            // its first request) is still there: these tests are not about
+            // unreachable daemons.
+            .args(["--docker-timeout", "60s"])
             .args(args)
             .output()
             .unwrap();

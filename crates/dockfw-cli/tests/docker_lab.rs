@@ -62,6 +62,10 @@ impl Setup {
             .arg("--netns")
             .arg(self.lab.netns_path())
             .args(["--docker-host", &self.lab.docker_host(), "-c", "policy.toml"])
+            // A daemon slow to answer (under emulation, Podman's service at
+            // its first request) is still there: these tests are not about
+            // unreachable daemons.
+            .args(["--docker-timeout", "60s"])
             .args(args);
         command
     }
