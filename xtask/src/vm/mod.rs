@@ -137,7 +137,7 @@ struct Plan {
 }
 
 /// The two packages of [`crate::deb::PACKAGE_CHECKS`], built on the host
-/// from the suite's debug binary.
+/// from the suite's (release) binary.
 #[derive(Debug)]
 struct Packages {
     /// Holds them; removed when dropped.
@@ -147,14 +147,14 @@ struct Packages {
 }
 
 impl Packages {
-    fn build(root: &Path, target_dir: &Path) -> Result<Self> {
+    fn build(root: &Path, binary: &Path) -> Result<Self> {
         crate::packages::ensure_these(&["dpkg-dev", "binutils"])?;
         let dir = tempfile::Builder::new()
             .prefix("dockfw-vm-deb-")
             .tempdir()
             .context("cannot create a directory for the packages")?;
         eprintln!("vm-test: building the Debian packages for the package boot");
-        let (old, new) = crate::deb::check_packages(root, &target_dir.join("debug/dockfw-nft"), dir.path())?;
+        let (old, new) = crate::deb::check_packages(root, binary, dir.path())?;
         Ok(Self { _dir: dir, old, new })
     }
 
@@ -196,7 +196,7 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
     let shares = shares(root, &suite.target_dir);
     // With the whole suite only: `--test NAME` asks for those tests alone.
     let packages = if args.tests.is_empty() && args.test_args.is_empty() {
-        Some(Packages::build(root, &suite.target_dir)?)
+        Some(Packages::build(root, &suite.command())?)
     } else {
         None
     };
@@ -282,7 +282,9 @@ impl Plan {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
         }
         fs::create_dir_all(&tests_dir).with_context(|| format!("cannot create {}", tests_dir.display()))?;
-        let binaries = longest_first(&self.suite.binaries, &previous);
+        let chosen = !self.args.tests.is_empty();
+        let runs = self.suite.for_distro(distro, chosen);
+        let binaries = longest_first(&runs, &previous);
         let script = guest::tests_job(&self.shares, &binaries, &self.args.test_args, self.args.lanes);
         fs::write(tests_dir.join("run.sh"), script).context("cannot write the job script")?;
         let (accel, end) = self.boot(distro, &image, &tests_dir, "tests")?;
@@ -290,7 +292,7 @@ impl Plan {
             what: "tests",
             end,
             report: Report::read(&tests_dir)?,
-            expected: self.suite.binaries.iter().map(|b| b.label.clone()).collect(),
+            expected: runs.iter().map(|b| b.label.clone()).collect(),
         }];
         if let Some(packages) = &self.packages {
             if qemu::interrupted() {
