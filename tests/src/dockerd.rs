@@ -162,15 +162,31 @@ pub(crate) fn start(cfg: &LabConfig, paths: &Paths) -> Result<Option<Child>> {
     }
     command.envs(cfg.dockerd_env.iter().map(|(k, v)| (k, v)));
     let text = cmd::describe(&command);
-    let mut child = command
-        .spawn()
-        .map_err(|source| LabError::Spawn { cmd: text, source })?;
-    match wait_ready(cfg, paths, Some(&mut child)) {
-        Ok(()) => Ok(Some(child)),
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(e)
+    let started = Instant::now();
+    loop {
+        let mut child = command.spawn().map_err(|source| LabError::Spawn {
+            cmd: text.clone(),
+            source,
+        })?;
+        match wait_ready(cfg, paths, Some(&mut child)) {
+            Ok(()) => return Ok(Some(child)),
+            // dockerd gives the containerd it starts 15 s (not configurable),
+            // which a slow machine (a VM under emulation, several labs at
+            // once) can exceed; containerd then comes up anyway, and the
+            // next dockerd finds it by its pid file.
+            Err(LabError::DockerdNotReady {
+                ref reason, ref tail, ..
+            }) if reason.starts_with("dockerd exited")
+                && tail.contains("timeout waiting for containerd to start")
+                && started.elapsed() < cfg.ready_timeout =>
+            {
+                let _ = child.wait();
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
         }
     }
 }

@@ -119,7 +119,7 @@ impl LabConfig {
             extra_dockerd_args: Vec::new(),
             iptables_legacy: false,
             dockerd_env: Vec::new(),
-            ready_timeout: Duration::from_secs(60),
+            ready_timeout: ready_timeout_from_env(),
             probe_timeout: Duration::from_millis(300),
         })
     }
@@ -138,6 +138,15 @@ impl LabConfig {
             ..Self::new(prefix)?
         })
     }
+}
+
+/// How long to wait for dockerd: `DOCKFW_LAB_READY_TIMEOUT` (seconds;
+/// `cargo xtask vm-test` raises it, emulation being slow), else 60 s.
+fn ready_timeout_from_env() -> Duration {
+    std::env::var("DOCKFW_LAB_READY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs)
 }
 
 /// Every path and name the lab uses, derived from the prefix.

@@ -158,6 +158,8 @@ pub(crate) fn tests_job(
     let mut s =
         String::from("#!/bin/sh\n# One VM run of `cargo xtask vm-test`, started by the image's init.\n");
     s.push_str(STEP_FUNCTIONS);
+    // Emulation is slow: the lab waits longer for its dockerds.
+    s.push_str("export DOCKFW_LAB_READY_TIMEOUT=600\n");
     s.push_str(
         r#"share() {
     mkdir -p "$2" && mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288 "$1" "$2" \
