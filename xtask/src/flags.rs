@@ -200,6 +200,9 @@ pub(crate) struct VmTest {
     /// Test binaries each VM runs side by side.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub lanes: u32,
+    /// Only the package boot (the Debian package under systemd), no tests.
+    #[arg(long, conflicts_with_all = ["tests", "test_args"])]
+    pub package_only: bool,
     /// Run the distros' VMs one after another instead of side by side
     /// (each VM takes --memory-mib).
     #[arg(long)]

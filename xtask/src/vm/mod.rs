@@ -189,7 +189,11 @@ pub(crate) fn run(root: &Path, args: VmTest) -> Result<()> {
         }
     };
     let ci_packages = image::ci_packages(root)?;
-    let suite = suite::build(root, &args.tests)?;
+    let suite = if args.package_only {
+        suite::command_only(root)?
+    } else {
+        suite::build(root, &args.tests)?
+    };
     if qemu::interrupted() {
         bail!("interrupted");
     }
@@ -278,22 +282,23 @@ impl Plan {
         // The last run's times order the binaries, longest first, so the
         // lanes end together.
         let previous = Report::read(&tests_dir).map(|r| r.results).unwrap_or_default();
-        if dir.exists() {
-            fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+        // `--package-only` keeps the last tests boot's results.
+        let stale = if self.args.package_only {
+            dir.join("package")
+        } else {
+            dir.clone()
+        };
+        if stale.exists() {
+            fs::remove_dir_all(&stale).with_context(|| format!("cannot empty {}", stale.display()))?;
         }
-        fs::create_dir_all(&tests_dir).with_context(|| format!("cannot create {}", tests_dir.display()))?;
-        let chosen = !self.args.tests.is_empty();
-        let runs = self.suite.for_distro(distro, chosen);
-        let binaries = longest_first(&runs, &previous);
-        let script = guest::tests_job(&self.shares, &binaries, &self.args.test_args, self.args.lanes);
-        fs::write(tests_dir.join("run.sh"), script).context("cannot write the job script")?;
-        let (accel, end) = self.boot(distro, &image, &tests_dir, "tests")?;
-        let mut boots = vec![Boot {
-            what: "tests",
-            end,
-            report: Report::read(&tests_dir)?,
-            expected: runs.iter().map(|b| b.label.clone()).collect(),
-        }];
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut boots = Vec::new();
+        let mut accel = *self.accel.lock().expect("accel lock");
+        if !self.args.package_only {
+            let (tests_accel, boot) = self.tests_boot(distro, &image, &tests_dir, &previous)?;
+            accel = tests_accel;
+            boots.push(boot);
+        }
         if let Some(packages) = &self.packages {
             if qemu::interrupted() {
                 bail!("interrupted");
@@ -302,7 +307,10 @@ impl Plan {
             fs::create_dir_all(&package_dir)
                 .with_context(|| format!("cannot create {}", package_dir.display()))?;
             packages.stage(&package_dir)?;
-            let (_, end) = self.boot(distro, &image, &package_dir, "package")?;
+            let (package_accel, end) = self.boot(distro, &image, &package_dir, "package")?;
+            if self.args.package_only {
+                accel = package_accel;
+            }
             boots.push(Boot {
                 what: "package",
                 end,
@@ -311,6 +319,32 @@ impl Plan {
             });
         }
         Ok(Verdict { accel, boots })
+    }
+
+    /// The tests boot: the binaries `distro` runs, in lanes.
+    fn tests_boot(
+        &self,
+        distro: Distro,
+        image: &image::Image,
+        tests_dir: &Path,
+        previous: &[guest::BinaryResult],
+    ) -> Result<(Accel, Boot)> {
+        fs::create_dir_all(tests_dir).with_context(|| format!("cannot create {}", tests_dir.display()))?;
+        let chosen = !self.args.tests.is_empty();
+        let runs = self.suite.for_distro(distro, chosen);
+        let binaries = longest_first(&runs, previous);
+        let script = guest::tests_job(&self.shares, &binaries, &self.args.test_args, self.args.lanes);
+        fs::write(tests_dir.join("run.sh"), script).context("cannot write the job script")?;
+        let (accel, end) = self.boot(distro, image, tests_dir, "tests")?;
+        Ok((
+            accel,
+            Boot {
+                what: "tests",
+                end,
+                report: Report::read(tests_dir)?,
+                expected: runs.iter().map(|b| b.label.clone()).collect(),
+            },
+        ))
     }
 
     /// Boots `image` on the job in `job`, falling back from KVM to TCG when

@@ -118,6 +118,29 @@ const PLACES: &[(&str, Place)] = &[
     ("dockfw-nft/large", Place::Neither),
 ];
 
+/// No tests: the release `dockfw-nft` binary alone, for the package boot
+/// (`--package-only`).
+pub(crate) fn command_only(root: &Path) -> Result<Suite> {
+    let metadata = MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .context("cargo metadata failed")?;
+    eprintln!("vm-test: building the release dockfw-nft on the host");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["build", "--release", "-p", "dockfw-cli", "--bin", "dockfw-nft"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building dockfw-nft failed ({status})");
+    }
+    Ok(Suite {
+        binaries: Vec::new(),
+        target_dir: metadata.target_directory.into(),
+    })
+}
+
 /// How many ignored (privileged) tests `binary` has, `manual::` ones aside.
 fn privileged_tests(binary: &TestBinary) -> Result<usize> {
     let out = Command::new(&binary.exe)
