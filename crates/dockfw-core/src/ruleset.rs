@@ -5,7 +5,9 @@
 //! logic and decode what the kernel holds back into the same type: "is the
 //! installed ruleset the one we want" is then `installed == desired`.
 //!
-//! Every rule implicitly carries a counter, placed just before its verdict.
+//! A rule counts only when it says so ([`Statement::Counter`]): the
+//! compiler puts one counter on the rule that counts each decision, so a
+//! packet's path through the table passes one counter, not one per hop.
 
 use crate::interval::Interval;
 use serde::{Deserialize, Serialize};
@@ -249,8 +251,8 @@ pub enum Hook {
     Input,
 }
 
-/// One rule: all matches must hold; then statements run, the counter counts,
-/// and the verdict (if any) applies.
+/// One rule: all matches must hold; then statements run (a
+/// [`Statement::Counter`] among them counts), and the verdict (if any) applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// The rule's comment: the policy rule it comes from (or what it is for).
@@ -607,6 +609,10 @@ pub enum Statement {
     /// `ct label set BIT`: sets one connection label bit (the kernel ORs it
     /// in; other bits stay as they are).
     CtLabelSet(u8),
+    /// `counter`: counts the packets and bytes that reach it. The compiler
+    /// writes it last among a rule's statements, on the rules whose counts
+    /// someone reads ([`crate::layout::CounterAt`]), and nowhere else.
+    Counter,
 }
 
 /// How a rejected packet is answered.

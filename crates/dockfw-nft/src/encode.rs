@@ -59,7 +59,6 @@ const MAX_IFNAME: usize = 15;
 pub(crate) enum Part {
     Match(usize),
     Statement(usize),
-    Counter,
     Verdict,
 }
 
@@ -964,6 +963,7 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
                 },
             ]
         }
+        Statement::Counter => vec![Expr::Counter { packets: 0, bytes: 0 }],
     })
 }
 
@@ -989,7 +989,7 @@ pub(crate) fn ct_label_map(bit: usize) -> Vec<u8> {
 }
 
 /// All expressions of a rule, each with the part of the rule it encodes:
-/// matches, statements, the counter, the verdict.
+/// matches, statements (a counter among them, if the rule has one), the verdict.
 pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
     let mut out = Vec::new();
     for (index, m) in rule.matches.iter().enumerate() {
@@ -1002,7 +1002,6 @@ pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
                 .map(|e| (e, Part::Statement(index))),
         );
     }
-    out.push((Expr::Counter { packets: 0, bytes: 0 }, Part::Counter));
     if let Some(verdict) = &rule.verdict {
         out.push((verdict_expr(verdict)?, Part::Verdict));
     }

@@ -714,7 +714,9 @@ impl Nft {
     }
 
     /// Packet and byte counts of every rule in `table`, in chain and rule
-    /// order (empty if the table does not exist).
+    /// order (empty if the table does not exist); 0 and 0 for a rule
+    /// without a counter (only those the ruleset gives a
+    /// [`Statement::Counter`](dockfw_core::ruleset::Statement::Counter) count).
     pub fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
         self.read_counters(table)
     }

@@ -133,7 +133,7 @@ fn counters_of_untouched_rules_survive_an_update() {
             Match::L4Proto(Proto::Udp),
             Match::DialledPort(PortMatch::Single(port)),
         ],
-        statements: vec![],
+        statements: vec![Statement::Counter],
         verdict: None,
     };
     let ruleset = |rules| Ruleset {
