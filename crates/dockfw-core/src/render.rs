@@ -49,10 +49,16 @@ fn render_set(out: &mut String, set: &Set) {
         }
         SetElements::Ipv4Addrs(elements) => {
             out.push_str("\t\ttype ipv4_addr\n");
+            if let Some(size) = set.elements.hash_size() {
+                let _ = writeln!(out, "\t\tsize {size}");
+            }
             write_elements(out, elements.iter().map(|&e| format_v4(e)));
         }
         SetElements::Ipv6Addrs(elements) => {
             out.push_str("\t\ttype ipv6_addr\n");
+            if let Some(size) = set.elements.hash_size() {
+                let _ = writeln!(out, "\t\tsize {size}");
+            }
             write_elements(out, elements.iter().map(|&e| format_v6(e)));
         }
         SetElements::Port(elements) => {

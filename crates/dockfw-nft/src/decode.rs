@@ -119,12 +119,46 @@ pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
 /// form (`flags timeout`, an address key): its elements are never read
 /// with the table, and never compared.
 pub(crate) fn is_runtime(spec: &SetSpec) -> bool {
-    set(spec, &Elems::from([])).is_ok_and(|set| set.is_runtime())
+    set_unsized(spec, &Elems::from([])).is_ok_and(|set| set.is_runtime())
 }
 
 /// A set with its dumped `(key, flags)` elements (none for a run-time set,
 /// whose elements are not dockfw's).
 pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
+    let set = set_unsized(spec, elems)?;
+    sized_as_written(spec, &set)?;
+    Ok(set)
+}
+
+/// Whether `spec`'s size is the one dockfw writes for `set`'s elements
+/// ([`SetElements::hash_size`](dockfw_core::ruleset::SetElements::hash_size);
+/// meters carry theirs in the elements). Checked once the elements are
+/// known: decoded from a dump, or taken from what was sent.
+pub(crate) fn sized_as_written(spec: &SetSpec, set: &Set) -> Decoded<()> {
+    if !set.elements.is_hash() || spec.size == set.elements.hash_size() {
+        return Ok(());
+    }
+    let written = match set.elements.hash_size() {
+        Some(size) => format!("size {size}"),
+        None => "no size".to_string(),
+    };
+    Err(match spec.size {
+        Some(size) => format!(
+            "set `{}` has size {size} (dockfw writes {written} for its {} elements)",
+            spec.name,
+            set.elements.len()
+        ),
+        None => format!(
+            "set `{}` has no size (dockfw writes {written} for its {} elements)",
+            spec.name,
+            set.elements.len()
+        ),
+    })
+}
+
+/// [`set`], but a hash of addresses of any size (its elements may be
+/// known from elsewhere, see [`sized_as_written`]).
+pub(crate) fn set_unsized(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
     // dockfw writes the key byte order only; nft adds typing hints of its
     // own when it loads `plan`'s script. A comment is never dockfw's.
     if let Some(comment) = set_comment(&spec.userdata) {
@@ -187,15 +221,13 @@ pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
         }
     } else if spec.flags == 0 {
         let name = &spec.name;
-        // dockfw gives hashes of addresses no size either.
-        if let Some(size) = spec.size {
-            return Err(format!("set `{name}` has size {size}"));
-        }
-        match (spec.key_type, spec.key_len) {
+        let elements = match (spec.key_type, spec.key_len) {
             (TYPE_IPV4_ADDR, 4) => SetElements::Ipv4Addrs(points(name, elems)?),
             (TYPE_IPV6_ADDR, 16) => SetElements::Ipv6Addrs(points(name, elems)?),
             (key_type, len) => return Err(format!("set `{name}` has key type {key_type}/{len} bytes")),
-        }
+        };
+        // Its size is checked against the elements: see `sized_as_written`.
+        elements
     } else {
         return Err(format!("set `{}` has flags {:#x}", spec.name, spec.flags));
     };

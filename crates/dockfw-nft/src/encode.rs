@@ -573,8 +573,11 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
             spec.flags = libc::NFT_SET_TIMEOUT as u32;
             spec.timeout_ms = runtime.timeout_ms;
         }
-        // A hash of single addresses: no flags.
-        SetElements::Ipv4Addrs(_) | SetElements::Ipv6Addrs(_) => spec.flags = 0,
+        // A hash of single addresses: no flags; a size when it is large.
+        SetElements::Ipv4Addrs(_) | SetElements::Ipv6Addrs(_) => {
+            spec.flags = 0;
+            spec.size = elements.hash_size();
+        }
         _ => {}
     }
     spec
