@@ -663,3 +663,30 @@ pub enum Verdict {
     /// Runs the named chain instead of the rest of this one.
     Goto(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(n: u32) -> SetElements {
+        SetElements::Ipv4Addrs((0..n).map(|i| Interval::single(Ipv4Addr::from(2 * i))).collect())
+    }
+
+    #[test]
+    fn large_hashes_are_sized_with_room_to_grow() {
+        assert_eq!(addresses(3).hash_size(), None);
+        assert_eq!(addresses(SIZED_FROM as u32 - 1).hash_size(), None);
+        assert_eq!(addresses(1024).hash_size(), Some(2048));
+        assert_eq!(addresses(1639).hash_size(), Some(2048));
+        assert_eq!(addresses(1640).hash_size(), Some(4096));
+        assert_eq!(addresses(100_000).hash_size(), Some(131_072));
+        for n in [1024, 1500, 4096, 100_000, 1_000_000] {
+            let size = addresses(n).hash_size().unwrap();
+            assert!(u64::from(size) >= u64::from(n) * 5 / 4, "{n}: {size}");
+            assert!(size.is_power_of_two());
+        }
+        // Interval sets are never sized.
+        let interval = SetElements::Ipv4(vec![Interval::single(Ipv4Addr::LOCALHOST); 2000]);
+        assert_eq!(interval.hash_size(), None);
+    }
+}
