@@ -222,8 +222,17 @@ impl Tables for Nft {
         Nft::apply(self, ruleset)
     }
 
+    /// Asks the kernel once per boot (see [`crate::features`]).
     fn validate(&mut self, ruleset: &Ruleset) -> Result<()> {
-        Nft::validate(self, ruleset)
+        let key = crate::features::boot_key(ruleset);
+        if key.as_deref().is_some_and(crate::features::passed_this_boot) {
+            return Ok(());
+        }
+        Nft::validate(self, ruleset)?;
+        if let Some(key) = key {
+            crate::features::note_passed(&key);
+        }
+        Ok(())
     }
 
     fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {

@@ -3,6 +3,10 @@
 //! compiled and sent as a batch nf_tables checks and then aborts
 //! ([`dockfw_nft::Nft::validate`]), so an old kernel is refused at start
 //! with the features it lacks named, and nothing is changed.
+//!
+//! Against the kernel the answer is kept for the boot ([`passed_this_boot`]):
+//! an aborted batch waits for an RCU grace period (10 to 30 ms on a busy
+//! machine), which every later `apply` would pay again for the same answer.
 
 use crate::backend::Tables;
 use anyhow::{Result, anyhow};
@@ -77,6 +81,47 @@ pub fn check(nft: &mut dyn Tables) -> Result<()> {
             ))
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// Where the kernel's acceptance of the probe is noted for the boot:
+/// `/run` is emptied at every boot, and only root writes here.
+const CHECKED: &str = "/run/dockfw-nft/features-checked";
+
+/// What a passed check is noted under: this boot, this kernel, this
+/// version of dockfw-nft and this probe (`ruleset`). `None` when the boot
+/// cannot be told (then the kernel is asked every time).
+pub fn boot_key(ruleset: &dockfw_core::Ruleset) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    format!("{ruleset:?}").hash(&mut hasher);
+    Some(format!(
+        "{} {} {} {:016x}\n",
+        boot_id.trim(),
+        release.trim(),
+        env!("CARGO_PKG_VERSION"),
+        hasher.finish()
+    ))
+}
+
+/// Whether the kernel accepted the probe of `key` earlier in this boot.
+pub fn passed_this_boot(key: &str) -> bool {
+    std::fs::read_to_string(CHECKED).is_ok_and(|noted| noted == key)
+}
+
+/// Notes that the kernel accepted the probe of `key`. Best effort: if it
+/// cannot be written, the next run asks the kernel again.
+pub fn note_passed(key: &str) {
+    let path = std::path::Path::new(CHECKED);
+    let Some(dir) = path.parent() else { return };
+    let temporary = dir.join(format!("features-checked.{}", std::process::id()));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&temporary, key))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
     }
 }
 

@@ -370,7 +370,8 @@ fn decision_rules(
                     rate: LOG_RATE,
                     burst: LOG_BURST,
                 });
-                limit.statements.push(logging.statement(Logged::OverLimit));
+                // Before its counter: a counter is the last statement.
+                limit.statements.insert(0, logging.statement(Logged::OverLimit));
                 limit
             })
             .collect()
@@ -385,7 +386,7 @@ fn decision_rules(
     // `ct label set`) and drop, so it counts every decision; a reject's
     // first rule is TCP only.
     if log.is_none() && limits.is_empty() && action != Action::Reject {
-        return verdicts;
+        return counted(verdicts);
     }
     let mut rules = vec![counter_rule(comment)];
     rules.extend(log);
@@ -398,7 +399,7 @@ fn decision_rules(
 /// count, log, accept).
 fn drop_rules(chain: &str, comment: &str, audit: bool, target: LogTarget) -> Vec<Rule> {
     if !audit {
-        return vec![rule(comment, vec![], Verdict::Drop)];
+        return counted(vec![rule(comment, vec![], Verdict::Drop)]);
     }
     let logging = Logging {
         chain,
@@ -441,13 +442,35 @@ fn from_containers_rules(judged: &[Direction], only_to: Option<&str>) -> Vec<Rul
     rules
 }
 
+/// A per-source limit's drop. It counts what it stops, besides the
+/// decision's counter: only connections over the limit reach its counter,
+/// so it costs the others nothing.
+fn limit_rule(comment: &str, matches: Vec<Match>) -> Rule {
+    Rule {
+        statements: vec![Statement::Counter],
+        ..rule(comment, matches, Verdict::Drop)
+    }
+}
+
+/// A rule that only counts: the first of a decision's chain when more
+/// than its verdict follows.
 fn counter_rule(comment: &str) -> Rule {
     Rule {
         comment: comment.into(),
         matches: vec![],
-        statements: vec![],
+        statements: vec![Statement::Counter],
         verdict: None,
     }
+}
+
+/// `rules` with a counter on the first, which always matches and so counts
+/// every decision (see [`crate::layout::CounterAt`]): the only counter on a
+/// decision's path.
+fn counted(mut rules: Vec<Rule>) -> Vec<Rule> {
+    if let Some(first) = rules.first_mut() {
+        first.statements.push(Statement::Counter);
+    }
+    rules
 }
 
 /// How a decision's chain logs: its prefix names the chain and the rule
@@ -876,10 +899,9 @@ impl Compiler {
                 // table existed can never be labelled, so each of its packets
                 // is judged again and must not feed (or be dropped by) a meter
                 // of connection attempts.
-                rules.push(rule(
+                rules.push(limit_rule(
                     name,
                     vec![Match::NfProto(family), Match::CtState(CtState::New), over],
-                    Verdict::Drop,
                 ));
             }
             if let Some(count) = policy_rule.max_connections {
@@ -896,7 +918,7 @@ impl Compiler {
                 // connection once however often it is seen (nf_conncount skips
                 // a tuple it already holds).
                 let over = Match::SourceConnectionsOver { family, set, count };
-                rules.push(rule(name, vec![Match::NfProto(family), over], Verdict::Drop));
+                rules.push(limit_rule(name, vec![Match::NfProto(family), over]));
             }
         }
         decision_rules(name, logging, rules, policy_rule.action, Admit::Label, audit)

@@ -125,6 +125,22 @@ impl<'a> SourceMap<'a> {
             .partition_point(|&start| start <= offset.min(self.text.len()))
     }
 
+    /// [`SourceMap::line`] of `offset`, for offsets that mostly come in
+    /// order: it steps on from the line found last (`previous`, updated),
+    /// a few lines at most, instead of searching all of them (100,000 set
+    /// entries, one per line, each a cache miss).
+    pub(crate) fn line_after(&self, previous: &mut usize, offset: usize) -> usize {
+        const STEPS: usize = 8;
+        let offset = offset.min(self.text.len());
+        let from = (*previous).max(1);
+        let line = (from..self.line_starts.len().min(from + STEPS))
+            .find(|&line| self.line_starts[line] > offset)
+            .filter(|_| self.line_starts[from - 1] <= offset)
+            .unwrap_or_else(|| self.line(offset));
+        *previous = line;
+        line
+    }
+
     pub(crate) fn locate(&self, offset: usize) -> Location {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
@@ -229,8 +245,37 @@ mod tests {
         // 'ç' is two bytes but one column.
         assert_eq!(map.locate(5).column, 2);
         assert_eq!(map.locate(100).line, 3);
+        let mut previous = 0;
+        for offset in [0, 2, 3, 5, 100, 0, 4, 3, 100] {
+            assert_eq!(
+                map.line_after(&mut previous, offset),
+                map.line(offset),
+                "{offset}"
+            );
+        }
         for offset in [0, 2, 3, 5, 100] {
             assert_eq!(map.line(offset), map.locate(offset).line);
+        }
+    }
+
+    #[test]
+    fn lines_after_agree_with_lines_in_any_order() {
+        let text: String = (0..50).map(|i| format!("{}\n", "x".repeat(i % 7))).collect();
+        let map = SourceMap::new("p.toml", &text);
+        let offsets: Vec<usize> = (0..=text.len() + 2).collect();
+        for order in [
+            offsets.clone(),
+            offsets.iter().rev().copied().collect(),
+            offsets.iter().step_by(13).copied().collect(),
+        ] {
+            let mut previous = 0;
+            for &offset in &order {
+                assert_eq!(
+                    map.line_after(&mut previous, offset),
+                    map.line(offset),
+                    "{offset}"
+                );
+            }
         }
     }
 }

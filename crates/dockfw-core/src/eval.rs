@@ -5,12 +5,12 @@
 
 use crate::compile::{Binding, container_addresses, host_binding};
 use crate::interval;
-use crate::layout::{audited_action, decided_by_chain};
+use crate::layout::{CounterAt, audited_action, decided_by_chain};
 use crate::policy::{
     Action, AddrMatch, Container, ContainerRule, Destination, Direction, Policy, PublishedPort,
     Rule as PolicyRule, Selector,
 };
-use crate::ruleset::{CtState, Family, Hook, Match, Proto, Ruleset, SetElements, Verdict};
+use crate::ruleset::{CtState, Family, Hook, Match, Proto, Ruleset, SetElements, Statement, Verdict};
 use serde::Serialize;
 use std::fmt;
 use std::net::IpAddr;
@@ -922,6 +922,9 @@ pub struct PacketOutcome {
     /// In audit mode, the drop or reject the deciding chain stands for
     /// but only logged: the packet was accepted.
     pub would: Option<Action>,
+    /// Every counter the packet passed, in order: the rules that matched
+    /// it and carry a [`Statement::Counter`].
+    pub counted: Vec<CounterAt>,
 }
 
 /// Which rule decides `connection`, by running the compiled ruleset, for a
@@ -984,19 +987,22 @@ pub(crate) fn simulate_packet(ruleset: &Ruleset, hook: Hook, packet: &Packet) ->
         .collect();
     bases.sort_by_key(|c| c.hook.map(|h| h.priority));
     let mut last_accept = None;
+    let mut counted = Vec::new();
     for base in bases {
-        match run_chain(ruleset, &base.name, packet, 0) {
+        match run_chain(ruleset, &base.name, packet, 0, &mut counted) {
             Flow::Final(outcome) if outcome.verdict == Verdict::Accept => last_accept = Some(outcome),
-            Flow::Final(outcome) => return outcome,
+            Flow::Final(outcome) => return PacketOutcome { counted, ..outcome },
             Flow::Continue => {}
         }
     }
-    last_accept.unwrap_or(PacketOutcome {
+    let outcome = last_accept.unwrap_or(PacketOutcome {
         verdict: Verdict::Accept,
         chain: None,
         comment: None,
         would: None,
-    })
+        counted: Vec::new(),
+    });
+    PacketOutcome { counted, ..outcome }
 }
 
 enum Flow {
@@ -1007,26 +1013,38 @@ enum Flow {
 /// nftables allows 16 nested jumps; the compiler needs three.
 const MAX_DEPTH: usize = 16;
 
-fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Flow {
+fn run_chain(
+    ruleset: &Ruleset,
+    name: &str,
+    packet: &Packet,
+    depth: usize,
+    counted: &mut Vec<CounterAt>,
+) -> Flow {
     let Some(chain) = ruleset.chain(name) else {
         return Flow::Continue;
     };
     if depth > MAX_DEPTH {
         return Flow::Continue;
     }
-    for rule in &chain.rules {
+    for (index, rule) in chain.rules.iter().enumerate() {
         if !rule.matches.iter().all(|m| holds(ruleset, m, packet)) {
             continue;
+        }
+        if rule.statements.contains(&Statement::Counter) {
+            counted.push(CounterAt {
+                chain: chain.name.clone(),
+                index,
+            });
         }
         match &rule.verdict {
             None => {}
             Some(Verdict::Return) => return Flow::Continue,
             Some(Verdict::Jump(target)) => {
-                if let Flow::Final(outcome) = run_chain(ruleset, target, packet, depth + 1) {
+                if let Flow::Final(outcome) = run_chain(ruleset, target, packet, depth + 1, counted) {
                     return Flow::Final(outcome);
                 }
             }
-            Some(Verdict::Goto(target)) => return run_chain(ruleset, target, packet, depth + 1),
+            Some(Verdict::Goto(target)) => return run_chain(ruleset, target, packet, depth + 1, counted),
             Some(verdict) => {
                 let would = (*verdict == Verdict::Accept)
                     .then(|| audited_action(chain))
@@ -1036,6 +1054,7 @@ fn run_chain(ruleset: &Ruleset, name: &str, packet: &Packet, depth: usize) -> Fl
                     chain: Some(chain.name.clone()),
                     comment: Some(rule.comment.clone()),
                     would,
+                    counted: Vec::new(),
                 });
             }
         }

@@ -93,7 +93,11 @@
 //! established packets, which a new one fails at its first expression, then
 //! 2), `guarded` (1), `rules` (the alternatives up to the deciding one) and
 //! its decision's chain, whose first rule counts it: one counter per
-//! decision (an allow then labels it in `label`).
+//! decision (an allow then labels it in `label`). No other rule has a
+//! counter ([`Statement::Counter`]): not the fast path (every packet of
+//! every connection passes it), nor the dispatch and `label` rules; only
+//! the drops of per-source limits count too, which only the connections
+//! they stop reach. [`CounterAt`] names each counter status reads.
 //!
 //! Every path into a container ends in the same `rules` chain, which matches
 //! what the client dialled (conntrack's original tuple): through Docker's DNAT
@@ -300,7 +304,7 @@ pub fn audited_action(chain: &Chain) -> Option<Action> {
                 Logged::WouldDeny(action) => Some(action),
                 _ => None,
             },
-            Statement::CtLabelSet(_) => None,
+            Statement::CtLabelSet(_) | Statement::Counter => None,
         })
 }
 
@@ -524,8 +528,9 @@ pub(crate) fn interface_ct_labels(policy: &Policy) -> Vec<(IfName, u8)> {
 }
 
 /// Where a counter sits in the compiled table: the rule at `index` (0-based)
-/// of `chain`. Every kernel rule counts; this names the one that counts what
-/// a decision decided.
+/// of `chain`, the one rule that counts what a decision decided (the
+/// compiler puts a [`Statement::Counter`] there and on no other rule of a
+/// decision's path).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CounterAt {
     /// The chain.

@@ -786,6 +786,8 @@ fn read_set_entries(out: &mut Collector<'_>, name: &str, value: &Value<'_>, set:
     let source = set.add_source(SetSource::Entries {
         location: out.map.locate(value.span().start),
     });
+    // Entries come in file order: each line is found from the one before.
+    let mut previous_line = 0;
     for item in items {
         let Some(text) = read_string(out, item, None, name) else {
             continue;
@@ -802,7 +804,7 @@ fn read_set_entries(out: &mut Collector<'_>, name: &str, value: &Value<'_>, set:
         }
         match values::parse_ip_range(text) {
             Ok(range) => {
-                let line = out.map.line(item.span().start);
+                let line = out.map.line_after(&mut previous_line, item.span().start);
                 set.entries.push(SetEntry {
                     range,
                     source,

@@ -49,10 +49,16 @@ fn render_set(out: &mut String, set: &Set) {
         }
         SetElements::Ipv4Addrs(elements) => {
             out.push_str("\t\ttype ipv4_addr\n");
+            if let Some(size) = set.elements.hash_size() {
+                let _ = writeln!(out, "\t\tsize {size}");
+            }
             write_elements(out, elements.iter().map(|&e| format_v4(e)));
         }
         SetElements::Ipv6Addrs(elements) => {
             out.push_str("\t\ttype ipv6_addr\n");
+            if let Some(size) = set.elements.hash_size() {
+                let _ = writeln!(out, "\t\tsize {size}");
+            }
             write_elements(out, elements.iter().map(|&e| format_v6(e)));
         }
         SetElements::Port(elements) => {
@@ -167,7 +173,8 @@ fn render_chain(out: &mut String, chain: &Chain) {
     out.push_str("\t}\n");
 }
 
-/// One rule in nft syntax (every rule has a counter, just before its verdict).
+/// One rule in nft syntax. A rule with nothing in it (no match, statement
+/// or verdict; the compiler writes none) would read as the chain's comment.
 pub fn render_rule(rule: &Rule) -> String {
     let mut words: Vec<String> = rule.matches.iter().map(render_match).collect();
     words.extend(rule.statements.iter().map(|statement| match statement {
@@ -177,12 +184,16 @@ pub fn render_rule(rule: &Rule) -> String {
             group: Some(group),
         } => format!("log prefix {} group {group}", quote(prefix)),
         Statement::CtLabelSet(bit) => format!("ct label set {bit}"),
+        Statement::Counter => "counter".into(),
     }));
-    words.push("counter".into());
     if let Some(verdict) = &rule.verdict {
         words.push(render_verdict(verdict));
     }
-    words.push(format!("comment {}", quote(&rule.comment)));
+    // No comment is no comment at all, as nft lists it (a rule read back
+    // from someone else; the compiler comments every rule).
+    if !rule.comment.is_empty() {
+        words.push(format!("comment {}", quote(&rule.comment)));
+    }
     words.join(" ")
 }
 

@@ -4,7 +4,8 @@
 //! policies and running containers: the compiled ruleset means what the
 //! policy says.
 
-use dockfw_core::eval::Packet;
+use dockfw_core::eval::{Packet, PacketOutcome};
+use dockfw_core::layout::CounterAt;
 use dockfw_core::ruleset::{Hook, Verdict};
 use dockfw_core::testing::internals::simulate_packet;
 use dockfw_core::testing::{containers_and_all_connections, containers_and_connections, policy_text};
@@ -44,6 +45,7 @@ proptest! {
             );
             let first = Packet::from_container(connection, *direction);
             let hook = if connection.proxied { Hook::Input } else { Hook::Forward };
+            counted_once(&simulate_packet(&ruleset, hook, &first))?;
             if audit {
                 // Audit mode denies nothing.
                 prop_assert_eq!(&simulate_packet(&ruleset, hook, &first).verdict, &Verdict::Accept);
@@ -58,6 +60,7 @@ proptest! {
                 let outcome = simulate_packet(&ruleset, hook, &packet);
                 prop_assert_eq!(&outcome.verdict, &Verdict::Accept);
                 prop_assert_eq!(outcome.decision(), Decision::NotJudged, "{:?}", packet);
+                prop_assert_eq!(&outcome.counted, &[], "the fast path counts nothing: {:?}", packet);
             }
         }
         for (connection, path) in &connections {
@@ -67,14 +70,16 @@ proptest! {
                 &by_policy, &by_ruleset,
                 "connection {:?} on {:?}\ncontainers: {:#?}\npolicy:\n{}", connection, path, containers, text
             );
+            let outcome = simulate_packet(&ruleset, path.hook(), &Packet::via(connection, *path));
+            counted_once(&outcome)?;
             if audit {
-                let outcome = simulate_packet(&ruleset, path.hook(), &Packet::via(connection, *path));
                 prop_assert_eq!(&outcome.verdict, &Verdict::Accept, "audit: {:?} on {:?}\n{}", connection, path, text);
             }
             // A later packet of a connection no rules chain labelled (opened
             // before the table existed) is judged exactly like a new one.
             let hook = path.hook();
             let late = simulate_packet(&ruleset, hook, &Packet::established(connection, *path, false));
+            counted_once(&late)?;
             prop_assert_eq!(&late.decision(), &by_policy, "late: {:?} on {:?}\n{}", connection, path, text);
             // Such a connection can never be labelled, so every packet is
             // judged: a rule's rate limit meters new connections only and
@@ -91,9 +96,32 @@ proptest! {
                 let outcome = simulate_packet(&ruleset, hook, &packet);
                 prop_assert_eq!(&outcome.verdict, &Verdict::Accept);
                 prop_assert_eq!(outcome.decision(), Decision::NotJudged, "{:?}", packet);
+                prop_assert_eq!(&outcome.counted, &[], "the fast path counts nothing: {:?}", packet);
             }
         }
     }
+}
+
+/// One counter per decision: a judged packet passes exactly one counter,
+/// the first rule of the chain that decided it (where status reads it), and
+/// a packet nothing judged passes none, or the one of the chain that
+/// dropped it (untracked, unattributed).
+fn counted_once(outcome: &PacketOutcome) -> Result<(), TestCaseError> {
+    let deciding = outcome.chain.as_ref().map(|chain| CounterAt {
+        chain: chain.clone(),
+        index: 0,
+    });
+    match outcome.counted.as_slice() {
+        [] => prop_assert_eq!(
+            outcome.decision(),
+            Decision::NotJudged,
+            "uncounted: {:?}",
+            outcome
+        ),
+        [counter] => prop_assert_eq!(Some(counter), deciding.as_ref(), "{:?}", outcome),
+        _ => prop_assert!(false, "counted more than once: {:?}", outcome),
+    }
+    Ok(())
 }
 
 /// The generators are worth their time: over many cases, rules decide on

@@ -454,18 +454,18 @@ ports = [8000]
         assert_eq!(
             forward[3..],
             [
-                "iifname \"docker0\" ct state new counter goto from-containers comment \"new connection from a container\"",
-                "iifname \"br-*\" ct state new counter goto from-containers comment \"new connection from a container\"",
-                "iifname \"docker0\" ct state invalid counter goto from-containers-invalid comment \"invalid packet from a container\"",
-                "iifname \"br-*\" ct state invalid counter goto from-containers-invalid comment \"invalid packet from a container\"",
+                "iifname \"docker0\" ct state new goto from-containers comment \"new connection from a container\"",
+                "iifname \"br-*\" ct state new goto from-containers comment \"new connection from a container\"",
+                "iifname \"docker0\" ct state invalid goto from-containers-invalid comment \"invalid packet from a container\"",
+                "iifname \"br-*\" ct state invalid goto from-containers-invalid comment \"invalid packet from a container\"",
             ]
         );
         assert_eq!(
             rendered(&ruleset, "from-containers-invalid"),
             [
-                "oifname \"docker0\" counter goto unattributed comment \"to a container\"",
-                "oifname \"br-*\" counter goto unattributed comment \"to a container\"",
-                "counter goto unattributed comment \"to the outside\"",
+                "oifname \"docker0\" goto unattributed comment \"to a container\"",
+                "oifname \"br-*\" goto unattributed comment \"to a container\"",
+                "goto unattributed comment \"to the outside\"",
             ]
         );
         assert_eq!(
@@ -475,31 +475,31 @@ ports = [8000]
         assert_eq!(
             rendered(&ruleset, "from-containers"),
             [
-                "oifname \"docker0\" counter goto between comment \"to a container\"",
-                "oifname \"br-*\" counter goto between comment \"to a container\"",
-                "counter goto outbound comment \"to the outside\"",
+                "oifname \"docker0\" goto between comment \"to a container\"",
+                "oifname \"br-*\" goto between comment \"to a container\"",
+                "goto outbound comment \"to the outside\"",
             ]
         );
         assert_eq!(
             rendered(&ruleset, "outbound"),
             [
-                "meta nfproto ipv4 ip saddr @outbound-1-from-v4 ip daddr @outbound-1-to-v4 meta l4proto tcp th dport @outbound-1-tcp counter goto outbound-1 comment \"web calls the API\"",
-                "meta nfproto ipv6 ip6 saddr @outbound-1-from-v6 ip6 daddr @outbound-1-to-v6 meta l4proto tcp th dport @outbound-1-tcp counter goto outbound-1 comment \"web calls the API\"",
-                "meta nfproto ipv4 ip daddr @set-partners-v4 counter goto outbound-2 comment \"partners\"",
-                "meta nfproto ipv6 ip6 daddr @set-partners-v6 counter goto outbound-2 comment \"partners\"",
-                "counter goto outbound-default comment \"outbound default\"",
+                "meta nfproto ipv4 ip saddr @outbound-1-from-v4 ip daddr @outbound-1-to-v4 meta l4proto tcp th dport @outbound-1-tcp goto outbound-1 comment \"web calls the API\"",
+                "meta nfproto ipv6 ip6 saddr @outbound-1-from-v6 ip6 daddr @outbound-1-to-v6 meta l4proto tcp th dport @outbound-1-tcp goto outbound-1 comment \"web calls the API\"",
+                "meta nfproto ipv4 ip daddr @set-partners-v4 goto outbound-2 comment \"partners\"",
+                "meta nfproto ipv6 ip6 daddr @set-partners-v6 goto outbound-2 comment \"partners\"",
+                "goto outbound-default comment \"outbound default\"",
             ]
         );
         assert_eq!(
             rendered(&ruleset, "between"),
             [
-                "meta pkttype broadcast counter goto unattributed comment \"broadcast or multicast: names no container\"",
-                "meta pkttype multicast counter goto unattributed comment \"broadcast or multicast: names no container\"",
-                "meta nfproto ipv6 ip6 saddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
-                "meta nfproto ipv6 ip6 daddr @link-local-v6 counter goto unattributed comment \"IPv6 link-local: names no container\"",
-                "meta nfproto ipv4 ip saddr @between-1-from-v4 ip daddr @between-1-to-v4 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
-                "meta nfproto ipv6 ip6 saddr @between-1-from-v6 ip6 daddr @between-1-to-v6 meta l4proto tcp th dport 8000 counter goto between-1 comment \"only the proxy reaches the app\"",
-                "counter goto between-default comment \"between default\"",
+                "meta pkttype broadcast goto unattributed comment \"broadcast or multicast: names no container\"",
+                "meta pkttype multicast goto unattributed comment \"broadcast or multicast: names no container\"",
+                "meta nfproto ipv6 ip6 saddr @link-local-v6 goto unattributed comment \"IPv6 link-local: names no container\"",
+                "meta nfproto ipv6 ip6 daddr @link-local-v6 goto unattributed comment \"IPv6 link-local: names no container\"",
+                "meta nfproto ipv4 ip saddr @between-1-from-v4 ip daddr @between-1-to-v4 meta l4proto tcp th dport 8000 goto between-1 comment \"only the proxy reaches the app\"",
+                "meta nfproto ipv6 ip6 saddr @between-1-from-v6 ip6 daddr @between-1-to-v6 meta l4proto tcp th dport 8000 goto between-1 comment \"only the proxy reaches the app\"",
+                "goto between-default comment \"between default\"",
             ]
         );
         // An allow marks the connection for revoke and accepts, in one rule
@@ -649,23 +649,23 @@ ports = [8000]
             rendered(&ruleset, "outbound-2"),
             [
                 "counter comment \"partners\"",
-                "limit rate 5/second burst 10 packets log prefix \"dockfw outbound-2 would-reject partners: \" group 23 counter comment \"partners\"",
-                &format!("ct label set {CT_LABEL_FROM_CONTAINER} counter accept comment \"partners\""),
+                "limit rate 5/second burst 10 packets log prefix \"dockfw outbound-2 would-reject partners: \" group 23 comment \"partners\"",
+                &format!("ct label set {CT_LABEL_FROM_CONTAINER} accept comment \"partners\""),
             ]
         );
         assert_eq!(
             rendered(&ruleset, "default-fate"),
             [
                 "counter comment \"default\"",
-                "limit rate 5/second burst 10 packets log prefix \"dockfw default-fate would-drop: \" group 23 counter comment \"default\"",
-                "counter jump label comment \"default\"",
-                "counter accept comment \"default\"",
+                "limit rate 5/second burst 10 packets log prefix \"dockfw default-fate would-drop: \" group 23 comment \"default\"",
+                "jump label comment \"default\"",
+                "accept comment \"default\"",
             ]
         );
         let untracked = rendered(&ruleset, "untracked");
         assert_eq!(
             untracked.last().unwrap(),
-            "counter accept comment \"untracked (notrack): cannot be judged\""
+            "accept comment \"untracked (notrack): cannot be judged\""
         );
         // Status reads what each would have done.
         let default = layout::direction_default(&ruleset, Direction::Between).unwrap();
@@ -713,8 +713,8 @@ ports = [8000]
         assert_eq!(
             rendered(&ruleset, "from-containers"),
             [
-                "oifname \"docker0\" counter goto between comment \"to a container\"",
-                "oifname \"br-*\" counter goto between comment \"to a container\"",
+                "oifname \"docker0\" goto between comment \"to a container\"",
+                "oifname \"br-*\" goto between comment \"to a container\"",
             ]
         );
         assert!(ruleset.chain("outbound").is_none());
@@ -723,9 +723,9 @@ ports = [8000]
         assert_eq!(
             rendered(&ruleset, "from-containers"),
             [
-                "oifname \"docker0\" counter return comment \"to a container\"",
-                "oifname \"br-*\" counter return comment \"to a container\"",
-                "counter goto outbound comment \"to the outside\"",
+                "oifname \"docker0\" return comment \"to a container\"",
+                "oifname \"br-*\" return comment \"to a container\"",
+                "goto outbound comment \"to the outside\"",
             ]
         );
         let policy = parse("p.toml", only_outbound).unwrap().policy;
@@ -751,7 +751,7 @@ ports = [8000]
         let ruleset = compile(&parse("p.toml", gone).unwrap().policy, &running());
         assert_eq!(
             rendered(&ruleset, "outbound"),
-            ["counter goto outbound-default comment \"outbound default\""]
+            ["goto outbound-default comment \"outbound default\""]
         );
         assert_eq!(
             layout::direction_rules(&ruleset, Direction::Outbound).len(),
@@ -921,10 +921,10 @@ ports = [8000]
         assert_eq!(
             rendered,
             [
-                "meta nfproto ipv6 ip6 saddr @unattributed-from-v6 meta l4proto tcp th dport 8082 counter goto unattributed comment \"IPv6 link-local: names no container\"",
-                "meta nfproto ipv4 ip saddr @between-1-from-v4 meta l4proto tcp th dport 8082 ct label set 94 counter goto between-1 comment \"only the proxy reaches the app\"",
-                "meta l4proto tcp th dport 8082 ct label set 94 counter goto between-default comment \"between default\"",
-                "meta nfproto ipv4 ip daddr @between-default-host-2-v4 meta l4proto tcp th dport 9000 ct label set 94 counter goto between-default comment \"between default\"",
+                "meta nfproto ipv6 ip6 saddr @unattributed-from-v6 meta l4proto tcp th dport 8082 goto unattributed comment \"IPv6 link-local: names no container\"",
+                "meta nfproto ipv4 ip saddr @between-1-from-v4 meta l4proto tcp th dport 8082 ct label set 94 goto between-1 comment \"only the proxy reaches the app\"",
+                "meta l4proto tcp th dport 8082 ct label set 94 goto between-default comment \"between default\"",
+                "meta nfproto ipv4 ip daddr @between-default-host-2-v4 meta l4proto tcp th dport 9000 ct label set 94 goto between-default comment \"between default\"",
             ]
         );
         let input: Vec<String> = ruleset
@@ -935,7 +935,7 @@ ports = [8000]
             .map(render_rule)
             .collect();
         assert!(
-            input.contains(&"iifname \"docker0\" ct state new counter goto between-proxied comment \"new connection from a container\"".to_string()),
+            input.contains(&"iifname \"docker0\" ct state new goto between-proxied comment \"new connection from a container\"".to_string()),
             "{input:#?}"
         );
         let allow = Decision::Rule {

@@ -42,6 +42,13 @@ struct Saved {
     sets: Vec<(SetSpec, Vec<(ffi::Key, u32)>)>,
 }
 
+/// The first fields of [`Saved`], as postcard lays them out.
+#[derive(Debug, Deserialize)]
+struct Header {
+    boot_id: String,
+    netns_cookie: u64,
+}
+
 /// Where the images of tables are kept.
 #[derive(Debug, Clone)]
 pub(crate) struct DiskImages {
@@ -80,10 +87,13 @@ impl DiskImages {
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut bytes).ok()?;
-        let saved: Saved = postcard::from_bytes(&bytes).ok()?;
-        if saved.boot_id != boot_id()? || saved.netns_cookie != cookie {
+        // The header first: a file of another boot or namespace (a
+        // namespace's inode number is reused) is not decoded whole.
+        let (header, _): (Header, _) = postcard::take_from_bytes(&bytes).ok()?;
+        if header.boot_id != boot_id()? || header.netns_cookie != cookie {
             return None;
         }
+        let saved: Saved = postcard::from_bytes(&bytes).ok()?;
         let mut dump = TableDump::empty();
         dump.sets = saved
             .sets
@@ -169,4 +179,28 @@ fn boot_id() -> Option<String> {
         .ok()
         .map(|id| id.trim().to_string())
         .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_read_without_the_sets() {
+        let saved = Saved {
+            boot_id: "boot".into(),
+            netns_cookie: 42,
+            generation: 7,
+            sets: Vec::new(),
+        };
+        let mut bytes = postcard::to_stdvec(&saved).unwrap();
+        let (header, _): (Header, _) = postcard::take_from_bytes(&bytes).unwrap();
+        assert_eq!((header.boot_id.as_str(), header.netns_cookie), ("boot", 42));
+        // Whatever follows the header (here: garbage) is not looked at.
+        bytes.truncate(bytes.len() - 1);
+        bytes.extend([0xff; 8]);
+        let (header, _): (Header, _) = postcard::take_from_bytes(&bytes).unwrap();
+        assert_eq!(header.netns_cookie, 42);
+        assert!(postcard::from_bytes::<Saved>(&bytes).is_err());
+    }
 }

@@ -119,12 +119,46 @@ pub(crate) fn chain(info: &ChainInfo) -> Decoded<Chain> {
 /// form (`flags timeout`, an address key): its elements are never read
 /// with the table, and never compared.
 pub(crate) fn is_runtime(spec: &SetSpec) -> bool {
-    set(spec, &Elems::from([])).is_ok_and(|set| set.is_runtime())
+    set_unsized(spec, &Elems::from([])).is_ok_and(|set| set.is_runtime())
 }
 
 /// A set with its dumped `(key, flags)` elements (none for a run-time set,
 /// whose elements are not dockfw's).
 pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
+    let set = set_unsized(spec, elems)?;
+    sized_as_written(spec, &set)?;
+    Ok(set)
+}
+
+/// Whether `spec`'s size is the one dockfw writes for `set`'s elements
+/// ([`SetElements::hash_size`](dockfw_core::ruleset::SetElements::hash_size);
+/// meters carry theirs in the elements). Checked once the elements are
+/// known: decoded from a dump, or taken from what was sent.
+pub(crate) fn sized_as_written(spec: &SetSpec, set: &Set) -> Decoded<()> {
+    if !set.elements.is_hash() || spec.size == set.elements.hash_size() {
+        return Ok(());
+    }
+    let written = match set.elements.hash_size() {
+        Some(size) => format!("size {size}"),
+        None => "no size".to_string(),
+    };
+    Err(match spec.size {
+        Some(size) => format!(
+            "set `{}` has size {size} (dockfw writes {written} for its {} elements)",
+            spec.name,
+            set.elements.len()
+        ),
+        None => format!(
+            "set `{}` has no size (dockfw writes {written} for its {} elements)",
+            spec.name,
+            set.elements.len()
+        ),
+    })
+}
+
+/// [`set`], but a hash of addresses of any size (its elements may be
+/// known from elsewhere, see [`sized_as_written`]).
+pub(crate) fn set_unsized(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
     // dockfw writes the key byte order only; nft adds typing hints of its
     // own when it loads `plan`'s script. A comment is never dockfw's.
     if let Some(comment) = set_comment(&spec.userdata) {
@@ -187,15 +221,13 @@ pub(crate) fn set(spec: &SetSpec, elems: &Elems) -> Decoded<Set> {
         }
     } else if spec.flags == 0 {
         let name = &spec.name;
-        // dockfw gives hashes of addresses no size either.
-        if let Some(size) = spec.size {
-            return Err(format!("set `{name}` has size {size}"));
-        }
-        match (spec.key_type, spec.key_len) {
+        let elements = match (spec.key_type, spec.key_len) {
             (TYPE_IPV4_ADDR, 4) => SetElements::Ipv4Addrs(points(name, elems)?),
             (TYPE_IPV6_ADDR, 16) => SetElements::Ipv6Addrs(points(name, elems)?),
             (key_type, len) => return Err(format!("set `{name}` has key type {key_type}/{len} bytes")),
-        }
+        };
+        // Its size is checked against the elements: see `sized_as_written`.
+        elements
     } else {
         return Err(format!("set `{}` has flags {:#x}", spec.name, spec.flags));
     };
@@ -602,7 +634,8 @@ fn normalise(exprs: &[Expr]) -> Vec<Expr> {
     out
 }
 
-/// A rule from its expressions: matches, statements, counter, verdict.
+/// A rule from its expressions: matches, statements (a counter among
+/// them), verdict.
 pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
     let exprs = &normalise(exprs)[..];
     let mut rule = Rule {
@@ -611,7 +644,6 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
         statements: Vec::new(),
         verdict: None,
     };
-    let mut at = 0;
     let unexpected = |at: usize, why: &str| {
         format!(
             "rule {:?}: expression {at} ({}) {why}",
@@ -619,33 +651,39 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
             exprs.get(at).map_or("end", |e| e.name())
         )
     };
-    loop {
-        match exprs.get(at) {
-            None => return Err(unexpected(at, "missing: every dockfw rule ends with a counter")),
-            Some(Expr::Counter { .. }) => {
-                rule.verdict = match &exprs[at + 1..] {
-                    [] => None,
-                    [last] => {
-                        Some(verdict(last).ok_or_else(|| unexpected(at + 1, "is not a dockfw verdict"))?)
-                    }
-                    _ => return Err(unexpected(at + 2, "follows the verdict")),
-                };
-                return Ok(rule);
+    // A verdict is the last expression; anywhere else it is no dockfw rule.
+    let body = match exprs.split_last() {
+        Some((last @ (Expr::Verdict { .. } | Expr::Reject { .. }), body)) => {
+            rule.verdict =
+                Some(verdict(last).ok_or_else(|| unexpected(body.len(), "is not a dockfw verdict"))?);
+            body
+        }
+        _ => exprs,
+    };
+    let mut at = 0;
+    while let Some(expr) = body.get(at) {
+        match expr {
+            Expr::Verdict { .. } | Expr::Reject { .. } => {
+                return Err(unexpected(at + 1, "follows the verdict"));
             }
-            Some(Expr::Log { prefix, group }) => {
+            Expr::Counter { .. } => {
+                rule.statements.push(Statement::Counter);
+                at += 1;
+            }
+            Expr::Log { prefix, group } => {
                 rule.statements.push(Statement::Log {
                     prefix: prefix.clone(),
                     group: *group,
                 });
                 at += 1;
             }
-            Some(Expr::Immediate { data }) => {
+            Expr::Immediate { data } => {
                 let label = (0..encode::LABEL_MAP_BYTES * 8).find(|&bit| encode::ct_label_map(bit) == *data);
                 let statement = label
                     .and_then(|bit| u8::try_from(bit).ok())
                     .map(Statement::CtLabelSet)
                     .ok_or_else(|| unexpected(at, "loads data that is no single connection label"))?;
-                if encode::statement_exprs(&statement).ok().as_deref() != exprs.get(at..at + 2) {
+                if encode::statement_exprs(&statement).ok().as_deref() != body.get(at..at + 2) {
                     return Err(unexpected(
                         at + 1,
                         "does not set the connection label as dockfw does",
@@ -654,14 +692,14 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
                 rule.statements.push(statement);
                 at += 2;
             }
-            Some(_) if !rule.statements.is_empty() => {
+            _ if !rule.statements.is_empty() => {
                 return Err(unexpected(at, "follows a statement"));
             }
-            Some(_) => {
+            _ => {
                 let (m, used) =
-                    guess_match(&exprs[at..]).ok_or_else(|| unexpected(at, "starts no dockfw match"))?;
+                    guess_match(&body[at..]).ok_or_else(|| unexpected(at, "starts no dockfw match"))?;
                 let exact = encode::match_exprs(&m).ok();
-                if exact.as_deref() != Some(&exprs[at..at + used]) {
+                if exact.as_deref() != body.get(at..at + used) {
                     return Err(unexpected(
                         at,
                         &format!("looks like {m:?} but is not encoded as dockfw does"),
@@ -672,6 +710,7 @@ pub(crate) fn rule(exprs: &[Expr], comment: String) -> Decoded<Rule> {
             }
         }
     }
+    Ok(rule)
 }
 
 /// For error messages only; the comment is added by the caller.
@@ -915,6 +954,43 @@ mod tests {
             Expr::Counter { packets: 0, bytes: 0 },
         ];
         assert!(rule(&exprs, String::new()).is_err());
-        assert!(rule(&[Expr::Verdict { code: 1, chain: None }], String::new()).is_err());
+        // A verdict dockfw never writes (queue), or one followed by anything.
+        let queue = Expr::Verdict {
+            code: libc::NF_QUEUE,
+            chain: None,
+        };
+        assert!(rule(std::slice::from_ref(&queue), String::new()).is_err());
+        let accept = Expr::Verdict {
+            code: libc::NF_ACCEPT,
+            chain: None,
+        };
+        let counter = Expr::Counter { packets: 0, bytes: 0 };
+        assert!(rule(&[accept.clone(), counter.clone()], String::new()).is_err());
+        assert!(rule(&[accept.clone(), accept.clone()], String::new()).is_err());
+        // A counter is a statement: no match may follow it.
+        assert!(rule(&[counter, exprs[0].clone(), accept], String::new()).is_err());
+    }
+
+    #[test]
+    fn counters_are_where_the_rule_has_them() {
+        let accept = |statements| Rule {
+            comment: "c".into(),
+            matches: vec![Match::L4Proto(Proto::Tcp)],
+            statements,
+            verdict: Some(Verdict::Accept),
+        };
+        roundtrip(accept(vec![]));
+        roundtrip(accept(vec![Statement::Counter]));
+        roundtrip(accept(vec![Statement::CtLabelSet(95), Statement::Counter]));
+        roundtrip(Rule {
+            verdict: None,
+            ..accept(vec![Statement::Counter])
+        });
+        roundtrip(Rule {
+            comment: "empty".into(),
+            matches: vec![],
+            statements: vec![],
+            verdict: None,
+        });
     }
 }

@@ -150,7 +150,6 @@ pub(crate) fn describe_failure(ruleset: &Ruleset, batch: &Batch, error: KernelEr
                     Part::Statement(i) => {
                         describe_part("statement", *i, rule.and_then(|r| r.statements.get(*i)))
                     }
-                    Part::Counter => "the counter".to_string(),
                     Part::Verdict => match rule.and_then(|r| r.verdict.as_ref()) {
                         Some(verdict) => format!("verdict {verdict:?}"),
                         None => "the verdict".to_string(),

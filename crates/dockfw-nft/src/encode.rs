@@ -59,7 +59,6 @@ const MAX_IFNAME: usize = 15;
 pub(crate) enum Part {
     Match(usize),
     Statement(usize),
-    Counter,
     Verdict,
 }
 
@@ -574,8 +573,11 @@ fn set_spec(table: &str, id: u32, name: &str, elements: &SetElements) -> SetSpec
             spec.flags = libc::NFT_SET_TIMEOUT as u32;
             spec.timeout_ms = runtime.timeout_ms;
         }
-        // A hash of single addresses: no flags.
-        SetElements::Ipv4Addrs(_) | SetElements::Ipv6Addrs(_) => spec.flags = 0,
+        // A hash of single addresses: no flags; a size when it is large.
+        SetElements::Ipv4Addrs(_) | SetElements::Ipv6Addrs(_) => {
+            spec.flags = 0;
+            spec.size = elements.hash_size();
+        }
         _ => {}
     }
     spec
@@ -964,6 +966,7 @@ pub(crate) fn statement_exprs(statement: &Statement) -> Result<Vec<Expr>> {
                 },
             ]
         }
+        Statement::Counter => vec![Expr::Counter { packets: 0, bytes: 0 }],
     })
 }
 
@@ -989,7 +992,7 @@ pub(crate) fn ct_label_map(bit: usize) -> Vec<u8> {
 }
 
 /// All expressions of a rule, each with the part of the rule it encodes:
-/// matches, statements, the counter, the verdict.
+/// matches, statements (a counter among them, if the rule has one), the verdict.
 pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
     let mut out = Vec::new();
     for (index, m) in rule.matches.iter().enumerate() {
@@ -1002,7 +1005,6 @@ pub(crate) fn rule_exprs(rule: &Rule) -> Result<Vec<(Expr, Part)>> {
                 .map(|e| (e, Part::Statement(index))),
         );
     }
-    out.push((Expr::Counter { packets: 0, bytes: 0 }, Part::Counter));
     if let Some(verdict) = &rule.verdict {
         out.push((verdict_expr(verdict)?, Part::Verdict));
     }

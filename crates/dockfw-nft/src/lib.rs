@@ -113,6 +113,18 @@
 //!   stop matching (`tests/reapply_traffic.rs` probes this under traffic).
 //!   Two sets changing would publish one after the other; intervals that
 //!   merge with a neighbour, or any rule change, still go through staging.
+//!   A large hash of addresses has a size
+//!   ([`SetElements::hash_size`](dockfw_core::ruleset::SetElements::hash_size):
+//!   the kernel makes the table that large at once instead of growing it
+//!   while 100,000 elements arrive, which cost more than adding them); a
+//!   change of elements that would need another size goes through staging
+//!   too, and a read holds a hash's size to the one its elements call for
+//!   (another is [`Error::Unrecognised`], and the set is written anew).
+//! * **Counters** are where the ruleset puts them
+//!   ([`Statement::Counter`](dockfw_core::ruleset::Statement::Counter)):
+//!   encoded, decoded and compared like any statement, so a counter added
+//!   or removed by someone else is a difference. [`Nft::counters`] lists
+//!   every rule, with 0 for those without one.
 //! * **Run-time sets.** [`SetElements::Runtime`](dockfw_core::ruleset::SetElements::Runtime)
 //!   sets (a policy's `dynamic` sets) are created like any set, but their
 //!   elements belong to run time: no read dumps them, nothing compares them,
@@ -714,7 +726,9 @@ impl Nft {
     }
 
     /// Packet and byte counts of every rule in `table`, in chain and rule
-    /// order (empty if the table does not exist).
+    /// order (empty if the table does not exist); 0 and 0 for a rule
+    /// without a counter (only those the ruleset gives a
+    /// [`Statement::Counter`](dockfw_core::ruleset::Statement::Counter) count).
     pub fn counters(&mut self, table: &str) -> Result<Vec<RuleCounter>> {
         self.read_counters(table)
     }

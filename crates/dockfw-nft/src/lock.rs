@@ -93,8 +93,8 @@ impl WriterLock {
     pub(crate) fn claim_guard(netns: NetnsId, table: &str) -> Result<Self> {
         let dir = Path::new(LOCK_DIR);
         let path = guard_path(dir, netns, table);
-        // A moment's wait: `guard_of` holds the claim for an instant to see
-        // whether a guard runs, which must not refuse a guard starting then.
+        // A moment's wait: `guard_of` holds a shared lock for an instant to
+        // see whether a guard runs, which must not refuse a guard starting then.
         match Self::acquire_file(dir, path, GUARD_CLAIM_WAIT) {
             Err(Error::Locked { holder, .. }) => Err(Error::Guarded {
                 table: table.to_string(),
@@ -121,10 +121,25 @@ impl WriterLock {
                 note: lines.next().map(str::to_string).filter(|note| !note.is_empty()),
             }
         };
-        match Self::acquire_file(dir, path.clone(), Duration::ZERO) {
-            Ok(_free) => Ok(None),
-            Err(Error::Locked { .. }) => Ok(Some(read(&path))),
-            Err(error) => Err(error),
+        let failed = |source: io::Error| Error::LockFile {
+            path: path.clone(),
+            source,
+        };
+        // A shared lock, taken and dropped: a guard's exclusive claim makes
+        // it fail, while any number of writers asking at once never see
+        // each other as a guard (an exclusive probe would).
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(failed)?;
+        loop {
+            file = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+                Ok(_free) => return Ok(None),
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(Some(read(&path))),
+                Err((unlocked, Errno::EINTR)) => unlocked,
+                Err((_, errno)) => return Err(failed(errno.into())),
+            };
         }
     }
 
@@ -397,5 +412,44 @@ mod tests {
         let b = WriterLock::acquire_in(&root, elsewhere, Duration::ZERO).unwrap();
         drop((a, b));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Writers asking whether a guard runs never see each other as one;
+    /// a held claim is seen. Uses /run/dockfw-nft, so this needs root.
+    #[test]
+    #[ignore = "needs root"]
+    fn looking_for_a_guard_takes_no_claim() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root; run it with `cargo xtask test` or as root with --include-ignored"
+        );
+        let here = NetnsId::current().unwrap();
+        // A namespace no one has: no other test or guard uses its files.
+        let netns = NetnsId {
+            dev: here.dev,
+            ino: u64::MAX - u64::from(std::process::id()),
+        };
+        let table = "guard-look-test";
+        assert_eq!(
+            WriterLock::guard_of(netns, table).unwrap(),
+            None,
+            "no file, no guard"
+        );
+        let claim = WriterLock::claim_guard(netns, table).unwrap();
+        let seen = WriterLock::guard_of(netns, table).unwrap().unwrap();
+        assert_eq!(seen.pid, Some(std::process::id()));
+        drop(claim);
+        // Many looking at once: each sees no guard.
+        let looks: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..200).all(|_| WriterLock::guard_of(netns, table).unwrap().is_none())
+                })
+            })
+            .collect();
+        for look in looks {
+            assert!(look.join().unwrap(), "a look saw another look as a guard");
+        }
+        let _ = std::fs::remove_file(guard_path(Path::new(LOCK_DIR), netns, table));
     }
 }

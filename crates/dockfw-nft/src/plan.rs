@@ -366,7 +366,12 @@ fn same_kind(a: &SetElements, b: &SetElements) -> bool {
 /// The intervals to delete from and to add to constant set elements `old`
 /// to make them `new` (`None` unless both are constant sets of one kind).
 /// Only what differs is sent: a changed interval is deleted and added whole.
+/// `None` too when a hash would need another size ([`SetElements::hash_size`]).
 fn set_delta(old: &SetElements, new: &SetElements) -> Option<(SetElements, SetElements)> {
+    // A hash's size cannot change: another size is another set.
+    if old.hash_size() != new.hash_size() {
+        return None;
+    }
     fn delta<T: Copy + Ord + std::hash::Hash>(
         old: &[Interval<T>],
         new: &[Interval<T>],

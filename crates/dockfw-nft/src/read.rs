@@ -304,11 +304,12 @@ fn decode_with(
             // The set's own attributes are still checked; only the elements,
             // decoded when they were read or sent, are not decoded again.
             Some(elements) => {
-                let mut set = decode::set(spec, &ffi::Elems::from([])).map_err(unrecognised)?;
+                let mut set = decode::set_unsized(spec, &ffi::Elems::from([])).map_err(unrecognised)?;
                 if std::mem::discriminant(&set.elements) != std::mem::discriminant(elements) {
                     decode::set(spec, elems).map_err(unrecognised)?
                 } else {
                     set.elements = elements.clone();
+                    decode::sized_as_written(spec, &set).map_err(unrecognised)?;
                     set
                 }
             }

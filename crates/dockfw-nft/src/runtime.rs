@@ -303,7 +303,7 @@ impl Nft {
                 set: set.to_string(),
             });
         };
-        match decode::set(&spec, &ffi::Elems::from([])) {
+        match decode::set_unsized(&spec, &ffi::Elems::from([])) {
             Ok(decoded) => match decoded.elements {
                 SetElements::Runtime(runtime) => Ok(runtime.family),
                 other => Err(Error::NotRuntimeSet {

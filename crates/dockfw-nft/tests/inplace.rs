@@ -133,7 +133,7 @@ fn counters_of_untouched_rules_survive_an_update() {
             Match::L4Proto(Proto::Udp),
             Match::DialledPort(PortMatch::Single(port)),
         ],
-        statements: vec![],
+        statements: vec![Statement::Counter],
         verdict: None,
     };
     let ruleset = |rules| Ruleset {
@@ -385,4 +385,76 @@ fn leftovers_of_an_interrupted_update_are_cleaned_up() {
     );
     assert_eq!(nft.installed("dockfw").unwrap(), Some(want));
     assert!(!handles(&ns).contains_key("set admins-v4.next"));
+}
+
+/// A large hash of addresses is created with a size (`hash_size`): changes
+/// that keep it are element-only updates on the live set; one that needs
+/// another size writes the set anew through a staging copy. Each time the
+/// table reads back as wanted, and `nft` lists the size.
+#[test]
+#[ignore = "needs root"]
+fn a_sized_hash_is_updated_in_place_until_it_needs_another_size() {
+    let ns = TestNetns::new().unwrap();
+    let mut nft = ns.nft().unwrap();
+    let addresses = |n: u32| {
+        SetElements::Ipv4Addrs(
+            (0..n)
+                .map(|i| Interval::single(Ipv4Addr::from(0x0a00_0000 + 2 * i)))
+                .collect(),
+        )
+    };
+    let ruleset = |n: u32| Ruleset {
+        table: "dockfw".into(),
+        sets: vec![Set {
+            name: "clients-v4".into(),
+            elements: addresses(n),
+        }],
+        chains: vec![Chain {
+            name: "input".into(),
+            hook: Some(BaseHook {
+                hook: Hook::Input,
+                priority: 0,
+            }),
+            rules: vec![Rule {
+                comment: "clients".into(),
+                matches: vec![
+                    Match::NfProto(Family::Ipv4),
+                    Match::SourceIn {
+                        family: Family::Ipv4,
+                        set: "clients-v4".into(),
+                    },
+                ],
+                statements: vec![Statement::Counter],
+                verdict: Some(Verdict::Accept),
+            }],
+        }],
+    };
+    let size_listed = || {
+        let listing = ns.exec("nft", ["list", "set", "inet", "dockfw", "clients-v4"]);
+        listing
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("size ")?.parse::<u32>().ok())
+    };
+    // Below SIZED_FROM: no size.
+    let want = ruleset(1023);
+    assert_eq!(want.sets[0].elements.hash_size(), None);
+    nft.apply(&want).unwrap();
+    assert_eq!(size_listed(), None);
+    // From SIZED_FROM on: the size of 1024..=1639 addresses is 2048.
+    for (n, size, kind) in [
+        (1024, 2048, Prepare),
+        (1025, 2048, TransactionKind::Update),
+        (1639, 2048, TransactionKind::Update),
+        (1640, 4096, Prepare),
+        (1500, 2048, Prepare),
+    ] {
+        let want = ruleset(n);
+        assert_eq!(want.sets[0].elements.hash_size(), Some(size), "{n}");
+        let report = nft.apply(&want).unwrap();
+        assert_eq!(kinds(&report)[0], kind, "{n} addresses");
+        assert_eq!(nft.installed("dockfw").unwrap(), Some(want.clone()), "{n}");
+        assert_eq!(size_listed(), Some(size), "{n}");
+        // A fresh connection reads it from the kernel, not from an image.
+        assert_eq!(ns.nft().unwrap().installed("dockfw").unwrap(), Some(want), "{n}");
+    }
 }

@@ -25,7 +25,8 @@ mod lab;
 
 use dockfw_core::interval::Interval;
 use dockfw_core::ruleset::{
-    BaseHook, Chain, Family, Hook, Match, PortMatch, Proto, Rule, Ruleset, Set, SetElements, Verdict,
+    BaseHook, Chain, Family, Hook, Match, PortMatch, Proto, Rule, Ruleset, Set, SetElements, Statement,
+    Verdict,
 };
 use dockfw_nft::{Change, Nft};
 use lab::{Lab, V4, V6};
@@ -158,7 +159,7 @@ fn witness(classes: &[Class]) -> Ruleset {
                     Match::L4Proto(Proto::Udp),
                     Match::DialledPort(PortMatch::Single(class.port)),
                 ],
-                statements: vec![],
+                statements: vec![Statement::Counter],
                 verdict: None,
             }
         })

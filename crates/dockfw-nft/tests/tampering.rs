@@ -315,8 +315,8 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
                 .unwrap_or_else(|| panic!("no log rule: {listing}"))
                 .to_string();
             let handle = line.rsplit(' ').next().unwrap().to_string();
-            // The statement as listed, without counter values, comment and handle.
-            let statement = line.trim().split(" counter").next().unwrap().to_string();
+            // The statement as listed, without comment and handle.
+            let statement = line.trim().split(" comment").next().unwrap().to_string();
             (handle, statement)
         };
         let (_, original) = log_rule();
@@ -325,9 +325,7 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
                 "add set inet dockfw set-admins-v4 { type ipv4_addr; size 10; }\n".to_string()
             } else {
                 let (handle, _) = log_rule();
-                format!(
-                    "replace rule inet dockfw rule-1 handle {handle} {tampering} counter comment \"web\"\n"
-                )
+                format!("replace rule inet dockfw rule-1 handle {handle} {tampering} comment \"web\"\n")
             };
             nft_script(&ns, &script);
             let found = differences(&mut nft, &want);

@@ -261,11 +261,12 @@ pub(super) unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
             count: u32_(sys::NFTNL_EXPR_CONNLIMIT_COUNT),
             flags: u32_(sys::NFTNL_EXPR_CONNLIMIT_FLAGS),
         },
-        // dockfw logs at the default level (warning, which the kernel
-        // dumps even when unset) with no flags; any other level or flags
-        // (or nflog's group) is not dockfw's statement.
+        // dockfw logs with a prefix, at the default level (warning, which
+        // the kernel dumps even when unset) with no flags; no prefix, any
+        // other level or flags (or nflog's group) is not dockfw's statement.
         "log"
-            if !is_set(sys::NFTNL_EXPR_LOG_GROUP)
+            if is_set(sys::NFTNL_EXPR_LOG_PREFIX)
+                && !is_set(sys::NFTNL_EXPR_LOG_GROUP)
                 && (!is_set(sys::NFTNL_EXPR_LOG_LEVEL)
                     || u32_(sys::NFTNL_EXPR_LOG_LEVEL) == LOG_LEVEL_WARNING)
                 && u32_(sys::NFTNL_EXPR_LOG_FLAGS) == 0 =>
@@ -275,10 +276,11 @@ pub(super) unsafe fn read_expr(e: *const sys::nftnl_expr) -> Expr {
                 group: None,
             }
         }
-        // NFLOG: a group, and none of its tuning (snaplen, queue
-        // threshold), which dockfw never writes.
+        // NFLOG: a prefix and a group, and none of its tuning (snaplen,
+        // queue threshold), which dockfw never writes.
         "log"
-            if is_set(sys::NFTNL_EXPR_LOG_GROUP)
+            if is_set(sys::NFTNL_EXPR_LOG_PREFIX)
+                && is_set(sys::NFTNL_EXPR_LOG_GROUP)
                 && !is_set(sys::NFTNL_EXPR_LOG_LEVEL)
                 && u32_(sys::NFTNL_EXPR_LOG_FLAGS) == 0
                 && u32_(sys::NFTNL_EXPR_LOG_SNAPLEN) == 0

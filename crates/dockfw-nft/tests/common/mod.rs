@@ -205,7 +205,7 @@ pub fn realistic(table: &str) -> Ruleset {
                 name: "rule-1".into(),
                 hook: None,
                 rules: vec![
-                    rule("web", vec![], vec![], None),
+                    rule("web", vec![], vec![Statement::Counter], None),
                     rule(
                         "web",
                         vec![Match::Limit { rate, burst: 10 }],
@@ -222,7 +222,7 @@ pub fn realistic(table: &str) -> Ruleset {
                 name: "rule-3".into(),
                 hook: None,
                 rules: vec![
-                    rule("dns", vec![], vec![], None),
+                    rule("dns", vec![], vec![Statement::Counter], None),
                     rule(
                         "dns",
                         vec![
@@ -261,7 +261,7 @@ pub fn realistic(table: &str) -> Ruleset {
                 name: "default".into(),
                 hook: None,
                 rules: vec![
-                    rule("default", vec![], vec![], None),
+                    rule("default", vec![], vec![Statement::Counter], None),
                     rule(
                         "default",
                         vec![Match::L4Proto(Proto::Tcp)],

@@ -322,6 +322,9 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
                 VerdictSeed::Goto(i) => Some(target(i).map_or(Verdict::Drop, Verdict::Goto)),
                 VerdictSeed::Reject(with) => Some(Verdict::Reject(with)),
             };
+            // Rules with and without a counter (last among the statements,
+            // as the compiler writes it).
+            let counted = seed.comment.len() % 3 != 0;
             rules.push(Rule {
                 comment: seed.comment,
                 matches,
@@ -333,6 +336,7 @@ fn resolve(table: &str, sets: Vec<SetElements>, chains: Vec<(Option<BaseHook>, V
                         group: (prefix.len() % 2 == 0).then_some(prefix.len() as u16),
                         prefix,
                     })
+                    .chain(counted.then_some(Statement::Counter))
                     .collect(),
                 verdict,
             });
