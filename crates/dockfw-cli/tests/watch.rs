@@ -76,6 +76,22 @@ impl Watch {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it has not grown for `quiet` (at most a minute).
+    fn settled_text(&self, quiet: Duration) -> String {
+        let start = Instant::now();
+        let mut text = self.text();
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = self.text();
+            if now.len() != text.len() {
+                text = now;
+                since = Instant::now();
+            }
+        }
+        text
+    }
+
     /// Waits for `needle` in the log after what was seen so far; returns the
     /// line holding it and moves past it.
     fn wait_for_new(&mut self, needle: &str, within: Duration) -> String {
@@ -297,7 +313,9 @@ fn a_program_that_keeps_fighting_is_backed_off() {
     let fought = stopped.duration_since(start);
     // Whole within the backoff (at most 5 s) after the fight ends.
     let took = setup.until_whole(&whole, stopped);
-    let text = watch.text();
+    // The last repair's line is written after its commit: on a slow machine
+    // after the table is seen whole. Read the log once it has settled.
+    let text = watch.settled_text(Duration::from_secs(1));
     let repairs = text.matches("repaired table inet dockfw").count();
     println!(
         "{attempts} attempts to delete in 3 s, {deletions} found the table, {repairs} repairs; \
