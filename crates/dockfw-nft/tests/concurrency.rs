@@ -29,9 +29,17 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
     second.sets[0].elements = SetElements::Ipv4(vec![dockfw_core::interval::Interval::single(
         std::net::Ipv4Addr::new(192, 0, 2, 99),
     )]);
+    // The noise commits every 2 ms, or as often as this machine reads the
+    // table back if that is slower (a VM under emulation): faster than any
+    // read could finish, every read would meet a commit, which is another
+    // test's subject (Busy), not this one's.
+    nft.apply(&first).unwrap();
+    let reading = std::time::Instant::now();
+    nft.installed("dockfw").unwrap();
+    let period = reading.elapsed().max(Duration::from_millis(2));
     let (stop, started) = (AtomicBool::new(false), AtomicBool::new(false));
     let (busy, retried, commits) = std::thread::scope(|scope| {
-        // Someone else: commits to its own table every few milliseconds, as
+        // Someone else: commits to its own table every `period`, as
         // Docker does when containers start (one commit per iptables-nft
         // command). Not a dockfw writer (those wait for the writer lock):
         // `nft -i`, one command, so one commit, per line.
@@ -52,7 +60,7 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
                 stdin.flush().unwrap();
                 commits += 2;
                 started.store(true, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(period);
             }
             drop(stdin);
             assert!(other.wait().unwrap().success(), "nft -i failed");
