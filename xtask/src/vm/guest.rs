@@ -185,15 +185,15 @@ claim() {
     if let Some(checkout) = shares.first() {
         let _ = writeln!(s, "export INSTA_WORKSPACE_ROOT={}", quote_path(&checkout.path));
     }
-    // The modules a Docker host has loaded (dockerd loads br_netfilter when
+    // The module a Docker host has loaded (dockerd loads br_netfilter when
     // it starts; the tests that build bridges of their own expect it, and
-    // may run before any dockerd). IPVS too, which nothing loads before
-    // Swarm's routing mesh needs it: loaded here, swarm.rs probes Docker's
-    // real mesh rather than its stand-in. (Only in the guest: xtask's own
-    // tests run this script on the host.)
+    // may run before any dockerd). Not ip_vs: with it loaded, swarm.rs's
+    // probe of Docker's real routing mesh timed out, not yet understood
+    // (tests/README.md). (Only in the guest: xtask's own tests run this
+    // script on the host.)
     s.push_str(
-        "if [ \"$JOB\" = /job ]; then\n    for module in br_netfilter ip_vs; do\n        \
-         modprobe -q $module || echo \"vm-test: no $module module\"\n    done\nfi\n",
+        "if [ \"$JOB\" = /job ]; then\n    \
+         modprobe -q br_netfilter || echo 'vm-test: no br_netfilter module'\nfi\n",
     );
     s.push_str("facts\nlane() {\n");
     for (i, bin) in binaries.iter().enumerate() {
