@@ -87,8 +87,8 @@ ExecStart=/bin/sh /job/run.sh
 StandardOutput=journal+console
 StandardError=journal+console
 TimeoutStartSec=infinity
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
+SuccessAction=poweroff-immediate
+FailureAction=poweroff-immediate
 ";
 
 /// The unit's name; `systemd/` in the job directory holds it and the
@@ -468,7 +468,7 @@ mod tests {
         assert!(
             fs::read_to_string(&unit)
                 .unwrap()
-                .contains("SuccessAction=poweroff-force")
+                .contains("SuccessAction=poweroff-immediate")
         );
         let wanted = job
             .path()

@@ -95,13 +95,13 @@ impl Boot {
             End::Interrupted => Some("interrupted".to_owned()),
             End::TimedOut => Some(format!("timed out after {}", humantime::format_duration(timeout))),
             End::KvmFailed => Some("KVM could not run the guest (try --accel tcg)".to_owned()),
-            End::Exited(_) if !self.report.booted => {
+            End::Exited(_) | End::Stopped if !self.report.booted => {
                 Some("the VM did not boot (see the console output)".to_owned())
             }
-            End::Exited(_) if !self.report.finished => {
+            End::Exited(_) | End::Stopped if !self.report.finished => {
                 Some("the VM stopped before its job finished".to_owned())
             }
-            End::Exited(_) => None,
+            End::Exited(_) | End::Stopped => None,
         };
         let expected: Vec<&str> = self.expected.iter().map(String::as_str).collect();
         let failures = self.report.failures(&expected);

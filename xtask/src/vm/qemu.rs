@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// KVM; TCG, which has no such limit, boots in under a minute here).
 const KVM_BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a guest whose job finished may take to power off.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(60);
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Routes Ctrl-C and SIGTERM to a flag, so that a run can kill qemu and
@@ -88,6 +91,9 @@ pub(crate) enum End {
     /// qemu exited (the guest powered off, or qemu gave up).
     Exited(std::process::ExitStatus),
     TimedOut,
+    /// The job finished; the guest did not power off within a minute and
+    /// was stopped.
+    Stopped,
     Interrupted,
     /// KVM could not run the guest ("KVM internal error"; qemu then hangs).
     KvmFailed,
@@ -141,6 +147,8 @@ impl Vm<'_> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let booted = self.job_dir.join("booted");
+        let finished = self.job_dir.join("finished");
+        let mut finished_at: Option<Instant> = None;
         loop {
             if let Some(status) = child.0.try_wait().context("waiting for qemu")? {
                 return Ok(End::Exited(status));
@@ -148,6 +156,15 @@ impl Vm<'_> {
             // A nested KVM that cannot run the guest either says so on
             // stderr or hangs before the kernel is up (no message at all).
             let kvm_hung = accel == Accel::Kvm && started.elapsed() > KVM_BOOT_TIMEOUT && !booted.exists();
+            // The job is done but the guest has not powered off (a service
+            // slow to stop under systemd): its results are in; stop it.
+            if finished_at.is_none() && finished.exists() {
+                finished_at = Some(Instant::now());
+            }
+            if finished_at.is_some_and(|at| at.elapsed() > POWER_OFF_GRACE) {
+                child.kill();
+                return Ok(End::Stopped);
+            }
             let end = if interrupted() {
                 End::Interrupted
             } else if Instant::now() >= deadline {
