@@ -108,9 +108,24 @@ systemctl stop dockfw-nft-watch.service dockfw-nft.service
 table || fail "stopping the units removed the table"
 blocked "$other" "with the units stopped"
 
-echo "== upgrade with the guard running: the watch restarts on the new binary"
+echo "== a policy with errors: both reloads fail, a reinstall restarts nothing"
 systemctl start dockfw-nft.service dockfw-nft-watch.service
 pid=$(systemctl show -p MainPID --value dockfw-nft-watch.service)
+cp /etc/dockfw/policy.toml /root/policy.toml.good
+echo 'ports = [' >>/etc/dockfw/policy.toml
+if systemctl reload dockfw-nft.service; then fail "reload of dockfw-nft took a policy with errors"; fi
+if systemctl reload dockfw-nft-watch.service; then fail "reload of dockfw-nft-watch took a policy with errors"; fi
+said=$(dpkg -i "$old" 2>&1) || { echo "$said"; fail "reinstall over a policy with errors"; }
+echo "$said"
+echo "$said" | grep -q "the units were not restarted" || fail "no word that the units were not restarted"
+active dockfw-nft.service || fail "dockfw-nft.service is not active after the refused reload and reinstall"
+active dockfw-nft-watch.service || fail "the watch is not running after the reinstall over a policy with errors"
+[ "$(systemctl show -p MainPID --value dockfw-nft-watch.service)" = "$pid" ] || fail "the watch was restarted over a policy with errors"
+blocked "$other" "with a policy with errors on disk"
+reaches "$allowed" "with a policy with errors on disk"
+cp /root/policy.toml.good /etc/dockfw/policy.toml
+
+echo "== upgrade with the guard running: the watch restarts on the new binary"
 dpkg -i "$new"
 [ "$(dpkg-query -W -f='${Version}' dockfw-nft)" = 0.0.2-1 ] || fail "not upgraded"
 active dockfw-nft-watch.service || fail "the watch is not running after the upgrade"

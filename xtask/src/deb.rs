@@ -25,7 +25,8 @@
 //!
 //! Maintainer scripts (packaging/debian/) are debhelper's systemd snippets
 //! written out by hand: units enabled but not started on installation,
-//! restarted on upgrade if running, stopped on removal (which leaves the
+//! restarted on upgrade if running (unless the new binary's `check` refuses
+//! the policy: then left running as they are), stopped on removal (which leaves the
 //! table in force: the units have no ExecStop), and `purge` removes
 //! /etc/dockfw and /var/lib/dockfw but never the kernel's table.
 
@@ -195,7 +196,8 @@ pub(crate) fn build(root: &Path, binary: &Path, version: &str, out_dir: &Path) -
 /// What dpkg does with the package, as a shell script run as root: `sh -c
 /// PACKAGE_CHECKS sh ROOT OLD.deb NEW.deb` installs OLD (version 0.0.1) in
 /// the system at ROOT (chroot; `/` in a throwaway VM), upgrades to NEW
-/// (0.0.2) keeping the admin's edit of the conffile, removes and purges it,
+/// (0.0.2) keeping the admin's edit of the conffile (and, over a policy
+/// with errors, says that it restarts nothing), removes and purges it,
 /// checking each step: the units enabled, nothing applied by installing,
 /// the shipped policy checked and applied, the table left in the kernel by
 /// remove and purge, /etc/dockfw and /var/lib/dockfw gone after purge. Run
@@ -233,10 +235,21 @@ table || fail "apply of the shipped policy installed no table"
 
 echo "== upgrade, keeping the admin's edit"
 echo "# edited by the admin" >> "$root/etc/dockfw/policy.toml"
-in_root dpkg -i /tmp/new.deb
+said=$(in_root dpkg -i /tmp/new.deb 2>&1) || { echo "$said"; fail "upgrade"; }
+echo "$said"
 [ "$(in_root dpkg-query -W -f='${Version}' dockfw-nft)" = 0.0.2-1 ] || fail "not upgraded"
 grep -q "edited by the admin" "$root/etc/dockfw/policy.toml" || fail "the upgrade lost the edit"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/dockfw-nft.service" ] || fail "upgrade disabled"
+echo "$said" | grep -q "not restarted" && fail "a policy that checks called broken"
+
+echo "== upgrade over a policy with errors: the units are not restarted, and why"
+cp "$root/etc/dockfw/policy.toml" "$root/tmp/policy.toml"
+echo 'ports = [' >> "$root/etc/dockfw/policy.toml"
+said=$(in_root dpkg -i /tmp/new.deb 2>&1) || { echo "$said"; fail "reinstall over a policy with errors"; }
+echo "$said"
+echo "$said" | grep -q "/etc/dockfw/policy.toml:[0-9]*:[0-9]*: error" || fail "no file:line:column of the error"
+echo "$said" | grep -q "the units were not restarted" || fail "no word that the units were not restarted"
+cp "$root/tmp/policy.toml" "$root/etc/dockfw/policy.toml"
 
 echo "== remove"
 in_root dpkg -r dockfw-nft
@@ -282,7 +295,8 @@ echo "== ok"
 /// connects, the other does not: real packets through Docker's DNAT from a
 /// client namespace), dockfw-nft-watch repairs a deleted table, `reload`
 /// applies edits, stopping the units and restarting Docker leave the guard
-/// in force, an upgrade restarts the watch, and removing the package
+/// in force, a policy with errors fails both units' reloads and makes a
+/// reinstall restart nothing, an upgrade restarts the watch, and removing the package
 /// leaves the table until it is deleted by hand.
 pub(crate) const SYSTEMD_CHECKS: &str = include_str!("../scripts/systemd-checks.sh");
 

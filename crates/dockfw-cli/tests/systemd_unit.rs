@@ -68,8 +68,30 @@ fn watch_unit_follows_docker_and_guards_through_its_restarts() {
     assert!(has("Type", "notify"));
     assert!(has("NotifyAccess", "main"));
     assert!(d.contains_key("WatchdogSec"), "watchdog enabled");
-    // Reload = SIGHUP to the watcher, which re-reads the policy.
-    assert_eq!(d["ExecReload"], ["/bin/kill", "-HUP", "$MAINPID"]);
+    // Reload = `check` (two ExecReload lines, run in order: a policy with
+    // errors fails `systemctl reload` and is never sent), then SIGHUP to the
+    // watcher, which re-reads the policy.
+    assert_eq!(
+        d["ExecReload"],
+        [
+            "/usr/local/bin/dockfw-nft",
+            "--config",
+            "/etc/dockfw/policy.toml",
+            "--no-docker",
+            "check",
+            "/bin/kill",
+            "-HUP",
+            "$MAINPID"
+        ]
+    );
+    assert_eq!(
+        WATCH_UNIT
+            .lines()
+            .filter(|l| l.starts_with("ExecReload="))
+            .count(),
+        2,
+        "check and SIGHUP as two commands"
+    );
     assert!(has("Restart", "on-failure"));
     assert!(
         has("RestartPreventExitStatus", "2"),
