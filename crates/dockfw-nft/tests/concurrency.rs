@@ -29,14 +29,14 @@ fn apply_retries_when_someone_else_commits_meanwhile() {
     second.sets[0].elements = SetElements::Ipv4(vec![dockfw_core::interval::Interval::single(
         std::net::Ipv4Addr::new(192, 0, 2, 99),
     )]);
-    // The noise commits every 2 ms, or as often as this machine reads the
-    // table back if that is slower (a VM under emulation): faster than any
-    // read could finish, every read would meet a commit, which is another
-    // test's subject (Busy), not this one's.
+    // The noise commits every 2 ms, or, on a machine slower to read the
+    // table back (a VM under emulation), every five reads' time: a commit
+    // during nearly every read would make every apply give up, which is
+    // another test's subject (Busy), not this one's.
     nft.apply(&first).unwrap();
     let reading = std::time::Instant::now();
     nft.installed("dockfw").unwrap();
-    let period = reading.elapsed().max(Duration::from_millis(2));
+    let period = (reading.elapsed() * 5).max(Duration::from_millis(2));
     let (stop, started) = (AtomicBool::new(false), AtomicBool::new(false));
     let (busy, retried, commits) = std::thread::scope(|scope| {
         // Someone else: commits to its own table every `period`, as

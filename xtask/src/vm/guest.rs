@@ -187,10 +187,8 @@ claim() {
     }
     // The module a Docker host has loaded (dockerd loads br_netfilter when
     // it starts; the tests that build bridges of their own expect it, and
-    // may run before any dockerd). Not ip_vs: with it loaded, swarm.rs's
-    // probe of Docker's real routing mesh timed out, not yet understood
-    // (tests/README.md). (Only in the guest: xtask's own tests run this
-    // script on the host.)
+    // may run before any dockerd). (Only in the guest: xtask's own tests
+    // run this script on the host.)
     s.push_str(
         "if [ \"$JOB\" = /job ]; then\n    \
          modprobe -q br_netfilter || echo 'vm-test: no br_netfilter module'\nfi\n",
