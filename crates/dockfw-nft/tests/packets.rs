@@ -68,9 +68,10 @@ fn run(default: &str, denied: ProbeResult) {
                 "{source} dialling {} with default {default}",
                 sock(addr, port)
             );
-            match denied {
-                ProbeResult::TimedOut => assert!(took >= CONNECT_TIMEOUT, "{took:?}"),
-                _ => assert!(took < CONNECT_TIMEOUT, "a reject must be at once, took {took:?}"),
+            // A reject is told by its answer (Refused, above), not by how
+            // soon it came: a slow machine may take longer than the timeout.
+            if denied == ProbeResult::TimedOut {
+                assert!(took >= CONNECT_TIMEOUT, "{took:?}");
             }
         }
     }
