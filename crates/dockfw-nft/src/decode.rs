@@ -51,11 +51,17 @@ pub(crate) fn set_comment(udata: &[u8]) -> Option<String> {
 }
 
 /// What set userdata holds beyond the key byte order dockfw writes (nft
-/// writes the same TLV, nothing else, for `plan`'s sets), if anything: e.g.
-/// `typeof` or auto-merge hints. They change no packet's fate, but the
+/// writes the same TLV for `plan`'s sets, and 1.1 also that the key is a
+/// plain value), if anything: e.g. `typeof` or auto-merge hints. They change no packet's fate, but the
 /// kernel holds them and dockfw did not write them.
 pub(crate) fn set_userdata_beyond_key_order(udata: &[u8]) -> Option<String> {
     let ours = &encode::SET_UDATA_KEY_BIG_ENDIAN;
+    // nft 1.1 also records, for a set declared `type X`, that its key is a
+    // plain value (NFTNL_UDATA_SET_KEY_TYPEOF holding expression type
+    // EXPR_VALUE, 4, and no expression data): the same declaration dockfw
+    // makes, in nft's other words, so not a difference.
+    let value = 4u32.to_ne_bytes();
+    let nft_plain_key = [3, 8, 0, 4, value[0], value[1], value[2], value[3], 1, 0];
     let mut at = 0;
     while at < udata.len() {
         let Some(&[kind, len]) = udata.get(at..at + 2) else {
@@ -65,7 +71,7 @@ pub(crate) fn set_userdata_beyond_key_order(udata: &[u8]) -> Option<String> {
         let Some(tlv) = udata.get(at..end) else {
             return Some(format!("unreadable {udata:02x?}"));
         };
-        if tlv != ours.as_slice() {
+        if tlv != ours.as_slice() && tlv != nft_plain_key.as_slice() {
             return Some(format!("type {kind}: {:02x?}", &tlv[2..]));
         }
         at = end;
@@ -720,6 +726,20 @@ fn rule_comment_hint(exprs: &[Expr]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nft_1_1s_plain_value_key_note_is_dockfws_declaration_and_typeof_is_not() {
+        let ours = crate::encode::SET_UDATA_KEY_BIG_ENDIAN;
+        let value = 4u32.to_ne_bytes();
+        let plain = [3, 8, 0, 4, value[0], value[1], value[2], value[3], 1, 0];
+        let with_note: Vec<u8> = ours.iter().chain(plain.iter()).copied().collect();
+        assert_eq!(super::set_userdata_beyond_key_order(&with_note), None);
+        // A typeof of another expression type (payload, 1 byte more data) is not.
+        let other = 2u32.to_ne_bytes();
+        let typeof_payload = [3, 9, 0, 4, other[0], other[1], other[2], other[3], 1, 1, 7];
+        let with_typeof: Vec<u8> = ours.iter().chain(typeof_payload.iter()).copied().collect();
+        assert!(super::set_userdata_beyond_key_order(&with_typeof).is_some());
+    }
+
     use super::*;
     use crate::encode::rule_exprs;
 

@@ -328,6 +328,16 @@ fn small_changes_to_a_log_statement_or_a_set_are_differences() {
                 format!("replace rule inet dockfw rule-1 handle {handle} {tampering} comment \"web\"\n")
             };
             nft_script(&ns, &script);
+            if tampering == "SET-SIZE"
+                && !ns
+                    .exec("nft", ["list", "set", "inet", "dockfw", "set-admins-v4"])
+                    .contains("size 10")
+            {
+                // Older kernels (6.1) keep a set's size on `add set`: nothing
+                // was changed, so there is nothing to see.
+                println!("this kernel kept the set's size: nothing to see");
+                continue;
+            }
             let found = differences(&mut nft, &want);
             assert!(!found.is_empty(), "{tampering}: not seen");
             let report = nft.apply(&want).unwrap_or_else(|e| panic!("{tampering}: {e}"));
