@@ -67,18 +67,37 @@ impl Follower {
         self.lines.recv_timeout(Duration::from_secs(5)).ok()
     }
 
-    /// SIGINT; the exit status and what it wrote to standard error.
-    fn interrupt(self) -> (Option<i32>, String) {
+    /// SIGINT; the exit status and what it wrote to standard error. A
+    /// follower still running a minute later is killed and the test fails
+    /// (a test never hangs: a vm-test run once waited here for ever).
+    fn interrupt(mut self) -> (Option<i32>, String) {
         let sent = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
-        let output = self.child.wait_with_output().unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let mut stderr = self.child.stderr.take().unwrap();
+        let said = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "dockfw-nft log did not end within a minute of SIGINT:\n{}",
+                    said.join().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status.code(), said.join().unwrap())
     }
 }
 
@@ -305,8 +324,14 @@ fn log_skips_what_others_log_to_the_group_unless_all() {
     dockfw(&lab.router, &dir, &["apply", "-c", "policy.toml"], 0);
     let evil = dir.join("evil.nft");
     lab.router.exec("nft", ["-f", evil.to_str().unwrap()]);
-    let drain =
-        |follower: &Follower| while follower.lines.recv_timeout(Duration::from_millis(300)).is_ok() {};
+    // Until 300 ms pass without a line (at most a minute: lines that never
+    // stop would be a failure, not a wait).
+    let drain = |follower: &Follower| {
+        let started = std::time::Instant::now();
+        while follower.lines.recv_timeout(Duration::from_millis(300)).is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(60), "lines never stopped");
+        }
+    };
 
     // Text (its notes on standard error are not written with --json).
     let follower = Follower::start(&lab, &dir, &docker, &[]);
