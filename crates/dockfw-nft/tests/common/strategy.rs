@@ -153,10 +153,12 @@ fn seed() -> impl Strategy<Value = Seed> {
             rate(),
             1u32..1000,
             prop::option::of(1u32..=86_400),
-            0u32..100_000
+            // A meter dockfw writes always has a size (core's METER_SIZE);
+            // without one the kernel picks its own, which reads back as it.
+            1u32..100_000
         )
             .prop_map(|(f, r, b, t, s)| Seed::RateOver(f, r, b, t, s)),
-        (family(), 0u32..10_000, 0u32..100_000).prop_map(|(f, c, s)| Seed::ConnOver(f, c, s)),
+        (family(), 0u32..10_000, 1u32..100_000).prop_map(|(f, c, s)| Seed::ConnOver(f, c, s)),
     ]
 }
 
@@ -386,7 +388,7 @@ fn mutation(table: &'static str) -> impl Strategy<Value = Mutation> {
         2 => (any_index, any_index).prop_map(|(c, r)| Mutation::DropRule(c, r)),
         2 => (any_index, any_index, any_index).prop_map(|(c, r, to)| Mutation::CopyRule(c, r, to)),
         1 => (any_index, any_index, text()).prop_map(|(c, r, t)| Mutation::Comment(c, r, t)),
-        1 => (any_index, 0u32..100_000).prop_map(|(i, s)| Mutation::MeterSize(i, s)),
+        1 => (any_index, 1u32..100_000).prop_map(|(i, s)| Mutation::MeterSize(i, s)),
         1 => (any_index, -400i32..400).prop_map(|(i, p)| Mutation::Priority(i, p)),
         1 => any_index.prop_map(Mutation::DropUnusedSet),
         1 => ruleset(table).prop_map(Mutation::Fresh),
