@@ -383,10 +383,7 @@ mod tests {
     #[test]
     #[ignore = "needs root"]
     fn a_lock_directory_another_user_owns_is_refused() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test needs root; run it with `cargo xtask test` or as root with --include-ignored"
-        );
+        require_root();
         let root = scratch("owner");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -397,6 +394,13 @@ mod tests {
         std::os::unix::fs::chown(&root, Some(0), None).unwrap();
         WriterLock::acquire_in(&root, netns, Duration::ZERO).unwrap();
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn require_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root; run it with `cargo xtask test` or as root with --include-ignored"
+        );
     }
 
     #[test]
@@ -419,10 +423,7 @@ mod tests {
     #[test]
     #[ignore = "needs root"]
     fn looking_for_a_guard_takes_no_claim() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test needs root; run it with `cargo xtask test` or as root with --include-ignored"
-        );
+        require_root();
         let here = NetnsId::current().unwrap();
         // A namespace no one has: no other test or guard uses its files.
         let netns = NetnsId {

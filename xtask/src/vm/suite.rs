@@ -127,13 +127,8 @@ const PLACES: &[(&str, Place)] = &[
 /// No tests: the release `dockfw-nft` binary alone, for the package boot
 /// (`--package-only`).
 pub(crate) fn command_only(root: &Path) -> Result<Suite> {
-    let metadata = MetadataCommand::new()
-        .manifest_path(root.join("Cargo.toml"))
-        .no_deps()
-        .exec()
-        .context("cargo metadata failed")?;
     eprintln!("vm-test: building the release dockfw-nft on the host");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo()
         .current_dir(root)
         .args(["build", "--release", "-p", "dockfw-cli", "--bin", "dockfw-nft"])
         .status()
@@ -143,8 +138,13 @@ pub(crate) fn command_only(root: &Path) -> Result<Suite> {
     }
     Ok(Suite {
         binaries: Vec::new(),
-        target_dir: metadata.target_directory.into(),
+        target_dir: crate::target_dir()?,
     })
+}
+
+/// The cargo running xtask (`$CARGO`), else the one on PATH.
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
 /// How many ignored (privileged) tests `binary` has, `manual::` ones aside.
@@ -191,7 +191,7 @@ pub(crate) fn build(root: &Path, only: &[String]) -> Result<Suite> {
         .map(|p| (p.id.clone(), p.name.to_string()))
         .collect();
 
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = cargo();
     // Optimised: under emulation every instruction costs, and the tests run
     // the command (and compile policies) many times.
     cmd.current_dir(root).args([
