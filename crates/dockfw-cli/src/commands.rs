@@ -533,13 +533,14 @@ pub fn print_applied(session: &Session, applied: &Applied) -> Result<()> {
             paint(
                 DIM,
                 format!(
-                    "{} transaction(s): {} messages, {} bytes, generation {}, {} attempt(s); commit {:.1?}, verify {:.1?}; \
-                     read the table {} time(s), {} with set elements{}",
+                    "{} transaction(s): {} messages, {} bytes, generation {}, {} attempt(s); apply {:.1?}: commit {:.1?}, \
+                     verify {:.1?}; read the table {} time(s), {} with set elements{}",
                     report.transactions.len(),
                     report.messages,
                     report.batch_bytes,
                     report.generation,
                     report.attempts,
+                    report.call_time,
                     report.commit_time,
                     report.verify_time,
                     report.reads,

@@ -223,9 +223,9 @@ impl Nft {
     /// next apply from.
     fn keep_image(&mut self, table: &str, generation: u32, dump: TableDump, installed: Installed) {
         if dump.flags == 0 {
-            if let (Some(disk), Ok(cookie)) = (&self.disk, self.socket.netns_cookie()) {
+            if let (Some(disk), Ok(cookie)) = (&mut self.disk, self.socket.netns_cookie()) {
                 // Best effort: without the file, the next process reads.
-                let _ = disk.save(self.netns, cookie, table, generation, &dump);
+                disk.save(self.netns, cookie, table, generation, &dump);
             }
             self.images.insert(
                 table.to_string(),

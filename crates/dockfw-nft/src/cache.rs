@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Larger files are not read (1,000,000 intervals take about 40 MiB).
 const MAX_BYTES: u64 = 1 << 30;
@@ -42,6 +42,16 @@ struct Saved {
     sets: Vec<(SetSpec, Vec<(ffi::Key, u32)>)>,
 }
 
+/// [`Saved`] borrowing what it writes (postcard lays a `&str` out as a
+/// `String`, a slice as a `Vec`): saving 100,000 elements copies none.
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    boot_id: &'a str,
+    netns_cookie: u64,
+    generation: u32,
+    sets: Vec<(&'a SetSpec, &'a [(ffi::Key, u32)])>,
+}
+
 /// The first fields of [`Saved`], as postcard lays them out.
 #[derive(Debug, Deserialize)]
 struct Header {
@@ -50,14 +60,32 @@ struct Header {
 }
 
 /// Where the images of tables are kept.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct DiskImages {
     dir: PathBuf,
+    /// The last [`DiskImages::save`], if it may still be writing.
+    writing: Option<std::thread::JoinHandle<()>>,
 }
+
+impl Drop for DiskImages {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// Numbers the temporary files of saves within this process.
+static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl DiskImages {
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self { dir, writing: None }
+    }
+
+    /// Waits for the save still writing, if any.
+    fn settle(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.join();
+        }
     }
 
     /// The file of `table` in `netns`; `None` for a table name that is not
@@ -73,7 +101,8 @@ impl DiskImages {
 
     /// The saved sets of `table`, if saved in this boot and namespace, with
     /// the generation they hold in.
-    pub(crate) fn load(&self, netns: NetnsId, cookie: u64, table: &str) -> Option<(u32, TableDump)> {
+    pub(crate) fn load(&mut self, netns: NetnsId, cookie: u64, table: &str) -> Option<(u32, TableDump)> {
+        self.settle();
         let path = self.path(netns, table)?;
         let mut file = OpenOptions::new()
             .read(true)
@@ -104,72 +133,97 @@ impl DiskImages {
         Some((saved.generation, dump))
     }
 
-    /// Saves the sets of `dump`, what `table` holds in `generation`.
-    /// Written whole or not at all (a new file renamed over the old).
+    /// Saves the sets of `dump`, what `table` holds in `generation`, on a
+    /// thread of its own: the caller goes on (a one-shot command asks
+    /// conntrack what to revoke meanwhile) and the file is written by the
+    /// time this is used again or dropped. Written whole or not at all (a
+    /// new file renamed over the old). Best effort: a thread that cannot be
+    /// started writes nothing, and the next process reads the table. A
+    /// save that lands after another process's newer one is harmless: its
+    /// generation is older than the kernel's, so it is not believed.
     pub(crate) fn save(
-        &self,
+        &mut self,
         netns: NetnsId,
         cookie: u64,
         table: &str,
         generation: u32,
         dump: &TableDump,
-    ) -> io::Result<()> {
-        let path = self
-            .path(netns, table)
-            .ok_or_else(|| io::Error::other("table name is not a plain file name"))?;
-        let saved = Saved {
-            boot_id: boot_id().ok_or_else(|| io::Error::other("no boot id"))?,
-            netns_cookie: cookie,
-            generation,
-            sets: dump
-                .sets
-                .iter()
-                .map(|(spec, elems)| (spec.clone(), elems.to_vec()))
-                .collect(),
-        };
-        let bytes = postcard::to_stdvec(&saved).map_err(io::Error::other)?;
-        prepare_directory(&self.dir)?;
-        let temporary = path.with_extension(format!("image.{}", std::process::id()));
-        let _ = std::fs::remove_file(&temporary);
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temporary)
-            .and_then(|mut file| file.write_all(&bytes))
-            .and_then(|()| std::fs::rename(&temporary, &path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        self.prune();
-        written
-    }
-
-    /// Deletes all but the [`MAX_FILES`] most recently written images.
-    fn prune(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+    ) {
+        self.settle();
+        let Some(path) = self.path(netns, table) else {
             return;
         };
-        let mut images: Vec<_> = entries
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "image"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        if images.len() <= MAX_FILES {
-            return;
-        }
-        images.sort_unstable_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-        for (_, path) in &images[MAX_FILES..] {
-            let _ = std::fs::remove_file(path);
-        }
+        // The elements are shared, not copied.
+        let sets = dump.sets.clone();
+        let dir = self.dir.clone();
+        self.writing = std::thread::Builder::new()
+            .name("dockfw-image".into())
+            .spawn(move || {
+                let _ = write(&dir, &path, cookie, generation, &sets);
+            })
+            .ok();
     }
 
     /// Deletes the saved image of `table` (it was removed).
-    pub(crate) fn forget(&self, netns: NetnsId, table: &str) {
+    pub(crate) fn forget(&mut self, netns: NetnsId, table: &str) {
+        self.settle();
         if let Some(path) = self.path(netns, table) {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Writes the image file `path` in `dir`.
+fn write(
+    dir: &Path,
+    path: &Path,
+    cookie: u64,
+    generation: u32,
+    sets: &[(SetSpec, ffi::Elems)],
+) -> io::Result<()> {
+    let boot_id = boot_id().ok_or_else(|| io::Error::other("no boot id"))?;
+    let saved = SavedRef {
+        boot_id: &boot_id,
+        netns_cookie: cookie,
+        generation,
+        sets: sets.iter().map(|(spec, elems)| (spec, &elems[..])).collect(),
+    };
+    let bytes = postcard::to_stdvec(&saved).map_err(io::Error::other)?;
+    prepare_directory(dir)?;
+    let save = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("image.{}.{save}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(&bytes))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    prune(dir);
+    written
+}
+
+/// Deletes all but the [`MAX_FILES`] most recently written images.
+fn prune(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut images: Vec<_> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "image"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if images.len() <= MAX_FILES {
+        return;
+    }
+    images.sort_unstable_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in &images[MAX_FILES..] {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -202,5 +256,38 @@ mod tests {
         let (header, _): (Header, _) = postcard::take_from_bytes(&bytes).unwrap();
         assert_eq!(header.netns_cookie, 42);
         assert!(postcard::from_bytes::<Saved>(&bytes).is_err());
+    }
+
+    #[test]
+    fn what_is_written_borrowed_reads_back_owned() {
+        let spec = SetSpec {
+            table: "dockfw".into(),
+            name: "set-clients-v4".into(),
+            handle: 3,
+            id: 1,
+            flags: 0,
+            key_type: 7,
+            key_len: 4,
+            size: Some(131_072),
+            timeout_ms: None,
+            userdata: vec![1, 2, 3],
+            extra: vec![],
+        };
+        let elems: Vec<(ffi::Key, u32)> = (0..1000u32)
+            .map(|i| (ffi::Key::from_slice(&i.to_be_bytes()), i % 2))
+            .collect();
+        let bytes = postcard::to_stdvec(&SavedRef {
+            boot_id: "boot",
+            netns_cookie: 42,
+            generation: 7,
+            sets: vec![(&spec, &elems[..])],
+        })
+        .unwrap();
+        let saved: Saved = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            (saved.boot_id.as_str(), saved.netns_cookie, saved.generation),
+            ("boot", 42, 7)
+        );
+        assert_eq!(saved.sets, vec![(spec, elems)]);
     }
 }

@@ -924,7 +924,6 @@ mod tests {
             Interval::new(60000, 65535).unwrap(),
         ]);
         let mut elems: Vec<(Key, u32)> = encode::interval_elements(&elements)
-            .into_iter()
             .map(|(k, end)| {
                 (
                     k,

@@ -397,15 +397,27 @@ fn push_elements(
     delete: bool,
     label: &str,
 ) {
-    let elems = interval_elements(elements);
-    for (chunk_index, chunk) in elems.chunks(ELEMS_PER_MSG).enumerate() {
+    let mut elems = interval_elements(elements);
+    // About what an element takes in a message (a 4-byte key 16 bytes, an
+    // interval end 8 more): growing the batch by doubling would copy and
+    // touch it again and again.
+    batch.bytes.reserve(elems.size_hint().0 * 24);
+    let mut chunk = Vec::with_capacity(ELEMS_PER_MSG);
+    let mut first = 0;
+    loop {
+        chunk.clear();
+        chunk.extend(elems.by_ref().take(ELEMS_PER_MSG));
+        if chunk.is_empty() {
+            break;
+        }
         let seq = batch.next_seq();
         let object = Object::Elements {
             set: label.to_string(),
-            first: chunk_index * ELEMS_PER_MSG,
+            first,
             count: chunk.len(),
         };
-        batch.push(seq, writer.elems(seq, table, name, delete, chunk), object);
+        batch.push(seq, writer.elems(seq, table, name, delete, &chunk), object);
+        first += chunk.len();
     }
 }
 
@@ -605,20 +617,18 @@ impl Key for std::net::Ipv6Addr {
 
 /// Kernel elements for inclusive intervals: a start element, then an
 /// interval-end element at `last + 1` (omitted at the top of the range);
-/// for a hash of single addresses, one element each.
-pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)> {
-    fn points<T: Key>(points: &[Interval<T>]) -> Vec<(ffi::Key, bool)> {
-        points.iter().map(|point| (point.first.key(), false)).collect()
+/// for a hash of single addresses, one element each. An iterator: a set of
+/// 100,000 addresses is encoded a message at a time, never held whole
+/// twice.
+pub(crate) fn interval_elements(elements: &SetElements) -> Box<dyn Iterator<Item = (ffi::Key, bool)> + '_> {
+    fn points<T: Key>(points: &[Interval<T>]) -> Box<dyn Iterator<Item = (ffi::Key, bool)> + '_> {
+        Box::new(points.iter().map(|point| (point.first.key(), false)))
     }
-    fn of<T: Key>(intervals: &[Interval<T>]) -> Vec<(ffi::Key, bool)> {
-        let mut out = Vec::with_capacity(intervals.len() * 2);
-        for interval in intervals {
-            out.push((interval.first.key(), false));
-            if let Some(after) = interval.last.successor() {
-                out.push((after.key(), true));
-            }
-        }
-        out
+    fn of<T: Key>(intervals: &[Interval<T>]) -> Box<dyn Iterator<Item = (ffi::Key, bool)> + '_> {
+        Box::new(intervals.iter().flat_map(|interval| {
+            let end = interval.last.successor().map(|after| (after.key(), true));
+            std::iter::once((interval.first.key(), false)).chain(end)
+        }))
     }
     match elements {
         SetElements::Ipv4(v) => of(v),
@@ -626,7 +636,27 @@ pub(crate) fn interval_elements(elements: &SetElements) -> Vec<(ffi::Key, bool)>
         SetElements::Port(v) => of(v),
         SetElements::Ipv4Addrs(v) => points(v),
         SetElements::Ipv6Addrs(v) => points(v),
-        SetElements::Meter(_) | SetElements::Runtime(_) => Vec::new(),
+        SetElements::Meter(_) | SetElements::Runtime(_) => Box::new(std::iter::empty()),
+    }
+}
+
+/// [`interval_elements`] as a dump lists them, `(key, flags)`. A hash's
+/// are collected straight into the shared slice: its length is known, so
+/// 100,000 addresses take one allocation, not a vector and its copy.
+pub(crate) fn dumped_elements(elements: &SetElements) -> ffi::Elems {
+    fn points<T: Key>(points: &[Interval<T>]) -> ffi::Elems {
+        points.iter().map(|point| (point.first.key(), 0)).collect()
+    }
+    match elements {
+        SetElements::Ipv4Addrs(v) => points(v),
+        SetElements::Ipv6Addrs(v) => points(v),
+        other => {
+            let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+            interval_elements(other)
+                .map(|(key, is_end)| (key, if is_end { end } else { 0 }))
+                .collect::<Vec<_>>()
+                .into()
+        }
     }
 }
 

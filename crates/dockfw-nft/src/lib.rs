@@ -77,7 +77,10 @@
 //!   namespace (nobody committed since), for sets whose definition, handle
 //!   included, is the saved one. Otherwise it reads in full. The files are
 //!   root's, 0600, written whole (renamed into place), and at most 16 are
-//!   kept.
+//!   kept. A file is written on a thread of its own while the caller goes
+//!   on (the apply returns without waiting for it); it is finished before
+//!   the [`Nft`] reads, saves or forgets again, or is dropped. A late file
+//!   can never be believed over a newer commit: its generation is older.
 //! * **Rules dockfw does not write** (`nft insert rule inet dockfw forward
 //!   accept`) in a table of ours are deleted in place, by handle, in a
 //!   Switch; the table is rebuilt in one transaction only for what cannot be
@@ -287,7 +290,7 @@ use lock::{NetnsId, WriterLock};
 use netlink::{RECV_BYTES, Socket};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A connection to nf_tables in one network namespace.
 #[derive(Debug)]
@@ -639,9 +642,11 @@ impl Nft {
     /// Holds this namespace's writer lock throughout (see the crate docs):
     /// [`Error::Locked`] if another dockfw writer held it for the whole wait.
     pub fn apply(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        let started = Instant::now();
         // A ruleset nf_tables cannot hold is refused before waiting for anyone.
         encode::check(ruleset)?;
         self.exclusively(|nft| nft.apply_unlocked(ruleset))
+            .map(|report| report.timed(started))
     }
 
     /// Replaces table `ruleset.table` with `ruleset` in one transaction
@@ -660,9 +665,11 @@ impl Nft {
     /// On error nothing was changed, except for [`Error::Mismatch`]. Holds
     /// this namespace's writer lock throughout, as [`Nft::apply`] does.
     pub fn replace(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        let started = Instant::now();
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, Owners::OursOnly, None))
+            .map(|report| report.timed(started))
     }
 
     /// Asks the kernel whether it would accept `ruleset` as a new table,
@@ -705,9 +712,11 @@ impl Nft {
     /// not create is replaced (everything in it is lost) and becomes
     /// dockfw's. For taking over a table deliberately. Holds the writer lock.
     pub fn adopt(&mut self, ruleset: &Ruleset) -> Result<ApplyReport> {
+        let started = Instant::now();
         encode::check(ruleset)?;
         self.images.remove(&ruleset.table);
         self.exclusively(|nft| nft.rebuild(ruleset, Owners::Any, None))
+            .map(|report| report.timed(started))
     }
 
     /// The table `table` as installed, decoded; `None` if there is no such table.
@@ -755,7 +764,7 @@ impl Nft {
     /// Forgets what we know of `table`, in memory and on disk.
     fn forget_image(&mut self, table: &str) {
         self.images.remove(table);
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = &mut self.disk {
             disk.forget(self.netns, table);
         }
     }

@@ -250,13 +250,15 @@ pub(crate) struct Reads {
 /// The elements a kernel dump of an interval set holding `elements` lists,
 /// in the order [`Nft::dump_table`] keeps them.
 pub(crate) fn sent_elems(elements: &dockfw_core::ruleset::SetElements) -> ffi::Elems {
-    let end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
-    let mut elems: Vec<_> = crate::encode::interval_elements(elements)
-        .into_iter()
-        .map(|(key, is_end)| (key, if is_end { end } else { 0 }))
-        .collect();
-    elems.sort_unstable();
-    elems.into()
+    let mut elems = crate::encode::dumped_elements(elements);
+    // Core keeps sets sorted, and big-endian keys sort as the addresses do,
+    // so this is a check; `get_mut` cannot fail on the slice just made.
+    if !elems.is_sorted()
+        && let Some(elems) = std::sync::Arc::get_mut(&mut elems)
+    {
+        elems.sort_unstable();
+    }
+    elems
 }
 
 /// Decodes a dumped table; [`Error::Unrecognised`] if it holds anything
@@ -353,8 +355,8 @@ impl Nft {
     /// [`crate::cache`]), as an image the next read may take set elements
     /// from: only the sets, whose elements hold in the saved generation.
     pub(crate) fn image_from_disk(&mut self, table: &str) -> Option<Image> {
-        let disk = self.disk.as_ref()?;
         let cookie = self.socket.netns_cookie().ok()?;
+        let disk = self.disk.as_mut()?;
         let (generation, dump) = disk.load(self.netns, cookie, table)?;
         let updated = dump.sets.iter().map(|(spec, _)| spec.name.clone()).collect();
         Some(Image {

@@ -79,6 +79,11 @@ pub struct ApplyReport {
     pub commit_time: Duration,
     /// Time to read the table (before and after each transaction) and compare it.
     pub verify_time: Duration,
+    /// The whole call: waiting for the writer lock, reading, planning,
+    /// encoding, the commits, the verification and keeping the table's
+    /// image. What creating or changing the table costs beyond
+    /// `commit_time` is this minus it.
+    pub call_time: Duration,
     /// Reads of the table from the kernel: full ones, and after a
     /// transaction the read-back of its structure (0 when `apply` planned
     /// from what it had installed itself and read nothing back; see the
@@ -107,10 +112,18 @@ impl ApplyReport {
             generation: 0,
             commit_time: Duration::ZERO,
             verify_time: Duration::ZERO,
+            call_time: Duration::ZERO,
             reads: 0,
             element_reads: 0,
             recreated_runtime_sets: Vec::new(),
             runtime_elements_kept: 0,
+        }
+    }
+
+    pub(crate) fn timed(self, started: std::time::Instant) -> Self {
+        Self {
+            call_time: started.elapsed(),
+            ..self
         }
     }
 

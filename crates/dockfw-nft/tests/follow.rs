@@ -299,7 +299,8 @@ fn another_process_takes_set_elements_from_disk_while_nothing_was_committed() {
     let report = nft.apply(&ruleset).unwrap();
     assert_eq!(report.change, Change::Unchanged);
     assert_eq!((report.reads, report.element_reads), (1, 0), "{report:?}");
-    let mut nft = connect();
+    // Assigning drops the connection before: its image is on disk.
+    nft = connect();
     assert_eq!(nft.installed("dockfw").unwrap(), Some(ruleset.clone()));
     assert_eq!(nft.inspect("dockfw").unwrap().unwrap().ruleset(), Some(&ruleset));
     assert_eq!(nft.dump_requests().1, 0, "elements were dumped");
@@ -307,14 +308,14 @@ fn another_process_takes_set_elements_from_disk_while_nothing_was_committed() {
     // One interval added by a new connection: one transaction, no dump.
     let mut added = ruleset.clone();
     big_v4(&mut added).push(Interval::single(Ipv4Addr::new(192, 0, 2, 1)));
-    let mut nft = connect();
+    nft = connect();
     let report = nft.apply(&added).unwrap();
     assert_eq!(kinds(&report), [TransactionKind::Update]);
     assert_eq!(report.element_reads, 0, "{report:?}");
 
     // Someone committed since: the file is not believed.
     ns.exec("nft", ["delete element inet dockfw big-v4 { 10.0.0.0-10.0.0.1 }"]);
-    let mut nft = connect();
+    nft = connect();
     let report = nft.apply(&added).unwrap();
     assert_eq!(report.change, Change::Updated);
     assert!(report.element_reads >= 1, "{report:?}");
@@ -330,14 +331,16 @@ fn another_process_takes_set_elements_from_disk_while_nothing_was_committed() {
     let mut there = other.nft().unwrap();
     there.keep_images_on_disk(&other_dir.0);
     there.apply(&added).unwrap();
+    drop(there);
     std::fs::copy(dir.image(), other_dir.image()).unwrap();
-    let mut there = other.nft().unwrap();
+    there = other.nft().unwrap();
     there.keep_images_on_disk(&other_dir.0);
     assert!(there.apply(&added).unwrap().element_reads >= 1);
 
     // Nor is a damaged file.
+    drop(nft);
     std::fs::write(dir.image(), b"not an image").unwrap();
-    let mut nft = connect();
+    nft = connect();
     let report = nft.apply(&added).unwrap();
     assert_eq!(report.change, Change::Unchanged);
     assert!(report.element_reads >= 1, "{report:?}");

@@ -6,7 +6,7 @@
 
 use super::load::{FakeDocker, Server, connection_rate};
 use super::ns::{Netns, ok};
-use super::stats::{Samples, commit_time, markdown_table, repair_time, thousands};
+use super::stats::{Samples, apply_call_time, commit_time, markdown_table, repair_time, thousands};
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,7 +56,7 @@ impl Plan {
                 heal_entries: vec![10, 10_000],
                 runs: 3,
                 runs_large: 1,
-                data_runs: 1,
+                data_runs: 2,
                 data_seconds: 1,
                 heal_runs: 3,
                 timeout: Duration::from_secs(30),
@@ -72,7 +72,7 @@ impl Plan {
                 heal_entries: vec![10, 10_000, 100_000],
                 runs: 5,
                 runs_large: 3,
-                data_runs: 3,
+                data_runs: 5,
                 data_seconds: 2,
                 heal_runs: 5,
                 timeout: Duration::from_secs(60),
@@ -223,8 +223,12 @@ Each command runs under `cargo xtask bench measure`, which joins the namespace, 
 (nf_tables does a transaction's work in the sending process, so this is most of the kernel's share), \
 *peak RSS* its `ru_maxrss` (for the shell scripts, the largest of their processes; about 6 MiB is \
 the floor: Linux counts the forked copy of the measuring process before `exec`). This kernel \
-samples CPU time at the scheduler tick, so kernel times under ~10 ms are coarse (0 means less than a tick). dockfw's own \
-*commit* time (sending the batches and reading every ack, from `apply -v`) is shown separately. \
+samples CPU time at the scheduler tick, so kernel times under ~10 ms are coarse (0 means less than a tick). Where a dockfw \
+command's time goes is shown separately, from `apply -v`: the *apply call* (`Nft::apply`, what a library \
+user calls with a compiled ruleset: the writer lock, reading the table, planning, encoding, the \
+transactions, verifying and keeping the table's image) and within it the *kernel commit* (sending the \
+batches and reading every ack); the rest of the command is reading, checking and compiling the policy \
+(TOML), asking conntrack what to revoke, and the process itself. \
 The *rules* rows are the other axis: N policy rules of one source and one port each (iptables: one rule \
 each). The data plane runs client namespace → host namespace (iptables-nft DNAT of port 8080 to the \
 server's port 80, and of 5201 for iperf3, as Docker publishes a port; conntrack on) → server namespace: \
@@ -251,6 +255,8 @@ pub struct Row {
     pub sys_ms: Samples,
     pub rss_mib: Samples,
     pub commit_ms: Samples,
+    /// The apply call (`Nft::apply`) within the command, from `apply -v`.
+    pub apply_ms: Samples,
     /// A run was killed after [`Plan::timeout`].
     pub timed_out: bool,
 }
@@ -279,6 +285,9 @@ pub struct DataRow {
     pub size: usize,
     pub conns: Samples,
     pub gbits: Samples,
+    /// Each round's rate as a share of no guard's in the same round.
+    pub conns_share: Samples,
+    pub gbits_share: Samples,
     pub failed: u64,
 }
 
@@ -393,8 +402,9 @@ fn control(files: &Files, plan: &Plan, shape: Shape, out: &mut Vec<Row>) -> Resu
         row.wall_ms.push(ms(m.wall));
         row.sys_ms.push(ms(m.system));
         row.rss_mib.push(m.max_rss_kib as f64 / 1024.0);
-        if let Some(commit) = commit_time(&output) {
+        if let (Some(commit), Some(call)) = (commit_time(&output), apply_call_time(&output)) {
             row.commit_ms.push(ms(commit));
+            row.apply_ms.push(ms(call));
         }
         true
     };
@@ -571,30 +581,17 @@ impl Topology {
         })
     }
 
-    fn measure(&self, plan: &Plan, guard: &'static str, size: usize) -> Result<DataRow> {
-        let mut row = DataRow {
-            guard,
-            size,
-            ..DataRow::default()
-        };
+    /// One run through the published port: new connections per second
+    /// (and how many failed), then throughput in Gbit/s.
+    fn measure_once(&self, plan: &Plan) -> Result<(f64, u64, f64)> {
         let target = SocketAddr::from((HOST, PUBLISHED));
-        for _ in 0..plan.data_runs {
-            let (rate, failed) = connection_rate(
-                &self.client.path(),
-                target,
-                Duration::from_secs(plan.data_seconds),
-                2,
-            )?;
-            row.conns.push(rate);
-            row.failed += failed;
-            row.gbits.push(self.throughput(plan)?);
-        }
-        eprintln!(
-            "xtask:   {guard} {size}: {} conn/s, {} Gbit/s",
-            row.conns.cell(""),
-            row.gbits.cell("")
-        );
-        Ok(row)
+        let (rate, failed) = connection_rate(
+            &self.client.path(),
+            target,
+            Duration::from_secs(plan.data_seconds),
+            2,
+        )?;
+        Ok((rate, failed, self.throughput(plan)?))
     }
 
     fn throughput(&self, plan: &Plan) -> Result<f64> {
@@ -626,34 +623,97 @@ impl Drop for Topology {
     }
 }
 
+/// Every guard at every size, measured in rounds: each round installs and
+/// measures all of them in turn, no guard first, so that whatever the
+/// machine does meanwhile (other load, clock changes) falls on all of them
+/// alike, and each guard is also taken as a share of no guard in the same
+/// round (a paired comparison, steadier than two medians).
 fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
     let topology = Topology::new()?;
     let host = &topology.host;
     let base = files.write("iptables-base.rules", IPTABLES_BASE)?;
     let base = base.display().to_string();
     host.exec("iptables-restore", &[&base])?;
-    let mut rows = vec![topology.measure(plan, NO_GUARD, 0)?];
     let dockfw = files.dockfw();
+    let mut rows = vec![DataRow {
+        guard: NO_GUARD,
+        ..DataRow::default()
+    }];
     for &n in &plan.data_entries {
-        let policy = files.write("policy.toml", &policy(Shape::Entries(n), false))?;
-        let args = ["--netns", &host.name, "--no-docker", "-c"];
-        ok(Command::new(&dockfw).args(args).arg(&policy).arg("apply"))?;
-        rows.push(topology.measure(plan, DOCKFW, n)?);
-        ok(Command::new(&dockfw).args(args).arg(&policy).arg("remove"))?;
-
+        files.write(&format!("policy-{n}.toml"), &policy(Shape::Entries(n), false))?;
+        files.write(&format!("ipset-{n}.txt"), &ipset_script(n))?;
+        let mut guards = vec![DOCKFW];
         if n <= plan.data_iptables_cap {
-            let rules = files.write("iptables.rules", &iptables_rules(Shape::Entries(n)))?;
-            host.exec("iptables-restore", &[&rules.display().to_string()])?;
-            rows.push(topology.measure(plan, DOCKER_USER, n)?);
-            host.exec("iptables-restore", &[&base])?;
+            files.write(&format!("iptables-{n}.rules"), &iptables_rules(Shape::Entries(n)))?;
+            guards.push(DOCKER_USER);
         }
-
-        let set = files.write("ipset.txt", &ipset_script(n))?;
-        host.exec("ipset", &["restore", "-f", &set.display().to_string()])?;
-        host.exec("sh", &["-c", IPSET_RULE])?;
-        rows.push(topology.measure(plan, IPSET_GUARD, n)?);
-        host.exec("iptables-restore", &[&base])?;
-        host.exec("ipset", &["destroy", "clients"])?;
+        guards.push(IPSET_GUARD);
+        rows.extend(guards.into_iter().map(|guard| DataRow {
+            guard,
+            size: n,
+            ..DataRow::default()
+        }));
+    }
+    let file = |name: String| files.dir.join(name).display().to_string();
+    for round in 0..plan.data_runs {
+        eprintln!("xtask:   data plane, round {} of {}", round + 1, plan.data_runs);
+        let mut baseline = (f64::NAN, f64::NAN);
+        for row in &mut rows {
+            let n = row.size;
+            let dockfw_args =
+                |command: &str| {
+                    let policy = file(format!("policy-{n}.toml"));
+                    ok(Command::new(&dockfw).args([
+                        "--netns",
+                        &host.name,
+                        "--no-docker",
+                        "-c",
+                        &policy,
+                        command,
+                    ]))
+                };
+            match row.guard {
+                DOCKFW => {
+                    dockfw_args("apply")?;
+                }
+                DOCKER_USER => {
+                    host.exec("iptables-restore", &[&file(format!("iptables-{n}.rules"))])?;
+                }
+                IPSET_GUARD => {
+                    host.exec("ipset", &["restore", "-f", &file(format!("ipset-{n}.txt"))])?;
+                    host.exec("sh", &["-c", IPSET_RULE])?;
+                }
+                _ => {}
+            }
+            let (conns, failed, gbits) = topology.measure_once(plan)?;
+            match row.guard {
+                DOCKFW => {
+                    dockfw_args("remove")?;
+                }
+                DOCKER_USER => {
+                    host.exec("iptables-restore", &[&base])?;
+                }
+                IPSET_GUARD => {
+                    host.exec("iptables-restore", &[&base])?;
+                    host.exec("ipset", &["destroy", "clients"])?;
+                }
+                _ => baseline = (conns, gbits),
+            }
+            row.conns.push(conns);
+            row.gbits.push(gbits);
+            row.conns_share.push(conns / baseline.0);
+            row.gbits_share.push(gbits / baseline.1);
+            row.failed += failed;
+        }
+    }
+    for row in &rows {
+        eprintln!(
+            "xtask:   {} {}: {} conn/s, {} Gbit/s",
+            row.guard,
+            row.size,
+            row.conns.cell(""),
+            row.gbits.cell("")
+        );
     }
     Ok(rows)
 }
@@ -782,15 +842,9 @@ pub fn report(results: &Results, plan: &Plan) -> String {
     }));
     let _ = writeln!(
         out,
-        "\n### dockfw's own kernel commit time (entries; `apply -v`)\n"
+        "\n### dockfw: the command, its apply call and its kernel commit (entries; `apply -v`)\n"
     );
-    let commits: Vec<Row> = results
-        .entries
-        .iter()
-        .filter(|r| !r.commit_ms.is_empty())
-        .cloned()
-        .collect();
-    out.push_str(&control_table(&commits, "entries", &|r| r.commit_ms.cell("ms")));
+    out.push_str(&commit_table(&results.entries));
     let _ = writeln!(out, "\n### Memory: peak RSS (entries)\n");
     out.push_str(&control_table(&results.entries, "entries", &|r| {
         r.rss_mib.cell("MiB")
@@ -821,7 +875,9 @@ pub fn report(results: &Results, plan: &Plan) -> String {
                     thousands(r.size as i64)
                 },
                 r.conns.cell("/s"),
+                share(&r.conns_share),
                 r.gbits.cell("Gbit/s"),
+                share(&r.gbits_share),
                 r.failed.to_string(),
             ]
         })
@@ -831,7 +887,9 @@ pub fn report(results: &Results, plan: &Plan) -> String {
             "guard",
             "entries",
             "new connections",
+            "of no guard's",
             "throughput (iperf3)",
+            "of no guard's",
             "failed connects",
         ],
         &body,
@@ -839,14 +897,82 @@ pub fn report(results: &Results, plan: &Plan) -> String {
 
     let _ = writeln!(
         out,
-        "\nRuns per cell: {} ({} at 100,000 entries, 1 at 1,000,000) for the control plane, {} for the data plane \
-         ({} s of connections and {} s of iperf3 each).",
+        "\nRuns per cell: {} ({} at 100,000 entries, 1 at 1,000,000) for the control plane; {} rounds for the data plane \
+         ({} s of connections and {} s of iperf3 each), each round measuring every guard in turn (installed, \
+         measured, removed), no guard first: *of no guard's* is the median (and range) of each round's rate \
+         divided by no guard's in the same round.",
         plan.runs, plan.runs_large, plan.data_runs, plan.data_seconds, plan.data_seconds
     );
     for note in &results.notes {
         let _ = writeln!(out, "\n{note}");
     }
     out
+}
+
+/// A guard's rate as a share of no guard's in the same rounds: the median
+/// and the range, in percent.
+fn share(shares: &Samples) -> String {
+    let percent = Samples(shares.0.iter().map(|s| s * 100.0).collect());
+    match (percent.median(), percent.min(), percent.max()) {
+        (Some(median), Some(min), Some(max)) if percent.0.len() > 1 => {
+            format!("{median:.1} % ({min:.0}–{max:.0})")
+        }
+        (Some(median), ..) => format!("{median:.1} %"),
+        _ => "–".into(),
+    }
+}
+
+/// Where a dockfw create's time goes, beside `nft -f`: the whole command,
+/// its apply call (`Nft::apply`: lock, read, plan, encode, commit, verify,
+/// keep the image) and the kernel commit within it, with the two ratios the
+/// targets are set in. The call-to-commit ratio is taken run by run (both
+/// from the same run); the command-to-`nft -f` one from the two medians.
+fn commit_table(rows: &[Row]) -> String {
+    let find = |tool: &str, size: usize| rows.iter().find(|r| r.tool == tool && r.size == size);
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
+    sizes.dedup();
+    let ratio = |value: Option<f64>| value.map_or("–".to_string(), |v| format!("{v:.2}×"));
+    let body: Vec<Vec<String>> = sizes
+        .iter()
+        .filter_map(|&size| {
+            let create = find(CREATE, size).filter(|r| !r.commit_ms.is_empty())?;
+            let changed = find(CHANGED, size);
+            let per_run = Samples(
+                create
+                    .apply_ms
+                    .0
+                    .iter()
+                    .zip(&create.commit_ms.0)
+                    .map(|(call, commit)| call / commit)
+                    .collect(),
+            );
+            let against_nft =
+                find(NFT, size).and_then(|nft| Some(create.wall_ms.median()? / nft.wall_ms.median()?));
+            Some(vec![
+                thousands(size as i64),
+                create.wall_ms.cell("ms"),
+                create.apply_ms.cell("ms"),
+                create.commit_ms.cell("ms"),
+                ratio(per_run.median()),
+                ratio(against_nft),
+                changed.map_or("–".into(), |r| r.apply_ms.cell("ms")),
+                changed.map_or("–".into(), |r| r.commit_ms.cell("ms")),
+            ])
+        })
+        .collect();
+    markdown_table(
+        &[
+            "entries",
+            "create: command",
+            "create: apply call",
+            "create: kernel commit",
+            "apply call / commit",
+            "command / `nft -f`",
+            "one entry changed: apply call",
+            "one entry changed: kernel commit",
+        ],
+        &body,
+    )
 }
 
 /// The Markdown of [`run_heal`]'s rows.
@@ -933,6 +1059,7 @@ mod tests {
             sys_ms: Samples(vec![1.0]),
             rss_mib: Samples(vec![3.0]),
             commit_ms: Samples(vec![]),
+            apply_ms: Samples(vec![]),
             timed_out: false,
         };
         let results = Results {

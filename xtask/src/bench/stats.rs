@@ -121,11 +121,21 @@ pub fn parse_debug_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
-/// The kernel commit time `dockfw-nft -v apply` reports ("…; commit 12.3ms,
-/// verify 4.5ms"), if it says one.
+/// The kernel commit time `dockfw-nft -v apply` reports ("…; apply 20.1ms:
+/// commit 12.3ms, verify 4.5ms"), if it says one.
 pub fn commit_time(apply_output: &str) -> Option<Duration> {
-    let after = apply_output.split("; commit ").nth(1)?;
-    parse_debug_duration(after.split(',').next()?)
+    stated_time(apply_output, ": commit ")
+}
+
+/// The time of the apply call (`Nft::apply`: lock, read, plan, encode,
+/// commit, verify) `dockfw-nft -v apply` reports ("…; apply 20.1ms: …").
+pub fn apply_call_time(apply_output: &str) -> Option<Duration> {
+    stated_time(apply_output, "; apply ")
+}
+
+fn stated_time(output: &str, label: &str) -> Option<Duration> {
+    let after = output.split(label).nth(1)?;
+    parse_debug_duration(after.split([',', ':', ';']).next()?)
 }
 
 /// The repair time watch states ("repaired table inet dockfw: …, in 2.2 ms").
@@ -245,9 +255,12 @@ mod tests {
     #[test]
     fn commit_and_repair_times_from_the_logs() {
         let apply = "applied p.toml to table inet dockfw: 1 rule\n  2 transaction(s): 9 messages, \
-                     1234 bytes, generation 7, 1 attempt(s); commit 3.4ms, verify 1.2ms\n";
+                     1234 bytes, generation 7, 1 attempt(s); apply 5.1ms: commit 3.4ms, verify 1.2ms; \
+                     read the table 2 time(s)\n";
         assert_eq!(commit_time(apply), Some(Duration::from_micros(3_400)));
+        assert_eq!(apply_call_time(apply), Some(Duration::from_micros(5_100)));
         assert_eq!(commit_time("up to date"), None);
+        assert_eq!(apply_call_time("up to date"), None);
         let line = "repaired table inet dockfw: table deleted, by nft (pid 4242), in 2.2 ms";
         assert_eq!(repair_time(line), Some(Duration::from_micros(2_200)));
         assert_eq!(

@@ -19,6 +19,19 @@ pub(crate) use parse::{
 pub(crate) use writer::{Dump, ELEMS_PER_MSG, ElementOp, MsgWriter, SetSpec};
 
 use nftnl::nftnl_sys as sys;
+
+/// nf_tables netlink attribute numbers (linux/netfilter/nf_tables.h) of set
+/// element messages, which dockfw writes and walks without libnftnl.
+pub(crate) mod attr {
+    pub(crate) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+    pub(crate) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+    pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+    /// How a dump numbers each element's nest (a request numbers them 1, 2, …).
+    pub(crate) const NFTA_LIST_ELEM: u16 = 1;
+    pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
+    pub(crate) const NFTA_SET_ELEM_FLAGS: u16 = 3;
+    pub(crate) const NFTA_DATA_VALUE: u16 = 1;
+}
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::ptr::NonNull;
 

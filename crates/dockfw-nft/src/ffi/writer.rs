@@ -137,10 +137,42 @@ impl<T: Message> Owned<T> {
     }
 }
 
+/// Appends a netlink attribute whose payload is `parts`, padded to 4 bytes
+/// (as `mnl_attr_put`).
+fn put_attr(out: &mut Vec<u8>, ty: u16, parts: &[&[u8]]) {
+    let payload: usize = parts.iter().map(|part| part.len()).sum();
+    let len = u16::try_from(4 + payload).expect("an attribute is far below 64 KiB");
+    out.extend_from_slice(&len.to_ne_bytes());
+    out.extend_from_slice(&ty.to_ne_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// Opens a nested attribute (as `mnl_attr_nest_start`); returns where it
+/// starts, for [`nest_end`].
+fn nest_start(out: &mut Vec<u8>, ty: u16) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(ty | libc::NLA_F_NESTED as u16).to_ne_bytes());
+    start
+}
+
+/// Closes the nested attribute opened at `start`: its length is all that
+/// was appended since (as `mnl_attr_nest_end`).
+fn nest_end(out: &mut [u8], start: usize) {
+    let len =
+        u16::try_from(out.len() - start).expect("a nest of at most ELEMS_PER_MSG elements is below 64 KiB");
+    out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
 /// Builds messages into a reusable scratch buffer.
 pub(crate) struct MsgWriter {
     // u32 words keep the buffer aligned for `nlmsghdr`.
     scratch: Vec<u32>,
+    /// Messages written without libnftnl ([`MsgWriter::elems`]).
+    direct: Vec<u8>,
 }
 
 impl std::fmt::Debug for MsgWriter {
@@ -156,6 +188,7 @@ impl MsgWriter {
     pub(crate) fn new() -> Self {
         Self {
             scratch: vec![0; SCRATCH_BYTES / 4],
+            direct: Vec::new(),
         }
     }
 
@@ -277,7 +310,58 @@ impl MsgWriter {
 
     /// `NEWSETELEM` (or with `delete`, `DELSETELEM`) with at most
     /// [`ELEMS_PER_MSG`] `(key, interval end)` elements.
+    ///
+    /// libnftnl writes the header; the attributes are appended here, byte
+    /// for byte as `nftnl_set_elems_nlmsg_build_payload` lays them out (a
+    /// test holds the two equal): libnftnl would allocate, fill and free an
+    /// object per element and make five calls to write it, which for
+    /// 100,000 addresses cost more than the rest of encoding the table.
     pub(crate) fn elems(
+        &mut self,
+        seq: u32,
+        table: &str,
+        set_name: &str,
+        delete: bool,
+        elems: &[(super::Key, bool)],
+    ) -> &[u8] {
+        use super::attr::*;
+        assert!(elems.len() <= ELEMS_PER_MSG);
+        let (ty, flags) = if delete {
+            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+        } else {
+            (libc::NFT_MSG_NEWSETELEM, CREATE)
+        };
+        let header = self.build(ty as u32, INET as u16, flags, seq, |_| {}).to_vec();
+        let out = &mut self.direct;
+        out.clear();
+        out.extend_from_slice(&header);
+        put_attr(out, NFTA_SET_ELEM_LIST_SET, &[set_name.as_bytes(), &[0]]);
+        put_attr(out, NFTA_SET_ELEM_LIST_TABLE, &[table.as_bytes(), &[0]]);
+        if !elems.is_empty() {
+            let list = nest_start(out, NFTA_SET_ELEM_LIST_ELEMENTS);
+            for (index, (key, end)) in elems.iter().enumerate() {
+                // Each element is a nest typed by its 1-based position.
+                let elem = nest_start(out, (index + 1) as u16);
+                if *end {
+                    let interval_end = libc::NFT_SET_ELEM_INTERVAL_END as u32;
+                    put_attr(out, NFTA_SET_ELEM_FLAGS, &[&interval_end.to_be_bytes()]);
+                }
+                let key_nest = nest_start(out, NFTA_SET_ELEM_KEY);
+                put_attr(out, NFTA_DATA_VALUE, &[key]);
+                nest_end(out, key_nest);
+                nest_end(out, elem);
+            }
+            nest_end(out, list);
+        }
+        let len = u32::try_from(out.len()).expect("an element message is far below 4 GiB");
+        out[..4].copy_from_slice(&len.to_ne_bytes());
+        out
+    }
+
+    /// [`MsgWriter::elems`] the way libnftnl builds it: the reference the
+    /// direct writing is held to.
+    #[cfg(test)]
+    fn elems_by_libnftnl(
         &mut self,
         seq: u32,
         table: &str,
@@ -558,4 +642,53 @@ pub(crate) struct SetSpec {
     /// gc-interval, set expressions, element timeouts, comments or
     /// expressions…), in words; empty when building.
     pub extra: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::Key;
+
+    /// Element lists of every shape dockfw writes: IPv4 and IPv6 addresses
+    /// and interval ends, ports, and the empty key of a catch-all.
+    fn element_lists() -> Vec<Vec<(Key, bool)>> {
+        let v4 = |i: u32| Key::from_slice(&(0x6440_0000u32 + 2 * i).to_be_bytes());
+        let v6 = |i: u32| {
+            let mut bytes = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            bytes[12..].copy_from_slice(&i.to_be_bytes());
+            Key::from_slice(&bytes)
+        };
+        let port = |p: u16| Key::from_slice(&p.to_be_bytes());
+        vec![
+            vec![],
+            vec![(Key::new(), false)],
+            (0..ELEMS_PER_MSG as u32).map(|i| (v4(i), false)).collect(),
+            (0..ELEMS_PER_MSG as u32).map(|i| (v6(i), i % 2 == 1)).collect(),
+            (0..300).map(|i| (v4(i), i % 3 == 0)).collect(),
+            (1..100).map(|p| (port(p), p % 2 == 0)).collect(),
+        ]
+    }
+
+    #[test]
+    fn elements_are_written_byte_for_byte_as_libnftnl_writes_them() {
+        let mut ours = MsgWriter::new();
+        for elems in element_lists() {
+            for delete in [false, true] {
+                for (table, set) in [("dockfw", "set-clients-v4"), ("t", "a-much-longer-set-name-v6")] {
+                    let mine = ours.elems(7, table, set, delete, &elems).to_vec();
+                    // Fresh, so padding holds zeros: libmnl 1.0.4 leaves
+                    // what the buffer held before in it (the kernel skips
+                    // padding); the direct writer zeroes it.
+                    let mut reference = MsgWriter::new();
+                    let libnftnl = reference.elems_by_libnftnl(7, table, set, delete, &elems);
+                    assert_eq!(
+                        mine,
+                        libnftnl,
+                        "{} elements, delete {delete}, {table}/{set}",
+                        elems.len()
+                    );
+                }
+            }
+        }
+    }
 }
