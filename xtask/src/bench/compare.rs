@@ -1080,6 +1080,8 @@ mod tests {
                 size: 0,
                 conns: Samples(vec![80_000.0, 81_600.0, 82_000.0]),
                 gbits: Samples(vec![20.0]),
+                conns_share: Samples(vec![1.0, 1.0, 1.0]),
+                gbits_share: Samples(vec![1.0]),
                 failed: 0,
             }],
             ..Results::default()
@@ -1089,7 +1091,9 @@ mod tests {
         assert!(text.contains("| 10 | 2.00 ms | 20.0 ms |\n"), "{text}");
         assert!(text.contains("| 1,000 | 4.00 ms | > 30 s (killed) |\n"), "{text}");
         assert!(
-            text.contains("| no guard | – | 81,600 /s (80,000–82,000) | 20.0 Gbit/s | 0 |"),
+            text.contains(
+                "| no guard | – | 81,600 /s (80,000–82,000) | 100.0 % (100–100) | 20.0 Gbit/s | 100.0 % | 0 |"
+            ),
             "{text}"
         );
     }
