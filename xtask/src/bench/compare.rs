@@ -624,10 +624,12 @@ impl Drop for Topology {
 }
 
 /// Every guard at every size, measured in rounds: each round installs and
-/// measures all of them in turn, no guard first, so that whatever the
-/// machine does meanwhile (other load, clock changes) falls on all of them
-/// alike, and each guard is also taken as a share of no guard in the same
-/// round (a paired comparison, steadier than two medians).
+/// measures all of them in turn, so that whatever the machine does
+/// meanwhile (other load, clock changes) falls on all of them alike, and
+/// each guard is also taken as a share of no guard in the same round (a
+/// paired comparison, steadier than two medians). Each round starts one
+/// guard further along the list, so that none is always measured right
+/// after the same other.
 fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
     let topology = Topology::new()?;
     let host = &topology.host;
@@ -657,8 +659,9 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
     let file = |name: String| files.dir.join(name).display().to_string();
     for round in 0..plan.data_runs {
         eprintln!("xtask:   data plane, round {} of {}", round + 1, plan.data_runs);
-        let mut baseline = (f64::NAN, f64::NAN);
-        for row in &mut rows {
+        let mut measured = Vec::with_capacity(rows.len());
+        let order = (0..rows.len()).map(|i| (i + round) % rows.len());
+        for row in order.map(|i| &rows[i]) {
             let n = row.size;
             let dockfw_args =
                 |command: &str| {
@@ -685,7 +688,7 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
                 }
                 _ => {}
             }
-            let (conns, failed, gbits) = topology.measure_once(plan)?;
+            measured.push((row.guard, row.size, topology.measure_once(plan)?));
             match row.guard {
                 DOCKFW => {
                     dockfw_args("remove")?;
@@ -697,8 +700,19 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
                     host.exec("iptables-restore", &[&base])?;
                     host.exec("ipset", &["destroy", "clients"])?;
                 }
-                _ => baseline = (conns, gbits),
+                _ => {}
             }
+        }
+        let baseline = measured
+            .iter()
+            .find(|(guard, ..)| *guard == NO_GUARD)
+            .map(|(_, _, (conns, _, gbits))| (*conns, *gbits))
+            .expect("every round measures no guard");
+        for (guard, size, (conns, failed, gbits)) in measured {
+            let row = rows
+                .iter_mut()
+                .find(|r| r.guard == guard && r.size == size)
+                .expect("measured rows are rows");
             row.conns.push(conns);
             row.gbits.push(gbits);
             row.conns_share.push(conns / baseline.0);
@@ -899,7 +913,7 @@ pub fn report(results: &Results, plan: &Plan) -> String {
         out,
         "\nRuns per cell: {} ({} at 100,000 entries, 1 at 1,000,000) for the control plane; {} rounds for the data plane \
          ({} s of connections and {} s of iperf3 each), each round measuring every guard in turn (installed, \
-         measured, removed), no guard first: *of no guard's* is the median (and range) of each round's rate \
+         measured, removed), each round starting one guard further along: *of no guard's* is the median (and range) of each round's rate \
          divided by no guard's in the same round.",
         plan.runs, plan.runs_large, plan.data_runs, plan.data_seconds, plan.data_seconds
     );
