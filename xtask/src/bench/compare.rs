@@ -72,7 +72,7 @@ impl Plan {
                 heal_entries: vec![10, 10_000, 100_000],
                 runs: 5,
                 runs_large: 3,
-                data_runs: 5,
+                data_runs: 7,
                 data_seconds: 2,
                 heal_runs: 5,
                 timeout: Duration::from_secs(60),
@@ -496,6 +496,10 @@ struct Topology {
     _accept: Server,
 }
 
+/// Long enough for the host's conntrack entries of the last run to expire
+/// (their timeout is 1 s there) and be collected.
+const CONNTRACK_EXPIRY: Duration = Duration::from_millis(1500);
+
 impl Topology {
     fn new() -> Result<Topology> {
         let (client, host, server) = (Netns::new("c")?, Netns::new("h")?, Netns::new("s")?);
@@ -539,6 +543,11 @@ impl Topology {
         client.ip(&["route", "add", "default", "via", "10.1.0.1"])?;
         server.ip(&["route", "add", "default", "via", "10.2.0.1"])?;
         host.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+        // A run leaves a conntrack entry per connection (over 100,000), each
+        // kept 10 s after its reset: the next run would meet a table full of
+        // them, a different table each time. With 1 s, and a pause before
+        // each run (see `measure_once`), every run starts from an empty one.
+        host.exec("sysctl", &["-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1"])?;
         client.exec("sysctl", &["-qw", "net.ipv4.ip_local_port_range=1024 65000"])?;
         for (from, to) in [
             (PUBLISHED, format!("{SERVER}:80")),
@@ -584,6 +593,7 @@ impl Topology {
     /// One run through the published port: new connections per second
     /// (and how many failed), then throughput in Gbit/s.
     fn measure_once(&self, plan: &Plan) -> Result<(f64, u64, f64)> {
+        std::thread::sleep(CONNTRACK_EXPIRY);
         let target = SocketAddr::from((HOST, PUBLISHED));
         let (rate, failed) = connection_rate(
             &self.client.path(),
