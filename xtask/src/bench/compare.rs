@@ -547,7 +547,10 @@ impl Topology {
         // kept 10 s after its reset: the next run would meet a table full of
         // them, a different table each time. With 1 s, and a pause before
         // each run (see `measure_once`), every run starts from an empty one.
-        host.exec("sysctl", &["-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1"])?;
+        host.exec(
+            "sysctl",
+            &["-qw", "net.netfilter.nf_conntrack_tcp_timeout_close=1"],
+        )?;
         client.exec("sysctl", &["-qw", "net.ipv4.ip_local_port_range=1024 65000"])?;
         for (from, to) in [
             (PUBLISHED, format!("{SERVER}:80")),
