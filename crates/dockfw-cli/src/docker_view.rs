@@ -38,6 +38,28 @@ pub struct DockerView {
     pub problem: Option<String>,
     /// What the policy gets wrong about the running containers.
     pub diagnostics: Vec<Diagnostic>,
+    /// Docker's bridge networks whose bridge the table does not know as
+    /// Docker's (see [`dockfw_core::layout::is_docker_bridge`]): connections
+    /// routed to their containers' own addresses are not judged.
+    pub unjudged_bridges: Vec<dockfw_docker::BridgeNetwork>,
+}
+
+impl DockerView {
+    /// A warning for each of [`DockerView::unjudged_bridges`].
+    pub fn bridge_warnings(&self) -> Vec<String> {
+        self.unjudged_bridges
+            .iter()
+            .map(|network| {
+                format!(
+                    "Docker network `{}` is on bridge {}, which dockfw does not know as Docker's (docker0, br-*, \
+                     Docker's own names): the ports its containers publish are judged (DNAT), but not connections \
+                     routed to their own addresses, and [[outbound]] and [[between]] rules do not see them; \
+                     create the network without -o com.docker.network.bridge.name to have it judged",
+                    network.name, network.interface
+                )
+            })
+            .collect()
+    }
 }
 
 pub fn query(global: &Global) -> Result<DockerView> {
@@ -48,6 +70,7 @@ pub fn query(global: &Global) -> Result<DockerView> {
         Ok(list) => Ok(DockerView {
             containers: list.iter().map(Container::from).collect(),
             reachable: true,
+            unjudged_bridges: unjudged_bridges(global),
             ..DockerView::default()
         }),
         Err(error) if global.require_docker => Err(Unreachable {
@@ -63,4 +86,18 @@ pub fn query(global: &Global) -> Result<DockerView> {
             ..DockerView::default()
         }),
     }
+}
+
+/// Docker's bridge networks on bridges the table does not know as Docker's
+/// (see [`DockerView::unjudged_bridges`]). Best effort: none when Docker
+/// does not answer (the containers are what the table needs).
+pub fn unjudged_bridges(global: &Global) -> Vec<dockfw_docker::BridgeNetwork> {
+    if global.no_docker {
+        return Vec::new();
+    }
+    dockfw_docker::list_bridge_networks(global.docker_host.as_deref(), global.docker_timeout)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|network| !dockfw_core::layout::is_docker_bridge(&network.interface))
+        .collect()
 }

@@ -349,6 +349,13 @@ impl Session {
                 );
             }
             output::print_diagnostics(&self.console, &view.diagnostics);
+            for warning in view.bridge_warnings() {
+                errln!(
+                    self.console,
+                    "{} {warning}",
+                    output::paint(output::WARN, "warning:")
+                );
+            }
         }
         Ok(view)
     }

@@ -704,6 +704,7 @@ impl<'a> Guard<'a> {
         let (table, priority) = (guard.table().to_string(), guard.parsed.policy.guard.priority);
         crate::commands::warn_same_priority(session, guard.nft.as_mut(), &table, priority);
         crate::commands::warn_other_engines(session);
+        crate::commands::warn_unjudged_bridges(session);
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)

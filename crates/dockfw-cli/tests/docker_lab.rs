@@ -481,6 +481,48 @@ fn check_points_out_a_container_port_written_for_a_published_one() {
     setup.done();
 }
 
+/// A network whose bridge Docker was told to name (`-o
+/// com.docker.network.bridge.name=…`) is not one the table knows as
+/// Docker's: every command that asks Docker says so, naming it; Docker's
+/// own bridges (docker0, `br-…`) are not mentioned.
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn a_network_on_a_bridge_named_otherwise_is_pointed_out() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = setup("dfwt-clib");
+    setup.lab.docker(&["network", "create", "web"]).unwrap();
+    setup
+        .lab
+        .docker(&[
+            "network",
+            "create",
+            "-o",
+            "com.docker.network.bridge.name=dfwdmz0",
+            "dmz",
+        ])
+        .unwrap();
+    setup.write_policy("[guard]\ninterfaces = [\"eth0\"]\n");
+    let stderr = setup.stderr(&["check"], 0);
+    assert!(
+        stderr.contains("warning: Docker network `dmz` is on bridge dfwdmz0, which dockfw does not know"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("`web`") && !stderr.contains("`bridge`"),
+        "{stderr}"
+    );
+    let json = setup.dockfw(&["--json", "check"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        json["docker"]["unjudged_bridges"],
+        serde_json::json!([{ "name": "dmz", "interface": "dfwdmz0" }]),
+        "{json}"
+    );
+    let stderr = setup.stderr(&["apply"], 0);
+    assert!(stderr.contains("`dmz` is on bridge dfwdmz0"), "{stderr}");
+    setup.done();
+}
+
 /// With Docker's IPv6 off (the default on most hosts), an IPv6 client of a
 /// published port is answered by docker-proxy on the host: the input path.
 #[test]

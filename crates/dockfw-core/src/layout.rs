@@ -682,6 +682,25 @@ pub fn link_local_interval() -> crate::interval::Interval<std::net::Ipv6Addr> {
     crate::interval::Interval::new(first, last).expect("first <= last")
 }
 
+/// Whether the table knows the interface `name` as a Docker bridge: by
+/// Docker's default names, `docker0` and `br-*`. Routed and untracked
+/// traffic onto any other bridge (a network created with
+/// `-o com.docker.network.bridge.name=…`) is not judged.
+///
+/// ```
+/// use dockfw_core::layout::is_docker_bridge;
+/// assert!(is_docker_bridge("docker0") && is_docker_bridge("br-0123456789ab"));
+/// assert!(!is_docker_bridge("dmz0") && !is_docker_bridge("docker1"));
+/// ```
+pub fn is_docker_bridge(name: &str) -> bool {
+    DOCKER_BRIDGES
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *pattern,
+        })
+}
+
 /// Whether `address` is IPv6 link-local (see [`link_local_interval`]).
 pub fn is_link_local(address: std::net::IpAddr) -> bool {
     let range = link_local_interval();

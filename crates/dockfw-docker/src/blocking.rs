@@ -1,7 +1,7 @@
 //! Blocking wrappers for synchronous callers: each runs a single-threaded
 //! tokio runtime of its own.
 
-use crate::{Client, ContainerEvent, ContainerInfo, Error, resolve_host};
+use crate::{BridgeNetwork, Client, ContainerEvent, ContainerInfo, Error, resolve_host};
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,6 +17,21 @@ pub fn list_containers(host: Option<&str>, timeout: Duration) -> Result<Vec<Cont
         let list = async {
             let client = Client::connect(Some(&resolved), timeout).await?;
             client.containers().await
+        };
+        tokio::time::timeout(timeout, list)
+            .await
+            .unwrap_or_else(|_elapsed| Err(Error::timed_out(&resolved, timeout)))
+    })
+}
+
+/// The bridge networks of the Docker daemon at `host`, as
+/// [`list_containers`] lists containers (and as bounded by `timeout`).
+pub fn list_bridge_networks(host: Option<&str>, timeout: Duration) -> Result<Vec<BridgeNetwork>, Error> {
+    let resolved = resolve_host(host);
+    runtime()?.block_on(async {
+        let list = async {
+            let client = Client::connect(Some(&resolved), timeout).await?;
+            client.bridge_networks().await
         };
         tokio::time::timeout(timeout, list)
             .await

@@ -1,7 +1,7 @@
 //! The async client.
 
 use crate::host::{self, Endpoint};
-use crate::{ContainerEvent, ContainerInfo, Error, resolve_host};
+use crate::{BridgeNetwork, ContainerEvent, ContainerInfo, Error, resolve_host};
 use bollard::query_parameters::EventsOptions;
 use futures_util::{Stream, StreamExt, stream};
 use std::future::{Future, ready};
@@ -66,6 +66,15 @@ impl Client {
             list.iter().filter_map(ContainerInfo::from_summary).collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(containers)
+    }
+
+    /// The networks on Linux bridges, with their bridges' interfaces,
+    /// sorted by name.
+    pub async fn bridge_networks(&self) -> Result<Vec<BridgeNetwork>, Error> {
+        let list = bounded(&self.host, self.timeout, self.docker.list_networks(None)).await?;
+        let mut networks: Vec<BridgeNetwork> = list.iter().filter_map(BridgeNetwork::from_network).collect();
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(networks)
     }
 
     /// Container changes that matter to a firewall (see [`crate::EventKind`]),

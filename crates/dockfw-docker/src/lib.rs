@@ -5,7 +5,7 @@
 //! them into [`dockfw_core::Container`]s for the policy compiler, and follows
 //! Docker's events so a watcher can re-apply when containers change.
 //!
-//! - Synchronous callers (the CLI): [`list_containers`] and [`subscribe`],
+//! - Synchronous callers (the CLI): [`list_containers`], [`list_bridge_networks`] and [`subscribe`],
 //!   which run a small single-threaded runtime of their own.
 //! - Async callers (tokio): [`Client`].
 //!
@@ -56,12 +56,12 @@ mod events;
 mod host;
 mod model;
 
-pub use blocking::{BlockingEvents, list_containers, subscribe};
+pub use blocking::{BlockingEvents, list_bridge_networks, list_containers, subscribe};
 pub use client::Client;
 pub use error::Error;
 pub use events::{ContainerEvent, EventKind};
 pub use host::{DEFAULT_HOST, resolve_host};
-pub use model::{ContainerInfo, NetworkInfo, PortBinding};
+pub use model::{BridgeNetwork, ContainerInfo, NetworkInfo, PortBinding};
 
 /// A sensible bound for one exchange with Docker (connect, negotiate, list).
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -34,6 +34,41 @@ pub struct NetworkInfo {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+/// A Docker network on a Linux bridge (driver `bridge`), and the bridge's
+/// interface: the name given with `-o com.docker.network.bridge.name=…`,
+/// else Docker's own (`br-` and the network id's first 12 characters; the
+/// default network `bridge` names `docker0` that way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BridgeNetwork {
+    /// Network name (`bridge`, a user network).
+    pub name: String,
+    /// The bridge's interface on the host.
+    pub interface: String,
+}
+
+/// The network option naming a bridge network's interface.
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
+impl BridgeNetwork {
+    pub(crate) fn from_network(network: &bollard::models::Network) -> Option<Self> {
+        if network.driver.as_deref() != Some("bridge") {
+            return None;
+        }
+        let name = network.name.clone().filter(|n| !n.is_empty())?;
+        let named = network
+            .options
+            .as_ref()
+            .and_then(|options| options.get(BRIDGE_NAME_OPTION))
+            .filter(|n| !n.is_empty())
+            .cloned();
+        let interface = named.or_else(|| {
+            let id = network.id.as_deref().filter(|id| id.len() >= 12)?;
+            Some(format!("br-{}", &id[..12]))
+        })?;
+        Some(Self { name, interface })
+    }
+}
+
 /// One host binding of a published port, as Docker reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct PortBinding {
@@ -235,6 +270,38 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_bridge_network_names_its_interface_by_option_or_by_id() {
+        // As `GET /networks` answers (docker.io 20.10 and 26), cut to what is read.
+        let list: Vec<bollard::models::Network> = serde_json::from_str(
+            r#"[
+              {"Name": "bridge", "Id": "5b1c6d0a2e7f8c9d0e1f2a3b4c5d6e7f", "Driver": "bridge",
+               "Options": {"com.docker.network.bridge.default_bridge": "true",
+                           "com.docker.network.bridge.name": "docker0"}},
+              {"Name": "web", "Id": "0123456789abcdef0123", "Driver": "bridge", "Options": {}},
+              {"Name": "custom", "Id": "fedcba9876543210fedc", "Driver": "bridge",
+               "Options": {"com.docker.network.bridge.name": "dmz0"}},
+              {"Name": "host", "Id": "aaaaaaaaaaaaaaaa", "Driver": "host", "Options": {}},
+              {"Name": "none", "Id": "bbbbbbbbbbbbbbbb", "Driver": "null"},
+              {"Name": "overlay", "Id": "cccccccccccccccc", "Driver": "overlay"}
+            ]"#,
+        )
+        .unwrap();
+        let bridges: Vec<(String, String)> = list
+            .iter()
+            .filter_map(BridgeNetwork::from_network)
+            .map(|b| (b.name, b.interface))
+            .collect();
+        assert_eq!(
+            bridges,
+            [
+                ("bridge".to_string(), "docker0".to_string()),
+                ("web".to_string(), "br-0123456789ab".to_string()),
+                ("custom".to_string(), "dmz0".to_string()),
+            ]
+        );
     }
 
     fn binding(host_ip: &str, host_port: u16, container_port: u16, proto: Proto) -> PortBinding {
