@@ -77,10 +77,12 @@
 //!   namespace (nobody committed since), for sets whose definition, handle
 //!   included, is the saved one. Otherwise it reads in full. The files are
 //!   root's, 0600, written whole (renamed into place), and at most 16 are
-//!   kept. A file is written on a thread of its own while the caller goes
-//!   on (the apply returns without waiting for it); it is finished before
-//!   the [`Nft`] reads, saves or forgets again, or is dropped. A late file
-//!   can never be believed over a newer commit: its generation is older.
+//!   kept; the temporary file of a writer killed before its rename is
+//!   removed by a later save once it is a minute old. A file is written on
+//!   a thread of its own while the caller goes on (the apply returns
+//!   without waiting for it); it is finished before the [`Nft`] reads,
+//!   saves or forgets again, or is dropped. A late file can never be
+//!   believed over a newer commit: its generation is older.
 //! * **Rules dockfw does not write** (`nft insert rule inet dockfw forward
 //!   accept`) in a table of ours are deleted in place, by handle, in a
 //!   Switch; the table is rebuilt in one transaction only for what cannot be

@@ -81,8 +81,11 @@ pub struct ApplyReport {
     pub verify_time: Duration,
     /// The whole call: waiting for the writer lock, reading, planning,
     /// encoding, the commits, the verification and keeping the table's
-    /// image. What creating or changing the table costs beyond
-    /// `commit_time` is this minus it.
+    /// image in memory. What creating or changing the table costs beyond
+    /// `commit_time` is this minus it, except the image file of
+    /// [`Nft::keep_images_on_disk`](crate::Nft::keep_images_on_disk): that
+    /// is written on a thread of its own, after this, and the next call on
+    /// the same [`Nft`](crate::Nft), or dropping it, waits for it.
     pub call_time: Duration,
     /// Reads of the table from the kernel: full ones, and after a
     /// transaction the read-back of its structure (0 when `apply` planned

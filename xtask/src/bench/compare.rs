@@ -226,9 +226,10 @@ the floor: Linux counts the forked copy of the measuring process before `exec`).
 samples CPU time at the scheduler tick, so kernel times under ~10 ms are coarse (0 means less than a tick). Where a dockfw \
 command's time goes is shown separately, from `apply -v`: the *apply call* (`Nft::apply`, what a library \
 user calls with a compiled ruleset: the writer lock, reading the table, planning, encoding, the \
-transactions, verifying and keeping the table's image) and within it the *kernel commit* (sending the \
+transactions, verifying and keeping the table's image in memory) and within it the *kernel commit* (sending the \
 batches and reading every ack); the rest of the command is reading, checking and compiling the policy \
-(TOML), asking conntrack what to revoke, and the process itself. \
+(TOML), asking conntrack what to revoke, writing the table's image file for the next command (on a thread \
+of its own, beside the conntrack query, waited for before the command ends), and the process itself. \
 The *rules* rows are the other axis: N policy rules of one source and one port each (iptables: one rule \
 each). The data plane runs client namespace → host namespace (iptables-nft DNAT of port 8080 to the \
 server's port 80, and of 5201 for iperf3, as Docker publishes a port; conntrack on) → server namespace: \
@@ -951,7 +952,8 @@ fn share(shares: &Samples) -> String {
 
 /// Where a dockfw create's time goes, beside `nft -f`: the whole command,
 /// its apply call (`Nft::apply`: lock, read, plan, encode, commit, verify,
-/// keep the image) and the kernel commit within it, with the two ratios the
+/// keep the image in memory; the image file is written after it, on a
+/// thread of its own) and the kernel commit within it, with the two ratios the
 /// targets are set in. The call-to-commit ratio is taken run by run (both
 /// from the same run); the command-to-`nft -f` one from the two medians.
 fn commit_table(rows: &[Row]) -> String {
