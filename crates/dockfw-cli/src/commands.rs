@@ -31,10 +31,7 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
         warn_same_priority(session, nft.as_mut(), &policy.guard.table, policy.guard.priority);
     }
     warn_other_engines(session);
-    let warnings = parsed.warnings.len()
-        + docker.diagnostics.len()
-        + docker.unjudged_bridges.len()
-        + usize::from(foreign.is_some());
+    let warnings = parsed.warnings.len() + docker.diagnostics.len() + usize::from(foreign.is_some());
     if session.global.json {
         let diagnostics: Vec<_> = parsed.warnings.iter().chain(&docker.diagnostics).collect();
         let report = serde_json::json!({
@@ -47,7 +44,7 @@ pub fn check(session: &Session, fetch: bool) -> Result<Exit> {
             "docker": {
                 "reachable": docker.reachable,
                 "problem": docker.problem,
-                "unjudged_bridges": docker.unjudged_bridges,
+                "named_bridges": docker.named_bridges,
             },
             "diagnostics": diagnostics,
             "foreign_table": foreign,
@@ -216,17 +213,6 @@ pub fn other_engines_bridges(session: &Session) -> Vec<String> {
 /// Warns of [`other_engines_bridges`].
 pub fn warn_other_engines(session: &Session) {
     warn_all(session, &other_engines_bridges(session));
-}
-
-/// Warns of Docker networks on bridges the table does not know as Docker's,
-/// for `watch`, which lists Docker's containers itself (the other commands
-/// warn as they ask Docker: [`Session::docker`]).
-pub fn warn_unjudged_bridges(session: &Session) {
-    let view = DockerView {
-        unjudged_bridges: crate::docker_view::unjudged_bridges(&session.global),
-        ..DockerView::default()
-    };
-    warn_all(session, &view.bridge_warnings());
 }
 
 /// Warns of [`same_priority`] chains.

@@ -4,7 +4,10 @@
 use crate::cli::Global;
 use anyhow::Result;
 use dockfw_core::{Container, Diagnostic};
+use dockfw_docker::{BridgeNetwork, ContainerInfo};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 /// Docker could not be reached where it is required: by `--require-docker`,
 /// or by `watch`, which follows Docker's containers.
@@ -32,45 +35,58 @@ impl std::error::Error for Unreachable {}
 #[derive(Debug, Default)]
 pub struct DockerView {
     pub containers: Vec<Container>,
+    /// The bridges of the networks running containers are on, where Docker
+    /// was told their names (`com.docker.network.bridge.name`): the table
+    /// knows them as Docker's, as it knows `docker0` and `br-*`.
+    pub named_bridges: Vec<String>,
     /// Whether Docker answered.
     pub reachable: bool,
     /// Why Docker's containers are unknown, for a warning.
     pub problem: Option<String>,
     /// What the policy gets wrong about the running containers.
     pub diagnostics: Vec<Diagnostic>,
-    /// Docker's bridge networks whose bridge the table does not know as
-    /// Docker's (see [`dockfw_core::layout::is_docker_bridge`]): connections
-    /// routed to their containers' own addresses are not judged.
-    pub unjudged_bridges: Vec<dockfw_docker::BridgeNetwork>,
 }
 
-impl DockerView {
-    /// A warning for each of [`DockerView::unjudged_bridges`].
-    pub fn bridge_warnings(&self) -> Vec<String> {
-        self.unjudged_bridges
-            .iter()
-            .map(|network| {
-                format!(
-                    "Docker network `{}` is on bridge {}, which dockfw does not know as Docker's (docker0, br-*, \
-                     Docker's own names): the ports its containers publish are judged (DNAT), but not connections \
-                     routed to their own addresses, and [[outbound]] and [[between]] rules do not see them; \
-                     create the network without -o com.docker.network.bridge.name to have it judged",
-                    network.name, network.interface
-                )
-            })
-            .collect()
-    }
+/// What Docker runs, as the table needs it: the running containers, and the
+/// named bridges (see [`DockerView::named_bridges`]) of their networks.
+pub fn running(
+    host: Option<&str>,
+    timeout: Duration,
+) -> Result<(Vec<Container>, Vec<String>), dockfw_docker::Error> {
+    let containers = dockfw_docker::list_containers(host, timeout)?;
+    let networks = dockfw_docker::list_bridge_networks(host, timeout)?;
+    Ok((
+        containers.iter().map(Container::from).collect(),
+        named_bridges(&containers, &networks),
+    ))
+}
+
+/// The bridges of `networks` that some container is on, where the bridge is
+/// not named as Docker names bridges itself; sorted, without repeats.
+fn named_bridges(containers: &[ContainerInfo], networks: &[BridgeNetwork]) -> Vec<String> {
+    let in_use: BTreeSet<&str> = containers
+        .iter()
+        .flat_map(|container| &container.networks)
+        .map(|network| network.name.as_str())
+        .collect();
+    let bridges: BTreeSet<&str> = networks
+        .iter()
+        .filter(|network| in_use.contains(network.name.as_str()))
+        .map(|network| network.interface.as_str())
+        .filter(|interface| !dockfw_core::layout::is_docker_bridge(interface))
+        .collect();
+    bridges.into_iter().map(str::to_string).collect()
 }
 
 pub fn query(global: &Global) -> Result<DockerView> {
     if global.no_docker {
         return Ok(DockerView::default());
     }
-    match dockfw_docker::list_containers(global.docker_host.as_deref(), global.docker_timeout) {
-        Ok(list) => Ok(DockerView {
-            containers: list.iter().map(Container::from).collect(),
+    match running(global.docker_host.as_deref(), global.docker_timeout) {
+        Ok((containers, named_bridges)) => Ok(DockerView {
+            containers,
+            named_bridges,
             reachable: true,
-            unjudged_bridges: unjudged_bridges(global),
             ..DockerView::default()
         }),
         Err(error) if global.require_docker => Err(Unreachable {
@@ -88,16 +104,39 @@ pub fn query(global: &Global) -> Result<DockerView> {
     }
 }
 
-/// Docker's bridge networks on bridges the table does not know as Docker's
-/// (see [`DockerView::unjudged_bridges`]). Best effort: none when Docker
-/// does not answer (the containers are what the table needs).
-pub fn unjudged_bridges(global: &Global) -> Vec<dockfw_docker::BridgeNetwork> {
-    if global.no_docker {
-        return Vec::new();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_named_bridges_of_networks_in_use_are_known() {
+        let network = |name: &str, interface: &str| BridgeNetwork {
+            name: name.into(),
+            interface: interface.into(),
+        };
+        let networks = [
+            network("bridge", "docker0"),
+            network("web", "br-0123456789ab"),
+            network("dmz", "dmz0"),
+            network("lab", "lab0"),
+            network("idle", "idle0"),
+        ];
+        let on = |name: &str, networks: &[&str]| ContainerInfo {
+            id: name.into(),
+            name: name.into(),
+            labels: Default::default(),
+            networks: networks
+                .iter()
+                .map(|network| dockfw_docker::NetworkInfo {
+                    name: network.to_string(),
+                    ipv4: None,
+                    ipv6: None,
+                })
+                .collect(),
+            ports: Vec::new(),
+        };
+        let containers = [on("a", &["bridge", "dmz"]), on("b", &["web", "dmz", "lab"])];
+        assert_eq!(named_bridges(&containers, &networks), ["dmz0", "lab0"]);
+        assert!(named_bridges(&[], &networks).is_empty());
     }
-    dockfw_docker::list_bridge_networks(global.docker_host.as_deref(), global.docker_timeout)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|network| !dockfw_core::layout::is_docker_bridge(&network.interface))
-        .collect()
 }

@@ -349,20 +349,13 @@ impl Session {
                 );
             }
             output::print_diagnostics(&self.console, &view.diagnostics);
-            for warning in view.bridge_warnings() {
-                errln!(
-                    self.console,
-                    "{} {warning}",
-                    output::paint(output::WARN, "warning:")
-                );
-            }
         }
         Ok(view)
     }
 
     /// The ruleset the policy compiles to, given what Docker runs.
     pub fn desired(&self, parsed: &Parsed, docker: &DockerView) -> Ruleset {
-        dockfw_core::compile(&parsed.policy, &docker.containers)
+        dockfw_core::compile_with_bridges(&parsed.policy, &docker.containers, &docker.named_bridges)
     }
 }
 

@@ -86,8 +86,13 @@ const UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// What the other threads tell the guard.
 #[derive(Debug)]
 enum Input {
-    /// Docker's containers after a change (or after reconnecting), and why.
-    Containers { containers: Vec<Container>, why: String },
+    /// Docker's containers after a change (or after reconnecting), the
+    /// named bridges of their networks, and why.
+    Containers {
+        containers: Vec<Container>,
+        named_bridges: Vec<String>,
+        why: String,
+    },
     /// Docker went away; the thread reconnects.
     DockerLost(String),
     /// A failed attempt to reconnect (shown with -v).
@@ -224,17 +229,22 @@ impl Inbox {
 fn follow_docker(host: &DockerAt, mut events: BlockingEvents, settle: Duration, inbox: &Inbox) {
     loop {
         let update = wait_for_change(&mut events, settle).and_then(|changes| {
-            let containers = list_containers(host)?;
-            Ok((containers, describe_events(&changes)))
+            let running = list_running(host)?;
+            Ok((running, describe_events(&changes)))
         });
         match update {
-            Ok((containers, why)) => inbox.send(Input::Containers { containers, why }),
+            Ok(((containers, named_bridges), why)) => inbox.send(Input::Containers {
+                containers,
+                named_bridges,
+                why,
+            }),
             Err(error) => {
                 inbox.send(Input::DockerLost(error.to_string()));
-                let containers;
-                (events, containers) = reconnect(host, inbox);
+                let (containers, named_bridges);
+                (events, (containers, named_bridges)) = reconnect(host, inbox);
                 inbox.send(Input::Containers {
                     containers,
+                    named_bridges,
                     why: "Docker is back".into(),
                 });
             }
@@ -248,9 +258,10 @@ struct DockerAt {
     timeout: Duration,
 }
 
-fn list_containers(docker: &DockerAt) -> Result<Vec<Container>, dockfw_docker::Error> {
-    let list = dockfw_docker::list_containers(docker.host.as_deref(), docker.timeout)?;
-    Ok(list.iter().map(Container::from).collect())
+/// Docker's running containers and the named bridges of their networks
+/// (see [`crate::docker_view::running`]).
+fn list_running(docker: &DockerAt) -> Result<(Vec<Container>, Vec<String>), dockfw_docker::Error> {
+    crate::docker_view::running(docker.host.as_deref(), docker.timeout)
 }
 
 /// Blocks until an event arrives, then gathers the events that follow within
@@ -273,10 +284,10 @@ fn wait_for_change(
 
 /// Subscribes again (before listing, so no change falls in between) until
 /// Docker answers both.
-fn reconnect(host: &DockerAt, inbox: &Inbox) -> (BlockingEvents, Vec<Container>) {
+fn reconnect(host: &DockerAt, inbox: &Inbox) -> (BlockingEvents, (Vec<Container>, Vec<String>)) {
     loop {
         let attempt = dockfw_docker::subscribe(host.host.as_deref(), host.timeout)
-            .and_then(|events| Ok((events, list_containers(host)?)));
+            .and_then(|events| Ok((events, list_running(host)?)));
         match attempt {
             Ok(connected) => return connected,
             Err(error) => inbox.send(Input::DockerRetry(error.to_string())),
@@ -617,6 +628,8 @@ struct Guard<'a> {
     /// When to read the list files again, after they changed.
     files_due: Option<Instant>,
     containers: Vec<Container>,
+    /// The named bridges of their networks (see [`DockerView::named_bridges`]).
+    named_bridges: Vec<String>,
     docker_reachable: bool,
     /// The generation our last apply left the table matching the policy
     /// in: its last committed generation ([`ApplyReport::committed_generations`]),
@@ -682,6 +695,7 @@ impl<'a> Guard<'a> {
             files: None,
             files_due: None,
             containers: view.containers,
+            named_bridges: view.named_bridges,
             docker_reachable: view.reachable,
             synced: None,
             pending: Pending::default(),
@@ -704,7 +718,6 @@ impl<'a> Guard<'a> {
         let (table, priority) = (guard.table().to_string(), guard.parsed.policy.guard.priority);
         crate::commands::warn_same_priority(session, guard.nft.as_mut(), &table, priority);
         crate::commands::warn_other_engines(session);
-        crate::commands::warn_unjudged_bridges(session);
         guard.last_change = format!("applied at start, {}", now_text());
         notify(&[NotifyState::Ready, NotifyState::Status(&guard.status())]);
         Ok(guard)
@@ -749,7 +762,8 @@ impl<'a> Guard<'a> {
     /// not cost a full read when Docker commits at the same moment.
     fn apply(&mut self, quiet: bool) -> Result<(ApplyReport, Ruleset, Option<Revoked>)> {
         let started = Instant::now();
-        let ruleset = dockfw_core::compile(&self.parsed.policy, &self.containers);
+        let ruleset =
+            dockfw_core::compile_with_bridges(&self.parsed.policy, &self.containers, &self.named_bridges);
         let revoking = self.parsed.policy.guard.revoke;
         if revoking && self.labels.is_none() {
             // Before our first apply: the labels were set by whatever is installed.
@@ -906,6 +920,7 @@ impl<'a> Guard<'a> {
             parsed: self.parsed.clone(),
             docker: DockerView {
                 containers: self.containers.clone(),
+                named_bridges: self.named_bridges.clone(),
                 reachable: self.docker_reachable,
                 ..DockerView::default()
             },
@@ -1100,8 +1115,13 @@ impl<'a> Guard<'a> {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Containers { containers, why } => {
+            Input::Containers {
+                containers,
+                named_bridges,
+                why,
+            } => {
                 self.containers = containers;
+                self.named_bridges = named_bridges;
                 self.docker_reachable = true;
                 self.record(|m| m.docker_reachable(true));
                 if self.session.verbosity > Verbosity::Quiet && !self.session.global.json {

@@ -482,44 +482,86 @@ fn check_points_out_a_container_port_written_for_a_published_one() {
 }
 
 /// A network whose bridge Docker was told to name (`-o
-/// com.docker.network.bridge.name=…`) is not one the table knows as
-/// Docker's: every command that asks Docker says so, naming it; Docker's
-/// own bridges (docker0, `br-…`) are not mentioned.
+/// com.docker.network.bridge.name=…`): connections routed to its containers'
+/// own addresses are judged as on Docker's own bridges, from the moment a
+/// container runs on it (the table knows the bridge from Docker).
 #[test]
 #[ignore = "needs root and the Docker lab"]
-fn a_network_on_a_bridge_named_otherwise_is_pointed_out() {
+fn routed_access_to_a_container_on_a_bridge_named_otherwise_is_judged() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let setup = setup("dfwt-clib");
-    setup.lab.docker(&["network", "create", "web"]).unwrap();
-    setup
-        .lab
+    let lab = &setup.lab;
+    let subnet = "198.18.100.0/24";
+    lab.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        subnet,
+        "-o",
+        "com.docker.network.bridge.name=dfwdmz0",
+        "dmz",
+    ])
+    .unwrap();
+    lab.run_echo_with(
+        "web",
+        &["--network", "dmz", "-p", "8081:8000/tcp"],
+        &[(Proto::Tcp, 8000)],
+    )
+    .unwrap();
+    let web: IpAddr = lab
         .docker(&[
-            "network",
-            "create",
-            "-o",
-            "com.docker.network.bridge.name=dfwdmz0",
-            "dmz",
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.Networks.dmz.IPAddress}}",
+            "web",
         ])
+        .unwrap()
+        .trim()
+        .parse()
         .unwrap();
-    setup.write_policy("[guard]\ninterfaces = [\"eth0\"]\n");
-    let stderr = setup.stderr(&["check"], 0);
-    assert!(
-        stderr.contains("warning: Docker network `dmz` is on bridge dfwdmz0, which dockfw does not know"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("`web`") && !stderr.contains("`bridge`"),
-        "{stderr}"
-    );
+    lab.exec(
+        dockfw_e2e::Ns::Lan,
+        "ip",
+        &["route", "replace", subnet, "via", &addr::HOST_LAN.to_string()],
+    )
+    .unwrap();
+    let [stranger, allowed, _] = addr::LAN_SOURCES;
+    let p = |src, port| probe_from(Client::Lan, src, web, port);
+    use ProbeResult::*;
+    // Docker itself accepts routed traffic to a published container port.
+    setup.expect_now(&[(p(stranger, 8000), Open)]);
+
+    setup.write_policy(&format!(
+        r#"
+[guard]
+interfaces = ["eth1"]
+default = "drop"
+
+[[rule]]
+name = "web from one neighbour"
+container = "web"
+from = ["{allowed}"]
+"#
+    ));
     let json = setup.dockfw(&["--json", "check"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(
-        json["docker"]["unjudged_bridges"],
-        serde_json::json!([{ "name": "dmz", "interface": "dfwdmz0" }]),
+        json["docker"]["named_bridges"],
+        serde_json::json!(["dfwdmz0"]),
         "{json}"
     );
-    let stderr = setup.stderr(&["apply"], 0);
-    assert!(stderr.contains("`dmz` is on bridge dfwdmz0"), "{stderr}");
+    setup.dockfw(&["apply"]).assert().code(0);
+    setup.expect_now(&[(p(allowed, 8000), Open), (p(stranger, 8000), TimedOut)]);
+    let table = setup.table().unwrap();
+    assert!(table.contains("oifname \"dfwdmz0\""), "{table}");
+    // The same rule on the published path.
+    let host = addr::HOST_LAN;
+    setup.expect_now(&[
+        (probe_from(Client::Lan, allowed, host, 8081), Open),
+        (probe_from(Client::Lan, stranger, host, 8081), TimedOut),
+    ]);
+    // What is installed is what the policy and Docker make.
+    setup.dockfw(&["status"]).assert().code(0);
     setup.done();
 }
 

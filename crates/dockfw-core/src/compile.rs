@@ -52,6 +52,26 @@ const METER_SIZE: u32 = 65535;
 ///
 /// Deterministic: the same inputs give the same ruleset.
 pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
+    compile_with_bridges(policy, containers, &[])
+}
+
+/// [`compile`], knowing `bridges` as Docker's too, besides Docker's own
+/// names (`docker0`, `br-*`): the interfaces of Docker networks whose bridge
+/// was named with `-o com.docker.network.bridge.name=…` (names Docker's
+/// own patterns already cover are left out). Traffic routed onto them, and
+/// untracked traffic to them, is judged as on Docker's own bridges, and so
+/// are their containers' own connections.
+pub fn compile_with_bridges(policy: &Policy, containers: &[Container], bridges: &[String]) -> Ruleset {
+    let named: BTreeSet<&str> = bridges
+        .iter()
+        .map(String::as_str)
+        .filter(|bridge| !bridge.is_empty() && !crate::layout::is_docker_bridge(bridge))
+        .collect();
+    let bridges: Vec<IfName> = DOCKER_BRIDGES
+        .iter()
+        .map(|bridge| ifname(bridge))
+        .chain(named.into_iter().map(|bridge| IfName::Exact(bridge.into())))
+        .collect();
     let mut compiler = Compiler {
         sets: Vec::new(),
         log_to: policy.guard.log_to,
@@ -87,17 +107,17 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         vec![Match::CtStatusDnat],
         Verdict::Goto(CHAIN_RULES.into()),
     )];
-    guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+    guarded.extend(bridges.iter().map(|bridge| {
         rule(
             UNTRACKED_COMMENT,
-            vec![Match::CtState(CtState::Untracked), Match::OifName(ifname(bridge))],
+            vec![Match::CtState(CtState::Untracked), Match::OifName(bridge.clone())],
             Verdict::Goto(CHAIN_UNTRACKED.into()),
         )
     }));
-    guarded.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+    guarded.extend(bridges.iter().map(|bridge| {
         rule(
             "routed to a Docker bridge",
-            vec![Match::OifName(ifname(bridge))],
+            vec![Match::OifName(bridge.clone())],
             Verdict::Goto(CHAIN_RULES.into()),
         )
     }));
@@ -203,19 +223,19 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         .filter(|&direction| policy.judges(direction))
         .collect();
     if !judged.is_empty() {
-        forward.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+        forward.extend(bridges.iter().map(|bridge| {
             rule(
                 FROM_CONTAINERS_COMMENT,
-                vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                vec![Match::IifName(bridge.clone()), Match::CtState(CtState::New)],
                 Verdict::Goto(CHAIN_FROM_CONTAINERS.into()),
             )
         }));
         // Invalid packets belong to no connection a rule could judge; left
         // alone they would leave un-NATed, judged by nobody.
-        forward.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+        forward.extend(bridges.iter().map(|bridge| {
             rule(
                 INVALID_FROM_CONTAINER_COMMENT,
-                vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::Invalid)],
+                vec![Match::IifName(bridge.clone()), Match::CtState(CtState::Invalid)],
                 Verdict::Goto(CHAIN_FROM_CONTAINERS_INVALID.into()),
             )
         }));
@@ -223,12 +243,12 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         chains.push(Chain {
             name: CHAIN_FROM_CONTAINERS.into(),
             hook: None,
-            rules: from_containers_rules(&judged, None),
+            rules: from_containers_rules(&judged, &bridges, None),
         });
         chains.push(Chain {
             name: CHAIN_FROM_CONTAINERS_INVALID.into(),
             hook: None,
-            rules: from_containers_rules(&judged, Some(CHAIN_UNATTRIBUTED)),
+            rules: from_containers_rules(&judged, &bridges, Some(CHAIN_UNATTRIBUTED)),
         });
         chains.push(Chain {
             name: CHAIN_UNATTRIBUTED.into(),
@@ -247,10 +267,10 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
         // docker-proxy on the host when Docker does not NAT it (its
         // default): judged as between the containers, on the input hook.
         if judged.contains(&Direction::Between) {
-            input.extend(DOCKER_BRIDGES.iter().map(|bridge| {
+            input.extend(bridges.iter().map(|bridge| {
                 rule(
                     FROM_CONTAINERS_COMMENT,
-                    vec![Match::IifName(ifname(bridge)), Match::CtState(CtState::New)],
+                    vec![Match::IifName(bridge.clone()), Match::CtState(CtState::New)],
                     Verdict::Goto(CHAIN_BETWEEN_PROXIED.into()),
                 )
             }));
@@ -419,9 +439,9 @@ fn drop_rules(chain: &str, comment: &str, audit: bool, target: LogTarget) -> Vec
 /// (the base chain's policy accepts; Docker's chains still run). With
 /// `only_to`, every judged direction goes there instead
 /// (`from-containers-invalid`).
-fn from_containers_rules(judged: &[Direction], only_to: Option<&str>) -> Vec<Rule> {
+fn from_containers_rules(judged: &[Direction], bridges: &[IfName], only_to: Option<&str>) -> Vec<Rule> {
     let target = |direction| only_to.unwrap_or(direction_chain(direction)).to_string();
-    let mut rules: Vec<Rule> = DOCKER_BRIDGES
+    let mut rules: Vec<Rule> = bridges
         .iter()
         .map(|bridge| {
             let verdict = if judged.contains(&Direction::Between) {
@@ -429,7 +449,7 @@ fn from_containers_rules(judged: &[Direction], only_to: Option<&str>) -> Vec<Rul
             } else {
                 Verdict::Return
             };
-            rule("to a container", vec![Match::OifName(ifname(bridge))], verdict)
+            rule("to a container", vec![Match::OifName(bridge.clone())], verdict)
         })
         .collect();
     if judged.contains(&Direction::Outbound) {

@@ -682,10 +682,11 @@ pub fn link_local_interval() -> crate::interval::Interval<std::net::Ipv6Addr> {
     crate::interval::Interval::new(first, last).expect("first <= last")
 }
 
-/// Whether the table knows the interface `name` as a Docker bridge: by
-/// Docker's default names, `docker0` and `br-*`. Routed and untracked
-/// traffic onto any other bridge (a network created with
-/// `-o com.docker.network.bridge.name=…`) is not judged.
+/// Whether the table knows the interface `name` as a Docker bridge by its
+/// name alone: Docker's own names, `docker0` and `br-*`. A bridge Docker
+/// was told to name (a network created with `-o
+/// com.docker.network.bridge.name=…`) is known only when given to
+/// [`compile_with_bridges`](crate::compile_with_bridges).
 ///
 /// ```
 /// use dockfw_core::layout::is_docker_bridge;

@@ -109,7 +109,7 @@ pub mod sets;
 pub mod testing;
 pub mod values;
 
-pub use compile::compile;
+pub use compile::{compile, compile_with_bridges};
 pub use diag::{Diagnostic, Location, PolicyError, Severity};
 pub use eval::{
     Connection, ContainerConnection, Decision, Explanation, Miss, Via, evaluate, evaluate_container,

@@ -889,3 +889,41 @@ fn untracked_packets_the_guard_would_judge_are_dropped() {
     let elsewhere = connection(5353, Proto::Udp, "192.0.2.1");
     assert_eq!(fate(&elsewhere, Via::Proxied, Hook::Input), untouched);
 }
+
+/// Bridges Docker was told to name are known as Docker's wherever
+/// `docker0` and `br-*` are: routed and untracked traffic onto them, and
+/// their containers' own connections (here with an outbound rule).
+#[test]
+fn named_bridges_are_judged_where_dockers_own_are() {
+    let text = format!(
+        "{GUARD}\n[[outbound]]\nname = \"dns\"\ncontainer = \"web\"\nto = [\"192.0.2.53\"]\nports = [\"53/udp\"]\n"
+    );
+    let policy = parse("p.toml", &text).expect("valid policy").policy;
+    let plain = compile(&policy, &[]);
+    assert_eq!(dockfw_core::compile_with_bridges(&policy, &[], &[]), plain);
+    // Names Docker's own patterns cover, and repeats, add nothing.
+    let named = ["dmz0", "docker0", "br-0123456789ab", "dmz0", "lab0"].map(String::from);
+    let ruleset = dockfw_core::compile_with_bridges(&policy, &[], &named);
+    let matching = |chain: &str, wanted: &Match| {
+        ruleset
+            .chain(chain)
+            .unwrap()
+            .rules
+            .iter()
+            .filter(|rule| rule.matches.contains(wanted))
+            .count()
+    };
+    for bridge in ["dmz0", "lab0"] {
+        let out = Match::OifName(IfName::Exact(bridge.into()));
+        let into = Match::IifName(IfName::Exact(bridge.into()));
+        // Untracked and routed onto it.
+        assert_eq!(matching(CHAIN_GUARDED, &out), 2, "{bridge}");
+        // Its containers' new and invalid connections.
+        assert_eq!(matching(CHAIN_FORWARD, &into), 2, "{bridge}");
+        // Onto it from a container: between containers.
+        assert_eq!(matching(dockfw_core::layout::CHAIN_FROM_CONTAINERS, &out), 1, "{bridge}");
+    }
+    let count = |ruleset: &Ruleset| ruleset.chains.iter().map(|c| c.rules.len()).sum::<usize>();
+    // Six rules each: those above, and from-containers-invalid's.
+    assert_eq!(count(&ruleset), count(&plain) + 2 * 6);
+}
