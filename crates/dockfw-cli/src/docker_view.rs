@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use anyhow::Result;
 use dockfw_core::{Container, Diagnostic};
-use dockfw_docker::{BridgeNetwork, ContainerInfo};
+use dockfw_docker::BridgeNetwork;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -35,9 +35,11 @@ impl std::error::Error for Unreachable {}
 #[derive(Debug, Default)]
 pub struct DockerView {
     pub containers: Vec<Container>,
-    /// The bridges of the networks running containers are on, where Docker
-    /// was told their names (`com.docker.network.bridge.name`): the table
-    /// knows them as Docker's, as it knows `docker0` and `br-*`.
+    /// The bridges of Docker's bridge networks, where Docker was told their
+    /// names (`com.docker.network.bridge.name`): the table knows them as
+    /// Docker's, as it knows `docker0` and `br-*`. Every such network's,
+    /// not only those containers run on: a container started on one after
+    /// the apply is then judged from its first packet, as on `br-*`.
     pub named_bridges: Vec<String>,
     /// Whether Docker answered.
     pub reachable: bool,
@@ -48,7 +50,7 @@ pub struct DockerView {
 }
 
 /// What Docker runs, as the table needs it: the running containers, and the
-/// named bridges (see [`DockerView::named_bridges`]) of their networks.
+/// named bridges of Docker's networks (see [`DockerView::named_bridges`]).
 pub fn running(
     host: Option<&str>,
     timeout: Duration,
@@ -57,21 +59,15 @@ pub fn running(
     let networks = dockfw_docker::list_bridge_networks(host, timeout)?;
     Ok((
         containers.iter().map(Container::from).collect(),
-        named_bridges(&containers, &networks),
+        named_bridges(&networks),
     ))
 }
 
-/// The bridges of `networks` that some container is on, where the bridge is
-/// not named as Docker names bridges itself; sorted, without repeats.
-fn named_bridges(containers: &[ContainerInfo], networks: &[BridgeNetwork]) -> Vec<String> {
-    let in_use: BTreeSet<&str> = containers
-        .iter()
-        .flat_map(|container| &container.networks)
-        .map(|network| network.name.as_str())
-        .collect();
+/// The bridges of `networks` not named as Docker names bridges itself;
+/// sorted, without repeats.
+fn named_bridges(networks: &[BridgeNetwork]) -> Vec<String> {
     let bridges: BTreeSet<&str> = networks
         .iter()
-        .filter(|network| in_use.contains(network.name.as_str()))
         .map(|network| network.interface.as_str())
         .filter(|interface| !dockfw_core::layout::is_docker_bridge(interface))
         .collect();
@@ -108,8 +104,11 @@ pub fn query(global: &Global) -> Result<DockerView> {
 mod tests {
     use super::*;
 
+    /// Every named bridge, also of a network no container is on yet: the
+    /// table must judge a container's first packets there, before anything
+    /// re-applies (as it does on `br-*`).
     #[test]
-    fn only_named_bridges_of_networks_in_use_are_known() {
+    fn named_bridges_of_every_network_are_known() {
         let network = |name: &str, interface: &str| BridgeNetwork {
             name: name.into(),
             interface: interface.into(),
@@ -120,23 +119,10 @@ mod tests {
             network("dmz", "dmz0"),
             network("lab", "lab0"),
             network("idle", "idle0"),
+            network("shares-docker0", "docker0"),
+            network("again", "dmz0"),
         ];
-        let on = |name: &str, networks: &[&str]| ContainerInfo {
-            id: name.into(),
-            name: name.into(),
-            labels: Default::default(),
-            networks: networks
-                .iter()
-                .map(|network| dockfw_docker::NetworkInfo {
-                    name: network.to_string(),
-                    ipv4: None,
-                    ipv6: None,
-                })
-                .collect(),
-            ports: Vec::new(),
-        };
-        let containers = [on("a", &["bridge", "dmz"]), on("b", &["web", "dmz", "lab"])];
-        assert_eq!(named_bridges(&containers, &networks), ["dmz0", "lab0"]);
-        assert!(named_bridges(&[], &networks).is_empty());
+        assert_eq!(named_bridges(&networks), ["dmz0", "idle0", "lab0"]);
+        assert!(named_bridges(&[]).is_empty());
     }
 }

@@ -43,7 +43,7 @@ use anyhow::{Context, Result};
 use dockfw_core::revoke::CtLabelMap;
 use dockfw_core::sets::{Content, SetSource};
 use dockfw_core::{Container, Draft, Parsed, Policy, Ruleset};
-use dockfw_docker::{BlockingEvents, ContainerEvent};
+use dockfw_docker::{BlockingEvents, ContainerEvent, EventKind};
 use dockfw_nft::monitor::{Action, Event, Kind, Monitor, NfFamily, ObjectChange, Waker};
 use dockfw_nft::{ApplyReport, Change};
 use sd_notify::NotifyState;
@@ -87,7 +87,7 @@ const UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 enum Input {
     /// Docker's containers after a change (or after reconnecting), the
-    /// named bridges of their networks, and why.
+    /// named bridges of Docker's networks, and why.
     Containers {
         containers: Vec<Container>,
         named_bridges: Vec<String>,
@@ -258,7 +258,7 @@ struct DockerAt {
     timeout: Duration,
 }
 
-/// Docker's running containers and the named bridges of their networks
+/// Docker's running containers and the named bridges of Docker's networks
 /// (see [`crate::docker_view::running`]).
 fn list_running(docker: &DockerAt) -> Result<(Vec<Container>, Vec<String>), dockfw_docker::Error> {
     crate::docker_view::running(docker.host.as_deref(), docker.timeout)
@@ -299,12 +299,15 @@ fn reconnect(host: &DockerAt, inbox: &Inbox) -> (BlockingEvents, (Vec<Container>
 fn describe_events(changes: &[ContainerEvent]) -> String {
     let mut parts: Vec<String> = changes
         .iter()
-        .map(|e| {
-            format!(
+        .map(|e| match e.kind {
+            EventKind::NetworkCreate | EventKind::NetworkDestroy => {
+                format!("{} network {}", e.kind, e.network.as_deref().unwrap_or("?"))
+            }
+            _ => format!(
                 "{} {}",
                 e.kind,
                 e.container_name.as_deref().unwrap_or(&e.container_id)
-            )
+            ),
         })
         .collect();
     parts.dedup();
@@ -628,7 +631,7 @@ struct Guard<'a> {
     /// When to read the list files again, after they changed.
     files_due: Option<Instant>,
     containers: Vec<Container>,
-    /// The named bridges of their networks (see [`DockerView::named_bridges`]).
+    /// The named bridges of Docker's networks (see [`DockerView::named_bridges`]).
     named_bridges: Vec<String>,
     docker_reachable: bool,
     /// The generation our last apply left the table matching the policy

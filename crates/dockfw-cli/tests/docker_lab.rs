@@ -565,6 +565,101 @@ from = ["{allowed}"]
     setup.done();
 }
 
+/// A container started on a network with a named bridge after the apply is
+/// judged from its first packet, as on `br-*`: the table knows the bridges
+/// of every Docker network, not only of those containers run on (before,
+/// Docker alone decided routed access to it until the next apply: a denied
+/// neighbour was served). `watch` follows networks as they are created and
+/// removed, and `status` then says the table matches.
+#[test]
+#[ignore = "needs root and the Docker lab"]
+fn a_container_started_on_a_named_bridge_after_the_apply_is_judged() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let setup = setup("dfwt-clnb");
+    let lab = &setup.lab;
+    let subnet = "198.18.101.0/24";
+    lab.docker(&[
+        "network",
+        "create",
+        "--subnet",
+        subnet,
+        "-o",
+        "com.docker.network.bridge.name=dfwlate0",
+        "late",
+    ])
+    .unwrap();
+    lab.exec(
+        Ns::Lan,
+        "ip",
+        &["route", "replace", subnet, "via", &addr::HOST_LAN.to_string()],
+    )
+    .unwrap();
+    setup.write_policy(
+        r#"
+[guard]
+interfaces = ["eth1"]
+default = "drop"
+"#,
+    );
+    setup.dockfw(&["apply"]).assert().code(0);
+    assert!(setup.table().unwrap().contains("oifname \"dfwlate0\""));
+    lab.run_echo_with(
+        "web",
+        &["--network", "late", "-p", "8081:8000/tcp"],
+        &[(Proto::Tcp, 8000)],
+    )
+    .unwrap();
+    let web: IpAddr = lab.container_addrs("web").unwrap()[0];
+    let [stranger, _, _] = addr::LAN_SOURCES;
+    // Docker alone would serve it (see
+    // routed_access_to_a_container_on_a_bridge_named_otherwise_is_judged).
+    setup.expect_now(&[(
+        probe_from(Client::Lan, stranger, web, 8000),
+        ProbeResult::TimedOut,
+    )]);
+
+    // watch: networks created and removed are followed; status agrees.
+    let log = std::fs::File::create(setup.dir.join("watch.log")).unwrap();
+    let mut command = setup.dockfw(&["-v", "watch", "--settle", "200ms"]);
+    let watcher = KillOnDrop(
+        command
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&setup.dir.join("watch.log"), "applied");
+    let settled = |bridge_there: bool| {
+        let started = std::time::Instant::now();
+        loop {
+            let table = setup.table().unwrap();
+            let status = setup.dockfw(&["status"]).output().unwrap().status.code();
+            if table.contains("oifname \"dfwnew0\"") == bridge_there && status == Some(0) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "status {status:?}: {table}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    settled(false);
+    lab.docker(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.name=dfwnew0",
+        "new",
+    ])
+    .unwrap();
+    settled(true);
+    lab.docker(&["network", "rm", "new"]).unwrap();
+    settled(false);
+    drop(watcher);
+    setup.done();
+}
+
 /// With Docker's IPv6 off (the default on most hosts), an IPv6 client of a
 /// published port is answered by docker-proxy on the host: the input path.
 #[test]

@@ -22,11 +22,16 @@ pub enum EventKind {
     NetworkConnect,
     /// It was detached from a network.
     NetworkDisconnect,
+    /// A network was created: its bridge exists, perhaps named otherwise
+    /// than Docker names bridges (`com.docker.network.bridge.name`).
+    NetworkCreate,
+    /// A network was removed, and its bridge with it.
+    NetworkDestroy,
 }
 
 impl EventKind {
     /// Docker's actions behind each kind, and the event type they come with.
-    const ACTIONS: [(EventMessageTypeEnum, &'static str, EventKind); 6] = [
+    const ACTIONS: [(EventMessageTypeEnum, &'static str, EventKind); 8] = [
         (EventMessageTypeEnum::CONTAINER, "start", EventKind::Start),
         (EventMessageTypeEnum::CONTAINER, "die", EventKind::Die),
         (EventMessageTypeEnum::CONTAINER, "destroy", EventKind::Destroy),
@@ -41,9 +46,16 @@ impl EventKind {
             "disconnect",
             EventKind::NetworkDisconnect,
         ),
+        (EventMessageTypeEnum::NETWORK, "create", EventKind::NetworkCreate),
+        (
+            EventMessageTypeEnum::NETWORK,
+            "destroy",
+            EventKind::NetworkDestroy,
+        ),
     ];
 
-    /// Docker's word for it (`start`, `die`, `destroy`, `rename`, `connect`, `disconnect`).
+    /// Docker's word for it (`start`, `die`, `destroy`, `rename`, `connect`,
+    /// `disconnect`; `create` and `destroy` for networks).
     pub fn action(self) -> &'static str {
         Self::ACTIONS
             .iter()
@@ -58,12 +70,15 @@ impl std::fmt::Display for EventKind {
     }
 }
 
-/// A change to a container that may change the firewall's input.
+/// A change to a container, or to Docker's networks, that may change the
+/// firewall's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerEvent {
     /// What happened.
     pub kind: EventKind,
-    /// Full id of the container concerned.
+    /// Full id of the container concerned; empty for
+    /// [`EventKind::NetworkCreate`] and [`EventKind::NetworkDestroy`], which
+    /// concern no container.
     pub container_id: String,
     /// The container's name (the new name for [`EventKind::Rename`]), when
     /// Docker says it; network events do not.
@@ -87,6 +102,11 @@ impl ContainerEvent {
         let attribute = |key: &str| attributes.get(key).filter(|v| !v.is_empty()).cloned();
         let (container_id, container_name, network) = match typ {
             // A network event's actor is the network; the container is an attribute.
+            EventMessageTypeEnum::NETWORK
+                if matches!(kind, EventKind::NetworkCreate | EventKind::NetworkDestroy) =>
+            {
+                (String::new(), None, attribute("name"))
+            }
             EventMessageTypeEnum::NETWORK => (attribute("container")?, None, attribute("name")),
             _ => (
                 actor.id.clone().filter(|id| !id.is_empty())?,
@@ -110,7 +130,9 @@ impl ContainerEvent {
             if !types.contains(&typ.to_string()) {
                 types.push(typ.to_string());
             }
-            actions.push(action.into());
+            if !actions.iter().any(|a| a == action) {
+                actions.push(action.into());
+            }
         }
         HashMap::from([("type".into(), types), ("event".into(), actions)])
     }
@@ -164,8 +186,37 @@ mod tests {
         assert_eq!(filters["type"], ["container", "network"]);
         assert_eq!(
             filters["event"],
-            ["start", "die", "destroy", "rename", "connect", "disconnect"]
+            [
+                "start",
+                "die",
+                "destroy",
+                "rename",
+                "connect",
+                "disconnect",
+                "create"
+            ]
         );
+    }
+
+    /// A network's creation and removal change the bridges the table knows
+    /// as Docker's; a container's creation (same action) changes nothing.
+    #[test]
+    fn network_create_and_destroy_concern_no_container() {
+        let event = |typ: &str, action: &str| {
+            let line = format!(
+                r#"{{"Type":"{typ}","Action":"{action}","Actor":{{"ID":"5c3a0e1b2d4f","Attributes":{{"name":"dmz","type":"bridge"}}}},"scope":"local","time":1,"timeNano":1}}"#
+            );
+            ContainerEvent::from_message(&serde_json::from_str::<EventMessage>(&line).unwrap())
+        };
+        let created = event("network", "create").unwrap();
+        assert_eq!(created.kind, EventKind::NetworkCreate);
+        assert_eq!(created.container_id, "");
+        assert_eq!(created.network.as_deref(), Some("dmz"));
+        assert_eq!(
+            event("network", "destroy").unwrap().kind,
+            EventKind::NetworkDestroy
+        );
+        assert_eq!(event("container", "create"), None);
     }
 
     #[test]
