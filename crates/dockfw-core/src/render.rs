@@ -203,7 +203,12 @@ fn quote(text: &str) -> String {
 }
 
 fn ifname(name: &IfName) -> String {
-    quote(&name.to_string())
+    match name {
+        // A bridge Docker was told to name may end in `*`, which nft reads
+        // as a wildcard unless escaped (as `nft list` writes it).
+        IfName::Exact(exact) => quote(&exact.replace('*', "\\*")),
+        IfName::Prefix(_) => quote(&name.to_string()),
+    }
 }
 
 fn ip(family: Family) -> &'static str {

@@ -921,9 +921,27 @@ fn named_bridges_are_judged_where_dockers_own_are() {
         // Its containers' new and invalid connections.
         assert_eq!(matching(CHAIN_FORWARD, &into), 2, "{bridge}");
         // Onto it from a container: between containers.
-        assert_eq!(matching(dockfw_core::layout::CHAIN_FROM_CONTAINERS, &out), 1, "{bridge}");
+        assert_eq!(
+            matching(dockfw_core::layout::CHAIN_FROM_CONTAINERS, &out),
+            1,
+            "{bridge}"
+        );
     }
     let count = |ruleset: &Ruleset| ruleset.chains.iter().map(|c| c.rules.len()).sum::<usize>();
     // Six rules each: those above, and from-containers-invalid's.
     assert_eq!(count(&ruleset), count(&plain) + 2 * 6);
+}
+
+/// A bridge Docker was told to name `star*` (Docker and Linux accept it) is
+/// matched exactly in the kernel; the plan's text must say the same, not
+/// `oifname "star*"`, which nft reads as every name starting with `star`.
+#[test]
+fn a_named_bridge_ending_in_a_star_is_rendered_exact() {
+    let policy = parse("p.toml", GUARD).expect("valid policy").policy;
+    let ruleset = dockfw_core::compile_with_bridges(&policy, &[], &["star*".to_string()]);
+    let text = dockfw_core::render(&ruleset);
+    assert!(text.contains(r#"oifname "star\*" goto rules"#), "{text}");
+    assert!(!text.contains(r#"oifname "star*""#), "{text}");
+    // Docker's own pattern is still a wildcard.
+    assert!(text.contains(r#"oifname "br-*" goto rules"#), "{text}");
 }
