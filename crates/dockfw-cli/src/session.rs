@@ -349,6 +349,18 @@ impl Session {
                 );
             }
             output::print_diagnostics(&self.console, &view.diagnostics);
+            let guarded = &parsed.policy.guard.interfaces;
+            for bridge in &view.named_bridges {
+                if guarded.iter().any(|pattern| pattern.matches(bridge)) {
+                    errln!(
+                        self.console,
+                        "{} {bridge} is a Docker network's bridge and a guarded interface: what arrives \
+                         on it is judged as coming from outside, and its containers' connections are not \
+                         judged as theirs ([[outbound]], [[between]])",
+                        output::paint(output::WARN, "warning:")
+                    );
+                }
+            }
         }
         Ok(view)
     }

@@ -562,6 +562,13 @@ from = ["{allowed}"]
     ]);
     // What is installed is what the policy and Docker make.
     setup.dockfw(&["status"]).assert().code(0);
+    // Guarding the bridge itself keeps it a guarded interface only, and says so.
+    setup.write_policy("[guard]\ninterfaces = [\"eth1\", \"dfwdmz*\"]\n");
+    let stderr = setup.stderr(&["check"], 0);
+    assert!(
+        stderr.contains("warning: dfwdmz0 is a Docker network's bridge and a guarded interface"),
+        "{stderr}"
+    );
     setup.done();
 }
 

@@ -61,11 +61,23 @@ pub fn compile(policy: &Policy, containers: &[Container]) -> Ruleset {
 /// own patterns already cover are left out). Traffic routed onto them, and
 /// untracked traffic to them, is judged as on Docker's own bridges, and so
 /// are their containers' own connections.
+///
+/// A bridge the policy guards (a host's LAN bridge Docker was given, with
+/// `interfaces = ["br0"]`) is left out too: what arrives on it is judged as
+/// coming from outside, and taking it as Docker's as well would judge its
+/// containers' connections to their own LAN as inbound ones.
 pub fn compile_with_bridges(policy: &Policy, containers: &[Container], bridges: &[String]) -> Ruleset {
     let named: BTreeSet<&str> = bridges
         .iter()
         .map(String::as_str)
         .filter(|bridge| !bridge.is_empty() && !crate::layout::is_docker_bridge(bridge))
+        .filter(|bridge| {
+            !policy
+                .guard
+                .interfaces
+                .iter()
+                .any(|guarded| guarded.matches(bridge))
+        })
         .collect();
     let bridges: Vec<IfName> = DOCKER_BRIDGES
         .iter()

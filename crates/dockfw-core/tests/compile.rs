@@ -945,3 +945,21 @@ fn a_named_bridge_ending_in_a_star_is_rendered_exact() {
     // Docker's own pattern is still a wildcard.
     assert!(text.contains(r#"oifname "br-*" goto rules"#), "{text}");
 }
+
+/// A bridge the policy guards stays a guarded interface only.
+#[test]
+fn a_guarded_bridge_is_not_taken_as_dockers() {
+    let policy = parse("p.toml", "[guard]\ninterfaces = [\"eth0\", \"lan*\"]\n")
+        .expect("valid policy")
+        .policy;
+    let named = ["lan0", "dmz0"].map(String::from);
+    let ruleset = dockfw_core::compile_with_bridges(&policy, &[], &named);
+    let guarded = ruleset.chain(CHAIN_GUARDED).unwrap();
+    let onto = |bridge: &str| {
+        guarded.rules.iter().any(|rule| {
+            rule.matches
+                .contains(&Match::OifName(IfName::Exact(bridge.into())))
+        })
+    };
+    assert!(onto("dmz0") && !onto("lan0"));
+}
