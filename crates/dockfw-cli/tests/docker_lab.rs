@@ -491,58 +491,16 @@ fn routed_access_to_a_container_on_a_bridge_named_otherwise_is_judged() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let setup = setup("dfwt-clib");
     let lab = &setup.lab;
-    let subnet = "198.18.100.0/24";
-    lab.docker(&[
-        "network",
-        "create",
-        "--subnet",
-        subnet,
-        "-o",
-        "com.docker.network.bridge.name=dfwdmz0",
-        "dmz",
-    ])
-    .unwrap();
+    named_bridge_network(lab, "dmz", "dfwdmz0", "198.18.100.0/24");
     lab.run_echo_with(
         "web",
         &["--network", "dmz", "-p", "8081:8000/tcp"],
         &[(Proto::Tcp, 8000)],
     )
     .unwrap();
-    let web: IpAddr = lab
-        .docker(&[
-            "inspect",
-            "--format",
-            "{{.NetworkSettings.Networks.dmz.IPAddress}}",
-            "web",
-        ])
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    lab.exec(
-        dockfw_e2e::Ns::Lan,
-        "ip",
-        &["route", "replace", subnet, "via", &addr::HOST_LAN.to_string()],
-    )
-    .unwrap();
-    let [stranger, allowed, _] = addr::LAN_SOURCES;
-    let p = |src, port| probe_from(Client::Lan, src, web, port);
-    use ProbeResult::*;
-    // Docker itself accepts routed traffic to a published container port.
-    setup.expect_now(&[(p(stranger, 8000), Open)]);
-
-    setup.write_policy(&format!(
-        r#"
-[guard]
-interfaces = ["eth1"]
-default = "drop"
-
-[[rule]]
-name = "web from one neighbour"
-container = "web"
-from = ["{allowed}"]
-"#
-    ));
+    routed_and_published_web_are_judged_alike(&setup, lab.container_addrs("web").unwrap()[0]);
+    let table = setup.table().unwrap();
+    assert!(table.contains("oifname \"dfwdmz0\""), "{table}");
     let json = setup.dockfw(&["--json", "check"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(
@@ -550,16 +508,6 @@ from = ["{allowed}"]
         serde_json::json!(["dfwdmz0"]),
         "{json}"
     );
-    setup.dockfw(&["apply"]).assert().code(0);
-    setup.expect_now(&[(p(allowed, 8000), Open), (p(stranger, 8000), TimedOut)]);
-    let table = setup.table().unwrap();
-    assert!(table.contains("oifname \"dfwdmz0\""), "{table}");
-    // The same rule on the published path.
-    let host = addr::HOST_LAN;
-    setup.expect_now(&[
-        (probe_from(Client::Lan, allowed, host, 8081), Open),
-        (probe_from(Client::Lan, stranger, host, 8081), TimedOut),
-    ]);
     // What is installed is what the policy and Docker make.
     setup.dockfw(&["status"]).assert().code(0);
     // Guarding the bridge itself keeps it a guarded interface only, and says so.
@@ -584,23 +532,7 @@ fn a_container_started_on_a_named_bridge_after_the_apply_is_judged() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let setup = setup("dfwt-clnb");
     let lab = &setup.lab;
-    let subnet = "198.18.101.0/24";
-    lab.docker(&[
-        "network",
-        "create",
-        "--subnet",
-        subnet,
-        "-o",
-        "com.docker.network.bridge.name=dfwlate0",
-        "late",
-    ])
-    .unwrap();
-    lab.exec(
-        Ns::Lan,
-        "ip",
-        &["route", "replace", subnet, "via", &addr::HOST_LAN.to_string()],
-    )
-    .unwrap();
+    named_bridge_network(lab, "late", "dfwlate0", "198.18.101.0/24");
     setup.write_policy(
         r#"
 [guard]
@@ -742,19 +674,35 @@ fn routed_access_to_a_container_address_is_judged() {
     let lab = &setup.lab;
     lab.run_echo("web", &["8081:8000/tcp"], &[(Proto::Tcp, 8000)])
         .unwrap();
-    let web: IpAddr = lab
-        .docker(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", "web"])
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let bridge = addr::DOCKER_BIP.replace(".1/24", ".0/24");
+    route_lan_to(lab, &addr::DOCKER_BIP.replace(".1/24", ".0/24"));
+    routed_and_published_web_are_judged_alike(&setup, lab.container_addrs("web").unwrap()[0]);
+    setup.done();
+}
+
+/// Routes the lab's LAN to `subnet` (a Docker network) through the host.
+fn route_lan_to(lab: &Lab, subnet: &str) {
     lab.exec(
-        dockfw_e2e::Ns::Lan,
+        Ns::Lan,
         "ip",
-        &["route", "replace", &bridge, "via", &addr::HOST_LAN.to_string()],
+        &["route", "replace", subnet, "via", &addr::HOST_LAN.to_string()],
     )
     .unwrap();
+}
+
+/// A Docker network `name` on `subnet` whose bridge Docker is told to name
+/// `bridge`, routed to from the LAN.
+fn named_bridge_network(lab: &Lab, name: &str, bridge: &str, subnet: &str) {
+    let option = format!("com.docker.network.bridge.name={bridge}");
+    lab.docker(&["network", "create", "--subnet", subnet, "-o", &option, name])
+        .unwrap();
+    route_lan_to(lab, subnet);
+}
+
+/// With container `web` (at `web`, publishing 8081 for its port 8000)
+/// served to every LAN neighbour by Docker alone, a policy admitting one
+/// neighbour holds on the routed path (straight to `web`) and on the
+/// published one alike.
+fn routed_and_published_web_are_judged_alike(setup: &Setup, web: IpAddr) {
     let [stranger, allowed, _] = addr::LAN_SOURCES;
     let p = |src, port| probe_from(Client::Lan, src, web, port);
     use ProbeResult::*;
@@ -781,7 +729,6 @@ from = ["{allowed}"]
         (probe_from(Client::Lan, allowed, host, 8081), Open),
         (probe_from(Client::Lan, stranger, host, 8081), TimedOut),
     ]);
-    setup.done();
 }
 
 /// Revoke, with real packets: after `apply` of a policy that removes a

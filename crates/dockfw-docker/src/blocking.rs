@@ -12,28 +12,29 @@ use tokio::runtime::Runtime;
 /// and listing take at most about `timeout` together, else
 /// [`Error::Unreachable`].
 pub fn list_containers(host: Option<&str>, timeout: Duration) -> Result<Vec<ContainerInfo>, Error> {
-    let resolved = resolve_host(host);
-    runtime()?.block_on(async {
-        let list = async {
-            let client = Client::connect(Some(&resolved), timeout).await?;
-            client.containers().await
-        };
-        tokio::time::timeout(timeout, list)
-            .await
-            .unwrap_or_else(|_elapsed| Err(Error::timed_out(&resolved, timeout)))
-    })
+    ask(host, timeout, async |client| client.containers().await)
 }
 
 /// The bridge networks of the Docker daemon at `host`, as
 /// [`list_containers`] lists containers (and as bounded by `timeout`).
 pub fn list_bridge_networks(host: Option<&str>, timeout: Duration) -> Result<Vec<BridgeNetwork>, Error> {
+    ask(host, timeout, async |client| client.bridge_networks().await)
+}
+
+/// Connects to the daemon at `host` and asks it `question`, all within
+/// about `timeout`.
+fn ask<T>(
+    host: Option<&str>,
+    timeout: Duration,
+    question: impl AsyncFnOnce(&Client) -> Result<T, Error>,
+) -> Result<T, Error> {
     let resolved = resolve_host(host);
     runtime()?.block_on(async {
-        let list = async {
+        let answer = async {
             let client = Client::connect(Some(&resolved), timeout).await?;
-            client.bridge_networks().await
+            question(&client).await
         };
-        tokio::time::timeout(timeout, list)
+        tokio::time::timeout(timeout, answer)
             .await
             .unwrap_or_else(|_elapsed| Err(Error::timed_out(&resolved, timeout)))
     })
