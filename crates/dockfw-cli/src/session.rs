@@ -349,9 +349,8 @@ impl Session {
                 );
             }
             output::print_diagnostics(&self.console, &view.diagnostics);
-            let guarded = &parsed.policy.guard.interfaces;
             for bridge in &view.named_bridges {
-                if guarded.iter().any(|pattern| pattern.matches(bridge)) {
+                if parsed.policy.guard.guards(bridge) {
                     errln!(
                         self.console,
                         "{} {bridge} is a Docker network's bridge and a guarded interface: what arrives \

@@ -71,13 +71,7 @@ pub fn compile_with_bridges(policy: &Policy, containers: &[Container], bridges: 
         .iter()
         .map(String::as_str)
         .filter(|bridge| !bridge.is_empty() && !crate::layout::is_docker_bridge(bridge))
-        .filter(|bridge| {
-            !policy
-                .guard
-                .interfaces
-                .iter()
-                .any(|guarded| guarded.matches(bridge))
-        })
+        .filter(|bridge| !policy.guard.guards(bridge))
         .collect();
     let bridges: Vec<IfName> = DOCKER_BRIDGES
         .iter()

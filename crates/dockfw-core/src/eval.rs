@@ -245,12 +245,7 @@ pub fn explain_via(
     path: Via,
 ) -> Explanation {
     let not_judged = Explanation::not_judged;
-    if !policy
-        .guard
-        .interfaces
-        .iter()
-        .any(|name| name.matches(&connection.interface))
-    {
+    if !policy.guard.guards(&connection.interface) {
         return not_judged(format!(
             "it arrives on {}, which guard.interfaces does not list",
             connection.interface

@@ -107,6 +107,12 @@ impl Guard {
         }
     }
 
+    /// Whether traffic arriving on the interface `name` is judged: one of
+    /// [`Guard::interfaces`] matches it.
+    pub fn guards(&self, name: &str) -> bool {
+        self.interfaces.iter().any(|pattern| pattern.matches(name))
+    }
+
     /// Whether the guard only logs and counts what it would deny.
     pub fn audit(&self) -> bool {
         self.mode == Mode::Audit
