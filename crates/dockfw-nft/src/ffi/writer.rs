@@ -167,6 +167,16 @@ fn nest_end(out: &mut [u8], start: usize) {
     out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
+/// The type and flags of a message adding (each element must be new) or,
+/// with `delete`, deleting the elements of a set dockfw fills.
+fn element_message(delete: bool) -> (u32, i32) {
+    if delete {
+        (libc::NFT_MSG_DELSETELEM as u32, libc::NLM_F_ACK)
+    } else {
+        (libc::NFT_MSG_NEWSETELEM as u32, CREATE)
+    }
+}
+
 /// Builds messages into a reusable scratch buffer.
 pub(crate) struct MsgWriter {
     // u32 words keep the buffer aligned for `nlmsghdr`.
@@ -326,12 +336,8 @@ impl MsgWriter {
     ) -> &[u8] {
         use super::attr::*;
         assert!(elems.len() <= ELEMS_PER_MSG);
-        let (ty, flags) = if delete {
-            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
-        } else {
-            (libc::NFT_MSG_NEWSETELEM, CREATE)
-        };
-        let header = self.build(ty as u32, INET as u16, flags, seq, |_| {}).to_vec();
+        let (ty, flags) = element_message(delete);
+        let header = self.build(ty, INET as u16, flags, seq, |_| {}).to_vec();
         let out = &mut self.direct;
         out.clear();
         out.extend_from_slice(&header);
@@ -396,12 +402,8 @@ impl MsgWriter {
                 sys::nftnl_set_elem_add(s, e);
             }
         }
-        let (ty, flags) = if delete {
-            (libc::NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
-        } else {
-            (libc::NFT_MSG_NEWSETELEM, CREATE)
-        };
-        self.message_with(ty as u32, flags, seq, &set, set_elements)
+        let (ty, flags) = element_message(delete);
+        self.message_with(ty, flags, seq, &set, set_elements)
     }
 
     /// An element message on a set whose elements belong to run time: each
