@@ -204,6 +204,30 @@ fn another_process_takes_the_sent_elements_from_disk_as_the_kernel_holds_them() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The IPv4 interval set of [`ruleset`], to edit.
+fn v4_intervals(ruleset: &mut Ruleset) -> &mut Vec<Interval<Ipv4Addr>> {
+    let SetElements::Ipv4(v) = &mut ruleset.sets[0].elements else {
+        unreachable!("sets() starts with the IPv4 intervals")
+    };
+    v
+}
+
+/// The IPv6 interval set of [`ruleset`], to edit.
+fn v6_intervals(ruleset: &mut Ruleset) -> &mut Vec<Interval<Ipv6Addr>> {
+    let SetElements::Ipv6(v) = &mut ruleset.sets[1].elements else {
+        unreachable!("sets() has the IPv6 intervals second")
+    };
+    v
+}
+
+/// The port interval set of [`ruleset`], to edit.
+fn port_intervals(ruleset: &mut Ruleset) -> &mut Vec<Interval<u16>> {
+    let SetElements::Port(v) = &mut ruleset.sets[2].elements else {
+        unreachable!("sets() has the ports third")
+    };
+    v
+}
+
 /// Changes that reshape neighbouring intervals: an address that joins two
 /// intervals into one, one that splits an interval, an interval reaching
 /// the top of the range that grows downwards and then stops short of the
@@ -220,17 +244,13 @@ fn intervals_reshaped_next_to_their_neighbours_read_back_as_sent() {
     type Edit = fn(&mut Ruleset);
     let edits: [(&str, Edit); 6] = [
         ("join", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             // 10.0.0.4-10.0.0.5 and 10.0.0.8-10.0.0.9 become one.
             let joined = Interval::new(v[1].first, v[2].last).unwrap();
             v.splice(1..3, [joined]);
         }),
         ("split", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             let (first, last) = (v[1].first, v[1].last);
             let middle = u32::from(first) + 2;
             v.splice(
@@ -242,49 +262,33 @@ fn intervals_reshaped_next_to_their_neighbours_read_back_as_sent() {
             );
         }),
         ("top grows down", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(v4(u32::from(top.first) - 100), top.last).unwrap();
-            let SetElements::Ipv6(v) = &mut r.sets[1].elements else {
-                unreachable!()
-            };
+            let v = v6_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(v6(u128::from(top.first) - 100), top.last).unwrap();
         }),
         ("top stops short", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(top.first, v4(u32::MAX - 1)).unwrap();
-            let SetElements::Ipv6(v) = &mut r.sets[1].elements else {
-                unreachable!()
-            };
+            let v = v6_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(top.first, v6(u128::MAX - 1)).unwrap();
         }),
         ("top again", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(top.first, v4(u32::MAX)).unwrap();
-            let SetElements::Port(v) = &mut r.sets[2].elements else {
-                unreachable!()
-            };
+            let v = port_intervals(r);
             let top = v.last_mut().unwrap();
             *top = Interval::new(top.first, 65_534).unwrap();
         }),
         ("bottom", |r| {
-            let SetElements::Ipv4(v) = &mut r.sets[0].elements else {
-                unreachable!()
-            };
+            let v = v4_intervals(r);
             v[0] = Interval::new(v4(1), v4(2)).unwrap();
-            let SetElements::Port(v) = &mut r.sets[2].elements else {
-                unreachable!()
-            };
+            let v = port_intervals(r);
             v[0] = Interval::single(0);
         }),
     ];
