@@ -55,8 +55,7 @@ pub fn running(
     host: Option<&str>,
     timeout: Duration,
 ) -> Result<(Vec<Container>, Vec<String>), dockfw_docker::Error> {
-    let containers = dockfw_docker::list_containers(host, timeout)?;
-    let networks = dockfw_docker::list_bridge_networks(host, timeout)?;
+    let (containers, networks) = dockfw_docker::list_containers_and_bridge_networks(host, timeout)?;
     Ok((
         containers.iter().map(Container::from).collect(),
         named_bridges(&networks),

@@ -15,10 +15,16 @@ pub fn list_containers(host: Option<&str>, timeout: Duration) -> Result<Vec<Cont
     ask(host, timeout, async |client| client.containers().await)
 }
 
-/// The bridge networks of the Docker daemon at `host`, as
-/// [`list_containers`] lists containers (and as bounded by `timeout`).
-pub fn list_bridge_networks(host: Option<&str>, timeout: Duration) -> Result<Vec<BridgeNetwork>, Error> {
-    ask(host, timeout, async |client| client.bridge_networks().await)
+/// The running containers (as [`list_containers`]) and the bridge networks
+/// of the Docker daemon at `host`, over one connection and within about
+/// `timeout` together: what a firewall compiles from, asked at once.
+pub fn list_containers_and_bridge_networks(
+    host: Option<&str>,
+    timeout: Duration,
+) -> Result<(Vec<ContainerInfo>, Vec<BridgeNetwork>), Error> {
+    ask(host, timeout, async |client| {
+        Ok((client.containers().await?, client.bridge_networks().await?))
+    })
 }
 
 /// Connects to the daemon at `host` and asks it `question`, all within

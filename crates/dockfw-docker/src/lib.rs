@@ -5,8 +5,9 @@
 //! them into [`dockfw_core::Container`]s for the policy compiler, and follows
 //! Docker's events so a watcher can re-apply when containers change.
 //!
-//! - Synchronous callers (the CLI): [`list_containers`], [`list_bridge_networks`] and [`subscribe`],
-//!   which run a small single-threaded runtime of their own.
+//! - Synchronous callers (the CLI): [`list_containers`],
+//!   [`list_containers_and_bridge_networks`] and [`subscribe`], which run a
+//!   small single-threaded runtime of their own.
 //! - Async callers (tokio): [`Client`].
 //!
 //! Which daemon: an explicit host (the CLI's `--docker-host`), else env
@@ -56,7 +57,7 @@ mod events;
 mod host;
 mod model;
 
-pub use blocking::{BlockingEvents, list_bridge_networks, list_containers, subscribe};
+pub use blocking::{BlockingEvents, list_containers, list_containers_and_bridge_networks, subscribe};
 pub use client::Client;
 pub use error::Error;
 pub use events::{ContainerEvent, EventKind};
