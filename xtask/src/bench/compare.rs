@@ -673,9 +673,9 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
     let file = |name: String| files.dir.join(name).display().to_string();
     for round in 0..plan.data_runs {
         eprintln!("xtask:   data plane, round {} of {}", round + 1, plan.data_runs);
-        let mut measured = Vec::with_capacity(rows.len());
-        let order = (0..rows.len()).map(|i| (i + round) % rows.len());
-        for row in order.map(|i| &rows[i]) {
+        let mut measured = vec![(0.0, 0, 0.0); rows.len()];
+        for i in (0..rows.len()).map(|i| (i + round) % rows.len()) {
+            let row = &rows[i];
             let n = row.size;
             let dockfw_args =
                 |command: &str| {
@@ -702,7 +702,7 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
                 }
                 _ => {}
             }
-            measured.push((row.guard, row.size, topology.measure_once(plan)?));
+            measured[i] = topology.measure_once(plan)?;
             match row.guard {
                 DOCKFW => {
                     dockfw_args("remove")?;
@@ -717,20 +717,13 @@ fn data_plane(files: &Files, plan: &Plan) -> Result<Vec<DataRow>> {
                 _ => {}
             }
         }
-        let baseline = measured
-            .iter()
-            .find(|(guard, ..)| *guard == NO_GUARD)
-            .map(|(_, _, (conns, _, gbits))| (*conns, *gbits))
-            .expect("every round measures no guard");
-        for (guard, size, (conns, failed, gbits)) in measured {
-            let row = rows
-                .iter_mut()
-                .find(|r| r.guard == guard && r.size == size)
-                .expect("measured rows are rows");
+        // rows[0] is no guard.
+        let (baseline_conns, _, baseline_gbits) = measured[0];
+        for (row, (conns, failed, gbits)) in rows.iter_mut().zip(measured) {
             row.conns.push(conns);
             row.gbits.push(gbits);
-            row.conns_share.push(conns / baseline.0);
-            row.gbits_share.push(gbits / baseline.1);
+            row.conns_share.push(conns / baseline_conns);
+            row.gbits_share.push(gbits / baseline_gbits);
             row.failed += failed;
         }
     }
